@@ -1,0 +1,106 @@
+// ewe::Context: the device a computation runs on and the resources it owns there
+// (CPU threads and scratch memory; on CUDA the stream, cuDNN/cuBLASLt handles and
+// workspace), plus the backend that implements every op for that device.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "ewe/core/error.hpp"
+#include "ewe/core/tensor.hpp"
+#include "ewe/ops/backend.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace ewe {
+
+struct ContextOptions {
+    int threads = 0;             // CPU threads; 0 = all hardware threads (OpenMP's default)
+    int cuda_device = 0;         // which GPU, for Device::cuda
+    bool allow_tf32 = false;     // CUDA: let cuDNN/cuBLAS use TF32 tensor cores (off: exact fp32)
+    bool deterministic = false;  // CUDA: deterministic algorithms and fixed-order reductions
+};
+
+namespace detail {
+
+// Installed by the CUDA headers (ewe/cuda/backend.cuh) in programs compiled with nvcc.
+struct CudaContextHooks {
+    std::shared_ptr<void> (*create_resources)(const ContextOptions& options);
+    void (*synchronize)(void* resources);
+    Backend<float>* backend_float;
+    Backend<double>* backend_double;
+};
+
+inline const CudaContextHooks*& cuda_context_hooks() {
+    static const CudaContextHooks* hooks = nullptr;
+    return hooks;
+}
+
+template <class T>
+Backend<T>& cpu_backend();  // defined in ewe/cpu/backend.hpp
+
+}  // namespace detail
+
+class Context {
+public:
+    explicit Context(Device device = Device::cpu, ContextOptions options = {}) : device_(device), options_(options) {
+        EWE_REQUIRE(options.threads >= 0, "ewe::Context: threads must be >= 0, found ", options.threads);
+        if (device == Device::cuda) {
+            const detail::CudaContextHooks* hooks = detail::cuda_context_hooks();
+            EWE_REQUIRE(hooks != nullptr, "ewe::Context: Device::cuda was requested but this program has no CUDA "
+                        "backend (include <ewe/ewe.hpp> from a .cu file compiled by nvcc, with EWE_WITH_CUDA on)");
+            cuda_resources_ = hooks->create_resources(options);
+        }
+#if defined(_OPENMP)
+        if (options.threads > 0) omp_set_num_threads(options.threads);
+#endif
+    }
+    Context(const Context&) = delete;
+    Context& operator=(const Context&) = delete;
+
+    Device device() const { return device_; }
+    const ContextOptions& options() const { return options_; }
+
+    template <class T>
+    Backend<T>& backend() {
+        if (device_ == Device::cpu) return detail::cpu_backend<T>();
+        const detail::CudaContextHooks* hooks = detail::cuda_context_hooks();
+        Backend<T>* backend = nullptr;
+        if constexpr (std::is_same_v<T, float>) backend = hooks->backend_float;
+        else backend = hooks->backend_double;
+        EWE_REQUIRE(backend != nullptr, "ewe::Context: the CUDA backend does not support this element type");
+        return *backend;
+    }
+
+    // Waits until all work queued on this context has finished (no-op on the CPU).
+    void synchronize() {
+        if (device_ == Device::cuda) detail::cuda_context_hooks()->synchronize(cuda_resources_.get());
+    }
+
+    // Opaque per-device resources (the CUDA backend casts it to its own type).
+    void* device_resources() const { return cuda_resources_.get(); }
+
+    // Host scratch memory for CPU ops, reused between calls: grows on first use to the
+    // largest size asked for, so a steady-state training step allocates nothing.
+    template <class T>
+    T* cpu_scratch(std::int64_t count) {
+        const std::size_t bytes = static_cast<std::size_t>(count) * sizeof(T);
+        if (bytes > cpu_scratch_bytes_) {
+            cpu_scratch_ = Tensor<std::byte>(Shape{static_cast<std::int64_t>(bytes)});
+            cpu_scratch_bytes_ = bytes;
+        }
+        return reinterpret_cast<T*>(cpu_scratch_.data());
+    }
+
+private:
+    Device device_;
+    ContextOptions options_;
+    std::shared_ptr<void> cuda_resources_;
+    Tensor<std::byte> cpu_scratch_;
+    std::size_t cpu_scratch_bytes_ = 0;
+};
+
+}  // namespace ewe

@@ -1,0 +1,365 @@
+// The CPU backend: every op of ewe/ops/backend.hpp on the host, with Eigen for the
+// matrix products (multi-threaded through OpenMP when it is enabled) and OpenMP
+// loops for the rest. Convolutions go through im2col (ewe/cpu/im2col.hpp).
+// Reductions accumulate in double, also for float data.
+#pragma once
+
+#include <Eigen/Core>
+#include <cmath>
+#include <cstdint>
+
+#include "ewe/core/context.hpp"
+#include "ewe/cpu/im2col.hpp"
+#include "ewe/ops/backend.hpp"
+
+namespace ewe::cpu {
+
+template <class T>
+using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using MatrixMap = Eigen::Map<Matrix<T>>;
+template <class T>
+using ConstMatrixMap = Eigen::Map<const Matrix<T>>;
+
+template <class T>
+MatrixMap<T> as_matrix(TensorView<T> t, std::int64_t rows, std::int64_t cols) {
+    return MatrixMap<T>(t.data(), rows, cols);
+}
+template <class T>
+ConstMatrixMap<T> as_matrix(TensorView<const T> t, std::int64_t rows, std::int64_t cols) {
+    return ConstMatrixMap<T>(t.data(), rows, cols);
+}
+
+constexpr std::int64_t kParallelGrain = 1 << 14;  // elements below which loops stay serial
+
+template <class T>
+T activate(Activation act, T v) {
+    switch (act) {
+        case Activation::relu: return v > T(0) ? v : T(0);
+        case Activation::sigmoid: return T(1) / (T(1) + std::exp(-v));
+        default: return v;
+    }
+}
+
+// d act / d pre, written in terms of the output y = act(pre).
+template <class T>
+T activation_slope(Activation act, T y) {
+    switch (act) {
+        case Activation::relu: return y > T(0) ? T(1) : T(0);
+        case Activation::sigmoid: return y * (T(1) - y);
+        default: return T(1);
+    }
+}
+
+// y (M, C) = act(y + b), in place; b may be empty.
+template <class T>
+void bias_activation(Activation act, const T* b, T* y, std::int64_t rows, std::int64_t cols) {
+    if (b == nullptr && act == Activation::none) return;
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelGrain)
+    for (std::int64_t r = 0; r < rows; ++r) {
+        T* row = y + r * cols;
+        for (std::int64_t c = 0; c < cols; ++c) row[c] = activate(act, b ? row[c] + b[c] : row[c]);
+    }
+}
+
+// dpre = dy * act'(y), all (M, C).
+template <class T>
+void activation_grad(Activation act, const T* y, const T* dy, T* dpre, std::int64_t count) {
+#pragma omp parallel for schedule(static) if (count > kParallelGrain)
+    for (std::int64_t i = 0; i < count; ++i) dpre[i] = dy[i] * activation_slope(act, y[i]);
+}
+
+// db[c] = sum over rows of dpre[r, c].
+template <class T>
+void column_sums(const T* dpre, T* db, std::int64_t rows, std::int64_t cols) {
+    if (db == nullptr) return;
+    ConstMatrixMap<T> d(dpre, rows, cols);
+    Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(db, cols) = d.colwise().sum();
+}
+
+template <class T>
+class Backend final : public ewe::Backend<T> {
+public:
+    template <class U>
+    using View = TensorView<U>;
+
+    void dense_forward(Context&, View<const T> x, View<const T> w, View<const T> b, Activation act,
+                       View<T> y) override {
+        const std::int64_t n = x.dim(0), in = x.dim(1), out = w.dim(1);
+        as_matrix(y, n, out).noalias() = as_matrix(x, n, in) * as_matrix(w, in, out);
+        bias_activation(act, b.data(), y.data(), n, out);
+    }
+
+    void dense_backward(Context&, View<const T> x, View<const T> w, View<const T> y, View<const T> dy,
+                        Activation act, View<T> dpre, View<T> dx, View<T> dw, View<T> db) override {
+        const std::int64_t n = x.dim(0), in = x.dim(1), out = w.dim(1);
+        activation_grad(act, y.data(), dy.data(), dpre.data(), n * out);
+        auto d = as_matrix(View<const T>(dpre), n, out);
+        as_matrix(dw, in, out).noalias() = as_matrix(x, n, in).transpose() * d;
+        column_sums(dpre.data(), db.data(), n, out);
+        if (!dx.empty()) as_matrix(dx, n, in).noalias() = d * as_matrix(w, in, out).transpose();
+    }
+
+    void conv2d_forward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w, View<const T> b,
+                        Activation act, View<T> y) override {
+        const std::int64_t M = g.gemm_m(), K = g.gemm_k();
+        T* cols = ctx.cpu_scratch<T>(M * K);
+        im2col(g, x.data(), cols);
+        as_matrix(y, M, g.out_c).noalias() = ConstMatrixMap<T>(cols, M, K) * as_matrix(w, g.out_c, K).transpose();
+        bias_activation(act, b.data(), y.data(), M, g.out_c);
+    }
+
+    void conv2d_backward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w, View<const T> y,
+                         View<const T> dy, Activation act, View<T> dpre, View<T> dx, View<T> dw,
+                         View<T> db) override {
+        const std::int64_t M = g.gemm_m(), K = g.gemm_k();
+        activation_grad(act, y.data(), dy.data(), dpre.data(), M * g.out_c);
+        column_sums(dpre.data(), db.data(), M, g.out_c);
+        auto d = ConstMatrixMap<T>(dpre.data(), M, g.out_c);
+        T* cols = ctx.cpu_scratch<T>(M * K);
+        im2col(g, x.data(), cols);
+        as_matrix(dw, g.out_c, K).noalias() = d.transpose() * ConstMatrixMap<T>(cols, M, K);
+        if (dx.empty()) return;
+        MatrixMap<T>(cols, M, K).noalias() = d * as_matrix(w, g.out_c, K);
+        col2im(g, cols, dx.data());
+    }
+
+    void conv2d_transpose_forward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w,
+                                  View<const T> b, Activation act, View<T> y) override {
+        const std::int64_t M = g.gemm_m(), K = g.gemm_k();
+        T* cols = ctx.cpu_scratch<T>(M * K);
+        MatrixMap<T>(cols, M, K).noalias() = as_matrix(x, M, g.out_c) * as_matrix(w, g.out_c, K);
+        col2im(g, cols, y.data());
+        bias_activation(act, b.data(), y.data(), y.numel() / g.in_c, g.in_c);
+    }
+
+    void conv2d_transpose_backward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w,
+                                   View<const T> y, View<const T> dy, Activation act, View<T> dpre, View<T> dx,
+                                   View<T> dw, View<T> db) override {
+        const std::int64_t M = g.gemm_m(), K = g.gemm_k();
+        activation_grad(act, y.data(), dy.data(), dpre.data(), y.numel());
+        column_sums(dpre.data(), db.data(), y.numel() / g.in_c, g.in_c);
+        T* cols = ctx.cpu_scratch<T>(M * K);
+        im2col(g, dpre.data(), cols);
+        auto c = ConstMatrixMap<T>(cols, M, K);
+        as_matrix(dw, g.out_c, K).noalias() = as_matrix(x, M, g.out_c).transpose() * c;
+        if (!dx.empty()) as_matrix(dx, M, g.out_c).noalias() = c * as_matrix(w, g.out_c, K).transpose();
+    }
+
+    void activation_forward(Context&, Activation act, View<const T> x, View<T> y) override {
+        const std::int64_t count = x.numel();
+#pragma omp parallel for schedule(static) if (count > kParallelGrain)
+        for (std::int64_t i = 0; i < count; ++i) y[i] = activate(act, x[i]);
+    }
+
+    void activation_backward(Context&, Activation act, View<const T> y, View<const T> dy, View<T> dx) override {
+        activation_grad(act, y.data(), dy.data(), dx.data(), y.numel());
+    }
+
+    void batchnorm_forward(Context&, const BatchNormConfig& cfg, Phase phase, View<const T> x, View<const T> gamma,
+                           View<const T> beta, View<T> moving_mean, View<T> moving_var, View<T> saved_mean,
+                           View<T> saved_invstd, View<T> y) override {
+        const std::int64_t C = gamma.numel(), M = x.numel() / C;
+        if (phase == Phase::train) {
+            for (std::int64_t c = 0; c < C; ++c) {
+                double mean = 0;
+                for (std::int64_t r = 0; r < M; ++r) mean += x[r * C + c];
+                mean /= double(M);
+                double var = 0;
+                for (std::int64_t r = 0; r < M; ++r) {
+                    const double d = x[r * C + c] - mean;
+                    var += d * d;
+                }
+                var /= double(M);
+                saved_mean[c] = T(mean);
+                saved_invstd[c] = T(1.0 / std::sqrt(var + cfg.epsilon));
+                moving_mean[c] = T(cfg.momentum * moving_mean[c] + (1.0 - cfg.momentum) * mean);
+                moving_var[c] = T(cfg.momentum * moving_var[c] + (1.0 - cfg.momentum) * var);
+            }
+        }
+        for (std::int64_t r = 0; r < M; ++r) {
+            for (std::int64_t c = 0; c < C; ++c) {
+                const T mean = phase == Phase::train ? saved_mean[c] : moving_mean[c];
+                const T invstd = phase == Phase::train ? saved_invstd[c]
+                                                       : T(1.0 / std::sqrt(double(moving_var[c]) + cfg.epsilon));
+                y[r * C + c] = gamma[c] * (x[r * C + c] - mean) * invstd + beta[c];
+            }
+        }
+    }
+
+    void batchnorm_backward(Context&, View<const T> x, View<const T> dy, View<const T> gamma,
+                            View<const T> saved_mean, View<const T> saved_invstd, View<T> dx, View<T> dgamma,
+                            View<T> dbeta) override {
+        const std::int64_t C = gamma.numel(), M = x.numel() / C;
+        for (std::int64_t c = 0; c < C; ++c) {
+            double sum_dy = 0, sum_dy_xhat = 0;
+            for (std::int64_t r = 0; r < M; ++r) {
+                const double xhat = (double(x[r * C + c]) - saved_mean[c]) * saved_invstd[c];
+                sum_dy += dy[r * C + c];
+                sum_dy_xhat += dy[r * C + c] * xhat;
+            }
+            dgamma[c] = T(sum_dy_xhat);
+            dbeta[c] = T(sum_dy);
+            const double scale = double(gamma[c]) * saved_invstd[c] / double(M);
+            for (std::int64_t r = 0; r < M; ++r) {
+                const double xhat = (double(x[r * C + c]) - saved_mean[c]) * saved_invstd[c];
+                dx[r * C + c] = T(scale * (double(M) * dy[r * C + c] - sum_dy - xhat * sum_dy_xhat));
+            }
+        }
+    }
+
+    void dropout_forward(Context&, double rate, const PhiloxKey& key, View<const T> x, View<T> y) override {
+        apply_dropout(rate, key, x.data(), y.data(), x.numel());
+    }
+    void dropout_backward(Context&, double rate, const PhiloxKey& key, View<const T> dy, View<T> dx) override {
+        apply_dropout(rate, key, dy.data(), dx.data(), dy.numel());
+    }
+
+    void reparameterize_forward(Context&, ReparamVariant variant, const PhiloxKey& key, View<const T> mean,
+                                View<const T> log_var, View<T> z) override {
+        const double half = variant == ReparamVariant::standard ? 0.5 : 1.0;
+        for (std::int64_t i = 0; i < mean.numel(); ++i)
+            z[i] = T(mean[i] + std::exp(half * log_var[i]) * double(philox_normal(key, std::uint64_t(i))));
+    }
+
+    void reparameterize_backward(Context&, ReparamVariant variant, const PhiloxKey& key, View<const T> log_var,
+                                 View<const T> dz, View<T> dmean, View<T> dlog_var) override {
+        const double half = variant == ReparamVariant::standard ? 0.5 : 1.0;
+        for (std::int64_t i = 0; i < log_var.numel(); ++i) {
+            const double eps = philox_normal(key, std::uint64_t(i));
+            dmean[i] += dz[i];
+            dlog_var[i] += T(dz[i] * half * std::exp(half * log_var[i]) * eps);
+        }
+    }
+
+    void mse_forward(Context&, double scale, View<const T> pred, View<const T> target, View<T> per_sample) override {
+        const std::int64_t N = pred.dim(0), P = pred.numel() / std::max<std::int64_t>(N, 1);
+        for (std::int64_t n = 0; n < N; ++n) {
+            double acc = 0;
+            for (std::int64_t p = 0; p < P; ++p) {
+                const double d = double(pred[n * P + p]) - double(target[n * P + p]);
+                acc += d * d;
+            }
+            per_sample[n] = T(scale * acc / double(P));
+        }
+    }
+
+    void mse_backward(Context&, double coefficient, View<const T> pred, View<const T> target,
+                      View<T> dpred) override {
+        const std::int64_t N = pred.dim(0), P = pred.numel() / std::max<std::int64_t>(N, 1);
+        const T c = T(2.0 * coefficient / double(P));
+        for (std::int64_t i = 0; i < pred.numel(); ++i) dpred[i] = c * (pred[i] - target[i]);
+    }
+
+    void kl_forward(Context&, KlReduction reduction, View<const T> mean, View<const T> log_var,
+                    View<T> per_sample) override {
+        const std::int64_t N = mean.dim(0), D = mean.dim(1);
+        for (std::int64_t n = 0; n < N; ++n) {
+            double acc = 0;
+            for (std::int64_t d = 0; d < D; ++d) {
+                const double m = mean[n * D + d], lv = log_var[n * D + d];
+                acc += -0.5 * (1.0 + lv - m * m - std::exp(lv));
+            }
+            per_sample[n] = T(reduction == KlReduction::mean ? acc / double(D) : acc);
+        }
+    }
+
+    void kl_backward(Context&, KlReduction reduction, double coefficient, View<const T> mean, View<const T> log_var,
+                     View<T> dmean, View<T> dlog_var) override {
+        const double c = reduction == KlReduction::mean ? coefficient / double(mean.dim(1)) : coefficient;
+        for (std::int64_t i = 0; i < mean.numel(); ++i) {
+            dmean[i] = T(c * mean[i]);
+            dlog_var[i] = T(c * 0.5 * (std::exp(double(log_var[i])) - 1.0));
+        }
+    }
+
+    void sgd_update(Context&, const SgdConfig& cfg, double lr, View<T> params, View<const T> grads,
+                    View<T> velocity) override {
+        const std::int64_t count = params.numel();
+        const T m = T(cfg.momentum), rate = T(lr);
+        if (cfg.momentum == 0.0) {
+#pragma omp parallel for schedule(static) if (count > kParallelGrain)
+            for (std::int64_t i = 0; i < count; ++i) params[i] -= rate * grads[i];
+            return;
+        }
+#pragma omp parallel for schedule(static) if (count > kParallelGrain)
+        for (std::int64_t i = 0; i < count; ++i) {
+            const T v = m * velocity[i] - rate * grads[i];
+            velocity[i] = v;
+            params[i] += cfg.nesterov ? m * v - rate * grads[i] : v;
+        }
+    }
+
+    void rmsprop_update(Context&, const RmspropConfig& cfg, double lr, View<T> params, View<const T> grads,
+                        View<T> mean_square) override {
+        const std::int64_t count = params.numel();
+        const T rho = T(cfg.rho), one_minus_rho = T(1.0 - cfg.rho), eps = T(cfg.epsilon), rate = T(lr);
+        T* __restrict p = params.data();
+        const T* __restrict g = grads.data();
+        T* __restrict ms = mean_square.data();
+#pragma omp parallel for simd schedule(static) if (count > kParallelGrain)
+        for (std::int64_t i = 0; i < count; ++i) {
+            const T s = rho * ms[i] + one_minus_rho * g[i] * g[i];
+            ms[i] = s;
+            p[i] -= rate * g[i] / (std::sqrt(s) + eps);
+        }
+    }
+
+    void adam_update(Context&, const AdamConfig& cfg, double lr, std::int64_t step, View<T> params,
+                     View<const T> grads, View<T> m, View<T> v) override {
+        const std::int64_t count = params.numel();
+        const double correction1 = 1.0 - std::pow(cfg.beta1, double(step));
+        const double correction2 = 1.0 - std::pow(cfg.beta2, double(step));
+        // Keras form: lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t); eps added to sqrt(v).
+        const T rate = T(lr * std::sqrt(correction2) / correction1);
+        const T b1 = T(cfg.beta1), b2 = T(cfg.beta2), eps = T(cfg.epsilon);
+#pragma omp parallel for schedule(static) if (count > kParallelGrain)
+        for (std::int64_t i = 0; i < count; ++i) {
+            m[i] = b1 * m[i] + (T(1) - b1) * grads[i];
+            v[i] = b2 * v[i] + (T(1) - b2) * grads[i] * grads[i];
+            params[i] -= rate * m[i] / (std::sqrt(v[i]) + eps);
+        }
+    }
+
+    void fill(Context&, T value, View<T> x) override { std::fill(x.data(), x.data() + x.numel(), value); }
+
+    void copy(Context&, View<const T> src, View<T> dst) override { ewe::copy<T>(src, dst); }
+
+    void sum(Context&, View<const T> x, View<T> out) override {
+        double acc = 0;
+        for (std::int64_t i = 0; i < x.numel(); ++i) acc += x[i];
+        out[0] = T(acc);
+    }
+
+    void gather_images(Context&, View<const std::uint8_t> images, View<const std::int32_t> indices, double scale,
+                       View<T> out) override {
+        const std::int64_t count = images.dim(0), pixels = images.numel() / std::max<std::int64_t>(count, 1);
+        for (std::int64_t i = 0; i < indices.numel(); ++i) {
+            const std::int64_t row = indices[i];
+            EWE_REQUIRE(row >= 0 && row < count, "ops::gather_images: index ", row, " at position ", i,
+                        " is outside the ", count, " images");
+            const std::uint8_t* src = images.data() + row * pixels;
+            T* dst = out.data() + i * pixels;
+            for (std::int64_t p = 0; p < pixels; ++p) dst[p] = T(double(src[p]) * scale);
+        }
+    }
+
+private:
+    static void apply_dropout(double rate, const PhiloxKey& key, const T* in, T* out, std::int64_t count) {
+        const std::uint32_t threshold = dropout_threshold(rate);
+        const T scale = T(1.0 / (1.0 - rate));
+#pragma omp parallel for schedule(static) if (count > kParallelGrain)
+        for (std::int64_t i = 0; i < count; ++i)
+            out[i] = philox_keep(key, std::uint64_t(i), threshold) ? in[i] * scale : T(0);
+    }
+};
+
+}  // namespace ewe::cpu
+
+namespace ewe::detail {
+template <class T>
+Backend<T>& cpu_backend() {
+    static cpu::Backend<T> backend;
+    return backend;
+}
+}  // namespace ewe::detail
