@@ -325,6 +325,12 @@ public:
 
     void copy(Context&, View<const T> src, View<T> dst) override { ewe::copy<T>(src, dst); }
 
+    void add(Context&, View<const T> a, View<const T> b, View<T> out) override {
+        const std::int64_t count = a.numel();
+#pragma omp parallel for schedule(static) if (count > kParallelGrain)
+        for (std::int64_t i = 0; i < count; ++i) out[i] = a[i] + b[i];
+    }
+
     void sum(Context&, View<const T> x, View<T> out) override {
         double acc = 0;
         for (std::int64_t i = 0; i < x.numel(); ++i) acc += x[i];

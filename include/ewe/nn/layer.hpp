@@ -49,7 +49,8 @@ struct BuildContext {
 struct SummaryRow {
     std::string name, kind;
     Shape output;  // without the batch dimension
-    std::int64_t params = 0;
+    std::int64_t params = 0;         // all parameters of the layer
+    std::int64_t non_trainable = 0;  // of which not trainable
 };
 
 template <class T>
@@ -99,13 +100,11 @@ public:
     }
 
     // Parameters this layer registered (with those of its sub-layers).
-    virtual std::int64_t param_count() const {
-        std::int64_t n = 0;
-        for (int id : param_ids_) n += store_->info()[id].shape.numel();
-        return n;
-    }
+    virtual std::int64_t param_count() const { return count_params(true) + count_params(false); }
     // Rows this layer adds to a summary: one, or one per sub-layer for containers.
-    virtual std::vector<SummaryRow> summary_rows() const { return {SummaryRow{name_, kind(), output_, param_count()}}; }
+    virtual std::vector<SummaryRow> summary_rows() const {
+        return {SummaryRow{name_, kind(), output_, param_count(), count_params(false)}};
+    }
 
 protected:
     virtual std::string default_name() const = 0;
@@ -132,6 +131,13 @@ protected:
     [[noreturn]] void invalid(const std::string& what) const { fail(kind(), " '", name_, "': ", what); }
 
 private:
+    std::int64_t count_params(bool trainable) const {
+        std::int64_t n = 0;
+        for (int id : param_ids_)
+            if (store_->info()[id].trainable == trainable) n += store_->info()[id].shape.numel();
+        return n;
+    }
+
     void check_io(const char* pass, const TensorView<const T>& x, const TensorView<const T>& y) const {
         EWE_REQUIRE(built_, kind(), " '", name_, "' ", pass, ": the layer is not built");
         EWE_REQUIRE(x.rank() >= 1 && x.shape().features() == input_, kind(), " '", name_, "' ", pass,

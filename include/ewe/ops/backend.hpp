@@ -127,6 +127,7 @@ public:
     // --- Utilities.
     virtual void fill(Context&, T value, View<T> x) = 0;
     virtual void copy(Context&, View<const T> src, View<T> dst) = 0;
+    virtual void add(Context&, View<const T> a, View<const T> b, View<T> out) = 0;  // out may alias a or b
     virtual void sum(Context&, View<const T> x, View<T> out) = 0;  // out: one element
     // out[i, :] = images[indices[i], :] * scale (uint8 images (N_all, P) to T (n, P)).
     virtual void gather_images(Context&, View<const std::uint8_t> images, View<const std::int32_t> indices,

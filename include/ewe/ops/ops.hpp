@@ -353,6 +353,14 @@ void copy(Context& ctx, TensorView<const T> src, TensorView<T> dst) {
 }
 
 template <class T>
+void add(Context& ctx, TensorView<const T> a, TensorView<const T> b, TensorView<T> out) {
+    EWE_ON_DEVICE(ctx, "ops::add", EWE_ARG(a), EWE_ARG(b), EWE_ARG(out));
+    detail::shaped("ops::add", "b", b, a.shape());
+    detail::shaped("ops::add", "out", out, a.shape());
+    ctx.backend<T>().add(ctx, a, b, out);
+}
+
+template <class T>
 void sum(Context& ctx, TensorView<const T> x, TensorView<T> out) {
     EWE_ON_DEVICE(ctx, "ops::sum", EWE_ARG(x), EWE_ARG(out));
     detail::sized("ops::sum", "out", out, 1);

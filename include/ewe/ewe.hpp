@@ -1,0 +1,26 @@
+// ewe: header-only C++20 deep learning with one API on the CPU (Eigen) and on CUDA
+// (cuDNN, cuBLASLt, hand-written kernels). Include this one header. Compiled by g++
+// it gives the CPU path only; compiled by nvcc with EWE_WITH_CUDA it adds Device::cuda.
+#pragma once
+
+#include "ewe/core/context.hpp"
+#include "ewe/core/error.hpp"
+#include "ewe/core/philox.hpp"
+#include "ewe/core/tensor.hpp"
+#include "ewe/cpu/backend.hpp"
+#include "ewe/loss/vae_loss.hpp"
+#include "ewe/models/sheep_vae.hpp"
+#include "ewe/nn/batchnorm.hpp"
+#include "ewe/nn/conv2d.hpp"
+#include "ewe/nn/dense.hpp"
+#include "ewe/nn/elementwise.hpp"
+#include "ewe/nn/layer.hpp"
+#include "ewe/nn/parameters.hpp"
+#include "ewe/nn/sequential.hpp"
+#include "ewe/nn/summary.hpp"
+#include "ewe/ops/ops.hpp"
+#include "ewe/optim/optimizers.hpp"
+
+#if defined(__CUDACC__) && defined(EWE_WITH_CUDA)
+#include "ewe/cuda/backend.cuh"
+#endif

@@ -1,0 +1,82 @@
+// Losses of the sheep VAE. Reductions are stated, because users trip on them:
+//   reconstruction, per sample: recon_scale * mean over pixels of (x_hat - x)^2
+//     (the post's 2 * 28 * 28 * MSE is recon_scale = 1568, i.e. 2 * SSE);
+//   KL, per sample: -0.5 * reduce_d (1 + log_var - mean^2 - exp(log_var)), reduce_d a
+//     mean over latent dimensions (the post) or a sum (KlReduction::sum);
+//   total: batch mean of reconstruction + kl_weight * KL. kl_weight may change every
+//   step (KL annealing) with nothing rebuilt.
+#pragma once
+
+#include "ewe/core/context.hpp"
+#include "ewe/ops/ops.hpp"
+
+namespace ewe {
+
+struct VaeLossConfig {
+    double recon_scale = 2.0 * 28 * 28;
+    KlReduction kl_reduction = KlReduction::mean;
+};
+
+// Batch means of the last forward().
+struct VaeLossValues {
+    double total = 0, reconstruction = 0, kl = 0, kl_weight = 0;
+};
+
+template <class T>
+class VaeLoss {
+public:
+    VaeLoss(Context& ctx, VaeLossConfig config, std::int64_t max_batch)
+        : config_(config), recon_(Shape{max_batch}, ctx.device()), kl_(Shape{max_batch}, ctx.device()) {
+        EWE_REQUIRE(config.recon_scale > 0, "VaeLoss: recon_scale must be positive, found ", config.recon_scale);
+    }
+
+    const VaeLossConfig& config() const { return config_; }
+    void set_kl_weight(double w) {
+        EWE_REQUIRE(w >= 0, "VaeLoss: kl_weight must be >= 0, found ", w);
+        kl_weight_ = w;
+    }
+    double kl_weight() const { return kl_weight_; }
+
+    // Per-sample terms into the loss' own buffers (read them with per_sample_*()).
+    void forward(Context& ctx, TensorView<const T> x, TensorView<const T> x_hat, TensorView<const T> mean,
+                 TensorView<const T> log_var) {
+        const std::int64_t n = x.dim(0);
+        ops::mse_forward<T>(ctx, config_.recon_scale, x_hat, x, recon_.view().leading(n));
+        ops::kl_forward<T>(ctx, config_.kl_reduction, mean, log_var, kl_.view().leading(n));
+        batch_ = n;
+    }
+
+    // Gradients of the batch-mean total: overwrites dx_hat, dmean, dlog_var.
+    void backward(Context& ctx, TensorView<const T> x, TensorView<const T> x_hat, TensorView<const T> mean,
+                  TensorView<const T> log_var, TensorView<T> dx_hat, TensorView<T> dmean, TensorView<T> dlog_var) {
+        const double n = double(x.dim(0));
+        ops::mse_backward<T>(ctx, config_.recon_scale / n, x_hat, x, dx_hat);
+        ops::kl_backward<T>(ctx, config_.kl_reduction, kl_weight_ / n, mean, log_var, dmean, dlog_var);
+    }
+
+    TensorView<const T> per_sample_reconstruction() const { return recon_.view().leading(batch_); }
+    TensorView<const T> per_sample_kl() const { return kl_.view().leading(batch_); }
+
+    // Batch means of the last forward, read back to the host (a device sync on CUDA).
+    VaeLossValues values() const {
+        Tensor<T> recon_host = recon_.to(Device::cpu), kl_host = kl_.to(Device::cpu);
+        VaeLossValues v;
+        for (std::int64_t i = 0; i < batch_; ++i) {
+            v.reconstruction += double(recon_host[i]);
+            v.kl += double(kl_host[i]);
+        }
+        v.reconstruction /= double(std::max<std::int64_t>(batch_, 1));
+        v.kl /= double(std::max<std::int64_t>(batch_, 1));
+        v.kl_weight = kl_weight_;
+        v.total = v.reconstruction + kl_weight_ * v.kl;
+        return v;
+    }
+
+private:
+    VaeLossConfig config_;
+    double kl_weight_ = 1.0;
+    Tensor<T> recon_, kl_;
+    std::int64_t batch_ = 0;
+};
+
+}  // namespace ewe

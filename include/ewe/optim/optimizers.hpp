@@ -1,0 +1,132 @@
+// Optimizers over a ParameterStore's flat buffers: one update of every trainable
+// parameter per step (one launch on CUDA). Update rules follow Keras:
+//   SGD:     v = momentum * v - lr * g;  p += v  (Nesterov: p += momentum * v - lr * g)
+//   RMSprop: s = rho * s + (1 - rho) * g^2;  p -= lr * g / (sqrt(s) + eps)
+//   Adam:    m, v moments; p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
+// The learning rate may change between steps. State buffers are allocated on
+// construction, so step() allocates nothing.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ewe/nn/parameters.hpp"
+#include "ewe/ops/ops.hpp"
+
+namespace ewe {
+
+template <class T>
+class Optimizer {
+public:
+    Optimizer(ParameterStore<T>& params, double lr) : params_(params), lr_(lr) {
+        EWE_REQUIRE(params.allocated(), "Optimizer: the parameter store must be allocated first");
+        EWE_REQUIRE(lr > 0, "Optimizer: learning rate must be positive, found ", lr);
+    }
+    virtual ~Optimizer() = default;
+    virtual const char* kind() const = 0;
+
+    void step(Context& ctx) {
+        ++iterations_;
+        update(ctx, params_.trainable_values(), params_.grads());
+    }
+
+    void set_learning_rate(double lr) {
+        EWE_REQUIRE(lr > 0, kind(), ": learning rate must be positive, found ", lr);
+        lr_ = lr;
+    }
+    double learning_rate() const { return lr_; }
+    std::int64_t iterations() const { return iterations_; }
+    void set_iterations(std::int64_t n) { iterations_ = n; }
+
+    // Named state buffers (for checkpoints), each shaped like the trainable prefix.
+    std::vector<std::pair<std::string, TensorView<T>>> state() {
+        std::vector<std::pair<std::string, TensorView<T>>> out;
+        for (auto& [name, tensor] : state_) out.emplace_back(name, tensor.view());
+        return out;
+    }
+
+protected:
+    virtual void update(Context& ctx, TensorView<T> params, TensorView<const T> grads) = 0;
+
+    // A zero-initialized state buffer shaped like the trainable parameters.
+    TensorView<T> add_state(Context& ctx, std::string name) {
+        Tensor<T> t(Shape{params_.trainable_count()}, params_.device());
+        ops::fill<T>(ctx, T(0), t.view());
+        state_.emplace_back(std::move(name), std::move(t));
+        return state_.back().second.view();
+    }
+
+    ParameterStore<T>& params_;
+    double lr_;
+    std::int64_t iterations_ = 0;
+    std::vector<std::pair<std::string, Tensor<T>>> state_;
+};
+
+template <class T>
+class Sgd final : public Optimizer<T> {
+public:
+    Sgd(Context& ctx, ParameterStore<T>& params, double lr = 0.01, SgdConfig config = {})
+        : Optimizer<T>(params, lr), config_(config) {
+        EWE_REQUIRE(config.momentum >= 0 && config.momentum < 1, "SGD: momentum must be in [0, 1), found ",
+                    config.momentum);
+        EWE_REQUIRE(!config.nesterov || config.momentum > 0, "SGD: nesterov needs a momentum > 0");
+        if (config.momentum > 0) velocity_ = this->add_state(ctx, "velocity");
+    }
+    const char* kind() const override { return "SGD"; }
+
+protected:
+    void update(Context& ctx, TensorView<T> p, TensorView<const T> g) override {
+        ops::sgd_update<T>(ctx, config_, this->lr_, p, g, velocity_);
+    }
+
+private:
+    SgdConfig config_;
+    TensorView<T> velocity_;
+};
+
+template <class T>
+class Rmsprop final : public Optimizer<T> {
+public:
+    Rmsprop(Context& ctx, ParameterStore<T>& params, double lr = 1e-3, RmspropConfig config = {})
+        : Optimizer<T>(params, lr), config_(config) {
+        EWE_REQUIRE(config.rho >= 0 && config.rho < 1, "RMSprop: rho must be in [0, 1), found ", config.rho);
+        EWE_REQUIRE(config.epsilon > 0, "RMSprop: epsilon must be positive, found ", config.epsilon);
+        mean_square_ = this->add_state(ctx, "mean_square");
+    }
+    const char* kind() const override { return "RMSprop"; }
+
+protected:
+    void update(Context& ctx, TensorView<T> p, TensorView<const T> g) override {
+        ops::rmsprop_update<T>(ctx, config_, this->lr_, p, g, mean_square_);
+    }
+
+private:
+    RmspropConfig config_;
+    TensorView<T> mean_square_;
+};
+
+template <class T>
+class Adam final : public Optimizer<T> {
+public:
+    Adam(Context& ctx, ParameterStore<T>& params, double lr = 1e-3, AdamConfig config = {})
+        : Optimizer<T>(params, lr), config_(config) {
+        EWE_REQUIRE(config.beta1 >= 0 && config.beta1 < 1 && config.beta2 >= 0 && config.beta2 < 1,
+                    "Adam: betas must be in [0, 1), found ", config.beta1, " and ", config.beta2);
+        EWE_REQUIRE(config.epsilon > 0, "Adam: epsilon must be positive, found ", config.epsilon);
+        m_ = this->add_state(ctx, "m");
+        v_ = this->add_state(ctx, "v");
+    }
+    const char* kind() const override { return "Adam"; }
+
+protected:
+    void update(Context& ctx, TensorView<T> p, TensorView<const T> g) override {
+        ops::adam_update<T>(ctx, config_, this->lr_, this->iterations_, p, g, m_, v_);
+    }
+
+private:
+    AdamConfig config_;
+    TensorView<T> m_, v_;
+};
+
+}  // namespace ewe
