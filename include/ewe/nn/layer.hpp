@@ -32,10 +32,15 @@ struct RandomState {
 // What a layer needs while it is built.
 template <class T>
 struct BuildContext {
+    BuildContext(Context& context, ParameterStore<T>& store, const RandomState& rng, std::int64_t batch)
+        : ctx(context), params(store), random(rng), max_batch(batch) {
+        EWE_REQUIRE(batch > 0, "BuildContext: max_batch must be positive, found ", batch);
+    }
+
     Context& ctx;
     ParameterStore<T>& params;
     const RandomState& random;
-    std::int64_t max_batch = 1;
+    std::int64_t max_batch;
     std::uint32_t next_stream = 1;           // Philox stream ids handed to random layers
     std::map<std::string, int> name_counts;  // Keras-style automatic names: dense, dense_1, ...
 

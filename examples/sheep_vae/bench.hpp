@@ -1,0 +1,111 @@
+// `sheep_vae bench`: training steps of the seed model (RMSprop, fp32, loss
+// 2*28*28*MSE + KL) on one fixed batch of procedural sheep; prints the median time
+// per step and throughput (one JSON line with --json), with the estimated FLOP rate.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "common.hpp"
+
+namespace sheep {
+
+struct BenchOptions {
+    std::string device = "cpu";
+    std::int64_t batch = 8;
+    std::int64_t steps = 20;
+    std::int64_t warmup = 3;
+    std::uint64_t seed = 42;
+    bool json = false;
+};
+
+inline void add_bench_command(CLI::App& app, BenchOptions& o) {
+    CLI::App* c = app.add_subcommand("bench", "Time training steps of the seed model on a fixed batch");
+    c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+    c->add_option("--batch", o.batch, "Batch size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+    c->add_option("--steps", o.steps, "Timed steps")->capture_default_str()->check(CLI::Range(1, 1 << 30));
+    c->add_option("--warmup", o.warmup, "Untimed steps first")->capture_default_str()->check(CLI::Range(0, 1 << 30));
+    c->add_option("--seed", o.seed, "Seed of the weights and the batch")->capture_default_str();
+    c->add_flag("--json", o.json, "Print one JSON line");
+}
+
+// Multiply-adds of one forward pass of `vae` per sample, from its layers' shapes:
+// dense I*O, convolution H*W*K*K*Cin*Cout at its output (input for transposed).
+inline double forward_macs_per_sample(const ewe::SheepVaeConfig& c) {
+    double macs = 0;
+    const double s = double(c.image_size), k2 = double(c.kernel * c.kernel);
+    double cin = double(c.channels);
+    for (std::int64_t f : c.filters) macs += s * s * k2 * cin * double(f), cin = double(f);
+    double in = s * s * cin;
+    for (std::int64_t u : c.units) macs += in * double(u), in = double(u);
+    macs += 2 * in * double(c.latent);
+    in = double(c.latent);
+    for (std::size_t i = c.units.size(); i-- > 0;) macs += in * double(c.units[i]), in = double(c.units[i]);
+    macs += in * s * s * double(c.filters.back());
+    cin = double(c.filters.back());
+    for (std::size_t i = c.filters.size(); i-- > 0;) {
+        macs += s * s * k2 * cin * double(c.filters[i]);  // stride 2 too: counted at its s x s input
+        cin = double(c.filters[i]);
+    }
+    macs += s * s * k2 * cin * double(c.channels);
+    return macs;
+}
+
+inline int run_bench(const BenchOptions& o) {
+    const ewe::Device device = parse_device(o.device);
+    ewe::Context ctx(device);
+    const ewe::SheepVaeConfig config;
+    ewe::SheepVae<float> vae(ctx, config, o.batch, o.seed);
+    ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{}, o.batch);
+    ewe::Rmsprop<float> optimizer(ctx, vae.params(), 1e-3);
+    const auto bytes = procedural_sheep(o.batch, o.seed);
+    const Bitmaps host = bitmaps_from_bytes(bytes.data(), o.batch, "procedural");
+    const ewe::Tensor<float> x = host.images.to(device);
+
+    for (std::int64_t i = 0; i < o.warmup; ++i) ewe::train_step<float>(ctx, vae, loss, optimizer, x.view());
+    ctx.synchronize();
+    std::vector<double> ms;
+    for (std::int64_t i = 0; i < o.steps; ++i) {
+        const double t0 = now_seconds();
+        ewe::train_step<float>(ctx, vae, loss, optimizer, x.view());
+        ctx.synchronize();
+        ms.push_back((now_seconds() - t0) * 1e3);
+    }
+    const ewe::VaeLossValues v = loss.values();
+    std::vector<double> sorted = ms;
+    std::sort(sorted.begin(), sorted.end());
+    const std::size_t m = sorted.size();
+    const double median = m % 2 ? sorted[m / 2] : 0.5 * (sorted[m / 2 - 1] + sorted[m / 2]);
+    const double samples_per_s = double(o.batch) / (median / 1e3);
+    // Training costs about three forward passes (forward, input and weight gradients).
+    const double gflop_per_s = 3 * 2 * forward_macs_per_sample(config) * samples_per_s / 1e9;
+    if (o.json) {
+        JsonLine j;
+        j.add("benchmark", "sheep_vae_train_step")
+            .add("device", std::string(ewe::to_string(device)))
+            .add("batch", o.batch)
+            .add("steps", o.steps)
+            .add("warmup", o.warmup)
+            .add("threads", device == ewe::Device::cpu ? thread_count() : 0)
+            .add("ms_per_step", median)
+            .add("ms_min", sorted.front())
+            .add("ms_max", sorted.back())
+            .add("samples_per_s", samples_per_s)
+            .add("gflop_per_s_est", gflop_per_s)
+            .add("final_loss", v.total)
+            .add("peak_rss_mb", peak_rss_mb());
+        std::printf("%s\n", j.str().c_str());
+    } else {
+        std::printf("sheep VAE training step on %s, batch %lld, %lld steps (%lld warmup), %d threads\n",
+                    ewe::to_string(device), (long long)o.batch, (long long)o.steps, (long long)o.warmup, thread_count());
+        std::printf("  median %.2f ms/step (min %.2f, max %.2f), %.1f samples/s, ~%.1f GFLOP/s, peak RSS %.0f MiB\n",
+                    median, sorted.front(), sorted.back(), samples_per_s, gflop_per_s, peak_rss_mb());
+    }
+    return 0;
+}
+
+}  // namespace sheep

@@ -1,0 +1,90 @@
+// `sheep_vae generate`: decodes latent points into a PNG sheet of drawings (black ink
+// on white): draws around --center with standard deviation --sd (default: the prior
+// N(0, I)), or, with --grid, a regular grid over [-range, range]^2 of a 2-D latent
+// space (the post's "sheep manifold" picture).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "common.hpp"
+#include "model_io.hpp"
+
+namespace sheep {
+
+struct GenerateOptions {
+    std::string checkpoint;
+    std::string center;
+    double sd = 1.0;
+    std::int64_t count = 64;
+    bool grid = false;
+    std::int64_t grid_size = 15;
+    double range = 3.0;
+    std::int64_t columns = 0;
+    std::uint64_t seed = 1;
+    std::string device = "cpu";
+    std::string out = "sheep.png";
+    std::string save_latent;
+};
+
+inline void add_generate_command(CLI::App& app, GenerateOptions& o) {
+    CLI::App* c = app.add_subcommand("generate", "Decode latent points into a PNG sheet of sheep");
+    c->add_option("--checkpoint", o.checkpoint, "checkpoint.safetensors written by train")->required();
+    c->add_option("--center", o.center, "Latent centre x,y,... (default: the origin)");
+    c->add_option("--sd", o.sd, "Standard deviation around the centre")->capture_default_str()->check(CLI::NonNegativeNumber);
+    c->add_option("--count", o.count, "Number of drawings")->capture_default_str()->check(CLI::Range(1, 100000));
+    c->add_flag("--grid", o.grid, "A grid over [-range, range]^2 instead (2-D latent spaces)");
+    c->add_option("--grid-size", o.grid_size, "Grid points per side")->capture_default_str()->check(CLI::Range(1, 200));
+    c->add_option("--range", o.range, "Half-width of the grid")->capture_default_str()->check(CLI::PositiveNumber);
+    c->add_option("--columns", o.columns, "Drawings per row (default: about square)")->check(CLI::NonNegativeNumber);
+    c->add_option("--seed", o.seed, "Seed of the latent draws")->capture_default_str();
+    c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+    c->add_option("--out", o.out, "Output PNG")->capture_default_str();
+    c->add_option("--save-latent", o.save_latent, "Also write the latent points to this .npy");
+}
+
+inline int run_generate(const GenerateOptions& o) {
+    LoadedModel m = load_model(o.checkpoint, parse_device(o.device));
+    const std::int64_t d = m.checkpoint.config.latent;
+    std::vector<float> z;
+    std::int64_t columns = o.columns;
+    if (o.grid) {
+        if (d != 2)
+            fail("--grid: needs a 2-D latent space, but ", o.checkpoint, " has ", d, " latent dimensions (use --center/--sd)");
+        if (!o.center.empty()) fail("--grid and --center exclude each other");
+        const std::int64_t g = o.grid_size;
+        for (std::int64_t r = 0; r < g; ++r)
+            for (std::int64_t c = 0; c < g; ++c) {
+                const double t = g == 1 ? 0.5 : 1.0 / double(g - 1);
+                z.push_back(float(-o.range + 2 * o.range * double(c) * t));  // x left to right
+                z.push_back(float(o.range - 2 * o.range * double(r) * t));   // y top to bottom
+            }
+        if (columns == 0) columns = g;
+    } else {
+        std::vector<double> center(std::size_t(d), 0.0);
+        if (!o.center.empty()) {
+            center = parse_numbers(o.center, "--center");
+            if (std::int64_t(center.size()) != d)
+                fail("--center: ", o.checkpoint, " has a ", d, "-dimensional latent space, but --center gives ",
+                     center.size(), " numbers ('", o.center, "')");
+        }
+        const ewe::PhiloxKey key{o.seed, 0x47454eu, 0};
+        for (std::int64_t i = 0; i < o.count; ++i)
+            for (std::int64_t k = 0; k < d; ++k)
+                z.push_back(float(center[std::size_t(k)] + o.sd * double(ewe::philox_normal(key, std::uint64_t(i * d + k)))));
+        if (columns == 0) columns = std::int64_t(std::ceil(std::sqrt(double(o.count))));
+    }
+    const std::vector<float> images = decode(*m.ctx, *m.vae, z);
+    std::vector<const float*> tiles;
+    for (std::size_t i = 0; i < images.size(); i += kPixels) tiles.push_back(images.data() + i);
+    write_sheet(o.out, tiles, int(columns));
+    if (!o.save_latent.empty())
+        ewe::io::write_npy<float>(o.save_latent, z.data(), ewe::Shape{std::int64_t(z.size()) / d, d});
+    std::fprintf(stderr, "Wrote %zu drawings to %s\n", tiles.size(), o.out.c_str());
+    return 0;
+}
+
+}  // namespace sheep

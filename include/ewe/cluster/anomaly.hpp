@@ -1,0 +1,207 @@
+// Anomaly scoring from reconstruction error: per-sample SSE and MSE (from a pair of
+// tensors or from any model callable), thresholds (numpy-style linear quantile,
+// mean + k*sd with the population sd, median + k*MAD with R's 1.4826 consistency
+// constant by default), top-k, and, with known labels, ROC AUC (Mann-Whitney, ties
+// counted half, as scikit-learn's roc_auc_score) and precision@k.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <vector>
+
+#include "ewe/core/error.hpp"
+#include "ewe/core/tensor.hpp"
+
+namespace ewe::cluster {
+
+// Per sample (dimension 0): sse = sum of squared differences over all other
+// dimensions, mse = sse / (number of values per sample).
+struct ReconstructionErrors {
+    std::vector<double> sse;
+    std::vector<double> mse;
+};
+
+namespace detail {
+
+template <class T>
+Tensor<T> host_copy(TensorView<const T> v) {
+    Tensor<T> out(v.shape());
+    copy<T>(v, out.view());
+    return out;
+}
+
+template <class T>
+void append_errors(TensorView<const T> x, TensorView<const T> y, ReconstructionErrors& out, const char* who) {
+    EWE_REQUIRE(x.shape() == y.shape(), who, ": inputs are ", x.shape(), " but reconstructions are ", y.shape());
+    EWE_REQUIRE(x.rank() >= 1, who, ": expected a batch dimension, found a rank-0 tensor");
+    Tensor<T> xh, yh;
+    if (x.device() != Device::cpu) { xh = host_copy(x); x = xh.view(); }
+    if (y.device() != Device::cpu) { yh = host_copy(y); y = yh.view(); }
+    const std::int64_t n = x.dim(0);
+    const std::int64_t per = n == 0 ? 0 : x.numel() / n;
+    for (std::int64_t i = 0; i < n; ++i) {
+        double s = 0;
+        for (std::int64_t j = 0; j < per; ++j) {
+            const double t = static_cast<double>(x[i * per + j]) - static_cast<double>(y[i * per + j]);
+            s += t * t;
+        }
+        out.sse.push_back(s);
+        out.mse.push_back(per > 0 ? s / static_cast<double>(per) : 0.0);
+    }
+}
+
+inline void require_scores(const std::vector<double>& s, const char* who) {
+    EWE_REQUIRE(!s.empty(), who, ": expected at least one score, found none");
+    for (std::size_t i = 0; i < s.size(); ++i)
+        EWE_REQUIRE(!std::isnan(s[i]), who, ": score ", i, " is NaN");
+}
+
+inline double median_of(std::vector<double> v) {
+    const std::size_t m = v.size() / 2;
+    std::nth_element(v.begin(), v.begin() + m, v.end());
+    const double hi = v[m];
+    if (v.size() % 2) return hi;
+    const double lo = *std::max_element(v.begin(), v.begin() + m);
+    return 0.5 * (lo + hi);
+}
+
+}  // namespace detail
+
+// Errors between inputs and their reconstructions (same shape, any devices).
+template <class T>
+ReconstructionErrors reconstruction_errors(TensorView<const T> inputs, TensorView<const T> reconstructions) {
+    ReconstructionErrors out;
+    detail::append_errors(inputs, reconstructions, out, "reconstruction_errors");
+    return out;
+}
+
+// Errors of any model: `model(batch)` takes a TensorView<const T> of up to batch_size
+// samples and returns their reconstructions (a Tensor<T> or TensorView<T> of the same
+// shape, on any device). Batches are contiguous slices along dimension 0.
+template <class T, class Model>
+ReconstructionErrors reconstruction_errors(TensorView<const T> inputs, Model&& model, std::int64_t batch_size) {
+    EWE_REQUIRE(batch_size >= 1, "reconstruction_errors: batch_size must be >= 1, found ", batch_size);
+    EWE_REQUIRE(inputs.rank() >= 1, "reconstruction_errors: expected a batch dimension");
+    ReconstructionErrors out;
+    const std::int64_t n = inputs.dim(0);
+    const std::int64_t per = n == 0 ? 0 : inputs.numel() / n;
+    for (std::int64_t b = 0; b < n; b += batch_size) {
+        const std::int64_t rows = std::min(batch_size, n - b);
+        Shape shape = inputs.shape();
+        shape[0] = rows;
+        const TensorView<const T> batch = inputs.slice(b * per, shape);
+        const auto reconstruction = model(batch);
+        const TensorView<const T> view = reconstruction;
+        detail::append_errors(batch, view, out, "reconstruction_errors (model output)");
+    }
+    return out;
+}
+
+// The q-quantile (0 <= q <= 1) with linear interpolation between order statistics
+// (numpy.quantile's default, R's type 7).
+inline double quantile_threshold(const std::vector<double>& scores, double q) {
+    detail::require_scores(scores, "quantile_threshold");
+    EWE_REQUIRE(q >= 0 && q <= 1, "quantile_threshold: q must be in [0, 1], found ", q);
+    std::vector<double> s = scores;
+    std::sort(s.begin(), s.end());
+    const double pos = q * static_cast<double>(s.size() - 1);
+    const std::size_t lo = static_cast<std::size_t>(std::floor(pos));
+    const std::size_t hi = std::min(lo + 1, s.size() - 1);
+    return s[lo] + (pos - static_cast<double>(lo)) * (s[hi] - s[lo]);
+}
+
+// mean + k * sd, with the population standard deviation (numpy's ddof = 0).
+inline double mean_sd_threshold(const std::vector<double>& scores, double k) {
+    detail::require_scores(scores, "mean_sd_threshold");
+    const double n = static_cast<double>(scores.size());
+    const double mean = std::accumulate(scores.begin(), scores.end(), 0.0) / n;
+    double var = 0;
+    for (double s : scores) var += (s - mean) * (s - mean);
+    return mean + k * std::sqrt(var / n);
+}
+
+// median + k * scale * MAD, MAD = median(|s - median(s)|). scale = 1.4826 (R's mad())
+// makes scale * MAD estimate the sd of normal data; pass 1 for the raw MAD.
+inline double median_mad_threshold(const std::vector<double>& scores, double k, double scale = 1.4826) {
+    detail::require_scores(scores, "median_mad_threshold");
+    const double med = detail::median_of(scores);
+    std::vector<double> dev(scores.size());
+    for (std::size_t i = 0; i < scores.size(); ++i) dev[i] = std::abs(scores[i] - med);
+    return med + k * scale * detail::median_of(std::move(dev));
+}
+
+// 1 where score > threshold.
+inline std::vector<std::uint8_t> flag_anomalies(const std::vector<double>& scores, double threshold) {
+    std::vector<std::uint8_t> out(scores.size());
+    for (std::size_t i = 0; i < scores.size(); ++i) out[i] = scores[i] > threshold;
+    return out;
+}
+
+// Indices of the k largest scores, largest first; ties go to the lower index.
+inline std::vector<std::int64_t> top_k(const std::vector<double>& scores, std::int64_t k) {
+    EWE_REQUIRE(k >= 0 && k <= static_cast<std::int64_t>(scores.size()), "top_k: k must be in [0, ", scores.size(),
+                "], found ", k);
+    std::vector<std::int64_t> idx(scores.size());
+    std::iota(idx.begin(), idx.end(), 0);
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](std::int64_t a, std::int64_t b) {
+        return scores[a] != scores[b] ? scores[a] > scores[b] : a < b;
+    });
+    idx.resize(static_cast<std::size_t>(k));
+    return idx;
+}
+
+namespace detail {
+template <class L>
+void check_labels(const std::vector<double>& scores, const std::vector<L>& labels, const char* who) {
+    require_scores(scores, who);
+    EWE_REQUIRE(labels.size() == scores.size(), who, ": ", scores.size(), " scores but ", labels.size(), " labels");
+    for (std::size_t i = 0; i < labels.size(); ++i)
+        EWE_REQUIRE(labels[i] == L(0) || labels[i] == L(1), who, ": labels must be 0 (normal) or 1 (anomaly), found ",
+                    +labels[i], " at ", i);
+}
+}  // namespace detail
+
+// Area under the ROC curve for "higher score = more anomalous", labels 1 = anomaly:
+// the probability that a random anomaly outscores a random normal sample, ties
+// counting one half (average ranks).
+template <class L>
+double roc_auc(const std::vector<double>& scores, const std::vector<L>& labels) {
+    detail::check_labels(scores, labels, "roc_auc");
+    const std::size_t n = scores.size();
+    std::vector<std::size_t> idx(n);
+    std::iota(idx.begin(), idx.end(), 0);
+    std::sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) { return scores[a] < scores[b]; });
+    double rank_sum = 0;
+    std::size_t positives = 0;
+    for (std::size_t i = 0; i < n;) {
+        std::size_t j = i;
+        while (j < n && scores[idx[j]] == scores[idx[i]]) ++j;
+        const double avg_rank = 0.5 * static_cast<double>(i + 1 + j);  // ranks i+1..j
+        for (std::size_t t = i; t < j; ++t)
+            if (labels[idx[t]] == L(1)) {
+                rank_sum += avg_rank;
+                ++positives;
+            }
+        i = j;
+    }
+    const std::size_t negatives = n - positives;
+    EWE_REQUIRE(positives > 0 && negatives > 0, "roc_auc: needs both classes, found ", positives, " anomalies and ",
+                negatives, " normal samples");
+    const double p = static_cast<double>(positives), q = static_cast<double>(negatives);
+    return (rank_sum - p * (p + 1) / 2) / (p * q);
+}
+
+// Fraction of anomalies (label 1) among the k highest scores (ties: lower index first).
+template <class L>
+double precision_at_k(const std::vector<double>& scores, const std::vector<L>& labels, std::int64_t k) {
+    detail::check_labels(scores, labels, "precision_at_k");
+    EWE_REQUIRE(k >= 1, "precision_at_k: k must be >= 1, found ", k);
+    const auto top = top_k(scores, k);
+    std::int64_t hits = 0;
+    for (std::int64_t i : top) hits += labels[i] == L(1);
+    return static_cast<double>(hits) / static_cast<double>(k);
+}
+
+}  // namespace ewe::cluster

@@ -1,0 +1,569 @@
+// Exact DBSCAN (Ester et al., KDD'96) with the labels of scikit-learn's DBSCAN and of
+// R's dbscan package: a uniform-grid algorithm for 1-3 dimensions (Gan & Tao, SIGMOD'15
+// style, exact), a k-d tree for higher ones, and an O(n^2) reference for tests.
+//
+// Semantics (identical for every index structure):
+//  * distance: Euclidean; q is a neighbour of p when sum_k (p_k - q_k)^2 <= eps*eps,
+//    summed in dimension order in double precision (float input is widened first);
+//  * p is a core point when at least min_pts points, p itself included, are neighbours;
+//  * clusters are the connected components of core points under "neighbour", numbered
+//    from 0 in order of discovery: scanning points in index order, each cluster gets
+//    its number when its first (lowest-index) core point is met, as in scikit-learn;
+//  * a non-core point that neighbours core points is a border point and joins the
+//    first cluster that reaches it, i.e. the lowest-numbered cluster among its core
+//    neighbours (scikit-learn and R expand clusters one after another);
+//  * everything else is noise, label -1.
+// Memory is linear in n: the grid keeps a sorted copy of the points, the permutation,
+// per-point counts/flags and per-cell tables (under 64 bytes per 2-D point); no
+// neighbour lists are stored.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <vector>
+
+#include "ewe/cluster/kdtree.hpp"
+#include "ewe/core/error.hpp"
+#include "ewe/core/tensor.hpp"
+
+namespace ewe::cluster {
+
+enum class DbscanIndex {
+    automatic,  // grid for d <= 3 (when the grid fits in 64-bit cell keys), k-d tree otherwise
+    grid,       // uniform grid, d <= 3 (falls back to the k-d tree when coordinates span too many cells)
+    kdtree,     // k-d tree, any d
+    reference,  // O(n^2) time and memory: neighbour lists and scikit-learn's expansion loop
+};
+
+struct DbscanOptions {
+    double eps = 0.5;
+    std::int64_t min_pts = 5;  // counts the point itself (scikit-learn's min_samples, R's minPts)
+    DbscanIndex index = DbscanIndex::automatic;
+
+    DbscanOptions& set_eps(double v) { eps = v; return *this; }
+    DbscanOptions& set_min_pts(std::int64_t v) { min_pts = v; return *this; }
+    DbscanOptions& set_index(DbscanIndex v) { index = v; return *this; }
+};
+
+struct DbscanResult {
+    std::vector<std::int32_t> labels;  // per point: cluster 0..n_clusters-1, or -1 for noise
+    std::vector<std::uint8_t> core;    // per point: 1 for core points
+    std::int32_t n_clusters = 0;
+    std::int64_t n_noise = 0;
+};
+
+namespace detail {
+
+inline void check_dbscan_args(const DbscanOptions& o, const char* who) {
+    EWE_REQUIRE(std::isfinite(o.eps) && o.eps > 0, who, ": eps must be a positive finite number, found ", o.eps);
+    EWE_REQUIRE(o.min_pts >= 1, who, ": min_pts must be >= 1 (it counts the point itself), found ", o.min_pts);
+}
+
+// Union-find with path halving; roots are the smaller index.
+struct UnionFind {
+    std::vector<std::int32_t> parent;
+    explicit UnionFind(std::size_t n) : parent(n) { std::iota(parent.begin(), parent.end(), 0); }
+    std::int32_t find(std::int32_t x) {
+        while (parent[x] != x) {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        return x;
+    }
+    // Points every element straight at its root (then parent[] is read-only safe).
+    void flatten() {
+        for (std::size_t x = 0; x < parent.size(); ++x) parent[x] = parent[parent[x]];
+    }
+    void unite(std::int32_t a, std::int32_t b) {
+        a = find(a);
+        b = find(b);
+        if (a == b) return;
+        if (a < b) std::swap(a, b);
+        parent[a] = b;
+    }
+};
+
+// Turns per-item component roots into cluster numbers in order of the smallest
+// original index of a core point in each component. `root_of_core(i)` is the root of
+// original point i when it is core, -1 otherwise (called for i = 0..n-1 in order);
+// writes numbers into `number` (indexed by root).
+template <class RootOf>
+std::int32_t number_components(std::int64_t n, RootOf&& root_of_core, std::vector<std::int32_t>& number) {
+    std::int32_t next = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+        const std::int32_t r = root_of_core(i);
+        if (r >= 0 && number[r] < 0) number[r] = next++;
+    }
+    return next;
+}
+
+inline void finish(DbscanResult& r) {
+    r.n_noise = std::count(r.labels.begin(), r.labels.end(), -1);
+}
+
+// ---------------------------------------------------------------------------------
+// The O(n^2) reference: neighbour lists, then scikit-learn's dbscan_inner loop.
+inline DbscanResult dbscan_reference(const std::vector<double>& x, std::int64_t n, int d, const DbscanOptions& o) {
+    const double eps2 = o.eps * o.eps;
+    std::vector<std::vector<std::int32_t>> nb(n);
+    for (std::int64_t i = 0; i < n; ++i)
+        for (std::int64_t j = 0; j < n; ++j)
+            if (sqdist(&x[i * d], &x[j * d], d) <= eps2) nb[i].push_back(static_cast<std::int32_t>(j));
+    DbscanResult r;
+    r.labels.assign(n, -1);
+    r.core.assign(n, 0);
+    for (std::int64_t i = 0; i < n; ++i) r.core[i] = static_cast<std::int64_t>(nb[i].size()) >= o.min_pts;
+    std::int32_t label = 0;
+    std::vector<std::int32_t> stack;
+    for (std::int64_t s = 0; s < n; ++s) {
+        if (r.labels[s] != -1 || !r.core[s]) continue;
+        std::int64_t i = s;
+        while (true) {
+            if (r.labels[i] == -1) {
+                r.labels[i] = label;
+                if (r.core[i])
+                    for (std::int32_t v : nb[i])
+                        if (r.labels[v] == -1) stack.push_back(v);
+            }
+            if (stack.empty()) break;
+            i = stack.back();
+            stack.pop_back();
+        }
+        ++label;
+    }
+    r.n_clusters = label;
+    finish(r);
+    return r;
+}
+
+// ---------------------------------------------------------------------------------
+// k-d tree DBSCAN (any d): core counts with early exit, union of core neighbours,
+// border points take the smallest cluster number among their core neighbours.
+inline DbscanResult dbscan_kdtree(const std::vector<double>& x, std::int64_t n, int d, const DbscanOptions& o) {
+    const double eps2 = o.eps * o.eps;
+    KdTree tree(x.data(), n, d);
+    std::vector<std::uint8_t> core(n, 0);  // by tree position
+#pragma omp parallel for schedule(dynamic, 256)
+    for (std::int64_t p = 0; p < n; ++p) {
+        std::int64_t count = 0;
+        tree.radius(tree.point(p), eps2, [&](std::int32_t) { return ++count < o.min_pts; });
+        core[p] = count >= o.min_pts;
+    }
+    UnionFind uf(n);
+    for (std::int64_t p = 0; p < n; ++p) {
+        if (!core[p]) continue;
+        tree.radius(tree.point(p), eps2, [&](std::int32_t q) {
+            if (q > p && core[q]) uf.unite(static_cast<std::int32_t>(p), q);
+            return true;
+        });
+    }
+    uf.flatten();
+    std::vector<std::int32_t> pos(n);
+    for (std::int64_t p = 0; p < n; ++p) pos[tree.original(p)] = static_cast<std::int32_t>(p);
+    std::vector<std::int32_t> number(n, -1);
+    DbscanResult r;
+    r.n_clusters = number_components(n, [&](std::int64_t i) { return core[pos[i]] ? uf.parent[pos[i]] : -1; }, number);
+    r.labels.assign(n, -1);
+    r.core.assign(n, 0);
+#pragma omp parallel for schedule(dynamic, 256)
+    for (std::int64_t p = 0; p < n; ++p) {
+        const std::int32_t i = tree.original(p);
+        if (core[p]) {
+            r.core[i] = 1;
+            r.labels[i] = number[uf.parent[p]];
+            continue;
+        }
+        std::int32_t best = std::numeric_limits<std::int32_t>::max();
+        tree.radius(tree.point(p), eps2, [&](std::int32_t q) {
+            if (core[q]) best = std::min(best, number[uf.parent[q]]);
+            return best > 0;
+        });
+        if (best != std::numeric_limits<std::int32_t>::max()) r.labels[i] = best;
+    }
+    finish(r);
+    return r;
+}
+
+// ---------------------------------------------------------------------------------
+// Uniform grid for 1 <= d <= 3. Cells have side eps/sqrt(d) (shrunk by 1e-6 so that
+// rounding can never put two points more than eps apart into one cell): every pair of
+// points in a cell are neighbours, so a cell holding >= min_pts points is wholly core,
+// and only cells at most two steps away along each axis can hold neighbours. Cells are
+// the non-empty ones, sorted by a packed 64-bit key (last axis fastest), so the
+// neighbour cells of a row form one contiguous key range found by binary search.
+class DbscanGrid {
+public:
+    // Sorts the points into cells; false when d > 3 or the grid would need more cells
+    // than 64-bit keys can address (then use the k-d tree).
+    bool build(const std::vector<double>& x, std::int64_t n, int d, double eps) {
+        if (d < 1 || d > 3) return false;
+        d_ = d;
+        n_ = n;
+        eps2_ = eps * eps;
+        side_ = eps / std::sqrt(static_cast<double>(d)) * (1.0 - 1e-6);
+        for (int a = 0; a < 3; ++a) {
+            lo_[a] = 0;
+            dims_[a] = 1;
+            margin_[a] = 0;
+        }
+        double total = 1;
+        for (int a = 0; a < d; ++a) {
+            double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+            for (std::int64_t i = 0; i < n; ++i) {
+                lo = std::min(lo, x[i * d + a]);
+                hi = std::max(hi, x[i * d + a]);
+            }
+            if (n == 0) lo = hi = 0;
+            const double cells = std::floor((hi - lo) / side_) + 1;
+            if (!(cells < 2147483647.0)) return false;
+            total *= cells;
+            lo_[a] = lo;
+            dims_[a] = static_cast<std::int64_t>(cells);
+            margin_[a] = 1e-6 * side_ + 1e-12 * (std::abs(lo) + std::abs(hi));
+        }
+        if (!(total < 4.0e18)) return false;
+
+        std::vector<std::pair<std::uint64_t, std::int32_t>> order(n);
+        for (std::int64_t i = 0; i < n; ++i) {
+            std::uint64_t key = 0;
+            for (int a = 0; a < d; ++a) {
+                const auto c = std::min(static_cast<std::int64_t>((x[i * d + a] - lo_[a]) / side_), dims_[a] - 1);
+                key = key * static_cast<std::uint64_t>(dims_[a]) + static_cast<std::uint64_t>(c);
+            }
+            order[i] = {key, static_cast<std::int32_t>(i)};
+        }
+        std::sort(order.begin(), order.end());
+        pts_.resize(static_cast<std::size_t>(n) * d);
+        orig_.resize(n);
+        keys_.clear();
+        start_.clear();
+        for (std::int64_t p = 0; p < n; ++p) {
+            orig_[p] = order[p].second;
+            std::copy(&x[order[p].second * static_cast<std::int64_t>(d)], &x[order[p].second * static_cast<std::int64_t>(d)] + d,
+                      &pts_[p * d]);
+            if (p == 0 || order[p].first != order[p - 1].first) {
+                keys_.push_back(order[p].first);
+                start_.push_back(static_cast<std::int32_t>(p));
+            }
+        }
+        start_.push_back(static_cast<std::int32_t>(n));
+        return true;
+    }
+
+    std::int64_t cells() const { return static_cast<std::int64_t>(keys_.size()); }
+
+    // Neighbour counts (the point itself included) by sorted position, capped at `cap`:
+    // counts[p] >= cap means "at least cap".
+    void count_neighbors(std::int64_t cap, std::vector<std::int32_t>& counts) const {
+        counts.assign(n_, 0);
+        const std::int32_t capped = static_cast<std::int32_t>(std::min<std::int64_t>(cap, n_ + 1));
+        const std::int64_t nc = cells();
+#pragma omp parallel
+        {
+            std::vector<std::int32_t> near;
+#pragma omp for schedule(dynamic, 64)
+            for (std::int64_t c = 0; c < nc; ++c) {
+                const std::int32_t size = start_[c + 1] - start_[c];
+                if (size >= capped) {
+                    std::fill(counts.begin() + start_[c], counts.begin() + start_[c + 1], capped);
+                    continue;
+                }
+                neighbor_cells(static_cast<std::int32_t>(c), near);
+                for (std::int32_t p = start_[c]; p < start_[c + 1]; ++p) {
+                    std::int32_t cnt = size;
+                    const double* xp = &pts_[static_cast<std::int64_t>(p) * d_];
+                    for (std::int32_t c2 : near) {
+                        if (cnt >= capped) break;
+                        if (c2 == c) continue;
+                        double mind2, maxd2;
+                        box_sqdist(xp, c2, mind2, maxd2);
+                        if (mind2 > eps2_) continue;
+                        if (maxd2 < eps2_ * (1 - 1e-12)) {
+                            cnt += start_[c2 + 1] - start_[c2];
+                            continue;
+                        }
+                        for (std::int32_t q = start_[c2]; q < start_[c2 + 1]; ++q)
+                            if (detail::sqdist(xp, &pts_[static_cast<std::int64_t>(q) * d_], d_) <= eps2_ && ++cnt >= capped) break;
+                    }
+                    counts[p] = std::min(cnt, capped);
+                }
+            }
+        }
+    }
+
+    // Clusters given the core flags (by sorted position); labels in original order.
+    DbscanResult cluster(const std::vector<std::uint8_t>& core) const {
+        const std::int64_t nc = cells();
+        std::vector<std::uint8_t> cell_core(nc, 0);
+        for (std::int64_t c = 0; c < nc; ++c)
+            for (std::int32_t p = start_[c]; p < start_[c + 1] && !cell_core[c]; ++p) cell_core[c] = core[p];
+
+        // Core cells that hold a pair of core points within eps are merged.
+        UnionFind uf(nc);
+        std::vector<std::int32_t> near;
+        for (std::int64_t c = 0; c < nc; ++c) {
+            if (!cell_core[c]) continue;
+            neighbor_cells(static_cast<std::int32_t>(c), near);
+            for (std::int32_t c2 : near) {
+                if (c2 <= c || !cell_core[c2] || uf.find(static_cast<std::int32_t>(c)) == uf.find(c2)) continue;
+                if (cells_connected(static_cast<std::int32_t>(c), c2, core)) uf.unite(static_cast<std::int32_t>(c), c2);
+            }
+        }
+        uf.flatten();
+
+        // Number components by their smallest original core index.
+        std::vector<std::int32_t> first(nc, std::numeric_limits<std::int32_t>::max());
+        for (std::int64_t c = 0; c < nc; ++c)
+            for (std::int32_t p = start_[c]; p < start_[c + 1]; ++p)
+                if (core[p]) first[uf.parent[c]] = std::min(first[uf.parent[c]], orig_[p]);
+        std::vector<std::int32_t> roots;
+        for (std::int64_t c = 0; c < nc; ++c)
+            if (cell_core[c] && uf.parent[c] == c) roots.push_back(static_cast<std::int32_t>(c));
+        std::sort(roots.begin(), roots.end(), [&](std::int32_t a, std::int32_t b) { return first[a] < first[b]; });
+        std::vector<std::int32_t> number(nc, -1);
+        for (std::size_t k = 0; k < roots.size(); ++k) number[roots[k]] = static_cast<std::int32_t>(k);
+        for (std::int64_t c = 0; c < nc; ++c) number[c] = cell_core[c] ? number[uf.parent[c]] : -1;
+
+        DbscanResult r;
+        r.n_clusters = static_cast<std::int32_t>(roots.size());
+        r.labels.assign(n_, -1);
+        r.core.assign(n_, 0);
+#pragma omp parallel
+        {
+            std::vector<std::int32_t> nearby;
+#pragma omp for schedule(dynamic, 64)
+            for (std::int64_t c = 0; c < nc; ++c) {
+                bool has_noncore = false;
+                for (std::int32_t p = start_[c]; p < start_[c + 1]; ++p) {
+                    if (core[p]) {
+                        r.core[orig_[p]] = 1;
+                        r.labels[orig_[p]] = number[c];
+                    } else {
+                        has_noncore = true;
+                    }
+                }
+                if (!has_noncore) continue;
+                neighbor_cells(static_cast<std::int32_t>(c), nearby);
+                for (std::int32_t p = start_[c]; p < start_[c + 1]; ++p) {
+                    if (core[p]) continue;
+                    const double* xp = &pts_[static_cast<std::int64_t>(p) * d_];
+                    // A core point in the same cell is always within eps.
+                    std::int32_t best = cell_core[c] ? number[c] : std::numeric_limits<std::int32_t>::max();
+                    for (std::int32_t c2 : nearby) {
+                        if (c2 == c || !cell_core[c2] || number[c2] >= best) continue;
+                        double mind2, maxd2;
+                        box_sqdist(xp, c2, mind2, maxd2);
+                        if (mind2 > eps2_) continue;
+                        for (std::int32_t q = start_[c2]; q < start_[c2 + 1]; ++q)
+                            if (core[q] && detail::sqdist(xp, &pts_[static_cast<std::int64_t>(q) * d_], d_) <= eps2_) {
+                                best = number[c2];
+                                break;
+                            }
+                    }
+                    if (best != std::numeric_limits<std::int32_t>::max()) r.labels[orig_[p]] = best;
+                }
+            }
+        }
+        finish(r);
+        return r;
+    }
+
+private:
+    void decode(std::uint64_t key, std::int64_t* cc) const {
+        for (int a = d_ - 1; a >= 0; --a) {
+            cc[a] = static_cast<std::int64_t>(key % static_cast<std::uint64_t>(dims_[a]));
+            key /= static_cast<std::uint64_t>(dims_[a]);
+        }
+    }
+
+    // The non-empty cells within two steps along every axis (the cell itself included).
+    void neighbor_cells(std::int32_t c, std::vector<std::int32_t>& out) const {
+        out.clear();
+        std::int64_t cc[3];
+        decode(keys_[c], cc);
+        const int last = d_ - 1;
+        const std::int64_t zlo = std::max<std::int64_t>(cc[last] - 2, 0), zhi = std::min<std::int64_t>(cc[last] + 2, dims_[last] - 1);
+        const int combos = last == 0 ? 1 : last == 1 ? 5 : 25;
+        for (int combo = 0; combo < combos; ++combo) {
+            std::int64_t base = 0;
+            bool inside = true;
+            int rest = combo;
+            for (int a = 0; a < last; ++a) {
+                const std::int64_t v = cc[a] + rest % 5 - 2;
+                rest /= 5;
+                if (v < 0 || v >= dims_[a]) inside = false;
+                base = base * dims_[a] + v;
+            }
+            if (!inside) continue;
+            const std::uint64_t klo = static_cast<std::uint64_t>(base * dims_[last] + zlo);
+            const std::uint64_t khi = static_cast<std::uint64_t>(base * dims_[last] + zhi);
+            for (auto it = std::lower_bound(keys_.begin(), keys_.end(), klo); it != keys_.end() && *it <= khi; ++it)
+                out.push_back(static_cast<std::int32_t>(it - keys_.begin()));
+        }
+    }
+
+    // Squared distances from x to the nearest and farthest corner of cell c's box
+    // (widened by a rounding margin).
+    void box_sqdist(const double* x, std::int32_t c, double& mind2, double& maxd2) const {
+        std::int64_t cc[3];
+        decode(keys_[c], cc);
+        mind2 = maxd2 = 0;
+        for (int a = 0; a < d_; ++a) {
+            const double lo = lo_[a] + static_cast<double>(cc[a]) * side_ - margin_[a];
+            const double hi = lo_[a] + static_cast<double>(cc[a] + 1) * side_ + margin_[a];
+            const double near = x[a] < lo ? lo - x[a] : (x[a] > hi ? x[a] - hi : 0.0);
+            const double far = std::max(std::abs(x[a] - lo), std::abs(x[a] - hi));
+            mind2 += near * near;
+            maxd2 += far * far;
+        }
+    }
+
+    // Does some core point of a lie within eps of some core point of b?
+    bool cells_connected(std::int32_t a, std::int32_t b, const std::vector<std::uint8_t>& core) const {
+        if (start_[a + 1] - start_[a] > start_[b + 1] - start_[b]) std::swap(a, b);
+        for (std::int32_t p = start_[a]; p < start_[a + 1]; ++p) {
+            if (!core[p]) continue;
+            const double* xp = &pts_[static_cast<std::int64_t>(p) * d_];
+            double mind2, maxd2;
+            box_sqdist(xp, b, mind2, maxd2);
+            if (mind2 > eps2_) continue;
+            for (std::int32_t q = start_[b]; q < start_[b + 1]; ++q)
+                if (core[q] && detail::sqdist(xp, &pts_[static_cast<std::int64_t>(q) * d_], d_) <= eps2_) return true;
+        }
+        return false;
+    }
+
+    int d_ = 0;
+    std::int64_t n_ = 0;
+    double eps2_ = 0, side_ = 0;
+    std::array<double, 3> lo_{}, margin_{};
+    std::array<std::int64_t, 3> dims_{};
+    std::vector<double> pts_;           // sorted by cell
+    std::vector<std::int32_t> orig_;    // sorted position -> original index
+    std::vector<std::uint64_t> keys_;   // per non-empty cell, ascending
+    std::vector<std::int32_t> start_;   // per cell: first sorted position; one extra entry = n
+};
+
+inline DbscanResult dbscan_grid(const DbscanGrid& grid, std::int64_t n, std::int64_t min_pts) {
+    std::vector<std::int32_t> counts;
+    grid.count_neighbors(min_pts, counts);
+    std::vector<std::uint8_t> core(n);
+    for (std::int64_t p = 0; p < n; ++p) core[p] = counts[p] >= min_pts;
+    counts = {};
+    return grid.cluster(core);
+}
+
+}  // namespace detail
+
+// DBSCAN of n points of dimension d (row-major). See the top of this file for the
+// exact semantics; every index gives the same labels.
+template <class T>
+DbscanResult dbscan(const T* points, std::int64_t n, int d, const DbscanOptions& options) {
+    detail::check_dbscan_args(options, "dbscan");
+    const std::vector<double> x = detail::to_double_points(points, n, d, "dbscan");
+    if (options.index == DbscanIndex::reference) return detail::dbscan_reference(x, n, d, options);
+    if (options.index != DbscanIndex::kdtree && d <= 3) {
+        detail::DbscanGrid grid;
+        if (grid.build(x, n, d, options.eps)) return detail::dbscan_grid(grid, n, options.min_pts);
+    }
+    return detail::dbscan_kdtree(x, n, d, options);
+}
+
+// The same for an (n, d) host tensor.
+template <class T>
+DbscanResult dbscan(TensorView<const T> points, const DbscanOptions& options) {
+    EWE_REQUIRE(points.rank() == 2 && points.device() == Device::cpu, "dbscan: expected an (n, d) host tensor, found ",
+                points.shape(), " on ", to_string(points.device()));
+    return dbscan(points.data(), points.dim(0), static_cast<int>(points.dim(1)), options);
+}
+
+// Distance from every point to its k-th nearest other point (the point itself is not
+// counted, as in R's dbscan::kNNdist): sorted, these give the "k-dist plot" whose knee
+// suggests eps for min_pts = k + 1.
+template <class T>
+std::vector<double> knn_distances(const T* points, std::int64_t n, int d, int k) {
+    EWE_REQUIRE(k >= 1 && k < n, "knn_distances: k must be in [1, n - 1] = [1, ", n - 1, "], found ", k);
+    const std::vector<double> x = detail::to_double_points(points, n, d, "knn_distances");
+    KdTree tree(x.data(), n, d);
+    std::vector<double> out(n);
+#pragma omp parallel
+    {
+        std::vector<std::pair<double, std::int32_t>> heap;
+#pragma omp for schedule(dynamic, 256)
+        for (std::int64_t p = 0; p < n; ++p) {
+            tree.knn(tree.point(p), k, p, heap);
+            out[tree.original(p)] = std::sqrt(heap.back().first);
+        }
+    }
+    return out;
+}
+
+// One (eps, min_pts) pair of a parameter search and what it gave.
+struct DbscanTrial {
+    double eps = 0.5;
+    std::int64_t min_pts = 5;
+};
+struct DbscanTrialResult {
+    double eps = 0;
+    std::int64_t min_pts = 0;
+    std::int32_t n_clusters = 0;
+    std::int64_t n_noise = 0;
+    std::int64_t n_core = 0;
+    std::vector<std::int32_t> labels;  // filled when keep_labels
+};
+
+// Runs DBSCAN for every trial; results come back in the order of `trials` and equal
+// what dbscan() gives for each pair. Work is shared where that stays exact: trials
+// with the same eps share one grid and one pass of neighbour counts (capped at their
+// largest min_pts); different eps values run in parallel.
+template <class T>
+std::vector<DbscanTrialResult> dbscan_search(const T* points, std::int64_t n, int d, const std::vector<DbscanTrial>& trials,
+                                             bool keep_labels = false) {
+    for (const DbscanTrial& t : trials) detail::check_dbscan_args(DbscanOptions{t.eps, t.min_pts}, "dbscan_search");
+    const std::vector<double> x = detail::to_double_points(points, n, d, "dbscan_search");
+    std::map<double, std::vector<std::size_t>> by_eps;
+    for (std::size_t i = 0; i < trials.size(); ++i) by_eps[trials[i].eps].push_back(i);
+    std::vector<std::pair<double, std::vector<std::size_t>>> groups(by_eps.begin(), by_eps.end());
+    std::vector<DbscanTrialResult> out(trials.size());
+    auto store = [&](std::size_t i, DbscanResult&& r) {
+        DbscanTrialResult& t = out[i];
+        t.eps = trials[i].eps;
+        t.min_pts = trials[i].min_pts;
+        t.n_clusters = r.n_clusters;
+        t.n_noise = r.n_noise;
+        t.n_core = std::count(r.core.begin(), r.core.end(), std::uint8_t{1});
+        if (keep_labels) t.labels = std::move(r.labels);
+    };
+    auto run_group = [&](const std::pair<double, std::vector<std::size_t>>& g) {
+        detail::DbscanGrid grid;
+        if (d <= 3 && grid.build(x, n, d, g.first)) {
+            std::int64_t cap = 1;
+            for (std::size_t i : g.second) cap = std::max(cap, trials[i].min_pts);
+            std::vector<std::int32_t> counts;
+            grid.count_neighbors(cap, counts);
+            std::vector<std::uint8_t> core(n);
+            for (std::size_t i : g.second) {
+                for (std::int64_t p = 0; p < n; ++p) core[p] = counts[p] >= trials[i].min_pts;
+                store(i, grid.cluster(core));
+            }
+        } else {
+            for (std::size_t i : g.second) store(i, detail::dbscan_kdtree(x, n, d, DbscanOptions{trials[i].eps, trials[i].min_pts}));
+        }
+    };
+    // Several groups: one thread per group; few groups: parallelism inside each.
+    const std::int64_t ng = static_cast<std::int64_t>(groups.size());
+    if (ng >= 4) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (std::int64_t g = 0; g < ng; ++g) run_group(groups[g]);
+    } else {
+        for (const auto& g : groups) run_group(g);
+    }
+    return out;
+}
+
+}  // namespace ewe::cluster

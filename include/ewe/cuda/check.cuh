@@ -1,0 +1,67 @@
+// Return-code checks for the CUDA runtime, cuDNN and cuBLAS(Lt): every call the
+// CUDA backend makes goes through one of these macros, which turn a failure into an
+// ewe::Error naming the call, the file and line, and the library's own message.
+// The *_WARN variants are for destructors, which must not throw: they print instead.
+#pragma once
+
+#include <cstdio>
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include "ewe/core/error.hpp"
+
+namespace ewe::cuda::detail {
+
+[[noreturn]] inline void throw_cuda(cudaError_t status, const char* call, const char* file, int line) {
+    fail("CUDA error ", static_cast<int>(status), " (", cudaGetErrorName(status), ": ", cudaGetErrorString(status),
+         ") in ", call, " at ", file, ":", line);
+}
+[[noreturn]] inline void throw_cudnn(cudnnStatus_t status, const char* call, const char* file, int line) {
+    fail("cuDNN error ", static_cast<int>(status), " (", cudnnGetErrorString(status), ") in ", call, " at ", file,
+         ":", line);
+}
+[[noreturn]] inline void throw_cublas(cublasStatus_t status, const char* call, const char* file, int line) {
+    fail("cuBLAS error ", static_cast<int>(status), " (", cublasGetStatusName(status), ": ",
+         cublasGetStatusString(status), ") in ", call, " at ", file, ":", line);
+}
+
+inline void check_launch(const char* what, const char* file, int line) {
+    const cudaError_t status = cudaGetLastError();
+    if (status != cudaSuccess) throw_cuda(status, what, file, line);
+}
+
+}  // namespace ewe::cuda::detail
+
+#define EWE_CUDA_CHECK(call)                                                                           \
+    do {                                                                                               \
+        const cudaError_t ewe_status_ = (call);                                                        \
+        if (ewe_status_ != cudaSuccess) ::ewe::cuda::detail::throw_cuda(ewe_status_, #call, __FILE__, __LINE__); \
+    } while (0)
+
+#define EWE_CUDNN_CHECK(call)                                                                          \
+    do {                                                                                               \
+        const cudnnStatus_t ewe_status_ = (call);                                                      \
+        if (ewe_status_ != CUDNN_STATUS_SUCCESS)                                                       \
+            ::ewe::cuda::detail::throw_cudnn(ewe_status_, #call, __FILE__, __LINE__);                  \
+    } while (0)
+
+#define EWE_CUBLAS_CHECK(call)                                                                         \
+    do {                                                                                               \
+        const cublasStatus_t ewe_status_ = (call);                                                     \
+        if (ewe_status_ != CUBLAS_STATUS_SUCCESS)                                                      \
+            ::ewe::cuda::detail::throw_cublas(ewe_status_, #call, __FILE__, __LINE__);                 \
+    } while (0)
+
+// After a <<<...>>> launch: launch-configuration errors surface here.
+#define EWE_CUDA_LAUNCH_CHECK(kernel) ::ewe::cuda::detail::check_launch("the launch of " #kernel, __FILE__, __LINE__)
+
+// For destructors and other places that must not throw.
+#define EWE_CUDA_WARN(call)                                                                            \
+    do {                                                                                               \
+        const cudaError_t ewe_status_ = (call);                                                        \
+        if (ewe_status_ != cudaSuccess)                                                                \
+            std::fprintf(stderr, "ewe: CUDA error %s in %s at %s:%d (ignored in a destructor)\n",      \
+                         cudaGetErrorString(ewe_status_), #call, __FILE__, __LINE__);                  \
+    } while (0)

@@ -1,0 +1,380 @@
+// Per-context CUDA resources (what ewe::Context::device_resources() points to for
+// Device::cuda): the device, one non-blocking stream, the cuDNN and cuBLASLt handles
+// bound to it, a workspace arena that grows only outside graph capture, the cached
+// cuDNN descriptors and algorithms per convolution shape, the cached cuBLASLt
+// matmul plans per GEMM shape, the device "step scalars" block that CUDA graph
+// replays read their per-step host scalars from (ewe/cuda/graph.cuh), and a small
+// device error block for errors found inside kernels.
+//
+// Numerics follow ContextOptions: TF32 tensor cores only with allow_tf32 (else cuDNN
+// runs CUDNN_FMA_MATH and cuBLASLt CUBLAS_COMPUTE_32F, exact fp32), deterministic
+// cuDNN algorithms and no split-K reduction in cuBLASLt with deterministic.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "ewe/core/context.hpp"
+#include "ewe/cuda/check.cuh"
+#include "ewe/ops/geometry.hpp"
+#include "kernels/common.cuh"
+
+namespace ewe::cuda {
+
+using kernels::StepScalar;
+
+// How ops run: eagerly, being captured into a CUDA graph, or (during a graph replay)
+// only recording their per-step scalars without launching anything.
+enum class StepMode { eager, capture, record };
+
+// FNV-1a over 64-bit words: identifies one op call (name, tensors, shapes, fixed
+// arguments) so a replay can check it repeats the captured sequence exactly.
+class Fingerprint {
+public:
+    explicit Fingerprint(const char* op) {
+        for (const char* c = op; *c != '\0'; ++c) mix(static_cast<std::uint64_t>(static_cast<unsigned char>(*c)));
+    }
+    Fingerprint& add(std::uint64_t v) {
+        mix(v);
+        return *this;
+    }
+    Fingerprint& add(std::int64_t v) { return add(static_cast<std::uint64_t>(v)); }
+    Fingerprint& add(int v) { return add(static_cast<std::uint64_t>(static_cast<std::int64_t>(v))); }
+    Fingerprint& add(unsigned v) { return add(static_cast<std::uint64_t>(v)); }
+    Fingerprint& add(bool v) { return add(static_cast<std::uint64_t>(v)); }
+    Fingerprint& add(double v) {
+        std::uint64_t bits;
+        std::memcpy(&bits, &v, sizeof bits);
+        return add(bits);
+    }
+    Fingerprint& add(const void* p) { return add(static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(p))); }
+    template <class T>
+    Fingerprint& add(const TensorView<T>& t) {
+        add(static_cast<const void*>(t.data()));
+        add(static_cast<std::uint64_t>(t.rank()));
+        for (int i = 0; i < t.rank(); ++i) add(t.dim(i));
+        return *this;
+    }
+    Fingerprint& add(const ConvGeometry& g) {
+        add(g.batch).add(g.in_c).add(g.out_c);
+        for (const ConvAxis* a : {&g.h, &g.w}) add(a->in).add(a->out).add(a->kernel).add(a->stride).add(a->pad_before).add(a->pad_after);
+        return *this;
+    }
+    std::uint64_t value() const { return hash_; }
+
+private:
+    void mix(std::uint64_t v) {
+        for (int i = 0; i < 8; ++i) {
+            hash_ ^= (v >> (8 * i)) & 0xFFu;
+            hash_ *= 1099511628211ull;
+        }
+    }
+    std::uint64_t hash_ = 14695981039346656037ull;
+};
+
+// cuDNN plan of one convolution shape. TensorFlow's `same` padding may put one more
+// row/column after the image than before; cuDNN pads symmetrically, so the image is
+// extended by `extra_h` zero rows and `extra_w` zero columns at the end (explicitly,
+// through kernels::pad_tail / crop_tail) and cuDNN pads pad_before on both sides.
+struct ConvPlan {
+    std::int64_t extra_h = 0, extra_w = 0;  // zero rows/columns appended to the conv input
+    std::int64_t in_h = 0, in_w = 0;        // the conv input as cuDNN sees it (with the extras)
+    cudnnTensorDescriptor_t x_desc = nullptr, y_desc = nullptr;
+    cudnnFilterDescriptor_t w_desc = nullptr;
+    cudnnConvolutionDescriptor_t conv_desc = nullptr;
+    cudnnConvolutionFwdAlgo_t fwd_algo{};
+    cudnnConvolutionBwdDataAlgo_t bwd_data_algo{};
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter_algo{};
+    cudnnMathType_t fwd_math = CUDNN_FMA_MATH, bwd_data_math = CUDNN_FMA_MATH, bwd_filter_math = CUDNN_FMA_MATH;
+    std::size_t fwd_bytes = 0, bwd_data_bytes = 0, bwd_filter_bytes = 0;
+
+    ConvPlan() = default;
+    ConvPlan(const ConvPlan&) = delete;
+    ConvPlan& operator=(const ConvPlan&) = delete;
+    ~ConvPlan() {
+        if (x_desc) cudnnDestroyTensorDescriptor(x_desc);
+        if (y_desc) cudnnDestroyTensorDescriptor(y_desc);
+        if (w_desc) cudnnDestroyFilterDescriptor(w_desc);
+        if (conv_desc) cudnnDestroyConvolutionDescriptor(conv_desc);
+    }
+    bool padded() const { return extra_h > 0 || extra_w > 0; }
+};
+
+// cuBLASLt plan of one column-major GEMM C(m, n) = op(A) op(B).
+struct GemmPlan {
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+    std::size_t workspace = 0;
+
+    GemmPlan() = default;
+    GemmPlan(const GemmPlan&) = delete;
+    GemmPlan& operator=(const GemmPlan&) = delete;
+    ~GemmPlan() {
+        if (a) cublasLtMatrixLayoutDestroy(a);
+        if (b) cublasLtMatrixLayoutDestroy(b);
+        if (c) cublasLtMatrixLayoutDestroy(c);
+        if (desc) cublasLtMatmulDescDestroy(desc);
+    }
+};
+
+class Resources {
+public:
+    static constexpr std::size_t kStepSlots = 4096;        // 8-byte per-step scalars per captured step
+    static constexpr std::size_t kMaxGemmWorkspace = 32u << 20;
+    static constexpr std::size_t kMaxConvWorkspace = 1u << 30;
+
+    explicit Resources(const ContextOptions& options) : options_(options) {
+        int count = 0;
+        const cudaError_t status = cudaGetDeviceCount(&count);
+        EWE_REQUIRE(status == cudaSuccess && count > 0, "ewe::Context(Device::cuda): no CUDA device is available (",
+                    cudaGetErrorString(status), ")");
+        EWE_REQUIRE(options.cuda_device >= 0 && options.cuda_device < count, "ewe::Context(Device::cuda): "
+                    "ContextOptions::cuda_device is ", options.cuda_device, " but the machine has ", count,
+                    " CUDA device(s)");
+        device_ = options.cuda_device;
+        EWE_CUDA_CHECK(cudaSetDevice(device_));
+        EWE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+        EWE_CUDNN_CHECK(cudnnCreate(&cudnn_));
+        EWE_CUDNN_CHECK(cudnnSetStream(cudnn_, stream_));
+        EWE_CUBLAS_CHECK(cublasLtCreate(&cublaslt_));
+        EWE_CUDA_CHECK(cudaMalloc(&step_block_, kStepSlots * sizeof(std::uint64_t)));
+        EWE_CUDA_CHECK(cudaMemset(step_block_, 0, kStepSlots * sizeof(std::uint64_t)));
+        EWE_CUDA_CHECK(cudaMalloc(&errors_, 4 * sizeof(unsigned long long)));
+        EWE_CUDA_CHECK(cudaMemset(errors_, 0, 4 * sizeof(unsigned long long)));
+        step_host_.assign(kStepSlots, 0);
+    }
+
+    Resources(const Resources&) = delete;
+    Resources& operator=(const Resources&) = delete;
+
+    ~Resources() {
+        EWE_CUDA_WARN(cudaSetDevice(device_));
+        if (stream_) EWE_CUDA_WARN(cudaStreamSynchronize(stream_));
+        conv_plans_.clear();
+        gemm_plans_.clear();
+        for (std::byte* p : retired_) EWE_CUDA_WARN(cudaFree(p));
+        if (workspace_) EWE_CUDA_WARN(cudaFree(workspace_));
+        if (step_block_) EWE_CUDA_WARN(cudaFree(step_block_));
+        if (errors_) EWE_CUDA_WARN(cudaFree(errors_));
+        if (cublaslt_) cublasLtDestroy(cublaslt_);
+        if (cudnn_) cudnnDestroy(cudnn_);
+        if (stream_) EWE_CUDA_WARN(cudaStreamDestroy(stream_));
+    }
+
+    const ContextOptions& options() const { return options_; }
+    int device() const { return device_; }
+    cudaStream_t stream() const { return stream_; }
+    cudnnHandle_t cudnn() const { return cudnn_; }
+    cublasLtHandle_t cublaslt() const { return cublaslt_; }
+
+    // Makes this context's GPU current for the calling thread.
+    void activate() const {
+        int current = -1;
+        EWE_CUDA_CHECK(cudaGetDevice(&current));
+        if (current != device_) EWE_CUDA_CHECK(cudaSetDevice(device_));
+    }
+
+    // Waits for the stream, then reports errors that kernels recorded.
+    void synchronize() {
+        activate();
+        EWE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        unsigned long long host[4] = {0, 0, 0, 0};
+        EWE_CUDA_CHECK(cudaMemcpy(host, errors_, sizeof host, cudaMemcpyDeviceToHost));
+        if (host[0] != 0) {
+            EWE_CUDA_CHECK(cudaMemset(errors_, 0, sizeof host));
+            fail("ops::gather_images: index ", static_cast<long long>(host[1]), " at position ",
+                 static_cast<long long>(host[2]), " is outside the images (", host[0],
+                 " bad indices; reported by the CUDA backend at ctx.synchronize())");
+        }
+    }
+    unsigned long long* error_block() const { return errors_; }
+
+    // ---- workspace arena
+    // A device buffer of at least `bytes`, valid for the op that asks (ops on one
+    // stream run in order, so every op may reuse it from the start). Grows outside
+    // capture only; a buffer that a captured graph may still use is kept until the
+    // context dies.
+    std::byte* workspace(std::size_t bytes) {
+        if (bytes <= workspace_bytes_) return workspace_;
+        EWE_REQUIRE(mode_ != StepMode::capture && !capturing(), "ewe CUDA backend: an op needs ", bytes,
+                    " bytes of workspace but the arena holds ", workspace_bytes_, " and cannot grow while a CUDA "
+                    "graph is being captured; run the step once eagerly first (ewe::cuda::StepGraph does)");
+        const std::size_t grown = std::max(bytes, workspace_bytes_ + workspace_bytes_ / 2);
+        const std::size_t rounded = (grown + (1u << 20) - 1) & ~std::size_t((1u << 20) - 1);
+        if (workspace_ != nullptr) {
+            if (graphs_alive_ > 0) {
+                retired_.push_back(workspace_);
+            } else {
+                EWE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+                EWE_CUDA_CHECK(cudaFree(workspace_));
+            }
+            workspace_ = nullptr;
+            workspace_bytes_ = 0;
+        }
+        EWE_CUDA_CHECK(cudaMalloc(&workspace_, rounded));
+        workspace_bytes_ = rounded;
+        return workspace_;
+    }
+    std::size_t workspace_bytes() const { return workspace_bytes_; }
+
+    bool capturing() const {
+        cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+        EWE_CUDA_CHECK(cudaStreamIsCapturing(stream_, &status));
+        return status != cudaStreamCaptureStatusNone;
+    }
+
+    // ---- step scalars and the op sequence of a captured step (see graph.cuh)
+    StepMode mode() const { return mode_; }
+
+    // Called at the start of every backend op with the op's fingerprint.
+    void begin_op(const Fingerprint& fp, const char* op) {
+        switch (mode_) {
+            case StepMode::eager: return;
+            case StepMode::capture:
+                ops_.push_back(OpRecord{fp.value(), slot_cursor_, op});
+                return;
+            case StepMode::record: {
+                EWE_REQUIRE(op_cursor_ < ops_.size(), "ewe::cuda::StepGraph: the replayed step calls ", op,
+                            " after the ", ops_.size(), " ops that were captured; the step must repeat the "
+                            "captured op sequence (recapture with StepGraph::reset())");
+                const OpRecord& r = ops_[op_cursor_];
+                EWE_REQUIRE(r.fingerprint == fp.value() && r.first_slot == slot_cursor_,
+                            "ewe::cuda::StepGraph: op #", op_cursor_, " of the replayed step is ", op,
+                            " but differs from the captured ", r.op, " (other tensors, shapes or fixed "
+                            "arguments); feed new data by copying it into the captured buffers, or reset()");
+                ++op_cursor_;
+                return;
+            }
+        }
+    }
+
+    // A per-step scalar: by value eagerly, else through a slot of the step block.
+    template <class V>
+    StepScalar<V> scalar(V value) {
+        static_assert(sizeof(V) == sizeof(std::uint64_t), "step scalars are 8-byte values");
+        if (mode_ == StepMode::eager) return StepScalar<V>{value, nullptr};
+        EWE_REQUIRE(slot_cursor_ < kStepSlots, "ewe::cuda::StepGraph: a captured step uses more than ", kStepSlots,
+                    " per-step scalars");
+        std::memcpy(&step_host_[slot_cursor_], &value, sizeof value);
+        const V* slot = reinterpret_cast<const V*>(step_block_ + slot_cursor_);
+        ++slot_cursor_;
+        return StepScalar<V>{value, slot};
+    }
+
+    // False while a replay only records scalars: the op must return without launching.
+    bool launching() const { return mode_ != StepMode::record; }
+
+    void begin_capture() {
+        EWE_REQUIRE(mode_ == StepMode::eager, "ewe::cuda::StepGraph: a step is already being captured or replayed");
+        ops_.clear();
+        slot_cursor_ = 0;
+        mode_ = StepMode::capture;
+    }
+    void end_capture() {
+        captured_slots_ = slot_cursor_;
+        mode_ = StepMode::eager;
+    }
+    void begin_record() {
+        EWE_REQUIRE(mode_ == StepMode::eager, "ewe::cuda::StepGraph: a step is already being captured or replayed");
+        op_cursor_ = 0;
+        slot_cursor_ = 0;
+        mode_ = StepMode::record;
+    }
+    void end_record() {
+        mode_ = StepMode::eager;
+        EWE_REQUIRE(op_cursor_ == ops_.size() && slot_cursor_ == captured_slots_, "ewe::cuda::StepGraph: the "
+                    "replayed step ran ", op_cursor_, " ops but ", ops_.size(), " were captured; the step must "
+                    "repeat the captured op sequence (recapture with StepGraph::reset())");
+    }
+    void abort_step() { mode_ = StepMode::eager; }
+
+    // Copies the recorded scalars into the device block, ordered before what follows
+    // on the stream. The source is pageable: cudaMemcpyAsync stages it before it
+    // returns, so the host mirror may be rewritten at once.
+    void upload_step_scalars() {
+        if (captured_slots_ == 0) return;
+        EWE_CUDA_CHECK(cudaMemcpyAsync(step_block_, step_host_.data(), captured_slots_ * sizeof(std::uint64_t),
+                                       cudaMemcpyHostToDevice, stream_));
+    }
+    void graph_created() { ++graphs_alive_; }
+    void graph_destroyed() { --graphs_alive_; }
+
+    // ---- cached plans
+    using ConvKey = std::array<std::int64_t, 15>;
+    std::map<ConvKey, std::unique_ptr<ConvPlan>>& conv_plans() { return conv_plans_; }
+    using GemmKey = std::array<std::int64_t, 11>;
+    std::map<GemmKey, std::unique_ptr<GemmPlan>>& gemm_plans() { return gemm_plans_; }
+
+private:
+    struct OpRecord {
+        std::uint64_t fingerprint;
+        std::size_t first_slot;
+        const char* op;
+    };
+
+    ContextOptions options_;
+    int device_ = 0;
+    cudaStream_t stream_ = nullptr;
+    cudnnHandle_t cudnn_ = nullptr;
+    cublasLtHandle_t cublaslt_ = nullptr;
+
+    std::byte* workspace_ = nullptr;
+    std::size_t workspace_bytes_ = 0;
+    std::vector<std::byte*> retired_;
+    int graphs_alive_ = 0;
+
+    std::uint64_t* step_block_ = nullptr;
+    std::vector<std::uint64_t> step_host_;
+    StepMode mode_ = StepMode::eager;
+    std::vector<OpRecord> ops_;
+    std::size_t op_cursor_ = 0, slot_cursor_ = 0, captured_slots_ = 0;
+
+    unsigned long long* errors_ = nullptr;
+
+    std::map<ConvKey, std::unique_ptr<ConvPlan>> conv_plans_;
+    std::map<GemmKey, std::unique_ptr<GemmPlan>> gemm_plans_;
+};
+
+// The resources of a CUDA context (checked).
+inline Resources& resources(const Context& ctx) {
+    EWE_REQUIRE(ctx.device() == Device::cuda && ctx.device_resources() != nullptr,
+                "ewe CUDA backend: the context is not a CUDA context");
+    return *static_cast<Resources*>(ctx.device_resources());
+}
+
+// Carves aligned pieces out of one workspace request.
+class WorkspaceCarver {
+public:
+    static constexpr std::size_t kAlign = 256;
+    static std::size_t round(std::size_t bytes) { return (bytes + kAlign - 1) & ~(kAlign - 1); }
+
+    // First pass: add up the pieces; second: take them in the same order.
+    std::size_t reserve(std::size_t bytes) {
+        total_ += round(bytes);
+        return total_;
+    }
+    std::size_t total() const { return total_; }
+    void bind(std::byte* base) {
+        base_ = base;
+        used_ = 0;
+    }
+    template <class T>
+    T* take(std::size_t count) {
+        T* p = reinterpret_cast<T*>(base_ + used_);
+        used_ += round(count * sizeof(T));
+        return p;
+    }
+
+private:
+    std::size_t total_ = 0, used_ = 0;
+    std::byte* base_ = nullptr;
+};
+
+}  // namespace ewe::cuda

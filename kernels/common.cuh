@@ -1,0 +1,58 @@
+// Shared pieces of ewe's hand-written CUDA kernels (kernels/*.cuh): the launch
+// shape, the per-step scalar argument that CUDA graphs refill between replays, and
+// the activation functions written exactly as the CPU reference
+// (ewe::cpu::activate / ewe::cpu::activation_slope in include/ewe/cpu/backend.hpp).
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "ewe/cuda/check.cuh"
+#include "ewe/ops/geometry.hpp"
+
+namespace ewe::cuda::kernels {
+
+constexpr int kThreads = 256;
+
+// Blocks for a grid-stride loop over n items (at least one, so a launch is valid).
+inline unsigned blocks_for(std::int64_t n, int threads = kThreads) {
+    const std::int64_t b = (n + threads - 1) / threads;
+    return static_cast<unsigned>(b < 1 ? 1 : (b > 65535 * 4 ? 65535 * 4 : b));
+}
+
+// A host scalar that may change between training steps (learning rate, loss
+// coefficient, Philox seed/offset). Eagerly it travels by value; inside a captured
+// CUDA graph `slot` points into the context's device "step scalars" block, which the
+// graph guard refills with one copy before every replay (see ewe/cuda/graph.cuh).
+template <class V>
+struct StepScalar {
+    V value;
+    const V* slot;
+    __device__ V get() const { return slot != nullptr ? *slot : value; }
+};
+
+template <class T>
+__device__ inline T activate(Activation act, T v) {
+    switch (act) {
+        case Activation::relu: return v > T(0) ? v : T(0);
+        case Activation::sigmoid: return T(1) / (T(1) + exp(-v));
+        default: return v;
+    }
+}
+
+template <class T>
+__device__ inline T activation_slope(Activation act, T y) {
+    switch (act) {
+        case Activation::relu: return y > T(0) ? T(1) : T(0);
+        case Activation::sigmoid: return y * (T(1) - y);
+        default: return T(1);
+    }
+}
+
+__device__ inline std::int64_t global_index() {
+    return static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ inline std::int64_t grid_stride() { return static_cast<std::int64_t>(gridDim.x) * blockDim.x; }
+
+}  // namespace ewe::cuda::kernels

@@ -1,0 +1,54 @@
+// Optimizer updates over the whole flat parameter buffer in one launch each, Keras
+// rules (see include/ewe/optim/optimizers.hpp). The learning-rate-like factor is a
+// StepScalar so a captured CUDA graph picks up the new value on every replay.
+// CPU reference: Backend::sgd_update, rmsprop_update, adam_update in
+// include/ewe/cpu/backend.hpp (the same float arithmetic).
+#pragma once
+
+#include "kernels/common.cuh"
+
+namespace ewe::cuda::kernels {
+
+template <class T>
+__global__ void sgd_plain(StepScalar<double> lr, T* __restrict__ p, const T* __restrict__ g, std::int64_t count) {
+    const T rate = T(lr.get());
+    for (std::int64_t i = global_index(); i < count; i += grid_stride()) p[i] -= rate * g[i];
+}
+
+template <class T>
+__global__ void sgd_momentum(StepScalar<double> lr, T momentum, bool nesterov, T* __restrict__ p,
+                             const T* __restrict__ g, T* __restrict__ velocity, std::int64_t count) {
+    const T rate = T(lr.get());
+    for (std::int64_t i = global_index(); i < count; i += grid_stride()) {
+        const T v = momentum * velocity[i] - rate * g[i];
+        velocity[i] = v;
+        p[i] += nesterov ? momentum * v - rate * g[i] : v;
+    }
+}
+
+template <class T>
+__global__ void rmsprop(StepScalar<double> lr, T rho, T one_minus_rho, T eps, T* __restrict__ p,
+                        const T* __restrict__ g, T* __restrict__ ms, std::int64_t count) {
+    const T rate = T(lr.get());
+    for (std::int64_t i = global_index(); i < count; i += grid_stride()) {
+        const T s = rho * ms[i] + one_minus_rho * g[i] * g[i];
+        ms[i] = s;
+        p[i] -= rate * g[i] / (sqrt(s) + eps);
+    }
+}
+
+// rate = T(lr * sqrt(1 - beta2^t) / (1 - beta1^t)), computed on the host each step.
+template <class T>
+__global__ void adam(StepScalar<double> rate_in, T b1, T b2, T eps, T* __restrict__ p, const T* __restrict__ g,
+                     T* __restrict__ m, T* __restrict__ v, std::int64_t count) {
+    const T rate = T(rate_in.get());
+    for (std::int64_t i = global_index(); i < count; i += grid_stride()) {
+        const T mi = b1 * m[i] + (T(1) - b1) * g[i];
+        const T vi = b2 * v[i] + (T(1) - b2) * g[i] * g[i];
+        m[i] = mi;
+        v[i] = vi;
+        p[i] -= rate * mi / (sqrt(vi) + eps);
+    }
+}
+
+}  // namespace ewe::cuda::kernels

@@ -1,0 +1,131 @@
+// The sheep VAE as a whole: the parameter counts of the original experiment, a
+// gradient check of the complete model and loss (double, reduced sizes), CPU
+// determinism, and the errors that bad configurations and inputs produce.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "gradcheck.hpp"
+
+using namespace ewe;
+
+TEST_CASE("the seed model has the original's 12,857,845 parameters (350 non-trainable), decoder 6,511,206") {
+    Context ctx;
+    SheepVae<float> vae(ctx, SheepVaeConfig{}, 2, 1);
+    CHECK(vae.params().total_count() == 12857845);
+    CHECK(vae.params().non_trainable_count() == 350);
+    CHECK(vae.decoder().param_count() == 6511206);
+    const std::string summary = vae.summary();
+    CHECK(summary.find("Total params: 12,857,845") != std::string::npos);
+    CHECK(summary.find("Trainable params: 12,857,495") != std::string::npos);
+    CHECK(summary.find("Non-trainable params: 350") != std::string::npos);
+    CHECK(vae.decoder_summary().find("Total params: 6,511,206") != std::string::npos);
+    CHECK(summary.find("conv2d_transpose_3 (Conv2DTranspose)") != std::string::npos);
+    CHECK(summary.find("(None, 56, 56, 10)") != std::string::npos);
+}
+
+namespace {
+SheepVaeConfig small_config() {
+    SheepVaeConfig c;
+    c.image_size = 8;
+    c.filters = {2, 3};
+    c.units = {6, 5, 4};
+    c.latent = 2;
+    return c;
+}
+}  // namespace
+
+TEST_CASE("gradient check of the whole VAE and its loss, every parameter tensor") {
+    for (ReparamVariant variant : {ReparamVariant::standard, ReparamVariant::post}) {
+        Context ctx;
+        SheepVaeConfig config = small_config();
+        config.reparam = variant;
+        const std::int64_t batch = 4;
+        SheepVae<double> vae(ctx, config, batch, 3);
+        VaeLoss<double> loss(ctx, VaeLossConfig{2.0 * 64, KlReduction::mean}, batch);
+        loss.set_kl_weight(0.7);
+        vae.random().offset = 2;
+        // Move every parameter off its initial value: zero biases put ReLUs whose
+        // inputs are all zero exactly on their kink, where no derivative exists.
+        for (std::int64_t i = 0; i < vae.params().trainable_count(); ++i)
+            vae.params().values()[i] += 0.05 * std::sin(1.3 * double(i) + 0.2);
+        Tensor<double> x = testing::random_tensor(Shape{batch, 8, 8, 1}, 0, 1);
+        auto total = [&] {
+            vae.forward(ctx, x.view(), Phase::train);
+            loss.forward(ctx, x.view(), vae.reconstruction(batch), vae.mean(batch), vae.log_var(batch));
+            return loss.values().total;
+        };
+        total();
+        loss.backward(ctx, x.view(), vae.reconstruction(batch), vae.mean(batch), vae.log_var(batch),
+                      vae.dx_hat(batch), vae.dmean(batch), vae.dlog_var(batch));
+        vae.backward(ctx, x.view());
+        Tensor<double> grads(vae.params().grads().shape());
+        copy<double>(vae.params().grads(), grads.view());
+        int checked = 0;
+        for (const ParameterInfo& p : vae.params().info()) {
+            if (!p.trainable) continue;
+            testing::check_gradient(p.name, vae.params().values().slice(p.offset, p.shape),
+                                    grads.view().slice(p.offset, p.shape), total, 60);
+            ++checked;
+        }
+        // kernel and bias of 2 convs, 3 + 4 dense, 2 heads, 2 transposed convs and the
+        // output conv, and gamma and beta of 3 batch normalizations
+        CHECK(checked == 2 * (2 + 3 + 4 + 2 + 2 + 1) + 2 * 3);
+    }
+}
+
+TEST_CASE("training is deterministic for a seed, and the loss falls") {
+    auto run = [](std::uint64_t seed) {
+        Context ctx;
+        SheepVae<float> vae(ctx, small_config(), 4, seed);
+        VaeLoss<float> loss(ctx, VaeLossConfig{2.0 * 64, KlReduction::mean}, 4);
+        Rmsprop<float> opt(ctx, vae.params(), 1e-2);
+        Tensor<float> x(Shape{4, 8, 8, 1});
+        for (std::int64_t i = 0; i < x.numel(); ++i) {  // a soft disc, offset per sample
+            const double r = double(i % 8) - 3.5 - double(i / 64), c = double(i / 8 % 8) - 3.5;
+            x[i] = float(std::exp(-(r * r + c * c) / 4.0));
+        }
+        std::vector<double> losses;
+        for (int step = 0; step < 60; ++step) {
+            train_step(ctx, vae, loss, opt, x.view());
+            losses.push_back(loss.values().total);
+        }
+        return losses;
+    };
+    const auto a = run(5), b = run(5), c = run(6);
+    CHECK(a == b);
+    CHECK(a != c);
+    INFO("first loss " << a.front() << ", last " << a.back());
+    CHECK(a.back() < 0.7 * a.front());
+}
+
+TEST_CASE("bad configurations and inputs throw ewe::Error naming the layer and what was expected") {
+    CHECK_THROWS_WITH_AS(Dropout<float>(1.0), doctest::Contains("rate must be in [0, 1), found 1"), ewe::Error);
+    CHECK_THROWS_WITH_AS(Dropout<float>(-0.1), doctest::Contains("rate must be in [0, 1)"), ewe::Error);
+    CHECK_THROWS_WITH_AS(Conv2D<float>(ConvOptions{4, 0, 1}), doctest::Contains("kernel size must be positive, found 0"),
+                         ewe::Error);
+    CHECK_THROWS_WITH_AS(Conv2DTranspose<float>(ConvOptions{4, 3, 0}), doctest::Contains("stride must be positive, found 0"),
+                         ewe::Error);
+    CHECK_THROWS_WITH_AS(Dense<float>(0), doctest::Contains("units must be positive, found 0"), ewe::Error);
+
+    Context ctx;
+    ParameterStore<float> store;
+    RandomState random;
+    BuildContext<float> b{ctx, store, random, 2};
+    Dense<float> dense(3, Activation::relu, "head");
+    CHECK_THROWS_WITH_AS(dense.build(Shape{4, 4, 1}, b), doctest::Contains("Dense 'head': expects flat inputs"),
+                         ewe::Error);
+    Conv2D<float> conv(ConvOptions{2, 5, 1, Padding::valid}, "tiny");
+    CHECK_THROWS_WITH_AS(conv.build(Shape{3, 3, 1}, b), doctest::Contains("does not fit input (3, 3, 1)"), ewe::Error);
+    Reshape<float> reshape(Shape{5, 5}, "r");
+    CHECK_THROWS_WITH_AS(reshape.build(Shape{24}, b), doctest::Contains("cannot reshape features (24,)"), ewe::Error);
+
+    Dense<float> ok(3, Activation::none, "ok");
+    ok.build(Shape{4}, b);
+    store.allocate(Device::cpu, 0);
+    Tensor<float> x(Shape{2, 5}), y(Shape{2, 3}), big(Shape{3, 4}), y3(Shape{3, 3});
+    CHECK_THROWS_WITH_AS(ok.forward(ctx, x.view(), y.view(), Phase::train),
+                         doctest::Contains("Dense 'ok' forward: expected input of shape (batch, 4,) found (2, 5)"),
+                         ewe::Error);
+    CHECK_THROWS_WITH_AS(ok.forward(ctx, big.view(), y3.view(), Phase::train),
+                         doctest::Contains("batch 3 exceeds the max_batch 2"), ewe::Error);
+    CHECK_THROWS_WITH_AS(SheepVae<float>(ctx, SheepVaeConfig{27}, 2, 0), doctest::Contains("image_size must be a positive even"),
+                         ewe::Error);
+}
