@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -189,18 +190,90 @@ inline DbscanResult dbscan_kdtree(const std::vector<double>& x, std::int64_t n, 
     return r;
 }
 
+// Union-find safe for concurrent unite() calls (lock-free: a root is linked below a
+// smaller root by compare-and-swap). The partition it ends with does not depend on
+// the order of the calls.
+struct ConcurrentUnionFind {
+    std::vector<std::int32_t> parent;
+    explicit ConcurrentUnionFind(std::size_t n) : parent(n) { std::iota(parent.begin(), parent.end(), 0); }
+    std::int32_t find(std::int32_t x) {
+        while (true) {
+            std::atomic_ref<std::int32_t> px(parent[x]);
+            const std::int32_t p = px.load(std::memory_order_relaxed);
+            if (p == x) return x;
+            const std::int32_t gp = std::atomic_ref<std::int32_t>(parent[p]).load(std::memory_order_relaxed);
+            if (gp != p) {
+                std::int32_t expected = p;
+                px.compare_exchange_weak(expected, gp, std::memory_order_relaxed);
+            }
+            x = gp;
+        }
+    }
+    void unite(std::int32_t a, std::int32_t b) {
+        while (true) {
+            a = find(a);
+            b = find(b);
+            if (a == b) return;
+            if (a < b) std::swap(a, b);
+            std::int32_t expected = a;
+            if (std::atomic_ref<std::int32_t>(parent[a]).compare_exchange_strong(expected, b, std::memory_order_acq_rel))
+                return;
+        }
+    }
+    // After all unions (single thread): every element points straight at its root.
+    void flatten() {
+        for (std::size_t x = 0; x < parent.size(); ++x) parent[x] = parent[parent[x]];
+    }
+};
+
+// Number of the m points q (row-major, D coordinates) with sqdist(x, q) <= eps2.
+template <int D>
+inline std::int32_t count_within(const double* x, const double* q, std::int32_t m, double eps2) {
+    std::int32_t count = 0;
+    for (std::int32_t j = 0; j < m; ++j) {
+        double s = 0;
+        for (int k = 0; k < D; ++k) {
+            const double t = x[k] - q[j * D + k];
+            s += t * t;
+        }
+        count += s <= eps2;
+    }
+    return count;
+}
+
+// Stable LSD radix sort of (key, index) by key; keys below 2^bits.
+inline void radix_sort(std::vector<std::uint64_t>& keys, std::vector<std::int32_t>& index, int bits) {
+    constexpr int kDigit = 11;
+    const std::size_t n = keys.size();
+    std::vector<std::uint64_t> k2(n);
+    std::vector<std::int32_t> i2(n);
+    for (int shift = 0; shift < bits; shift += kDigit) {
+        std::size_t count[(1 << kDigit) + 1] = {};
+        for (std::size_t i = 0; i < n; ++i) ++count[((keys[i] >> shift) & ((1u << kDigit) - 1)) + 1];
+        for (int b = 0; b < (1 << kDigit); ++b) count[b + 1] += count[b];
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::size_t to = count[(keys[i] >> shift) & ((1u << kDigit) - 1)]++;
+            k2[to] = keys[i];
+            i2[to] = index[i];
+        }
+        keys.swap(k2);
+        index.swap(i2);
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Uniform grid for 1 <= d <= 3. Cells have side eps/sqrt(d) (shrunk by 1e-6 so that
 // rounding can never put two points more than eps apart into one cell): every pair of
 // points in a cell are neighbours, so a cell holding >= min_pts points is wholly core,
 // and only cells at most two steps away along each axis can hold neighbours. Cells are
 // the non-empty ones, sorted by a packed 64-bit key (last axis fastest), so the
-// neighbour cells of a row form one contiguous key range found by binary search.
+// neighbour cells of a row form one contiguous key range.
 class DbscanGrid {
 public:
-    // Sorts the points into cells; false when d > 3 or the grid would need more cells
-    // than 64-bit keys can address (then use the k-d tree).
-    bool build(const std::vector<double>& x, std::int64_t n, int d, double eps) {
+    // Sorts the points (n x d, any arithmetic type) into cells; false when d > 3 or the
+    // grid would need more cells than 64-bit keys can address (then use the k-d tree).
+    template <class T>
+    bool build(const T* x, std::int64_t n, int d, double eps) {
         if (d < 1 || d > 3) return false;
         d_ = d;
         n_ = n;
@@ -215,8 +288,10 @@ public:
         for (int a = 0; a < d; ++a) {
             double lo = std::numeric_limits<double>::infinity(), hi = -lo;
             for (std::int64_t i = 0; i < n; ++i) {
-                lo = std::min(lo, x[i * d + a]);
-                hi = std::max(hi, x[i * d + a]);
+                const double v = static_cast<double>(x[i * d + a]);
+                if (!std::isfinite(v)) fail("dbscan: expected finite coordinates, found ", v, " at row ", i, ", column ", a);
+                lo = std::min(lo, v);
+                hi = std::max(hi, v);
             }
             if (n == 0) lo = hi = 0;
             const double cells = std::floor((hi - lo) / side_) + 1;
@@ -227,31 +302,49 @@ public:
             margin_[a] = 1e-6 * side_ + 1e-12 * (std::abs(lo) + std::abs(hi));
         }
         if (!(total < 4.0e18)) return false;
+        int bits = 1;
+        while (bits < 63 && std::ldexp(1.0, bits) < total) ++bits;
 
-        std::vector<std::pair<std::uint64_t, std::int32_t>> order(n);
+        std::vector<std::uint64_t> key(n);
+        std::vector<std::int32_t> index(n);
         for (std::int64_t i = 0; i < n; ++i) {
-            std::uint64_t key = 0;
+            std::uint64_t k = 0;
             for (int a = 0; a < d; ++a) {
-                const auto c = std::min(static_cast<std::int64_t>((x[i * d + a] - lo_[a]) / side_), dims_[a] - 1);
-                key = key * static_cast<std::uint64_t>(dims_[a]) + static_cast<std::uint64_t>(c);
+                const auto c = std::min(static_cast<std::int64_t>((static_cast<double>(x[i * d + a]) - lo_[a]) / side_), dims_[a] - 1);
+                k = k * static_cast<std::uint64_t>(dims_[a]) + static_cast<std::uint64_t>(c);
             }
-            order[i] = {key, static_cast<std::int32_t>(i)};
+            key[i] = k;
+            index[i] = static_cast<std::int32_t>(i);
         }
-        std::sort(order.begin(), order.end());
+        radix_sort(key, index, bits);
         pts_.resize(static_cast<std::size_t>(n) * d);
-        orig_.resize(n);
         keys_.clear();
         start_.clear();
         for (std::int64_t p = 0; p < n; ++p) {
-            orig_[p] = order[p].second;
-            std::copy(&x[order[p].second * static_cast<std::int64_t>(d)], &x[order[p].second * static_cast<std::int64_t>(d)] + d,
-                      &pts_[p * d]);
-            if (p == 0 || order[p].first != order[p - 1].first) {
-                keys_.push_back(order[p].first);
+            for (int a = 0; a < d; ++a) pts_[p * d + a] = static_cast<double>(x[static_cast<std::int64_t>(index[p]) * d + a]);
+            if (p == 0 || key[p] != key[p - 1]) {
+                keys_.push_back(key[p]);
                 start_.push_back(static_cast<std::int32_t>(p));
             }
         }
         start_.push_back(static_cast<std::int32_t>(n));
+        key = {};
+        orig_ = std::move(index);
+        keys_.shrink_to_fit();
+        start_.shrink_to_fit();
+        // Rows (all axes but the last): a table of first cells when it is small.
+        rows_.clear();
+        std::int64_t rows = 1;
+        for (int a = 0; a + 1 < d; ++a) rows *= dims_[a];
+        if (rows <= n / 2 + 1024) {
+            rows_.assign(rows + 1, 0);
+            const std::uint64_t per_row = static_cast<std::uint64_t>(dims_[d - 1]);
+            std::size_t c = 0;
+            for (std::int64_t r = 0; r <= rows; ++r) {
+                while (c < keys_.size() && keys_[c] / per_row < static_cast<std::uint64_t>(r)) ++c;
+                rows_[r] = static_cast<std::int32_t>(c);
+            }
+        }
         return true;
     }
 
@@ -260,12 +353,104 @@ public:
     // Neighbour counts (the point itself included) by sorted position, capped at `cap`:
     // counts[p] >= cap means "at least cap".
     void count_neighbors(std::int64_t cap, std::vector<std::int32_t>& counts) const {
+        switch (d_) {
+            case 1: count_impl<1>(cap, counts); break;
+            case 2: count_impl<2>(cap, counts); break;
+            default: count_impl<3>(cap, counts); break;
+        }
+    }
+
+    // Clusters given the core flags (by sorted position); labels in original order.
+    DbscanResult cluster(const std::vector<std::uint8_t>& core) const {
+        switch (d_) {
+            case 1: return cluster_impl<1>(core);
+            case 2: return cluster_impl<2>(core);
+            default: return cluster_impl<3>(core);
+        }
+    }
+
+private:
+    struct Near {
+        std::int32_t cell;
+        int gap;  // squared gap to the home cell, in cells (for nearest-first order)
+        double lo[3], hi[3];
+    };
+
+    void decode(std::uint64_t key, std::int64_t* cc) const {
+        for (int a = d_ - 1; a >= 0; --a) {
+            cc[a] = static_cast<std::int64_t>(key % static_cast<std::uint64_t>(dims_[a]));
+            key /= static_cast<std::uint64_t>(dims_[a]);
+        }
+    }
+
+    // The non-empty cells within two steps along every axis (the cell itself included),
+    // nearest first, with their boxes widened by a rounding margin.
+    void neighbor_cells(std::int32_t c, std::vector<Near>& out) const {
+        out.clear();
+        std::int64_t cc[3];
+        decode(keys_[c], cc);
+        const int last = d_ - 1;
+        const std::uint64_t per_row = static_cast<std::uint64_t>(dims_[last]);
+        const std::int64_t zlo = std::max<std::int64_t>(cc[last] - 2, 0), zhi = std::min<std::int64_t>(cc[last] + 2, dims_[last] - 1);
+        const int combos = last == 0 ? 1 : last == 1 ? 5 : 25;
+        for (int combo = 0; combo < combos; ++combo) {
+            std::int64_t row = 0;
+            int gap = 0;
+            bool inside = true;
+            int rest = combo;
+            for (int a = 0; a < last; ++a) {
+                const int off = rest % 5 - 2;
+                rest /= 5;
+                const std::int64_t v = cc[a] + off;
+                if (v < 0 || v >= dims_[a]) inside = false;
+                row = row * dims_[a] + v;
+                gap += std::max(std::abs(off) - 1, 0) * std::max(std::abs(off) - 1, 0);
+            }
+            if (!inside) continue;
+            const std::uint64_t klo = static_cast<std::uint64_t>(row) * per_row + static_cast<std::uint64_t>(zlo);
+            const std::uint64_t khi = static_cast<std::uint64_t>(row) * per_row + static_cast<std::uint64_t>(zhi);
+            auto first = keys_.begin(), end = keys_.end();
+            if (!rows_.empty()) {
+                first = keys_.begin() + rows_[row];
+                end = keys_.begin() + rows_[row + 1];
+            }
+            for (auto it = std::lower_bound(first, end, klo); it != end && *it <= khi; ++it) {
+                Near nb;
+                nb.cell = static_cast<std::int32_t>(it - keys_.begin());
+                std::int64_t nc[3];
+                decode(*it, nc);
+                const int offz = static_cast<int>(nc[last] - cc[last]);
+                nb.gap = gap + std::max(std::abs(offz) - 1, 0) * std::max(std::abs(offz) - 1, 0);
+                for (int a = 0; a < d_; ++a) {
+                    nb.lo[a] = lo_[a] + static_cast<double>(nc[a]) * side_ - margin_[a];
+                    nb.hi[a] = lo_[a] + static_cast<double>(nc[a] + 1) * side_ + margin_[a];
+                }
+                out.push_back(nb);
+            }
+        }
+        std::stable_sort(out.begin(), out.end(), [](const Near& a, const Near& b) { return a.gap < b.gap; });
+    }
+
+    // Squared distances from x to the nearest and farthest point of a neighbour's box.
+    template <int D>
+    static void box_sqdist(const double* x, const Near& nb, double& mind2, double& maxd2) {
+        mind2 = maxd2 = 0;
+        for (int a = 0; a < D; ++a) {
+            const double near = x[a] < nb.lo[a] ? nb.lo[a] - x[a] : (x[a] > nb.hi[a] ? x[a] - nb.hi[a] : 0.0);
+            const double far = std::max(std::abs(x[a] - nb.lo[a]), std::abs(x[a] - nb.hi[a]));
+            mind2 += near * near;
+            maxd2 += far * far;
+        }
+    }
+
+    template <int D>
+    void count_impl(std::int64_t cap, std::vector<std::int32_t>& counts) const {
         counts.assign(n_, 0);
         const std::int32_t capped = static_cast<std::int32_t>(std::min<std::int64_t>(cap, n_ + 1));
         const std::int64_t nc = cells();
 #pragma omp parallel
         {
-            std::vector<std::int32_t> near;
+            std::vector<Near> near;
 #pragma omp for schedule(dynamic, 64)
             for (std::int64_t c = 0; c < nc; ++c) {
                 const std::int32_t size = start_[c + 1] - start_[c];
@@ -276,19 +461,16 @@ public:
                 neighbor_cells(static_cast<std::int32_t>(c), near);
                 for (std::int32_t p = start_[c]; p < start_[c + 1]; ++p) {
                     std::int32_t cnt = size;
-                    const double* xp = &pts_[static_cast<std::int64_t>(p) * d_];
-                    for (std::int32_t c2 : near) {
+                    const double* xp = &pts_[static_cast<std::int64_t>(p) * D];
+                    for (const Near& nb : near) {
                         if (cnt >= capped) break;
-                        if (c2 == c) continue;
+                        if (nb.cell == c) continue;
                         double mind2, maxd2;
-                        box_sqdist(xp, c2, mind2, maxd2);
+                        box_sqdist<D>(xp, nb, mind2, maxd2);
                         if (mind2 > eps2_) continue;
-                        if (maxd2 < eps2_ * (1 - 1e-12)) {
-                            cnt += start_[c2 + 1] - start_[c2];
-                            continue;
-                        }
-                        for (std::int32_t q = start_[c2]; q < start_[c2 + 1]; ++q)
-                            if (detail::sqdist(xp, &pts_[static_cast<std::int64_t>(q) * d_], d_) <= eps2_ && ++cnt >= capped) break;
+                        const std::int32_t m = start_[nb.cell + 1] - start_[nb.cell];
+                        if (maxd2 < eps2_ * (1 - 1e-12)) cnt += m;
+                        else cnt += count_within<D>(xp, &pts_[static_cast<std::int64_t>(start_[nb.cell]) * D], m, eps2_);
                     }
                     counts[p] = std::min(cnt, capped);
                 }
@@ -296,22 +478,42 @@ public:
         }
     }
 
-    // Clusters given the core flags (by sorted position); labels in original order.
-    DbscanResult cluster(const std::vector<std::uint8_t>& core) const {
+    // Does some core point of a lie within eps of some core point of b?
+    template <int D>
+    bool cells_connected(std::int32_t a, const Near& b, const std::vector<std::uint8_t>& core) const {
+        for (std::int32_t p = start_[a]; p < start_[a + 1]; ++p) {
+            if (!core[p]) continue;
+            const double* xp = &pts_[static_cast<std::int64_t>(p) * D];
+            double mind2, maxd2;
+            box_sqdist<D>(xp, b, mind2, maxd2);
+            if (mind2 > eps2_) continue;
+            for (std::int32_t q = start_[b.cell]; q < start_[b.cell + 1]; ++q)
+                if (core[q] && sqdist(xp, &pts_[static_cast<std::int64_t>(q) * D], D) <= eps2_) return true;
+        }
+        return false;
+    }
+
+    template <int D>
+    DbscanResult cluster_impl(const std::vector<std::uint8_t>& core) const {
         const std::int64_t nc = cells();
         std::vector<std::uint8_t> cell_core(nc, 0);
         for (std::int64_t c = 0; c < nc; ++c)
             for (std::int32_t p = start_[c]; p < start_[c + 1] && !cell_core[c]; ++p) cell_core[c] = core[p];
 
         // Core cells that hold a pair of core points within eps are merged.
-        UnionFind uf(nc);
-        std::vector<std::int32_t> near;
-        for (std::int64_t c = 0; c < nc; ++c) {
-            if (!cell_core[c]) continue;
-            neighbor_cells(static_cast<std::int32_t>(c), near);
-            for (std::int32_t c2 : near) {
-                if (c2 <= c || !cell_core[c2] || uf.find(static_cast<std::int32_t>(c)) == uf.find(c2)) continue;
-                if (cells_connected(static_cast<std::int32_t>(c), c2, core)) uf.unite(static_cast<std::int32_t>(c), c2);
+        ConcurrentUnionFind uf(nc);
+#pragma omp parallel
+        {
+            std::vector<Near> near;
+#pragma omp for schedule(dynamic, 64)
+            for (std::int64_t c = 0; c < nc; ++c) {
+                if (!cell_core[c]) continue;
+                neighbor_cells(static_cast<std::int32_t>(c), near);
+                for (const Near& nb : near) {
+                    if (nb.cell <= c || !cell_core[nb.cell]) continue;
+                    if (uf.find(static_cast<std::int32_t>(c)) == uf.find(nb.cell)) continue;
+                    if (cells_connected<D>(static_cast<std::int32_t>(c), nb, core)) uf.unite(static_cast<std::int32_t>(c), nb.cell);
+                }
             }
         }
         uf.flatten();
@@ -325,9 +527,13 @@ public:
         for (std::int64_t c = 0; c < nc; ++c)
             if (cell_core[c] && uf.parent[c] == c) roots.push_back(static_cast<std::int32_t>(c));
         std::sort(roots.begin(), roots.end(), [&](std::int32_t a, std::int32_t b) { return first[a] < first[b]; });
-        std::vector<std::int32_t> number(nc, -1);
-        for (std::size_t k = 0; k < roots.size(); ++k) number[roots[k]] = static_cast<std::int32_t>(k);
-        for (std::int64_t c = 0; c < nc; ++c) number[c] = cell_core[c] ? number[uf.parent[c]] : -1;
+        first = {};
+        std::vector<std::int32_t>& number = uf.parent;  // reused: cell -> cluster number
+        {
+            std::vector<std::int32_t> by_root(nc, -1);
+            for (std::size_t k = 0; k < roots.size(); ++k) by_root[roots[k]] = static_cast<std::int32_t>(k);
+            for (std::int64_t c = 0; c < nc; ++c) number[c] = cell_core[c] ? by_root[number[c]] : -1;
+        }
 
         DbscanResult r;
         r.n_clusters = static_cast<std::int32_t>(roots.size());
@@ -335,7 +541,7 @@ public:
         r.core.assign(n_, 0);
 #pragma omp parallel
         {
-            std::vector<std::int32_t> nearby;
+            std::vector<Near> near;
 #pragma omp for schedule(dynamic, 64)
             for (std::int64_t c = 0; c < nc; ++c) {
                 bool has_noncore = false;
@@ -348,20 +554,20 @@ public:
                     }
                 }
                 if (!has_noncore) continue;
-                neighbor_cells(static_cast<std::int32_t>(c), nearby);
+                neighbor_cells(static_cast<std::int32_t>(c), near);
                 for (std::int32_t p = start_[c]; p < start_[c + 1]; ++p) {
                     if (core[p]) continue;
-                    const double* xp = &pts_[static_cast<std::int64_t>(p) * d_];
+                    const double* xp = &pts_[static_cast<std::int64_t>(p) * D];
                     // A core point in the same cell is always within eps.
                     std::int32_t best = cell_core[c] ? number[c] : std::numeric_limits<std::int32_t>::max();
-                    for (std::int32_t c2 : nearby) {
-                        if (c2 == c || !cell_core[c2] || number[c2] >= best) continue;
+                    for (const Near& nb : near) {
+                        if (nb.cell == c || !cell_core[nb.cell] || number[nb.cell] >= best) continue;
                         double mind2, maxd2;
-                        box_sqdist(xp, c2, mind2, maxd2);
+                        box_sqdist<D>(xp, nb, mind2, maxd2);
                         if (mind2 > eps2_) continue;
-                        for (std::int32_t q = start_[c2]; q < start_[c2 + 1]; ++q)
-                            if (core[q] && detail::sqdist(xp, &pts_[static_cast<std::int64_t>(q) * d_], d_) <= eps2_) {
-                                best = number[c2];
+                        for (std::int32_t q = start_[nb.cell]; q < start_[nb.cell + 1]; ++q)
+                            if (core[q] && sqdist(xp, &pts_[static_cast<std::int64_t>(q) * D], D) <= eps2_) {
+                                best = number[nb.cell];
                                 break;
                             }
                     }
@@ -373,71 +579,6 @@ public:
         return r;
     }
 
-private:
-    void decode(std::uint64_t key, std::int64_t* cc) const {
-        for (int a = d_ - 1; a >= 0; --a) {
-            cc[a] = static_cast<std::int64_t>(key % static_cast<std::uint64_t>(dims_[a]));
-            key /= static_cast<std::uint64_t>(dims_[a]);
-        }
-    }
-
-    // The non-empty cells within two steps along every axis (the cell itself included).
-    void neighbor_cells(std::int32_t c, std::vector<std::int32_t>& out) const {
-        out.clear();
-        std::int64_t cc[3];
-        decode(keys_[c], cc);
-        const int last = d_ - 1;
-        const std::int64_t zlo = std::max<std::int64_t>(cc[last] - 2, 0), zhi = std::min<std::int64_t>(cc[last] + 2, dims_[last] - 1);
-        const int combos = last == 0 ? 1 : last == 1 ? 5 : 25;
-        for (int combo = 0; combo < combos; ++combo) {
-            std::int64_t base = 0;
-            bool inside = true;
-            int rest = combo;
-            for (int a = 0; a < last; ++a) {
-                const std::int64_t v = cc[a] + rest % 5 - 2;
-                rest /= 5;
-                if (v < 0 || v >= dims_[a]) inside = false;
-                base = base * dims_[a] + v;
-            }
-            if (!inside) continue;
-            const std::uint64_t klo = static_cast<std::uint64_t>(base * dims_[last] + zlo);
-            const std::uint64_t khi = static_cast<std::uint64_t>(base * dims_[last] + zhi);
-            for (auto it = std::lower_bound(keys_.begin(), keys_.end(), klo); it != keys_.end() && *it <= khi; ++it)
-                out.push_back(static_cast<std::int32_t>(it - keys_.begin()));
-        }
-    }
-
-    // Squared distances from x to the nearest and farthest corner of cell c's box
-    // (widened by a rounding margin).
-    void box_sqdist(const double* x, std::int32_t c, double& mind2, double& maxd2) const {
-        std::int64_t cc[3];
-        decode(keys_[c], cc);
-        mind2 = maxd2 = 0;
-        for (int a = 0; a < d_; ++a) {
-            const double lo = lo_[a] + static_cast<double>(cc[a]) * side_ - margin_[a];
-            const double hi = lo_[a] + static_cast<double>(cc[a] + 1) * side_ + margin_[a];
-            const double near = x[a] < lo ? lo - x[a] : (x[a] > hi ? x[a] - hi : 0.0);
-            const double far = std::max(std::abs(x[a] - lo), std::abs(x[a] - hi));
-            mind2 += near * near;
-            maxd2 += far * far;
-        }
-    }
-
-    // Does some core point of a lie within eps of some core point of b?
-    bool cells_connected(std::int32_t a, std::int32_t b, const std::vector<std::uint8_t>& core) const {
-        if (start_[a + 1] - start_[a] > start_[b + 1] - start_[b]) std::swap(a, b);
-        for (std::int32_t p = start_[a]; p < start_[a + 1]; ++p) {
-            if (!core[p]) continue;
-            const double* xp = &pts_[static_cast<std::int64_t>(p) * d_];
-            double mind2, maxd2;
-            box_sqdist(xp, b, mind2, maxd2);
-            if (mind2 > eps2_) continue;
-            for (std::int32_t q = start_[b]; q < start_[b + 1]; ++q)
-                if (core[q] && detail::sqdist(xp, &pts_[static_cast<std::int64_t>(q) * d_], d_) <= eps2_) return true;
-        }
-        return false;
-    }
-
     int d_ = 0;
     std::int64_t n_ = 0;
     double eps2_ = 0, side_ = 0;
@@ -447,6 +588,7 @@ private:
     std::vector<std::int32_t> orig_;    // sorted position -> original index
     std::vector<std::uint64_t> keys_;   // per non-empty cell, ascending
     std::vector<std::int32_t> start_;   // per cell: first sorted position; one extra entry = n
+    std::vector<std::int32_t> rows_;    // per row: first cell (empty when too many rows)
 };
 
 inline DbscanResult dbscan_grid(const DbscanGrid& grid, std::int64_t n, std::int64_t min_pts) {
@@ -465,12 +607,13 @@ inline DbscanResult dbscan_grid(const DbscanGrid& grid, std::int64_t n, std::int
 template <class T>
 DbscanResult dbscan(const T* points, std::int64_t n, int d, const DbscanOptions& options) {
     detail::check_dbscan_args(options, "dbscan");
+    EWE_REQUIRE(n >= 0 && d >= 1 && n < std::numeric_limits<std::int32_t>::max(), "dbscan: expected 0 <= n < 2^31 - 1 points of dimension d >= 1, found n = ", n, ", d = ", d);
+    if ((options.index == DbscanIndex::automatic || options.index == DbscanIndex::grid) && d <= 3) {
+        detail::DbscanGrid grid;  // reads the input directly: no extra copy
+        if (grid.build(points, n, d, options.eps)) return detail::dbscan_grid(grid, n, options.min_pts);
+    }
     const std::vector<double> x = detail::to_double_points(points, n, d, "dbscan");
     if (options.index == DbscanIndex::reference) return detail::dbscan_reference(x, n, d, options);
-    if (options.index != DbscanIndex::kdtree && d <= 3) {
-        detail::DbscanGrid grid;
-        if (grid.build(x, n, d, options.eps)) return detail::dbscan_grid(grid, n, options.min_pts);
-    }
     return detail::dbscan_kdtree(x, n, d, options);
 }
 
@@ -541,7 +684,7 @@ std::vector<DbscanTrialResult> dbscan_search(const T* points, std::int64_t n, in
     };
     auto run_group = [&](const std::pair<double, std::vector<std::size_t>>& g) {
         detail::DbscanGrid grid;
-        if (d <= 3 && grid.build(x, n, d, g.first)) {
+        if (d <= 3 && grid.build(x.data(), n, d, g.first)) {
             std::int64_t cap = 1;
             for (std::size_t i : g.second) cap = std::max(cap, trials[i].min_pts);
             std::vector<std::int32_t> counts;

@@ -1,0 +1,144 @@
+// CPU benchmarks of the sheep VAE: the whole training step (RMSprop, fp32) at the
+// post's batch 8 and larger, each layer's forward + backward at the seed model's
+// shapes, and the optimizer update. Counters give FLOP/s or bytes/s next to time,
+// with the machine's own SGEMM rate and copy bandwidth (measured first) as the roof.
+#include <benchmark/benchmark.h>
+
+#include <Eigen/Core>
+#include <chrono>
+#include <vector>
+
+#include <ewe/ewe.hpp>
+
+namespace {
+
+using namespace ewe;
+
+Tensor<float> sheep_like_batch(std::int64_t batch) {
+    Tensor<float> x(Shape{batch, 28, 28, 1});
+    for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = float((i * 7919) % 256) / 255.0f;
+    return x;
+}
+
+// FLOPs of one training step: forward convolutions and matrix products, and twice
+// that for their backward passes (input and weight gradients).
+double train_step_flops(SheepVae<float>& vae, std::int64_t batch) {
+    double flops = 0;
+    auto add_layers = [&](Sequential<float>& model) {
+        for (std::size_t i = 0; i < model.size(); ++i) {
+            Layer<float>& l = model[i];
+            if (auto* conv = dynamic_cast<Conv2D<float>*>(&l)) flops += conv->geometry().with_batch(batch).flops();
+            if (auto* convt = dynamic_cast<Conv2DTranspose<float>*>(&l)) flops += convt->geometry().with_batch(batch).flops();
+            if (dynamic_cast<Dense<float>*>(&l)) flops += 2.0 * double(batch) * double(l.param_count());
+        }
+    };
+    add_layers(vae.encoder());
+    add_layers(vae.decoder());
+    return 3.0 * flops;
+}
+
+void BM_TrainStep(benchmark::State& state) {
+    const std::int64_t batch = state.range(0);
+    Context ctx;
+    SheepVae<float> vae(ctx, SheepVaeConfig{}, batch, 1);
+    VaeLoss<float> loss(ctx, VaeLossConfig{}, batch);
+    Rmsprop<float> optimizer(ctx, vae.params(), 1e-3);
+    Tensor<float> x = sheep_like_batch(batch);
+    train_step(ctx, vae, loss, optimizer, x.view());  // warm-up: scratch memory grows once
+    for (auto _ : state) train_step(ctx, vae, loss, optimizer, x.view());
+    state.SetItemsProcessed(state.iterations() * batch);
+    state.counters["FLOP/s"] = benchmark::Counter(train_step_flops(vae, batch) * double(state.iterations()),
+                                                  benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_TrainStep)->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Forward + backward of one layer of the seed model at batch 8.
+template <class MakeLayer>
+void layer_pass(benchmark::State& state, const Shape& input, MakeLayer make, double flops_forward) {
+    const std::int64_t batch = state.range(0);
+    Context ctx;
+    ParameterStore<float> store;
+    RandomState random{1, 0};
+    BuildContext<float> b{ctx, store, random, batch};
+    auto layer = make();
+    const Shape out = layer->build(input, b);
+    store.allocate(Device::cpu, 1);
+    Tensor<float> x(input.with_batch(batch)), y(out.with_batch(batch)), dy(out.with_batch(batch)),
+        dx(input.with_batch(batch));
+    for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = float(i % 13) / 13.0f;
+    for (std::int64_t i = 0; i < dy.numel(); ++i) dy[i] = float(i % 5) / 5.0f - 0.4f;
+    for (auto _ : state) {
+        layer->forward(ctx, x.view(), y.view(), Phase::train);
+        layer->backward(ctx, x.view(), y.view(), dy.view(), dx.view());
+    }
+    state.counters["FLOP/s"] =
+        benchmark::Counter(3.0 * flops_forward * double(batch) * double(state.iterations()), benchmark::Counter::kIsRate);
+}
+
+void BM_Conv2D_40to80(benchmark::State& state) {
+    layer_pass(state, Shape{28, 28, 40},
+               [] { return std::make_unique<Conv2D<float>>(ConvOptions{80, 4, 1, Padding::same, Activation::relu}); },
+               2.0 * 28 * 28 * 16 * 40 * 80);
+}
+void BM_Conv2DTranspose_80to80(benchmark::State& state) {
+    layer_pass(state, Shape{28, 28, 80},
+               [] { return std::make_unique<Conv2DTranspose<float>>(ConvOptions{80, 4, 1, Padding::same, Activation::relu}); },
+               2.0 * 28 * 28 * 16 * 80 * 80);
+}
+void BM_Conv2DTranspose_20to10_stride2(benchmark::State& state) {
+    layer_pass(state, Shape{28, 28, 20},
+               [] { return std::make_unique<Conv2DTranspose<float>>(ConvOptions{10, 4, 2, Padding::same, Activation::relu}); },
+               2.0 * 28 * 28 * 16 * 20 * 10);
+}
+void BM_Dense_62720to100(benchmark::State& state) {
+    layer_pass(state, Shape{62720}, [] { return std::make_unique<Dense<float>>(100, Activation::relu); },
+               2.0 * 62720 * 100);
+}
+void BM_Dense_100to62720(benchmark::State& state) {
+    layer_pass(state, Shape{100}, [] { return std::make_unique<Dense<float>>(62720, Activation::relu); },
+               2.0 * 62720 * 100);
+}
+BENCHMARK(BM_Conv2D_40to80)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Conv2DTranspose_80to80)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Conv2DTranspose_20to10_stride2)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Dense_62720to100)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Dense_100to62720)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// RMSprop over all 12,857,495 trainable parameters: reads p, g, s and writes p, s.
+void BM_RmspropUpdate(benchmark::State& state) {
+    Context ctx;
+    const std::int64_t n = 12857495;
+    Tensor<float> p(Shape{n}), g(Shape{n}), s(Shape{n});
+    ops::fill<float>(ctx, 0.5f, p.view());
+    ops::fill<float>(ctx, 0.01f, g.view());
+    ops::fill<float>(ctx, 0.0f, s.view());
+    for (auto _ : state) ops::rmsprop_update<float>(ctx, RmspropConfig{}, 1e-3, p.view(), g.view(), s.view());
+    state.SetBytesProcessed(state.iterations() * n * 5 * std::int64_t(sizeof(float)));
+}
+BENCHMARK(BM_RmspropUpdate)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The roofs: Eigen SGEMM on 1024^3 (the same GEMM the layers use) and a 256 MB copy.
+void BM_RoofSgemm(benchmark::State& state) {
+    const int n = 1024;
+    Eigen::MatrixXf a = Eigen::MatrixXf::Random(n, n), b = Eigen::MatrixXf::Random(n, n), c(n, n);
+    for (auto _ : state) {
+        c.noalias() = a * b;
+        benchmark::DoNotOptimize(c.data());
+    }
+    state.counters["FLOP/s"] = benchmark::Counter(2.0 * n * n * n * double(state.iterations()), benchmark::Counter::kIsRate);
+}
+void BM_RoofCopy(benchmark::State& state) {
+    const std::int64_t n = 64 << 20;
+    std::vector<float> a(n, 1.0f), b(n);
+    for (auto _ : state) {
+        std::copy(a.begin(), a.end(), b.begin());
+        benchmark::DoNotOptimize(b.data());
+    }
+    state.SetBytesProcessed(state.iterations() * n * 2 * std::int64_t(sizeof(float)));
+}
+BENCHMARK(BM_RoofSgemm)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_RoofCopy)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();

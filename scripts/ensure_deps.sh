@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ewe builds with when they are missing (as root), or
+# stops with the exact apt-get line to run. Sourced by scripts/test.sh and
+# scripts/example.sh; safe to run on its own.
+set -euo pipefail
+
+packages=(cmake g++ make libeigen3-dev doctest-dev libbenchmark-dev libcli11-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]]; then
+    echo "ewe: installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "ewe: missing Debian packages; run:  sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
