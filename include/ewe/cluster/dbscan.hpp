@@ -384,7 +384,8 @@ private:
     }
 
     // The non-empty cells within two steps along every axis (the cell itself included),
-    // nearest first, with their boxes widened by a rounding margin.
+    // with their boxes widened by a rounding margin and their gap (in cells; 0 for
+    // touching cells, at most d).
     void neighbor_cells(std::int32_t c, std::vector<Near>& out) const {
         out.clear();
         std::int64_t cc[3];
@@ -414,21 +415,30 @@ private:
                 first = keys_.begin() + rows_[row];
                 end = keys_.begin() + rows_[row + 1];
             }
+            double base_lo[3];
+            {
+                int r2 = combo;
+                for (int a = 0; a < last; ++a) {
+                    const int off = r2 % 5 - 2;
+                    r2 /= 5;
+                    base_lo[a] = lo_[a] + static_cast<double>(cc[a] + off) * side_;
+                }
+            }
             for (auto it = std::lower_bound(first, end, klo); it != end && *it <= khi; ++it) {
                 Near nb;
                 nb.cell = static_cast<std::int32_t>(it - keys_.begin());
-                std::int64_t nc[3];
-                decode(*it, nc);
-                const int offz = static_cast<int>(nc[last] - cc[last]);
+                const std::int64_t z = static_cast<std::int64_t>(*it - static_cast<std::uint64_t>(row) * per_row);
+                const int offz = static_cast<int>(z - cc[last]);
                 nb.gap = gap + std::max(std::abs(offz) - 1, 0) * std::max(std::abs(offz) - 1, 0);
-                for (int a = 0; a < d_; ++a) {
-                    nb.lo[a] = lo_[a] + static_cast<double>(nc[a]) * side_ - margin_[a];
-                    nb.hi[a] = lo_[a] + static_cast<double>(nc[a] + 1) * side_ + margin_[a];
+                for (int a = 0; a < last; ++a) {
+                    nb.lo[a] = base_lo[a] - margin_[a];
+                    nb.hi[a] = base_lo[a] + side_ + margin_[a];
                 }
+                nb.lo[last] = lo_[last] + static_cast<double>(z) * side_ - margin_[last];
+                nb.hi[last] = lo_[last] + static_cast<double>(z + 1) * side_ + margin_[last];
                 out.push_back(nb);
             }
         }
-        std::stable_sort(out.begin(), out.end(), [](const Near& a, const Near& b) { return a.gap < b.gap; });
     }
 
     // Squared distances from x to the nearest and farthest point of a neighbour's box.
@@ -462,33 +472,42 @@ private:
                 for (std::int32_t p = start_[c]; p < start_[c + 1]; ++p) {
                     std::int32_t cnt = size;
                     const double* xp = &pts_[static_cast<std::int64_t>(p) * D];
-                    for (const Near& nb : near) {
-                        if (cnt >= capped) break;
-                        if (nb.cell == c) continue;
-                        double mind2, maxd2;
-                        box_sqdist<D>(xp, nb, mind2, maxd2);
-                        if (mind2 > eps2_) continue;
-                        const std::int32_t m = start_[nb.cell + 1] - start_[nb.cell];
-                        if (maxd2 < eps2_ * (1 - 1e-12)) cnt += m;
-                        else cnt += count_within<D>(xp, &pts_[static_cast<std::int64_t>(start_[nb.cell]) * D], m, eps2_);
-                    }
+                    // Nearest cells first, so that dense surroundings stop the count early.
+                    for (int gap = 0; gap <= D && cnt < capped; ++gap)
+                        for (const Near& nb : near) {
+                            if (cnt >= capped) break;
+                            if (nb.gap != gap || nb.cell == c) continue;
+                            double mind2, maxd2;
+                            box_sqdist<D>(xp, nb, mind2, maxd2);
+                            if (mind2 > eps2_) continue;
+                            const std::int32_t m = start_[nb.cell + 1] - start_[nb.cell];
+                            if (maxd2 < eps2_ * (1 - 1e-12)) cnt += m;
+                            else cnt += count_within<D>(xp, &pts_[static_cast<std::int64_t>(start_[nb.cell]) * D], m, eps2_);
+                        }
                     counts[p] = std::min(cnt, capped);
                 }
             }
         }
     }
 
-    // Does some core point of a lie within eps of some core point of b?
+    // Does some core point of a lie within eps of some core point of b? `b_all_core`:
+    // every point of b is core (then the test vectorises).
     template <int D>
-    bool cells_connected(std::int32_t a, const Near& b, const std::vector<std::uint8_t>& core) const {
+    bool cells_connected(std::int32_t a, const Near& b, bool b_all_core, const std::vector<std::uint8_t>& core) const {
+        const std::int32_t m = start_[b.cell + 1] - start_[b.cell];
+        const double* qb = &pts_[static_cast<std::int64_t>(start_[b.cell]) * D];
         for (std::int32_t p = start_[a]; p < start_[a + 1]; ++p) {
             if (!core[p]) continue;
             const double* xp = &pts_[static_cast<std::int64_t>(p) * D];
             double mind2, maxd2;
             box_sqdist<D>(xp, b, mind2, maxd2);
             if (mind2 > eps2_) continue;
-            for (std::int32_t q = start_[b.cell]; q < start_[b.cell + 1]; ++q)
-                if (core[q] && sqdist(xp, &pts_[static_cast<std::int64_t>(q) * D], D) <= eps2_) return true;
+            if (b_all_core) {
+                if (count_within<D>(xp, qb, m, eps2_) > 0) return true;
+                continue;
+            }
+            for (std::int32_t q = 0; q < m; ++q)
+                if (core[start_[b.cell] + q] && sqdist(xp, qb + static_cast<std::int64_t>(q) * D, D) <= eps2_) return true;
         }
         return false;
     }
@@ -500,19 +519,30 @@ private:
         for (std::int64_t c = 0; c < nc; ++c)
             for (std::int32_t p = start_[c]; p < start_[c + 1] && !cell_core[c]; ++p) cell_core[c] = core[p];
 
-        // Core cells that hold a pair of core points within eps are merged.
+        // cell_core: 0 no core point, 1 some, 2 all points core.
+        for (std::int64_t c = 0; c < nc; ++c)
+            if (cell_core[c]) {
+                bool all = true;
+                for (std::int32_t p = start_[c]; p < start_[c + 1] && all; ++p) all = core[p];
+                if (all) cell_core[c] = 2;
+            }
+        // Core cells that hold a pair of core points within eps are merged: first the
+        // touching cells, then the ones a cell apart, skipping pairs already joined.
         ConcurrentUnionFind uf(nc);
+        for (int phase = 0; phase < 2; ++phase) {
 #pragma omp parallel
-        {
-            std::vector<Near> near;
+            {
+                std::vector<Near> near;
 #pragma omp for schedule(dynamic, 64)
-            for (std::int64_t c = 0; c < nc; ++c) {
-                if (!cell_core[c]) continue;
-                neighbor_cells(static_cast<std::int32_t>(c), near);
-                for (const Near& nb : near) {
-                    if (nb.cell <= c || !cell_core[nb.cell]) continue;
-                    if (uf.find(static_cast<std::int32_t>(c)) == uf.find(nb.cell)) continue;
-                    if (cells_connected<D>(static_cast<std::int32_t>(c), nb, core)) uf.unite(static_cast<std::int32_t>(c), nb.cell);
+                for (std::int64_t c = 0; c < nc; ++c) {
+                    if (!cell_core[c]) continue;
+                    neighbor_cells(static_cast<std::int32_t>(c), near);
+                    for (const Near& nb : near) {
+                        if (nb.cell <= c || !cell_core[nb.cell] || (nb.gap == 0) != (phase == 0)) continue;
+                        if (uf.find(static_cast<std::int32_t>(c)) == uf.find(nb.cell)) continue;
+                        if (cells_connected<D>(static_cast<std::int32_t>(c), nb, cell_core[nb.cell] == 2, core))
+                            uf.unite(static_cast<std::int32_t>(c), nb.cell);
+                    }
                 }
             }
         }

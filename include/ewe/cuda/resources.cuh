@@ -273,6 +273,8 @@ public:
 
     void begin_capture() {
         EWE_REQUIRE(mode_ == StepMode::eager, "ewe::cuda::StepGraph: a step is already being captured or replayed");
+        EWE_REQUIRE(graphs_alive_ == 0, "ewe::cuda::StepGraph: this context already holds a captured step graph "
+                    "(one StepGraph per context: reset() or destroy the other one first)");
         ops_.clear();
         slot_cursor_ = 0;
         mode_ = StepMode::capture;

@@ -1,0 +1,188 @@
+"""The sheep VAE in PyTorch, layer for layer the model of include/ewe/models/sheep_vae.hpp
+(Keras semantics: TF 'same' padding, glorot-uniform kernels, zero biases, BatchNorm
+momentum 0.99 / eps 1e-3, RMSprop rho 0.9 / eps 1e-7 outside the square root, loss
+2*28*28*MSE + w*KL with KL averaged over latent dimensions). Used as the reference
+for speed (bench/compare/*) and for training quality (docs/tutorial.md).
+
+    python3 torch_sheep_vae.py bench --device cpu --batch 8 --steps 30 --threads 2
+    python3 torch_sheep_vae.py train --data sheep.npy --epochs 30 --csv out.csv
+"""
+import argparse
+import json
+import resource
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class SamePadConvTranspose(nn.Module):
+    """Keras Conv2DTranspose(padding='same'): the full transposed output cropped by the
+    hidden convolution's TF padding (pad_before at the start, the rest at the end)."""
+
+    def __init__(self, cin, cout, k, stride):
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(cin, cout, k, stride=stride)
+        self.stride, self.k = stride, k
+
+    def forward(self, x):
+        h = x.shape[-1]
+        big = h * self.stride
+        total = max((h - 1) * self.stride + self.k - big, 0)
+        before = total // 2
+        y = self.conv(x)
+        return y[..., before:before + big, before:before + big]
+
+
+def same_conv(cin, cout, k, stride):
+    """Keras Conv2D(padding='same') for square inputs: TF's asymmetric padding."""
+    class Conv(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(cin, cout, k, stride=stride)
+
+        def forward(self, x):
+            h = x.shape[-1]
+            out = (h + stride - 1) // stride
+            total = max((out - 1) * stride + k - h, 0)
+            return self.conv(F.pad(x, (total // 2, total - total // 2, total // 2, total - total // 2)))
+    return Conv()
+
+
+class SheepVae(nn.Module):
+    def __init__(self, latent=2, filters=(10, 20, 40, 80), units=(100, 50, 25), dropout=0.1, size=28):
+        super().__init__()
+        layers, cin = [], 1
+        for f in filters:
+            layers += [same_conv(cin, f, 4, 1), nn.ReLU()]
+            cin = f
+        layers.append(nn.Flatten())
+        width = size * size * filters[-1]
+        for i, u in enumerate(units):
+            layers += [nn.Linear(width, u), nn.ReLU()]
+            if i + 1 < len(units):
+                layers += [nn.Dropout(dropout), nn.BatchNorm1d(u, momentum=0.01, eps=1e-3)]
+            width = u
+        self.encoder = nn.Sequential(*layers)
+        self.z_mean = nn.Linear(width, latent)
+        self.z_log_var = nn.Linear(width, latent)
+        dec, width = [], latent
+        for i, u in enumerate(reversed(units)):
+            dec += [nn.Linear(width, u), nn.ReLU()]
+            if i == 0:
+                dec += [nn.Dropout(dropout), nn.BatchNorm1d(u, momentum=0.01, eps=1e-3)]
+            width = u
+        dec += [nn.Linear(width, size * size * filters[-1]), nn.ReLU(), nn.Unflatten(1, (size, size, filters[-1]))]
+        self.decoder_dense = nn.Sequential(*dec)
+        convs, cin = [], filters[-1]
+        for i, f in enumerate(reversed(filters)):
+            convs += [SamePadConvTranspose(cin, f, 4, 2 if i == len(filters) - 1 else 1), nn.ReLU()]
+            cin = f
+        convs += [same_conv(cin, 1, 4, 2), nn.Sigmoid()]
+        self.decoder_convs = nn.Sequential(*convs)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def decode(self, z):
+        h = self.decoder_dense(z).permute(0, 3, 1, 2)  # NHWC flatten order, as Keras
+        return self.decoder_convs(h)
+
+    def forward(self, x):
+        h = self.encoder[0:8](x)                   # convolutions (NCHW)
+        h = h.permute(0, 2, 3, 1).flatten(1)       # flatten in NHWC order, as Keras
+        h = self.encoder[9:](h)
+        mean, log_var = self.z_mean(h), self.z_log_var(h)
+        z = mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
+        return self.decode(z), mean, log_var
+
+
+def vae_loss(x, x_hat, mean, log_var, kl_weight):
+    recon = 2 * 28 * 28 * ((x_hat - x) ** 2).flatten(1).mean(1)
+    kl = (-0.5 * (1 + log_var - mean ** 2 - log_var.exp())).mean(1)
+    return (recon + kl_weight * kl).mean(), recon.mean(), kl.mean()
+
+
+def bench(args):
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(1)
+    model = SheepVae().to(device)
+    opt = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+    x = (torch.arange(args.batch * 784, dtype=torch.float32) * 7919 % 256 / 255).reshape(args.batch, 1, 28, 28).to(device)
+    times = []
+    for step in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss, _, _ = vae_loss(x, *model(x), 1.0)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if step >= args.warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    ms = statistics.median(times)
+    print(json.dumps({"impl": "pytorch", "version": torch.__version__, "device": args.device, "batch": args.batch,
+                      "steps": args.steps, "threads": args.threads, "ms_per_step": round(ms, 3),
+                      "samples_per_s": round(args.batch * 1e3 / ms, 1),
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+
+
+def train(args):
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    data = np.load(args.data).reshape(-1, 1, 28, 28).astype(np.float32) / 255.0
+    if args.limit:
+        data = data[:args.limit]
+    x_all = torch.from_numpy(data)
+    model = SheepVae()
+    opt = torch.optim.RMSprop(model.parameters(), lr=args.lr, alpha=0.9, eps=1e-7)
+    rows = ["epoch,loss,recon,kl,kl_weight"]
+    for epoch in range(args.epochs):
+        w = 0.0 if epoch < args.kl_start else min(1.0, (epoch - args.kl_start + 1) / args.kl_steep)
+        order = torch.randperm(len(x_all))
+        totals = np.zeros(3)
+        model.train()
+        for i in range(0, len(order), args.batch):
+            x = x_all[order[i:i + args.batch]]
+            if len(x) < 2:
+                continue
+            opt.zero_grad(set_to_none=True)
+            loss, recon, kl = vae_loss(x, *model(x), w)
+            loss.backward()
+            opt.step()
+            totals += np.array([loss.item(), recon.item(), kl.item()]) * len(x)
+        totals /= len(x_all)
+        rows.append(f"{epoch + 1},{totals[0]:.4f},{totals[1]:.4f},{totals[2]:.4f},{w:.3f}")
+        print(rows[-1], flush=True)
+    if args.csv:
+        with open(args.csv, "w") as f:
+            f.write("\n".join(rows) + "\n")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("bench")
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--batch", type=int, default=8)
+    b.add_argument("--steps", type=int, default=30)
+    b.add_argument("--warmup", type=int, default=5)
+    b.add_argument("--threads", type=int, default=2)
+    t = sub.add_parser("train")
+    t.add_argument("--data", required=True)
+    t.add_argument("--limit", type=int, default=0)
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--kl-start", type=int, default=10)
+    t.add_argument("--kl-steep", type=int, default=10)
+    t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--csv", default="")
+    a = p.parse_args()
+    bench(a) if a.cmd == "bench" else train(a)
