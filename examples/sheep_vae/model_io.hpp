@@ -22,7 +22,10 @@ constexpr const char* kCheckpointVersion = "1";
 
 inline std::string join(const std::vector<std::int64_t>& v) {
     std::string s;
-    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        if (i) s += ',';
+        s += std::to_string(v[i]);
+    }
     return s;
 }
 

@@ -26,8 +26,9 @@ TEST_CASE("the gradient check itself catches a wrong gradient") {
 TEST_CASE("Dense gradients for every activation") {
     for (Activation act : {Activation::none, Activation::relu, Activation::sigmoid}) {
         CAPTURE(to_string(act));
-        Dense<double> layer(4, act);
-        check_layer(layer, Shape{5});
+        Dense<double> narrowing(4, act), widening(300, act);  // both blockings of the backward pass
+        check_layer(narrowing, Shape{5});
+        check_layer(widening, Shape{3});
     }
 }
 

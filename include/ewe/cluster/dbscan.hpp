@@ -4,7 +4,8 @@
 //
 // Semantics (identical for every index structure):
 //  * distance: Euclidean; q is a neighbour of p when sum_k (p_k - q_k)^2 <= eps*eps,
-//    summed in dimension order in double precision (float input is widened first);
+//    summed in dimension order in double precision (float input is widened first;
+//    each step is a fused multiply-add on targets with FMA, see detail::sq_step);
 //  * p is a core point when at least min_pts points, p itself included, are neighbours;
 //  * clusters are the connected components of core points under "neighbour", numbered
 //    from 0 in order of discovery: scanning points in index order, each cluster gets
@@ -232,10 +233,7 @@ inline std::int32_t count_within(const double* x, const double* q, std::int32_t 
     std::int32_t count = 0;
     for (std::int32_t j = 0; j < m; ++j) {
         double s = 0;
-        for (int k = 0; k < D; ++k) {
-            const double t = x[k] - q[j * D + k];
-            s += t * t;
-        }
+        for (int k = 0; k < D; ++k) s = sq_step(s, x[k] - q[j * D + k]);
         count += s <= eps2;
     }
     return count;
@@ -349,6 +347,21 @@ public:
     }
 
     std::int64_t cells() const { return static_cast<std::int64_t>(keys_.size()); }
+
+    // Read-only access for the CUDA variant (ewe/cluster/dbscan.cuh).
+    struct Layout {
+        int d;
+        std::int64_t n, cells;
+        double eps2, side;
+        std::array<double, 3> lo, margin;
+        std::array<std::int64_t, 3> dims;
+        const double* points;         // n x d, sorted by cell
+        const std::uint64_t* keys;    // per cell
+        const std::int32_t* start;    // per cell, plus one
+    };
+    Layout layout() const {
+        return {d_, n_, cells(), eps2_, side_, lo_, margin_, dims_, pts_.data(), keys_.data(), start_.data()};
+    }
 
     // Neighbour counts (the point itself included) by sorted position, capped at `cap`:
     // counts[p] >= cap means "at least cap".

@@ -1,7 +1,8 @@
 // A k-d tree over points in any dimension (Bentley 1975; median split on the widest
 // side, leaves of at most 16 points): radius queries with early exit and k-nearest-
 // neighbour queries. Distances are Euclidean; "within r" means squared distance
-// <= r*r, the squared distance summed over dimensions in order in double precision.
+// <= r*r, the squared distance summed over dimensions in order in double precision
+// (each step fused multiply-add where the target has FMA; see detail::sq_step).
 #pragma once
 
 #include <algorithm>
@@ -18,14 +19,24 @@ namespace ewe::cluster {
 
 namespace detail {
 
+// One step of a squared distance: s + t*t, fused (one rounding) where the target has
+// FMA, so that host code, vectorised loops and CUDA kernels round identically.
+#if defined(__CUDACC__)
+__host__ __device__
+#endif
+inline double sq_step(double s, double t) {
+#if defined(__CUDA_ARCH__) || defined(__FMA__)
+    return std::fma(t, t, s);
+#else
+    return s + t * t;
+#endif
+}
+
 // Squared Euclidean distance, summed in dimension order (the one definition used by
 // every clustering routine here, so that all index structures agree bit for bit).
 inline double sqdist(const double* a, const double* b, int d) {
     double s = 0;
-    for (int k = 0; k < d; ++k) {
-        const double t = a[k] - b[k];
-        s += t * t;
-    }
+    for (int k = 0; k < d; ++k) s = sq_step(s, a[k] - b[k]);
     return s;
 }
 

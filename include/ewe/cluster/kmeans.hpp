@@ -84,40 +84,165 @@ double blocked_sum(std::int64_t n, F&& f) {
     return total;
 }
 
-// Greedy k-means++: returns k x d centres.
-inline std::vector<double> kmeans_plusplus(const std::vector<double>& x, std::int64_t n, int d, std::int64_t k,
-                                           SplitMix64& rng) {
+// Squared distance with the dimension known at compile time where it is small
+// (D = 0: runtime d). Same summation order as sqdist.
+template <int D>
+inline double sqdist_d(const double* a, const double* b, int d) {
+    if constexpr (D == 0) {
+        return sqdist(a, b, d);
+    } else {
+        double s = 0;
+        for (int k = 0; k < D; ++k) s = sq_step(s, a[k] - b[k]);
+        return s;
+    }
+}
+
+// Greedy k-means++ (D: compile-time dimension or 0). Block sums of the running
+// potential make each draw O(n / block + block) and keep every sum deterministic.
+template <int D>
+std::vector<double> kmeans_plusplus_impl(const std::vector<double>& x, std::int64_t n, int d, std::int64_t k,
+                                         SplitMix64& rng) {
     std::vector<double> centers(static_cast<std::size_t>(k) * d);
     const int trials = 2 + static_cast<int>(std::log(static_cast<double>(k)));
-    std::int64_t first = std::min<std::int64_t>(static_cast<std::int64_t>(rng.uniform() * static_cast<double>(n)), n - 1);
-    std::copy(&x[first * d], &x[first * d] + d, centers.begin());
-    std::vector<double> closest(n), cumsum(n), candidate_best(n);
+    const std::int64_t blocks = (n + kSumBlock - 1) / kSumBlock;
+    std::vector<double> closest(n, std::numeric_limits<double>::infinity()), block_sum(blocks);
+    std::vector<double> partial(static_cast<std::size_t>(blocks) * trials);
+    const double* X = x.data();
+
+    // closest = min(closest, |x - c|^2); block sums of the result; returns the total.
+    auto absorb = [&](const double* c) {
 #pragma omp parallel for schedule(static)
-    for (std::int64_t i = 0; i < n; ++i) closest[i] = sqdist(&x[i * d], &x[first * d], d);
-    double pot = blocked_sum(n, [&](std::int64_t i) { return closest[i]; });
-    for (std::int64_t c = 1; c < k; ++c) {
+        for (std::int64_t b = 0; b < blocks; ++b) {
+            const std::int64_t end = std::min(n, (b + 1) * kSumBlock);
+            double sum = 0;
+#pragma omp simd reduction(+ : sum)
+            for (std::int64_t i = b * kSumBlock; i < end; ++i) {
+                const double v = std::min(closest[i], sqdist_d<D>(X + i * d, c, d));
+                closest[i] = v;
+                sum += v;
+            }
+            block_sum[b] = sum;
+        }
+        double total = 0;
+        for (double v : block_sum) total += v;
+        return total;
+    };
+    // First index whose running potential reaches r (numpy.searchsorted, side 'left').
+    auto draw = [&](double r) {
         double run = 0;
-        for (std::int64_t i = 0; i < n; ++i) cumsum[i] = (run += closest[i]);
-        std::int64_t best = -1;
-        double best_pot = std::numeric_limits<double>::infinity();
-        for (int t = 0; t < trials; ++t) {
-            const double r = rng.uniform() * pot;
-            std::int64_t cand = std::lower_bound(cumsum.begin(), cumsum.end(), r) - cumsum.begin();
-            cand = std::min(cand, n - 1);
-            const double* xc = &x[cand * d];
-            const double cand_pot = blocked_sum(n, [&](std::int64_t i) { return std::min(closest[i], sqdist(&x[i * d], xc, d)); });
-            if (cand_pot < best_pot) {
-                best_pot = cand_pot;
-                best = cand;
+        std::int64_t b = 0;
+        while (b + 1 < blocks && run + block_sum[b] < r) run += block_sum[b++];
+        const std::int64_t end = std::min(n, (b + 1) * kSumBlock);
+        for (std::int64_t i = b * kSumBlock; i < end; ++i) {
+            run += closest[i];
+            if (run >= r) return i;
+        }
+        return n - 1;
+    };
+
+    const std::int64_t first = std::min<std::int64_t>(static_cast<std::int64_t>(rng.uniform() * static_cast<double>(n)), n - 1);
+    std::copy(X + first * d, X + first * d + d, centers.begin());
+    double pot = absorb(X + first * d);
+    std::vector<std::int64_t> cand(trials);
+    for (std::int64_t c = 1; c < k; ++c) {
+        for (int t = 0; t < trials; ++t) cand[t] = draw(rng.uniform() * pot);
+#pragma omp parallel for schedule(static)
+        for (std::int64_t b = 0; b < blocks; ++b) {
+            const std::int64_t end = std::min(n, (b + 1) * kSumBlock);
+            for (int t = 0; t < trials; ++t) {
+                const double* xc = X + cand[t] * d;
+                double sum = 0;
+#pragma omp simd reduction(+ : sum)
+                for (std::int64_t i = b * kSumBlock; i < end; ++i) sum += std::min(closest[i], sqdist_d<D>(X + i * d, xc, d));
+                partial[b * trials + t] = sum;
             }
         }
-        const double* xb = &x[best * d];
+        int best = 0;
+        double best_pot = std::numeric_limits<double>::infinity();
+        for (int t = 0; t < trials; ++t) {
+            double total = 0;
+            for (std::int64_t b = 0; b < blocks; ++b) total += partial[b * trials + t];
+            if (total < best_pot) {
+                best_pot = total;
+                best = t;
+            }
+        }
+        const double* xb = X + cand[best] * d;
         std::copy(xb, xb + d, centers.begin() + c * d);
-#pragma omp parallel for schedule(static)
-        for (std::int64_t i = 0; i < n; ++i) closest[i] = std::min(closest[i], sqdist(&x[i * d], xb, d));
-        pot = best_pot;
+        pot = absorb(xb);
     }
     return centers;
+}
+
+inline std::vector<double> kmeans_plusplus(const std::vector<double>& x, std::int64_t n, int d, std::int64_t k,
+                                           SplitMix64& rng) {
+    switch (d) {
+        case 1: return kmeans_plusplus_impl<1>(x, n, d, k, rng);
+        case 2: return kmeans_plusplus_impl<2>(x, n, d, k, rng);
+        case 3: return kmeans_plusplus_impl<3>(x, n, d, k, rng);
+        default: return kmeans_plusplus_impl<0>(x, n, d, k, rng);
+    }
+}
+
+// For Hamerly's full search: per centre, the other centres by increasing distance.
+struct CenterNeighbors {
+    std::int64_t k = 0;
+    std::vector<std::int32_t> order;  // k x (k - 1)
+    std::vector<double> dist;         // matching distances
+    std::vector<double> half;         // half the distance to the nearest other centre
+
+    void build(const std::vector<double>& centers, std::int64_t kk, int d, bool sorted) {
+        k = kk;
+        std::vector<double> all(static_cast<std::size_t>(k) * k);
+        for (std::int64_t a = 0; a < k; ++a)
+            for (std::int64_t b = a; b < k; ++b)
+                all[a * k + b] = all[b * k + a] = std::sqrt(sqdist(&centers[a * d], &centers[b * d], d));
+        half.assign(k, std::numeric_limits<double>::infinity());
+        for (std::int64_t a = 0; a < k; ++a)
+            for (std::int64_t b = 0; b < k; ++b)
+                if (a != b) half[a] = std::min(half[a], 0.5 * all[a * k + b]);
+        if (!sorted) return;
+        order.resize(static_cast<std::size_t>(k) * (k - 1));
+        dist.resize(order.size());
+        for (std::int64_t a = 0; a < k; ++a) {
+            std::int32_t* o = order.data() + a * (k - 1);
+            std::int64_t m = 0;
+            for (std::int64_t b = 0; b < k; ++b)
+                if (b != a) o[m++] = static_cast<std::int32_t>(b);
+            std::sort(o, o + (k - 1), [&](std::int32_t u, std::int32_t v) {
+                return all[a * k + u] != all[a * k + v] ? all[a * k + u] < all[a * k + v] : u < v;
+            });
+            for (std::int64_t j = 0; j < k - 1; ++j) dist[a * (k - 1) + j] = all[a * k + o[j]];
+        }
+    }
+};
+
+// Nearest centre (squared distance d1; ties to the lower index) and a lower bound on
+// the distance to every other centre, scanning the centres around the current one
+// (`a`, at squared distance s_a) in order of distance and stopping once the triangle
+// inequality rules the rest out.
+inline void nearest_pruned(const double* xi, const double* centers, int d, const CenterNeighbors& nb, std::int32_t a,
+                           double s_a, std::int32_t& best, double& d1, double& lower) {
+    best = a;
+    d1 = s_a;
+    double d2 = std::numeric_limits<double>::infinity();
+    const double u = std::sqrt(s_a);
+    const std::int32_t* o = nb.order.data() + a * (nb.k - 1);
+    const double* od = nb.dist.data() + a * (nb.k - 1);
+    for (std::int64_t j = 0; j < nb.k - 1; ++j) {
+        // d(x, c_j) >= |c_a - c_j| - u: once that exceeds the second best, stop.
+        if (od[j] - u > std::sqrt(d2) * (1 + 1e-9) + 1e-12 * (od[j] + u)) break;
+        const std::int32_t c = o[j];
+        const double s = sqdist(xi, centers + static_cast<std::int64_t>(c) * d, d);
+        if (s < d1 || (s == d1 && c < best)) {
+            d2 = d1;
+            d1 = s;
+            best = c;
+        } else if (s < d2) {
+            d2 = s;
+        }
+    }
+    lower = std::sqrt(d2);
 }
 
 // Nearest and second-nearest centre (squared distances); ties to the lower index.
@@ -157,8 +282,8 @@ inline void assign_lloyd(const std::vector<double>& x, std::int64_t n, int d, co
 }
 
 // New centres = means of their points, after moving empty clusters to far points (see
-// the top of the file). `dist2` holds each point's squared distance to its centre; it
-// and `labels` are updated for moved points. Returns the summed squared centre shift.
+// the top of the file). `dist2` receives each point's squared distance to its centre
+// when a cluster is empty; it and `labels` are updated for moved points. Returns the summed squared centre shift.
 inline double update_centers(const std::vector<double>& x, std::int64_t n, int d, std::int64_t k,
                              std::vector<std::int32_t>& labels, std::vector<double>& dist2, std::vector<double>& centers,
                              std::vector<double>& shift) {
@@ -168,6 +293,8 @@ inline double update_centers(const std::vector<double>& x, std::int64_t n, int d
     for (std::int64_t j = 0; j < k; ++j)
         if (count[j] == 0) empty.push_back(j);
     if (!empty.empty()) {
+        // Exact distances to the current centres (Hamerly keeps only bounds).
+        for (std::int64_t i = 0; i < n; ++i) dist2[i] = sqdist(&x[i * d], &centers[labels[i] * d], d);
         std::vector<std::int64_t> order(n);
         std::iota(order.begin(), order.end(), 0);
         const std::size_t m = std::min<std::size_t>(empty.size(), static_cast<std::size_t>(n));
@@ -210,7 +337,9 @@ inline void kmeans_iterate(const std::vector<double>& x, std::int64_t n, int d, 
     std::vector<double>& centers = r.centers;
     r.labels.assign(n, 0);
     std::vector<double> dist2(n), shift;
-    std::vector<double> upper, lower, half;  // Hamerly's bounds (distances, not squared)
+    std::vector<double> upper, lower;  // Hamerly's bounds (distances, not squared)
+    CenterNeighbors neighbors;
+    const bool use_pruned = k <= 2048;
     if (hamerly) {
         upper.resize(n);
         lower.resize(n);
@@ -234,20 +363,15 @@ inline void kmeans_iterate(const std::vector<double>& x, std::int64_t n, int d, 
         ++r.iterations;
         std::int64_t changed = 0;
         if (hamerly) {
-            half.assign(k, std::numeric_limits<double>::infinity());
-            for (std::int64_t a = 0; a < k; ++a)
-                for (std::int64_t b = a + 1; b < k; ++b) {
-                    const double h = 0.5 * std::sqrt(sqdist(&centers[a * d], &centers[b * d], d));
-                    half[a] = std::min(half[a], h);
-                    half[b] = std::min(half[b], h);
-                }
+            neighbors.build(centers, k, d, use_pruned);
+            const std::vector<double>& half = neighbors.half;
             std::int64_t far1 = 0;
             for (std::int64_t j = 1; j < k; ++j)
                 if (shift[j] > shift[far1]) far1 = j;
             double far2 = 0;
             for (std::int64_t j = 0; j < k; ++j)
                 if (j != far1) far2 = std::max(far2, shift[j]);
-#pragma omp parallel for schedule(static) reduction(+ : changed)
+#pragma omp parallel for schedule(static)
             for (std::int64_t i = 0; i < n; ++i) {
                 const std::int32_t a = r.labels[i];
                 const bool moved_point = previous[i] != a;  // relocated to an empty cluster: bounds are stale
@@ -256,18 +380,23 @@ inline void kmeans_iterate(const std::vector<double>& x, std::int64_t n, int d, 
                 const double m = std::max(half[a], lower[i]);
                 // Bounds carry rounding error; shave a relative 1e-12 off the test.
                 if (upper[i] * (1 + 1e-12) < m) continue;
-                upper[i] = std::sqrt(sqdist(&x[i * d], &centers[a * d], d));
+                const double s_a = sqdist(&x[i * d], &centers[a * d], d);
+                upper[i] = std::sqrt(s_a);
                 if (upper[i] * (1 + 1e-12) < m) {
-                    dist2[i] = upper[i] * upper[i];
+                    dist2[i] = s_a;
                     continue;
                 }
                 std::int32_t best;
                 double d1, d2;
-                nearest_two(&x[i * d], centers.data(), k, d, best, d1, d2);
+                if (use_pruned) {
+                    nearest_pruned(&x[i * d], centers.data(), d, neighbors, a, s_a, best, d1, lower[i]);
+                } else {
+                    nearest_two(&x[i * d], centers.data(), k, d, best, d1, d2);
+                    lower[i] = std::sqrt(d2);
+                }
                 r.labels[i] = best;
                 dist2[i] = d1;
                 upper[i] = std::sqrt(d1);
-                lower[i] = std::sqrt(d2);
             }
             for (std::int64_t i = 0; i < n; ++i) changed += previous[i] != r.labels[i];
         } else {

@@ -32,6 +32,27 @@ ConstMatrixMap<T> as_matrix(TensorView<const T> t, std::int64_t rows, std::int64
 
 constexpr std::int64_t kParallelGrain = 1 << 14;  // elements below which loops stay serial
 
+// Calls body(begin, end) on contiguous pieces of [0, count), one per OpenMP thread.
+template <class Body>
+void parallel_chunks(std::int64_t count, Body&& body) {
+#pragma omp parallel if (count > kParallelGrain)
+    {
+        std::int64_t threads = 1, id = 0;
+#if defined(_OPENMP)
+        threads = omp_get_num_threads();
+        id = omp_get_thread_num();
+#endif
+        const std::int64_t piece = (count + threads - 1) / threads;
+        const std::int64_t begin = std::min(count, id * piece), end = std::min(count, begin + piece);
+        if (end > begin) body(begin, end);
+    }
+}
+
+template <class T>
+using ArrayMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <class T>
+using ConstArrayMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+
 template <class T>
 T activate(Activation act, T v) {
     switch (act) {
@@ -90,14 +111,35 @@ public:
         bias_activation(act, b.data(), y.data(), n, out);
     }
 
+    // dw = x^T dpre, dx = dpre w^T. With a small batch both products are bound by
+    // memory, so they run in blocks of w's long side: each block of dw is computed in
+    // cache and written once, and (when `in` is the long side) the same pass over w's
+    // rows also gives that block of dx, so w is read once.
     void dense_backward(Context&, View<const T> x, View<const T> w, View<const T> y, View<const T> dy,
                         Activation act, View<T> dpre, View<T> dx, View<T> dw, View<T> db) override {
         const std::int64_t n = x.dim(0), in = x.dim(1), out = w.dim(1);
         activation_grad(act, y.data(), dy.data(), dpre.data(), n * out);
-        auto d = as_matrix(View<const T>(dpre), n, out);
-        as_matrix(dw, in, out).noalias() = as_matrix(x, n, in).transpose() * d;
         column_sums(dpre.data(), db.data(), n, out);
-        if (!dx.empty()) as_matrix(dx, n, in).noalias() = d * as_matrix(w, in, out).transpose();
+        auto d = as_matrix(View<const T>(dpre), n, out);
+        auto X = as_matrix(x, n, in);
+        auto W = as_matrix(w, in, out);
+        auto dW = as_matrix(dw, in, out);
+        constexpr std::int64_t kBlock = 256;
+        if (in >= out) {
+#pragma omp parallel for schedule(static) if (in * out > kParallelGrain)
+            for (std::int64_t r = 0; r < in; r += kBlock) {
+                const std::int64_t rows = std::min(kBlock, in - r);
+                dW.middleRows(r, rows).noalias() = X.middleCols(r, rows).transpose() * d;
+                if (!dx.empty()) as_matrix(dx, n, in).middleCols(r, rows).noalias() = d * W.middleRows(r, rows).transpose();
+            }
+            return;
+        }
+#pragma omp parallel for schedule(static) if (in * out > kParallelGrain)
+        for (std::int64_t c = 0; c < out; c += kBlock) {
+            const std::int64_t cols = std::min(kBlock, out - c);
+            dW.middleCols(c, cols).noalias() = X.transpose() * d.middleCols(c, cols);
+        }
+        if (!dx.empty()) as_matrix(dx, n, in).noalias() = d * W.transpose();
     }
 
     void conv2d_forward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w, View<const T> b,
@@ -273,52 +315,50 @@ public:
         }
     }
 
+    // The optimizers run as Eigen array expressions (vectorized square roots and
+    // divisions) on one contiguous piece per thread.
     void sgd_update(Context&, const SgdConfig& cfg, double lr, View<T> params, View<const T> grads,
                     View<T> velocity) override {
-        const std::int64_t count = params.numel();
         const T m = T(cfg.momentum), rate = T(lr);
-        if (cfg.momentum == 0.0) {
-#pragma omp parallel for schedule(static) if (count > kParallelGrain)
-            for (std::int64_t i = 0; i < count; ++i) params[i] -= rate * grads[i];
-            return;
-        }
-#pragma omp parallel for schedule(static) if (count > kParallelGrain)
-        for (std::int64_t i = 0; i < count; ++i) {
-            const T v = m * velocity[i] - rate * grads[i];
-            velocity[i] = v;
-            params[i] += cfg.nesterov ? m * v - rate * grads[i] : v;
-        }
+        parallel_chunks(params.numel(), [&](std::int64_t b, std::int64_t e) {
+            ArrayMap<T> p(params.data() + b, e - b);
+            ConstArrayMap<T> g(grads.data() + b, e - b);
+            if (cfg.momentum == 0.0) {
+                p -= rate * g;
+                return;
+            }
+            ArrayMap<T> v(velocity.data() + b, e - b);
+            v = m * v - rate * g;
+            if (cfg.nesterov) p += m * v - rate * g;
+            else p += v;
+        });
     }
 
     void rmsprop_update(Context&, const RmspropConfig& cfg, double lr, View<T> params, View<const T> grads,
                         View<T> mean_square) override {
-        const std::int64_t count = params.numel();
         const T rho = T(cfg.rho), one_minus_rho = T(1.0 - cfg.rho), eps = T(cfg.epsilon), rate = T(lr);
-        T* __restrict p = params.data();
-        const T* __restrict g = grads.data();
-        T* __restrict ms = mean_square.data();
-#pragma omp parallel for simd schedule(static) if (count > kParallelGrain)
-        for (std::int64_t i = 0; i < count; ++i) {
-            const T s = rho * ms[i] + one_minus_rho * g[i] * g[i];
-            ms[i] = s;
-            p[i] -= rate * g[i] / (std::sqrt(s) + eps);
-        }
+        parallel_chunks(params.numel(), [&](std::int64_t b, std::int64_t e) {
+            ArrayMap<T> p(params.data() + b, e - b), s(mean_square.data() + b, e - b);
+            ConstArrayMap<T> g(grads.data() + b, e - b);
+            s = rho * s + one_minus_rho * g.square();
+            p -= rate * g / (s.sqrt() + eps);
+        });
     }
 
     void adam_update(Context&, const AdamConfig& cfg, double lr, std::int64_t step, View<T> params,
                      View<const T> grads, View<T> m, View<T> v) override {
-        const std::int64_t count = params.numel();
         const double correction1 = 1.0 - std::pow(cfg.beta1, double(step));
         const double correction2 = 1.0 - std::pow(cfg.beta2, double(step));
         // Keras form: lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t); eps added to sqrt(v).
         const T rate = T(lr * std::sqrt(correction2) / correction1);
         const T b1 = T(cfg.beta1), b2 = T(cfg.beta2), eps = T(cfg.epsilon);
-#pragma omp parallel for schedule(static) if (count > kParallelGrain)
-        for (std::int64_t i = 0; i < count; ++i) {
-            m[i] = b1 * m[i] + (T(1) - b1) * grads[i];
-            v[i] = b2 * v[i] + (T(1) - b2) * grads[i] * grads[i];
-            params[i] -= rate * m[i] / (std::sqrt(v[i]) + eps);
-        }
+        parallel_chunks(params.numel(), [&](std::int64_t b, std::int64_t e) {
+            ArrayMap<T> p(params.data() + b, e - b), mm(m.data() + b, e - b), vv(v.data() + b, e - b);
+            ConstArrayMap<T> g(grads.data() + b, e - b);
+            mm = b1 * mm + (T(1) - b1) * g;
+            vv = b2 * vv + (T(1) - b2) * g.square();
+            p -= rate * mm / (vv.sqrt() + eps);
+        });
     }
 
     void fill(Context&, T value, View<T> x) override { std::fill(x.data(), x.data() + x.numel(), value); }

@@ -218,7 +218,10 @@ inline void write_safetensors(const std::filesystem::path& path, const std::vect
                     e.name, "' of dtype ", e.dtype, " has ", e.bytes, " bytes, which does not match its shape");
         if (header.size() > 1) header += ",";
         header += detail::json_string(e.name) + ":{\"dtype\":\"" + e.dtype + "\",\"shape\":[";
-        for (std::size_t a = 0; a < e.shape.size(); ++a) header += (a ? "," : "") + std::to_string(e.shape[a]);
+        for (std::size_t a = 0; a < e.shape.size(); ++a) {
+            if (a) header += ',';
+            header += std::to_string(e.shape[a]);
+        }
         header += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + e.bytes) + "]}";
         offset += e.bytes;
     }

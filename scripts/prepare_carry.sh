@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Prepares .carry/ (git-ignored) on this development machine for scripts/gpu_check.sh
+# on the lent GPU machine, which has nvcc, CMake and ninja but maybe no Eigen,
+# doctest or Google Benchmark. It copies their headers and libraries into .carry/
+# and writes small CMake package files (.carry/cmake/<name>/) that point at them,
+# relative to their own location, so the folder works wherever it is carried.
+#   Eigen 3 (headers)            -> .carry/include/eigen3,    Eigen3_DIR=.carry/cmake/Eigen3
+#   doctest (header)             -> .carry/include/doctest,   doctest_DIR=.carry/cmake/doctest
+#   Google Benchmark             -> .carry/include/benchmark + .carry/lib, benchmark_DIR=.carry/cmake/benchmark
+# Google Benchmark is carried as a static library when one is found (a system
+# libbenchmark.a, or a source tree in $EWE_BENCHMARK_SRC, built here with -fPIC),
+# else as the system's shared library (gpu_check.sh puts .carry/lib on LD_LIBRARY_PATH).
+# Usage: bash scripts/prepare_carry.sh      (then name .carry in the device run's carry)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+carry=$root/.carry
+eigen_src=${EWE_EIGEN_INCLUDE:-/usr/include/eigen3}
+doctest_src=${EWE_DOCTEST_INCLUDE:-/usr/include/doctest}
+bench_include=${EWE_BENCHMARK_INCLUDE:-/usr/include/benchmark}
+libdir=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
+
+for d in "$eigen_src/Eigen" "$doctest_src" "$bench_include"; do
+  [[ -d $d ]] || { echo "prepare_carry: $d is missing (apt-get install libeigen3-dev doctest-dev libbenchmark-dev)" >&2; exit 1; }
+done
+
+rm -rf "$carry"
+mkdir -p "$carry/include" "$carry/lib" "$carry/cmake/Eigen3" "$carry/cmake/doctest" "$carry/cmake/benchmark"
+cp -r "$eigen_src" "$carry/include/eigen3"
+cp -r "$doctest_src" "$carry/include/doctest"
+cp -r "$bench_include" "$carry/include/benchmark"
+
+# --- versions
+eigen_version=$(awk '/#define EIGEN_WORLD_VERSION/{w=$3} /#define EIGEN_MAJOR_VERSION/{M=$3} /#define EIGEN_MINOR_VERSION/{m=$3} END{print w"."M"."m}' "$eigen_src/Eigen/src/Core/util/Macros.h")
+doctest_version=$(awk '/#define DOCTEST_VERSION_MAJOR/{a=$3} /#define DOCTEST_VERSION_MINOR/{b=$3} /#define DOCTEST_VERSION_PATCH/{c=$3} END{print a"."b"."c}' "$doctest_src/doctest.h")
+
+# --- Google Benchmark library: static if we can, shared otherwise
+bench_kind="" soname="" bench_version=""
+if [[ -f /usr/lib/$libdir/libbenchmark.a ]]; then
+  cp /usr/lib/$libdir/libbenchmark.a "$carry/lib/"
+  bench_kind=STATIC
+elif [[ -n ${EWE_BENCHMARK_SRC:-} && -f $EWE_BENCHMARK_SRC/CMakeLists.txt ]]; then
+  tmp=$(mktemp -d)
+  cmake -S "$EWE_BENCHMARK_SRC" -B "$tmp" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+    -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DBENCHMARK_ENABLE_TESTING=OFF -DBENCHMARK_ENABLE_GTEST_TESTS=OFF \
+    -DBENCHMARK_ENABLE_WERROR=OFF >/dev/null
+  cmake --build "$tmp" --target benchmark -j "$(nproc)" >/dev/null
+  cp "$(find "$tmp" -name libbenchmark.a | head -1)" "$carry/lib/"
+  rm -rf "$carry/include/benchmark" && cp -r "$EWE_BENCHMARK_SRC/include/benchmark" "$carry/include/benchmark"
+  rm -rf "$tmp"
+  bench_kind=STATIC
+else
+  real=$(readlink -f /usr/lib/$libdir/libbenchmark.so)
+  soname=$(objdump -p "$real" | awk '/SONAME/{print $2}')
+  cp "$real" "$carry/lib/$soname"
+  bench_kind=SHARED
+  bench_version=$(basename "$real" | sed -n 's/^libbenchmark\.so\.\([0-9.]*\)$/\1/p')
+  echo "prepare_carry: no static Google Benchmark here (Debian ships only the shared one); carrying $soname" >&2
+fi
+bench_file=$([[ $bench_kind == STATIC ]] && echo libbenchmark.a || echo "$soname")
+
+# --- CMake package files
+version_file() {  # name version -> <Name>ConfigVersion.cmake accepting any requested version <= ours
+  cat <<CMAKE
+set(PACKAGE_VERSION "$2")
+if(PACKAGE_FIND_VERSION VERSION_GREATER PACKAGE_VERSION)
+  set(PACKAGE_VERSION_COMPATIBLE FALSE)
+else()
+  set(PACKAGE_VERSION_COMPATIBLE TRUE)
+  if(PACKAGE_FIND_VERSION STREQUAL PACKAGE_VERSION)
+    set(PACKAGE_VERSION_EXACT TRUE)
+  endif()
+endif()
+CMAKE
+}
+cat >"$carry/cmake/Eigen3/Eigen3Config.cmake" <<'CMAKE'
+# Written by ewe's scripts/prepare_carry.sh: Eigen's headers two folders up.
+get_filename_component(_ewe_carry "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
+if(NOT TARGET Eigen3::Eigen)
+  add_library(Eigen3::Eigen INTERFACE IMPORTED)
+  set_target_properties(Eigen3::Eigen PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${_ewe_carry}/include/eigen3")
+endif()
+set(EIGEN3_INCLUDE_DIR "${_ewe_carry}/include/eigen3")
+CMAKE
+version_file Eigen3 "$eigen_version" >"$carry/cmake/Eigen3/Eigen3ConfigVersion.cmake"
+
+cat >"$carry/cmake/doctest/doctestConfig.cmake" <<'CMAKE'
+# Written by ewe's scripts/prepare_carry.sh: doctest's header two folders up.
+get_filename_component(_ewe_carry "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
+if(NOT TARGET doctest::doctest)
+  add_library(doctest::doctest INTERFACE IMPORTED)
+  set_target_properties(doctest::doctest PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${_ewe_carry}/include")
+endif()
+CMAKE
+version_file doctest "$doctest_version" >"$carry/cmake/doctest/doctestConfigVersion.cmake"
+
+cat >"$carry/cmake/benchmark/benchmarkConfig.cmake" <<CMAKE
+# Written by ewe's scripts/prepare_carry.sh: Google Benchmark ($bench_kind) two folders up.
+get_filename_component(_ewe_carry "\${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
+include(CMakeFindDependencyMacro)
+find_dependency(Threads)
+if(NOT TARGET benchmark::benchmark)
+  add_library(benchmark::benchmark $bench_kind IMPORTED)
+  set_target_properties(benchmark::benchmark PROPERTIES
+    IMPORTED_LOCATION "\${_ewe_carry}/lib/$bench_file"
+    INTERFACE_INCLUDE_DIRECTORIES "\${_ewe_carry}/include"
+    INTERFACE_LINK_LIBRARIES Threads::Threads)
+endif()
+CMAKE
+version_file benchmark "${bench_version:-1.7.1}" >"$carry/cmake/benchmark/benchmarkConfigVersion.cmake"
+
+echo "prepared $carry ($(du -sh "$carry" | cut -f1)): Eigen $eigen_version, doctest $doctest_version, Google Benchmark ($bench_kind)"
