@@ -74,7 +74,8 @@ else
   note "cuBLAS: $cublas_so"
 fi
 ld_dirs+=("$carry/lib")
-export LD_LIBRARY_PATH=$(IFS=:; echo "${ld_dirs[*]}")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+ld_joined=$(IFS=:; echo "${ld_dirs[*]}")
+export LD_LIBRARY_PATH=$ld_joined${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
 cuda_tests=()
 for f in "$root"/tests/cuda/*.cu; do cuda_tests+=("test_cuda_$(basename "$f" .cu)"); done
@@ -119,9 +120,12 @@ fi
 
 # ---------------------------------------------------------------- compute-sanitizer
 parity=$(find_program test_cuda_test_parity)
+sanitizer=$(command -v compute-sanitizer || find /usr/local/cuda*/ /opt/nvidia -name compute-sanitizer -type f \
+  -perm -u+x 2>/dev/null | head -1)
 for tool in memcheck racecheck initcheck synccheck; do
   want "$tool" || continue
   if [[ -z $parity ]]; then note "$tool: test_cuda_test_parity not built"; status=1; continue; fi
+  if [[ -z $sanitizer ]]; then note "$tool: compute-sanitizer not found"; status=1; continue; fi
   extra=()
   case $tool in
     memcheck) extra=(--leak-check full) ;;
@@ -129,7 +133,7 @@ for tool in memcheck racecheck initcheck synccheck; do
   esac
   start=$(date +%s)
   # shellcheck disable=SC2086
-  timeout "${EWE_SANITIZER_TIMEOUT:-420}" compute-sanitizer --tool "$tool" "${extra[@]}" --error-exitcode 99 \
+  timeout "${EWE_SANITIZER_TIMEOUT:-420}" "$sanitizer" --tool "$tool" "${extra[@]}" --error-exitcode 99 \
     --print-limit 200 "$parity" ${EWE_SANITIZER_ARGS:-} >"$out/$tool.log" 2>&1
   rc=$?
   tail -c 15000000 "$out/$tool.log" >"$out/$tool.tmp" && mv "$out/$tool.tmp" "$out/$tool.log"

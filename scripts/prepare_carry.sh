@@ -35,8 +35,8 @@ doctest_version=$(awk '/#define DOCTEST_VERSION_MAJOR/{a=$3} /#define DOCTEST_VE
 
 # --- Google Benchmark library: static if we can, shared otherwise
 bench_kind="" soname="" bench_version=""
-if [[ -f /usr/lib/$libdir/libbenchmark.a ]]; then
-  cp /usr/lib/$libdir/libbenchmark.a "$carry/lib/"
+if [[ -f /usr/lib/"$libdir"/libbenchmark.a ]]; then
+  cp /usr/lib/"$libdir"/libbenchmark.a "$carry/lib/"
   bench_kind=STATIC
 elif [[ -n ${EWE_BENCHMARK_SRC:-} && -f $EWE_BENCHMARK_SRC/CMakeLists.txt ]]; then
   tmp=$(mktemp -d)
@@ -49,7 +49,7 @@ elif [[ -n ${EWE_BENCHMARK_SRC:-} && -f $EWE_BENCHMARK_SRC/CMakeLists.txt ]]; th
   rm -rf "$tmp"
   bench_kind=STATIC
 else
-  real=$(readlink -f /usr/lib/$libdir/libbenchmark.so)
+  real=$(readlink -f /usr/lib/"$libdir"/libbenchmark.so)
   soname=$(objdump -p "$real" | awk '/SONAME/{print $2}')
   cp "$real" "$carry/lib/$soname"
   bench_kind=SHARED

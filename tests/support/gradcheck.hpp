@@ -89,8 +89,11 @@ inline double dot(TensorView<const double> a, TensorView<const double> b) {
 
 // Builds `layer` for `features` and gradient-checks its input and every trainable
 // parameter at batch `batch` in Phase::train.
+// The context uses tiny im2col blocks, so convolutions run through many blocks.
 inline void check_layer(Layer<double>& layer, const Shape& features, std::int64_t batch = 3, std::uint64_t seed = 7) {
-    Context ctx;
+    ContextOptions options;
+    options.cpu_im2col_elements = 100;
+    Context ctx(Device::cpu, options);
     ParameterStore<double> store;
     RandomState random{seed, 5};
     BuildContext<double> b{ctx, store, random, batch};

@@ -371,9 +371,10 @@ inline void kmeans_iterate(const std::vector<double>& x, std::int64_t n, int d, 
             double far2 = 0;
             for (std::int64_t j = 0; j < k; ++j)
                 if (j != far1) far2 = std::max(far2, shift[j]);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) reduction(+ : changed)
             for (std::int64_t i = 0; i < n; ++i) {
                 const std::int32_t a = r.labels[i];
+                changed += a != previous[i];  // moved to an empty cluster
                 const bool moved_point = previous[i] != a;  // relocated to an empty cluster: bounds are stale
                 upper[i] = moved_point ? std::numeric_limits<double>::infinity() : upper[i] + shift[a];
                 lower[i] = moved_point ? 0.0 : lower[i] - (a == far1 ? far2 : shift[far1]);
@@ -394,11 +395,11 @@ inline void kmeans_iterate(const std::vector<double>& x, std::int64_t n, int d, 
                     nearest_two(&x[i * d], centers.data(), k, d, best, d1, d2);
                     lower[i] = std::sqrt(d2);
                 }
+                changed += best != a;
                 r.labels[i] = best;
                 dist2[i] = d1;
                 upper[i] = std::sqrt(d1);
             }
-            for (std::int64_t i = 0; i < n; ++i) changed += previous[i] != r.labels[i];
         } else {
             assign_lloyd(x, n, d, centers, k, r.labels.data(), dist2.data());
             for (std::int64_t i = 0; i < n; ++i) changed += previous[i] != r.labels[i];

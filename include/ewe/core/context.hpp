@@ -19,6 +19,7 @@ namespace ewe {
 
 struct ContextOptions {
     int threads = 0;             // CPU threads; 0 = all hardware threads (OpenMP's default)
+    std::int64_t cpu_im2col_elements = 1 << 20;  // CPU convolutions build patch matrices this large
     int cuda_device = 0;         // which GPU, for Device::cuda
     bool allow_tf32 = false;     // CUDA: let cuDNN/cuBLAS use TF32 tensor cores (off: exact fp32)
     bool deterministic = false;  // CUDA: deterministic algorithms and fixed-order reductions
@@ -48,6 +49,8 @@ class Context {
 public:
     explicit Context(Device device = Device::cpu, ContextOptions options = {}) : device_(device), options_(options) {
         EWE_REQUIRE(options.threads >= 0, "ewe::Context: threads must be >= 0, found ", options.threads);
+        EWE_REQUIRE(options.cpu_im2col_elements > 0, "ewe::Context: cpu_im2col_elements must be positive, found ",
+                    options.cpu_im2col_elements);
         if (device == Device::cuda) {
             const detail::CudaContextHooks* hooks = detail::cuda_context_hooks();
             EWE_REQUIRE(hooks != nullptr, "ewe::Context: Device::cuda was requested but this program has no CUDA "

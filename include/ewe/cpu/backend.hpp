@@ -142,50 +142,78 @@ public:
         if (!dx.empty()) as_matrix(dx, n, in).noalias() = d * W.transpose();
     }
 
+    // Convolutions walk the output pixels in blocks (im2col_block_rows): each block's
+    // patch matrix is built, used by the GEMMs and dropped while still in cache.
     void conv2d_forward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w, View<const T> b,
                         Activation act, View<T> y) override {
-        const std::int64_t M = g.gemm_m(), K = g.gemm_k();
-        T* cols = ctx.cpu_scratch<T>(M * K);
-        im2col(g, x.data(), cols);
-        as_matrix(y, M, g.out_c).noalias() = ConstMatrixMap<T>(cols, M, K) * as_matrix(w, g.out_c, K).transpose();
+        const std::int64_t M = g.gemm_m(), K = g.gemm_k(), block = im2col_block_rows(g, ctx.options().cpu_im2col_elements);
+        T* cols = ctx.cpu_scratch<T>(std::min(block, M) * K);
+        auto W = as_matrix(w, g.out_c, K);
+        auto Y = as_matrix(y, M, g.out_c);
+        for (std::int64_t m = 0; m < M; m += block) {
+            const std::int64_t rows = std::min(block, M - m);
+            im2col(g, x.data(), m, m + rows, cols);
+            Y.middleRows(m, rows).noalias() = ConstMatrixMap<T>(cols, rows, K) * W.transpose();
+        }
         bias_activation(act, b.data(), y.data(), M, g.out_c);
     }
 
     void conv2d_backward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w, View<const T> y,
                          View<const T> dy, Activation act, View<T> dpre, View<T> dx, View<T> dw,
                          View<T> db) override {
-        const std::int64_t M = g.gemm_m(), K = g.gemm_k();
+        const std::int64_t M = g.gemm_m(), K = g.gemm_k(), block = im2col_block_rows(g, ctx.options().cpu_im2col_elements);
         activation_grad(act, y.data(), dy.data(), dpre.data(), M * g.out_c);
         column_sums(dpre.data(), db.data(), M, g.out_c);
-        auto d = ConstMatrixMap<T>(dpre.data(), M, g.out_c);
-        T* cols = ctx.cpu_scratch<T>(M * K);
-        im2col(g, x.data(), cols);
-        as_matrix(dw, g.out_c, K).noalias() = d.transpose() * ConstMatrixMap<T>(cols, M, K);
-        if (dx.empty()) return;
-        MatrixMap<T>(cols, M, K).noalias() = d * as_matrix(w, g.out_c, K);
-        col2im(g, cols, dx.data());
+        auto D = ConstMatrixMap<T>(dpre.data(), M, g.out_c);
+        auto W = as_matrix(w, g.out_c, K);
+        auto dW = as_matrix(dw, g.out_c, K);
+        T* cols = ctx.cpu_scratch<T>(std::min(block, M) * K);
+        if (!dx.empty()) std::fill(dx.data(), dx.data() + dx.numel(), T(0));
+        for (std::int64_t m = 0; m < M; m += block) {
+            const std::int64_t rows = std::min(block, M - m);
+            im2col(g, x.data(), m, m + rows, cols);
+            auto C = MatrixMap<T>(cols, rows, K);
+            if (m == 0) dW.noalias() = D.middleRows(m, rows).transpose() * C;
+            else dW.noalias() += D.middleRows(m, rows).transpose() * C;
+            if (dx.empty()) continue;
+            C.noalias() = D.middleRows(m, rows) * W;
+            col2im_add(g, cols, m, m + rows, dx.data());
+        }
     }
 
     void conv2d_transpose_forward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w,
                                   View<const T> b, Activation act, View<T> y) override {
-        const std::int64_t M = g.gemm_m(), K = g.gemm_k();
-        T* cols = ctx.cpu_scratch<T>(M * K);
-        MatrixMap<T>(cols, M, K).noalias() = as_matrix(x, M, g.out_c) * as_matrix(w, g.out_c, K);
-        col2im(g, cols, y.data());
+        const std::int64_t M = g.gemm_m(), K = g.gemm_k(), block = im2col_block_rows(g, ctx.options().cpu_im2col_elements);
+        T* cols = ctx.cpu_scratch<T>(std::min(block, M) * K);
+        auto X = as_matrix(x, M, g.out_c);
+        auto W = as_matrix(w, g.out_c, K);
+        std::fill(y.data(), y.data() + y.numel(), T(0));
+        for (std::int64_t m = 0; m < M; m += block) {
+            const std::int64_t rows = std::min(block, M - m);
+            MatrixMap<T>(cols, rows, K).noalias() = X.middleRows(m, rows) * W;
+            col2im_add(g, cols, m, m + rows, y.data());
+        }
         bias_activation(act, b.data(), y.data(), y.numel() / g.in_c, g.in_c);
     }
 
     void conv2d_transpose_backward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w,
                                    View<const T> y, View<const T> dy, Activation act, View<T> dpre, View<T> dx,
                                    View<T> dw, View<T> db) override {
-        const std::int64_t M = g.gemm_m(), K = g.gemm_k();
+        const std::int64_t M = g.gemm_m(), K = g.gemm_k(), block = im2col_block_rows(g, ctx.options().cpu_im2col_elements);
         activation_grad(act, y.data(), dy.data(), dpre.data(), y.numel());
         column_sums(dpre.data(), db.data(), y.numel() / g.in_c, g.in_c);
-        T* cols = ctx.cpu_scratch<T>(M * K);
-        im2col(g, dpre.data(), cols);
-        auto c = ConstMatrixMap<T>(cols, M, K);
-        as_matrix(dw, g.out_c, K).noalias() = as_matrix(x, M, g.out_c).transpose() * c;
-        if (!dx.empty()) as_matrix(dx, M, g.out_c).noalias() = c * as_matrix(w, g.out_c, K).transpose();
+        T* cols = ctx.cpu_scratch<T>(std::min(block, M) * K);
+        auto X = as_matrix(x, M, g.out_c);
+        auto W = as_matrix(w, g.out_c, K);
+        auto dW = as_matrix(dw, g.out_c, K);
+        for (std::int64_t m = 0; m < M; m += block) {
+            const std::int64_t rows = std::min(block, M - m);
+            im2col(g, dpre.data(), m, m + rows, cols);
+            auto C = ConstMatrixMap<T>(cols, rows, K);
+            if (m == 0) dW.noalias() = X.middleRows(m, rows).transpose() * C;
+            else dW.noalias() += X.middleRows(m, rows).transpose() * C;
+            if (!dx.empty()) as_matrix(dx, M, g.out_c).middleRows(m, rows).noalias() = C * W.transpose();
+        }
     }
 
     void activation_forward(Context&, Activation act, View<const T> x, View<T> y) override {

@@ -1,6 +1,7 @@
 // im2col / col2im for NHWC images and (out_c, kh, kw, in_c) filters: the CPU
-// convolution lowers every conv, conv-transpose and their gradients to one GEMM
-// over the patch matrix cols (batch * out_h * out_w, kh * kw * in_c).
+// convolution lowers every conv, conv-transpose and their gradients to GEMMs over
+// the patch matrix cols (batch * out_h * out_w, kh * kw * in_c), built a block of
+// output pixels at a time so that each block of cols stays in cache.
 #pragma once
 
 #include <algorithm>
@@ -11,62 +12,70 @@
 
 namespace ewe::cpu {
 
-// cols[m, (kh, kw, c)] = x[n, oh * s - pad + kh, ow * s - pad + kw, c], zero outside.
+// Rows [first, last) of cols, where row m = (n * out_h + oh) * out_w + ow holds
+// x[n, oh * s - pad + kh, ow * s - pad + kw, c] over (kh, kw, c), zero outside.
 template <class T>
-void im2col(const ConvGeometry& g, const T* x, T* cols) {
+void im2col(const ConvGeometry& g, const T* x, std::int64_t first, std::int64_t last, T* cols) {
     const std::int64_t C = g.in_c, KW = g.w.kernel, KH = g.h.kernel, K = g.gemm_k();
-    const std::int64_t rows = g.batch * g.h.out;
-#pragma omp parallel for schedule(static) if (rows * g.w.out * K > 32768)
-    for (std::int64_t row = 0; row < rows; ++row) {
-        const std::int64_t n = row / g.h.out, oh = row % g.h.out;
+#pragma omp parallel for schedule(static) if ((last - first) * K > 32768)
+    for (std::int64_t m = first; m < last; ++m) {
+        const std::int64_t ow = m % g.w.out, oh = m / g.w.out % g.h.out, n = m / (g.w.out * g.h.out);
         const T* image = x + n * g.h.in * g.w.in * C;
-        for (std::int64_t ow = 0; ow < g.w.out; ++ow) {
-            T* out = cols + (row * g.w.out + ow) * K;
+        T* out = cols + (m - first) * K;
+        const std::int64_t iw0 = ow * g.w.stride - g.w.pad_before;
+        const std::int64_t lo = std::clamp<std::int64_t>(-iw0, 0, KW);
+        const std::int64_t hi = std::max(lo, std::clamp<std::int64_t>(g.w.in - iw0, 0, KW));
+        for (std::int64_t kh = 0; kh < KH; ++kh) {
+            const std::int64_t ih = oh * g.h.stride - g.h.pad_before + kh;
+            T* dst = out + kh * KW * C;
+            if (ih < 0 || ih >= g.h.in) {
+                std::fill(dst, dst + KW * C, T(0));
+                continue;
+            }
+            std::fill(dst, dst + lo * C, T(0));
+            std::memcpy(dst + lo * C, image + (ih * g.w.in + iw0 + lo) * C, (hi - lo) * C * sizeof(T));
+            std::fill(dst + hi * C, dst + KW * C, T(0));
+        }
+    }
+}
+
+// The adjoint of im2col for rows [first, last): adds every cols entry back into the
+// pixel it was copied from (x is not cleared). Threads split the channels, so no two
+// write the same element.
+template <class T>
+void col2im_add(const ConvGeometry& g, const T* cols, std::int64_t first, std::int64_t last, T* x) {
+    const std::int64_t C = g.in_c, KW = g.w.kernel, KH = g.h.kernel, K = g.gemm_k();
+#pragma omp parallel if ((last - first) * K > 32768)
+    {
+        std::int64_t c0 = 0, c1 = C;
+#if defined(_OPENMP)
+        const std::int64_t threads = omp_get_num_threads(), id = omp_get_thread_num();
+        c0 = C * id / threads;
+        c1 = C * (id + 1) / threads;
+#endif
+        for (std::int64_t m = first; m < last; ++m) {
+            const std::int64_t ow = m % g.w.out, oh = m / g.w.out % g.h.out, n = m / (g.w.out * g.h.out);
+            T* image = x + n * g.h.in * g.w.in * C;
+            const T* src = cols + (m - first) * K;
             for (std::int64_t kh = 0; kh < KH; ++kh) {
                 const std::int64_t ih = oh * g.h.stride - g.h.pad_before + kh;
-                T* dst = out + kh * KW * C;
-                if (ih < 0 || ih >= g.h.in) {
-                    std::fill(dst, dst + KW * C, T(0));
-                    continue;
+                if (ih < 0 || ih >= g.h.in) continue;
+                for (std::int64_t kw = 0; kw < KW; ++kw) {
+                    const std::int64_t iw = ow * g.w.stride - g.w.pad_before + kw;
+                    if (iw < 0 || iw >= g.w.in) continue;
+                    T* dst = image + (ih * g.w.in + iw) * C;
+                    const T* s = src + (kh * KW + kw) * C;
+                    for (std::int64_t c = c0; c < c1; ++c) dst[c] += s[c];
                 }
-                const std::int64_t iw0 = ow * g.w.stride - g.w.pad_before;
-                const std::int64_t lo = std::clamp<std::int64_t>(-iw0, 0, KW);
-                const std::int64_t hi = std::clamp<std::int64_t>(g.w.in - iw0, 0, KW);
-                std::fill(dst, dst + lo * C, T(0));
-                if (hi > lo) std::memcpy(dst + lo * C, image + (ih * g.w.in + iw0 + lo) * C, (hi - lo) * C * sizeof(T));
-                std::fill(dst + std::max(hi, lo) * C, dst + KW * C, T(0));
             }
         }
     }
 }
 
-// x[n, ih, iw, c] = sum of the cols entries that im2col copied from it (the adjoint
-// of im2col). Each image is gathered by one thread, so no two threads write together.
-template <class T>
-void col2im(const ConvGeometry& g, const T* cols, T* x) {
-    const std::int64_t C = g.in_c, KW = g.w.kernel, KH = g.h.kernel, K = g.gemm_k();
-    const std::int64_t image_size = g.h.in * g.w.in * C;
-#pragma omp parallel for schedule(static) if (g.batch * image_size * KH * KW > 32768)
-    for (std::int64_t n = 0; n < g.batch; ++n) {
-        T* image = x + n * image_size;
-        std::fill(image, image + image_size, T(0));
-        for (std::int64_t oh = 0; oh < g.h.out; ++oh) {
-            for (std::int64_t ow = 0; ow < g.w.out; ++ow) {
-                const T* src = cols + ((n * g.h.out + oh) * g.w.out + ow) * K;
-                for (std::int64_t kh = 0; kh < KH; ++kh) {
-                    const std::int64_t ih = oh * g.h.stride - g.h.pad_before + kh;
-                    if (ih < 0 || ih >= g.h.in) continue;
-                    for (std::int64_t kw = 0; kw < KW; ++kw) {
-                        const std::int64_t iw = ow * g.w.stride - g.w.pad_before + kw;
-                        if (iw < 0 || iw >= g.w.in) continue;
-                        T* dst = image + (ih * g.w.in + iw) * C;
-                        const T* s = src + (kh * KW + kw) * C;
-                        for (std::int64_t c = 0; c < C; ++c) dst[c] += s[c];
-                    }
-                }
-            }
-        }
-    }
+// Rows of cols per block: `elements` / K (ContextOptions::cpu_im2col_elements, 4 MB
+// of float by default), at least one row.
+inline std::int64_t im2col_block_rows(const ConvGeometry& g, std::int64_t elements) {
+    return std::max<std::int64_t>(1, elements / std::max<std::int64_t>(g.gemm_k(), 1));
 }
 
 }  // namespace ewe::cpu

@@ -139,22 +139,30 @@ public:
                     "ContextOptions::cuda_device is ", options.cuda_device, " but the machine has ", count,
                     " CUDA device(s)");
         device_ = options.cuda_device;
-        EWE_CUDA_CHECK(cudaSetDevice(device_));
-        EWE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-        EWE_CUDNN_CHECK(cudnnCreate(&cudnn_));
-        EWE_CUDNN_CHECK(cudnnSetStream(cudnn_, stream_));
-        EWE_CUBLAS_CHECK(cublasLtCreate(&cublaslt_));
-        EWE_CUDA_CHECK(cudaMalloc(&step_block_, kStepSlots * sizeof(std::uint64_t)));
-        EWE_CUDA_CHECK(cudaMemset(step_block_, 0, kStepSlots * sizeof(std::uint64_t)));
-        EWE_CUDA_CHECK(cudaMalloc(&errors_, 4 * sizeof(unsigned long long)));
-        EWE_CUDA_CHECK(cudaMemset(errors_, 0, 4 * sizeof(unsigned long long)));
+        try {
+            EWE_CUDA_CHECK(cudaSetDevice(device_));
+            EWE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+            EWE_CUDNN_CHECK(cudnnCreate(&cudnn_));
+            EWE_CUDNN_CHECK(cudnnSetStream(cudnn_, stream_));
+            EWE_CUBLAS_CHECK(cublasLtCreate(&cublaslt_));
+            EWE_CUDA_CHECK(cudaMalloc(&step_block_, kStepSlots * sizeof(std::uint64_t)));
+            EWE_CUDA_CHECK(cudaMemset(step_block_, 0, kStepSlots * sizeof(std::uint64_t)));
+            EWE_CUDA_CHECK(cudaMalloc(&errors_, 4 * sizeof(unsigned long long)));
+            EWE_CUDA_CHECK(cudaMemset(errors_, 0, 4 * sizeof(unsigned long long)));
+        } catch (...) {
+            release_all();
+            throw;
+        }
         step_host_.assign(kStepSlots, 0);
     }
 
     Resources(const Resources&) = delete;
     Resources& operator=(const Resources&) = delete;
 
-    ~Resources() {
+    ~Resources() { release_all(); }
+
+private:
+    void release_all() noexcept {
         EWE_CUDA_WARN(cudaSetDevice(device_));
         if (stream_) EWE_CUDA_WARN(cudaStreamSynchronize(stream_));
         conv_plans_.clear();
@@ -166,8 +174,16 @@ public:
         if (cublaslt_) cublasLtDestroy(cublaslt_);
         if (cudnn_) cudnnDestroy(cudnn_);
         if (stream_) EWE_CUDA_WARN(cudaStreamDestroy(stream_));
+        retired_.clear();
+        workspace_ = nullptr;
+        step_block_ = nullptr;
+        errors_ = nullptr;
+        cublaslt_ = nullptr;
+        cudnn_ = nullptr;
+        stream_ = nullptr;
     }
 
+public:
     const ContextOptions& options() const { return options_; }
     int device() const { return device_; }
     cudaStream_t stream() const { return stream_; }

@@ -1,0 +1,335 @@
+// The sheep_vae program run in-process (examples/sheep_vae/app.hpp): bad input to
+// every subcommand is an error naming the file or flag with a non-zero exit; --resume
+// after epoch k equals an uninterrupted run bit for bit on the CPU; a short run on the
+// real sheep ($EWE_DATA/sheep.npy) produces every artefact of every subcommand.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "../../examples/sheep_vae/app.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct RunResult {
+    int rc = 0;
+    std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Runs sheep_vae_main with stdout and stderr captured into strings.
+RunResult run(std::vector<std::string> args) {
+    args.insert(args.begin(), "sheep_vae");
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const fs::path dir = fs::temp_directory_path();
+    const fs::path out_file = dir / ("ewe_cli_out_" + std::to_string(::getpid()));
+    const fs::path err_file = dir / ("ewe_cli_err_" + std::to_string(::getpid()));
+    std::fflush(stdout);
+    std::fflush(stderr);
+    const int saved_out = ::dup(1), saved_err = ::dup(2);
+    FILE* fo = std::fopen(out_file.c_str(), "w");
+    FILE* fe = std::fopen(err_file.c_str(), "w");
+    ::dup2(::fileno(fo), 1);
+    ::dup2(::fileno(fe), 2);
+    RunResult r;
+    r.rc = sheep_vae_main(int(args.size()), argv.data());
+    std::fflush(stdout);
+    std::fflush(stderr);
+    std::cout.flush();
+    ::dup2(saved_out, 1);
+    ::dup2(saved_err, 2);
+    ::close(saved_out);
+    ::close(saved_err);
+    std::fclose(fo);
+    std::fclose(fe);
+    r.out = slurp(out_file);
+    r.err = slurp(err_file);
+    fs::remove(out_file);
+    fs::remove(err_file);
+    return r;
+}
+
+bool contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
+
+// Expects a clean failure whose message names `what`.
+void expect_error(const std::vector<std::string>& args, const std::string& what) {
+    const RunResult r = run(args);
+    std::string cmd;
+    for (const auto& a : args) cmd += a + " ";
+    INFO("command: ", cmd, "\nstderr: ", r.err, "\nstdout: ", r.out);
+    CHECK(r.rc != 0);
+    CHECK(contains(r.err + r.out, what));
+}
+
+fs::path temp_dir(const std::string& name) {
+    fs::path p = fs::temp_directory_path() / ("ewe_test_cli_" + name + "_" + std::to_string(::getpid()));
+    fs::remove_all(p);
+    fs::create_directories(p);
+    return p;
+}
+
+fs::path real_data() {
+    const char* d = std::getenv("EWE_DATA");
+    if (!d || !*d) return {};
+    const fs::path p = fs::path(d) / "sheep.npy";
+    return fs::exists(p) ? p : fs::path();
+}
+
+// A small uint8 data set: real sheep when available, else procedural ones.
+fs::path small_data(const fs::path& dir, std::int64_t n) {
+    const fs::path p = dir / "small.npy";
+    const fs::path real = real_data();
+    if (!real.empty()) {
+        const auto a = ewe::io::read_npy(real);
+        ewe::io::write_npy<std::uint8_t>(p, reinterpret_cast<const std::uint8_t*>(a.bytes.data()), ewe::Shape{n, 784});
+    } else {
+        const auto bytes = sheep::procedural_sheep(n, 3);
+        ewe::io::write_npy<std::uint8_t>(p, bytes.data(), ewe::Shape{n, 784});
+    }
+    return p;
+}
+
+// A checkpoint shared by the tests below (2 epochs on 24 drawings).
+fs::path shared_checkpoint() {
+    static fs::path ck;
+    if (!ck.empty()) return ck;
+    const fs::path dir = temp_dir("shared");
+    const fs::path data = small_data(dir, 24);
+    const RunResult r = run({"train", "--data", data.string(), "--epochs", "1", "--out", (dir / "run").string(),
+                             "--quiet", "--snapshots", ""});
+    REQUIRE_MESSAGE(r.rc == 0, r.err);
+    ck = dir / "run" / "checkpoint.safetensors";
+    return ck;
+}
+
+}  // namespace
+
+TEST_CASE("every subcommand has --help, unknown flags and subcommands fail") {
+    for (const char* cmd : {"summary", "bench", "train", "generate", "anomalies", "explore"}) {
+        const RunResult r = run({cmd, "--help"});
+        CHECK_MESSAGE(r.rc == 0, cmd);
+        CHECK(contains(r.out, cmd));
+    }
+    expect_error({"train", "--no-such-flag"}, "--no-such-flag");
+    expect_error({"bench", "--batch", "0"}, "--batch");
+    expect_error({"bench", "--device", "tpu"}, "--device");
+    expect_error({"frobnicate"}, "frobnicate");
+    expect_error({}, "subcommand");
+    expect_error({"generate"}, "--checkpoint");
+}
+
+TEST_CASE("summary prints the parameter counts of the post") {
+    const RunResult r = run({"summary"});
+    CHECK(r.rc == 0);
+    CHECK(contains(r.out, "Total params: 12,857,845"));
+    CHECK(contains(r.out, "Total params: 6,511,206"));
+}
+
+TEST_CASE("bad data files are errors naming the file") {
+    const fs::path dir = temp_dir("bad");
+    const std::string out = (dir / "out").string();
+    auto train = [&](const fs::path& data) {
+        return std::vector<std::string>{"train", "--data", data.string(), "--epochs", "1", "--out", out, "--quiet"};
+    };
+    expect_error(train(dir / "missing.npy"), "missing.npy");
+
+    std::vector<std::int32_t> ints(2 * 784, 1);
+    ewe::io::write_npy<std::int32_t>(dir / "int32.npy", ints.data(), ewe::Shape{2, 784});
+    expect_error(train(dir / "int32.npy"), "int32.npy");
+    expect_error(train(dir / "int32.npy"), "dtype");
+
+    std::vector<std::uint8_t> bytes(3 * 100, 9);
+    ewe::io::write_npy<std::uint8_t>(dir / "shape.npy", bytes.data(), ewe::Shape{3, 100});
+    expect_error(train(dir / "shape.npy"), "shape.npy");
+    std::vector<std::uint8_t> square(2 * 784, 9);
+    ewe::io::write_npy<std::uint8_t>(dir / "square.npy", square.data(), ewe::Shape{2, 28, 28});  // accepted shape
+    ewe::io::write_npy<std::uint8_t>(dir / "empty.npy", square.data(), ewe::Shape{0, 784});
+    expect_error(train(dir / "empty.npy"), "empty.npy");
+
+    {
+        const std::string good = slurp(dir / "square.npy");
+        std::ofstream(dir / "truncated.npy", std::ios::binary).write(good.data(), std::streamsize(good.size() - 100));
+        std::ofstream(dir / "garbage.npy", std::ios::binary) << "this is not numpy";
+    }
+    expect_error(train(dir / "truncated.npy"), "truncated.npy");
+    expect_error(train(dir / "garbage.npy"), "garbage.npy");
+
+    std::vector<float> floats(2 * 784, 0.5f);
+    floats[900] = std::nanf("");
+    ewe::io::write_npy<float>(dir / "nan.npy", floats.data(), ewe::Shape{2, 784});
+    expect_error(train(dir / "nan.npy"), "nan.npy");
+    floats[900] = INFINITY;
+    ewe::io::write_npy<float>(dir / "inf.npy", floats.data(), ewe::Shape{2, 784});
+    expect_error(train(dir / "inf.npy"), "inf.npy");
+    floats[900] = 255.0f;
+    ewe::io::write_npy<float>(dir / "range.npy", floats.data(), ewe::Shape{2, 784});
+    expect_error(train(dir / "range.npy"), "range.npy");
+
+    // The same checks guard anomalies and explore (data and --plant).
+    const std::string ck = shared_checkpoint().string();
+    expect_error({"anomalies", "--checkpoint", ck, "--data", (dir / "nan.npy").string(), "--out", out}, "nan.npy");
+    expect_error({"anomalies", "--checkpoint", ck, "--data", (dir / "square.npy").string(), "--plant",
+                  (dir / "int32.npy").string() + ":1", "--out", out}, "int32.npy");
+    expect_error({"anomalies", "--checkpoint", ck, "--data", (dir / "square.npy").string(), "--plant", "cat.npy",
+                  "--out", out}, "--plant");
+    expect_error({"explore", "--checkpoint", ck, "--data", (dir / "shape.npy").string(), "--out", out}, "shape.npy");
+    fs::remove_all(dir);
+}
+
+TEST_CASE("bad checkpoints are errors naming the file") {
+    const fs::path dir = temp_dir("badck");
+    const fs::path ck = shared_checkpoint();
+    const std::string png = (dir / "x.png").string();
+    expect_error({"generate", "--checkpoint", (dir / "nope.safetensors").string(), "--out", png}, "nope.safetensors");
+    std::ofstream(dir / "junk.safetensors", std::ios::binary) << "junk junk junk junk";
+    expect_error({"generate", "--checkpoint", (dir / "junk.safetensors").string(), "--out", png}, "junk.safetensors");
+    {
+        const std::string whole = slurp(ck);
+        std::ofstream(dir / "cut.safetensors", std::ios::binary).write(whole.data(), std::streamsize(whole.size() / 2));
+    }
+    expect_error({"generate", "--checkpoint", (dir / "cut.safetensors").string(), "--out", png}, "cut.safetensors");
+    // Another architecture: the same tensors under a config with other dense widths.
+    auto file = ewe::io::read_safetensors(ck);
+    std::vector<ewe::io::SafetensorsEntry> entries;
+    for (const auto& [name, t] : file.tensors)
+        entries.push_back({name, t.dtype, t.shape, file.data.data() + t.begin, t.end - t.begin});
+    auto meta = file.metadata;
+    meta["model.units"] = "100,50,20";
+    ewe::io::write_safetensors(dir / "other.safetensors", entries, meta);
+    expect_error({"generate", "--checkpoint", (dir / "other.safetensors").string(), "--out", png}, "other.safetensors");
+    meta = file.metadata;
+    meta.erase("format");
+    ewe::io::write_safetensors(dir / "foreign.safetensors", entries, meta);
+    expect_error({"generate", "--checkpoint", (dir / "foreign.safetensors").string(), "--out", png}, "foreign.safetensors");
+    // Wrong latent dimension for --center, --grid with --center.
+    expect_error({"generate", "--checkpoint", ck.string(), "--center", "1,2,3", "--out", png}, "--center");
+    expect_error({"generate", "--checkpoint", ck.string(), "--center", "a,b", "--out", png}, "--center");
+    expect_error({"generate", "--checkpoint", ck.string(), "--grid", "--center", "0,0", "--out", png}, "--grid");
+    expect_error({"anomalies", "--checkpoint", (dir / "other.safetensors").string(), "--data",
+                  small_data(dir, 4).string(), "--out", (dir / "a").string()}, "other.safetensors");
+    fs::remove_all(dir);
+}
+
+TEST_CASE("--resume after epoch 1 equals an uninterrupted run bit for bit") {
+    const fs::path dir = temp_dir("resume");
+    const fs::path data = small_data(dir, 20);
+    const std::vector<std::string> common = {"--data", data.string(), "--batch", "8", "--kl-start", "1", "--kl-steep",
+                                             "1", "--seed", "5", "--quiet", "--snapshots", ""};
+    auto train = [&](const std::string& out, const std::string& epochs, bool resume) {
+        std::vector<std::string> a = {"train", "--out", (dir / out).string(), "--epochs", epochs};
+        a.insert(a.end(), common.begin(), common.end());
+        if (resume) a.push_back("--resume");
+        const RunResult r = run(a);
+        REQUIRE_MESSAGE(r.rc == 0, r.err);
+    };
+    train("whole", "2", false);
+    train("split", "1", false);
+    train("split", "2", true);
+    const std::string a = slurp(dir / "whole" / "checkpoint.safetensors");
+    const std::string b = slurp(dir / "split" / "checkpoint.safetensors");
+    CHECK(a.size() > 50'000'000);
+    CHECK(a == b);
+    const auto ma = ewe::io::read_csv(dir / "whole" / "metrics.csv");
+    const auto mb = ewe::io::read_csv(dir / "split" / "metrics.csv");
+    REQUIRE(ma.size() == 3);
+    REQUIRE(mb.size() == 3);
+    for (std::size_t r = 0; r < 3; ++r)
+        for (std::size_t c = 0; c < 6; ++c) CHECK(ma[r][c] == mb[r][c]);
+    // Resuming on other data is refused.
+    const fs::path other = dir / "other.npy";
+    {
+        const auto bytes = sheep::procedural_sheep(12, 1);
+        ewe::io::write_npy<std::uint8_t>(other, bytes.data(), ewe::Shape{12, 784});
+    }
+    expect_error({"train", "--out", (dir / "split").string(), "--epochs", "3", "--data", other.string(), "--resume",
+                  "--quiet"}, "--resume");
+    fs::remove_all(dir);
+}
+
+TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
+    const fs::path real = real_data();
+    if (real.empty()) {
+        MESSAGE("EWE_DATA does not name a folder with sheep.npy; skipping the real-data run");
+        return;
+    }
+    const fs::path dir = temp_dir("e2e");
+    const fs::path run_dir = dir / "run";
+    RunResult r = run({"train", "--limit", "32", "--epochs", "2", "--kl-start", "1", "--kl-steep", "1", "--snapshots",
+                       "1,2", "--out", run_dir.string()});
+    REQUIRE_MESSAGE(r.rc == 0, r.err);
+    CHECK(contains(r.err, "sheep.npy"));  // no --data: $EWE_DATA/sheep.npy
+    CHECK(contains(r.err, "KL weight: 0"));
+    CHECK(contains(r.err, "KL weight: 1"));
+    CHECK(contains(r.err, "/4 ["));  // the progress bar
+    for (const char* f : {"checkpoint.safetensors", "metrics.csv", "latent_epoch001.npy", "latent_epoch001.svg",
+                          "latent_epoch002.npy", "latent_epoch002.svg", "loss.svg", "kl.svg"})
+        CHECK_MESSAGE(fs::exists(run_dir / f), f);
+    bool events = false;
+    for (const auto& e : fs::directory_iterator(run_dir / "logs"))
+        events |= e.path().filename().string().rfind("events.out.tfevents.", 0) == 0 && fs::file_size(e.path()) > 100;
+    CHECK(events);
+    const auto metrics = ewe::io::read_csv(run_dir / "metrics.csv");
+    REQUIRE(metrics.size() == 3);
+    CHECK(metrics[0] == std::vector<std::string>{"epoch", "step", "loss", "recon", "kl", "kl_weight", "seconds"});
+    CHECK(metrics[2][1] == "8");
+    CHECK(std::stod(metrics[2][5]) == 1.0);
+    const auto latent = ewe::io::read_npy(run_dir / "latent_epoch002.npy");
+    CHECK(latent.shape == ewe::Shape{32, 2});
+    const auto ck = ewe::io::read_safetensors(run_dir / "checkpoint.safetensors");
+    CHECK(ck.meta("epoch") == "2");
+    CHECK(ck.meta("optimizer.iterations") == "8");
+    CHECK(ck.has("optimizer/mean_square"));
+    CHECK(ck.has("dense/kernel"));
+
+    const std::string ckp = (run_dir / "checkpoint.safetensors").string();
+    r = run({"generate", "--checkpoint", ckp, "--grid", "--grid-size", "4", "--out", (dir / "grid.png").string()});
+    CHECK_MESSAGE(r.rc == 0, r.err);
+    r = run({"generate", "--checkpoint", ckp, "--center", "0.5,-1", "--sd", "0.3", "--count", "6", "--out",
+             (dir / "near.png").string()});
+    CHECK_MESSAGE(r.rc == 0, r.err);
+    CHECK(slurp(dir / "grid.png").substr(1, 3) == "PNG");
+    CHECK(fs::exists(dir / "near.png"));
+
+    const fs::path cat = real.parent_path() / "cat.npy";
+    std::vector<std::string> anomaly = {"anomalies", "--checkpoint", ckp, "--data", real.string(), "--limit", "40",
+                                        "--out", (dir / "anomalies").string(), "--json"};
+    if (fs::exists(cat)) anomaly.insert(anomaly.end(), {"--plant", cat.string() + ":10"});
+    r = run(anomaly);
+    REQUIRE_MESSAGE(r.rc == 0, r.err);
+    CHECK(contains(r.out, "\"samples\": "));
+    if (fs::exists(cat)) {
+        CHECK(contains(r.out, "\"roc_auc\": "));
+        CHECK(contains(r.out, "\"precision_at_n\": "));
+        CHECK(contains(r.out, "\"roc_auc_neg_elbo\": "));
+    }
+    for (const char* f : {"scores.npy", "scores.csv", "histogram_sse.svg", "histogram_neg_elbo.svg", "above_cutoff.png"})
+        CHECK_MESSAGE(fs::exists(dir / "anomalies" / f), f);
+    CHECK(ewe::io::read_npy(dir / "anomalies" / "scores.npy").shape[1] == 2);
+
+    r = run({"explore", "--checkpoint", ckp, "--data", real.string(), "--limit", "60", "--k-max", "6", "--mosaic-k",
+             "12", "--trials", "12", "--min-pts-max", "20", "--out", (dir / "explore").string()});
+    REQUIRE_MESSAGE(r.rc == 0, r.err);
+    CHECK(contains(r.out, "chosen: eps"));
+    for (const char* f : {"latent.npy", "latent_scatter.svg", "kmeans_elbow.svg", "kmeans_elbow.csv",
+                          "kmeans_12_centres.png", "knn_distance.svg", "dbscan_search.csv", "dbscan_clusters.svg",
+                          "dbscan_labels.npy"})
+        CHECK_MESSAGE(fs::exists(dir / "explore" / f), f);
+    CHECK(ewe::io::read_csv(dir / "explore" / "dbscan_search.csv").size() == 13);
+    fs::remove_all(dir);
+}
