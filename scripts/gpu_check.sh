@@ -47,7 +47,9 @@ find_in_wheels() {  # file-name pattern -> first match in the nvidia wheels
 }
 cmake_args=()
 ld_dirs=()
-if [[ -f /usr/local/cuda/include/cudnn.h ]] && ls /usr/local/cuda/lib64/libcudnn.so* >/dev/null 2>&1; then
+toolkit=/usr/local/cuda
+[[ -n ${EWE_IGNORE_TOOLKIT_LIBS:-} ]] && toolkit=/nonexistent  # test the wheel branch on a full toolkit
+if [[ -f $toolkit/include/cudnn.h ]] && ls "$toolkit"/lib64/libcudnn.so* >/dev/null 2>&1; then
   note "cuDNN: /usr/local/cuda"
 else
   cudnn_h=$(find_in_wheels cudnn.h) || cudnn_h=""
@@ -59,7 +61,7 @@ else
   ld_dirs+=("$(dirname "$cudnn_so")")
   note "cuDNN: $cudnn_so"
 fi
-if ls /usr/local/cuda/lib64/libcublasLt.so* >/dev/null 2>&1 && [[ -f /usr/local/cuda/include/cublasLt.h ]]; then
+if ls "$toolkit"/lib64/libcublasLt.so* >/dev/null 2>&1 && [[ -f $toolkit/include/cublasLt.h ]]; then
   note "cuBLAS: /usr/local/cuda"
 else
   cublas_h=$(find_in_wheels cublasLt.h) || cublas_h=""
@@ -73,7 +75,11 @@ else
   ld_dirs+=("$(dirname "$cublas_so")")
   note "cuBLAS: $cublas_so"
 fi
-ld_dirs+=("$carry/lib")
+# cuDNN 9 compiles some engines at run time with NVRTC.
+if ! ls "$toolkit"/lib64/libnvrtc.so* >/dev/null 2>&1; then
+  nvrtc_so=$(find_in_wheels 'libnvrtc.so.[0-9]*') && ld_dirs+=("$(dirname "$nvrtc_so")")
+fi
+ld_dirs+=("$carry/lib" /usr/local/cuda/lib64)
 ld_joined=$(IFS=:; echo "${ld_dirs[*]}")
 export LD_LIBRARY_PATH=$ld_joined${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 

@@ -112,8 +112,9 @@ inline int run_anomalies(const AnomalyOptions& o) {
     auto histogram = [&](const std::vector<double>& s, double cut, const std::string& what, const fs::path& file) {
         ewe::io::SvgPlot plot("Anomaly score: " + what, what, "drawings");
         if (planted > 0) {
-            plot.histogram(std::vector<double>(s.begin(), s.begin() + normal), 60, ewe::io::palette(0), "data");
-            plot.histogram(std::vector<double>(s.begin() + normal, s.end()), 60, ewe::io::palette(1), "planted");
+            const double lo = *std::min_element(s.begin(), s.end()), hi = *std::max_element(s.begin(), s.end());
+            plot.histogram(std::vector<double>(s.begin(), s.begin() + normal), 60, ewe::io::palette(0), "data", lo, hi);
+            plot.histogram(std::vector<double>(s.begin() + normal, s.end()), 60, ewe::io::palette(1), "planted", lo, hi);
         } else {
             plot.histogram(s, 60, ewe::io::palette(0), "drawings");
         }

@@ -32,6 +32,13 @@ inline int sheep_vae_main(int argc, char** argv) {
     sheep::add_generate_command(app, generate);
     sheep::add_anomalies_command(app, anomalies);
     sheep::add_explore_command(app, explore);
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) known |= argc > 1 && sub->get_name() == argv[1];
+    if (argc > 1 && argv[1][0] != '-' && !known) {
+        std::fprintf(stderr, "sheep_vae: unknown subcommand '%s' (expected summary, bench, train, generate, "
+                     "anomalies or explore; see --help)\n", argv[1]);
+        return 2;
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

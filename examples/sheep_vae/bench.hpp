@@ -16,6 +16,7 @@ namespace sheep {
 
 struct BenchOptions {
     std::string device = "cpu";
+    int threads = 0;
     std::int64_t batch = 8;
     std::int64_t steps = 20;
     std::int64_t warmup = 3;
@@ -26,6 +27,7 @@ struct BenchOptions {
 inline void add_bench_command(CLI::App& app, BenchOptions& o) {
     CLI::App* c = app.add_subcommand("bench", "Time training steps of the seed model on a fixed batch");
     c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+    c->add_option("--threads", o.threads, "CPU threads (0: OpenMP's default, e.g. OMP_NUM_THREADS)")->check(CLI::Range(0, 4096));
     c->add_option("--batch", o.batch, "Batch size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
     c->add_option("--steps", o.steps, "Timed steps")->capture_default_str()->check(CLI::Range(1, 1 << 30));
     c->add_option("--warmup", o.warmup, "Untimed steps first")->capture_default_str()->check(CLI::Range(0, 1 << 30));
@@ -57,7 +59,9 @@ inline double forward_macs_per_sample(const ewe::SheepVaeConfig& c) {
 
 inline int run_bench(const BenchOptions& o) {
     const ewe::Device device = parse_device(o.device);
-    ewe::Context ctx(device);
+    ewe::ContextOptions context_options;
+    context_options.threads = o.threads;
+    ewe::Context ctx(device, context_options);
     const ewe::SheepVaeConfig config;
     ewe::SheepVae<float> vae(ctx, config, o.batch, o.seed);
     ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{}, o.batch);

@@ -193,7 +193,9 @@ public:
         const double per = done > 0 ? elapsed / double(done) : 0.0;
         char tail[64];
         if (last) std::snprintf(tail, sizeof tail, "%s %.0fms/step", format_duration(elapsed).c_str(), per * 1e3);
-        else std::snprintf(tail, sizeof tail, "ETA: %s", format_duration(per * double(total_ - done)).c_str());
+        else
+            std::snprintf(tail, sizeof tail, "ETA: %s - %.0fms/step", format_duration(per * double(total_ - done)).c_str(),
+                          per * 1e3);
         line += tail;
         if (!metrics.empty()) line += " - " + metrics;
         std::fprintf(stderr, "%s%s%s", tty_ ? "\r" : "", line.c_str(), last ? "\n" : "");

@@ -31,6 +31,7 @@ struct TrainOptions {
     double lr = 1e-3;
     std::uint64_t seed = 42;
     std::string device = "cpu";
+    int threads = 0;
     std::string out = "sheep_vae_run";
     bool resume = false;
     std::string snapshots = "5,10,15,20";
@@ -51,6 +52,7 @@ inline void add_train_command(CLI::App& app, TrainOptions& o) {
     c->add_option("--lr", o.lr, "RMSprop learning rate")->capture_default_str()->check(CLI::PositiveNumber);
     c->add_option("--seed", o.seed, "Seed of weights, shuffles, dropout and sampling")->capture_default_str();
     c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+    c->add_option("--threads", o.threads, "CPU threads (0: OpenMP's default, e.g. OMP_NUM_THREADS)")->check(CLI::Range(0, 4096));
     c->add_option("--out", o.out, "Output folder")->capture_default_str();
     c->add_flag("--resume", o.resume, "Continue from OUT/checkpoint.safetensors (model, optimizer, position)");
     c->add_option("--snapshots", o.snapshots, "Epochs after which to save the latent space (comma-separated; '' for none)")
@@ -151,7 +153,9 @@ inline int run_train(const TrainOptions& o) {
     fs::create_directories(dir, ec);
     if (ec) fail("--out: cannot create ", dir.string(), ": ", ec.message());
 
-    ewe::Context ctx(device);
+    ewe::ContextOptions context_options;
+    context_options.threads = o.threads;
+    ewe::Context ctx(device, context_options);
     ewe::SheepVae<float> vae(ctx, config, state.batch, state.seed);
     ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{}, state.batch);
     ewe::Rmsprop<float> optimizer(ctx, vae.params(), state.lr);

@@ -80,6 +80,28 @@ TEST_CASE("Hamerly gives the Lloyd result") {
     }
 }
 
+TEST_CASE("Hamerly without the sorted centre table (k > 2048) gives the Lloyd result") {
+    const std::vector<double> x = blobs(2500, 2, 50, 3);
+    const KMeansOptions o = KMeansOptions{}.set_k(2049).set_seed(1).set_max_iter(3);
+    const KMeansResult h = kmeans(x.data(), 2500, 2, KMeansOptions(o).set_algorithm(KMeansAlgorithm::hamerly));
+    const KMeansResult l = kmeans(x.data(), 2500, 2, KMeansOptions(o).set_algorithm(KMeansAlgorithm::lloyd));
+    CHECK(h.labels == l.labels);
+    CHECK(h.inertia == doctest::Approx(l.inertia).epsilon(1e-12));
+}
+
+TEST_CASE("large enough for the parallel paths: deterministic, Hamerly == Lloyd") {
+    const std::int64_t n = 30000;
+    const std::vector<double> x = blobs(n, 2, 30, 21);
+    const KMeansOptions o = KMeansOptions{}.set_k(30).set_seed(2);
+    const KMeansResult a = kmeans(x.data(), n, 2, KMeansOptions(o).set_algorithm(KMeansAlgorithm::hamerly));
+    const KMeansResult b = kmeans(x.data(), n, 2, KMeansOptions(o).set_algorithm(KMeansAlgorithm::hamerly));
+    const KMeansResult l = kmeans(x.data(), n, 2, KMeansOptions(o).set_algorithm(KMeansAlgorithm::lloyd));
+    CHECK(a.labels == b.labels);
+    CHECK(a.inertia == b.inertia);
+    CHECK(a.labels == l.labels);
+    CHECK(a.inertia <= a.init_inertia);
+}
+
 TEST_CASE("n_init keeps the lowest inertia") {
     const std::vector<double> x = blobs(2000, 2, 15, 77);
     const KMeansResult one = kmeans(x.data(), 2000, 2, KMeansOptions{}.set_k(15).set_seed(4));

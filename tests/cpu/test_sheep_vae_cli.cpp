@@ -105,12 +105,12 @@ fs::path small_data(const fs::path& dir, std::int64_t n) {
     return p;
 }
 
-// A checkpoint shared by the tests below (2 epochs on 24 drawings).
+// A checkpoint shared by the tests below (1 epoch on 8 drawings).
 fs::path shared_checkpoint() {
     static fs::path ck;
     if (!ck.empty()) return ck;
     const fs::path dir = temp_dir("shared");
-    const fs::path data = small_data(dir, 24);
+    const fs::path data = small_data(dir, 8);
     const RunResult r = run({"train", "--data", data.string(), "--epochs", "1", "--out", (dir / "run").string(),
                              "--quiet", "--snapshots", ""});
     REQUIRE_MESSAGE(r.rc == 0, r.err);
@@ -228,8 +228,8 @@ TEST_CASE("bad checkpoints are errors naming the file") {
 
 TEST_CASE("--resume after epoch 1 equals an uninterrupted run bit for bit") {
     const fs::path dir = temp_dir("resume");
-    const fs::path data = small_data(dir, 20);
-    const std::vector<std::string> common = {"--data", data.string(), "--batch", "8", "--kl-start", "1", "--kl-steep",
+    const fs::path data = small_data(dir, 10);
+    const std::vector<std::string> common = {"--data", data.string(), "--batch", "4", "--kl-start", "1", "--kl-steep",
                                              "1", "--seed", "5", "--quiet", "--snapshots", ""};
     auto train = [&](const std::string& out, const std::string& epochs, bool resume) {
         std::vector<std::string> a = {"train", "--out", (dir / out).string(), "--epochs", epochs};
@@ -254,8 +254,8 @@ TEST_CASE("--resume after epoch 1 equals an uninterrupted run bit for bit") {
     // Resuming on other data is refused.
     const fs::path other = dir / "other.npy";
     {
-        const auto bytes = sheep::procedural_sheep(12, 1);
-        ewe::io::write_npy<std::uint8_t>(other, bytes.data(), ewe::Shape{12, 784});
+        const auto bytes = sheep::procedural_sheep(6, 1);
+        ewe::io::write_npy<std::uint8_t>(other, bytes.data(), ewe::Shape{6, 784});
     }
     expect_error({"train", "--out", (dir / "split").string(), "--epochs", "3", "--data", other.string(), "--resume",
                   "--quiet"}, "--resume");
@@ -270,13 +270,13 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
     }
     const fs::path dir = temp_dir("e2e");
     const fs::path run_dir = dir / "run";
-    RunResult r = run({"train", "--limit", "32", "--epochs", "2", "--kl-start", "1", "--kl-steep", "1", "--snapshots",
+    RunResult r = run({"train", "--limit", "16", "--epochs", "2", "--kl-start", "1", "--kl-steep", "1", "--snapshots",
                        "1,2", "--out", run_dir.string()});
     REQUIRE_MESSAGE(r.rc == 0, r.err);
     CHECK(contains(r.err, "sheep.npy"));  // no --data: $EWE_DATA/sheep.npy
     CHECK(contains(r.err, "KL weight: 0"));
     CHECK(contains(r.err, "KL weight: 1"));
-    CHECK(contains(r.err, "/4 ["));  // the progress bar
+    CHECK(contains(r.err, "2/2 ["));  // the progress bar
     for (const char* f : {"checkpoint.safetensors", "metrics.csv", "latent_epoch001.npy", "latent_epoch001.svg",
                           "latent_epoch002.npy", "latent_epoch002.svg", "loss.svg", "kl.svg"})
         CHECK_MESSAGE(fs::exists(run_dir / f), f);
@@ -287,13 +287,13 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
     const auto metrics = ewe::io::read_csv(run_dir / "metrics.csv");
     REQUIRE(metrics.size() == 3);
     CHECK(metrics[0] == std::vector<std::string>{"epoch", "step", "loss", "recon", "kl", "kl_weight", "seconds"});
-    CHECK(metrics[2][1] == "8");
+    CHECK(metrics[2][1] == "4");
     CHECK(std::stod(metrics[2][5]) == 1.0);
     const auto latent = ewe::io::read_npy(run_dir / "latent_epoch002.npy");
-    CHECK(latent.shape == ewe::Shape{32, 2});
+    CHECK(latent.shape == ewe::Shape{16, 2});
     const auto ck = ewe::io::read_safetensors(run_dir / "checkpoint.safetensors");
     CHECK(ck.meta("epoch") == "2");
-    CHECK(ck.meta("optimizer.iterations") == "8");
+    CHECK(ck.meta("optimizer.iterations") == "4");
     CHECK(ck.has("optimizer/mean_square"));
     CHECK(ck.has("dense/kernel"));
 
@@ -307,7 +307,7 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
     CHECK(fs::exists(dir / "near.png"));
 
     const fs::path cat = real.parent_path() / "cat.npy";
-    std::vector<std::string> anomaly = {"anomalies", "--checkpoint", ckp, "--data", real.string(), "--limit", "40",
+    std::vector<std::string> anomaly = {"anomalies", "--checkpoint", ckp, "--data", real.string(), "--limit", "30",
                                         "--out", (dir / "anomalies").string(), "--json"};
     if (fs::exists(cat)) anomaly.insert(anomaly.end(), {"--plant", cat.string() + ":10"});
     r = run(anomaly);

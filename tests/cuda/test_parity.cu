@@ -13,6 +13,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <vector>
 
 #include "parity_util.cuh"
@@ -211,6 +212,23 @@ TEST_CASE("conv2d_transpose forward and backward") {
                          stream += 4);
     check_conv_transpose(d, transpose_geometry(3, 28, 28, 20, 10, 4, 2, Padding::same), Activation::relu,
                          stream += 4);
+}
+
+TEST_CASE("the im2col + GEMM convolution fallback matches the CPU") {
+    setenv("EWE_CUDA_CONV_GEMM", "1", 1);  // read when a CUDA context is created
+    Devices d;
+    unsetenv("EWE_CUDA_CONV_GEMM");
+    std::uint32_t stream = 700;
+    for (std::int64_t n : {1, 3}) {
+        check_conv(d, conv_geometry(n, 7, 6, 3, 5, 4, 1, Padding::same), Activation::relu, stream += 4);
+        check_conv(d, conv_geometry(n, 7, 8, 2, 4, 4, 2, Padding::same), Activation::sigmoid, stream += 4);
+        check_conv(d, conv_geometry(n, 9, 8, 2, 3, 3, 2, Padding::valid), Activation::none, stream += 4);
+        check_conv_transpose(d, transpose_geometry(n, 5, 4, 3, 2, 4, 2, Padding::same), Activation::relu, stream += 4);
+        check_conv_transpose(d, transpose_geometry(n, 6, 5, 3, 4, 4, 1, Padding::same), Activation::none,
+                             stream += 4);
+        check_conv_transpose(d, transpose_geometry(n, 4, 3, 2, 3, 3, 2, Padding::valid), Activation::sigmoid,
+                             stream += 4);
+    }
 }
 
 TEST_CASE("TF32 and deterministic modes") {

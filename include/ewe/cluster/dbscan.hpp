@@ -150,7 +150,7 @@ inline DbscanResult dbscan_kdtree(const std::vector<double>& x, std::int64_t n, 
     const double eps2 = o.eps * o.eps;
     KdTree tree(x.data(), n, d);
     std::vector<std::uint8_t> core(n, 0);  // by tree position
-#pragma omp parallel for schedule(dynamic, 256)
+#pragma omp parallel for schedule(dynamic, 256) if (n > kParallelMin)
     for (std::int64_t p = 0; p < n; ++p) {
         std::int64_t count = 0;
         tree.radius(tree.point(p), eps2, [&](std::int32_t) { return ++count < o.min_pts; });
@@ -172,7 +172,7 @@ inline DbscanResult dbscan_kdtree(const std::vector<double>& x, std::int64_t n, 
     r.n_clusters = number_components(n, [&](std::int64_t i) { return core[pos[i]] ? uf.parent[pos[i]] : -1; }, number);
     r.labels.assign(n, -1);
     r.core.assign(n, 0);
-#pragma omp parallel for schedule(dynamic, 256)
+#pragma omp parallel for schedule(dynamic, 256) if (n > kParallelMin)
     for (std::int64_t p = 0; p < n; ++p) {
         const std::int32_t i = tree.original(p);
         if (core[p]) {
@@ -330,6 +330,13 @@ public:
         orig_ = std::move(index);
         keys_.shrink_to_fit();
         start_.shrink_to_fit();
+        // When the whole grid is small (at most 2 entries per point), a dense table from
+        // key to cell makes neighbour lookups O(1).
+        dense_.clear();
+        if (total <= static_cast<double>(2 * n + 4096)) {
+            dense_.assign(static_cast<std::size_t>(total), -1);
+            for (std::size_t c = 0; c < keys_.size(); ++c) dense_[keys_[c]] = static_cast<std::int32_t>(c);
+        }
         // Rows (all axes but the last): a table of first cells when it is small.
         rows_.clear();
         std::int64_t rows = 1;
@@ -407,6 +414,40 @@ private:
         const std::uint64_t per_row = static_cast<std::uint64_t>(dims_[last]);
         const std::int64_t zlo = std::max<std::int64_t>(cc[last] - 2, 0), zhi = std::min<std::int64_t>(cc[last] + 2, dims_[last] - 1);
         const int combos = last == 0 ? 1 : last == 1 ? 5 : 25;
+        if (!dense_.empty()) {
+            for (int combo = 0; combo < combos; ++combo) {
+                std::int64_t row = 0;
+                int gap = 0;
+                bool inside = true;
+                int rest = combo;
+                double base_lo[3];
+                for (int a = 0; a < last; ++a) {
+                    const int off = rest % 5 - 2;
+                    rest /= 5;
+                    const std::int64_t v = cc[a] + off;
+                    if (v < 0 || v >= dims_[a]) inside = false;
+                    row = row * dims_[a] + v;
+                    gap += std::max(std::abs(off) - 1, 0) * std::max(std::abs(off) - 1, 0);
+                    base_lo[a] = lo_[a] + static_cast<double>(v) * side_;
+                }
+                if (!inside) continue;
+                for (std::int64_t z = zlo; z <= zhi; ++z) {
+                    const std::int32_t cell = dense_[static_cast<std::size_t>(row * dims_[last] + z)];
+                    if (cell < 0) continue;
+                    Near& nb = out.emplace_back();  // filled in place (no struct copy)
+                    nb.cell = cell;
+                    const int offz = static_cast<int>(z - cc[last]);
+                    nb.gap = gap + std::max(std::abs(offz) - 1, 0) * std::max(std::abs(offz) - 1, 0);
+                    for (int a = 0; a < last; ++a) {
+                        nb.lo[a] = base_lo[a] - margin_[a];
+                        nb.hi[a] = base_lo[a] + side_ + margin_[a];
+                    }
+                    nb.lo[last] = lo_[last] + static_cast<double>(z) * side_ - margin_[last];
+                    nb.hi[last] = lo_[last] + static_cast<double>(z + 1) * side_ + margin_[last];
+                }
+            }
+            return;
+        }
         for (int combo = 0; combo < combos; ++combo) {
             std::int64_t row = 0;
             int gap = 0;
@@ -438,7 +479,7 @@ private:
                 }
             }
             for (auto it = std::lower_bound(first, end, klo); it != end && *it <= khi; ++it) {
-                Near nb;
+                Near& nb = out.emplace_back();
                 nb.cell = static_cast<std::int32_t>(it - keys_.begin());
                 const std::int64_t z = static_cast<std::int64_t>(*it - static_cast<std::uint64_t>(row) * per_row);
                 const int offz = static_cast<int>(z - cc[last]);
@@ -449,7 +490,6 @@ private:
                 }
                 nb.lo[last] = lo_[last] + static_cast<double>(z) * side_ - margin_[last];
                 nb.hi[last] = lo_[last] + static_cast<double>(z + 1) * side_ + margin_[last];
-                out.push_back(nb);
             }
         }
     }
@@ -471,7 +511,7 @@ private:
         counts.assign(n_, 0);
         const std::int32_t capped = static_cast<std::int32_t>(std::min<std::int64_t>(cap, n_ + 1));
         const std::int64_t nc = cells();
-#pragma omp parallel
+#pragma omp parallel if (n_ > kParallelMin)
         {
             std::vector<Near> near;
 #pragma omp for schedule(dynamic, 64)
@@ -543,7 +583,7 @@ private:
         // touching cells, then the ones a cell apart, skipping pairs already joined.
         ConcurrentUnionFind uf(nc);
         for (int phase = 0; phase < 2; ++phase) {
-#pragma omp parallel
+#pragma omp parallel if (n_ > kParallelMin)
             {
                 std::vector<Near> near;
 #pragma omp for schedule(dynamic, 64)
@@ -582,7 +622,7 @@ private:
         r.n_clusters = static_cast<std::int32_t>(roots.size());
         r.labels.assign(n_, -1);
         r.core.assign(n_, 0);
-#pragma omp parallel
+#pragma omp parallel if (n_ > kParallelMin)
         {
             std::vector<Near> near;
 #pragma omp for schedule(dynamic, 64)
@@ -632,6 +672,7 @@ private:
     std::vector<std::uint64_t> keys_;   // per non-empty cell, ascending
     std::vector<std::int32_t> start_;   // per cell: first sorted position; one extra entry = n
     std::vector<std::int32_t> rows_;    // per row: first cell (empty when too many rows)
+    std::vector<std::int32_t> dense_;   // key -> cell or -1 (empty when the grid is large)
 };
 
 inline DbscanResult dbscan_grid(const DbscanGrid& grid, std::int64_t n, std::int64_t min_pts) {
@@ -677,7 +718,7 @@ std::vector<double> knn_distances(const T* points, std::int64_t n, int d, int k)
     const std::vector<double> x = detail::to_double_points(points, n, d, "knn_distances");
     KdTree tree(x.data(), n, d);
     std::vector<double> out(n);
-#pragma omp parallel
+#pragma omp parallel if (n > detail::kParallelMin)
     {
         std::vector<std::pair<double, std::int32_t>> heap;
 #pragma omp for schedule(dynamic, 256)

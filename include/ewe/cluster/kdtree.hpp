@@ -19,6 +19,9 @@ namespace ewe::cluster {
 
 namespace detail {
 
+// Below this many points a thread team costs more than it saves (OpenMP `if` clauses).
+constexpr std::int64_t kParallelMin = 20000;
+
 // One step of a squared distance: s + t*t, fused (one rounding) where the target has
 // FMA, so that host code, vectorised loops and CUDA kernels round identically.
 #if defined(__CUDACC__)
@@ -125,7 +128,7 @@ private:
         double s = 0;
         for (int k = 0; k < d_; ++k) {
             const double t = q[k] < lo[k] ? lo[k] - q[k] : (q[k] > hi[k] ? q[k] - hi[k] : 0.0);
-            s += t * t;
+            s = detail::sq_step(s, t);  // same rounding as sqdist: never above a member's distance
         }
         return s;
     }

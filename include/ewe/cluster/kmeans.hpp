@@ -72,7 +72,7 @@ template <class F>
 double blocked_sum(std::int64_t n, F&& f) {
     const std::int64_t blocks = (n + kSumBlock - 1) / kSumBlock;
     std::vector<double> part(blocks, 0.0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (blocks > 4)
     for (std::int64_t b = 0; b < blocks; ++b) {
         double s = 0;
         const std::int64_t end = std::min(n, (b + 1) * kSumBlock);
@@ -111,7 +111,7 @@ std::vector<double> kmeans_plusplus_impl(const std::vector<double>& x, std::int6
 
     // closest = min(closest, |x - c|^2); block sums of the result; returns the total.
     auto absorb = [&](const double* c) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
         for (std::int64_t b = 0; b < blocks; ++b) {
             const std::int64_t end = std::min(n, (b + 1) * kSumBlock);
             double sum = 0;
@@ -146,7 +146,7 @@ std::vector<double> kmeans_plusplus_impl(const std::vector<double>& x, std::int6
     std::vector<std::int64_t> cand(trials);
     for (std::int64_t c = 1; c < k; ++c) {
         for (int t = 0; t < trials; ++t) cand[t] = draw(rng.uniform() * pot);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
         for (std::int64_t b = 0; b < blocks; ++b) {
             const std::int64_t end = std::min(n, (b + 1) * kSumBlock);
             for (int t = 0; t < trials; ++t) {
@@ -193,15 +193,23 @@ struct CenterNeighbors {
 
     void build(const std::vector<double>& centers, std::int64_t kk, int d, bool sorted) {
         k = kk;
+        half.assign(k, std::numeric_limits<double>::infinity());
+        if (!sorted) {  // large k: no k x k table
+            for (std::int64_t a = 0; a < k; ++a)
+                for (std::int64_t b = a + 1; b < k; ++b) {
+                    const double h = 0.5 * std::sqrt(sqdist(&centers[a * d], &centers[b * d], d));
+                    half[a] = std::min(half[a], h);
+                    half[b] = std::min(half[b], h);
+                }
+            return;
+        }
         std::vector<double> all(static_cast<std::size_t>(k) * k);
         for (std::int64_t a = 0; a < k; ++a)
             for (std::int64_t b = a; b < k; ++b)
                 all[a * k + b] = all[b * k + a] = std::sqrt(sqdist(&centers[a * d], &centers[b * d], d));
-        half.assign(k, std::numeric_limits<double>::infinity());
         for (std::int64_t a = 0; a < k; ++a)
             for (std::int64_t b = 0; b < k; ++b)
                 if (a != b) half[a] = std::min(half[a], 0.5 * all[a * k + b]);
-        if (!sorted) return;
         order.resize(static_cast<std::size_t>(k) * (k - 1));
         dist.resize(order.size());
         for (std::int64_t a = 0; a < k; ++a) {
@@ -265,7 +273,7 @@ inline void nearest_two(const double* xi, const double* centers, std::int64_t k,
 // Lloyd assignment of every point: labels and squared distances to the nearest centre.
 inline void assign_lloyd(const std::vector<double>& x, std::int64_t n, int d, const std::vector<double>& centers,
                          std::int64_t k, std::int32_t* labels, double* mind2) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * k > 50 * kParallelMin)
     for (std::int64_t i = 0; i < n; ++i) {
         std::int32_t best = 0;
         double b = std::numeric_limits<double>::infinity();
@@ -343,7 +351,7 @@ inline void kmeans_iterate(const std::vector<double>& x, std::int64_t n, int d, 
     if (hamerly) {
         upper.resize(n);
         lower.resize(n);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * k > 50 * kParallelMin)
         for (std::int64_t i = 0; i < n; ++i) {
             double d1, d2;
             nearest_two(&x[i * d], centers.data(), k, d, r.labels[i], d1, d2);
@@ -371,11 +379,11 @@ inline void kmeans_iterate(const std::vector<double>& x, std::int64_t n, int d, 
             double far2 = 0;
             for (std::int64_t j = 0; j < k; ++j)
                 if (j != far1) far2 = std::max(far2, shift[j]);
-#pragma omp parallel for schedule(static) reduction(+ : changed)
+#pragma omp parallel for schedule(static) reduction(+ : changed) if (n > kParallelMin)
             for (std::int64_t i = 0; i < n; ++i) {
                 const std::int32_t a = r.labels[i];
-                changed += a != previous[i];  // moved to an empty cluster
                 const bool moved_point = previous[i] != a;  // relocated to an empty cluster: bounds are stale
+                changed += moved_point;
                 upper[i] = moved_point ? std::numeric_limits<double>::infinity() : upper[i] + shift[a];
                 lower[i] = moved_point ? 0.0 : lower[i] - (a == far1 ? far2 : shift[far1]);
                 const double m = std::max(half[a], lower[i]);

@@ -27,6 +27,7 @@
 #include "kernels/dropout.cuh"
 #include "kernels/elementwise.cuh"
 #include "kernels/gather.cuh"
+#include "kernels/im2col.cuh"
 #include "kernels/losses.cuh"
 #include "kernels/optimizers.cuh"
 #include "kernels/reduce.cuh"
@@ -56,8 +57,10 @@ inline bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p
 // contiguous (ldc = m). The plan (descriptors, layouts, heuristic algorithm) is
 // cached per shape and per pointer alignment, which cuBLASLt's heuristics need
 // (parameters live at arbitrary offsets of the flat parameter buffer).
+// workspace_offset: where in the arena cuBLASLt's workspace starts, for callers that
+// keep their own data at the front (they must have reserved offset + kMaxGemmWorkspace).
 inline void gemm(Resources& r, bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const float* A,
-                 std::int64_t lda, const float* B, std::int64_t ldb, float* C) {
+                 std::int64_t lda, const float* B, std::int64_t ldb, float* C, std::size_t workspace_offset = 0) {
     if (m == 0 || n == 0) return;
     if (k == 0) {
         EWE_CUDA_CHECK(cudaMemsetAsync(C, 0, static_cast<std::size_t>(m * n) * sizeof(float), r.stream()));
@@ -115,17 +118,24 @@ inline void gemm(Resources& r, bool ta, bool tb, std::int64_t m, std::int64_t n,
         found = cache.emplace(key, std::move(plan)).first;
     }
     const GemmPlan& plan = *found->second;
-    std::byte* workspace = r.workspace(plan.workspace);
+    std::byte* workspace = r.workspace(workspace_offset + plan.workspace) + workspace_offset;
     const float one = 1.0f, zero = 0.0f;
     EWE_CUBLAS_CHECK(cublasLtMatmul(r.cublaslt(), plan.desc, &one, A, plan.a, B, plan.b, &zero, C, plan.c, C, plan.c,
                                     &plan.algo, workspace, plan.workspace, r.stream()));
+}
+
+// Row-major C(M, N) = op(A) op(B): A is (M, K), or (K, M) when ta; B is (K, N), or
+// (N, K) when tb. In column-major terms C^T = op(B)^T op(A)^T.
+inline void gemm_row_major(Resources& r, bool ta, bool tb, std::int64_t M, std::int64_t N, std::int64_t K,
+                           const float* A, const float* B, float* C, std::size_t workspace_offset = 0) {
+    gemm(r, tb, ta, N, M, K, B, tb ? K : N, A, ta ? M : K, C, workspace_offset);
 }
 
 // ---------------------------------------------------------------- cuDNN
 // Picks the first heuristic candidate that runs here: status ok, deterministic when
 // asked, no TF32 unless allowed (never FP16 down-conversion), workspace query ok.
 template <class Perf, class Algo, class Query>
-void choose_algorithm(const char* what, const Perf* perfs, int count, const Resources& r,
+bool choose_algorithm(const Perf* perfs, int count, const Resources& r,
                       cudnnConvolutionDescriptor_t conv, Algo& algo, cudnnMathType_t& math, std::size_t& bytes,
                       Query query) {
     const bool tf32 = r.options().allow_tf32, deterministic = r.options().deterministic;
@@ -142,10 +152,9 @@ void choose_algorithm(const char* what, const Perf* perfs, int count, const Reso
         algo = p.algo;
         math = m;
         bytes = ws;
-        return;
+        return true;
     }
-    fail("ewe CUDA backend: cuDNN offers no usable ", what, " algorithm for this convolution",
-         deterministic ? " in deterministic mode" : "", tf32 ? "" : " without TF32");
+    return false;
 }
 
 // Zero rows (or columns) to append to the conv input so that cuDNN's symmetric
@@ -190,9 +199,14 @@ inline ConvPlan& conv_plan(Resources& r, const ConvGeometry& g) {
     EWE_REQUIRE(on == n && oc == k && oh == g.h.out && ow == g.w.out, "ewe CUDA backend: cuDNN computes a ", oh, "x",
                 ow, " output for this convolution but the geometry says ", g.h.out, "x", g.w.out);
 
+    if (r.force_conv_gemm()) {
+        p.use_gemm = true;
+        return *cache.emplace(key, std::move(plan)).first->second;
+    }
     const bool tf32 = r.options().allow_tf32;
     const cudnnMathType_t search_math = tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
     cudnnHandle_t h = r.cudnn();
+    bool found = true;
     {
         int max_count = 0, returned = 0;
         EWE_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max_count));
@@ -200,7 +214,7 @@ inline ConvPlan& conv_plan(Resources& r, const ConvGeometry& g) {
         EWE_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv_desc, search_math));
         EWE_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, p.x_desc, p.w_desc, p.conv_desc, p.y_desc,
                                                                max_count, &returned, perfs.data()));
-        choose_algorithm("forward", perfs.data(), returned, r, p.conv_desc, p.fwd_algo, p.fwd_math, p.fwd_bytes,
+        found &= choose_algorithm(perfs.data(), returned, r, p.conv_desc, p.fwd_algo, p.fwd_math, p.fwd_bytes,
                          [&](cudnnConvolutionFwdAlgo_t a, std::size_t* ws) {
                              return cudnnGetConvolutionForwardWorkspaceSize(h, p.x_desc, p.w_desc, p.conv_desc,
                                                                             p.y_desc, a, ws);
@@ -213,7 +227,7 @@ inline ConvPlan& conv_plan(Resources& r, const ConvGeometry& g) {
         EWE_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv_desc, search_math));
         EWE_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w_desc, p.y_desc, p.conv_desc, p.x_desc,
                                                                     max_count, &returned, perfs.data()));
-        choose_algorithm("backward-data", perfs.data(), returned, r, p.conv_desc, p.bwd_data_algo, p.bwd_data_math,
+        found &= choose_algorithm(perfs.data(), returned, r, p.conv_desc, p.bwd_data_algo, p.bwd_data_math,
                          p.bwd_data_bytes, [&](cudnnConvolutionBwdDataAlgo_t a, std::size_t* ws) {
                              return cudnnGetConvolutionBackwardDataWorkspaceSize(h, p.w_desc, p.y_desc, p.conv_desc,
                                                                                  p.x_desc, a, ws);
@@ -226,13 +240,16 @@ inline ConvPlan& conv_plan(Resources& r, const ConvGeometry& g) {
         EWE_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv_desc, search_math));
         EWE_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p.x_desc, p.y_desc, p.conv_desc, p.w_desc,
                                                                       max_count, &returned, perfs.data()));
-        choose_algorithm("backward-filter", perfs.data(), returned, r, p.conv_desc, p.bwd_filter_algo,
+        found &= choose_algorithm(perfs.data(), returned, r, p.conv_desc, p.bwd_filter_algo,
                          p.bwd_filter_math, p.bwd_filter_bytes,
                          [&](cudnnConvolutionBwdFilterAlgo_t a, std::size_t* ws) {
                              return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, p.x_desc, p.y_desc,
                                                                                    p.conv_desc, p.w_desc, a, ws);
                          });
     }
+    // No usable cuDNN algorithm for one of the directions: the whole shape runs the
+    // im2col + GEMM lowering instead (correct for every geometry, slower).
+    p.use_gemm = !found;
     return *cache.emplace(key, std::move(plan)).first->second;
 }
 
@@ -291,6 +308,13 @@ public:
                              "conv2d_forward");
         if (!r.launching() || y.numel() == 0) return;
         ConvPlan& p = detail::conv_plan(r, g);
+        if (p.use_gemm) {
+            // y (M, O) = im2col(x) (M, K) w^T.
+            GemmConv c(r, g);
+            im2col(r, g, x.data(), c.cols);
+            detail::gemm_row_major(r, false, true, c.M, g.out_c, c.K, c.cols, w.data(), y.data(), c.gemm_offset);
+            return bias_activation(r, act, b.data(), y.data(), y.numel(), g.out_c);
+        }
         detail::ConvBuffers buf = conv_buffers(r, p, g, w.data(), nullptr, p.fwd_bytes);
         const float* input = pad_input(r, p, g, x.data(), buf);
         const float* filter = stage_filter(r, w, buf);
@@ -314,6 +338,15 @@ public:
         activation_grad(r, act, y.data(), dy.data(), dpre.data(), M * g.out_c);
         column_sums(r, dpre.data(), db.data(), M, g.out_c);
         ConvPlan& p = detail::conv_plan(r, g);
+        if (p.use_gemm) {
+            // dw (O, K) = dpre^T im2col(x); dx = col2im(dpre w).
+            GemmConv c(r, g);
+            im2col(r, g, x.data(), c.cols);
+            detail::gemm_row_major(r, true, false, g.out_c, c.K, c.M, dpre.data(), c.cols, dw.data(), c.gemm_offset);
+            if (dx.empty()) return;
+            detail::gemm_row_major(r, false, false, c.M, c.K, g.out_c, dpre.data(), w.data(), c.cols, c.gemm_offset);
+            return col2im(r, g, c.cols, dx.data());
+        }
         const std::size_t cudnn_bytes = std::max(p.bwd_filter_bytes, dx.empty() ? 0 : p.bwd_data_bytes);
         detail::ConvBuffers buf = conv_buffers(r, p, g, w.data(), dw.data(), cudnn_bytes);
         const float one = 1.0f, zero = 0.0f;
@@ -343,6 +376,13 @@ public:
                              "conv2d_transpose_forward");
         if (!r.launching() || y.numel() == 0) return;
         ConvPlan& p = detail::conv_plan(r, g);
+        if (p.use_gemm) {
+            // y = col2im(x w).
+            GemmConv c(r, g);
+            detail::gemm_row_major(r, false, false, c.M, c.K, g.out_c, x.data(), w.data(), c.cols, c.gemm_offset);
+            col2im(r, g, c.cols, y.data());
+            return bias_activation(r, act, b.data(), y.data(), y.numel(), g.in_c);
+        }
         detail::ConvBuffers buf = conv_buffers(r, p, g, w.data(), nullptr, p.bwd_data_bytes);
         const float* filter = stage_filter(r, w, buf);
         float* out = p.padded() ? buf.padded : y.data();
@@ -368,6 +408,15 @@ public:
         activation_grad(r, act, y.data(), dy.data(), dpre.data(), y.numel());
         column_sums(r, dpre.data(), db.data(), y.numel() / g.in_c, g.in_c);
         ConvPlan& p = detail::conv_plan(r, g);
+        if (p.use_gemm) {
+            // c = im2col(dpre); dw (O, K) = x^T c; dx (M, O) = c w^T.
+            GemmConv c(r, g);
+            im2col(r, g, dpre.data(), c.cols);
+            detail::gemm_row_major(r, true, false, g.out_c, c.K, c.M, x.data(), c.cols, dw.data(), c.gemm_offset);
+            if (!dx.empty())
+                detail::gemm_row_major(r, false, true, c.M, g.out_c, c.K, c.cols, w.data(), dx.data(), c.gemm_offset);
+            return;
+        }
         const std::size_t cudnn_bytes = std::max(p.bwd_filter_bytes, dx.empty() ? 0 : p.fwd_bytes);
         detail::ConvBuffers buf = conv_buffers(r, p, g, w.data(), dw.data(), cudnn_bytes);
         const float one = 1.0f, zero = 0.0f;
@@ -685,6 +734,32 @@ private:
             EWE_CUDA_CHECK(cudaMemsetAsync(db.data(), 0, static_cast<std::size_t>(db.numel()) * sizeof(T), r.stream()));
     }
 
+    // The patch matrix of the im2col fallback, at the front of the arena, followed by
+    // room for cuBLASLt's workspace (reserved up front so the arena cannot move).
+    struct GemmConv {
+        std::int64_t M = 0, K = 0;
+        T* cols = nullptr;
+        std::size_t gemm_offset = 0;
+        GemmConv(Resources& r, const ConvGeometry& g) : M(g.gemm_m()), K(g.gemm_k()) {
+            gemm_offset = WorkspaceCarver::round(static_cast<std::size_t>(M * K) * sizeof(T));
+            cols = reinterpret_cast<T*>(r.workspace(gemm_offset + Resources::kMaxGemmWorkspace));
+        }
+    };
+
+    static void im2col(Resources& r, const ConvGeometry& g, const T* x, T* cols) {
+        const std::int64_t count = g.gemm_m() * g.gemm_k();
+        if (count == 0) return;
+        kernels::im2col<T><<<kernels::blocks_for(count), kernels::kThreads, 0, r.stream()>>>(g, x, cols);
+        EWE_CUDA_LAUNCH_CHECK(kernels::im2col);
+    }
+
+    static void col2im(Resources& r, const ConvGeometry& g, const T* cols, T* x) {
+        const std::int64_t count = g.batch * g.h.in * g.w.in * g.in_c;
+        if (count == 0) return;
+        kernels::col2im<T><<<kernels::blocks_for(count), kernels::kThreads, 0, r.stream()>>>(g, cols, x);
+        EWE_CUDA_LAUNCH_CHECK(kernels::col2im);
+    }
+
     // Workspace for one convolution op: the padded conv input (when the plan pads),
     // aligned copies of the filter and its gradient (when misaligned) and cuDNN's own.
     // The padded buffer serves the conv input, or the padded data gradient; an op
@@ -855,3 +930,6 @@ inline const bool hooks_installed = [] {
 }  // namespace detail
 
 }  // namespace ewe::cuda
+
+// The CUDA graph guard comes with the backend (ewe::cuda::StepGraph).
+#include "ewe/cuda/graph.cuh"

@@ -15,6 +15,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -104,6 +105,10 @@ struct ConvPlan {
         if (conv_desc) cudnnDestroyConvolutionDescriptor(conv_desc);
     }
     bool padded() const { return extra_h > 0 || extra_w > 0; }
+    // True when cuDNN offered no usable algorithm (or EWE_CUDA_CONV_GEMM=1 is set):
+    // the op then runs as im2col + cuBLASLt GEMM + col2im (kernels/im2col.cuh),
+    // the CPU backend's own lowering, and the descriptors above stay unused.
+    bool use_gemm = false;
 };
 
 // cuBLASLt plan of one column-major GEMM C(m, n) = op(A) op(B).
@@ -154,6 +159,8 @@ public:
             throw;
         }
         step_host_.assign(kStepSlots, 0);
+        const char* force = std::getenv("EWE_CUDA_CONV_GEMM");
+        force_conv_gemm_ = force != nullptr && force[0] == '1';
     }
 
     Resources(const Resources&) = delete;
@@ -185,6 +192,8 @@ private:
 
 public:
     const ContextOptions& options() const { return options_; }
+    // EWE_CUDA_CONV_GEMM=1 at context creation: convolutions skip cuDNN (for tests).
+    bool force_conv_gemm() const { return force_conv_gemm_; }
     int device() const { return device_; }
     cudaStream_t stream() const { return stream_; }
     cudnnHandle_t cudnn() const { return cudnn_; }
@@ -338,6 +347,7 @@ private:
     };
 
     ContextOptions options_;
+    bool force_conv_gemm_ = false;
     int device_ = 0;
     cudaStream_t stream_ = nullptr;
     cudnnHandle_t cudnn_ = nullptr;

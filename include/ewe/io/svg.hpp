@@ -42,18 +42,25 @@ public:
         series_.push_back(Series{Kind::line, x, y, std::move(color), std::move(label), width, 1.0});
         return *this;
     }
-    // Counts of `values` in `bins` equal bins over [min, max] of the values.
-    SvgPlot& histogram(const std::vector<double>& values, int bins, std::string color, std::string label = {}) {
+    // Counts of `values` in `bins` equal bins over [lo, hi] (default: the values' range;
+    // give the same range to several histograms in one plot so their bins line up).
+    // Values outside [lo, hi] are left out.
+    SvgPlot& histogram(const std::vector<double>& values, int bins, std::string color, std::string label = {},
+                       double lo = std::numeric_limits<double>::quiet_NaN(),
+                       double hi = std::numeric_limits<double>::quiet_NaN()) {
         EWE_REQUIRE(bins > 0, "SvgPlot::histogram: bins must be positive");
-        double lo = std::numeric_limits<double>::infinity(), hi = -lo;
-        for (double v : values)
-            if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+        if (std::isnan(lo) || std::isnan(hi)) {
+            lo = std::numeric_limits<double>::infinity(), hi = -lo;
+            for (double v : values)
+                if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+        }
         if (!(lo <= hi)) lo = 0, hi = 1;
         if (hi == lo) hi = lo + 1;
         std::vector<double> edges, counts(std::size_t(bins), 0.0);
         for (int b = 0; b <= bins; ++b) edges.push_back(lo + (hi - lo) * b / bins);
         for (double v : values)
-            if (std::isfinite(v)) counts[std::min<std::size_t>(std::size_t((v - lo) / (hi - lo) * bins), bins - 1)] += 1;
+            if (std::isfinite(v) && v >= lo && v <= hi)
+                counts[std::min<std::size_t>(std::size_t((v - lo) / (hi - lo) * bins), std::size_t(bins) - 1)] += 1;
         series_.push_back(Series{Kind::bars, edges, counts, std::move(color), std::move(label), 0, 0.75});
         return *this;
     }
