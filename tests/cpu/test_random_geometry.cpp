@@ -131,6 +131,16 @@ TEST_CASE("a hand-computed convolution with `same` padding and an even kernel") 
     for (int i = 0; i < 9; ++i) CHECK(y[i] == doctest::Approx(expected[i]));
 }
 
+TEST_CASE("shapes whose element count overflows int64 are rejected") {
+    const std::int64_t big = std::numeric_limits<std::int64_t>::max();
+    CHECK_THROWS_WITH_AS(Shape({big, 2}).numel(), doctest::Contains("element count overflows int64"), ewe::Error);
+    CHECK_THROWS_WITH_AS(Shape({1 << 30, 1 << 30, 1 << 30}).numel(), doctest::Contains("overflows"), ewe::Error);
+    CHECK(Shape({big, 1}).numel() == big);
+    CHECK(Shape({big, 0, 5}).numel() == 0);
+    CHECK_THROWS_WITH_AS(Tensor<double>(Shape{std::int64_t(1) << 60, 4}), doctest::Contains("more bytes than"),
+                         ewe::Error);
+}
+
 TEST_CASE("ops reject tensors of the wrong shape or device, naming them") {
     Context ctx;
     Tensor<float> x(Shape{2, 3}), w(Shape{4, 5}), y(Shape{2, 5});

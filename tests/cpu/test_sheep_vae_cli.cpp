@@ -307,9 +307,9 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
     CHECK(fs::exists(dir / "near.png"));
 
     const fs::path cat = real.parent_path() / "cat.npy";
-    std::vector<std::string> anomaly = {"anomalies", "--checkpoint", ckp, "--data", real.string(), "--limit", "30",
+    std::vector<std::string> anomaly = {"anomalies", "--checkpoint", ckp, "--data", real.string(), "--limit", "20",
                                         "--out", (dir / "anomalies").string(), "--json"};
-    if (fs::exists(cat)) anomaly.insert(anomaly.end(), {"--plant", cat.string() + ":10"});
+    if (fs::exists(cat)) anomaly.insert(anomaly.end(), {"--plant", cat.string() + ":6"});
     r = run(anomaly);
     REQUIRE_MESSAGE(r.rc == 0, r.err);
     CHECK(contains(r.out, "\"samples\": "));
@@ -322,8 +322,8 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
         CHECK_MESSAGE(fs::exists(dir / "anomalies" / f), f);
     CHECK(ewe::io::read_npy(dir / "anomalies" / "scores.npy").shape[1] == 2);
 
-    r = run({"explore", "--checkpoint", ckp, "--data", real.string(), "--limit", "60", "--k-max", "6", "--mosaic-k",
-             "12", "--trials", "12", "--min-pts-max", "20", "--out", (dir / "explore").string()});
+    r = run({"explore", "--checkpoint", ckp, "--data", real.string(), "--limit", "40", "--k-max", "6", "--mosaic-k",
+             "12", "--trials", "12", "--min-pts-max", "15", "--out", (dir / "explore").string()});
     REQUIRE_MESSAGE(r.rc == 0, r.err);
     CHECK(contains(r.out, "chosen: eps"));
     for (const char* f : {"latent.npy", "latent_scatter.svg", "kmeans_elbow.svg", "kmeans_elbow.csv",

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
+#include <limits>
 #include <algorithm>
 #include <memory>
 #include <new>
@@ -45,7 +46,11 @@ public:
     std::int64_t& operator[](int i) { return dims_[i]; }
     std::int64_t numel() const {
         std::int64_t n = 1;
-        for (int i = 0; i < rank_; ++i) n *= dims_[i];
+        for (int i = 0; i < rank_; ++i) {
+            EWE_REQUIRE(dims_[i] == 0 || n <= std::numeric_limits<std::int64_t>::max() / dims_[i], "Shape ", str(),
+                        ": the element count overflows int64");
+            n *= dims_[i];
+        }
         return n;
     }
     // The same shape with the leading (batch) dimension replaced or prepended.
@@ -187,7 +192,7 @@ class Tensor {
 public:
     Tensor() = default;
     explicit Tensor(Shape shape, Device device = Device::cpu)
-        : data_(static_cast<T*>(detail::allocate_bytes(device, static_cast<std::size_t>(shape.numel()) * sizeof(T))),
+        : data_(static_cast<T*>(detail::allocate_bytes(device, byte_size(shape))),
                 Deleter{device}),
           shape_(shape),
           device_(device) {}
@@ -220,6 +225,13 @@ public:
     }
 
 private:
+    static std::size_t byte_size(const Shape& shape) {
+        const auto count = static_cast<std::uint64_t>(shape.numel());
+        EWE_REQUIRE(count <= std::numeric_limits<std::size_t>::max() / sizeof(T), "ewe::Tensor: shape ", shape,
+                    " needs more bytes than this machine can address");
+        return static_cast<std::size_t>(count) * sizeof(T);
+    }
+
     struct Deleter {
         Device device;
         void operator()(T* p) const { detail::release_bytes(device, p); }

@@ -223,10 +223,12 @@ inline NpyArray read_npy(const std::filesystem::path& path) {
         fail("read_npy: ", file, ": expected at most ", Shape::kMaxRank, " dimensions, found ", dims.size());
     // Element count and byte size, guarded against overflow, checked against the file size
     // before anything is allocated.
+    // Every partial product must fit int64, as ewe::Shape::numel() computes it.
     std::uint64_t count = 1;
     for (std::int64_t d : dims) {
-        if (d != 0 && count > std::numeric_limits<std::uint64_t>::max() / static_cast<std::uint64_t>(d))
-            fail("read_npy: ", file, ": shape overflows (", header, ")");
+        if (d != 0 && count > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) /
+                                  static_cast<std::uint64_t>(d))
+            fail("read_npy: ", file, ": shape overflows int64 (", header, ")");
         count *= static_cast<std::uint64_t>(d);
     }
     if (count > std::numeric_limits<std::uint64_t>::max() / item) fail("read_npy: ", file, ": shape overflows");

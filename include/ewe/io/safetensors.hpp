@@ -130,8 +130,16 @@ struct SafetensorsJson {
                 else if (e == 'f') c = '\f';
                 else if (e == 'u') {
                     if (i + 4 > s.size()) bad("bad \\u escape");
-                    const unsigned code = unsigned(std::stoul(std::string(s.substr(i, 4)), nullptr, 16));
-                    i += 4;
+                    unsigned code = 0;  // exactly four hex digits (std::stoul would throw or accept "+1 z")
+                    for (int k = 0; k < 4; ++k, ++i) {
+                        const char h = s[i];
+                        const int v = h >= '0' && h <= '9' ? h - '0'
+                                      : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                                      : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                                             : -1;
+                        if (v < 0) bad("bad \\u escape (expected four hex digits)");
+                        code = code * 16 + unsigned(v);
+                    }
                     if (code < 0x80) c = char(code);
                     else if (code < 0x800) {
                         out += char(0xC0 | (code >> 6));
@@ -318,8 +326,15 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
                 fail("read_safetensors: ", file, ": tensor '", name, "' lacks dtype, shape or data_offsets");
             const std::size_t item = detail::safetensors_item(t.dtype);
             if (item == 0) fail("read_safetensors: ", file, ": tensor '", name, "' has unknown dtype ", t.dtype);
+            // Every partial product must fit int64 (ewe::Shape), and the byte count size_t.
             std::uint64_t count = 1;
-            for (std::int64_t d : t.shape) count *= std::uint64_t(d);
+            for (std::int64_t d : t.shape) {
+                if (d != 0 && count > std::uint64_t(INT64_MAX) / std::uint64_t(d))
+                    fail("read_safetensors: ", file, ": tensor '", name, "' has a shape whose element count overflows int64");
+                count *= std::uint64_t(d);
+            }
+            if (count > SIZE_MAX / item)
+                fail("read_safetensors: ", file, ": tensor '", name, "' has a shape whose byte size overflows");
             if (t.end < t.begin || t.end - t.begin != count * item || t.end > size - 8 - n)
                 fail("read_safetensors: ", file, ": tensor '", name, "' has data_offsets [", t.begin, ", ", t.end,
                      "] that disagree with its shape or lie outside the file (truncated?)");

@@ -1,0 +1,256 @@
+// Checkpoints killed mid-save: a child process rewrites a large safetensors checkpoint
+// (ewe::io::write_safetensors: temporary file, fsync, rename) over and over while the
+// parent SIGKILLs it at random moments; after every kill the destination must be absent
+// (before the first save completed) or a complete, intact checkpoint no older than the
+// last one seen, and the temporary files left behind must not look like checkpoints.
+// Then: loading a checkpoint of another architecture, dtype, format or format version
+// fails with a message naming the mismatch (examples/sheep_vae/model_io.hpp).
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../../examples/sheep_vae/model_io.hpp"
+#include "ewe/io/safetensors.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kTensors = 4;
+constexpr std::size_t kFloatsPerTensor = std::size_t(1) << 20;  // 4 MiB each, 16 MiB per checkpoint
+
+fs::path temp_dir(const std::string& tag) {
+    const fs::path dir = fs::temp_directory_path() / ("ewe_test_atomic_" + tag + "_" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    return dir;
+}
+
+// The value of element i of tensor t in checkpoint version v: any torn or mixed file
+// shows up as a wrong value.
+// (Cheap to compute, so that the writer spends its time writing; exact in float.)
+float pattern(std::int64_t v, int t, std::size_t i) { return float((std::int64_t(i) * 31 + t * 7 + v) & 0xFFFFF); }
+
+// Writes versions first, first+1, ... to `path` forever (run in the child).
+[[noreturn]] void write_forever(const fs::path& path, std::int64_t first) {
+    try {
+        std::vector<std::vector<float>> data(kTensors, std::vector<float>(kFloatsPerTensor));
+        for (std::int64_t v = first;; ++v) {
+            std::vector<ewe::io::SafetensorsEntry> entries;
+            for (int t = 0; t < kTensors; ++t) {
+                for (std::size_t i = 0; i < kFloatsPerTensor; ++i) data[t][i] = pattern(v, t, i);
+                entries.push_back({"layer" + std::to_string(t) + "/kernel", "F32", {std::int64_t(kFloatsPerTensor)},
+                                   data[t].data(), kFloatsPerTensor * sizeof(float)});
+            }
+            ewe::io::write_safetensors(path, entries, {{"version", std::to_string(v)}});
+        }
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "writer: %s\n", e.what());
+    }
+    ::_exit(3);
+}
+
+// The version of the checkpoint at `path` after checking every element; throws on any damage.
+std::int64_t verify(const fs::path& path) {
+    const ewe::io::SafetensorsFile f = ewe::io::read_safetensors(path);
+    const std::int64_t v = std::stoll(f.meta("version"));
+    REQUIRE(f.tensors.size() == std::size_t(kTensors));
+    std::vector<float> x(kFloatsPerTensor);
+    for (int t = 0; t < kTensors; ++t) {
+        f.copy_to("layer" + std::to_string(t) + "/kernel", x.data(), x.size());
+        for (std::size_t i = 0; i < kFloatsPerTensor; ++i)
+            if (x[i] != pattern(v, t, i)) FAIL("version ", v, " tensor ", t, " element ", i, " is torn");
+    }
+    return v;
+}
+
+}  // namespace
+
+TEST_CASE("a checkpoint writer SIGKILLed at random moments never leaves a torn checkpoint") {
+    const fs::path dir = temp_dir("kill");
+    const fs::path path = dir / "checkpoint.safetensors";
+    std::mt19937 rng(20261121);
+    std::uniform_int_distribution<int> delay_ms(0, 250);
+    const int rounds = 30;
+    int killed = 0, mid_write = 0, absent = 0;
+    std::int64_t last = -1, next_first = 0;
+    // At least `rounds` kills, and more (up to 200) until 3 of them landed mid-write.
+    for (int round = 0; round < rounds || (mid_write < 3 && round < 200); ++round) {
+        const pid_t child = ::fork();
+        REQUIRE(child >= 0);
+        if (child == 0) write_forever(path, next_first);
+        if (round == 0) {
+            // Let the first save complete (however slow the disk), so that later rounds
+            // always have a previous good checkpoint to fall back on.
+            for (int wait = 0; wait < 6000 && !fs::exists(path); ++wait)
+                std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));
+        REQUIRE(::kill(child, SIGKILL) == 0);
+        int status = 0;
+        REQUIRE(::waitpid(child, &status, 0) == child);
+        // Killed by us, not exited on its own (an exit would mean the writer failed).
+        CHECK((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL));
+        ++killed;
+
+        // Temporary files: "checkpoint.safetensors.tmp<random>", never "*.safetensors".
+        int temps = 0;
+        for (const auto& e : fs::directory_iterator(dir)) {
+            if (e.path() == path) continue;
+            CAPTURE(e.path());
+            CHECK(e.path().filename().string().rfind("checkpoint.safetensors.tmp", 0) == 0);
+            CHECK(e.path().extension() != ".safetensors");
+            ++temps;
+            fs::remove(e.path());  // 16 MiB each; a real run would leave them behind
+        }
+        mid_write += temps > 0;
+
+        if (!fs::exists(path)) {
+            CHECK(last == -1);  // once a checkpoint exists it never disappears
+            ++absent;
+            continue;
+        }
+        std::int64_t v = -1;
+        REQUIRE_NOTHROW(v = verify(path));
+        CHECK(v >= last);  // never an older checkpoint than one already seen
+        last = v;
+        next_first = v + 1;
+    }
+    MESSAGE("SIGKILLs: ", killed, ", of which ", mid_write, " left a temporary file (killed mid-write), ", absent,
+            " before the first checkpoint existed; last intact version ", last);
+    CHECK(absent == 0);
+    CHECK(killed >= rounds);
+    CHECK(mid_write >= 3);  // the kills did land inside writes
+    CHECK(last >= 0);      // and some saves completed
+    fs::remove_all(dir);
+}
+
+namespace {
+
+// A small sheep VAE and its optimizer (the default architecture with fewer units).
+ewe::SheepVaeConfig small_config(std::int64_t latent = 2) {
+    ewe::SheepVaeConfig c;
+    c.filters = {4, 8};
+    c.units = {16, 8};
+    c.latent = latent;
+    return c;
+}
+
+std::string error_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const ewe::Error& e) {
+        return e.what();
+    }
+    return "<no ewe::Error>";
+}
+
+// Rewrites the checkpoint `from` as `to`, with metadata changes and every F32 tensor
+// stored as `dtype` (F32 or F64).
+void rewrite(const fs::path& from, const fs::path& to, const std::map<std::string, std::string>& meta_changes,
+             const std::string& dtype = "F32") {
+    const ewe::io::SafetensorsFile f = ewe::io::read_safetensors(from);
+    std::map<std::string, std::string> meta = f.metadata;
+    for (const auto& [k, v] : meta_changes) meta[k] = v;
+    std::vector<std::vector<double>> wide;
+    wide.reserve(f.tensors.size());
+    std::vector<ewe::io::SafetensorsEntry> entries;
+    for (const auto& [name, t] : f.tensors) {
+        if (dtype == "F64") {
+            const std::size_t n = (t.end - t.begin) / 4;
+            std::vector<float> x(n);
+            f.copy_to(name, x.data(), n);
+            wide.emplace_back(x.begin(), x.end());
+            entries.push_back({name, "F64", t.shape, wide.back().data(), n * 8});
+        } else {
+            entries.push_back({name, t.dtype, t.shape, f.data.data() + t.begin, t.end - t.begin});
+        }
+    }
+    ewe::io::write_safetensors(to, entries, meta);
+}
+
+}  // namespace
+
+TEST_CASE("loading a checkpoint of another architecture, dtype, format or version names the mismatch") {
+    const fs::path dir = temp_dir("mismatch");
+    const fs::path good = dir / "good.safetensors";
+    ewe::Context ctx;
+    ewe::SheepVae<float> vae(ctx, small_config(2), 2, 1);
+    ewe::Rmsprop<float> opt(ctx, vae.params(), 1e-3);
+    sheep::save_checkpoint(good, vae, opt, sheep::TrainState{});
+    {
+        // The good checkpoint loads into the same architecture.
+        const sheep::Checkpoint c = sheep::read_checkpoint(good);
+        ewe::SheepVae<float> same(ctx, c.config, 2, 1);
+        CHECK_NOTHROW(sheep::load_weights(c, same));
+    }
+
+    SUBCASE("another architecture: tensor shapes differ") {
+        const sheep::Checkpoint c = sheep::read_checkpoint(good);
+        ewe::SheepVae<float> other(ctx, small_config(5), 2, 1);
+        const std::string m = error_of([&] { sheep::load_weights(c, other); });
+        CHECK(m.find(good.string()) != std::string::npos);
+        CHECK(m.find("the model expects") != std::string::npos);
+        CHECK(m.find("a checkpoint of another architecture?") != std::string::npos);
+    }
+    SUBCASE("another dtype: F64 tensors where F32 is expected") {
+        const fs::path f64 = dir / "f64.safetensors";
+        rewrite(good, f64, {}, "F64");
+        const sheep::Checkpoint c = sheep::read_checkpoint(f64);
+        ewe::SheepVae<float> same(ctx, c.config, 2, 1);
+        const std::string m = error_of([&] { sheep::load_weights(c, same); });
+        CHECK(m.find(f64.string()) != std::string::npos);
+        CHECK(m.find("is F64, expected F32") != std::string::npos);
+    }
+    SUBCASE("another format version") {
+        const fs::path v2 = dir / "v2.safetensors";
+        rewrite(good, v2, {{"format_version", "2"}});
+        const std::string m = error_of([&] { sheep::read_checkpoint(v2); });
+        CHECK(m.find(v2.string()) != std::string::npos);
+        CHECK(m.find("checkpoint format_version 2, this program reads 1") != std::string::npos);
+    }
+    SUBCASE("another format") {
+        const fs::path other = dir / "other.safetensors";
+        rewrite(good, other, {{"format", "someone.else"}});
+        const std::string m = error_of([&] { sheep::read_checkpoint(other); });
+        CHECK(m.find(other.string()) != std::string::npos);
+        CHECK(m.find("not a sheep_vae checkpoint (metadata 'format' should be ewe.sheep_vae)") != std::string::npos);
+    }
+    SUBCASE("another image size") {
+        const fs::path big = dir / "big.safetensors";
+        rewrite(good, big, {{"model.image_size", "32"}});
+        const std::string m = error_of([&] { sheep::read_checkpoint(big); });
+        CHECK(m.find(big.string()) != std::string::npos);
+        CHECK(m.find("the checkpoint is for 32x32x1 images") != std::string::npos);
+    }
+    SUBCASE("a temporary file left by a killed save is not a checkpoint") {
+        // What a kill mid-write leaves: the first half of the bytes under the temporary name.
+        const auto size = fs::file_size(good);
+        const fs::path tmp = dir / "good.safetensors.tmp12345";
+        {
+            std::ifstream in(good, std::ios::binary);
+            std::string bytes(size / 2, '\0');
+            in.read(bytes.data(), std::streamsize(bytes.size()));
+            std::ofstream(tmp, std::ios::binary) << bytes;
+        }
+        const std::string m = error_of([&] { sheep::read_checkpoint(tmp); });
+        CHECK(m.find(tmp.string()) != std::string::npos);
+        CHECK(m.find("truncated") != std::string::npos);
+    }
+    fs::remove_all(dir);
+}
