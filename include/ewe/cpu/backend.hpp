@@ -142,78 +142,88 @@ public:
         if (!dx.empty()) as_matrix(dx, n, in).noalias() = d * W.transpose();
     }
 
-    // Convolutions walk the output pixels in blocks (im2col_block_rows): each block's
-    // patch matrix is built, used by the GEMMs and dropped while still in cache.
+    // Convolutions split the batch into one group of whole images per thread (so no
+    // two threads touch the same pixel, and each runs its GEMMs alone), and walk each
+    // group's output pixels in blocks (im2col_block_rows): a block's patch matrix is
+    // built, used and dropped while still in cache. Filter gradients are summed from
+    // per-thread partials in a fixed order. With fewer images than threads, the one
+    // group's GEMMs and copies are parallel inside instead.
     void conv2d_forward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w, View<const T> b,
                         Activation act, View<T> y) override {
-        const std::int64_t M = g.gemm_m(), K = g.gemm_k(), block = im2col_block_rows(g, ctx.options().cpu_im2col_elements);
-        T* cols = ctx.cpu_scratch<T>(std::min(block, M) * K);
+        const std::int64_t K = g.gemm_k();
         auto W = as_matrix(w, g.out_c, K);
-        auto Y = as_matrix(y, M, g.out_c);
-        for (std::int64_t m = 0; m < M; m += block) {
-            const std::int64_t rows = std::min(block, M - m);
-            im2col(g, x.data(), m, m + rows, cols);
-            Y.middleRows(m, rows).noalias() = ConstMatrixMap<T>(cols, rows, K) * W.transpose();
-        }
-        bias_activation(act, b.data(), y.data(), M, g.out_c);
+        auto Y = as_matrix(y, g.gemm_m(), g.out_c);
+        for_image_groups(ctx, g, 0, [&](std::int64_t m0, std::int64_t m1, std::int64_t block, T* cols, T*) {
+            for (std::int64_t m = m0; m < m1; m += block) {
+                const std::int64_t rows = std::min(block, m1 - m);
+                im2col(g, x.data(), m, m + rows, cols);
+                Y.middleRows(m, rows).noalias() = ConstMatrixMap<T>(cols, rows, K) * W.transpose();
+            }
+        });
+        bias_activation(act, b.data(), y.data(), g.gemm_m(), g.out_c);
     }
 
     void conv2d_backward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w, View<const T> y,
                          View<const T> dy, Activation act, View<T> dpre, View<T> dx, View<T> dw,
                          View<T> db) override {
-        const std::int64_t M = g.gemm_m(), K = g.gemm_k(), block = im2col_block_rows(g, ctx.options().cpu_im2col_elements);
+        const std::int64_t M = g.gemm_m(), K = g.gemm_k();
         activation_grad(act, y.data(), dy.data(), dpre.data(), M * g.out_c);
         column_sums(dpre.data(), db.data(), M, g.out_c);
         auto D = ConstMatrixMap<T>(dpre.data(), M, g.out_c);
         auto W = as_matrix(w, g.out_c, K);
-        auto dW = as_matrix(dw, g.out_c, K);
-        T* cols = ctx.cpu_scratch<T>(std::min(block, M) * K);
-        if (!dx.empty()) std::fill(dx.data(), dx.data() + dx.numel(), T(0));
-        for (std::int64_t m = 0; m < M; m += block) {
-            const std::int64_t rows = std::min(block, M - m);
-            im2col(g, x.data(), m, m + rows, cols);
-            auto C = MatrixMap<T>(cols, rows, K);
-            if (m == 0) dW.noalias() = D.middleRows(m, rows).transpose() * C;
-            else dW.noalias() += D.middleRows(m, rows).transpose() * C;
-            if (dx.empty()) continue;
-            C.noalias() = D.middleRows(m, rows) * W;
-            col2im_add(g, cols, m, m + rows, dx.data());
-        }
+        for_image_groups(ctx, g, g.out_c * K, [&](std::int64_t m0, std::int64_t m1, std::int64_t block, T* cols, T* dw_part) {
+            auto dW = MatrixMap<T>(dw_part, g.out_c, K);
+            dW.setZero();
+            if (!dx.empty()) std::fill(dx.data() + m0 / (g.h.out * g.w.out) * g.h.in * g.w.in * g.in_c,
+                                       dx.data() + m1 / (g.h.out * g.w.out) * g.h.in * g.w.in * g.in_c, T(0));
+            for (std::int64_t m = m0; m < m1; m += block) {
+                const std::int64_t rows = std::min(block, m1 - m);
+                im2col(g, x.data(), m, m + rows, cols);
+                auto C = MatrixMap<T>(cols, rows, K);
+                dW.noalias() += D.middleRows(m, rows).transpose() * C;
+                if (dx.empty()) continue;
+                C.noalias() = D.middleRows(m, rows) * W;
+                col2im_add(g, cols, m, m + rows, dx.data());
+            }
+        }, dw.data());
     }
 
     void conv2d_transpose_forward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w,
                                   View<const T> b, Activation act, View<T> y) override {
-        const std::int64_t M = g.gemm_m(), K = g.gemm_k(), block = im2col_block_rows(g, ctx.options().cpu_im2col_elements);
-        T* cols = ctx.cpu_scratch<T>(std::min(block, M) * K);
-        auto X = as_matrix(x, M, g.out_c);
+        const std::int64_t K = g.gemm_k();
+        auto X = as_matrix(x, g.gemm_m(), g.out_c);
         auto W = as_matrix(w, g.out_c, K);
-        std::fill(y.data(), y.data() + y.numel(), T(0));
-        for (std::int64_t m = 0; m < M; m += block) {
-            const std::int64_t rows = std::min(block, M - m);
-            MatrixMap<T>(cols, rows, K).noalias() = X.middleRows(m, rows) * W;
-            col2im_add(g, cols, m, m + rows, y.data());
-        }
+        for_image_groups(ctx, g, 0, [&](std::int64_t m0, std::int64_t m1, std::int64_t block, T* cols, T*) {
+            std::fill(y.data() + m0 / (g.h.out * g.w.out) * g.h.in * g.w.in * g.in_c,
+                      y.data() + m1 / (g.h.out * g.w.out) * g.h.in * g.w.in * g.in_c, T(0));
+            for (std::int64_t m = m0; m < m1; m += block) {
+                const std::int64_t rows = std::min(block, m1 - m);
+                MatrixMap<T>(cols, rows, K).noalias() = X.middleRows(m, rows) * W;
+                col2im_add(g, cols, m, m + rows, y.data());
+            }
+        });
         bias_activation(act, b.data(), y.data(), y.numel() / g.in_c, g.in_c);
     }
 
     void conv2d_transpose_backward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w,
                                    View<const T> y, View<const T> dy, Activation act, View<T> dpre, View<T> dx,
                                    View<T> dw, View<T> db) override {
-        const std::int64_t M = g.gemm_m(), K = g.gemm_k(), block = im2col_block_rows(g, ctx.options().cpu_im2col_elements);
+        const std::int64_t M = g.gemm_m(), K = g.gemm_k();
         activation_grad(act, y.data(), dy.data(), dpre.data(), y.numel());
         column_sums(dpre.data(), db.data(), y.numel() / g.in_c, g.in_c);
-        T* cols = ctx.cpu_scratch<T>(std::min(block, M) * K);
         auto X = as_matrix(x, M, g.out_c);
         auto W = as_matrix(w, g.out_c, K);
-        auto dW = as_matrix(dw, g.out_c, K);
-        for (std::int64_t m = 0; m < M; m += block) {
-            const std::int64_t rows = std::min(block, M - m);
-            im2col(g, dpre.data(), m, m + rows, cols);
-            auto C = ConstMatrixMap<T>(cols, rows, K);
-            if (m == 0) dW.noalias() = X.middleRows(m, rows).transpose() * C;
-            else dW.noalias() += X.middleRows(m, rows).transpose() * C;
-            if (!dx.empty()) as_matrix(dx, M, g.out_c).middleRows(m, rows).noalias() = C * W.transpose();
-        }
+        for_image_groups(ctx, g, g.out_c * K, [&](std::int64_t m0, std::int64_t m1, std::int64_t block, T* cols, T* dw_part) {
+            auto dW = MatrixMap<T>(dw_part, g.out_c, K);
+            dW.setZero();
+            for (std::int64_t m = m0; m < m1; m += block) {
+                const std::int64_t rows = std::min(block, m1 - m);
+                im2col(g, dpre.data(), m, m + rows, cols);
+                auto C = ConstMatrixMap<T>(cols, rows, K);
+                dW.noalias() += X.middleRows(m, rows).transpose() * C;
+                if (!dx.empty()) as_matrix(dx, M, g.out_c).middleRows(m, rows).noalias() = C * W.transpose();
+            }
+        }, dw.data());
     }
 
     void activation_forward(Context&, Activation act, View<const T> x, View<T> y) override {
@@ -419,6 +429,39 @@ public:
     }
 
 private:
+    // Runs body(m0, m1, block, cols, partial) for each group of whole images [m0, m1)
+    // (in rows of the patch matrix), one group per thread, with that thread's cols
+    // scratch (block rows) and, when partial_size > 0, a partial result of that size
+    // which is then summed over the groups, in group order, into `sum_into`.
+    template <class Body>
+    static void for_image_groups(Context& ctx, const ConvGeometry& g, std::int64_t partial_size, Body&& body,
+                                 T* sum_into = nullptr) {
+        int threads = 1;
+#if defined(_OPENMP)
+        threads = omp_get_max_threads();
+#endif
+        const std::int64_t groups = std::max<std::int64_t>(1, std::min<std::int64_t>(threads, g.batch));
+        const std::int64_t pixels = g.h.out * g.w.out;
+        const std::int64_t block = std::min(im2col_block_rows(g, ctx.options().cpu_im2col_elements),
+                                            std::max<std::int64_t>(pixels * ((g.batch + groups - 1) / groups), 1));
+        const std::int64_t per_group = block * g.gemm_k() + partial_size;
+        T* scratch = ctx.cpu_scratch<T>(groups * per_group);
+#pragma omp parallel for num_threads(int(groups)) schedule(static, 1) if (groups > 1)
+        for (std::int64_t group = 0; group < groups; ++group) {
+            const std::int64_t n0 = g.batch * group / groups, n1 = g.batch * (group + 1) / groups;
+            T* cols = scratch + group * per_group;
+            body(n0 * pixels, n1 * pixels, block, cols, cols + block * g.gemm_k());
+        }
+        if (partial_size == 0) return;
+        const std::int64_t offset = block * g.gemm_k();
+#pragma omp parallel for schedule(static) if (partial_size > kParallelGrain)
+        for (std::int64_t i = 0; i < partial_size; ++i) {
+            T total = scratch[offset + i];
+            for (std::int64_t group = 1; group < groups; ++group) total += scratch[group * per_group + offset + i];
+            sum_into[i] = total;
+        }
+    }
+
     static void apply_dropout(double rate, const PhiloxKey& key, const T* in, T* out, std::int64_t count) {
         const std::uint32_t threshold = dropout_threshold(rate);
         const T scale = T(1.0 / (1.0 - rate));
