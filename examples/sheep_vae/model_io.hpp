@@ -3,6 +3,10 @@
 // and decoding on any device, and image sheets (black ink on white PNG tiles).
 #pragma once
 
+#include <cerrno>
+#include <cmath>
+#include <limits>
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -71,26 +75,40 @@ inline std::map<std::string, std::string> checkpoint_metadata(const ewe::SheepVa
             {"train.data", s.data}};
 }
 
-inline std::int64_t meta_int(const ewe::io::SafetensorsFile& f, const std::string& key) {
+// Metadata values are checked against the ranges this program can handle, so an edited
+// or corrupt checkpoint fails here, naming the key, instead of deep inside the model.
+inline std::int64_t meta_int(const ewe::io::SafetensorsFile& f, const std::string& key, std::int64_t lo,
+                             std::int64_t hi) {
     const std::string& v = f.meta(key);
     char* end = nullptr;
+    errno = 0;
     const long long x = std::strtoll(v.c_str(), &end, 10);
-    if (v.empty() || *end != '\0') fail("--checkpoint ", f.path, ": metadata ", key, " = '", v, "' is not an integer");
+    if (v.empty() || *end != '\0' || errno == ERANGE)
+        fail("--checkpoint ", f.path, ": metadata ", key, " = '", v, "' is not an integer");
+    if (x < lo || x > hi) fail("--checkpoint ", f.path, ": metadata ", key, " = ", x, " is outside [", lo, ", ", hi, "]");
     return x;
 }
 
-inline double meta_double(const ewe::io::SafetensorsFile& f, const std::string& key) {
+inline double meta_double(const ewe::io::SafetensorsFile& f, const std::string& key, double lo, double hi) {
     const std::string& v = f.meta(key);
     char* end = nullptr;
     const double x = std::strtod(v.c_str(), &end);
-    if (v.empty() || *end != '\0') fail("--checkpoint ", f.path, ": metadata ", key, " = '", v, "' is not a number");
+    if (v.empty() || *end != '\0' || !std::isfinite(x))
+        fail("--checkpoint ", f.path, ": metadata ", key, " = '", v, "' is not a finite number");
+    if (x < lo || x > hi) fail("--checkpoint ", f.path, ": metadata ", key, " = ", x, " is outside [", lo, ", ", hi, "]");
     return x;
 }
 
-inline std::vector<std::int64_t> meta_list(const ewe::io::SafetensorsFile& f, const std::string& key) {
+inline std::vector<std::int64_t> meta_list(const ewe::io::SafetensorsFile& f, const std::string& key,
+                                           std::size_t max_count, std::int64_t hi) {
     std::vector<std::int64_t> out;
-    for (double v : parse_numbers(f.meta(key), "--checkpoint " + f.path + ": metadata " + key))
+    const std::string what = "--checkpoint " + f.path + ": metadata " + key;
+    for (double v : parse_numbers(f.meta(key), what)) {
+        if (!(v >= 1 && v <= double(hi) && v == std::floor(v)))
+            fail(what, ": ", v, " is not a whole number in [1, ", hi, "]");
         out.push_back(std::int64_t(v));
+    }
+    if (out.empty() || out.size() > max_count) fail(what, ": needs 1 to ", max_count, " values, found ", out.size());
     return out;
 }
 
@@ -112,26 +130,37 @@ inline Checkpoint read_checkpoint(const fs::path& path, const std::string& flag 
         if (c.file.meta("format_version") != kCheckpointVersion)
             fail(path.string(), ": checkpoint format_version ", c.file.meta("format_version"), ", this program reads ",
                  kCheckpointVersion);
-        c.config.image_size = meta_int(c.file, "model.image_size");
-        c.config.channels = meta_int(c.file, "model.channels");
-        c.config.kernel = meta_int(c.file, "model.kernel");
-        c.config.filters = meta_list(c.file, "model.filters");
-        c.config.units = meta_list(c.file, "model.units");
-        c.config.latent = meta_int(c.file, "model.latent");
-        c.config.dropout = meta_double(c.file, "model.dropout");
-        c.config.reparam = c.file.meta("model.reparam") == "post" ? ewe::ReparamVariant::post : ewe::ReparamVariant::standard;
+        c.config.image_size = meta_int(c.file, "model.image_size", 2, 4096);
+        c.config.channels = meta_int(c.file, "model.channels", 1, 64);
+        c.config.kernel = meta_int(c.file, "model.kernel", 1, 64);
+        c.config.filters = meta_list(c.file, "model.filters", 16, 4096);
+        c.config.units = meta_list(c.file, "model.units", 16, 1 << 16);
+        c.config.latent = meta_int(c.file, "model.latent", 1, 4096);
+        c.config.dropout = meta_double(c.file, "model.dropout", 0.0, 0.999);
+        const std::string reparam = c.file.meta("model.reparam");
+        if (reparam != "standard" && reparam != "post")
+            fail("--checkpoint ", path.string(), ": metadata model.reparam = '", reparam, "' (expected standard or post)");
+        c.config.reparam = reparam == "post" ? ewe::ReparamVariant::post : ewe::ReparamVariant::standard;
         c.config.validate();
         if (c.config.image_size != kSide || c.config.channels != 1)
             fail(path.string(), ": the checkpoint is for ", c.config.image_size, "x", c.config.image_size, "x",
                  c.config.channels, " images; this program handles 28x28x1 Quick, Draw! bitmaps");
-        c.state.epoch = meta_int(c.file, "epoch");
-        c.state.iterations = meta_int(c.file, "optimizer.iterations");
-        c.state.seed = std::uint64_t(meta_int(c.file, "rng.seed"));
-        c.state.batch = meta_int(c.file, "train.batch");
-        c.state.lr = meta_double(c.file, "optimizer.lr");
-        c.state.kl_start = meta_double(c.file, "train.kl_start");
-        c.state.kl_steep = meta_double(c.file, "train.kl_steep");
-        c.state.samples = meta_int(c.file, "train.samples");
+        constexpr std::int64_t kHuge = std::int64_t(1) << 62;
+        c.state.epoch = meta_int(c.file, "epoch", 0, 1 << 30);
+        c.state.iterations = meta_int(c.file, "optimizer.iterations", 0, kHuge);
+        {
+            const std::string& v = c.file.meta("rng.seed");
+            char* end = nullptr;
+            errno = 0;
+            c.state.seed = std::strtoull(v.c_str(), &end, 10);
+            if (v.empty() || v[0] == '-' || *end != '\0' || errno == ERANGE)
+                fail("--checkpoint ", path.string(), ": metadata rng.seed = '", v, "' is not an unsigned 64-bit integer");
+        }
+        c.state.batch = meta_int(c.file, "train.batch", 1, 1 << 20);
+        c.state.lr = meta_double(c.file, "optimizer.lr", 1e-30, 1e6);
+        c.state.kl_start = meta_double(c.file, "train.kl_start", 0.0, 1e9);
+        c.state.kl_steep = meta_double(c.file, "train.kl_steep", 0.0, 1e9);
+        c.state.samples = meta_int(c.file, "train.samples", 0, kHuge);
         c.state.data = c.file.meta("train.data");
     } catch (const ewe::Error& e) {
         const std::string what = e.what();

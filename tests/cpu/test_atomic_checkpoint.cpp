@@ -224,6 +224,20 @@ TEST_CASE("loading a checkpoint of another architecture, dtype, format or versio
         CHECK(m.find(v2.string()) != std::string::npos);
         CHECK(m.find("checkpoint format_version 2, this program reads 1") != std::string::npos);
     }
+    SUBCASE("edited metadata values outside what the program handles name the key") {
+        const std::vector<std::pair<std::string, std::string>> edits = {
+            {"model.latent", "99999999999999999999"}, {"model.units", "16,1e15"},   {"train.batch", "1000000000000"},
+            {"optimizer.lr", "-1"},                   {"model.reparam", "banana"}, {"model.filters", "10,1e300"},
+            {"rng.seed", "-3"}};
+        for (const auto& [key, value] : edits) {
+            CAPTURE(key);
+            const fs::path edited = dir / "edited.safetensors";
+            rewrite(good, edited, {{key, value}});
+            const std::string m = error_of([&] { sheep::read_checkpoint(edited); });
+            CHECK(m.find(edited.string()) != std::string::npos);
+            CHECK(m.find(key) != std::string::npos);
+        }
+    }
     SUBCASE("another format") {
         const fs::path other = dir / "other.safetensors";
         rewrite(good, other, {{"format", "someone.else"}});
