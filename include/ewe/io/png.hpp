@@ -11,25 +11,10 @@
 #include <vector>
 
 #include "ewe/core/error.hpp"
+#include "ewe/io/crc.hpp"
 
 namespace ewe::io {
 
-// CRC-32 (ISO-HDLC, reflected 0xEDB88320), as PNG chunks use.
-inline std::uint32_t crc32(const void* data, std::size_t n, std::uint32_t crc = 0) {
-    static const auto table = [] {
-        std::array<std::uint32_t, 256> t{};
-        for (std::uint32_t i = 0; i < 256; ++i) {
-            std::uint32_t c = i;
-            for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0xEDB88320u : c >> 1;
-            t[i] = c;
-        }
-        return t;
-    }();
-    const auto* p = static_cast<const unsigned char*>(data);
-    crc = ~crc;
-    for (std::size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
-    return ~crc;
-}
 
 inline std::uint32_t adler32(const void* data, std::size_t n) {
     const auto* p = static_cast<const unsigned char*>(data);

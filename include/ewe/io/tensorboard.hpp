@@ -13,25 +13,10 @@
 #include <string>
 
 #include "ewe/core/error.hpp"
+#include "ewe/io/crc.hpp"
 
 namespace ewe::io {
 
-// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), as TFRecord uses.
-inline std::uint32_t crc32c(const void* data, std::size_t n, std::uint32_t crc = 0) {
-    static const auto table = [] {
-        std::array<std::uint32_t, 256> t{};
-        for (std::uint32_t i = 0; i < 256; ++i) {
-            std::uint32_t c = i;
-            for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-            t[i] = c;
-        }
-        return t;
-    }();
-    const auto* p = static_cast<const unsigned char*>(data);
-    crc = ~crc;
-    for (std::size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
-    return ~crc;
-}
 
 // TFRecord's masking: rotate right by 15 and add a constant.
 inline std::uint32_t masked_crc32c(const void* data, std::size_t n) {
