@@ -7,7 +7,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -117,6 +120,54 @@ inline void write_loss_plot(const fs::path& dir) {
     klp.write(dir / "kl.svg");
 }
 
+// Set by SIGINT while training: the current step finishes, the weights are saved and
+// the program exits with status 130.
+inline std::atomic<bool>& interrupt_requested() {
+    static std::atomic<bool> flag{false};
+    return flag;
+}
+
+// Installs the SIGINT handler for the lifetime of a training run.
+class InterruptGuard {
+public:
+    InterruptGuard() {
+        interrupt_requested().store(false);
+        previous_ = std::signal(SIGINT, [](int) { interrupt_requested().store(true); });
+    }
+    ~InterruptGuard() { std::signal(SIGINT, previous_); }
+    InterruptGuard(const InterruptGuard&) = delete;
+    InterruptGuard& operator=(const InterruptGuard&) = delete;
+
+private:
+    void (*previous_)(int) = SIG_DFL;
+};
+
+// After a step whose loss is not finite: the first place, in forward order, holding a
+// NaN or Inf: a layer's output in that step's forward pass, else a parameter.
+inline std::string first_nonfinite(ewe::SheepVae<float>& vae, std::int64_t m) {
+    auto bad = [](ewe::TensorView<const float> t) {
+        const ewe::Tensor<float> host = [&] {
+            ewe::Tensor<float> h(t.shape());
+            ewe::copy<float>(t, h.view());
+            return h;
+        }();
+        return !std::all_of(host.data(), host.data() + host.numel(), [](float v) { return std::isfinite(v); });
+    };
+    auto scan = [&](ewe::Sequential<float>& model, ewe::TensorView<const float> output) -> std::string {
+        for (std::size_t i = 0; i + 1 < model.size(); ++i)
+            if (bad(model.activation(i, m))) return "the output of layer '" + model[i].name() + "'";
+        if (bad(output)) return "the output of layer '" + model[model.size() - 1].name() + "'";
+        return {};
+    };
+    if (std::string where = scan(vae.encoder(), vae.encoded(m)); !where.empty()) return where;
+    if (bad(vae.mean(m))) return "the output of layer 'z_mean'";
+    if (bad(vae.log_var(m))) return "the output of layer 'z_log_var'";
+    if (std::string where = scan(vae.decoder(), vae.reconstruction(m)); !where.empty()) return where;
+    for (const ewe::ParameterInfo& info : vae.params().info())
+        if (bad(vae.params().values().slice(info.offset, info.shape))) return "parameter '" + info.name + "'";
+    return "the loss itself";
+}
+
 inline int run_train(const TrainOptions& o) {
     const ewe::Device device = parse_device(o.device);
     const fs::path dir = o.out;
@@ -185,6 +236,7 @@ inline int run_train(const TrainOptions& o) {
                      (long long)o.epochs, ewe::to_string(device), (unsigned long long)state.seed,
                      (long long)vae.params().total_count());
 
+    const InterruptGuard interrupt_guard;
     const std::int64_t b = state.batch, steps = (n + b - 1) / b;
     ewe::Tensor<float> host_batch(ewe::Shape{b, kSide, kSide, 1});
     ewe::Tensor<float> x(ewe::Shape{b, kSide, kSide, 1}, device);
@@ -209,8 +261,9 @@ inline int run_train(const TrainOptions& o) {
             ewe::train_step<float>(ctx, vae, loss, optimizer, x.view().leading(m));
             const ewe::VaeLossValues v = loss.values();
             if (!std::isfinite(v.total))
-                fail("train: the loss became ", v.total, " at epoch ", epoch, ", step ", s + 1,
-                     " (diverged; try a smaller --lr)");
+                fail("train: the loss became ", v.total, " at epoch ", epoch, ", step ", s + 1, "; first non-finite: ",
+                     first_nonfinite(vae, m), ". ", checkpoint_path.string(),
+                     " keeps the last good epoch (diverged; try a smaller --lr)");
             sum_loss += v.total * double(m);
             sum_recon += v.reconstruction * double(m);
             sum_kl += v.kl * double(m);
@@ -219,6 +272,17 @@ inline int run_train(const TrainOptions& o) {
             std::snprintf(metrics, sizeof metrics, "loss: %.4f - recon: %.4f - kl: %.4f", sum_loss / double(seen),
                           sum_recon / double(seen), sum_kl / double(seen));
             bar.update(s + 1, metrics);
+            if (interrupt_requested().load()) {
+                TrainState now = state;
+                now.iterations = optimizer.iterations();
+                save_checkpoint(dir / "interrupted.safetensors", vae, optimizer, now);
+                std::fprintf(stderr,
+                             "\ntrain: interrupted at epoch %lld, step %lld: the current weights are in %s; %s keeps "
+                             "epoch %lld, and --resume continues from it\n",
+                             (long long)epoch, (long long)(s + 1), (dir / "interrupted.safetensors").string().c_str(),
+                             checkpoint_path.string().c_str(), (long long)state.epoch);
+                return 130;
+            }
         }
         const double seconds = now_seconds() - t0;
         const double mean_loss = sum_loss / double(n), mean_recon = sum_recon / double(n), mean_kl = sum_kl / double(n);

@@ -5,14 +5,19 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../../examples/sheep_vae/app.hpp"
@@ -331,5 +336,49 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
                           "dbscan_labels.npy"})
         CHECK_MESSAGE(fs::exists(dir / "explore" / f), f);
     CHECK(ewe::io::read_csv(dir / "explore" / "dbscan_search.csv").size() == 13);
+    fs::remove_all(dir);
+}
+
+TEST_CASE("training faults: divergence names the step and the first non-finite layer; SIGINT saves and exits") {
+    const fs::path dir = temp_dir("faults");
+    const fs::path data = small_data(dir, 40);
+    SUBCASE("a learning rate of 1e30 diverges: the error names the epoch, step and where") {
+        const RunResult r = run({"train", "--data", data.string(), "--out", (dir / "nan").string(), "--epochs", "2",
+                                 "--batch", "4", "--lr", "1e30", "--quiet", "--snapshots", ""});
+        CHECK(r.rc != 0);
+        CHECK(contains(r.err, "the loss became"));
+        CHECK(contains(r.err, "step "));
+        CHECK(contains(r.err, "first non-finite: "));
+        CHECK(contains(r.err, "keeps the last good epoch"));
+    }
+    SUBCASE("SIGINT finishes the step, saves the weights and exits with 130") {
+        // Deliver a real SIGINT once the training loop has installed its own handler in
+        // place of the one before it (doctest's).
+        struct sigaction before {};
+        ::sigaction(SIGINT, nullptr, &before);
+        std::atomic<bool> done{false};
+        std::thread sender([&] {
+            while (!done.load()) {
+                struct sigaction current {};
+                ::sigaction(SIGINT, nullptr, &current);
+                if (current.sa_handler != before.sa_handler) {
+                    std::raise(SIGINT);
+                    return;
+                }
+                std::this_thread::sleep_for(std::chrono::milliseconds(5));
+            }
+        });
+        const RunResult r = run({"train", "--data", data.string(), "--out", (dir / "int").string(), "--epochs", "50",
+                                 "--batch", "4", "--quiet", "--snapshots", ""});
+        done.store(true);
+        sender.join();
+        CHECK(r.rc == 130);
+        CHECK(contains(r.err, "interrupted at epoch"));
+        CHECK(fs::exists(dir / "int" / "interrupted.safetensors"));
+        CHECK_NOTHROW(sheep::read_checkpoint(dir / "int" / "interrupted.safetensors"));
+        struct sigaction after {};
+        ::sigaction(SIGINT, nullptr, &after);
+        CHECK((after.sa_handler == before.sa_handler));  // the previous handler is back when training ends
+    }
     fs::remove_all(dir);
 }

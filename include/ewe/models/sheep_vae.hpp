@@ -112,6 +112,7 @@ public:
     }
 
     // Buffers of the last forward (first n rows) and the loss-gradient inputs.
+    TensorView<const T> encoded(std::int64_t n) const { return trunk_out_.view().leading(n); }  // encoder output
     TensorView<const T> mean(std::int64_t n) const { return mean_.view().leading(n); }
     TensorView<const T> log_var(std::int64_t n) const { return log_var_.view().leading(n); }
     TensorView<const T> z(std::int64_t n) const { return z_.view().leading(n); }
