@@ -887,9 +887,20 @@ private:
 // ---------------------------------------------------------------- hooks
 namespace detail {
 
+// Out of device memory is reported with the size asked for, what the device has free,
+// and what to change; every other failure goes through EWE_CUDA_CHECK.
 inline void* allocate(std::size_t bytes) {
     void* p = nullptr;
-    EWE_CUDA_CHECK(cudaMalloc(&p, bytes));
+    const cudaError_t status = cudaMalloc(&p, bytes);
+    if (status == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();  // clear the sticky-free error state of the runtime
+        std::size_t free_bytes = 0, total_bytes = 0;
+        (void)cudaMemGetInfo(&free_bytes, &total_bytes);
+        fail("CUDA out of memory: asked for ", double(bytes) / (1 << 20), " MiB, the device has ",
+             double(free_bytes) / (1 << 20), " MiB free of ", double(total_bytes) / (1 << 20),
+             " MiB; use a smaller batch (--batch) or model, or free the GPU of other processes");
+    }
+    EWE_CUDA_CHECK(status);
     return p;
 }
 
