@@ -9,7 +9,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 seconds=${1:-20}
-build=${2:-$root/build-fuzz}
+build=$(mkdir -p "${2:-$root/build-fuzz}" && cd "${2:-$root/build-fuzz}" && pwd)
 jobs=${FUZZ_JOBS:-1}
 cxx=${CXX_FUZZ:-clang++}
 if ! command -v "$cxx" >/dev/null; then echo "run.sh: $cxx not found (libFuzzer needs clang)" >&2; exit 2; fi
