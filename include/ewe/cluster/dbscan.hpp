@@ -414,45 +414,12 @@ private:
         const std::uint64_t per_row = static_cast<std::uint64_t>(dims_[last]);
         const std::int64_t zlo = std::max<std::int64_t>(cc[last] - 2, 0), zhi = std::min<std::int64_t>(cc[last] + 2, dims_[last] - 1);
         const int combos = last == 0 ? 1 : last == 1 ? 5 : 25;
-        if (!dense_.empty()) {
-            for (int combo = 0; combo < combos; ++combo) {
-                std::int64_t row = 0;
-                int gap = 0;
-                bool inside = true;
-                int rest = combo;
-                double base_lo[3];
-                for (int a = 0; a < last; ++a) {
-                    const int off = rest % 5 - 2;
-                    rest /= 5;
-                    const std::int64_t v = cc[a] + off;
-                    if (v < 0 || v >= dims_[a]) inside = false;
-                    row = row * dims_[a] + v;
-                    gap += std::max(std::abs(off) - 1, 0) * std::max(std::abs(off) - 1, 0);
-                    base_lo[a] = lo_[a] + static_cast<double>(v) * side_;
-                }
-                if (!inside) continue;
-                for (std::int64_t z = zlo; z <= zhi; ++z) {
-                    const std::int32_t cell = dense_[static_cast<std::size_t>(row * dims_[last] + z)];
-                    if (cell < 0) continue;
-                    Near& nb = out.emplace_back();  // filled in place (no struct copy)
-                    nb.cell = cell;
-                    const int offz = static_cast<int>(z - cc[last]);
-                    nb.gap = gap + std::max(std::abs(offz) - 1, 0) * std::max(std::abs(offz) - 1, 0);
-                    for (int a = 0; a < last; ++a) {
-                        nb.lo[a] = base_lo[a] - margin_[a];
-                        nb.hi[a] = base_lo[a] + side_ + margin_[a];
-                    }
-                    nb.lo[last] = lo_[last] + static_cast<double>(z) * side_ - margin_[last];
-                    nb.hi[last] = lo_[last] + static_cast<double>(z + 1) * side_ + margin_[last];
-                }
-            }
-            return;
-        }
         for (int combo = 0; combo < combos; ++combo) {
             std::int64_t row = 0;
             int gap = 0;
             bool inside = true;
             int rest = combo;
+            double base_lo[3];
             for (int a = 0; a < last; ++a) {
                 const int off = rest % 5 - 2;
                 rest /= 5;
@@ -460,28 +427,13 @@ private:
                 if (v < 0 || v >= dims_[a]) inside = false;
                 row = row * dims_[a] + v;
                 gap += std::max(std::abs(off) - 1, 0) * std::max(std::abs(off) - 1, 0);
+                base_lo[a] = lo_[a] + static_cast<double>(v) * side_;
             }
             if (!inside) continue;
-            const std::uint64_t klo = static_cast<std::uint64_t>(row) * per_row + static_cast<std::uint64_t>(zlo);
-            const std::uint64_t khi = static_cast<std::uint64_t>(row) * per_row + static_cast<std::uint64_t>(zhi);
-            auto first = keys_.begin(), end = keys_.end();
-            if (!rows_.empty()) {
-                first = keys_.begin() + rows_[row];
-                end = keys_.begin() + rows_[row + 1];
-            }
-            double base_lo[3];
-            {
-                int r2 = combo;
-                for (int a = 0; a < last; ++a) {
-                    const int off = r2 % 5 - 2;
-                    r2 /= 5;
-                    base_lo[a] = lo_[a] + static_cast<double>(cc[a] + off) * side_;
-                }
-            }
-            for (auto it = std::lower_bound(first, end, klo); it != end && *it <= khi; ++it) {
+            // Appends cell `cell` at position z along the last axis (filled in place).
+            auto add = [&](std::int32_t cell, std::int64_t z) {
                 Near& nb = out.emplace_back();
-                nb.cell = static_cast<std::int32_t>(it - keys_.begin());
-                const std::int64_t z = static_cast<std::int64_t>(*it - static_cast<std::uint64_t>(row) * per_row);
+                nb.cell = cell;
                 const int offz = static_cast<int>(z - cc[last]);
                 nb.gap = gap + std::max(std::abs(offz) - 1, 0) * std::max(std::abs(offz) - 1, 0);
                 for (int a = 0; a < last; ++a) {
@@ -490,7 +442,24 @@ private:
                 }
                 nb.lo[last] = lo_[last] + static_cast<double>(z) * side_ - margin_[last];
                 nb.hi[last] = lo_[last] + static_cast<double>(z + 1) * side_ + margin_[last];
+            };
+            if (!dense_.empty()) {
+                for (std::int64_t z = zlo; z <= zhi; ++z) {
+                    const std::int32_t cell = dense_[static_cast<std::size_t>(row * dims_[last] + z)];
+                    if (cell >= 0) add(cell, z);
+                }
+                continue;
             }
+            const std::uint64_t klo = static_cast<std::uint64_t>(row) * per_row + static_cast<std::uint64_t>(zlo);
+            const std::uint64_t khi = static_cast<std::uint64_t>(row) * per_row + static_cast<std::uint64_t>(zhi);
+            auto first = keys_.begin(), end = keys_.end();
+            if (!rows_.empty()) {
+                first = keys_.begin() + rows_[row];
+                end = keys_.begin() + rows_[row + 1];
+            }
+            for (auto it = std::lower_bound(first, end, klo); it != end && *it <= khi; ++it)
+                add(static_cast<std::int32_t>(it - keys_.begin()),
+                    static_cast<std::int64_t>(*it - static_cast<std::uint64_t>(row) * per_row));
         }
     }
 
