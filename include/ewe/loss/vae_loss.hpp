@@ -26,7 +26,11 @@ template <class T>
 class VaeLoss {
 public:
     VaeLoss(Context& ctx, VaeLossConfig config, std::int64_t max_batch)
-        : config_(config), recon_(Shape{max_batch}, ctx.device()), kl_(Shape{max_batch}, ctx.device()) {
+        : config_(config),
+          recon_(Shape{max_batch}, ctx.device()),
+          kl_(Shape{max_batch}, ctx.device()),
+          recon_host_(Shape{max_batch}),
+          kl_host_(Shape{max_batch}) {
         EWE_REQUIRE(config.recon_scale > 0, "VaeLoss: recon_scale must be positive, found ", config.recon_scale);
     }
 
@@ -59,11 +63,12 @@ public:
 
     // Batch means of the last forward, read back to the host (a device sync on CUDA).
     VaeLossValues values() const {
-        Tensor<T> recon_host = recon_.to(Device::cpu), kl_host = kl_.to(Device::cpu);
+        copy<T>(per_sample_reconstruction(), recon_host_.view().leading(batch_));
+        copy<T>(per_sample_kl(), kl_host_.view().leading(batch_));
         VaeLossValues v;
         for (std::int64_t i = 0; i < batch_; ++i) {
-            v.reconstruction += double(recon_host[i]);
-            v.kl += double(kl_host[i]);
+            v.reconstruction += double(recon_host_[i]);
+            v.kl += double(kl_host_[i]);
         }
         v.reconstruction /= double(std::max<std::int64_t>(batch_, 1));
         v.kl /= double(std::max<std::int64_t>(batch_, 1));
@@ -76,6 +81,7 @@ private:
     VaeLossConfig config_;
     double kl_weight_ = 1.0;
     Tensor<T> recon_, kl_;
+    Tensor<T> recon_host_, kl_host_;  // host copies for values(), allocated once
     std::int64_t batch_ = 0;
 };
 
