@@ -3,6 +3,8 @@
 // parent SIGKILLs it at random moments; after every kill the destination must be absent
 // (before the first save completed) or a complete, intact checkpoint no older than the
 // last one seen, and the temporary files left behind must not look like checkpoints.
+// The next save (write_safetensors, write_npy) removes the temporaries of dead writers
+// and nothing else; a failed save leaves no temporary (ewe/io/atomic_file.hpp).
 // Then: loading a checkpoint of another architecture, dtype, format or format version
 // fails with a message naming the mismatch (examples/sheep_vae/model_io.hpp).
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
@@ -15,16 +17,20 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <set>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "../../examples/sheep_vae/model_io.hpp"
+#include "ewe/io/atomic_file.hpp"
+#include "ewe/io/npy.hpp"
 #include "ewe/io/safetensors.hpp"
 
 namespace fs = std::filesystem;
@@ -108,15 +114,18 @@ TEST_CASE("a checkpoint writer SIGKILLed at random moments never leaves a torn c
         CHECK((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL));
         ++killed;
 
-        // Temporary files: "checkpoint.safetensors.tmp<random>", never "*.safetensors".
+        // Temporary files: "checkpoint.safetensors.tmp.<pid>.<n>", never "*.safetensors".
+        // (Earlier children's were removed below: the next save removes them only once
+        // the next child gets that far before its kill.)
         int temps = 0;
         for (const auto& e : fs::directory_iterator(dir)) {
             if (e.path() == path) continue;
             CAPTURE(e.path());
-            CHECK(e.path().filename().string().rfind("checkpoint.safetensors.tmp", 0) == 0);
+            CHECK(e.path().filename().string().rfind("checkpoint.safetensors.tmp." + std::to_string(child) + ".", 0) ==
+                  0);
             CHECK(e.path().extension() != ".safetensors");
             ++temps;
-            fs::remove(e.path());  // 16 MiB each; a real run would leave them behind
+            fs::remove(e.path());
         }
         mid_write += temps > 0;
 
@@ -255,7 +264,7 @@ TEST_CASE("loading a checkpoint of another architecture, dtype, format or versio
     SUBCASE("a temporary file left by a killed save is not a checkpoint") {
         // What a kill mid-write leaves: the first half of the bytes under the temporary name.
         const auto size = fs::file_size(good);
-        const fs::path tmp = dir / "good.safetensors.tmp12345";
+        const fs::path tmp = dir / "good.safetensors.tmp.12345.0";
         {
             std::ifstream in(good, std::ios::binary);
             std::string bytes(size / 2, '\0');
@@ -266,5 +275,120 @@ TEST_CASE("loading a checkpoint of another architecture, dtype, format or versio
         CHECK(m.find(tmp.string()) != std::string::npos);
         CHECK(m.find("truncated") != std::string::npos);
     }
+    fs::remove_all(dir);
+}
+
+namespace {
+
+// The pid of a child that has exited and been reaped: no live process has it (unless
+// the system reuses it within the test, which it does only after wrapping around).
+pid_t dead_pid() {
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) ::_exit(0);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    return child;
+}
+
+std::set<std::string> files_in(const fs::path& dir) {
+    std::set<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir)) names.insert(e.path().filename().string());
+    return names;
+}
+
+// The names, sorted, one per line (readable in a failed CHECK).
+std::string listing(const std::set<std::string>& names) {
+    std::string out;
+    for (const std::string& n : names) out += n + "\n";
+    return out;
+}
+
+// Puts temporaries of dead and live writers and look-alike files next to `dir/target`,
+// saves `target` with `save`, and checks that exactly the dead writers' temporaries
+// were removed.
+void check_stale_temps_removed(const fs::path& dir, const std::string& target,
+                               const std::function<void(const fs::path&)>& save) {
+    const std::string dead = std::to_string(dead_pid()), live = std::to_string(::getppid());
+    REQUIRE(::kill(std::stoi(dead), 0) == -1);
+    const std::vector<std::string> stale = {target + ".tmp." + dead + ".0", target + ".tmp." + dead + ".17"};
+    const std::vector<std::string> kept = {
+        target + ".tmp." + live + ".0",    // a live writer's
+        target + ".tmpfoo",                // not the pattern
+        target + ".tmp12345",              // not the pattern (the old temporary names)
+        target + ".tmp." + dead,           // no counter
+        target + ".tmp." + dead + ".0x",   // not digits
+        target + ".tmp.0.0",               // pid 0 is not a process
+        target + ".tmp." + dead + ".0.1",  // more after the counter
+        "other.tmp." + dead + ".0",        // another target's
+        "x" + target + ".tmp." + dead + ".0"};
+    for (const auto& names : {stale, kept})
+        for (const std::string& name : names) std::ofstream(dir / name) << "partial";
+    save(dir / target);
+    std::set<std::string> expected(kept.begin(), kept.end());
+    expected.insert(target);
+    CHECK(listing(files_in(dir)) == listing(expected));
+}
+
+}  // namespace
+
+TEST_CASE("a save removes the temporaries that dead writers left next to its target, and nothing else") {
+    const fs::path dir = temp_dir("stale");
+    SUBCASE("write_safetensors") {
+        const std::vector<float> x = {1, 2, 3};
+        check_stale_temps_removed(dir, "model.safetensors", [&](const fs::path& path) {
+            ewe::io::write_safetensors(path, {{"x", "F32", {3}, x.data(), sizeof(float) * 3}}, {{"k", "v"}});
+        });
+        const ewe::io::SafetensorsFile f = ewe::io::read_safetensors(dir / "model.safetensors");
+        std::vector<float> y(3);
+        f.copy_to("x", y.data(), y.size());
+        CHECK(y == x);
+        CHECK(f.meta("k") == "v");
+    }
+    SUBCASE("write_npy") {
+        const std::vector<double> x = {1.5, -2, 3, 4, 5, 6};
+        check_stale_temps_removed(dir, "array.npy", [&](const fs::path& path) {
+            ewe::io::write_npy(path, x.data(), ewe::Shape{2, 3});
+        });
+        const ewe::io::NpyArray a = ewe::io::read_npy(dir / "array.npy");
+        CHECK(a.dtype == ewe::io::DType::f64);
+        CHECK(a.shape == ewe::Shape{2, 3});
+        std::vector<double> y(6);
+        REQUIRE(a.bytes.size() == sizeof(double) * y.size());
+        std::memcpy(y.data(), a.bytes.data(), a.bytes.size());
+        CHECK(y == x);
+    }
+    fs::remove_all(dir);
+}
+
+TEST_CASE("a failed atomic write names the caller and the path and leaves no temporary") {
+    const fs::path dir = temp_dir("failed");
+    SUBCASE("the writer throws: the exception passes through, the target is untouched") {
+        const fs::path path = dir / "a.bin";
+        std::ofstream(path) << "old";
+        const auto give_up = [](std::ostream& out) {
+            out << "half";
+            ewe::fail("writer gave up");
+        };
+        CHECK_THROWS_WITH_AS(ewe::io::write_file_atomically(path, "test_write", give_up), "writer gave up", ewe::Error);
+        std::string content;
+        std::ifstream(path) >> content;
+        CHECK(content == "old");
+    }
+    SUBCASE("the target is a non-empty directory: the rename fails") {
+        const fs::path path = dir / "taken.npy";
+        fs::create_directories(path / "inside");
+        const std::vector<float> x = {1};
+        const std::string m = error_of([&] { ewe::io::write_npy(path, x.data(), ewe::Shape{1}); });
+        CHECK(m.find("write_npy: could not rename ") != std::string::npos);
+        CHECK(m.find(path.string()) != std::string::npos);
+    }
+    SUBCASE("the folder does not exist") {
+        const fs::path path = dir / "missing" / "m.safetensors";
+        const std::string m = error_of([&] { ewe::io::write_safetensors(path, {}, {}); });
+        CHECK(m.find("write_safetensors: cannot create ") != std::string::npos);
+        CHECK(m.find(path.string()) != std::string::npos);
+    }
+    for (const std::string& name : files_in(dir)) CHECK(name.find(".tmp.") == std::string::npos);
     fs::remove_all(dir);
 }

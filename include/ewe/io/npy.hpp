@@ -1,6 +1,6 @@
 // NumPy .npy files: read (format versions 1.0, 2.0, 3.0; either byte order; C or
 // Fortran order) and write (version 1.0, or 2.0 for very long headers; C order,
-// little-endian; atomically via a temporary file and a rename), following
+// little-endian; atomically, see ewe/io/atomic_file.hpp), following
 // numpy/lib/format.py ("NEP 1"). Bool arrays read as u8. Errors are ewe::Error.
 #pragma once
 
@@ -12,7 +12,6 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <random>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -21,6 +20,7 @@
 
 #include "ewe/core/error.hpp"
 #include "ewe/core/tensor.hpp"
+#include "ewe/io/atomic_file.hpp"
 
 namespace ewe::io {
 
@@ -299,9 +299,8 @@ Tensor<T> npy_to_tensor(const NpyArray& array, const std::string& what) {
     return out;
 }
 
-// Writes `data` (C order, shape `shape`) as a little-endian .npy file. The bytes go
-// to a temporary file in the same folder that is renamed over `path` once complete,
-// so readers never see a half-written file.
+// Writes `data` (C order, shape `shape`) as a little-endian .npy file, atomically
+// (write_file_atomically): readers never see a half-written file.
 template <class T>
 void write_npy(const std::filesystem::path& path, const T* data, const Shape& shape) {
     constexpr DType dtype = dtype_of<T>();
@@ -327,11 +326,7 @@ void write_npy(const std::filesystem::path& path, const T* data, const Shape& sh
     head += '\0';
     for (std::size_t b = 0; b < prefix - 8; ++b) head += static_cast<char>((header_len >> (8 * b)) & 0xff);
 
-    std::filesystem::path tmp = path;
-    tmp += ".tmp" + std::to_string(std::random_device{}());
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out) fail("write_npy: cannot create ", tmp.string(), " (for ", path.string(), ")");
+    write_file_atomically(path, "write_npy", [&](std::ostream& out) {
         out.write(head.data(), static_cast<std::streamsize>(head.size()));
         out.write(dict.data(), static_cast<std::streamsize>(dict.size()));
         const std::int64_t n = shape.numel();
@@ -345,21 +340,7 @@ void write_npy(const std::filesystem::path& path, const T* data, const Shape& sh
                 out.write(b, sizeof(T));
             }
         }
-        out.flush();
-        if (!out) {
-            out.close();
-            std::error_code ignore;
-            std::filesystem::remove(tmp, ignore);
-            fail("write_npy: could not write ", path.string(), " (disk full or no permission?)");
-        }
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) {
-        std::error_code ignore;
-        std::filesystem::remove(tmp, ignore);
-        fail("write_npy: could not rename ", tmp.string(), " to ", path.string(), ": ", ec.message());
-    }
+    });
 }
 
 template <class T>

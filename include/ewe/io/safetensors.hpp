@@ -1,11 +1,8 @@
 // safetensors files (https://github.com/huggingface/safetensors): an 8-byte
 // little-endian header length, a JSON header {name: {dtype, shape, data_offsets}, ...,
 // "__metadata__": {string: string}}, then the raw little-endian tensor bytes. Written
-// atomically (temporary file, fsync, rename); read back with every offset validated.
+// atomically (ewe/io/atomic_file.hpp); read back with every offset validated.
 #pragma once
-
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
@@ -15,7 +12,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <random>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -23,6 +19,7 @@
 
 #include "ewe/core/error.hpp"
 #include "ewe/core/tensor.hpp"
+#include "ewe/io/atomic_file.hpp"
 
 namespace ewe::io {
 
@@ -180,13 +177,6 @@ struct SafetensorsJson {
     }
 };
 
-inline void fsync_path(const std::filesystem::path& p, bool directory) {
-    const int fd = ::open(p.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    if (fd < 0) return;
-    ::fsync(fd);
-    ::close(fd);
-}
-
 }  // namespace detail
 
 template <class T>
@@ -236,11 +226,7 @@ inline void write_safetensors(const std::filesystem::path& path, const std::vect
     header += "}";
     header.append((8 - header.size() % 8) % 8, ' ');  // align the data to 8 bytes
 
-    std::filesystem::path tmp = path;
-    tmp += ".tmp" + std::to_string(std::random_device{}());
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out) fail("write_safetensors: cannot create ", tmp.string(), " (for ", path.string(), ")");
+    write_file_atomically(path, "write_safetensors", [&](std::ostream& out) {
         char len[8];
         const std::uint64_t n = header.size();
         for (int b = 0; b < 8; ++b) len[b] = char((n >> (8 * b)) & 0xff);
@@ -248,23 +234,7 @@ inline void write_safetensors(const std::filesystem::path& path, const std::vect
         out.write(header.data(), std::streamsize(header.size()));
         for (const SafetensorsEntry& e : entries)
             if (e.bytes) out.write(static_cast<const char*>(e.data), std::streamsize(e.bytes));
-        out.flush();
-        if (!out) {
-            out.close();
-            std::error_code ignore;
-            std::filesystem::remove(tmp, ignore);
-            fail("write_safetensors: could not write ", path.string(), " (disk full or no permission?)");
-        }
-    }
-    detail::fsync_path(tmp, false);
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) {
-        std::error_code ignore;
-        std::filesystem::remove(tmp, ignore);
-        fail("write_safetensors: could not rename ", tmp.string(), " to ", path.string(), ": ", ec.message());
-    }
-    detail::fsync_path(path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path(), true);
+    });
 }
 
 // Reads a whole safetensors file, validating the header and every data offset.
