@@ -11,12 +11,23 @@
 using namespace ewe;
 using namespace ewe::cluster;
 
-TEST_CASE("per-sample SSE and MSE") {
-    const Tensor<float> x = Tensor<float>::from({2, 2, 2}, {0, 0, 0, 0, 1, 1, 1, 1});
-    const Tensor<float> y = Tensor<float>::from({2, 2, 2}, {1, 0, 0, 0, 1, 3, 1, 0});
+TEST_CASE("per-sample SSE, MSE and relative SSE") {
+    const Tensor<float> x = Tensor<float>::from({3, 2, 2}, {0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0});
+    const Tensor<float> y = Tensor<float>::from({3, 2, 2}, {1, 0, 0, 0, 1, 3, 1, 0, 0, 0, 0, 0});
     const ReconstructionErrors e = reconstruction_errors<float>(x, y);
-    CHECK(e.sse == std::vector<double>{1, 5});
-    CHECK(e.mse == std::vector<double>{0.25, 1.25});
+    CHECK(e.sse == std::vector<double>{1, 5, 0});
+    CHECK(e.mse == std::vector<double>{0.25, 1.25, 0});
+    // sse / (sum |x| + sum |y|): 1 / (0 + 1); 5 / (4 + 5); an all-zero pair scores 0.
+    CHECK(e.relative[0] == 1.0);
+    CHECK(e.relative[1] == doctest::Approx(5.0 / 9));
+    CHECK(e.relative[2] == 0.0);
+    // For 0/1 images it is 1 - Dice: |x xor y| / (|x| + |y|).
+    const Tensor<float> a = Tensor<float>::from({1, 6}, {1, 1, 1, 0, 0, 0});
+    const Tensor<float> b = Tensor<float>::from({1, 6}, {0, 1, 1, 1, 0, 0});
+    CHECK(reconstruction_errors<float>(a, b).relative[0] == doctest::Approx(1.0 - 2.0 * 2 / (3 + 3)));
+    const Tensor<float> signs = Tensor<float>::from({1, 2}, {-1, 2});
+    const Tensor<float> zeros({1, 2});
+    CHECK(reconstruction_errors<float>(signs, zeros).relative[0] == doctest::Approx(5.0 / 3));  // absolute values
     const Tensor<float> wrong({2, 4});
     CHECK_THROWS_AS(reconstruction_errors<float>(x, wrong), Error);
 }

@@ -318,14 +318,36 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
     r = run(anomaly);
     REQUIRE_MESSAGE(r.rc == 0, r.err);
     CHECK(contains(r.out, "\"samples\": "));
+    CHECK(contains(r.out, "\"score\": \"sse\""));
     if (fs::exists(cat)) {
         CHECK(contains(r.out, "\"roc_auc\": "));
         CHECK(contains(r.out, "\"precision_at_n\": "));
+        CHECK(contains(r.out, "\"roc_auc_relative_sse\": "));
         CHECK(contains(r.out, "\"roc_auc_neg_elbo\": "));
     }
-    for (const char* f : {"scores.npy", "scores.csv", "histogram_sse.svg", "histogram_neg_elbo.svg", "above_cutoff.png"})
+    for (const char* f : {"scores.npy", "scores.csv", "histogram_sse.svg", "histogram_relative_sse.svg",
+                          "histogram_neg_elbo.svg", "above_cutoff.png"})
         CHECK_MESSAGE(fs::exists(dir / "anomalies" / f), f);
-    CHECK(ewe::io::read_npy(dir / "anomalies" / "scores.npy").shape[1] == 2);
+    {
+        // Columns sse, relative_sse, neg_elbo: relative in (0, 1], neg ELBO >= 2 sse (KL >= 0).
+        const auto scores = ewe::io::read_npy(dir / "anomalies" / "scores.npy");
+        REQUIRE(scores.shape[1] == 3);
+        const ewe::Tensor<float> v = ewe::io::npy_to_tensor<float>(scores, "scores.npy");
+        for (std::int64_t i = 0; i < scores.shape[0]; ++i) {
+            CHECK(v[3 * i] > 0);
+            CHECK(v[3 * i + 1] > 0);
+            CHECK(v[3 * i + 1] <= 1);
+            CHECK(v[3 * i + 2] >= 2 * v[3 * i] * (1 - 1e-6));
+        }
+    }
+    anomaly.push_back("--score");
+    anomaly.push_back("relative_sse");
+    r = run(anomaly);
+    REQUIRE_MESSAGE(r.rc == 0, r.err);
+    CHECK(contains(r.out, "\"score\": \"relative_sse\""));
+    r = run({"anomalies", "--checkpoint", ckp, "--data", real.string(), "--score", "ssim"});
+    CHECK(r.rc != 0);
+    CHECK(contains(r.err, "--score"));
 
     r = run({"explore", "--checkpoint", ckp, "--data", real.string(), "--limit", "40", "--k-max", "6", "--mosaic-k",
              "12", "--trials", "12", "--min-pts-max", "15", "--out", (dir / "explore").string()});

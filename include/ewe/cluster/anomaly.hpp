@@ -1,4 +1,4 @@
-// Anomaly scoring from reconstruction error: per-sample SSE and MSE (from a pair of
+// Anomaly scoring from reconstruction error: per-sample SSE, MSE and relative SSE (from a pair of
 // tensors or from any model callable), thresholds (numpy-style linear quantile,
 // mean + k*sd with the population sd, median + k*MAD with R's 1.4826 consistency
 // constant by default), top-k, and, with known labels, ROC AUC (Mann-Whitney, ties
@@ -17,10 +17,14 @@
 namespace ewe::cluster {
 
 // Per sample (dimension 0): sse = sum of squared differences over all other
-// dimensions, mse = sse / (number of values per sample).
+// dimensions, mse = sse / (number of values per sample), relative = sse / (sum |x| +
+// sum |y|) (0 when both are all zeros): the error as a share of the signal, so an image
+// with much ink is not an anomaly for that alone. For data in [0, 1] it lies in [0, 1];
+// for 0/1 images it is 1 - Dice = |x xor y| / (|x| + |y|).
 struct ReconstructionErrors {
     std::vector<double> sse;
     std::vector<double> mse;
+    std::vector<double> relative;
 };
 
 namespace detail {
@@ -42,13 +46,15 @@ void append_errors(TensorView<const T> x, TensorView<const T> y, ReconstructionE
     const std::int64_t n = x.dim(0);
     const std::int64_t per = n == 0 ? 0 : x.numel() / n;
     for (std::int64_t i = 0; i < n; ++i) {
-        double s = 0;
+        double s = 0, mass = 0;
         for (std::int64_t j = 0; j < per; ++j) {
-            const double t = static_cast<double>(x[i * per + j]) - static_cast<double>(y[i * per + j]);
-            s += t * t;
+            const double a = static_cast<double>(x[i * per + j]), b = static_cast<double>(y[i * per + j]);
+            s += (a - b) * (a - b);
+            mass += std::abs(a) + std::abs(b);
         }
         out.sse.push_back(s);
         out.mse.push_back(per > 0 ? s / static_cast<double>(per) : 0.0);
+        out.relative.push_back(mass > 0 ? s / mass : 0.0);
     }
 }
 
