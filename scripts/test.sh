@@ -10,4 +10,4 @@ build=${1:-$root/build}
 if ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then export CUDACXX=/usr/local/cuda/bin/nvcc; fi
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release ${EWE_CMAKE_ARGS:-} >/dev/null
 cmake --build "$build" -j "$(nproc)"
-ctest --test-dir "$build" --output-on-failure
+ctest --test-dir "$build" --output-on-failure -j "$(nproc)"

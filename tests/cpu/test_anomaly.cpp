@@ -26,7 +26,7 @@ TEST_CASE("per-sample SSE, MSE and relative SSE") {
     const Tensor<float> b = Tensor<float>::from({1, 6}, {0, 1, 1, 1, 0, 0});
     CHECK(reconstruction_errors<float>(a, b).relative[0] == doctest::Approx(1.0 - 2.0 * 2 / (3 + 3)));
     const Tensor<float> signs = Tensor<float>::from({1, 2}, {-1, 2});
-    const Tensor<float> zeros({1, 2});
+    const Tensor<float> zeros = Tensor<float>::from({1, 2}, {0, 0});
     CHECK(reconstruction_errors<float>(signs, zeros).relative[0] == doctest::Approx(5.0 / 3));  // absolute values
     const Tensor<float> wrong({2, 4});
     CHECK_THROWS_AS(reconstruction_errors<float>(x, wrong), Error);

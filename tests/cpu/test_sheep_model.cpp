@@ -164,12 +164,19 @@ TEST_CASE("smoke: the seed model's loss falls over a few steps on real sheep") {
         return loss.values().reconstruction;
     };
     const double before = held_out_loss();
-    for (int step = 0; step < 24; ++step) {
+#ifdef EWE_UNDER_SANITIZER
+    // Under ASan a full-size step takes seconds: two steps exercise the same memory
+    // accesses; the loss-falls claim is checked by the plain build of this test.
+    const int steps = 2;
+#else
+    const int steps = 24;
+#endif
+    for (int step = 0; step < steps; ++step) {
         load((step % 8) * batch);
         train_step(ctx, vae, loss, optimizer, x.view());
     }
     const double after = held_out_loss();
     INFO("held-out reconstruction (2 SSE per drawing) before " << before << ", after " << after);
     CHECK(std::isfinite(after));
-    CHECK(after < 0.8 * before);
+    if (steps == 24) CHECK(after < 0.8 * before);
 }

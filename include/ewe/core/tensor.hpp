@@ -186,7 +186,8 @@ void copy(TensorView<const T> src, TensorView<T> dst) {
     detail::require_cuda("ewe::copy").copy(dst.data(), dst.device(), src.data(), src.device(), bytes);
 }
 
-// Owning, move-only storage for a TensorView.
+// Owning, move-only storage for a TensorView. Elements start uninitialized (as
+// torch.empty); use from() or fill for defined values.
 template <class T>
 class Tensor {
 public:
