@@ -82,23 +82,26 @@ inline int run_anomalies(const AnomalyOptions& o) {
     const Encoded enc = encode(*m.ctx, *m.vae, data, true);
     const ewe::cluster::ReconstructionErrors errors = ewe::cluster::reconstruction_errors<float>(
         data.images.view(), ewe::TensorView<const float>(enc.recon.data(), data.images.shape()));
-    struct Score {
-        std::string name, label;
-        std::vector<double> values;
-    };
-    std::vector<Score> scores = {{"sse", "reconstruction error (SSE)", errors.sse},
-                                 {"relative_sse", "relative reconstruction error (SSE / ink)", errors.relative},
-                                 {"neg_elbo", "negative ELBO", std::vector<double>(std::size_t(n))}};
+    std::vector<double> neg_elbo(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i) {
         double kl = 0;
         for (std::int64_t k = 0; k < enc.latent; ++k) {
             const double mu = enc.mean[std::size_t(i * enc.latent + k)], lv = enc.log_var[std::size_t(i * enc.latent + k)];
             kl += -0.5 * (1 + lv - mu * mu - std::exp(lv));
         }
-        scores[2].values[std::size_t(i)] = 2 * errors.sse[std::size_t(i)] + kl;
+        neg_elbo[std::size_t(i)] = 2 * errors.sse[std::size_t(i)] + kl;
     }
+    struct Score {
+        std::string name, label;
+        std::vector<double> values;
+        double cutoff = 0;  // the --quantile of values
+    };
+    std::vector<Score> scores = {{"sse", "reconstruction error (SSE)", errors.sse},
+                                 {"relative_sse", "relative reconstruction error (SSE / ink)", errors.relative},
+                                 {"neg_elbo", "negative ELBO", std::move(neg_elbo)}};
+    for (Score& s : scores) s.cutoff = ewe::cluster::quantile_threshold(s.values, o.quantile);
     const Score& chosen = *std::find_if(scores.begin(), scores.end(), [&](const Score& s) { return s.name == o.score; });
-    const double cutoff = ewe::cluster::quantile_threshold(chosen.values, o.quantile);
+    const double cutoff = chosen.cutoff;
     std::int64_t above = 0;
     for (double v : chosen.values) above += v > cutoff;
 
@@ -136,8 +139,7 @@ inline int run_anomalies(const AnomalyOptions& o) {
         }
         char label[64];
         std::snprintf(label, sizeof label, "cutoff (q=%.3g)", o.quantile);
-        plot.vline(ewe::cluster::quantile_threshold(s.values, o.quantile), ewe::io::palette(2), label)
-            .write(dir / ("histogram_" + s.name + ".svg"));
+        plot.vline(s.cutoff, ewe::io::palette(2), label).write(dir / ("histogram_" + s.name + ".svg"));
     }
     std::vector<const float*> tiles;
     const std::vector<std::int64_t> order = ewe::cluster::top_k(chosen.values, n);

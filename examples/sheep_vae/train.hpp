@@ -146,11 +146,8 @@ private:
 // NaN or Inf: a layer's output in that step's forward pass, else a parameter.
 inline std::string first_nonfinite(ewe::SheepVae<float>& vae, std::int64_t m) {
     auto bad = [](ewe::TensorView<const float> t) {
-        const ewe::Tensor<float> host = [&] {
-            ewe::Tensor<float> h(t.shape());
-            ewe::copy<float>(t, h.view());
-            return h;
-        }();
+        ewe::Tensor<float> host(t.shape());
+        ewe::copy<float>(t, host.view());
         return !std::all_of(host.data(), host.data() + host.numel(), [](float v) { return std::isfinite(v); });
     };
     auto scan = [&](ewe::Sequential<float>& model, ewe::TensorView<const float> output) -> std::string {

@@ -174,8 +174,7 @@ public:
         for_image_groups(ctx, g, g.out_c * K, [&](std::int64_t m0, std::int64_t m1, std::int64_t block, T* cols, T* dw_part) {
             auto dW = MatrixMap<T>(dw_part, g.out_c, K);
             dW.setZero();
-            if (!dx.empty()) std::fill(dx.data() + m0 / (g.h.out * g.w.out) * g.h.in * g.w.in * g.in_c,
-                                       dx.data() + m1 / (g.h.out * g.w.out) * g.h.in * g.w.in * g.in_c, T(0));
+            if (!dx.empty()) std::fill(dx.data() + image_start(g, m0), dx.data() + image_start(g, m1), T(0));
             for (std::int64_t m = m0; m < m1; m += block) {
                 const std::int64_t rows = std::min(block, m1 - m);
                 im2col(g, x.data(), m, m + rows, cols);
@@ -194,8 +193,7 @@ public:
         auto X = as_matrix(x, g.gemm_m(), g.out_c);
         auto W = as_matrix(w, g.out_c, K);
         for_image_groups(ctx, g, 0, [&](std::int64_t m0, std::int64_t m1, std::int64_t block, T* cols, T*) {
-            std::fill(y.data() + m0 / (g.h.out * g.w.out) * g.h.in * g.w.in * g.in_c,
-                      y.data() + m1 / (g.h.out * g.w.out) * g.h.in * g.w.in * g.in_c, T(0));
+            std::fill(y.data() + image_start(g, m0), y.data() + image_start(g, m1), T(0));
             for (std::int64_t m = m0; m < m1; m += block) {
                 const std::int64_t rows = std::min(block, m1 - m);
                 MatrixMap<T>(cols, rows, K).noalias() = X.middleRows(m, rows) * W;
@@ -429,6 +427,12 @@ public:
     }
 
 private:
+    // Offset in the convolution's input (the transposed convolution's output) of the
+    // image whose first patch row is m, as for_image_groups hands out.
+    static std::int64_t image_start(const ConvGeometry& g, std::int64_t m) {
+        return m / (g.h.out * g.w.out) * g.h.in * g.w.in * g.in_c;
+    }
+
     // Runs body(m0, m1, block, cols, partial) for each group of whole images [m0, m1)
     // (in rows of the patch matrix), one group per thread, with that thread's cols
     // scratch (block rows) and, when partial_size > 0, a partial result of that size

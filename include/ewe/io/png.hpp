@@ -3,7 +3,6 @@
 // blocks with greedy LZ77 matching (hash of 3 bytes), CRC32 per chunk, Adler32.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -14,7 +13,6 @@
 #include "ewe/io/crc.hpp"
 
 namespace ewe::io {
-
 
 inline std::uint32_t adler32(const void* data, std::size_t n) {
     const auto* p = static_cast<const unsigned char*>(data);

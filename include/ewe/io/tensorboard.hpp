@@ -5,7 +5,6 @@
 
 #include <unistd.h>
 
-#include <array>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -16,7 +15,6 @@
 #include "ewe/io/crc.hpp"
 
 namespace ewe::io {
-
 
 // TFRecord's masking: rotate right by 15 and add a constant.
 inline std::uint32_t masked_crc32c(const void* data, std::size_t n) {
