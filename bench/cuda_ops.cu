@@ -35,14 +35,16 @@ Tensor<float> device_uniform(const Shape& shape, std::uint32_t stream, float lo 
     return host.to(Device::cuda);
 }
 
-// Times `op` with CUDA events; `work` is FLOPs (flops = true) or bytes per call.
-void timed(benchmark::State& state, const std::function<void()>& op, double work, bool flops) {
-    cudaStream_t stream = cuda::resources(*g_ctx).stream();
+// Times `op` with CUDA events on `ctx`'s stream; `work` is FLOPs (flops = true) or bytes
+// per call.
+void timed(benchmark::State& state, const std::function<void()>& op, double work, bool flops,
+           Context& ctx = *g_ctx) {
+    cudaStream_t stream = cuda::resources(ctx).stream();
     cudaEvent_t start, stop;
     EWE_CUDA_CHECK(cudaEventCreate(&start));
     EWE_CUDA_CHECK(cudaEventCreate(&stop));
     op();  // warm-up: plans, workspace
-    g_ctx->synchronize();
+    ctx.synchronize();
     for (auto _ : state) {
         EWE_CUDA_CHECK(cudaEventRecord(start, stream));
         op();
@@ -206,25 +208,36 @@ void register_optimizers() {
     })->UseManualTime();
 }
 
-// One whole SheepVae training step (Adam), eagerly or replayed as a CUDA graph
-// (ewe::cuda::StepGraph); reports samples/s. The graph row shows the launch overhead
-// that capture removes.
+// One whole SheepVae training step (RMSprop, the post's optimizer and the one
+// bench/compare/torch_sheep_vae.py uses), eagerly or replayed as a CUDA graph
+// (ewe::cuda::StepGraph), in a context of its own; reports samples/s and the device
+// memory that context took for its handles, the model, its optimizer state,
+// activations and workspaces (cudaMemGetInfo before and after two steps).
+// The graph row shows the launch overhead that capture removes.
 void register_train_step(std::int64_t batch, bool graphed) {
     const std::string name = std::string(graphed ? "train_step_graph" : "train_step_eager") + "/batch:" +
                              std::to_string(batch);
     benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
-        SheepVae<float> vae(*g_ctx, SheepVaeConfig{}, batch, 1);
-        VaeLoss<float> loss(*g_ctx, VaeLossConfig{}, batch);
-        Adam<float> adam(*g_ctx, vae.params(), 1e-3);
+        std::size_t free_before = 0, free_after = 0, total = 0;
+        EWE_CUDA_CHECK(cudaDeviceSynchronize());
+        EWE_CUDA_CHECK(cudaMemGetInfo(&free_before, &total));
+        Context ctx(Device::cuda);
+        SheepVae<float> vae(ctx, SheepVaeConfig{}, batch, 1);
+        VaeLoss<float> loss(ctx, VaeLossConfig{}, batch);
+        Rmsprop<float> rmsprop(ctx, vae.params(), 1e-3);
         Tensor<float> x = device_uniform(Shape{batch, 28, 28, 1}, 9, 0, 1);
-        cuda::StepGraph graph(*g_ctx);
+        cuda::StepGraph graph(ctx);
         auto step = [&] {
-            if (graphed) graph.run([&] { train_step(*g_ctx, vae, loss, adam, x.view()); });
-            else train_step(*g_ctx, vae, loss, adam, x.view());
+            if (graphed) graph.run([&] { train_step(ctx, vae, loss, rmsprop, x.view()); });
+            else train_step(ctx, vae, loss, rmsprop, x.view());
         };
         step();  // warm-up (and, graphed, the next call captures)
-        timed(state, step, 0.0, false);
+        step();
+        EWE_CUDA_CHECK(cudaDeviceSynchronize());
+        EWE_CUDA_CHECK(cudaMemGetInfo(&free_after, &total));
+        timed(state, step, 0.0, false, ctx);
         state.counters.erase("bytes/s");
+        state.counters["device_MiB"] = double(free_before - free_after) / (1 << 20);
         state.SetItemsProcessed(state.iterations() * batch);
     })->UseManualTime();
 }

@@ -7,27 +7,42 @@
 #   Eigen 3 (headers)            -> .carry/include/eigen3,    Eigen3_DIR=.carry/cmake/Eigen3
 #   doctest (header)             -> .carry/include/doctest,   doctest_DIR=.carry/cmake/doctest
 #   Google Benchmark             -> .carry/include/benchmark + .carry/lib, benchmark_DIR=.carry/cmake/benchmark
+#   CLI11 (header, for sheep_vae) -> .carry/include/CLI,       CLI11_DIR=.carry/cmake/CLI11
+# With --prebuilt it also builds the CUDA tests, benchmarks and sheep_vae_cuda here
+# (build-gpubin/, sm_90, no -march=native) and copies the programs to .carry/bin, so the
+# device's minutes go to running them (gpu_check.sh falls back to them when it does not
+# build). With EWE_DATA naming the Quick, Draw! folder, sheep.npy and cat.npy are copied to
+# .carry/data for gpu_check.sh's example stage (a transient copy in an ignored folder).
 # Google Benchmark is carried as a static library when one is found (a system
 # libbenchmark.a, or a source tree in $EWE_BENCHMARK_SRC, built here with -fPIC),
 # else as the system's shared library (gpu_check.sh puts .carry/lib on LD_LIBRARY_PATH).
-# Usage: bash scripts/prepare_carry.sh      (then name .carry in the device run's carry)
+# Usage: bash scripts/prepare_carry.sh [--prebuilt]   (then name .carry in the device run's carry)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 carry=$root/.carry
 eigen_src=${EWE_EIGEN_INCLUDE:-/usr/include/eigen3}
 doctest_src=${EWE_DOCTEST_INCLUDE:-/usr/include/doctest}
 bench_include=${EWE_BENCHMARK_INCLUDE:-/usr/include/benchmark}
+cli11_src=${EWE_CLI11_INCLUDE:-/usr/include/CLI}
+prebuilt=0
+for arg in "$@"; do
+  case $arg in
+    --prebuilt) prebuilt=1 ;;
+    *) echo "prepare_carry: unknown argument '$arg' (expected --prebuilt)" >&2; exit 2 ;;
+  esac
+done
 libdir=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
 
-for d in "$eigen_src/Eigen" "$doctest_src" "$bench_include"; do
-  [[ -d $d ]] || { echo "prepare_carry: $d is missing (apt-get install libeigen3-dev doctest-dev libbenchmark-dev)" >&2; exit 1; }
+for d in "$eigen_src/Eigen" "$doctest_src" "$bench_include" "$cli11_src"; do
+  [[ -d $d ]] || { echo "prepare_carry: $d is missing (apt-get install libeigen3-dev doctest-dev libbenchmark-dev libcli11-dev)" >&2; exit 1; }
 done
 
 rm -rf "$carry"
-mkdir -p "$carry/include" "$carry/lib" "$carry/cmake/Eigen3" "$carry/cmake/doctest" "$carry/cmake/benchmark"
+mkdir -p "$carry/include" "$carry/lib" "$carry/cmake/Eigen3" "$carry/cmake/doctest" "$carry/cmake/benchmark" "$carry/cmake/CLI11"
 cp -r "$eigen_src" "$carry/include/eigen3"
 cp -r "$doctest_src" "$carry/include/doctest"
 cp -r "$bench_include" "$carry/include/benchmark"
+cp -r "$cli11_src" "$carry/include/CLI"
 
 # --- versions
 eigen_version=$(awk '/#define EIGEN_WORLD_VERSION/{w=$3} /#define EIGEN_MAJOR_VERSION/{M=$3} /#define EIGEN_MINOR_VERSION/{m=$3} END{print w"."M"."m}' "$eigen_src/Eigen/src/Core/util/Macros.h")
@@ -107,5 +122,38 @@ if(NOT TARGET benchmark::benchmark)
 endif()
 CMAKE
 version_file benchmark "${bench_version:-1.7.1}" >"$carry/cmake/benchmark/benchmarkConfigVersion.cmake"
+
+cat >"$carry/cmake/CLI11/CLI11Config.cmake" <<'CMAKE'
+# Written by ewe's scripts/prepare_carry.sh: CLI11's headers two folders up.
+get_filename_component(_ewe_carry "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
+if(NOT TARGET CLI11::CLI11)
+  add_library(CLI11::CLI11 INTERFACE IMPORTED)
+  set_target_properties(CLI11::CLI11 PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${_ewe_carry}/include")
+endif()
+CMAKE
+cli11_version=$(sed -n 's/^#define CLI11_VERSION "\(.*\)"/\1/p' "$cli11_src/Version.hpp")
+version_file CLI11 "${cli11_version:-2.0.0}" >"$carry/cmake/CLI11/CLI11ConfigVersion.cmake"
+
+# --- the Quick, Draw! files the example stage uses (not part of the repository)
+if [[ -n ${EWE_DATA:-} && -f $EWE_DATA/sheep.npy ]]; then
+  mkdir -p "$carry/data"
+  for f in sheep cat; do [[ -f $EWE_DATA/$f.npy ]] && cp "$EWE_DATA/$f.npy" "$carry/data/"; done
+fi
+
+# --- programs built here for the GPU machine
+if ((prebuilt)); then
+  gpubin=$root/build-gpubin
+  targets=()
+  for f in "$root"/tests/cuda/*.cu; do targets+=("test_cuda_$(basename "$f" .cu)"); done
+  for f in "$root"/bench/*.cu; do [[ -e $f ]] && targets+=("bench_cuda_$(basename "$f" .cu)"); done
+  targets+=(sheep_vae_cuda)
+  cmake -S "$root" -B "$gpubin" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DEWE_WITH_CUDA=ON \
+    -DEWE_BUILD_EXAMPLES=ON -DEWE_NATIVE=OFF >/dev/null
+  cmake --build "$gpubin" -j "$(nproc)" --target "${targets[@]}" >/dev/null
+  mkdir -p "$carry/bin"
+  for t in "${targets[@]}"; do cp "$(find "$gpubin" -type f -name "$t" -perm -u+x | head -1)" "$carry/bin/"; done
+  git -C "$root" rev-parse HEAD >"$carry/bin/COMMIT"
+  git -C "$root" diff --quiet HEAD || echo "(plus uncommitted changes)" >>"$carry/bin/COMMIT"
+fi
 
 echo "prepared $carry ($(du -sh "$carry" | cut -f1)): Eigen $eigen_version, doctest $doctest_version, Google Benchmark ($bench_kind)"

@@ -37,6 +37,9 @@ mkdir -p "$run" "$figures"
   echo "\$ sheep_vae anomalies --data sheep.npy --plant cat.npy:1000 --json"
   "$sheep_vae" anomalies --checkpoint "$ck" --data "$data/sheep.npy" --plant "$data/cat.npy:1000" \
     --out "$run/cats_all" --json
+  echo "\$ sheep_vae anomalies --data sheep.npy --plant cat.npy:1000 --reference sheep.npy --json"
+  "$sheep_vae" anomalies --checkpoint "$ck" --data "$data/sheep.npy" --plant "$data/cat.npy:1000" \
+    --reference "$data/sheep.npy" --out "$run/cats_all" --json
   echo "\$ sheep_vae explore --data sheep.npy"
   "$sheep_vae" explore --checkpoint "$ck" --data "$data/sheep.npy" --out "$run/explore"
 } 2>&1 | tee "$figures/tutorial_run.txt"
@@ -49,7 +52,7 @@ cp "$run/grid.png" "$figures/generate_grid.png"
 cp "$run/prior.png" "$figures/generate_prior.png"
 cp "$run/anomalies/histogram_sse.svg" "$figures/anomalies_histogram_sse.svg"
 cp "$run/anomalies/above_cutoff.png" "$figures/anomalies_above_cutoff.png"
-for s in sse relative_sse neg_elbo; do cp "$run/cats/histogram_$s.svg" "$figures/anomalies_cats_$s.svg"; done
+for s in sse ink_adjusted_sse neg_elbo; do cp "$run/cats/histogram_$s.svg" "$figures/anomalies_cats_$s.svg"; done
 for f in latent_scatter.svg kmeans_elbow.svg kmeans_100_centres.png knn_distance.svg dbscan_clusters.svg \
          dbscan_cluster_strips.png; do
   cp "$run/explore/$f" "$figures/explore_$f"

@@ -5,6 +5,7 @@ momentum 0.99 / eps 1e-3, RMSprop rho 0.9 / eps 1e-7 outside the square root, lo
 for speed (bench/compare/*) and for training quality (docs/tutorial.md).
 
     python3 torch_sheep_vae.py bench --device cpu --batch 8 --steps 30 --threads 2
+    python3 torch_sheep_vae.py bench --device cuda --batch 8 --steps 200 [--compile]
     python3 torch_sheep_vae.py train --data sheep.npy --epochs 30 --csv out.csv --plant cat.npy:50
 """
 import argparse
@@ -23,10 +24,10 @@ class SamePadConvTranspose(nn.Module):
     """Keras Conv2DTranspose(padding='same'): the full transposed output cropped by the
     hidden convolution's TF padding (pad_before at the start, the rest at the end).
 
-    Computed as the equivalent ordinary convolution (input dilated by the stride, padded,
-    kernel flipped and transposed) because Debian's torch 1.13 runs ConvTranspose2d on
-    the CPU without oneDNN, about 8x slower for this model; check_transpose() asserts the
-    two agree before any run."""
+    On the CPU it is computed as the equivalent ordinary convolution (input dilated by the
+    stride, padded, kernel flipped and transposed) because Debian's torch 1.13 runs
+    ConvTranspose2d on the CPU without oneDNN, about 8x slower for this model; on a GPU
+    ConvTranspose2d itself runs (cuDNN). check_transpose() asserts the two agree."""
 
     def __init__(self, cin, cout, k, stride):
         super().__init__()
@@ -37,6 +38,8 @@ class SamePadConvTranspose(nn.Module):
         return max((h - 1) * self.stride + self.k - h * self.stride, 0) // 2
 
     def forward(self, x):
+        if x.is_cuda:
+            return self.reference(x)
         s, k, h = self.stride, self.k, x.shape[-1]
         if s > 1:
             dilated = x.new_zeros(x.shape[0], x.shape[1], (h - 1) * s + 1, (h - 1) * s + 1)
@@ -133,6 +136,12 @@ def vae_loss(x, x_hat, mean, log_var, kl_weight):
 
 
 def bench(args):
+    """Median ms per training step on one fixed batch (synchronized after every step, as
+    `sheep_vae bench` and bench_cuda_cuda_ops time theirs). --compile wraps the model and
+    its loss in torch.compile(mode="reduce-overhead") (CUDA graphs on a GPU) and compiles
+    the optimizer step."""
+    if args.compile and not hasattr(torch, "compile"):
+        raise SystemExit(f"--compile needs PyTorch 2.0 or later; this is {torch.__version__}")
     check_transpose()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -140,22 +149,49 @@ def bench(args):
     model = SheepVae().to(device)
     opt = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
     x = (torch.arange(args.batch * 784, dtype=torch.float32) * 7919 % 256 / 255).reshape(args.batch, 1, 28, 28).to(device)
-    times = []
+
+    class WithLoss(nn.Module):
+        def __init__(self, vae):
+            super().__init__()
+            self.vae = vae
+
+        def forward(self, batch):
+            return vae_loss(batch, *self.vae(batch), 1.0)[0]
+
+    loss_of = WithLoss(model)
+    optimizer_step = opt.step
+    if args.compile:
+        loss_of = torch.compile(loss_of, mode="reduce-overhead")
+        optimizer_step = torch.compile(opt.step)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times, warmup_s = [], 0.0
+    compile_start = time.perf_counter()
     for step in range(args.warmup + args.steps):
+        if step == args.warmup:
+            warmup_s = time.perf_counter() - compile_start
         t0 = time.perf_counter()
+        if args.compile and hasattr(torch, "compiler") and hasattr(torch.compiler, "cudagraph_mark_step_begin"):
+            torch.compiler.cudagraph_mark_step_begin()
         opt.zero_grad(set_to_none=True)
-        loss, _, _ = vae_loss(x, *model(x), 1.0)
+        loss = loss_of(x)
         loss.backward()
-        opt.step()
+        optimizer_step()
         if device.type == "cuda":
             torch.cuda.synchronize()
         if step >= args.warmup:
             times.append((time.perf_counter() - t0) * 1e3)
     ms = statistics.median(times)
-    print(json.dumps({"impl": "pytorch", "version": torch.__version__, "device": args.device, "batch": args.batch,
-                      "steps": args.steps, "threads": args.threads, "ms_per_step": round(ms, 3),
-                      "samples_per_s": round(args.batch * 1e3 / ms, 1),
-                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+    out = {"impl": "pytorch", "mode": "compile" if args.compile else "eager", "version": torch.__version__,
+           "device": args.device, "batch": args.batch, "steps": args.steps, "warmup": args.warmup,
+           "warmup_s": round(warmup_s, 2), "threads": args.threads, "ms_per_step": round(ms, 4),
+           "samples_per_s": round(args.batch * 1e3 / ms, 1), "final_loss": round(loss.item(), 4),
+           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if device.type == "cuda":
+        out.update({"gpu": torch.cuda.get_device_name(device), "cuda": torch.version.cuda,
+                    "cudnn": torch.backends.cudnn.version(),
+                    "peak_device_mib": round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)})
+    print(json.dumps(out))
 
 
 def roc_auc(scores, labels):
@@ -239,6 +275,7 @@ if __name__ == "__main__":
     b.add_argument("--steps", type=int, default=30)
     b.add_argument("--warmup", type=int, default=5)
     b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--compile", action="store_true", help='torch.compile(mode="reduce-overhead")')
     t = sub.add_parser("train")
     t.add_argument("--data", required=True)
     t.add_argument("--limit", type=int, default=0)

@@ -1,9 +1,13 @@
 // `sheep_vae anomalies`: anomaly scores of drawings under a trained VAE, x_hat decoded
 // from the posterior mean. Three scores:
 //   sse: sum over the 784 pixels of (x_hat - x)^2 (the post's reconstruction error);
-//   relative_sse: sse / (sum x + sum x_hat), the error as a share of the ink in the drawing
-//        and its reconstruction (1 - Dice for 0/1 images), so a drawing is not
-//        anomalous merely for having many strokes;
+//   ink_adjusted_sse: log(1 + sse) minus its least-squares line in log(1 + ink), ink =
+//        sum x, fitted on all the drawings scored (ewe::cluster::size_adjusted_errors):
+//        how much worse the reconstruction is than usual for a drawing with that much
+//        ink, so a drawing is not anomalous merely for having many strokes, nor normal
+//        for having few. The line is fitted on --reference (known-normal drawings, e.g.
+//        the training file) when given, else on the scored drawings themselves, which
+//        assumes anomalies are a small minority of them;
 //   neg_elbo: 2 * sse + KL(q(z|x) || N(0, I)) summed over latent dimensions: the
 //        negative ELBO (up to a constant) of a Gaussian decoder with variance 1/4,
 //        i.e. the training loss at full KL weight, which also penalizes unusual codes.
@@ -33,6 +37,7 @@ struct AnomalyOptions {
     std::string data;
     std::int64_t limit = 0;
     std::string plant;
+    std::string reference;
     std::string out = "anomalies";
     std::string score = "sse";
     double quantile = 0.99;
@@ -42,14 +47,16 @@ struct AnomalyOptions {
 };
 
 inline void add_anomalies_command(CLI::App& app, AnomalyOptions& o) {
-    CLI::App* c = app.add_subcommand("anomalies", "Score drawings by reconstruction error (absolute, relative) and negative ELBO");
+    CLI::App* c = app.add_subcommand("anomalies", "Score drawings by reconstruction error (plain, adjusted for ink) and negative ELBO");
     c->add_option("--checkpoint", o.checkpoint, "checkpoint.safetensors written by train")->required();
     c->add_option("--data", o.data, "Bitmaps .npy to score (uint8 (N, 784) or (N, 28, 28), or float32 in [0, 1])")->required();
     c->add_option("--limit", o.limit, "Score only the first N drawings (0: all)")->check(CLI::NonNegativeNumber);
     c->add_option("--plant", o.plant, "OTHER.npy:N: mix in the first N drawings of another class and measure detection");
+    c->add_option("--reference", o.reference,
+                  "Normal drawings .npy (e.g. the training data) to fit ink_adjusted_sse's line on (default: the scored drawings)");
     c->add_option("--out", o.out, "Output folder")->capture_default_str();
     c->add_option("--score", o.score, "Score behind the cutoff and the drawings above it")
-        ->capture_default_str()->check(CLI::IsMember({"sse", "relative_sse", "neg_elbo"}));
+        ->capture_default_str()->check(CLI::IsMember({"sse", "ink_adjusted_sse", "neg_elbo"}));
     c->add_option("--quantile", o.quantile, "Cutoff: this quantile of the chosen score")->capture_default_str()->check(CLI::Range(0.0, 1.0));
     c->add_option("--top", o.top, "At most this many drawings above the cutoff in the picture")->capture_default_str()->check(CLI::Range(1, 10000));
     c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
@@ -82,6 +89,16 @@ inline int run_anomalies(const AnomalyOptions& o) {
     const Encoded enc = encode(*m.ctx, *m.vae, data, true);
     const ewe::cluster::ReconstructionErrors errors = ewe::cluster::reconstruction_errors<float>(
         data.images.view(), ewe::TensorView<const float>(enc.recon.data(), data.images.shape()));
+    ewe::cluster::SizeAdjustment ink_fit;
+    if (o.reference.empty()) {
+        ink_fit = ewe::cluster::fit_size_adjustment(errors.sse, errors.input_mass);
+    } else {
+        const Bitmaps reference = load_bitmaps(o.reference, 0, "--reference");
+        const Encoded ref = encode(*m.ctx, *m.vae, reference, true);
+        const ewe::cluster::ReconstructionErrors ref_errors = ewe::cluster::reconstruction_errors<float>(
+            reference.images.view(), ewe::TensorView<const float>(ref.recon.data(), reference.images.shape()));
+        ink_fit = ewe::cluster::fit_size_adjustment(ref_errors.sse, ref_errors.input_mass);
+    }
     std::vector<double> neg_elbo(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i) {
         double kl = 0;
@@ -97,7 +114,8 @@ inline int run_anomalies(const AnomalyOptions& o) {
         double cutoff = 0;  // the --quantile of values
     };
     std::vector<Score> scores = {{"sse", "reconstruction error (SSE)", errors.sse},
-                                 {"relative_sse", "relative reconstruction error (SSE / ink)", errors.relative},
+                                 {"ink_adjusted_sse", "ink-adjusted reconstruction error (log SSE residual)",
+                                  ewe::cluster::size_adjusted_errors(errors.sse, errors.input_mass, ink_fit)},
                                  {"neg_elbo", "negative ELBO", std::move(neg_elbo)}};
     for (Score& s : scores) s.cutoff = ewe::cluster::quantile_threshold(s.values, o.quantile);
     const Score& chosen = *std::find_if(scores.begin(), scores.end(), [&](const Score& s) { return s.name == o.score; });
@@ -152,7 +170,8 @@ inline int run_anomalies(const AnomalyOptions& o) {
 
     JsonLine j;
     j.add("samples", n).add("planted", planted).add("score", o.score).add("quantile", o.quantile).add("cutoff", cutoff)
-        .add("above_cutoff", above);
+        .add("above_cutoff", above)
+        .add("ink_fit_intercept", ink_fit.intercept).add("ink_fit_slope", ink_fit.slope);
     if (planted > 0 && normal > 0) {
         std::vector<std::uint8_t> labels(std::size_t(n), 0);
         for (std::int64_t i = normal; i < n; ++i) labels[std::size_t(i)] = 1;
@@ -164,7 +183,7 @@ inline int run_anomalies(const AnomalyOptions& o) {
             const double auc = ewe::cluster::roc_auc(s.values, labels);
             const double p = ewe::cluster::precision_at_k(s.values, labels, planted);
             j.add("roc_auc_" + s.name, auc).add("precision_at_n_" + s.name, p);
-            if (!o.json) std::printf("  %-13s ROC AUC %.4f, precision@%lld %.3f\n", s.name.c_str(), auc, (long long)planted, p);
+            if (!o.json) std::printf("  %-16s ROC AUC %.4f, precision@%lld %.3f\n", s.name.c_str(), auc, (long long)planted, p);
         }
     }
     if (o.json) std::printf("%s\n", j.str().c_str());

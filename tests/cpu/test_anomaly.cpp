@@ -3,6 +3,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -11,25 +12,48 @@
 using namespace ewe;
 using namespace ewe::cluster;
 
-TEST_CASE("per-sample SSE, MSE and relative SSE") {
-    const Tensor<float> x = Tensor<float>::from({3, 2, 2}, {0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0});
-    const Tensor<float> y = Tensor<float>::from({3, 2, 2}, {1, 0, 0, 0, 1, 3, 1, 0, 0, 0, 0, 0});
+TEST_CASE("per-sample SSE, MSE and input mass") {
+    const Tensor<float> x = Tensor<float>::from({3, 2, 2}, {0, 0, 0, 0, 1, 1, 1, 1, 0, -2, 0, 0});
+    const Tensor<float> y = Tensor<float>::from({3, 2, 2}, {1, 0, 0, 0, 1, 3, 1, 0, 0, -2, 0, 0});
     const ReconstructionErrors e = reconstruction_errors<float>(x, y);
     CHECK(e.sse == std::vector<double>{1, 5, 0});
     CHECK(e.mse == std::vector<double>{0.25, 1.25, 0});
-    // sse / (sum |x| + sum |y|): 1 / (0 + 1); 5 / (4 + 5); an all-zero pair scores 0.
-    CHECK(e.relative[0] == 1.0);
-    CHECK(e.relative[1] == doctest::Approx(5.0 / 9));
-    CHECK(e.relative[2] == 0.0);
-    // For 0/1 images it is 1 - Dice: |x xor y| / (|x| + |y|).
-    const Tensor<float> a = Tensor<float>::from({1, 6}, {1, 1, 1, 0, 0, 0});
-    const Tensor<float> b = Tensor<float>::from({1, 6}, {0, 1, 1, 1, 0, 0});
-    CHECK(reconstruction_errors<float>(a, b).relative[0] == doctest::Approx(1.0 - 2.0 * 2 / (3 + 3)));
-    const Tensor<float> signs = Tensor<float>::from({1, 2}, {-1, 2});
-    const Tensor<float> zeros = Tensor<float>::from({1, 2}, {0, 0});
-    CHECK(reconstruction_errors<float>(signs, zeros).relative[0] == doctest::Approx(5.0 / 3));  // absolute values
+    CHECK(e.input_mass == std::vector<double>{0, 4, 2});  // sum |x|
     const Tensor<float> wrong({2, 4});
     CHECK_THROWS_AS(reconstruction_errors<float>(x, wrong), Error);
+}
+
+TEST_CASE("size-adjusted errors: the log-log least-squares line and its residuals") {
+    // Errors on an exact line log1p(e) = 0.5 + 0.8 log1p(s): the fit recovers it and
+    // every residual is 0.
+    std::vector<double> sizes = {3, 10, 40, 90, 200}, errors;
+    for (double s : sizes) errors.push_back(std::expm1(0.5 + 0.8 * std::log1p(s)));
+    SizeAdjustment fit = fit_size_adjustment(errors, sizes);
+    CHECK(fit.intercept == doctest::Approx(0.5));
+    CHECK(fit.slope == doctest::Approx(0.8));
+    for (double r : size_adjusted_errors(errors, sizes, fit)) CHECK(r == doctest::Approx(0.0).epsilon(1e-12));
+    // A sample with its size's usual error scores 0, one with e times that error + 1, and
+    // at equal SSE the smaller drawing is the more anomalous.
+    const double usual = std::expm1(0.5 + 0.8 * std::log1p(50.0));
+    const std::vector<double> r =
+        size_adjusted_errors({usual, std::expm1(1 + std::log1p(usual)), 30, 30}, {50, 50, 20, 150}, fit);
+    CHECK(r[0] == doctest::Approx(0.0).epsilon(1e-12));
+    CHECK(r[1] == doctest::Approx(1.0));
+    CHECK(r[2] > r[3]);
+    // Hand-checked least squares on noisy points: x = log1p(s) = 0, 1, 2; y = log1p(e) = 0, 2, 1
+    // -> slope = sxy / sxx = 1 / 2, intercept = 1 - 0.5 * 1 = 0.5.
+    const double E = std::exp(1.0);
+    fit = fit_size_adjustment({0, E * E - 1, E - 1}, {0, E - 1, E * E - 1});
+    CHECK(fit.slope == doctest::Approx(0.5));
+    CHECK(fit.intercept == doctest::Approx(0.5));
+    // Equal sizes: no slope, the intercept is the mean log error.
+    fit = fit_size_adjustment({E - 1, E * E * E - 1}, {7, 7});
+    CHECK(fit.slope == 0.0);
+    CHECK(fit.intercept == doctest::Approx(2.0));
+    CHECK_THROWS_AS(fit_size_adjustment({}, {}), Error);
+    CHECK_THROWS_AS(fit_size_adjustment({1, 2}, {1}), Error);
+    CHECK_THROWS_AS(fit_size_adjustment({-1}, {1}), Error);
+    CHECK_THROWS_AS(size_adjusted_errors({1}, {std::nan("")}, fit), Error);
 }
 
 TEST_CASE("errors from a model callable, in batches") {

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -186,13 +187,17 @@ TEST_CASE("bad data files are errors naming the file") {
     ewe::io::write_npy<float>(dir / "range.npy", floats.data(), ewe::Shape{2, 784});
     expect_error(train(dir / "range.npy"), "range.npy");
 
-    // The same checks guard anomalies and explore (data and --plant).
+    // The same checks guard anomalies and explore (data, --plant and --reference).
     const std::string ck = shared_checkpoint().string();
     expect_error({"anomalies", "--checkpoint", ck, "--data", (dir / "nan.npy").string(), "--out", out}, "nan.npy");
     expect_error({"anomalies", "--checkpoint", ck, "--data", (dir / "square.npy").string(), "--plant",
                   (dir / "int32.npy").string() + ":1", "--out", out}, "int32.npy");
     expect_error({"anomalies", "--checkpoint", ck, "--data", (dir / "square.npy").string(), "--plant", "cat.npy",
                   "--out", out}, "--plant");
+    expect_error({"anomalies", "--checkpoint", ck, "--data", (dir / "square.npy").string(), "--reference",
+                  (dir / "range.npy").string(), "--out", out}, "range.npy");
+    expect_error({"anomalies", "--checkpoint", ck, "--data", (dir / "square.npy").string(), "--reference",
+                  (dir / "missing.npy").string(), "--out", out}, "--reference");
     expect_error({"explore", "--checkpoint", ck, "--data", (dir / "shape.npy").string(), "--out", out}, "shape.npy");
     fs::remove_all(dir);
 }
@@ -322,29 +327,54 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
     if (fs::exists(cat)) {
         CHECK(contains(r.out, "\"roc_auc\": "));
         CHECK(contains(r.out, "\"precision_at_n\": "));
-        CHECK(contains(r.out, "\"roc_auc_relative_sse\": "));
+        CHECK(contains(r.out, "\"roc_auc_ink_adjusted_sse\": "));
         CHECK(contains(r.out, "\"roc_auc_neg_elbo\": "));
     }
-    for (const char* f : {"scores.npy", "scores.csv", "histogram_sse.svg", "histogram_relative_sse.svg",
+    for (const char* f : {"scores.npy", "scores.csv", "histogram_sse.svg", "histogram_ink_adjusted_sse.svg",
                           "histogram_neg_elbo.svg", "above_cutoff.png"})
         CHECK_MESSAGE(fs::exists(dir / "anomalies" / f), f);
     {
-        // Columns sse, relative_sse, neg_elbo: relative in (0, 1], neg ELBO >= 2 sse (KL >= 0).
+        // Columns sse, ink_adjusted_sse, neg_elbo: the ink-adjusted scores are least-squares
+        // residuals over these drawings (with an intercept), so they sum to 0; neg ELBO >=
+        // 2 sse (KL >= 0).
         const auto scores = ewe::io::read_npy(dir / "anomalies" / "scores.npy");
         REQUIRE(scores.shape[1] == 3);
         const ewe::Tensor<float> v = ewe::io::npy_to_tensor<float>(scores, "scores.npy");
+        double residual_sum = 0, residual_abs = 0;
         for (std::int64_t i = 0; i < scores.shape[0]; ++i) {
             CHECK(v[3 * i] > 0);
-            CHECK(v[3 * i + 1] > 0);
-            CHECK(v[3 * i + 1] <= 1);
+            residual_sum += v[3 * i + 1];
+            residual_abs += std::abs(v[3 * i + 1]);
             CHECK(v[3 * i + 2] >= 2 * v[3 * i] * (1 - 1e-6));
         }
+        CHECK(residual_abs > 0);
+        CHECK(std::abs(residual_sum) <= 1e-5 * residual_abs);
     }
     anomaly.push_back("--score");
-    anomaly.push_back("relative_sse");
+    anomaly.push_back("ink_adjusted_sse");
     r = run(anomaly);
     REQUIRE_MESSAGE(r.rc == 0, r.err);
-    CHECK(contains(r.out, "\"score\": \"relative_sse\""));
+    CHECK(contains(r.out, "\"score\": \"ink_adjusted_sse\""));
+    CHECK(contains(r.out, "\"ink_fit_slope\": "));
+    // With --reference the line comes from those drawings: fitted on the sheep alone it
+    // differs from the fit on sheep + planted cats above, and the scores with it.
+    if (fs::exists(cat)) {
+        const auto slope = [](const std::string& json) {
+            const std::size_t at = json.find("\"ink_fit_slope\": ");
+            return at == std::string::npos ? std::nan("") : std::stod(json.substr(at + 17));
+        };
+        const double mixed_slope = slope(r.out);
+        const ewe::io::NpyArray sheep = ewe::io::read_npy(real);
+        const fs::path reference = dir / "reference.npy";
+        ewe::io::write_npy<std::uint8_t>(reference, reinterpret_cast<const std::uint8_t*>(sheep.bytes.data()),
+                                         ewe::Shape{40, 784});
+        std::vector<std::string> with_reference = anomaly;
+        with_reference.insert(with_reference.end(), {"--reference", reference.string()});
+        r = run(with_reference);
+        REQUIRE_MESSAGE(r.rc == 0, r.err);
+        CHECK(std::isfinite(slope(r.out)));
+        CHECK(slope(r.out) != mixed_slope);
+    }
     r = run({"anomalies", "--checkpoint", ckp, "--data", real.string(), "--score", "ssim"});
     CHECK(r.rc != 0);
     CHECK(contains(r.err, "--score"));

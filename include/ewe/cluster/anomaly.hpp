@@ -1,5 +1,6 @@
-// Anomaly scoring from reconstruction error: per-sample SSE, MSE and relative SSE (from a pair of
-// tensors or from any model callable), thresholds (numpy-style linear quantile,
+// Anomaly scoring from reconstruction error: per-sample SSE and MSE (from a pair of tensors
+// or from any model callable), the error adjusted for the sample's size (its ink, for
+// drawings) by a log-log least-squares fit on reference samples, thresholds (numpy-style linear quantile,
 // mean + k*sd with the population sd, median + k*MAD with R's 1.4826 consistency
 // constant by default), top-k, and, with known labels, ROC AUC (Mann-Whitney, ties
 // counted half, as scikit-learn's roc_auc_score) and precision@k.
@@ -17,14 +18,12 @@
 namespace ewe::cluster {
 
 // Per sample (dimension 0): sse = sum of squared differences over all other
-// dimensions, mse = sse / (number of values per sample), relative = sse / (sum |x| +
-// sum |y|) (0 when both are all zeros): the error as a share of the signal, so an image
-// with much ink is not an anomaly for that alone. For data in [0, 1] it lies in [0, 1];
-// for 0/1 images it is 1 - Dice = |x xor y| / (|x| + |y|).
+// dimensions, mse = sse / (number of values per sample), input_mass = sum |x| (the
+// sample's size: the ink of a drawing), the regressor of size_adjusted_errors below.
 struct ReconstructionErrors {
     std::vector<double> sse;
     std::vector<double> mse;
-    std::vector<double> relative;
+    std::vector<double> input_mass;
 };
 
 namespace detail {
@@ -50,11 +49,11 @@ void append_errors(TensorView<const T> x, TensorView<const T> y, ReconstructionE
         for (std::int64_t j = 0; j < per; ++j) {
             const double a = static_cast<double>(x[i * per + j]), b = static_cast<double>(y[i * per + j]);
             s += (a - b) * (a - b);
-            mass += std::abs(a) + std::abs(b);
+            mass += std::abs(a);
         }
         out.sse.push_back(s);
         out.mse.push_back(per > 0 ? s / static_cast<double>(per) : 0.0);
-        out.relative.push_back(mass > 0 ? s / mass : 0.0);
+        out.input_mass.push_back(mass);
     }
 }
 
@@ -102,6 +101,59 @@ ReconstructionErrors reconstruction_errors(TensorView<const T> inputs, Model&& m
         const TensorView<const T> view = reconstruction;
         detail::append_errors(batch, view, out, "reconstruction_errors (model output)");
     }
+    return out;
+}
+
+// Reconstruction error adjusted for size. A model's error grows with the size of the
+// sample (a drawing with twice the strokes has more pixels to get wrong), so a plain SSE
+// flags big normal samples and misses small odd ones. The adjustment fits the line
+//     log(1 + error) = intercept + slope * log(1 + size)
+// by least squares on reference samples (normal data; or the scored data itself when
+// anomalies are a small minority, which barely moves the fit), and scores a sample by its
+// residual: how many e-folds worse its error is than that of normal samples of its size.
+struct SizeAdjustment {
+    double intercept = 0;
+    double slope = 0;  // 0 when all reference sizes are equal (the fit is then the mean)
+};
+
+namespace detail {
+inline void check_errors_and_sizes(const std::vector<double>& errors, const std::vector<double>& sizes,
+                                   const char* who) {
+    EWE_REQUIRE(errors.size() == sizes.size(), who, ": ", errors.size(), " errors but ", sizes.size(), " sizes");
+    for (std::size_t i = 0; i < errors.size(); ++i) {
+        EWE_REQUIRE(std::isfinite(errors[i]) && errors[i] >= 0, who, ": error ", i,
+                    " must be finite and >= 0, found ", errors[i]);
+        EWE_REQUIRE(std::isfinite(sizes[i]) && sizes[i] >= 0, who, ": size ", i, " must be finite and >= 0, found ",
+                    sizes[i]);
+    }
+}
+}  // namespace detail
+
+inline SizeAdjustment fit_size_adjustment(const std::vector<double>& errors, const std::vector<double>& sizes) {
+    detail::check_errors_and_sizes(errors, sizes, "fit_size_adjustment");
+    EWE_REQUIRE(!errors.empty(), "fit_size_adjustment: expected at least one reference sample, found none");
+    const double n = static_cast<double>(errors.size());
+    double mean_x = 0, mean_y = 0;
+    for (std::size_t i = 0; i < errors.size(); ++i) mean_x += std::log1p(sizes[i]), mean_y += std::log1p(errors[i]);
+    mean_x /= n, mean_y /= n;
+    double sxx = 0, sxy = 0;
+    for (std::size_t i = 0; i < errors.size(); ++i) {
+        const double dx = std::log1p(sizes[i]) - mean_x;
+        sxx += dx * dx;
+        sxy += dx * (std::log1p(errors[i]) - mean_y);
+    }
+    SizeAdjustment fit;
+    fit.slope = sxx > 0 ? sxy / sxx : 0.0;
+    fit.intercept = mean_y - fit.slope * mean_x;
+    return fit;
+}
+
+inline std::vector<double> size_adjusted_errors(const std::vector<double>& errors, const std::vector<double>& sizes,
+                                                const SizeAdjustment& fit) {
+    detail::check_errors_and_sizes(errors, sizes, "size_adjusted_errors");
+    std::vector<double> out(errors.size());
+    for (std::size_t i = 0; i < errors.size(); ++i)
+        out[i] = std::log1p(errors[i]) - (fit.intercept + fit.slope * std::log1p(sizes[i]));
     return out;
 }
 
