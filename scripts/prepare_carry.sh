@@ -87,26 +87,22 @@ else()
 endif()
 CMAKE
 }
-cat >"$carry/cmake/Eigen3/Eigen3Config.cmake" <<'CMAKE'
-# Written by ewe's scripts/prepare_carry.sh: Eigen's headers two folders up.
-get_filename_component(_ewe_carry "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
-if(NOT TARGET Eigen3::Eigen)
-  add_library(Eigen3::Eigen INTERFACE IMPORTED)
-  set_target_properties(Eigen3::Eigen PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${_ewe_carry}/include/eigen3")
-endif()
-set(EIGEN3_INCLUDE_DIR "${_ewe_carry}/include/eigen3")
-CMAKE
-version_file Eigen3 "$eigen_version" >"$carry/cmake/Eigen3/Eigen3ConfigVersion.cmake"
-
-cat >"$carry/cmake/doctest/doctestConfig.cmake" <<'CMAKE'
-# Written by ewe's scripts/prepare_carry.sh: doctest's header two folders up.
-get_filename_component(_ewe_carry "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
-if(NOT TARGET doctest::doctest)
-  add_library(doctest::doctest INTERFACE IMPORTED)
-  set_target_properties(doctest::doctest PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${_ewe_carry}/include")
+header_only_package() {  # name, imported target, include folder under .carry, version
+  cat >"$carry/cmake/$1/$1Config.cmake" <<CMAKE
+# Written by ewe's scripts/prepare_carry.sh: $1's headers two folders up.
+get_filename_component(_ewe_carry "\${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
+if(NOT TARGET $2)
+  add_library($2 INTERFACE IMPORTED)
+  set_target_properties($2 PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "\${_ewe_carry}/$3")
 endif()
 CMAKE
-version_file doctest "$doctest_version" >"$carry/cmake/doctest/doctestConfigVersion.cmake"
+  version_file "$1" "$4" >"$carry/cmake/$1/$1ConfigVersion.cmake"
+}
+header_only_package Eigen3 Eigen3::Eigen include/eigen3 "$eigen_version"
+echo 'set(EIGEN3_INCLUDE_DIR "${_ewe_carry}/include/eigen3")' >>"$carry/cmake/Eigen3/Eigen3Config.cmake"
+header_only_package doctest doctest::doctest include "$doctest_version"
+cli11_version=$(sed -n 's/^#define CLI11_VERSION "\(.*\)"/\1/p' "$cli11_src/Version.hpp")
+header_only_package CLI11 CLI11::CLI11 include "${cli11_version:-2.0.0}"
 
 cat >"$carry/cmake/benchmark/benchmarkConfig.cmake" <<CMAKE
 # Written by ewe's scripts/prepare_carry.sh: Google Benchmark ($bench_kind) two folders up.
@@ -122,17 +118,6 @@ if(NOT TARGET benchmark::benchmark)
 endif()
 CMAKE
 version_file benchmark "${bench_version:-1.7.1}" >"$carry/cmake/benchmark/benchmarkConfigVersion.cmake"
-
-cat >"$carry/cmake/CLI11/CLI11Config.cmake" <<'CMAKE'
-# Written by ewe's scripts/prepare_carry.sh: CLI11's headers two folders up.
-get_filename_component(_ewe_carry "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
-if(NOT TARGET CLI11::CLI11)
-  add_library(CLI11::CLI11 INTERFACE IMPORTED)
-  set_target_properties(CLI11::CLI11 PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${_ewe_carry}/include")
-endif()
-CMAKE
-cli11_version=$(sed -n 's/^#define CLI11_VERSION "\(.*\)"/\1/p' "$cli11_src/Version.hpp")
-version_file CLI11 "${cli11_version:-2.0.0}" >"$carry/cmake/CLI11/CLI11ConfigVersion.cmake"
 
 # --- the Quick, Draw! files the example stage uses (not part of the repository)
 if [[ -n ${EWE_DATA:-} && -f $EWE_DATA/sheep.npy ]]; then

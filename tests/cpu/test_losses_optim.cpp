@@ -1,8 +1,15 @@
 // Gradient checks (double) of the MSE and KL losses, the VAE loss with a KL weight,
-// the reparameterization in both variants, and optimizer steps against values
-// computed by hand.
+// the reparameterization in both variants, optimizer steps against values computed by
+// hand, and the CPU context's flushing of denormal optimizer state.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "gradcheck.hpp"
+
+#include <cfloat>
+#include <thread>
+#if defined(__SSE2__)
+#include <pmmintrin.h>
+#include <xmmintrin.h>
+#endif
 
 using namespace ewe;
 using ewe::testing::check_gradient;
@@ -107,6 +114,38 @@ TEST_CASE("SGD with Nesterov momentum, two steps by hand") {
     plain.step(one.ctx);
     CHECK(one.p() == doctest::Approx(0.792).epsilon(1e-14));
 }
+
+#if defined(__SSE2__)
+TEST_CASE("CPU contexts flush denormals to zero unless told not to, so RMSprop state decays to 0") {
+    // On a fresh thread with IEEE gradual underflow, whatever earlier tests set here.
+    std::thread([] {
+        _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_OFF);
+        _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_OFF);
+        volatile float tiny = 1e-39f;  // denormal: the smallest normal float is 1.18e-38
+        const auto rmsprop_decay = [](Context& ctx) {  // s = 0.9 s + 0.1 g^2 with g = 0
+            Tensor<float> p = Tensor<float>::from({2}, {1, 1}), g = Tensor<float>::from({2}, {0, 0});
+            Tensor<float> s = Tensor<float>::from({2}, {FLT_MIN, 1});
+            ops::rmsprop_update<float>(ctx, RmspropConfig{}, 1e-3, p, g, s);
+            CHECK(s[1] == doctest::Approx(0.9));
+            return s[0];
+        };
+        {
+            ContextOptions keep;
+            keep.flush_denormals = false;
+            Context ctx(Device::cpu, keep);
+            CHECK(tiny * 0.5f != 0.0f);
+            CHECK(rmsprop_decay(ctx) == doctest::Approx(0.9 * FLT_MIN));
+        }
+        Context ctx;
+        CHECK(tiny * 0.5f == 0.0f);
+        int unflushed = 0;
+#pragma omp parallel reduction(+ : unflushed)
+        unflushed += tiny * 0.5f != 0.0f;
+        CHECK(unflushed == 0);
+        CHECK(rmsprop_decay(ctx) == 0.0f);
+    }).join();
+}
+#endif
 
 TEST_CASE("optimizers reject invalid hyperparameters") {
     OneParameter one;

@@ -14,6 +14,10 @@
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
+#if defined(__SSE2__)
+#include <pmmintrin.h>
+#include <xmmintrin.h>
+#endif
 
 namespace ewe {
 
@@ -23,6 +27,13 @@ struct ContextOptions {
     int cuda_device = 0;         // which GPU, for Device::cuda
     bool allow_tf32 = false;     // CUDA: let cuDNN/cuBLAS use TF32 tensor cores (off: exact fp32)
     bool deterministic = false;  // CUDA: deterministic algorithms and fixed-order reductions
+    // CPU: flush denormal floats to zero (x86 FTZ and DAZ) on the creating thread and
+    // OpenMP's threads, as TensorFlow's CPU runtime does. Optimizer state of weights whose
+    // gradient is 0 (dead ReLU units) decays into denormals, which x86 cores compute
+    // about 9x slower: unflushed, the sheep VAE's RMSprop update took 71 instead of 8 ms
+    // and each epoch 50% longer once that happened. Values below 1.2e-38 then read and
+    // compute as 0. The setting stays on those threads after the context is gone.
+    bool flush_denormals = true;
 };
 
 namespace detail {
@@ -43,6 +54,22 @@ inline const CudaContextHooks*& cuda_context_hooks() {
 template <class T>
 Backend<T>& cpu_backend();  // defined in ewe/cpu/backend.hpp
 
+// Sets FTZ and DAZ on this thread (threads it creates later inherit them) and on every
+// thread of OpenMP's pool. A no-op where SSE's control register does not exist.
+inline void flush_denormals_on_cpu_threads() {
+#if defined(__SSE2__)
+    const auto flush = [] {
+        _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
+        _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
+    };
+    flush();
+#if defined(_OPENMP)
+#pragma omp parallel
+    flush();
+#endif
+#endif
+}
+
 }  // namespace detail
 
 class Context {
@@ -57,6 +84,7 @@ public:
                         "backend (include <ewe/ewe.hpp> from a .cu file compiled by nvcc, with EWE_WITH_CUDA on)");
             cuda_resources_ = hooks->create_resources(options);
         }
+        if (device == Device::cpu && options.flush_denormals) detail::flush_denormals_on_cpu_threads();
 #if defined(_OPENMP)
         if (options.threads > 0) omp_set_num_threads(options.threads);
 #endif
