@@ -32,9 +32,29 @@ struct ContextOptions {
     // gradient is 0 (dead ReLU units) decays into denormals, which x86 cores compute
     // about 9x slower: unflushed, the sheep VAE's RMSprop update took 71 instead of 8 ms
     // and each epoch 50% longer once that happened. Values below 1.2e-38 then read and
-    // compute as 0. The setting stays on those threads after the context is gone.
+    // compute as 0. The setting stays on those threads after the context is gone; false
+    // leaves the threads as they are (set_cpu_denormal_flushing below turns it off).
     bool flush_denormals = true;
 };
+
+// Turns x86's flush-to-zero and denormals-are-zero modes on or off for this thread
+// (threads it creates later inherit them) and every thread of OpenMP's pool. CPU
+// contexts turn them on (ContextOptions::flush_denormals). A no-op without SSE.
+inline void set_cpu_denormal_flushing(bool on) {
+#if defined(__SSE2__)
+    const auto apply = [on] {
+        _MM_SET_FLUSH_ZERO_MODE(on ? _MM_FLUSH_ZERO_ON : _MM_FLUSH_ZERO_OFF);
+        _MM_SET_DENORMALS_ZERO_MODE(on ? _MM_DENORMALS_ZERO_ON : _MM_DENORMALS_ZERO_OFF);
+    };
+    apply();
+#if defined(_OPENMP)
+#pragma omp parallel
+    apply();
+#endif
+#else
+    (void)on;
+#endif
+}
 
 namespace detail {
 
@@ -54,22 +74,6 @@ inline const CudaContextHooks*& cuda_context_hooks() {
 template <class T>
 Backend<T>& cpu_backend();  // defined in ewe/cpu/backend.hpp
 
-// Sets FTZ and DAZ on this thread (threads it creates later inherit them) and on every
-// thread of OpenMP's pool. A no-op where SSE's control register does not exist.
-inline void flush_denormals_on_cpu_threads() {
-#if defined(__SSE2__)
-    const auto flush = [] {
-        _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
-        _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
-    };
-    flush();
-#if defined(_OPENMP)
-#pragma omp parallel
-    flush();
-#endif
-#endif
-}
-
 }  // namespace detail
 
 class Context {
@@ -84,7 +88,7 @@ public:
                         "backend (include <ewe/ewe.hpp> from a .cu file compiled by nvcc, with EWE_WITH_CUDA on)");
             cuda_resources_ = hooks->create_resources(options);
         }
-        if (device == Device::cpu && options.flush_denormals) detail::flush_denormals_on_cpu_threads();
+        if (device == Device::cpu && options.flush_denormals) set_cpu_denormal_flushing(true);
 #if defined(_OPENMP)
         if (options.threads > 0) omp_set_num_threads(options.threads);
 #endif
