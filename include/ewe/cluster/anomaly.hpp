@@ -1,9 +1,9 @@
-// Anomaly scoring from reconstruction error: per-sample SSE and MSE (from a pair of tensors
-// or from any model callable), the error adjusted for the sample's size (its ink, for
-// drawings) by a log-log least-squares fit on reference samples, thresholds (numpy-style linear quantile,
-// mean + k*sd with the population sd, median + k*MAD with R's 1.4826 consistency
-// constant by default), top-k, and, with known labels, ROC AUC (Mann-Whitney, ties
-// counted half, as scikit-learn's roc_auc_score) and precision@k.
+// Anomaly scoring from reconstruction error: per-sample SSE and MSE (from a pair of
+// tensors or from any model callable), the error adjusted for the sample's size (its
+// ink, for drawings) by a log-log least-squares fit on reference samples, thresholds
+// (numpy-style linear quantile, mean + k*sd with the population sd, median + k*MAD with
+// R's 1.4826 consistency constant by default), top-k, and, with known labels, ROC AUC
+// (Mann-Whitney, ties counted half, as scikit-learn's roc_auc_score) and precision@k.
 #pragma once
 
 #include <algorithm>

@@ -30,8 +30,8 @@ struct ContextOptions {
     // CPU: flush denormal floats to zero (x86 FTZ and DAZ) on the creating thread and
     // OpenMP's threads, as TensorFlow's CPU runtime does. Optimizer state of weights whose
     // gradient is 0 (dead ReLU units) decays into denormals, which x86 cores compute
-    // about 9x slower: unflushed, the sheep VAE's RMSprop update took 71 instead of 8 ms
-    // and each epoch 50% longer once that happened. Values below 1.2e-38 then read and
+    // several times slower: unflushed, the sheep VAE's RMSprop update took 71 instead of
+    // 10 ms and each epoch 40% longer once that happened. Values below 1.2e-38 then read and
     // compute as 0. The setting stays on those threads after the context is gone; false
     // leaves the threads as they are (set_cpu_denormal_flushing below turns it off).
     bool flush_denormals = true;
