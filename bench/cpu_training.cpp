@@ -1,6 +1,6 @@
 // CPU benchmarks of the sheep VAE: the whole training step (RMSprop, fp32) at the
-// post's batch 8 and larger, each layer's forward + backward at the seed model's
-// shapes, and the optimizer update. Counters give FLOP/s or bytes/s next to time,
+// post's batch 8 and larger, the anomaly-scoring pass, each layer's forward + backward
+// at the seed model's shapes, and the optimizer update. Counters give FLOP/s or bytes/s next to time,
 // with the machine's own SGEMM rate and copy bandwidth (measured first) as the roof.
 #include <benchmark/benchmark.h>
 
@@ -51,6 +51,30 @@ void BM_TrainStep(benchmark::State& state) {
                                                   benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_TrainStep)->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The anomaly-scoring pass (sheep_vae anomalies): 1,024 drawings through the VAE in
+// eval mode (z = posterior mean), batch by batch, and each one's SSE (VaeLoss's
+// reconstruction term with scale 784 = pixels, so scale * MSE = SSE). Items: drawings.
+void BM_ScoringPass(benchmark::State& state) {
+    const std::int64_t batch = state.range(0), drawings = 1024;
+    Context ctx;
+    SheepVae<float> vae(ctx, SheepVaeConfig{}, batch, 1);
+    VaeLoss<float> sse(ctx, VaeLossConfig{784.0}, batch);
+    const Tensor<float> x = sheep_like_batch(drawings);
+    Tensor<float> scores(Shape{drawings});
+    const std::int64_t per = 28 * 28;
+    for (auto _ : state) {
+        for (std::int64_t i = 0; i < drawings; i += batch) {
+            const std::int64_t m = std::min(batch, drawings - i);
+            const TensorView<const float> rows = x.view().slice(i * per, Shape{m, 28, 28, 1});
+            vae.forward(ctx, rows, Phase::eval);
+            sse.forward(ctx, rows, vae.reconstruction(m), vae.mean(m), vae.log_var(m));
+            copy<float>(sse.per_sample_reconstruction(), scores.view().slice(i, Shape{m}));
+        }
+    }
+    state.SetItemsProcessed(state.iterations() * drawings);
+}
+BENCHMARK(BM_ScoringPass)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Forward + backward of one layer of the seed model at batch 8.
 template <class MakeLayer>
