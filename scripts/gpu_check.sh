@@ -16,8 +16,8 @@
 # Without the build stage, programs come from the build dir if there is one, else from
 # .carry/bin (scripts/prepare_carry.sh --prebuilt builds them on the development machine).
 # One device call may run 10 minutes and a machine stays warm only briefly after one,
-# so carry prebuilt programs and split the check, e.g. "test bench example", then
-# "memcheck racecheck", then "initcheck synccheck compare". EWE_SANITIZER_ARGS passes doctest
+# so carry prebuilt programs and split the check, e.g. "test bench", then "compare
+# example", then the four sanitizer tools. EWE_SANITIZER_ARGS passes doctest
 # filters to the sanitized runs (e.g. --test-case-exclude='*train_step*');
 # EWE_SANITIZER_TIMEOUT (seconds, default 420) bounds each of them, EWE_TEST_TIMEOUT
 # (default 540) each test program.
