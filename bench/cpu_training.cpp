@@ -52,26 +52,15 @@ void BM_TrainStep(benchmark::State& state) {
 }
 BENCHMARK(BM_TrainStep)->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// The anomaly-scoring pass (sheep_vae anomalies): 1,024 drawings through the VAE in
-// eval mode (z = posterior mean), batch by batch, and each one's SSE (VaeLoss's
-// reconstruction term with scale 784 = pixels, so scale * MSE = SSE). Items: drawings.
+// The anomaly-scoring pass (ewe::reconstruction_sse): 1,024 drawings through the VAE
+// in eval mode, batch by batch, and each one's SSE. Items: drawings.
 void BM_ScoringPass(benchmark::State& state) {
     const std::int64_t batch = state.range(0), drawings = 1024;
     Context ctx;
     SheepVae<float> vae(ctx, SheepVaeConfig{}, batch, 1);
-    VaeLoss<float> sse(ctx, VaeLossConfig{784.0}, batch);
     const Tensor<float> x = sheep_like_batch(drawings);
-    Tensor<float> scores(Shape{drawings});
-    const std::int64_t per = 28 * 28;
-    for (auto _ : state) {
-        for (std::int64_t i = 0; i < drawings; i += batch) {
-            const std::int64_t m = std::min(batch, drawings - i);
-            const TensorView<const float> rows = x.view().slice(i * per, Shape{m, 28, 28, 1});
-            vae.forward(ctx, rows, Phase::eval);
-            sse.forward(ctx, rows, vae.reconstruction(m), vae.mean(m), vae.log_var(m));
-            copy<float>(sse.per_sample_reconstruction(), scores.view().slice(i, Shape{m}));
-        }
-    }
+    Tensor<float> sse(Shape{drawings});
+    for (auto _ : state) reconstruction_sse<float>(ctx, vae, x.view(), sse.view());
     state.SetItemsProcessed(state.iterations() * drawings);
 }
 BENCHMARK(BM_ScoringPass)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -242,28 +242,17 @@ void register_train_step(std::int64_t batch, bool graphed) {
     })->UseManualTime();
 }
 
-// The anomaly-scoring pass over the issue's 126,121 drawings, resident on the device:
-// every batch through the VAE in eval mode (z = posterior mean) and each drawing's SSE
-// (VaeLoss's reconstruction term with scale 784 = pixels) into one score buffer.
-// Iteration time = one whole pass; items: drawings.
+// The anomaly-scoring pass (ewe::reconstruction_sse) over the issue's 126,121 drawings,
+// resident on the device: every batch through the VAE in eval mode and each drawing's
+// SSE into one device buffer. Iteration time = one whole pass; items: drawings.
 void register_scoring_pass(std::int64_t batch) {
     const std::string name = "scoring_pass/drawings:126121/batch:" + std::to_string(batch);
     benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
-        const std::int64_t drawings = 126121, per = 28 * 28;
+        const std::int64_t drawings = 126121;
         SheepVae<float> vae(*g_ctx, SheepVaeConfig{}, batch, 1);
-        VaeLoss<float> sse(*g_ctx, VaeLossConfig{784.0}, batch);
         const Tensor<float> x = device_uniform(Shape{drawings, 28, 28, 1}, 11, 0, 1);
-        Tensor<float> scores(Shape{drawings}, Device::cuda);
-        auto pass = [&] {
-            for (std::int64_t i = 0; i < drawings; i += batch) {
-                const std::int64_t m = std::min(batch, drawings - i);
-                const TensorView<const float> rows = x.view().slice(i * per, Shape{m, 28, 28, 1});
-                vae.forward(*g_ctx, rows, Phase::eval);
-                sse.forward(*g_ctx, rows, vae.reconstruction(m), vae.mean(m), vae.log_var(m));
-                ops::copy<float>(*g_ctx, sse.per_sample_reconstruction(), scores.view().slice(i, Shape{m}));
-            }
-        };
-        timed(state, pass, 0.0, false);
+        Tensor<float> sse(Shape{drawings}, Device::cuda);
+        timed(state, [&] { reconstruction_sse<float>(*g_ctx, vae, x.view(), sse.view()); }, 0.0, false);
         state.counters.erase("bytes/s");
         state.SetItemsProcessed(state.iterations() * drawings);
     })->UseManualTime()->Unit(benchmark::kMillisecond);

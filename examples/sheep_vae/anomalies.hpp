@@ -86,19 +86,19 @@ inline int run_anomalies(const AnomalyOptions& o) {
     }
     const std::int64_t n = data.count(), normal = n - planted;
     LoadedModel m = load_model(o.checkpoint, parse_device(o.device));
+    const auto errors_of = [&](const Bitmaps& drawings, const Encoded& e) {
+        return ewe::cluster::reconstruction_errors<float>(
+            drawings.images.view(), ewe::TensorView<const float>(e.recon.data(), drawings.images.shape()));
+    };
     const Encoded enc = encode(*m.ctx, *m.vae, data, true);
-    const ewe::cluster::ReconstructionErrors errors = ewe::cluster::reconstruction_errors<float>(
-        data.images.view(), ewe::TensorView<const float>(enc.recon.data(), data.images.shape()));
-    ewe::cluster::SizeAdjustment ink_fit;
-    if (o.reference.empty()) {
-        ink_fit = ewe::cluster::fit_size_adjustment(errors.sse, errors.input_mass);
-    } else {
+    const ewe::cluster::ReconstructionErrors errors = errors_of(data, enc);
+    ewe::cluster::ReconstructionErrors reference_errors;
+    if (!o.reference.empty()) {
         const Bitmaps reference = load_bitmaps(o.reference, 0, "--reference");
-        const Encoded ref = encode(*m.ctx, *m.vae, reference, true);
-        const ewe::cluster::ReconstructionErrors ref_errors = ewe::cluster::reconstruction_errors<float>(
-            reference.images.view(), ewe::TensorView<const float>(ref.recon.data(), reference.images.shape()));
-        ink_fit = ewe::cluster::fit_size_adjustment(ref_errors.sse, ref_errors.input_mass);
+        reference_errors = errors_of(reference, encode(*m.ctx, *m.vae, reference, true));
     }
+    const ewe::cluster::ReconstructionErrors& fit_on = o.reference.empty() ? errors : reference_errors;
+    const ewe::cluster::SizeAdjustment ink_fit = ewe::cluster::fit_size_adjustment(fit_on.sse, fit_on.input_mass);
     std::vector<double> neg_elbo(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i) {
         double kl = 0;

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include <ewe/cluster/anomaly.hpp>
 #include <ewe/io/npy.hpp>
 
 using namespace ewe;
@@ -99,6 +100,20 @@ TEST_CASE("training is deterministic for a seed, and the loss falls") {
     CHECK(a != c);
     INFO("first loss " << a.front() << ", last " << a.back());
     CHECK(a.back() < 0.7 * a.front());
+}
+
+TEST_CASE("reconstruction_sse: the eval-mode SSE of every image, in batches of max_batch") {
+    Context ctx;
+    SheepVae<double> batched(ctx, small_config(), 2, 3), whole(ctx, small_config(), 5, 3);
+    Tensor<double> x(Shape{5, 8, 8, 1});
+    for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = double((i * 37) % 11) / 10.0;
+    Tensor<double> sse(Shape{5});
+    reconstruction_sse<double>(ctx, batched, x.view(), sse.view());  // batches of 2, 2 and 1
+    whole.forward(ctx, x.view(), Phase::eval);
+    const cluster::ReconstructionErrors expected = cluster::reconstruction_errors<double>(x.view(), whole.reconstruction(5));
+    for (int i = 0; i < 5; ++i) CHECK(sse[i] == doctest::Approx(expected.sse[std::size_t(i)]).epsilon(1e-12));
+    Tensor<double> wrong(Shape{4});
+    CHECK_THROWS_AS(reconstruction_sse<double>(ctx, batched, x.view(), wrong.view()), Error);
 }
 
 TEST_CASE("bad configurations and inputs throw ewe::Error naming the layer and what was expected") {

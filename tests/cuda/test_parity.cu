@@ -523,4 +523,16 @@ TEST_CASE("one SheepVae train_step gives the same loss and parameters on both de
     EWE_CHECK_CLOSE(gpu_vae.params().values(), cpu_vae.params().values(), kGemm);
 }
 
+TEST_CASE("reconstruction_sse (the scoring pass) agrees on both devices") {
+    Devices d;
+    const SheepVaeConfig config;
+    SheepVae<float> cpu_vae(d.cpu, config, 2, 11), gpu_vae(d.gpu, config, 2, 11);
+    Tensor<float> x = uniform(Shape{5, 28, 28, 1}, 83, 0, 1), gx = gpu_copy(x);  // batches of 2, 2 and 1
+    Tensor<float> cpu_sse(Shape{5}), gpu_sse(Shape{5}, Device::cuda);
+    reconstruction_sse<float>(d.cpu, cpu_vae, x.view(), cpu_sse.view());
+    reconstruction_sse<float>(d.gpu, gpu_vae, gx.view(), gpu_sse.view());
+    d.gpu.synchronize();
+    EWE_CHECK_CLOSE(gpu_sse.view(), cpu_sse.view(), kGemm);
+}
+
 EWE_CUDA_TEST_MAIN

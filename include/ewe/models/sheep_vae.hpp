@@ -6,6 +6,7 @@
 // decoder 6,511,206, as in the original.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -198,6 +199,25 @@ void train_step(Context& ctx, SheepVae<T>& vae, VaeLoss<T>& loss, Optimizer<T>& 
                   vae.dlog_var(n));
     vae.backward(ctx, x);
     optimizer.step(ctx);
+}
+
+// The anomaly-scoring pass: each image of `images` (n, h, w, c) through the VAE in
+// Phase::eval (decoded from the posterior mean), vae.max_batch() rows at a time, and its
+// reconstruction's sum of squared errors into `sse` (n), all on the context's device.
+template <class T>
+void reconstruction_sse(Context& ctx, SheepVae<T>& vae, std::type_identity_t<TensorView<const T>> images,
+                        std::type_identity_t<TensorView<T>> sse) {
+    EWE_REQUIRE(images.rank() == 4, "reconstruction_sse: images must be (n, h, w, c), found ", images.shape());
+    const std::int64_t n = images.dim(0), per = n == 0 ? 0 : images.numel() / n;
+    EWE_REQUIRE(sse.rank() == 1 && sse.dim(0) == n, "reconstruction_sse: sse must be (", n, "), found ", sse.shape());
+    for (std::int64_t i = 0; i < n; i += vae.max_batch()) {
+        const std::int64_t m = std::min(vae.max_batch(), n - i);
+        Shape rows_shape = images.shape();
+        rows_shape[0] = m;
+        const TensorView<const T> rows = images.slice(i * per, rows_shape);
+        vae.forward(ctx, rows, Phase::eval);
+        ops::mse_forward<T>(ctx, double(per), vae.reconstruction(m), rows, sse.slice(i, Shape{m}));
+    }
 }
 
 }  // namespace ewe
