@@ -308,6 +308,7 @@ public:
                              "conv2d_forward");
         if (!r.launching() || y.numel() == 0) return;
         ConvPlan& p = detail::conv_plan(r, g);
+        r.count_conv_path(p.use_gemm);
         if (p.use_gemm) {
             // y (M, O) = im2col(x) (M, K) w^T.
             GemmConv c(r, g);
@@ -338,6 +339,7 @@ public:
         activation_grad(r, act, y.data(), dy.data(), dpre.data(), M * g.out_c);
         column_sums(r, dpre.data(), db.data(), M, g.out_c);
         ConvPlan& p = detail::conv_plan(r, g);
+        r.count_conv_path(p.use_gemm);
         if (p.use_gemm) {
             // dw (O, K) = dpre^T im2col(x); dx = col2im(dpre w).
             GemmConv c(r, g);
@@ -376,6 +378,7 @@ public:
                              "conv2d_transpose_forward");
         if (!r.launching() || y.numel() == 0) return;
         ConvPlan& p = detail::conv_plan(r, g);
+        r.count_conv_path(p.use_gemm);
         if (p.use_gemm) {
             // y = col2im(x w).
             GemmConv c(r, g);
@@ -408,6 +411,7 @@ public:
         activation_grad(r, act, y.data(), dy.data(), dpre.data(), y.numel());
         column_sums(r, dpre.data(), db.data(), y.numel() / g.in_c, g.in_c);
         ConvPlan& p = detail::conv_plan(r, g);
+        r.count_conv_path(p.use_gemm);
         if (p.use_gemm) {
             // c = im2col(dpre); dw (O, K) = x^T c; dx (M, O) = c w^T.
             GemmConv c(r, g);

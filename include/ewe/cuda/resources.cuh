@@ -129,6 +129,14 @@ struct GemmPlan {
     }
 };
 
+// How many convolution ops (forward or backward, plain or transposed) ran through
+// cuDNN and how many through the im2col + cuBLASLt GEMM fallback, since the context
+// was made: tests assert which path a shape takes.
+struct ConvPathCounts {
+    std::int64_t cudnn = 0;
+    std::int64_t gemm = 0;
+};
+
 class Resources {
 public:
     static constexpr std::size_t kStepSlots = 4096;        // 8-byte per-step scalars per captured step
@@ -339,6 +347,10 @@ public:
     using GemmKey = std::array<std::int64_t, 11>;
     std::map<GemmKey, std::unique_ptr<GemmPlan>>& gemm_plans() { return gemm_plans_; }
 
+    // ---- which path the convolutions took (counted by the backend as they launch)
+    const ConvPathCounts& conv_path_counts() const { return conv_paths_; }
+    void count_conv_path(bool gemm) { ++(gemm ? conv_paths_.gemm : conv_paths_.cudnn); }
+
 private:
     struct OpRecord {
         std::uint64_t fingerprint;
@@ -368,6 +380,7 @@ private:
 
     std::map<ConvKey, std::unique_ptr<ConvPlan>> conv_plans_;
     std::map<GemmKey, std::unique_ptr<GemmPlan>> gemm_plans_;
+    ConvPathCounts conv_paths_;
 };
 
 // The resources of a CUDA context (checked).
