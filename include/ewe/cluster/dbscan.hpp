@@ -5,7 +5,8 @@
 // Semantics (identical for every index structure):
 //  * distance: Euclidean; q is a neighbour of p when sum_k (p_k - q_k)^2 <= eps*eps,
 //    summed in dimension order in double precision (float input is widened first;
-//    each step is a fused multiply-add on targets with FMA, see detail::sq_step);
+//    each step s + t*t rounded once, a fused multiply-add on every build, see
+//    detail::sq_step);
 //  * p is a core point when at least min_pts points, p itself included, are neighbours;
 //  * clusters are the connected components of core points under "neighbour", numbered
 //    from 0 in order of discovery: scanning points in index order, each cluster gets

@@ -2,7 +2,7 @@
 // side, leaves of at most 16 points): radius queries with early exit and k-nearest-
 // neighbour queries. Distances are Euclidean; "within r" means squared distance
 // <= r*r, the squared distance summed over dimensions in order in double precision
-// (each step fused multiply-add where the target has FMA; see detail::sq_step).
+// (each step one fused multiply-add, on the host as on a GPU; see detail::sq_step).
 #pragma once
 
 #include <algorithm>
@@ -22,17 +22,16 @@ namespace detail {
 // Below this many points a thread team costs more than it saves (OpenMP `if` clauses).
 constexpr std::int64_t kParallelMin = 20000;
 
-// One step of a squared distance: s + t*t, fused (one rounding) where the target has
-// FMA, so that host code, vectorised loops and CUDA kernels round identically.
+// One step of a squared distance: s + t*t rounded once (a fused multiply-add), so that
+// host code, vectorised loops and CUDA kernels (whose fma is also correctly rounded)
+// give the same bits. std::fma is exact-then-rounded on every host build: one FMA
+// instruction with -mfma / -march=native, a libm call otherwise. (Plain `s + t * t`
+// rounds the product first when the host has no FMA: tests/cpu/test_sq_step_rounding.cpp.)
 #if defined(__CUDACC__)
 __host__ __device__
 #endif
 inline double sq_step(double s, double t) {
-#if defined(__CUDA_ARCH__) || defined(__FMA__)
     return std::fma(t, t, s);
-#else
-    return s + t * t;
-#endif
 }
 
 // Squared Euclidean distance, summed in dimension order (the one definition used by
