@@ -1,54 +1,58 @@
-// DBSCAN on a CUDA device for large n, with exactly the labels of ewe/cluster/dbscan.hpp:
-// the host sorts the points into the same eps/sqrt(d) grid, a fused kernel counts
-// every point's neighbours (distance and threshold in one pass over the 5^d cells
-// around it, fp64, the same fused-multiply-add steps as the host, early exit at
-// min_pts), and the host merges the core cells and labels border points as the CPU
-// grid does. d = 1..3 (the grid's range); higher d falls back to the CPU k-d tree.
+// DBSCAN on a CUDA context for large n, with exactly the labels of ewe/cluster/dbscan.hpp:
+// the host sorts the points into the same eps/sqrt(d) grid, a fused kernel on the
+// context's stream counts every point's neighbours (distance and threshold in one pass
+// over the 5^d cells around it, fp64, the same fused-multiply-add steps as the host,
+// early exit at min_pts), and the host merges the core cells and labels border points
+// as the CPU grid does. d = 1..3 (the grid's range); higher d, or a grid too large for
+// 64-bit cell keys, runs the CPU k-d tree instead. Include from a .cu file (nvcc).
 #pragma once
 
-#if defined(__CUDACC__)
+#if !defined(__CUDACC__)
+#error "ewe/cluster/dbscan.cuh needs nvcc: include it from a .cu file that links ewe::cuda"
+#endif
 
+#include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
-#include "ewe/cluster/cuda_util.cuh"
 #include "ewe/cluster/dbscan.hpp"
+#include "ewe/cuda/check.cuh"
+#include "ewe/cuda/resources.cuh"
+#include "ewe/ewe.hpp"
+#include "kernels/common.cuh"
 
 namespace ewe::cluster {
 
 namespace cuda_kernels {
 
+// The grid as the kernel needs it (DbscanGrid::Layout without the host pointers).
 struct GridParams {
     int d;
     std::int64_t cells;
-    double eps2, side;
-    double lo[3], margin[3];
+    double eps2;
     std::int64_t dims[3];
 };
 
+// First cell whose key is >= key (cells are sorted by key).
 __device__ inline std::int64_t lower_bound_key(const std::uint64_t* keys, std::int64_t count, std::uint64_t key) {
     std::int64_t lo = 0, hi = count;
     while (lo < hi) {
-        const std::int64_t mid = (lo + hi) / 2;
+        const std::int64_t mid = lo + (hi - lo) / 2;
         if (keys[mid] < key) lo = mid + 1;
         else hi = mid;
     }
     return lo;
 }
 
-// One thread per (sorted) point: core flag = at least `cap` points within eps.
-__global__ void dbscan_count(const double* __restrict__ pts, std::int64_t n, const std::int32_t* __restrict__ cell_of,
-                             const std::int32_t* __restrict__ start, const std::uint64_t* __restrict__ keys,
-                             GridParams g, std::int32_t cap, std::uint8_t* __restrict__ core) {
-    const std::int64_t p = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (p >= n) return;
+// Whether the point at sorted position p has at least `cap` neighbours (itself included).
+__device__ inline bool dbscan_is_core(std::int64_t p, const double* __restrict__ pts,
+                                      const std::int32_t* __restrict__ cell_of, const std::int32_t* __restrict__ start,
+                                      const std::uint64_t* __restrict__ keys, const GridParams& g, std::int32_t cap) {
     const int d = g.d;
     const std::int32_t c = cell_of[p];
-    std::int32_t count = start[c + 1] - start[c];
-    if (count >= cap) {
-        core[p] = 1;
-        return;
-    }
+    std::int32_t count = start[c + 1] - start[c];  // a cell is narrower than eps: all of it is in reach
+    if (count >= cap) return true;
     double xp[3] = {0, 0, 0};
     for (int a = 0; a < d; ++a) xp[a] = pts[p * d + a];
     std::int64_t cc[3] = {0, 0, 0};
@@ -57,11 +61,14 @@ __global__ void dbscan_count(const double* __restrict__ pts, std::int64_t n, con
         cc[a] = static_cast<std::int64_t>(key % static_cast<std::uint64_t>(g.dims[a]));
         key /= static_cast<std::uint64_t>(g.dims[a]);
     }
+    // Rows are the cells sharing all coordinates but the last; the cells of one row
+    // within two steps of cc along the last axis form one contiguous key range.
     const int last = d - 1;
     const std::int64_t zlo = max(cc[last] - 2, static_cast<std::int64_t>(0));
     const std::int64_t zhi = min(cc[last] + 2, g.dims[last] - 1);
-    const int combos = last == 0 ? 1 : last == 1 ? 5 : 25;
-    for (int combo = 0; combo < combos && count < cap; ++combo) {
+    const std::uint64_t per_row = static_cast<std::uint64_t>(g.dims[last]);
+    const int rows = last == 0 ? 1 : last == 1 ? 5 : 25;
+    for (int combo = 0; combo < rows && count < cap; ++combo) {
         std::int64_t row = 0;
         bool inside = true;
         int rest = combo;
@@ -72,11 +79,10 @@ __global__ void dbscan_count(const double* __restrict__ pts, std::int64_t n, con
             row = row * g.dims[a] + v;
         }
         if (!inside) continue;
-        const std::uint64_t per_row = static_cast<std::uint64_t>(g.dims[last]);
         const std::uint64_t klo = static_cast<std::uint64_t>(row) * per_row + static_cast<std::uint64_t>(zlo);
         const std::uint64_t khi = static_cast<std::uint64_t>(row) * per_row + static_cast<std::uint64_t>(zhi);
         for (std::int64_t c2 = lower_bound_key(keys, g.cells, klo); c2 < g.cells && keys[c2] <= khi && count < cap; ++c2) {
-            if (c2 == c) continue;
+            if (c2 == c) continue;  // counted whole above
             for (std::int32_t q = start[c2]; q < start[c2 + 1]; ++q) {
                 double s = 0;
                 for (int a = 0; a < d; ++a) s = detail::sq_step(s, xp[a] - pts[static_cast<std::int64_t>(q) * d + a]);
@@ -84,14 +90,29 @@ __global__ void dbscan_count(const double* __restrict__ pts, std::int64_t n, con
             }
         }
     }
-    core[p] = count >= cap;
+    return count >= cap;
+}
+
+// Core flags (0 or 1) of all n points in sorted order, grid-stride.
+__global__ void dbscan_count(const double* __restrict__ pts, std::int64_t n, const std::int32_t* __restrict__ cell_of,
+                             const std::int32_t* __restrict__ start, const std::uint64_t* __restrict__ keys,
+                             GridParams g, std::int32_t cap, std::uint8_t* __restrict__ core) {
+    for (std::int64_t p = ewe::cuda::kernels::global_index(); p < n; p += ewe::cuda::kernels::grid_stride())
+        core[p] = dbscan_is_core(p, pts, cell_of, start, keys, g, cap) ? 1 : 0;
 }
 
 }  // namespace cuda_kernels
 
-// DBSCAN with neighbour counting on the current CUDA device (see the top of the file).
+// DBSCAN of n x d host points (row-major, any arithmetic type) with the neighbour
+// counts on `ctx`'s device and stream (see the top of the file). The sorted points and
+// the cell tables are uploaded once, one kernel runs on the context's stream, and the
+// core flags come back on it; the context is synchronized once (ctx.synchronize()),
+// because the host merges the clusters from the flags. Other contexts' streams are
+// never waited for.
 template <class T>
-DbscanResult dbscan_gpu(const T* points, std::int64_t n, int d, const DbscanOptions& options) {
+DbscanResult dbscan_gpu(Context& ctx, const T* points, std::int64_t n, int d, const DbscanOptions& options) {
+    EWE_REQUIRE(ctx.device() == Device::cuda, "dbscan_gpu: expected a CUDA context (ewe::Context ctx(ewe::Device::cuda)), "
+                "found a ", to_string(ctx.device()), " one");
     detail::check_dbscan_args(options, "dbscan_gpu");
     EWE_REQUIRE(n >= 0 && d >= 1 && n < std::numeric_limits<std::int32_t>::max(), "dbscan_gpu: expected 0 <= n < 2^31 - 1 points of dimension d >= 1, found n = ", n, ", d = ", d);
     detail::DbscanGrid grid;
@@ -104,30 +125,41 @@ DbscanResult dbscan_gpu(const T* points, std::int64_t n, int d, const DbscanOpti
     std::vector<std::int32_t> cell_of(n);
     for (std::int64_t c = 0; c < L.cells; ++c)
         for (std::int32_t p = L.start[c]; p < L.start[c + 1]; ++p) cell_of[p] = static_cast<std::int32_t>(c);
-    cuda::DeviceBuffer<double> dpts(L.points, static_cast<std::size_t>(n) * d);
-    cuda::DeviceBuffer<std::int32_t> dcell(cell_of.data(), n), dstart(L.start, L.cells + 1);
-    cuda::DeviceBuffer<std::uint64_t> dkeys(L.keys, L.cells);
-    cuda::DeviceBuffer<std::uint8_t> dcore(n);
+
+    ewe::cuda::Resources& res = ewe::cuda::resources(ctx);
+    res.activate();
+    const cudaStream_t stream = res.stream();
+    auto upload = [](const auto* host, Shape shape) {
+        using V = std::remove_const_t<std::remove_pointer_t<decltype(host)>>;
+        Tensor<V> t(shape, Device::cuda);
+        ewe::copy<V>(TensorView<const V>(host, shape), t.view());
+        return t;
+    };
+    const Tensor<double> dpts = upload(L.points, Shape{n, d});
+    const Tensor<std::int32_t> dcell = upload(cell_of.data(), Shape{n});
+    const Tensor<std::int32_t> dstart = upload(L.start, Shape{L.cells + 1});
+    const Tensor<std::uint64_t> dkeys = upload(L.keys, Shape{L.cells});
+    Tensor<std::uint8_t> dcore(Shape{n}, Device::cuda);
+
     cuda_kernels::GridParams g{};
     g.d = d;
     g.cells = L.cells;
     g.eps2 = L.eps2;
-    g.side = L.side;
-    for (int a = 0; a < 3; ++a) {
-        g.lo[a] = L.lo[a];
-        g.margin[a] = L.margin[a];
-        g.dims[a] = L.dims[a];
-    }
+    for (int a = 0; a < 3; ++a) g.dims[a] = L.dims[a];
     const std::int32_t cap = static_cast<std::int32_t>(std::min<std::int64_t>(options.min_pts, n + 1));
-    const int threads = 256;
-    cuda_kernels::dbscan_count<<<static_cast<unsigned>((n + threads - 1) / threads), threads>>>(
+    // All bits set (255, neither 0 nor 1): a flag the kernel misses cannot keep an earlier result.
+    EWE_CUDA_CHECK(cudaMemsetAsync(dcore.data(), 0xFF, static_cast<std::size_t>(n), stream));
+    cuda_kernels::dbscan_count<<<ewe::cuda::kernels::blocks_for(n), ewe::cuda::kernels::kThreads, 0, stream>>>(
         dpts.data(), n, dcell.data(), dstart.data(), dkeys.data(), g, cap, dcore.data());
-    cuda::check_launch("dbscan_count");
+    EWE_CUDA_LAUNCH_CHECK(cuda_kernels::dbscan_count);
     std::vector<std::uint8_t> core(n);
-    dcore.download(core.data(), n);
+    EWE_CUDA_CHECK(cudaMemcpyAsync(core.data(), dcore.data(), static_cast<std::size_t>(n), cudaMemcpyDeviceToHost, stream));
+    ctx.synchronize();  // the host reads the flags next
+    for (std::int64_t p = 0; p < n; ++p)
+        if (core[p] > 1)
+            fail("dbscan_gpu: the counting kernel left core flag ", int(core[p]), " at sorted position ", p,
+                 " (expected 0 or 1): a CUDA defect, please report it");
     return grid.cluster(core);
 }
 
 }  // namespace ewe::cluster
-
-#endif  // __CUDACC__

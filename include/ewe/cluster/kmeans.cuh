@@ -1,103 +1,124 @@
-// k-means on a CUDA device: the same k-means++ seeding (on the host) and Lloyd
+// k-means on a CUDA context: the same k-means++ seeding (on the host) and Lloyd
 // iterations as ewe/cluster/kmeans.hpp, with the assignment step (distances to all
 // centres and the argmin, fused in one kernel, fp64, ties to the lower index) on the
-// GPU and the centre update on the host, so labels, centres and inertia equal the CPU
-// result with KMeansAlgorithm::lloyd.
+// context's stream and the centre update on the host, so labels, centres and inertia
+// equal the CPU result with KMeansAlgorithm::lloyd. Include from a .cu file (nvcc).
 #pragma once
 
-#if defined(__CUDACC__)
+#if !defined(__CUDACC__)
+#error "ewe/cluster/kmeans.cuh needs nvcc: include it from a .cu file that links ewe::cuda"
+#endif
 
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
 #include <cstdint>
-#include <limits>
 #include <vector>
 
-#include "ewe/cluster/cuda_util.cuh"
 #include "ewe/cluster/kmeans.hpp"
+#include "ewe/cuda/check.cuh"
+#include "ewe/cuda/resources.cuh"
+#include "ewe/ewe.hpp"
+#include "kernels/common.cuh"
 
 namespace ewe::cluster {
 
 namespace cuda_kernels {
 
-// One thread per point; centres staged through shared memory in tiles.
+// Dynamic shared memory a block may use without opting in (the 48 KiB default).
+constexpr std::size_t kSharedBytes = 48u << 10;
+
+// Each point's nearest centre and squared distance (grid-stride over blocks of
+// points). With tile_centers > 0 the centres pass through shared memory tile_centers
+// at a time; with 0 (one centre is larger than kSharedBytes) they are read in place.
 __global__ void kmeans_assign(const double* __restrict__ x, std::int64_t n, int d, const double* __restrict__ centers,
-                              std::int64_t k, std::int32_t* __restrict__ labels, double* __restrict__ mind2) {
+                              std::int64_t k, std::int64_t tile_centers, std::int32_t* __restrict__ labels,
+                              double* __restrict__ mind2) {
     extern __shared__ double tile[];
-    const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    const std::int64_t per_tile = max(static_cast<std::int64_t>(1), static_cast<std::int64_t>(6144 / d));  // 48 KiB
-    double best = __longlong_as_double(0x7ff0000000000000LL);  // +infinity
-    std::int32_t arg = 0;
-    for (std::int64_t t0 = 0; t0 < k; t0 += per_tile) {
-        const std::int64_t m = min(per_tile, k - t0);
-        __syncthreads();
-        for (std::int64_t e = threadIdx.x; e < m * d; e += blockDim.x) tile[e] = centers[t0 * d + e];
-        __syncthreads();
-        if (i < n) {
-            for (std::int64_t j = 0; j < m; ++j) {
-                double s = 0;
-                for (int a = 0; a < d; ++a) s = detail::sq_step(s, x[i * d + a] - tile[j * d + a]);
-                if (s < best) {
-                    best = s;
-                    arg = static_cast<std::int32_t>(t0 + j);
+    const std::int64_t step = tile_centers > 0 ? tile_centers : k;
+    // `first` is the same for every thread of a block, so all of them reach each barrier.
+    for (std::int64_t first = static_cast<std::int64_t>(blockIdx.x) * blockDim.x; first < n;
+         first += ewe::cuda::kernels::grid_stride()) {
+        const std::int64_t i = first + threadIdx.x;
+        double best = INFINITY;
+        std::int32_t arg = 0;
+        for (std::int64_t t0 = 0; t0 < k; t0 += step) {
+            const std::int64_t m = min(step, k - t0);
+            const double* block = centers + t0 * d;
+            if (tile_centers > 0) {
+                __syncthreads();  // every thread is done with the previous tile
+                for (std::int64_t e = threadIdx.x; e < m * d; e += blockDim.x) tile[e] = block[e];
+                __syncthreads();
+                block = tile;
+            }
+            if (i < n) {
+                for (std::int64_t j = 0; j < m; ++j) {
+                    double s = 0;
+                    for (int a = 0; a < d; ++a) s = detail::sq_step(s, x[i * d + a] - block[j * d + a]);
+                    if (s < best) {
+                        best = s;
+                        arg = static_cast<std::int32_t>(t0 + j);
+                    }
                 }
             }
         }
-    }
-    if (i < n) {
-        labels[i] = arg;
-        mind2[i] = best;
+        if (i < n) {
+            labels[i] = arg;
+            mind2[i] = best;
+        }
     }
 }
 
 }  // namespace cuda_kernels
 
-// k-means with the assignment step on the current CUDA device (see the top of the file).
+// k-means of n x d host points (row-major, any arithmetic type) with the assignment on
+// `ctx`'s device and stream (see the top of the file). The points are uploaded once;
+// each assignment uploads the centres, runs one kernel and copies labels and squared
+// distances back, all on the context's stream, and synchronizes the context once
+// (ctx.synchronize()) because the host needs them for the centre update: iterations + 1
+// times per restart. Other contexts' streams are never waited for.
 template <class T>
-KMeansResult kmeans_gpu(const T* points, std::int64_t n, int d, const KMeansOptions& options) {
+KMeansResult kmeans_gpu(Context& ctx, const T* points, std::int64_t n, int d, const KMeansOptions& options) {
+    EWE_REQUIRE(ctx.device() == Device::cuda, "kmeans_gpu: expected a CUDA context (ewe::Context ctx(ewe::Device::cuda)), "
+                "found a ", to_string(ctx.device()), " one");
     const std::vector<double> x = detail::to_double_points(points, n, d, "kmeans_gpu");
     detail::check_kmeans_args(options, n, "kmeans_gpu");
-    const double tol_abs = detail::kmeans_tolerance(x, n, d, options.tol);
-    cuda::DeviceBuffer<double> dx(x.data(), x.size()), dcenters(static_cast<std::size_t>(options.k) * d), dmind2(n);
-    cuda::DeviceBuffer<std::int32_t> dlabels(n);
-    const int threads = 256;
-    const unsigned blocks = static_cast<unsigned>((n + threads - 1) / threads);
-    const std::size_t shared = static_cast<std::size_t>(std::min<std::int64_t>(options.k, std::max(1, 6144 / d))) * d * sizeof(double);
+    const std::int64_t k = options.k;
+    ewe::cuda::Resources& res = ewe::cuda::resources(ctx);
+    res.activate();
+    const cudaStream_t stream = res.stream();
 
-    KMeansResult best;
-    for (int r = 0; r < options.n_init; ++r) {
-        detail::SplitMix64 rng = detail::restart_rng(options.seed, r);
-        KMeansResult run;
-        run.centers = detail::kmeans_plusplus(x, n, d, options.k, rng);
-        run.labels.assign(n, 0);
-        std::vector<double> dist2(n), shift;
-        std::vector<std::int32_t> previous;
-        auto assign = [&] {
-            dcenters.upload(run.centers.data(), run.centers.size());
-            cuda_kernels::kmeans_assign<<<blocks, threads, shared>>>(dx.data(), n, d, dcenters.data(), options.k,
-                                                                      dlabels.data(), dmind2.data());
-            cuda::check_launch("kmeans_assign");
-            dlabels.download(run.labels.data(), n);
-            dmind2.download(dist2.data(), n);
-        };
-        assign();
-        run.init_inertia = detail::blocked_sum(n, [&](std::int64_t i) { return dist2[i]; });
-        while (run.iterations < options.max_iter) {
-            previous = run.labels;
-            const double moved = detail::update_centers(x, n, d, options.k, run.labels, dist2, run.centers, shift);
-            ++run.iterations;
-            assign();
-            std::int64_t changed = 0;
-            for (std::int64_t i = 0; i < n; ++i) changed += previous[i] != run.labels[i];
-            if (changed == 0 || moved <= tol_abs) break;
-        }
-        run.inertia = detail::blocked_sum(n, [&](std::int64_t i) {
-            return detail::sqdist(&x[i * d], &run.centers[run.labels[i] * d], d);
-        });
-        run.best_init = r;
-        if (r == 0 || run.inertia < best.inertia) best = std::move(run);
-    }
-    return best;
+    Tensor<double> dx({n, d}, Device::cuda), dcenters({k, d}, Device::cuda), dmind2({n}, Device::cuda);
+    Tensor<std::int32_t> dlabels({n}, Device::cuda);
+    ewe::copy<double>(TensorView<const double>(x.data(), Shape{n, d}), dx.view());
+
+    const std::int64_t center_bytes = static_cast<std::int64_t>(d) * sizeof(double);
+    const std::int64_t tile_centers = std::min<std::int64_t>(k, static_cast<std::int64_t>(cuda_kernels::kSharedBytes) / center_bytes);
+    const std::size_t shared = static_cast<std::size_t>(tile_centers * center_bytes);
+    const unsigned blocks = ewe::cuda::kernels::blocks_for(n);
+
+    auto assign_on_device = [&](const std::vector<double>& centers, std::vector<std::int32_t>& labels,
+                                std::vector<double>& dist2) {
+        EWE_CUDA_CHECK(cudaMemcpyAsync(dcenters.data(), centers.data(), centers.size() * sizeof(double),
+                                       cudaMemcpyHostToDevice, stream));
+        // All bits set: label -1 and a NaN distance, so a point the kernel misses cannot
+        // keep an earlier result.
+        EWE_CUDA_CHECK(cudaMemsetAsync(dlabels.data(), 0xFF, static_cast<std::size_t>(n) * sizeof(std::int32_t), stream));
+        EWE_CUDA_CHECK(cudaMemsetAsync(dmind2.data(), 0xFF, static_cast<std::size_t>(n) * sizeof(double), stream));
+        cuda_kernels::kmeans_assign<<<blocks, ewe::cuda::kernels::kThreads, shared, stream>>>(
+            dx.data(), n, d, dcenters.data(), k, tile_centers, dlabels.data(), dmind2.data());
+        EWE_CUDA_LAUNCH_CHECK(cuda_kernels::kmeans_assign);
+        EWE_CUDA_CHECK(cudaMemcpyAsync(labels.data(), dlabels.data(), static_cast<std::size_t>(n) * sizeof(std::int32_t),
+                                       cudaMemcpyDeviceToHost, stream));
+        EWE_CUDA_CHECK(cudaMemcpyAsync(dist2.data(), dmind2.data(), static_cast<std::size_t>(n) * sizeof(double),
+                                       cudaMemcpyDeviceToHost, stream));
+        ctx.synchronize();  // the host reads labels and dist2 next
+        for (std::int64_t i = 0; i < n; ++i)
+            if (labels[i] < 0 || labels[i] >= k)
+                fail("kmeans_gpu: the assignment kernel left label ", labels[i], " for point ", i, " (expected [0, ",
+                     k, ")): a CUDA defect, please report it");
+    };
+    return detail::kmeans_restarts(x, n, d, options, /*hamerly=*/false, assign_on_device);
 }
 
 }  // namespace ewe::cluster
-
-#endif  // __CUDACC__

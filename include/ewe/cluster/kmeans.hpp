@@ -339,9 +339,11 @@ inline double update_centers(const std::vector<double>& x, std::int64_t n, int d
 }
 
 // One k-means run from given centres with Lloyd or Hamerly iterations. Leaves labels
-// consistent with the final centres.
-inline void kmeans_iterate(const std::vector<double>& x, std::int64_t n, int d, std::int64_t k, double tol_abs,
-                           int max_iter, bool hamerly, KMeansResult& r) {
+// consistent with the final centres. `assign_all(centers, labels, dist2)` is Lloyd's
+// assignment of every point (assign_lloyd here; a CUDA kernel in kmeans_gpu).
+template <class AssignAll>
+void kmeans_iterate(const std::vector<double>& x, std::int64_t n, int d, std::int64_t k, double tol_abs,
+                    int max_iter, bool hamerly, AssignAll& assign_all, KMeansResult& r) {
     std::vector<double>& centers = r.centers;
     r.labels.assign(n, 0);
     std::vector<double> dist2(n), shift;
@@ -360,7 +362,7 @@ inline void kmeans_iterate(const std::vector<double>& x, std::int64_t n, int d, 
             lower[i] = std::sqrt(d2);
         }
     } else {
-        assign_lloyd(x, n, d, centers, k, r.labels.data(), dist2.data());
+        assign_all(centers, r.labels, dist2);
     }
     r.init_inertia = blocked_sum(n, [&](std::int64_t i) { return dist2[i]; });
     r.iterations = 0;
@@ -409,7 +411,7 @@ inline void kmeans_iterate(const std::vector<double>& x, std::int64_t n, int d, 
                 upper[i] = std::sqrt(d1);
             }
         } else {
-            assign_lloyd(x, n, d, centers, k, r.labels.data(), dist2.data());
+            assign_all(centers, r.labels, dist2);
             for (std::int64_t i = 0; i < n; ++i) changed += previous[i] != r.labels[i];
         }
         if (changed == 0 || moved <= tol_abs) break;
@@ -444,6 +446,23 @@ inline SplitMix64 restart_rng(std::uint64_t seed, int restart) {
     return g;
 }
 
+// The n_init restarts (k-means++ seeding, then kmeans_iterate); the lowest inertia wins.
+template <class AssignAll>
+KMeansResult kmeans_restarts(const std::vector<double>& x, std::int64_t n, int d, const KMeansOptions& options,
+                             bool hamerly, AssignAll&& assign_all) {
+    const double tol_abs = kmeans_tolerance(x, n, d, options.tol);
+    KMeansResult best;
+    for (int r = 0; r < options.n_init; ++r) {
+        SplitMix64 rng = restart_rng(options.seed, r);
+        KMeansResult run;
+        run.centers = kmeans_plusplus(x, n, d, options.k, rng);
+        kmeans_iterate(x, n, d, options.k, tol_abs, options.max_iter, hamerly, assign_all, run);
+        run.best_init = r;
+        if (r == 0 || run.inertia < best.inertia) best = std::move(run);
+    }
+    return best;
+}
+
 }  // namespace detail
 
 // k-means of n points of dimension d (row-major).
@@ -451,19 +470,13 @@ template <class T>
 KMeansResult kmeans(const T* points, std::int64_t n, int d, const KMeansOptions& options) {
     const std::vector<double> x = detail::to_double_points(points, n, d, "kmeans");
     detail::check_kmeans_args(options, n, "kmeans");
-    const double tol_abs = detail::kmeans_tolerance(x, n, d, options.tol);
     const bool hamerly = options.algorithm == KMeansAlgorithm::hamerly ||
                          (options.algorithm == KMeansAlgorithm::automatic && d <= 16);
-    KMeansResult best;
-    for (int r = 0; r < options.n_init; ++r) {
-        detail::SplitMix64 rng = detail::restart_rng(options.seed, r);
-        KMeansResult run;
-        run.centers = detail::kmeans_plusplus(x, n, d, options.k, rng);
-        detail::kmeans_iterate(x, n, d, options.k, tol_abs, options.max_iter, hamerly, run);
-        run.best_init = r;
-        if (r == 0 || run.inertia < best.inertia) best = std::move(run);
-    }
-    return best;
+    return detail::kmeans_restarts(x, n, d, options, hamerly,
+                                   [&](const std::vector<double>& centers, std::vector<std::int32_t>& labels,
+                                       std::vector<double>& dist2) {
+                                       detail::assign_lloyd(x, n, d, centers, options.k, labels.data(), dist2.data());
+                                   });
 }
 
 template <class T>
