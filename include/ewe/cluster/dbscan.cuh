@@ -35,7 +35,7 @@ struct GridParams {
 };
 
 // First cell whose key is >= key (cells are sorted by key).
-__device__ inline std::int64_t lower_bound_key(const std::uint64_t* keys, std::int64_t count, std::uint64_t key) {
+__host__ __device__ inline std::int64_t lower_bound_key(const std::uint64_t* keys, std::int64_t count, std::uint64_t key) {
     std::int64_t lo = 0, hi = count;
     while (lo < hi) {
         const std::int64_t mid = lo + (hi - lo) / 2;
@@ -46,14 +46,16 @@ __device__ inline std::int64_t lower_bound_key(const std::uint64_t* keys, std::i
 }
 
 // Whether the point at sorted position p has at least `cap` neighbours (itself included).
-__device__ inline bool dbscan_is_core(std::int64_t p, const double* __restrict__ pts,
+// Host-callable too: tests/cuda/test_cluster_kernels_on_host.cu checks it without a GPU.
+template <class Real>
+__host__ __device__ bool dbscan_is_core(std::int64_t p, const Real* __restrict__ pts,
                                       const std::int32_t* __restrict__ cell_of, const std::int32_t* __restrict__ start,
                                       const std::uint64_t* __restrict__ keys, const GridParams& g, std::int32_t cap) {
     const int d = g.d;
     const std::int32_t c = cell_of[p];
     std::int32_t count = start[c + 1] - start[c];  // a cell is narrower than eps: all of it is in reach
     if (count >= cap) return true;
-    double xp[3] = {0, 0, 0};
+    Real xp[3] = {0, 0, 0};
     for (int a = 0; a < d; ++a) xp[a] = pts[p * d + a];
     std::int64_t cc[3] = {0, 0, 0};
     std::uint64_t key = keys[c];
@@ -64,8 +66,8 @@ __device__ inline bool dbscan_is_core(std::int64_t p, const double* __restrict__
     // Rows are the cells sharing all coordinates but the last; the cells of one row
     // within two steps of cc along the last axis form one contiguous key range.
     const int last = d - 1;
-    const std::int64_t zlo = max(cc[last] - 2, static_cast<std::int64_t>(0));
-    const std::int64_t zhi = min(cc[last] + 2, g.dims[last] - 1);
+    const std::int64_t zlo = cc[last] >= 2 ? cc[last] - 2 : 0;
+    const std::int64_t zhi = cc[last] + 2 < g.dims[last] ? cc[last] + 2 : g.dims[last] - 1;
     const std::uint64_t per_row = static_cast<std::uint64_t>(g.dims[last]);
     const int rows = last == 0 ? 1 : last == 1 ? 5 : 25;
     for (int combo = 0; combo < rows && count < cap; ++combo) {
@@ -84,7 +86,7 @@ __device__ inline bool dbscan_is_core(std::int64_t p, const double* __restrict__
         for (std::int64_t c2 = lower_bound_key(keys, g.cells, klo); c2 < g.cells && keys[c2] <= khi && count < cap; ++c2) {
             if (c2 == c) continue;  // counted whole above
             for (std::int32_t q = start[c2]; q < start[c2 + 1]; ++q) {
-                double s = 0;
+                Real s = 0;
                 for (int a = 0; a < d; ++a) s = detail::sq_step(s, xp[a] - pts[static_cast<std::int64_t>(q) * d + a]);
                 if (s <= g.eps2 && ++count >= cap) break;
             }
@@ -93,12 +95,30 @@ __device__ inline bool dbscan_is_core(std::int64_t p, const double* __restrict__
     return count >= cap;
 }
 
-// Core flags (0 or 1) of all n points in sorted order, grid-stride.
-__global__ void dbscan_count(const double* __restrict__ pts, std::int64_t n, const std::int32_t* __restrict__ cell_of,
+// Core flags (0 or 1) of all n points in sorted order, grid-stride. A template (used
+// with double) so that several .cu files of one program may include this header.
+template <class Real>
+__global__ void dbscan_count(const Real* __restrict__ pts, std::int64_t n, const std::int32_t* __restrict__ cell_of,
                              const std::int32_t* __restrict__ start, const std::uint64_t* __restrict__ keys,
                              GridParams g, std::int32_t cap, std::uint8_t* __restrict__ core) {
     for (std::int64_t p = ewe::cuda::kernels::global_index(); p < n; p += ewe::cuda::kernels::grid_stride())
         core[p] = dbscan_is_core(p, pts, cell_of, start, keys, g, cap) ? 1 : 0;
+}
+
+// The kernel's view of a grid, and each sorted point's cell.
+inline GridParams grid_params(const detail::DbscanGrid::Layout& L) {
+    GridParams g{};
+    g.d = L.d;
+    g.cells = L.cells;
+    g.eps2 = L.eps2;
+    for (int a = 0; a < 3; ++a) g.dims[a] = L.dims[a];
+    return g;
+}
+inline std::vector<std::int32_t> cell_of_points(const detail::DbscanGrid::Layout& L) {
+    std::vector<std::int32_t> cell_of(L.n);
+    for (std::int64_t c = 0; c < L.cells; ++c)
+        for (std::int32_t p = L.start[c]; p < L.start[c + 1]; ++p) cell_of[p] = static_cast<std::int32_t>(c);
+    return cell_of;
 }
 
 }  // namespace cuda_kernels
@@ -122,9 +142,7 @@ DbscanResult dbscan_gpu(Context& ctx, const T* points, std::int64_t n, int d, co
     }
     if (n == 0) return grid.cluster({});
     const auto L = grid.layout();
-    std::vector<std::int32_t> cell_of(n);
-    for (std::int64_t c = 0; c < L.cells; ++c)
-        for (std::int32_t p = L.start[c]; p < L.start[c + 1]; ++p) cell_of[p] = static_cast<std::int32_t>(c);
+    const std::vector<std::int32_t> cell_of = cuda_kernels::cell_of_points(L);
 
     ewe::cuda::Resources& res = ewe::cuda::resources(ctx);
     res.activate();
@@ -141,17 +159,13 @@ DbscanResult dbscan_gpu(Context& ctx, const T* points, std::int64_t n, int d, co
     const Tensor<std::uint64_t> dkeys = upload(L.keys, Shape{L.cells});
     Tensor<std::uint8_t> dcore(Shape{n}, Device::cuda);
 
-    cuda_kernels::GridParams g{};
-    g.d = d;
-    g.cells = L.cells;
-    g.eps2 = L.eps2;
-    for (int a = 0; a < 3; ++a) g.dims[a] = L.dims[a];
+    const cuda_kernels::GridParams g = cuda_kernels::grid_params(L);
     const std::int32_t cap = static_cast<std::int32_t>(std::min<std::int64_t>(options.min_pts, n + 1));
     // All bits set (255, neither 0 nor 1): a flag the kernel misses cannot keep an earlier result.
     EWE_CUDA_CHECK(cudaMemsetAsync(dcore.data(), 0xFF, static_cast<std::size_t>(n), stream));
-    cuda_kernels::dbscan_count<<<ewe::cuda::kernels::blocks_for(n), ewe::cuda::kernels::kThreads, 0, stream>>>(
+    cuda_kernels::dbscan_count<double><<<ewe::cuda::kernels::blocks_for(n), ewe::cuda::kernels::kThreads, 0, stream>>>(
         dpts.data(), n, dcell.data(), dstart.data(), dkeys.data(), g, cap, dcore.data());
-    EWE_CUDA_LAUNCH_CHECK(cuda_kernels::dbscan_count);
+    EWE_CUDA_LAUNCH_CHECK(cuda_kernels::dbscan_count<double>);
     std::vector<std::uint8_t> core(n);
     EWE_CUDA_CHECK(cudaMemcpyAsync(core.data(), dcore.data(), static_cast<std::size_t>(n), cudaMemcpyDeviceToHost, stream));
     ctx.synchronize();  // the host reads the flags next

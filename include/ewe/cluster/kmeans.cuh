@@ -28,39 +28,57 @@ namespace cuda_kernels {
 // Dynamic shared memory a block may use without opting in (the 48 KiB default).
 constexpr std::size_t kSharedBytes = 48u << 10;
 
+// Folds centres [first, first + m) (at `block`, m x d) into a point's running nearest
+// centre (best squared distance, its index): the CPU's assign_lloyd order, ties to the
+// lower index. Host-callable too: tests/cuda/test_cluster_kernels_on_host.cu.
+template <class Real>
+__host__ __device__ void fold_nearest(const Real* xi, const Real* block, std::int64_t first, std::int64_t m, int d,
+                                      Real& best, std::int32_t& arg) {
+    for (std::int64_t j = 0; j < m; ++j) {
+        Real s = 0;
+        for (int a = 0; a < d; ++a) s = detail::sq_step(s, xi[a] - block[j * d + a]);
+        if (s < best) {
+            best = s;
+            arg = static_cast<std::int32_t>(first + j);
+        }
+    }
+}
+
+// Centres per shared-memory tile: as many as fit in kSharedBytes, at most k; 0 when
+// one centre alone is larger (the kernel then reads them in place).
+inline std::int64_t tile_centers(std::int64_t k, int d) {
+    const std::int64_t center_bytes = static_cast<std::int64_t>(d) * static_cast<std::int64_t>(sizeof(double));
+    return std::min<std::int64_t>(k, static_cast<std::int64_t>(kSharedBytes) / center_bytes);
+}
+
 // Each point's nearest centre and squared distance (grid-stride over blocks of
-// points). With tile_centers > 0 the centres pass through shared memory tile_centers
-// at a time; with 0 (one centre is larger than kSharedBytes) they are read in place.
-__global__ void kmeans_assign(const double* __restrict__ x, std::int64_t n, int d, const double* __restrict__ centers,
-                              std::int64_t k, std::int64_t tile_centers, std::int32_t* __restrict__ labels,
-                              double* __restrict__ mind2) {
-    extern __shared__ double tile[];
-    const std::int64_t step = tile_centers > 0 ? tile_centers : k;
+// points). With per_tile = tile_centers(k, d) > 0 the centres pass through shared
+// memory per_tile at a time; with 0 they are read in place. A template (used with
+// double), like every kernel in kernels/: a plain __global__ function defined in a
+// header breaks the link of a program whose .cu files both include it.
+template <class Real>
+__global__ void kmeans_assign(const Real* __restrict__ x, std::int64_t n, int d, const Real* __restrict__ centers,
+                              std::int64_t k, std::int64_t per_tile, std::int32_t* __restrict__ labels,
+                              Real* __restrict__ mind2) {
+    extern __shared__ unsigned char tile_bytes[];
+    Real* tile = reinterpret_cast<Real*>(tile_bytes);
+    const std::int64_t step = per_tile > 0 ? per_tile : k;
     // `first` is the same for every thread of a block, so all of them reach each barrier.
     for (std::int64_t first = static_cast<std::int64_t>(blockIdx.x) * blockDim.x; first < n;
          first += ewe::cuda::kernels::grid_stride()) {
         const std::int64_t i = first + threadIdx.x;
-        double best = INFINITY;
+        Real best = INFINITY;
         std::int32_t arg = 0;
         for (std::int64_t t0 = 0; t0 < k; t0 += step) {
             const std::int64_t m = min(step, k - t0);
-            const double* block = centers + t0 * d;
-            if (tile_centers > 0) {
+            const Real* block = centers + t0 * d;
+            if (per_tile > 0) {
                 __syncthreads();  // every thread is done with the previous tile
                 for (std::int64_t e = threadIdx.x; e < m * d; e += blockDim.x) tile[e] = block[e];
                 __syncthreads();
                 block = tile;
             }
-            if (i < n) {
-                for (std::int64_t j = 0; j < m; ++j) {
-                    double s = 0;
-                    for (int a = 0; a < d; ++a) s = detail::sq_step(s, x[i * d + a] - block[j * d + a]);
-                    if (s < best) {
-                        best = s;
-                        arg = static_cast<std::int32_t>(t0 + j);
-                    }
-                }
-            }
+            if (i < n) fold_nearest(x + i * d, block, t0, m, d, best, arg);
         }
         if (i < n) {
             labels[i] = arg;
@@ -92,9 +110,8 @@ KMeansResult kmeans_gpu(Context& ctx, const T* points, std::int64_t n, int d, co
     Tensor<std::int32_t> dlabels({n}, Device::cuda);
     ewe::copy<double>(TensorView<const double>(x.data(), Shape{n, d}), dx.view());
 
-    const std::int64_t center_bytes = static_cast<std::int64_t>(d) * sizeof(double);
-    const std::int64_t tile_centers = std::min<std::int64_t>(k, static_cast<std::int64_t>(cuda_kernels::kSharedBytes) / center_bytes);
-    const std::size_t shared = static_cast<std::size_t>(tile_centers * center_bytes);
+    const std::int64_t per_tile = cuda_kernels::tile_centers(k, d);
+    const std::size_t shared = static_cast<std::size_t>(per_tile * d) * sizeof(double);
     const unsigned blocks = ewe::cuda::kernels::blocks_for(n);
 
     auto assign_on_device = [&](const std::vector<double>& centers, std::vector<std::int32_t>& labels,
@@ -105,9 +122,9 @@ KMeansResult kmeans_gpu(Context& ctx, const T* points, std::int64_t n, int d, co
         // keep an earlier result.
         EWE_CUDA_CHECK(cudaMemsetAsync(dlabels.data(), 0xFF, static_cast<std::size_t>(n) * sizeof(std::int32_t), stream));
         EWE_CUDA_CHECK(cudaMemsetAsync(dmind2.data(), 0xFF, static_cast<std::size_t>(n) * sizeof(double), stream));
-        cuda_kernels::kmeans_assign<<<blocks, ewe::cuda::kernels::kThreads, shared, stream>>>(
-            dx.data(), n, d, dcenters.data(), k, tile_centers, dlabels.data(), dmind2.data());
-        EWE_CUDA_LAUNCH_CHECK(cuda_kernels::kmeans_assign);
+        cuda_kernels::kmeans_assign<double><<<blocks, ewe::cuda::kernels::kThreads, shared, stream>>>(
+            dx.data(), n, d, dcenters.data(), k, per_tile, dlabels.data(), dmind2.data());
+        EWE_CUDA_LAUNCH_CHECK(cuda_kernels::kmeans_assign<double>);
         EWE_CUDA_CHECK(cudaMemcpyAsync(labels.data(), dlabels.data(), static_cast<std::size_t>(n) * sizeof(std::int32_t),
                                        cudaMemcpyDeviceToHost, stream));
         EWE_CUDA_CHECK(cudaMemcpyAsync(dist2.data(), dmind2.data(), static_cast<std::size_t>(n) * sizeof(double),
