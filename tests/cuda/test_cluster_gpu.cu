@@ -1,7 +1,7 @@
 // CUDA clustering: dbscan_gpu and kmeans_gpu on an ewe::Context must give exactly the
-// CPU results (both round every distance step as one fma: detail::sq_step), on any
-// context's stream, with other work queued on another context, and on the latent-space
-// size of the full sheep file. Skips through EWE_CUDA_TEST_MAIN without a device.
+// CPU results (both round every distance step as one fma: detail::sq_step), on either
+// of two contexts, with fills queued on one of them, and at the size of the full sheep
+// file's latent space (126,121 points). Skips through EWE_CUDA_TEST_MAIN without a device.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
@@ -89,7 +89,7 @@ TEST_CASE("kmeans_gpu equals kmeans (Lloyd)") {
     }
 }
 
-TEST_CASE("two contexts: each clusters on its own stream while the other has work queued") {
+TEST_CASE("two contexts: the same results on either, with work queued on the first") {
     Context first(Device::cuda), second(Device::cuda);
     const std::int64_t n = 126121;
     const std::vector<double> x = latent_like(n, 2, 21);

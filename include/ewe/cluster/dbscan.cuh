@@ -127,8 +127,9 @@ inline std::vector<std::int32_t> cell_of_points(const detail::DbscanGrid::Layout
 // counts on `ctx`'s device and stream (see the top of the file). The sorted points and
 // the cell tables are uploaded once, one kernel runs on the context's stream, and the
 // core flags come back on it; the context is synchronized once (ctx.synchronize()),
-// because the host merges the clusters from the flags. Other contexts' streams are
-// never waited for.
+// because the host merges the clusters from the flags. (The uploads, ewe::copy, and the
+// release of the device tensors wait for the whole device, as every ewe tensor copy
+// and free does.)
 template <class T>
 DbscanResult dbscan_gpu(Context& ctx, const T* points, std::int64_t n, int d, const DbscanOptions& options) {
     EWE_REQUIRE(ctx.device() == Device::cuda, "dbscan_gpu: expected a CUDA context (ewe::Context ctx(ewe::Device::cuda)), "

@@ -94,7 +94,8 @@ __global__ void kmeans_assign(const Real* __restrict__ x, std::int64_t n, int d,
 // each assignment uploads the centres, runs one kernel and copies labels and squared
 // distances back, all on the context's stream, and synchronizes the context once
 // (ctx.synchronize()) because the host needs them for the centre update: iterations + 1
-// times per restart. Other contexts' streams are never waited for.
+// times per restart. (The upload of the points, ewe::copy, and the release of the
+// device tensors wait for the whole device, as every ewe tensor copy and free does.)
 template <class T>
 KMeansResult kmeans_gpu(Context& ctx, const T* points, std::int64_t n, int d, const KMeansOptions& options) {
     EWE_REQUIRE(ctx.device() == Device::cuda, "kmeans_gpu: expected a CUDA context (ewe::Context ctx(ewe::Device::cuda)), "
