@@ -2,23 +2,24 @@
 # The one driver of the GPU check, run ON the lent GPU machine from the repository root
 # with .carry/ carried (made here by `bash scripts/prepare_carry.sh --prebuilt`: the
 # header-only dependencies, the prebuilt CUDA programs and their ctest file). The two
-# device calls, in this order (each starts a fresh machine; together <= 13 minutes):
+# device calls, in this order (each starts a fresh machine; 12 minutes of commands
+# plus two starts within the 15 minutes lent):
 #   run 1: command "bash scripts/gpu_check.sh versions tests example compare bench"
-#          carry [".carry"], timeout_s 480
+#          carry [".carry"], timeout_s 450
 #   run 2: command "bash scripts/gpu_check.sh versions sanitizers"
-#          carry [".carry"], timeout_s 300
+#          carry [".carry"], timeout_s 270
 # Stages always run in this order, each under its own time limit (seconds), so the most
 # valuable results come first and survive a later stage hanging:
 #   versions    15  driver, runtime, devices, nvcc, compute-sanitizer, torch; libraries
 #   build      420  (only if asked: builds the programs here when the carried ones cannot run)
-#   tests      150  ctest -L cuda with EWE_REQUIRE_CUDA=1 (a missing device fails)
-#   sanitizers 270  ctest -L sanitizer: compute-sanitizer's memcheck, racecheck,
+#   tests      140  ctest -L cuda with EWE_REQUIRE_CUDA=1 (a missing device fails)
+#   sanitizers 240  ctest -L sanitizer: compute-sanitizer's memcheck, racecheck,
 #                   initcheck, synccheck on every CUDA test program, all at once
-#   example    110  sheep_vae_cuda end to end (bench, train, anomalies cuda vs cpu,
+#   example    100  sheep_vae_cuda end to end (bench, train, anomalies cuda vs cpu,
 #                   generate, explore, one epoch and one scoring pass of 126,121 drawings)
-#   compare    120  bench/compare/gpu_step.sh: ewe's train step vs PyTorch eager and
+#   compare    110  bench/compare/gpu_step.sh: ewe's train step vs PyTorch eager and
 #                   torch.compile (the machine's own python3 and torch)
-#   bench       60  bench_cuda_cuda_ops, every row
+#   bench       50  bench_cuda_cuda_ops, every row
 # Output, at most 8 files in $OUT (default ./out): summary.txt (one line per result),
 # versions.txt, tests.log, sanitizers.log, example.log, compare.txt, compare-<gpu>-<date>.json,
 # bench.txt (build.log replaces versions.txt in the rare run that builds).
@@ -204,19 +205,19 @@ fi
 
 # ---------------------------------------------------------------- tests
 if want tests; then
-  stage_start tests 150
+  stage_start tests 140
   run_ctest "$out/tests.log" cuda 4
 fi
 
 # ---------------------------------------------------------------- compute-sanitizer
 if want sanitizers; then
-  stage_start sanitizers 270
+  stage_start sanitizers 240
   run_ctest "$out/sanitizers.log" sanitizer 16
 fi
 
 # ---------------------------------------------------------------- the example, end to end
 if want example; then
-  stage_start example 110
+  stage_start example 100
   log=$out/example.log
   : >"$log"
   app=$(find_program sheep_vae_cuda)
@@ -266,7 +267,7 @@ fi
 
 # ---------------------------------------------------------------- side by side with PyTorch
 if want compare; then
-  stage_start compare 120
+  stage_start compare 110
   exe=$(find_program bench_cuda_cuda_ops)
   if ! have_device compare; then :
   elif [[ -z $exe ]]; then note "compare: bench_cuda_cuda_ops not found"; status=1
@@ -277,18 +278,18 @@ if want compare; then
     # and writes the table from whatever finished.
     timeout -k 5 "$(left)" bash "$root/bench/compare/gpu_step.sh" "$exe" \
       "$out/compare-${slug:-gpu}-$(date -u +%Y%m%d).json" 100 "$(($(left) - 5))" >"$out/compare.txt" 2>&1
-    stage_result $? 120 "(table in compare.txt)"
+    stage_result $? 110 "(table in compare.txt)"
   fi
 fi
 
 # ---------------------------------------------------------------- benchmarks
 if want bench; then
-  stage_start bench 60
+  stage_start bench 50
   exe=$(find_program bench_cuda_cuda_ops)
   if [[ -z $exe ]]; then note "bench: bench_cuda_cuda_ops not found"; status=1
   else
     timeout -k 5 "$(left)" "$exe" --benchmark_min_time=0.05 --benchmark_counters_tabular=true >"$out/bench.txt" 2>&1
-    stage_result $? 60 "(bench.txt)"
+    stage_result $? 50 "(bench.txt)"
   fi
 fi
 

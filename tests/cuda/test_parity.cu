@@ -253,7 +253,7 @@ TEST_CASE("conv2d_transpose forward and backward") {
     Devices seed;
     check_conv_transpose(seed, transpose_geometry(3, 28, 28, 80, 40, 4, 1, Padding::same), Activation::relu,
                          stream += 4);
-    check_conv_transpose(seed, transpose_geometry(3, 28, 28, 20, 10, 4, 2, Padding::same), Activation::relu,
+    check_conv_transpose(seed, transpose_geometry(3, 28, 28, 10, 10, 4, 2, Padding::same), Activation::relu,
                          stream += 4);
     check_conv_paths(seed.gpu, 2 * kOpsPerTransposeCheck, 0);
 }
