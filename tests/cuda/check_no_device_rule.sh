@@ -7,7 +7,7 @@
 #   bash tests/cuda/check_no_device_rule.sh PROGRAM...
 set -uo pipefail
 failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+fail() { echo "check_no_device_rule: RULE BROKEN: $*"; failures=$((failures + 1)); }
 
 for program in "$@"; do
   name=$(basename "$program")
