@@ -5,15 +5,17 @@
 // (memory-bound kernels, counting each tensor read or written once), so the distance
 // to the H100 roofline (~67 TFLOP/s fp32 non-tensor, ~3.3 TB/s HBM3) is visible.
 // The last rows time a whole SheepVae train_step, eager and as a replayed CUDA graph.
-// Without a CUDA device the program prints "skipped: no CUDA device" and exits 0.
+// It prints the CUDA driver, runtime and device first; without a usable device it prints
+// "skipped: no CUDA device (<CUDA error>)" and exits 77, or fails with EWE_REQUIRE_CUDA=1
+// (ewe/cuda/device.cuh).
 #include <benchmark/benchmark.h>
 
-#include <cstdio>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "ewe/cuda/device.cuh"
 #include "ewe/ewe.hpp"
 
 using namespace ewe;
@@ -21,11 +23,6 @@ using namespace ewe;
 namespace {
 
 Context* g_ctx = nullptr;
-
-bool cuda_available() {
-    int count = 0;
-    return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-}
 
 Tensor<float> device_uniform(const Shape& shape, std::uint32_t stream, float lo = -1.0f, float hi = 1.0f) {
     Tensor<float> host(shape);
@@ -261,10 +258,7 @@ void register_scoring_pass(std::int64_t batch) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (!cuda_available()) {
-        std::printf("skipped: no CUDA device\n");
-        return 0;
-    }
+    if (const auto exit_code = cuda::exit_code_without_device(argv[0])) return *exit_code;
     Context ctx(Device::cuda);
     g_ctx = &ctx;
     for (std::int64_t batch : {8, 64, 256}) {

@@ -9,10 +9,14 @@
 #   Google Benchmark             -> .carry/include/benchmark + .carry/lib, benchmark_DIR=.carry/cmake/benchmark
 #   CLI11 (header, for sheep_vae) -> .carry/include/CLI,       CLI11_DIR=.carry/cmake/CLI11
 # With --prebuilt it also builds the CUDA tests, benchmarks and sheep_vae_cuda here
-# (build-gpubin/, sm_90, no -march=native) and copies the programs to .carry/bin, so the
-# device's minutes go to running them (gpu_check.sh falls back to them when it does not
-# build). With EWE_DATA naming the Quick, Draw! folder, sheep.npy and cat.npy are copied to
-# .carry/data for gpu_check.sh's example stage (a transient copy in an ignored folder).
+# (build-gpubin/, sm_90, no -march=native) and copies the programs to .carry/build/ at
+# their paths in the build tree, with the tests' ctest file as a template
+# (.carry/build/tests/CTestTestfile.cmake.in: this machine's source, build and data
+# paths replaced by @EWE_SOURCE@, @EWE_CARRIED_BUILD@ and @EWE_DATA@, which
+# gpu_check.sh fills in wherever the repository lands), so the device's minutes go to
+# running them through ctest. With EWE_DATA naming the Quick, Draw! folder, sheep.npy
+# and cat.npy are copied to .carry/data for gpu_check.sh's example stage (a transient
+# copy in an ignored folder).
 # Google Benchmark is carried as a static library when one is found (a system
 # libbenchmark.a, or a source tree in $EWE_BENCHMARK_SRC, built here with -fPIC),
 # else as the system's shared library (gpu_check.sh puts .carry/lib on LD_LIBRARY_PATH).
@@ -125,20 +129,42 @@ if [[ -n ${EWE_DATA:-} && -f $EWE_DATA/sheep.npy ]]; then
   for f in sheep cat; do [[ -f $EWE_DATA/$f.npy ]] && cp "$EWE_DATA/$f.npy" "$carry/data/"; done
 fi
 
-# --- programs built here for the GPU machine
+# --- programs built here for the GPU machine, and their ctest file
 if ((prebuilt)); then
   gpubin=$root/build-gpubin
   targets=()
   for f in "$root"/tests/cuda/*.cu; do targets+=("test_cuda_$(basename "$f" .cu)"); done
   for f in "$root"/bench/*.cu; do [[ -e $f ]] && targets+=("bench_cuda_$(basename "$f" .cu)"); done
   targets+=(sheep_vae_cuda)
-  cmake -S "$root" -B "$gpubin" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DEWE_WITH_CUDA=ON \
-    -DEWE_BUILD_EXAMPLES=ON -DEWE_NATIVE=OFF >/dev/null
-  cmake --build "$gpubin" -j "$(nproc)" --target "${targets[@]}" >/dev/null
-  mkdir -p "$carry/bin"
-  for t in "${targets[@]}"; do cp "$(find "$gpubin" -type f -name "$t" -perm -u+x | head -1)" "$carry/bin/"; done
-  git -C "$root" rev-parse HEAD >"$carry/bin/COMMIT"
-  git -C "$root" diff --quiet HEAD || echo "(plus uncommitted changes)" >>"$carry/bin/COMMIT"
+  nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+  cmake -S "$root" -B "$gpubin" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_COMPILER="$nvcc" \
+    -DCMAKE_CUDA_ARCHITECTURES=90 -DEWE_WITH_CUDA=ON -DEWE_BUILD_EXAMPLES=ON -DEWE_NATIVE=OFF >/dev/null
+  start=$SECONDS
+  cmake --build "$gpubin" -j "${EWE_BUILD_JOBS:-$(nproc)}" --target "${targets[@]}" >"$gpubin/prepare_carry.log" 2>&1 ||
+    { tail -40 "$gpubin/prepare_carry.log" >&2; echo "prepare_carry: the build failed ($gpubin/prepare_carry.log)" >&2; exit 1; }
+  echo "prepare_carry: built ${targets[*]} in $((SECONDS - start)) s"
+  for t in "${targets[@]}"; do
+    exe=$(cd "$gpubin" && find . -type f -name "$t" -perm -u+x | head -1)
+    [[ -n $exe ]] || { echo "prepare_carry: $t was not built in $gpubin" >&2; exit 1; }
+    mkdir -p "$carry/build/$(dirname "$exe")"
+    cp "$gpubin/$exe" "$carry/build/$exe"
+  done
+  # OpenMP's runtime may be missing where only nvcc's host compiler is installed.
+  cp "$(readlink -f "$(g++ -print-file-name=libgomp.so.1)")" "$carry/lib/libgomp.so.1"
+  # What the programs need from the C and C++ runtimes, for the record.
+  objdump -T "$carry/build/tests/"test_cuda_* | grep -oE "GLIBC_[0-9.]+|GLIBCXX_[0-9.]+" | sort -uV |
+    awk -F_ '{v[$1] = $0} END {print "needs", v["GLIBC"], v["GLIBCXX"]}' >"$carry/build/NEEDS"
+  data=$(sed -n 's/^EWE_TEST_DATA:PATH=//p' "$gpubin/CMakeCache.txt")
+  # Longest path first: the data and build folders may lie inside the source folder.
+  sed -e "s|${data:-@EWE_NO_DATA@}|@EWE_DATA@|g" -e "s|$gpubin|@EWE_CARRIED_BUILD@|g" -e "s|$root|@EWE_SOURCE@|g" \
+    "$gpubin/tests/CTestTestfile.cmake" >"$carry/build/tests/CTestTestfile.cmake.in"
+  if grep -qF "$(dirname "$root")/" "$carry/build/tests/CTestTestfile.cmake.in"; then
+    echo "prepare_carry: a path of this machine is left in the ctest template:" >&2
+    grep -nF "$(dirname "$root")/" "$carry/build/tests/CTestTestfile.cmake.in" >&2
+    exit 1
+  fi
+  git -C "$root" rev-parse HEAD >"$carry/build/COMMIT"
+  git -C "$root" diff --quiet HEAD || echo "(plus uncommitted changes)" >>"$carry/build/COMMIT"
 fi
 
 echo "prepared $carry ($(du -sh "$carry" | cut -f1)): Eigen $eigen_version, doctest $doctest_version, Google Benchmark ($bench_kind)"

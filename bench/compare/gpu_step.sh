@@ -8,31 +8,39 @@
 # a list of objects with batch, ewe_ms_per_step (graph), ewe_eager_ms_per_step,
 # torch_eager_ms_per_step, torch_compile_ms_per_step, the memory of each, device, driver,
 # CUDA, cuDNN and PyTorch versions and the commit.
-# Usage (on the GPU machine, after scripts/gpu_check.sh built or found bench_cuda_cuda_ops):
-#   bash bench/compare/gpu_step.sh BENCH_EXE [JSON-OUT] [steps]
-#   JSON-OUT defaults to bench/results/compare-<gpu>-<yyyymmdd>.json
+# Usage (on the GPU machine; scripts/gpu_check.sh's compare stage calls it):
+#   bash bench/compare/gpu_step.sh BENCH_EXE [JSON-OUT] [steps] [budget-seconds]
+#   JSON-OUT defaults to bench/results/compare-<gpu>-<yyyymmdd>.json. With a budget, the
+#   runs (ewe, then PyTorch eager at each batch, then torch.compile at each batch) share
+#   it, each stopped when it runs out, and the table is written from what finished.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-bench=${1:?usage: gpu_step.sh BENCH_EXE [JSON-OUT] [steps]}
+bench=${1:?usage: gpu_step.sh BENCH_EXE [JSON-OUT] [steps] [budget-seconds]}
 steps=${3:-200}
+deadline=$((SECONDS + ${4:-86400}))
+left() { local l=$((deadline - SECONDS - 10)); ((l > 1)) && echo "$l" || echo 1; }  # 10 s kept for the table
 [[ -x $bench ]] || { echo "gpu_step.sh: $bench is not an executable (build bench_cuda_cuda_ops)" >&2; exit 1; }
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)
 slug=$(echo "$gpu" | tr 'A-Z ' 'a-z-' | tr -cd 'a-z0-9-' | sed 's/^nvidia-//')
 json_out=${2:-$root/bench/results/compare-$slug-$(date -u +%Y%m%d).json}
-commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || cat "$root/.carry/bin/COMMIT" 2>/dev/null | head -1)
+commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || head -1 "$root/.carry/build/COMMIT" 2>/dev/null)
 work=$(mktemp -d)
 echo "# gpu_step.sh: $gpu, driver $driver, commit ${commit:-unknown}, $(date -u +%FT%TZ), $steps timed steps"
 
-"$bench" --benchmark_filter='train_step' --benchmark_min_time=0.5 --benchmark_format=json \
-  >"$work/ewe.json" 2>"$work/ewe.err" || { cat "$work/ewe.err" >&2; exit 1; }
-for batch in 8 64 256; do
-  for mode in eager compile; do
+# The program prints its device report on stdout; the rows go to ewe.json.
+timeout "$(left)" "$bench" --benchmark_filter='train_step' --benchmark_min_time=0.5 \
+  --benchmark_out="$work/ewe.json" --benchmark_out_format=json >"$work/ewe.out" 2>&1 ||
+  { cat "$work/ewe.out" >&2; exit 1; }
+head -1 "$work/ewe.out"
+for mode in eager compile; do
+  for batch in 8 64 256; do
     flag=(); [[ $mode == compile ]] && flag=(--compile)
-    python3 "$root/bench/compare/torch_sheep_vae.py" bench --device cuda --batch "$batch" --steps "$steps" \
-      --warmup 20 "${flag[@]}" >"$work/torch_${mode}_$batch.json" 2>"$work/torch_${mode}_$batch.err"
+    timeout "$(left)" python3 "$root/bench/compare/torch_sheep_vae.py" bench --device cuda --batch "$batch" \
+      --steps "$steps" --warmup 20 "${flag[@]}" >"$work/torch_${mode}_$batch.json" 2>"$work/torch_${mode}_$batch.err"
     rc=$?
-    ((rc == 0)) || { echo "torch $mode batch $batch failed (exit $rc):" >&2; tail -20 "$work/torch_${mode}_$batch.err" >&2; }
+    ((rc == 0)) || { echo "torch $mode batch $batch failed (exit $rc$( ((rc == 124)) && echo ", out of time")):" >&2
+      tail -20 "$work/torch_${mode}_$batch.err" >&2; rm -f "$work/torch_${mode}_$batch.json"; }
   done
 done
 

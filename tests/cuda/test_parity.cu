@@ -10,6 +10,9 @@
 //   kStep = 1e-3 for the gradients of a whole training step (errors of ~30 layers
 //           compound; a ReLU whose input is ~0 may flip);
 //   dropout masks are compared exactly.
+// Every output under test is filled with NaN (test::fill_nan) before the op, on both
+// devices, so an output an op fails to write fails its check; each case asserts which
+// convolution path (cuDNN or the im2col + GEMM fallback) its context took.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
@@ -19,6 +22,7 @@
 #include "parity_util.cuh"
 
 using namespace ewe;
+using test::fill_nan;
 using test::to_host;
 using test::uniform;
 
@@ -72,6 +76,20 @@ ConvGeometry transpose_geometry(std::int64_t n, std::int64_t h, std::int64_t w, 
 
 const Activation kActivations[] = {Activation::none, Activation::relu, Activation::sigmoid};
 
+// Convolution ops one check launches on the GPU context: check_conv runs forward,
+// backward and backward without dx; check_conv_transpose forward and backward.
+constexpr std::int64_t kOpsPerConvCheck = 3;
+constexpr std::int64_t kOpsPerTransposeCheck = 2;
+
+// Asserts how many convolution ops `gpu` ran through cuDNN and through the im2col +
+// GEMM fallback (ConvPathCounts counts each op once, when it launches).
+void check_conv_paths(const Context& gpu, std::int64_t cudnn, std::int64_t gemm) {
+    const cuda::ConvPathCounts& counts = cuda::resources(gpu).conv_path_counts();
+    INFO("conv ops through cuDNN: " << counts.cudnn << ", through im2col + GEMM: " << counts.gemm);
+    CHECK(counts.cudnn == cudnn);
+    CHECK(counts.gemm == gemm);
+}
+
 }  // namespace
 
 TEST_CASE("dense forward and backward") {
@@ -87,6 +105,7 @@ TEST_CASE("dense forward and backward") {
             Tensor<float> gx = gpu_copy(x), gb = gpu_copy(b), gdy = gpu_copy(dy);
             Unaligned gw(w, 1);  // a kernel at an odd offset of the flat buffer
             Tensor<float> y(Shape{n, out}), gy(Shape{n, out}, Device::cuda);
+            fill_nan({y, gy});
             ops::dense_forward<float>(d.cpu, x, w, b, act, y);
             ops::dense_forward<float>(d.gpu, gx, gw.view, gb, act, gy);
             EWE_CHECK_CLOSE(gy.view(), y.view(), kGemm);
@@ -95,6 +114,7 @@ TEST_CASE("dense forward and backward") {
             Tensor<float> gdpre(Shape{n, out}, Device::cuda), gdx(Shape{n, in}, Device::cuda);
             Tensor<float> gdb(Shape{out}, Device::cuda);
             Unaligned gdw(Tensor<float>(Shape{in, out}), 3);
+            fill_nan({dpre, dx, dw, db, gdpre, gdx, gdw.view, gdb});
             ops::dense_backward<float>(d.cpu, x, w, y, dy, act, dpre, dx, dw, db);
             ops::dense_backward<float>(d.gpu, gx, gw.view, gy, gdy, act, gdpre, gdx, gdw.view, gdb);
             EWE_CHECK_CLOSE(gdpre.view(), dpre.view(), kGemm);  // dpre and db inherit y's GEMM rounding
@@ -121,6 +141,7 @@ void check_conv(Devices& d, const ConvGeometry& g, Activation act, std::uint32_t
     Tensor<float> gx = gpu_copy(x), gb = gpu_copy(b), gdy = gpu_copy(dy);
     Unaligned gw(w, 2);
     Tensor<float> y(g.output_shape()), gy(g.output_shape(), Device::cuda);
+    fill_nan({y, gy});
     ops::conv2d_forward<float>(d.cpu, g, x, w, b, act, y);
     ops::conv2d_forward<float>(d.gpu, g, gx, gw.view, gb, act, gy);
     EWE_CHECK_CLOSE(gy.view(), y.view(), kGemm);
@@ -129,6 +150,7 @@ void check_conv(Devices& d, const ConvGeometry& g, Activation act, std::uint32_t
     Tensor<float> gdpre(g.output_shape(), Device::cuda), gdx(g.input_shape(), Device::cuda);
     Tensor<float> gdb(Shape{g.out_c}, Device::cuda);
     Unaligned gdw(Tensor<float>(g.filter_shape()), 1);
+    fill_nan({dpre, dx, dw, db, gdpre, gdx, gdw.view, gdb});
     ops::conv2d_backward<float>(d.cpu, g, x, w, y, dy, act, dpre, dx, dw, db);
     ops::conv2d_backward<float>(d.gpu, g, gx, gw.view, gy, gdy, act, gdpre, gdx, gdw.view, gdb);
     EWE_CHECK_CLOSE(gdpre.view(), dpre.view(), kGemm);
@@ -136,9 +158,12 @@ void check_conv(Devices& d, const ConvGeometry& g, Activation act, std::uint32_t
     EWE_CHECK_CLOSE(gdw.view, dw.view(), kGemm);
     EWE_CHECK_CLOSE(gdb.view(), db.view(), kGemm);
 
-    // Without the optional dx.
+    // Without the optional dx: every output written afresh.
+    fill_nan({gdpre, gdw.view, gdb});
     ops::conv2d_backward<float>(d.gpu, g, gx, gw.view, gy, gdy, act, gdpre, TensorView<float>(), gdw.view, gdb);
+    EWE_CHECK_CLOSE(gdpre.view(), dpre.view(), kGemm);
     EWE_CHECK_CLOSE(gdw.view, dw.view(), kGemm);
+    EWE_CHECK_CLOSE(gdb.view(), db.view(), kGemm);
 }
 
 void check_conv_transpose(Devices& d, const ConvGeometry& g, Activation act, std::uint32_t stream) {
@@ -156,6 +181,7 @@ void check_conv_transpose(Devices& d, const ConvGeometry& g, Activation act, std
     Tensor<float> gx = gpu_copy(x), gb = gpu_copy(b), gdy = gpu_copy(dy);
     Unaligned gw(w, 3);
     Tensor<float> y(g.input_shape()), gy(g.input_shape(), Device::cuda);
+    fill_nan({y, gy});
     ops::conv2d_transpose_forward<float>(d.cpu, g, x, w, b, act, y);
     ops::conv2d_transpose_forward<float>(d.gpu, g, gx, gw.view, gb, act, gy);
     EWE_CHECK_CLOSE(gy.view(), y.view(), kGemm);
@@ -164,6 +190,7 @@ void check_conv_transpose(Devices& d, const ConvGeometry& g, Activation act, std
     Tensor<float> gdpre(g.input_shape(), Device::cuda), gdx(g.output_shape(), Device::cuda);
     Tensor<float> gdb(Shape{g.in_c}, Device::cuda);
     Unaligned gdw(Tensor<float>(g.filter_shape()), 2);
+    fill_nan({dpre, dx, dw, db, gdpre, gdx, gdw.view, gdb});
     ops::conv2d_transpose_backward<float>(d.cpu, g, x, w, y, dy, act, dpre, dx, dw, db);
     ops::conv2d_transpose_backward<float>(d.gpu, g, gx, gw.view, gy, gdy, act, gdpre, gdx, gdw.view, gdb);
     EWE_CHECK_CLOSE(gdpre.view(), dpre.view(), kGemm);
@@ -177,6 +204,7 @@ void check_conv_transpose(Devices& d, const ConvGeometry& g, Activation act, std
 TEST_CASE("conv2d forward and backward") {
     Devices d;
     std::uint32_t stream = 100;
+    std::int64_t checks = 0;
     for (std::int64_t n : {1, 3}) {
         // stride 1, even kernel: TF pads 1 before and 2 after (asymmetric).
         check_conv(d, conv_geometry(n, 7, 6, 3, 5, 4, 1, Padding::same), Activation::relu, stream += 4);
@@ -188,16 +216,25 @@ TEST_CASE("conv2d forward and backward") {
         check_conv(d, conv_geometry(n, 9, 8, 2, 3, 3, 2, Padding::valid), Activation::relu, stream += 4);
         // 1x1 kernel.
         check_conv(d, conv_geometry(n, 5, 5, 4, 7, 1, 1, Padding::same), Activation::none, stream += 4);
+        checks += 5;
     }
-    // The seed model's shapes: first encoder conv and the last decoder conv.
-    check_conv(d, conv_geometry(3, 28, 28, 1, 10, 4, 1, Padding::same), Activation::relu, stream += 4);
-    check_conv(d, conv_geometry(3, 28, 28, 40, 80, 4, 1, Padding::same), Activation::relu, stream += 4);
-    check_conv(d, conv_geometry(3, 56, 56, 10, 1, 4, 2, Padding::same), Activation::sigmoid, stream += 4);
+    // Odd shapes may take either path, but every op is counted on one of them.
+    const cuda::ConvPathCounts& odd = cuda::resources(d.gpu).conv_path_counts();
+    CHECK(odd.cudnn + odd.gemm == checks * kOpsPerConvCheck);
+
+    // The seed model's shapes (first encoder conv, 40 -> 80, the last decoder conv) run
+    // on cuDNN, never on the fallback.
+    Devices seed;
+    check_conv(seed, conv_geometry(3, 28, 28, 1, 10, 4, 1, Padding::same), Activation::relu, stream += 4);
+    check_conv(seed, conv_geometry(3, 28, 28, 40, 80, 4, 1, Padding::same), Activation::relu, stream += 4);
+    check_conv(seed, conv_geometry(3, 56, 56, 10, 1, 4, 2, Padding::same), Activation::sigmoid, stream += 4);
+    check_conv_paths(seed.gpu, 3 * kOpsPerConvCheck, 0);
 }
 
 TEST_CASE("conv2d_transpose forward and backward") {
     Devices d;
     std::uint32_t stream = 300;
+    std::int64_t checks = 0;
     for (std::int64_t n : {1, 3}) {
         check_conv_transpose(d, transpose_geometry(n, 5, 4, 3, 2, 4, 2, Padding::same), Activation::relu, stream += 4);
         check_conv_transpose(d, transpose_geometry(n, 6, 5, 3, 4, 4, 1, Padding::same), Activation::sigmoid,
@@ -206,12 +243,19 @@ TEST_CASE("conv2d_transpose forward and backward") {
                              stream += 4);
         check_conv_transpose(d, transpose_geometry(n, 4, 5, 2, 3, 3, 2, Padding::same), Activation::relu,
                              stream += 4);
+        checks += 4;
     }
-    // The seed model's decoder: 80 -> 40 at 28x28 (stride 1) and 10 -> 10 upsampling to 56x56.
-    check_conv_transpose(d, transpose_geometry(3, 28, 28, 80, 40, 4, 1, Padding::same), Activation::relu,
+    const cuda::ConvPathCounts& odd = cuda::resources(d.gpu).conv_path_counts();
+    CHECK(odd.cudnn + odd.gemm == checks * kOpsPerTransposeCheck);
+
+    // The seed model's decoder: 80 -> 40 at 28x28 (stride 1) and 10 -> 10 upsampling to
+    // 56x56, on cuDNN.
+    Devices seed;
+    check_conv_transpose(seed, transpose_geometry(3, 28, 28, 80, 40, 4, 1, Padding::same), Activation::relu,
                          stream += 4);
-    check_conv_transpose(d, transpose_geometry(3, 28, 28, 20, 10, 4, 2, Padding::same), Activation::relu,
+    check_conv_transpose(seed, transpose_geometry(3, 28, 28, 10, 10, 4, 2, Padding::same), Activation::relu,
                          stream += 4);
+    check_conv_paths(seed.gpu, 2 * kOpsPerTransposeCheck, 0);
 }
 
 TEST_CASE("the im2col + GEMM convolution fallback matches the CPU") {
@@ -229,6 +273,8 @@ TEST_CASE("the im2col + GEMM convolution fallback matches the CPU") {
         check_conv_transpose(d, transpose_geometry(n, 4, 3, 2, 3, 3, 2, Padding::valid), Activation::sigmoid,
                              stream += 4);
     }
+    // Every op took the fallback, none cuDNN.
+    check_conv_paths(d.gpu, 0, 2 * 3 * (kOpsPerConvCheck + kOpsPerTransposeCheck));
 }
 
 TEST_CASE("TF32 and deterministic modes") {
@@ -243,21 +289,29 @@ TEST_CASE("TF32 and deterministic modes") {
     Tensor<float> dy = uniform(g.output_shape(), 903);
     Tensor<float> gx = gpu_copy(x), gw = gpu_copy(w), gdy = gpu_copy(dy);
     Tensor<float> y(g.output_shape()), gy(g.output_shape(), Device::cuda);
+    fill_nan({y});
     ops::conv2d_forward<float>(cpu, g, x, w, TensorView<const float>(), Activation::none, y);
     // TF32 keeps 10 mantissa bits: a looser bound, 5e-3.
+    fill_nan({gy});
     ops::conv2d_forward<float>(fast, g, gx, gw, TensorView<const float>(), Activation::none, gy);
     EWE_CHECK_CLOSE(gy.view(), y.view(), 5e-3);
     // Deterministic: two backward passes give the same bits.
+    fill_nan({gy});
     ops::conv2d_forward<float>(exact, g, gx, gw, TensorView<const float>(), Activation::none, gy);
     EWE_CHECK_CLOSE(gy.view(), y.view(), kGemm);
     Tensor<float> dpre(g.output_shape(), Device::cuda), dx1(g.input_shape(), Device::cuda);
     Tensor<float> dx2(g.input_shape(), Device::cuda), dw1(g.filter_shape(), Device::cuda);
     Tensor<float> dw2(g.filter_shape(), Device::cuda), db1(Shape{g.out_c}, Device::cuda), db2(Shape{g.out_c}, Device::cuda);
+    fill_nan({dpre, dx1, dw1, db1, dx2, dw2, db2});
     ops::conv2d_backward<float>(exact, g, gx, gw, gy, gdy, Activation::none, dpre, dx1, dw1, db1);
+    fill_nan({dpre});
     ops::conv2d_backward<float>(exact, g, gx, gw, gy, gdy, Activation::none, dpre, dx2, dw2, db2);
-    CHECK(test::max_abs_difference(dw1.view(), to_host<float>(dw2.view()).view()) == 0.0);
-    CHECK(test::max_abs_difference(dx1.view(), to_host<float>(dx2.view()).view()) == 0.0);
-    CHECK(test::max_abs_difference(db1.view(), to_host<float>(db2.view()).view()) == 0.0);
+    CHECK(test::max_abs_difference(dw1.view(), dw2.view()) == 0.0);
+    CHECK(test::max_abs_difference(dx1.view(), dx2.view()) == 0.0);
+    CHECK(test::max_abs_difference(db1.view(), db2.view()) == 0.0);
+    // The seed model's 40 -> 80 convolution runs on cuDNN in both modes.
+    check_conv_paths(fast, 1, 0);
+    check_conv_paths(exact, 3, 0);
 }
 
 TEST_CASE("activation forward and backward") {
@@ -267,6 +321,7 @@ TEST_CASE("activation forward and backward") {
         Tensor<float> x = uniform(Shape{3, 5, 7}, 11, -4, 4), dy = uniform(Shape{3, 5, 7}, 12);
         Tensor<float> gx = gpu_copy(x), gdy = gpu_copy(dy);
         Tensor<float> y(x.shape()), gy(x.shape(), Device::cuda), dx(x.shape()), gdx(x.shape(), Device::cuda);
+        fill_nan({y, gy, dx, gdx});
         ops::activation_forward<float>(d.cpu, act, x, y);
         ops::activation_forward<float>(d.gpu, act, gx, gy);
         EWE_CHECK_CLOSE(gy.view(), y.view(), kOp);
@@ -290,10 +345,13 @@ TEST_CASE("batchnorm forward (train, eval) and backward") {
         Tensor<float> sm(Shape{c}), si(Shape{c}), gsm(Shape{c}, Device::cuda), gsi(Shape{c}, Device::cuda);
         Tensor<float> y(shape), gy(shape, Device::cuda);
 
+        fill_nan({y, gy});
         ops::batchnorm_forward<float>(d.cpu, cfg, Phase::eval, x, gamma, beta, mm, mv, sm, si, y);
         ops::batchnorm_forward<float>(d.gpu, cfg, Phase::eval, gx, ggamma, gbeta, gmm, gmv, gsm, gsi, gy);
         EWE_CHECK_CLOSE(gy.view(), y.view(), kOp);
 
+        // The moving statistics are updated in place (from equal values on both devices).
+        fill_nan({y, gy, sm, si, gsm, gsi});
         ops::batchnorm_forward<float>(d.cpu, cfg, Phase::train, x, gamma, beta, mm, mv, sm, si, y);
         ops::batchnorm_forward<float>(d.gpu, cfg, Phase::train, gx, ggamma, gbeta, gmm, gmv, gsm, gsi, gy);
         EWE_CHECK_CLOSE(gy.view(), y.view(), kOp);
@@ -304,6 +362,7 @@ TEST_CASE("batchnorm forward (train, eval) and backward") {
 
         Tensor<float> dx(shape), gdx(shape, Device::cuda);
         Tensor<float> dg(Shape{c}), dbt(Shape{c}), gdg(Shape{c}, Device::cuda), gdbt(Shape{c}, Device::cuda);
+        fill_nan({dx, gdx, dg, dbt, gdg, gdbt});
         ops::batchnorm_backward<float>(d.cpu, x, dy, gamma, sm, si, dx, dg, dbt);
         ops::batchnorm_backward<float>(d.gpu, gx, gdy, ggamma, gsm, gsi, gdx, gdg, gdbt);
         EWE_CHECK_CLOSE(gdx.view(), dx.view(), kOp);
@@ -321,9 +380,11 @@ TEST_CASE("dropout masks equal the CPU's bit for bit") {
             const PhiloxKey key{0x1234567890ull, 3, 17};
             Tensor<float> x = uniform(Shape{count}, 31), gx = gpu_copy(x);
             Tensor<float> y(Shape{count}), gy(Shape{count}, Device::cuda);
+            fill_nan({y, gy});
             ops::dropout_forward<float>(d.cpu, rate, key, x, y);
             ops::dropout_forward<float>(d.gpu, rate, key, gx, gy);
             CHECK(test::max_abs_difference(gy.view(), y.view()) == 0.0);
+            fill_nan({y, gy});
             ops::dropout_backward<float>(d.cpu, rate, key, x, y);
             ops::dropout_backward<float>(d.gpu, rate, key, gx, gy);
             CHECK(test::max_abs_difference(gy.view(), y.view()) == 0.0);
@@ -343,6 +404,7 @@ TEST_CASE("reparameterization forward and backward") {
             Tensor<float> gmean = gpu_copy(mean), glv = gpu_copy(lv), gdz = gpu_copy(dz);
             Tensor<float> gdmean = gpu_copy(dmean), gdlv = gpu_copy(dlv);
             Tensor<float> z(s), gz(s, Device::cuda);
+            fill_nan({z, gz});  // (the backward accumulates into dmean/dlv, which start equal)
             ops::reparameterize_forward<float>(d.cpu, variant, key, mean, lv, z);
             ops::reparameterize_forward<float>(d.gpu, variant, key, gmean, glv, gz);
             EWE_CHECK_CLOSE(gz.view(), z.view(), kOp);
@@ -362,10 +424,12 @@ TEST_CASE("mse and kl losses") {
         Tensor<float> pred = uniform(img, 51, 0, 1), target = uniform(img, 52, 0, 1);
         Tensor<float> gpred = gpu_copy(pred), gtarget = gpu_copy(target);
         Tensor<float> ps(Shape{n}), gps(Shape{n}, Device::cuda);
+        fill_nan({ps, gps});
         ops::mse_forward<float>(d.cpu, 1568.0, pred, target, ps);
         ops::mse_forward<float>(d.gpu, 1568.0, gpred, gtarget, gps);
         EWE_CHECK_CLOSE(gps.view(), ps.view(), kOp);
         Tensor<float> dpred(img), gdpred(img, Device::cuda);
+        fill_nan({dpred, gdpred});
         ops::mse_backward<float>(d.cpu, 1568.0 / double(n), pred, target, dpred);
         ops::mse_backward<float>(d.gpu, 1568.0 / double(n), gpred, gtarget, gdpred);
         EWE_CHECK_CLOSE(gdpred.view(), dpred.view(), kOp);
@@ -375,10 +439,12 @@ TEST_CASE("mse and kl losses") {
             Tensor<float> mean = uniform(s, 53), lv = uniform(s, 54);
             Tensor<float> gmean = gpu_copy(mean), glv = gpu_copy(lv);
             Tensor<float> kl(Shape{n}), gkl(Shape{n}, Device::cuda);
+            fill_nan({kl, gkl});
             ops::kl_forward<float>(d.cpu, red, mean, lv, kl);
             ops::kl_forward<float>(d.gpu, red, gmean, glv, gkl);
             EWE_CHECK_CLOSE(gkl.view(), kl.view(), kOp);
             Tensor<float> dm(s), dl(s), gdm(s, Device::cuda), gdl(s, Device::cuda);
+            fill_nan({dm, dl, gdm, gdl});
             ops::kl_backward<float>(d.cpu, red, 0.7 / double(n), mean, lv, dm, dl);
             ops::kl_backward<float>(d.gpu, red, 0.7 / double(n), gmean, glv, gdm, gdl);
             EWE_CHECK_CLOSE(gdm.view(), dm.view(), kOp);
@@ -434,9 +500,11 @@ TEST_CASE("fill, copy, add, sum") {
         Tensor<float> a = uniform(s, 71), b = uniform(s, 72);
         Tensor<float> ga = gpu_copy(a), gb = gpu_copy(b);
         Tensor<float> out(s), gout(s, Device::cuda);
+        fill_nan({out, gout});
         ops::fill<float>(d.cpu, 2.5f, out);
         ops::fill<float>(d.gpu, 2.5f, gout);
         EWE_CHECK_CLOSE(gout.view(), out.view(), 0.0);
+        fill_nan({out, gout});
         ops::copy<float>(d.cpu, a, out);
         ops::copy<float>(d.gpu, ga, gout);
         EWE_CHECK_CLOSE(gout.view(), out.view(), 0.0);
@@ -444,6 +512,7 @@ TEST_CASE("fill, copy, add, sum") {
         ops::add<float>(d.gpu, gout, gb, gout);
         EWE_CHECK_CLOSE(gout.view(), out.view(), 0.0);
         Tensor<float> total(Shape{1}), gtotal(Shape{1}, Device::cuda);
+        fill_nan({total, gtotal});
         ops::sum<float>(d.cpu, a, total);
         ops::sum<float>(d.gpu, ga, gtotal);
         EWE_CHECK_CLOSE(gtotal.view(), total.view(), kOp);
@@ -459,10 +528,14 @@ TEST_CASE("gather_images, and a bad index reported at synchronize") {
     Tensor<std::uint8_t> gimages = images.to(Device::cuda);
     Tensor<std::int32_t> gidx = idx.to(Device::cuda);
     Tensor<float> out(Shape{3, 28, 28, 1}), gout(Shape{3, 28, 28, 1}, Device::cuda);
+    fill_nan({out, gout});
     ops::gather_images<float>(d.cpu, images, idx, 1.0 / 255.0, out);
     ops::gather_images<float>(d.gpu, gimages, gidx, 1.0 / 255.0, gout);
     EWE_CHECK_CLOSE(gout.view(), out.view(), 0.0);
-    CHECK(out.numel() == 3 * pixels);
+    // Image 49 lands in row 0: its first and last pixels, scaled to [0, 1].
+    const Tensor<float> gathered = to_host<float>(gout.view());
+    CHECK(gathered[0] == float(double(images[49 * pixels]) * (1.0 / 255.0)));
+    CHECK(gathered[pixels - 1] == float(double(images[50 * pixels - 1]) * (1.0 / 255.0)));
 
     Tensor<std::int32_t> bad = Tensor<std::int32_t>::from(Shape{2}, {3, 50}).to(Device::cuda);
     Tensor<float> gout2(Shape{2, 28, 28, 1}, Device::cuda);
@@ -486,14 +559,19 @@ TEST_CASE("one SheepVae train_step gives the same loss and parameters on both de
     VaeLoss<float> cpu_loss(d.cpu, VaeLossConfig{}, batch), gpu_loss(d.gpu, VaeLossConfig{}, batch);
     cpu_loss.set_kl_weight(0.5);
     gpu_loss.set_kl_weight(0.5);
-    // SGD: its update is proportional to the gradient, so parameter differences stay
-    // as small as gradient differences (Adam's first step is ~lr * sign(g), which
-    // would turn a tiny gradient difference near zero into a full lr).
-    Sgd<float> cpu_opt(d.cpu, cpu_vae.params(), 1e-3), gpu_opt(d.gpu, gpu_vae.params(), 1e-3);
+    // SGD without momentum: the update is exactly -lr * gradient, so its error is the
+    // gradients' (Adam's first step is ~lr * sign(g), which would turn a tiny gradient
+    // difference near zero into a full lr). lr 1e-2 makes the update (|update| ~ 2 for
+    // |params| ~ 35) dwarf the float rounding of the parameters it is added to (~1e-6).
+    const double lr = 1e-2;
+    Sgd<float> cpu_opt(d.cpu, cpu_vae.params(), lr), gpu_opt(d.gpu, gpu_vae.params(), lr);
     Tensor<float> x = uniform(Shape{batch, 28, 28, 1}, 81, 0, 1), gx = gpu_copy(x);
 
     // Identical initial weights (drawn on the host from the same seed).
     EWE_CHECK_CLOSE(gpu_vae.params().values(), cpu_vae.params().values(), 0.0);
+    const Tensor<float> before = to_host<float>(cpu_vae.params().values());
+    // Every trainable parameter's gradient is written by the step (none accumulates).
+    fill_nan({cpu_vae.params().grads(), gpu_vae.params().grads()});
 
     train_step(d.cpu, cpu_vae, cpu_loss, cpu_opt, x.view());
     train_step(d.gpu, gpu_vae, gpu_loss, gpu_opt, gx.view());
@@ -509,6 +587,9 @@ TEST_CASE("one SheepVae train_step gives the same loss and parameters on both de
     // The same reconstruction, latent means and gradients.
     EWE_CHECK_CLOSE(gpu_vae.reconstruction(batch), cpu_vae.reconstruction(batch), kGemm);
     EWE_CHECK_CLOSE(gpu_vae.mean(batch), cpu_vae.mean(batch), kGemm);
+    // The whole seed model runs its convolutions on cuDNN.
+    CHECK(cuda::resources(d.gpu).conv_path_counts().cudnn > 0);
+    CHECK(cuda::resources(d.gpu).conv_path_counts().gemm == 0);
     EWE_CHECK_CLOSE(gpu_vae.params().grads(), cpu_vae.params().grads(), kStep);
     const Tensor<float> cpu_grads = to_host<float>(cpu_vae.params().grads());
     const Tensor<float> gpu_grads = to_host<float>(gpu_vae.params().grads());
@@ -519,8 +600,23 @@ TEST_CASE("one SheepVae train_step gives the same loss and parameters on both de
         const TensorView<const float> g = gpu_grads.view().slice(p.offset, p.shape);
         EWE_CHECK_CLOSE(g, c, 10 * kStep);
     }
-    // Parameters after the update (moving statistics included).
-    EWE_CHECK_CLOSE(gpu_vae.params().values(), cpu_vae.params().values(), kGemm);
+
+    // The update itself, after - before on each device (moving statistics included):
+    // within the gradients' bound, and far above the parameters' float rounding.
+    const Tensor<float> cpu_after = to_host<float>(cpu_vae.params().values());
+    const Tensor<float> gpu_after = to_host<float>(gpu_vae.params().values());
+    Tensor<float> cpu_update(before.shape()), gpu_update(before.shape());
+    double update_norm = 0, params_norm = 0;
+    for (std::int64_t i = 0; i < before.numel(); ++i) {
+        cpu_update[i] = cpu_after[i] - before[i];
+        gpu_update[i] = gpu_after[i] - before[i];
+        update_norm += double(cpu_update[i]) * double(cpu_update[i]);
+        params_norm += double(before[i]) * double(before[i]);
+    }
+    const double rounding = std::sqrt(params_norm) * 0x1p-24;  // half an ulp per parameter, in L2
+    INFO("|update| " << std::sqrt(update_norm) << ", rounding of the parameters " << rounding);
+    CHECK(std::sqrt(update_norm) >= 100 * rounding / kStep);  // rounding adds < kStep / 100
+    EWE_CHECK_CLOSE(gpu_update.view(), cpu_update.view(), kStep);
 }
 
 TEST_CASE("reconstruction_sse (the scoring pass) agrees on both devices") {
@@ -529,6 +625,7 @@ TEST_CASE("reconstruction_sse (the scoring pass) agrees on both devices") {
     SheepVae<float> cpu_vae(d.cpu, config, 2, 11), gpu_vae(d.gpu, config, 2, 11);
     Tensor<float> x = uniform(Shape{5, 28, 28, 1}, 83, 0, 1), gx = gpu_copy(x);  // batches of 2, 2 and 1
     Tensor<float> cpu_sse(Shape{5}), gpu_sse(Shape{5}, Device::cuda);
+    fill_nan({cpu_sse, gpu_sse});
     reconstruction_sse<float>(d.cpu, cpu_vae, x.view(), cpu_sse.view());
     reconstruction_sse<float>(d.gpu, gpu_vae, gx.view(), gpu_sse.view());
     d.gpu.synchronize();
