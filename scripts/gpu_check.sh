@@ -189,7 +189,7 @@ if want build; then
   [[ -d $carry/cmake ]] || { note "FAIL: $carry is missing: run scripts/prepare_carry.sh here and carry .carry"; exit 1; }
   generator=(); command -v ninja >/dev/null && [[ ! -f $build/CMakeCache.txt ]] && generator=(-G Ninja)
   targets=()
-  for f in "$root"/tests/cuda/*.cu; do targets+=("test_cuda_$(basename "$f" .cu)"); done
+  for f in "$root"/tests/cuda/test_*.cu; do targets+=("test_cuda_$(basename "$f" .cu)"); done
   for f in "$root"/bench/*.cu; do targets+=("bench_cuda_$(basename "$f" .cu)"); done
   {
     cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \

@@ -133,7 +133,7 @@ fi
 if ((prebuilt)); then
   gpubin=$root/build-gpubin
   targets=()
-  for f in "$root"/tests/cuda/*.cu; do targets+=("test_cuda_$(basename "$f" .cu)"); done
+  for f in "$root"/tests/cuda/test_*.cu; do targets+=("test_cuda_$(basename "$f" .cu)"); done
   for f in "$root"/bench/*.cu; do [[ -e $f ]] && targets+=("bench_cuda_$(basename "$f" .cu)"); done
   targets+=(sheep_vae_cuda)
   nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)

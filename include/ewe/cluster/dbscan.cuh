@@ -47,7 +47,7 @@ __host__ __device__ inline std::int64_t lower_bound_key(const std::uint64_t* key
 }
 
 // Whether the point at sorted position p has at least `cap` neighbours (itself included).
-// Host-callable too: tests/cuda/test_cluster_kernels_on_host.cu checks it without a GPU.
+// Host-callable too: tests/cuda/host_test_cluster_kernels.cu checks it without a GPU.
 template <class Real>
 __host__ __device__ bool dbscan_is_core(std::int64_t p, const Real* __restrict__ pts,
                                       const std::int32_t* __restrict__ cell_of, const std::int32_t* __restrict__ start,

@@ -30,7 +30,7 @@ constexpr std::size_t kSharedBytes = 48u << 10;
 
 // Folds centres [first, first + m) (at `block`, m x d) into a point's running nearest
 // centre (best squared distance, its index): the CPU's assign_lloyd order, ties to the
-// lower index. Host-callable too: tests/cuda/test_cluster_kernels_on_host.cu.
+// lower index. Host-callable too: tests/cuda/host_test_cluster_kernels.cu.
 template <class Real>
 __host__ __device__ void fold_nearest(const Real* xi, const Real* block, std::int64_t first, std::int64_t m, int d,
                                       Real& best, std::int32_t& arg) {
