@@ -47,10 +47,11 @@ struct FinishStatistics {
 
 // y = gamma * (x - mean) * invstd + beta with the batch (train) or moving (eval) statistics.
 template <class T>
-__global__ void batchnorm_normalize_kernel(bool train, double epsilon, const T* __restrict__ x, const T* __restrict__ gamma,
-                                    const T* __restrict__ beta, const T* __restrict__ mean_stat,
-                                    const T* __restrict__ var_stat, T* __restrict__ y, std::int64_t count,
-                                    std::int64_t cols) {
+__global__ void batchnorm_normalize_kernel(bool train, double epsilon, const T* __restrict__ x,
+                                           const T* __restrict__ gamma,
+                                           const T* __restrict__ beta, const T* __restrict__ mean_stat,
+                                           const T* __restrict__ var_stat, T* __restrict__ y, std::int64_t count,
+                                           std::int64_t cols) {
     for (std::int64_t i = global_index(); i < count; i += grid_stride()) {
         const std::int64_t c = i % cols;
         const T mean = mean_stat[c];
@@ -86,10 +87,11 @@ struct StoreBackwardSums {
 };
 
 template <class T>
-__global__ void batchnorm_backward_dx_kernel(const T* __restrict__ x, const T* __restrict__ dy, const T* __restrict__ gamma,
-                                      const T* __restrict__ saved_mean, const T* __restrict__ saved_invstd,
-                                      const double* __restrict__ sums, T* __restrict__ dx, std::int64_t count,
-                                      std::int64_t cols) {
+__global__ void batchnorm_backward_dx_kernel(const T* __restrict__ x, const T* __restrict__ dy,
+                                             const T* __restrict__ gamma,
+                                             const T* __restrict__ saved_mean, const T* __restrict__ saved_invstd,
+                                             const double* __restrict__ sums, T* __restrict__ dx, std::int64_t count,
+                                             std::int64_t cols) {
     const double rows = double(count / cols);
     for (std::int64_t i = global_index(); i < count; i += grid_stride()) {
         const std::int64_t c = i % cols;

@@ -11,8 +11,8 @@ namespace ewe::cuda::kernels {
 
 template <class T>
 __global__ void dropout_kernel(const T* __restrict__ in, T* __restrict__ out, std::int64_t count,
-                        std::uint32_t drop_threshold, T scale, StepScalar<std::uint64_t> seed, std::uint32_t stream,
-                        StepScalar<std::uint64_t> offset) {
+                               std::uint32_t drop_threshold, T scale, StepScalar<std::uint64_t> seed,
+                               std::uint32_t stream, StepScalar<std::uint64_t> offset) {
     const PhiloxKey key{seed.get(), stream, offset.get()};
     const std::int64_t blocks = (count + 3) / 4;
     for (std::int64_t b = global_index(); b < blocks; b += grid_stride()) {

@@ -12,7 +12,7 @@ namespace ewe::cuda::kernels {
 // y (rows, cols) = act(y + b) in place; b may be null.
 template <class T>
 __global__ void bias_activation_kernel(Activation act, const T* __restrict__ b, T* __restrict__ y, std::int64_t count,
-                                std::int64_t cols) {
+                                       std::int64_t cols) {
     for (std::int64_t i = global_index(); i < count; i += grid_stride()) {
         const T v = b != nullptr ? y[i] + b[i % cols] : y[i];
         y[i] = activate(act, v);
@@ -20,14 +20,15 @@ __global__ void bias_activation_kernel(Activation act, const T* __restrict__ b, 
 }
 
 template <class T>
-__global__ void activation_forward_kernel(Activation act, const T* __restrict__ x, T* __restrict__ y, std::int64_t count) {
+__global__ void activation_forward_kernel(Activation act, const T* __restrict__ x, T* __restrict__ y,
+                                          std::int64_t count) {
     for (std::int64_t i = global_index(); i < count; i += grid_stride()) y[i] = activate(act, x[i]);
 }
 
 // dpre = dy * act'(y).
 template <class T>
 __global__ void activation_grad_kernel(Activation act, const T* __restrict__ y, const T* __restrict__ dy,
-                                T* __restrict__ dpre, std::int64_t count) {
+                                       T* __restrict__ dpre, std::int64_t count) {
     for (std::int64_t i = global_index(); i < count; i += grid_stride()) dpre[i] = dy[i] * activation_slope(act, y[i]);
 }
 
@@ -46,7 +47,7 @@ __global__ void fill_kernel(StepScalar<double> value, T* __restrict__ x, std::in
 // xp (n, h + eh, w + ew, c) = x (n, h, w, c) followed by zero rows and columns.
 template <class T>
 __global__ void pad_tail_kernel(const T* __restrict__ x, T* __restrict__ xp, std::int64_t n, std::int64_t h,
-                         std::int64_t w, std::int64_t c, std::int64_t hp, std::int64_t wp) {
+                                std::int64_t w, std::int64_t c, std::int64_t hp, std::int64_t wp) {
     const std::int64_t count = n * hp * wp * c;
     for (std::int64_t i = global_index(); i < count; i += grid_stride()) {
         const std::int64_t ch = i % c;
@@ -62,7 +63,7 @@ __global__ void pad_tail_kernel(const T* __restrict__ x, T* __restrict__ xp, std
 // x (n, h, w, c) = the leading rows and columns of xp (n, hp, wp, c).
 template <class T>
 __global__ void crop_tail_kernel(const T* __restrict__ xp, T* __restrict__ x, std::int64_t n, std::int64_t h,
-                          std::int64_t w, std::int64_t c, std::int64_t hp, std::int64_t wp) {
+                                 std::int64_t w, std::int64_t c, std::int64_t hp, std::int64_t wp) {
     const std::int64_t count = n * h * w * c;
     for (std::int64_t i = global_index(); i < count; i += grid_stride()) {
         const std::int64_t ch = i % c;

@@ -11,14 +11,15 @@
 namespace ewe::cuda::kernels {
 
 template <class T>
-__global__ void sgd_plain_kernel(StepScalar<double> lr, T* __restrict__ p, const T* __restrict__ g, std::int64_t count) {
+__global__ void sgd_plain_kernel(StepScalar<double> lr, T* __restrict__ p, const T* __restrict__ g,
+                                 std::int64_t count) {
     const T rate = T(lr.get());
     for (std::int64_t i = global_index(); i < count; i += grid_stride()) p[i] -= rate * g[i];
 }
 
 template <class T>
 __global__ void sgd_momentum_kernel(StepScalar<double> lr, T momentum, bool nesterov, T* __restrict__ p,
-                             const T* __restrict__ g, T* __restrict__ velocity, std::int64_t count) {
+                                    const T* __restrict__ g, T* __restrict__ velocity, std::int64_t count) {
     const T rate = T(lr.get());
     for (std::int64_t i = global_index(); i < count; i += grid_stride()) {
         const T v = momentum * velocity[i] - rate * g[i];
@@ -29,7 +30,7 @@ __global__ void sgd_momentum_kernel(StepScalar<double> lr, T momentum, bool nest
 
 template <class T>
 __global__ void rmsprop_kernel(StepScalar<double> lr, T rho, T one_minus_rho, T eps, T* __restrict__ p,
-                        const T* __restrict__ g, T* __restrict__ ms, std::int64_t count) {
+                               const T* __restrict__ g, T* __restrict__ ms, std::int64_t count) {
     const T rate = T(lr.get());
     for (std::int64_t i = global_index(); i < count; i += grid_stride()) {
         const T s = rho * ms[i] + one_minus_rho * g[i] * g[i];

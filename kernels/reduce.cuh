@@ -19,7 +19,7 @@ namespace ewe::cuda::kernels {
 // partials: [chunks][K][cols]. f(r, c, acc) adds its K terms into acc.
 template <int K, class F>
 __global__ void column_partials_kernel(F f, std::int64_t rows, std::int64_t cols, std::int64_t rows_per_chunk,
-                                double* __restrict__ partials) {
+                                       double* __restrict__ partials) {
     const int width = cols < kThreads ? static_cast<int>(cols) : kThreads;
     const int lanes = kThreads / width;
     const int t = static_cast<int>(threadIdx.x);

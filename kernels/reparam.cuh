@@ -1,8 +1,8 @@
 // The reparameterization trick z = mean + exp(log_var_scale * log_var) * eps with
 // eps = ewe::philox_normal(key, i) (include/ewe/core/philox.hpp), the same stream as
 // the CPU; log_var_scale = 0.5 (standard) or 1 (the sheep post), chosen by the door.
-// Arithmetic in double as on the CPU; launch functions at the end. CPU reference: Backend::reparameterize_forward / reparameterize_backward in
-// include/ewe/cpu/backend.hpp.
+// Arithmetic in double as on the CPU; launch functions at the end. CPU reference:
+// Backend::reparameterize_forward / reparameterize_backward in include/ewe/cpu/backend.hpp.
 #pragma once
 
 #include "ewe/core/philox.hpp"
@@ -11,9 +11,10 @@
 namespace ewe::cuda::kernels {
 
 template <class T>
-__global__ void reparameterize_forward_kernel(double log_var_scale, const T* __restrict__ mean, const T* __restrict__ log_var,
-                                       T* __restrict__ z, std::int64_t count, StepScalar<std::uint64_t> seed,
-                                       std::uint32_t stream, StepScalar<std::uint64_t> offset) {
+__global__ void reparameterize_forward_kernel(double log_var_scale, const T* __restrict__ mean,
+                                              const T* __restrict__ log_var, T* __restrict__ z, std::int64_t count,
+                                              StepScalar<std::uint64_t> seed, std::uint32_t stream,
+                                              StepScalar<std::uint64_t> offset) {
     const PhiloxKey key{seed.get(), stream, offset.get()};
     for (std::int64_t i = global_index(); i < count; i += grid_stride()) {
         const double eps = double(philox_normal(key, static_cast<std::uint64_t>(i)));
@@ -23,10 +24,11 @@ __global__ void reparameterize_forward_kernel(double log_var_scale, const T* __r
 
 // Accumulates: dmean += dz, dlog_var += dz * log_var_scale * exp(log_var_scale * log_var) * eps.
 template <class T>
-__global__ void reparameterize_backward_kernel(double log_var_scale, const T* __restrict__ log_var, const T* __restrict__ dz,
-                                        T* __restrict__ dmean, T* __restrict__ dlog_var, std::int64_t count,
-                                        StepScalar<std::uint64_t> seed, std::uint32_t stream,
-                                        StepScalar<std::uint64_t> offset) {
+__global__ void reparameterize_backward_kernel(double log_var_scale, const T* __restrict__ log_var,
+                                               const T* __restrict__ dz, T* __restrict__ dmean,
+                                               T* __restrict__ dlog_var, std::int64_t count,
+                                               StepScalar<std::uint64_t> seed, std::uint32_t stream,
+                                               StepScalar<std::uint64_t> offset) {
     const PhiloxKey key{seed.get(), stream, offset.get()};
     for (std::int64_t i = global_index(); i < count; i += grid_stride()) {
         const double eps = double(philox_normal(key, static_cast<std::uint64_t>(i)));

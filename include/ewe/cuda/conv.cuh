@@ -111,26 +111,27 @@ inline ConvPlan& conv_plan(Resources& r, const ConvGeometry& g) {
     auto& cache = r.conv_plans();
     if (auto found = cache.find(key); found != cache.end()) return *found->second;
 
+    using detail::as_int;
     auto plan = std::make_shared<ConvPlan>();
     ConvPlan& p = *plan;
     p.extra_h = detail::extra_tail(g.h);
     p.extra_w = detail::extra_tail(g.w);
     p.in_h = g.h.in + p.extra_h;
     p.in_w = g.w.in + p.extra_w;
-    const int n = detail::as_int(g.batch, "batch"), c = detail::as_int(g.in_c, "in_c"), k = detail::as_int(g.out_c, "out_c");
+    const int n = as_int(g.batch, "batch"), c = as_int(g.in_c, "in_c"), k = as_int(g.out_c, "out_c");
     EWE_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p.x_desc));
     EWE_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p.y_desc));
     EWE_CUDNN_CHECK(cudnnCreateFilterDescriptor(&p.w_desc));
     EWE_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&p.conv_desc));
     EWE_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p.x_desc, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, c,
-                                               detail::as_int(p.in_h, "input height"), detail::as_int(p.in_w, "input width")));
+                                               as_int(p.in_h, "input height"), as_int(p.in_w, "input width")));
     EWE_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p.y_desc, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, k,
-                                               detail::as_int(g.h.out, "output height"), detail::as_int(g.w.out, "output width")));
+                                               as_int(g.h.out, "output height"), as_int(g.w.out, "output width")));
     EWE_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p.w_desc, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, k, c,
-                                               detail::as_int(g.h.kernel, "kernel height"), detail::as_int(g.w.kernel, "kernel width")));
-    EWE_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p.conv_desc, detail::as_int(g.h.pad_before, "pad"),
-                                                    detail::as_int(g.w.pad_before, "pad"), detail::as_int(g.h.stride, "stride"),
-                                                    detail::as_int(g.w.stride, "stride"), 1, 1, CUDNN_CROSS_CORRELATION,
+                                               as_int(g.h.kernel, "kernel height"), as_int(g.w.kernel, "kernel width")));
+    EWE_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p.conv_desc, as_int(g.h.pad_before, "pad"),
+                                                    as_int(g.w.pad_before, "pad"), as_int(g.h.stride, "stride"),
+                                                    as_int(g.w.stride, "stride"), 1, 1, CUDNN_CROSS_CORRELATION,
                                                     CUDNN_DATA_FLOAT));
     int on = 0, oc = 0, oh = 0, ow = 0;
     EWE_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p.conv_desc, p.x_desc, p.w_desc, &on, &oc, &oh, &ow));
