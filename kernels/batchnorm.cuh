@@ -1,6 +1,7 @@
 // Batch normalization over the last axis of x viewed as (M, C): the statistics go
 // through the deterministic column reduction of kernels/reduce.cuh (two passes, mean
-// then biased variance, in double), then one elementwise pass normalizes.
+// then biased variance, in double), then one elementwise pass normalizes (launch
+// functions at the end).
 // CPU reference: Backend::batchnorm_forward / batchnorm_backward in
 // include/ewe/cpu/backend.hpp (same formulas, same double accumulation).
 #pragma once
@@ -46,10 +47,11 @@ struct FinishStatistics {
 
 // y = gamma * (x - mean) * invstd + beta with the batch (train) or moving (eval) statistics.
 template <class T>
-__global__ void batchnorm_normalize(bool train, double epsilon, const T* __restrict__ x, const T* __restrict__ gamma,
-                                    const T* __restrict__ beta, const T* __restrict__ mean_stat,
-                                    const T* __restrict__ var_stat, T* __restrict__ y, std::int64_t count,
-                                    std::int64_t cols) {
+__global__ void batchnorm_normalize_kernel(bool train, double epsilon, const T* __restrict__ x,
+                                           const T* __restrict__ gamma,
+                                           const T* __restrict__ beta, const T* __restrict__ mean_stat,
+                                           const T* __restrict__ var_stat, T* __restrict__ y, std::int64_t count,
+                                           std::int64_t cols) {
     for (std::int64_t i = global_index(); i < count; i += grid_stride()) {
         const std::int64_t c = i % cols;
         const T mean = mean_stat[c];
@@ -85,10 +87,11 @@ struct StoreBackwardSums {
 };
 
 template <class T>
-__global__ void batchnorm_backward_dx(const T* __restrict__ x, const T* __restrict__ dy, const T* __restrict__ gamma,
-                                      const T* __restrict__ saved_mean, const T* __restrict__ saved_invstd,
-                                      const double* __restrict__ sums, T* __restrict__ dx, std::int64_t count,
-                                      std::int64_t cols) {
+__global__ void batchnorm_backward_dx_kernel(const T* __restrict__ x, const T* __restrict__ dy,
+                                             const T* __restrict__ gamma,
+                                             const T* __restrict__ saved_mean, const T* __restrict__ saved_invstd,
+                                             const double* __restrict__ sums, T* __restrict__ dx, std::int64_t count,
+                                             std::int64_t cols) {
     const double rows = double(count / cols);
     for (std::int64_t i = global_index(); i < count; i += grid_stride()) {
         const std::int64_t c = i % cols;
@@ -97,6 +100,23 @@ __global__ void batchnorm_backward_dx(const T* __restrict__ x, const T* __restri
         const double scale = double(gamma[c]) * invstd / rows;
         dx[i] = T(scale * (rows * double(dy[i]) - sums[c] - xhat * sums[cols + c]));
     }
+}
+
+// ---- launch functions
+
+template <class T>
+void batchnorm_normalize(cudaStream_t stream, bool train, double epsilon, const T* x, const T* gamma, const T* beta,
+                         const T* mean_stat, const T* var_stat, T* y, std::int64_t count, std::int64_t cols) {
+    launch_1d("kernels::batchnorm_normalize", stream, count, batchnorm_normalize_kernel<T>, train, epsilon, x, gamma,
+              beta, mean_stat, var_stat, y, count, cols);
+}
+
+// sums: the [2][cols] block StoreBackwardSums wrote (sum dy, sum dy * xhat).
+template <class T>
+void batchnorm_backward_dx(cudaStream_t stream, const T* x, const T* dy, const T* gamma, const T* saved_mean,
+                           const T* saved_invstd, const double* sums, T* dx, std::int64_t count, std::int64_t cols) {
+    launch_1d("kernels::batchnorm_backward_dx", stream, count, batchnorm_backward_dx_kernel<T>, x, dy, gamma,
+              saved_mean, saved_invstd, sums, dx, count, cols);
 }
 
 }  // namespace ewe::cuda::kernels

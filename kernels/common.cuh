@@ -1,7 +1,9 @@
 // Shared pieces of ewe's hand-written CUDA kernels (kernels/*.cuh): the launch
-// shape, the per-step scalar argument that CUDA graphs refill between replays, and
-// the activation functions written exactly as the CPU reference
-// (ewe::cpu::activate / ewe::cpu::activation_slope in include/ewe/cpu/backend.hpp).
+// shape and the one checked launch of a grid-stride kernel (each kernel file wraps its
+// kernels in launch functions built on it), the per-step scalar argument that CUDA
+// graphs refill between replays, and the activation functions written exactly as the
+// CPU reference (ewe::cpu::activate / ewe::cpu::activation_slope in
+// include/ewe/cpu/backend.hpp).
 #pragma once
 
 #include <cstdint>
@@ -19,6 +21,17 @@ constexpr int kThreads = 256;
 inline unsigned blocks_for(std::int64_t n, int threads = kThreads) {
     const std::int64_t b = (n + threads - 1) / threads;
     return static_cast<unsigned>(b < 1 ? 1 : (b > 65535 * 4 ? 65535 * 4 : b));
+}
+
+// Launches `kernel` on `stream` as a grid-stride loop over `items` (nothing when there
+// are none) and turns a launch error into an ewe::Error naming `what`. Every 1-D
+// kernel of kernels/*.cuh is launched through this, from the launch function next to it.
+template <class... Params, class... Args>
+void launch_1d(const char* what, cudaStream_t stream, std::int64_t items, void (*kernel)(Params...),
+               const Args&... args) {
+    if (items <= 0) return;
+    kernel<<<blocks_for(items), kThreads, 0, stream>>>(args...);
+    detail::check_launch(what, __FILE__, __LINE__);
 }
 
 // A host scalar that may change between training steps (learning rate, loss

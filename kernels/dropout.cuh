@@ -10,9 +10,9 @@
 namespace ewe::cuda::kernels {
 
 template <class T>
-__global__ void dropout(const T* __restrict__ in, T* __restrict__ out, std::int64_t count,
-                        std::uint32_t drop_threshold, T scale, StepScalar<std::uint64_t> seed, std::uint32_t stream,
-                        StepScalar<std::uint64_t> offset) {
+__global__ void dropout_kernel(const T* __restrict__ in, T* __restrict__ out, std::int64_t count,
+                               std::uint32_t drop_threshold, T scale, StepScalar<std::uint64_t> seed,
+                               std::uint32_t stream, StepScalar<std::uint64_t> offset) {
     const PhiloxKey key{seed.get(), stream, offset.get()};
     const std::int64_t blocks = (count + 3) / 4;
     for (std::int64_t b = global_index(); b < blocks; b += grid_stride()) {
@@ -22,6 +22,14 @@ __global__ void dropout(const T* __restrict__ in, T* __restrict__ out, std::int6
             if (i < count) out[i] = (bits.v[j] >> 8) >= drop_threshold ? in[i] * scale : T(0);
         }
     }
+}
+
+// One grid-stride item per Philox block of four elements.
+template <class T>
+void dropout(cudaStream_t stream, const T* in, T* out, std::int64_t count, std::uint32_t drop_threshold, T scale,
+             StepScalar<std::uint64_t> seed, std::uint32_t philox_stream, StepScalar<std::uint64_t> offset) {
+    launch_1d("kernels::dropout", stream, (count + 3) / 4, dropout_kernel<T>, in, out, count, drop_threshold, scale,
+              seed, philox_stream, offset);
 }
 
 }  // namespace ewe::cuda::kernels

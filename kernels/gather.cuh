@@ -12,9 +12,9 @@ namespace ewe::cuda::kernels {
 
 // errors: [0] count of bad indices, [1] first bad index, [2] its position.
 template <class T>
-__global__ void gather_images(const std::uint8_t* __restrict__ images, std::int64_t count,
-                              const std::int32_t* __restrict__ indices, std::int64_t n, std::int64_t pixels,
-                              StepScalar<double> scale, T* __restrict__ out, unsigned long long* errors) {
+__global__ void gather_images_kernel(const std::uint8_t* __restrict__ images, std::int64_t count,
+                                     const std::int32_t* __restrict__ indices, std::int64_t n, std::int64_t pixels,
+                                     StepScalar<double> scale, T* __restrict__ out, unsigned long long* errors) {
     const double s = scale.get();
     const std::int64_t total = n * pixels;
     for (std::int64_t k = global_index(); k < total; k += grid_stride()) {
@@ -30,6 +30,13 @@ __global__ void gather_images(const std::uint8_t* __restrict__ images, std::int6
         }
         out[k] = T(double(images[row * pixels + p]) * s);
     }
+}
+
+template <class T>
+void gather_images(cudaStream_t stream, const std::uint8_t* images, std::int64_t count, const std::int32_t* indices,
+                   std::int64_t n, std::int64_t pixels, StepScalar<double> scale, T* out, unsigned long long* errors) {
+    launch_1d("kernels::gather_images", stream, n * pixels, gather_images_kernel<T>, images, count, indices, n, pixels,
+              scale, out, errors);
 }
 
 }  // namespace ewe::cuda::kernels

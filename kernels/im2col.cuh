@@ -1,7 +1,8 @@
 // im2col / col2im on the GPU for NHWC images and (out_c, kh, kw, in_c) filters: the
 // fallback lowering of every convolution to cuBLASLt GEMMs, used for a shape when
 // cuDNN offers no usable algorithm (or EWE_CUDA_CONV_GEMM=1). TF padding is exact
-// here (pixels outside the image read as zero, pad_before only).
+// here (pixels outside the image read as zero, pad_before only). Each kernel has its
+// launch function (same name, stream first).
 // CPU reference: im2col / col2im_add in include/ewe/cpu/im2col.hpp.
 #pragma once
 
@@ -12,7 +13,7 @@ namespace ewe::cuda::kernels {
 // cols[m, (kh, kw, c)] = x[n, oh * s - pad + kh, ow * s - pad + kw, c], zero outside;
 // m = (n * out_h + oh) * out_w + ow.
 template <class T>
-__global__ void im2col(ConvGeometry g, const T* __restrict__ x, T* __restrict__ cols) {
+__global__ void im2col_kernel(ConvGeometry g, const T* __restrict__ x, T* __restrict__ cols) {
     const std::int64_t C = g.in_c, KW = g.w.kernel, K = g.h.kernel * KW * C;
     const std::int64_t count = g.batch * g.h.out * g.w.out * K;
     for (std::int64_t i = global_index(); i < count; i += grid_stride()) {
@@ -29,7 +30,7 @@ __global__ void im2col(ConvGeometry g, const T* __restrict__ x, T* __restrict__ 
 // x[n, ih, iw, c] = sum of the cols entries im2col copied from it (its adjoint), one
 // thread per pixel in a fixed order: deterministic, no atomics.
 template <class T>
-__global__ void col2im(ConvGeometry g, const T* __restrict__ cols, T* __restrict__ x) {
+__global__ void col2im_kernel(ConvGeometry g, const T* __restrict__ cols, T* __restrict__ x) {
     const std::int64_t C = g.in_c, KW = g.w.kernel, KH = g.h.kernel, K = KH * KW * C;
     const std::int64_t count = g.batch * g.h.in * g.w.in * C;
     for (std::int64_t i = global_index(); i < count; i += grid_stride()) {
@@ -51,6 +52,18 @@ __global__ void col2im(ConvGeometry g, const T* __restrict__ cols, T* __restrict
         }
         x[i] = acc;
     }
+}
+
+// cols (batch * out_h * out_w, kh * kw * in_c) from x (batch, in_h, in_w, in_c).
+template <class T>
+void im2col(cudaStream_t stream, const ConvGeometry& g, const T* x, T* cols) {
+    launch_1d("kernels::im2col", stream, g.gemm_m() * g.gemm_k(), im2col_kernel<T>, g, x, cols);
+}
+
+// x (batch, in_h, in_w, in_c), overwritten, from cols.
+template <class T>
+void col2im(cudaStream_t stream, const ConvGeometry& g, const T* cols, T* x) {
+    launch_1d("kernels::col2im", stream, g.batch * g.h.in * g.w.in * g.in_c, col2im_kernel<T>, g, cols, x);
 }
 
 }  // namespace ewe::cuda::kernels

@@ -18,8 +18,8 @@ namespace ewe::cuda::kernels {
 // (256 / width)-th row, then lane 0 of each column adds the lanes in order.
 // partials: [chunks][K][cols]. f(r, c, acc) adds its K terms into acc.
 template <int K, class F>
-__global__ void column_partials(F f, std::int64_t rows, std::int64_t cols, std::int64_t rows_per_chunk,
-                                double* __restrict__ partials) {
+__global__ void column_partials_kernel(F f, std::int64_t rows, std::int64_t cols, std::int64_t rows_per_chunk,
+                                       double* __restrict__ partials) {
     const int width = cols < kThreads ? static_cast<int>(cols) : kThreads;
     const int lanes = kThreads / width;
     const int t = static_cast<int>(threadIdx.x);
@@ -45,7 +45,7 @@ __global__ void column_partials(F f, std::int64_t rows, std::int64_t cols, std::
 
 // Pass 2: adds the chunks of each column in order and hands the K sums to g(c, sums).
 template <int K, class G>
-__global__ void column_finish(const double* __restrict__ partials, std::int64_t chunks, std::int64_t cols, G g) {
+__global__ void column_finish_kernel(const double* __restrict__ partials, std::int64_t chunks, std::int64_t cols, G g) {
     for (std::int64_t c = global_index(); c < cols; c += grid_stride()) {
         double sums[K];
         for (int k = 0; k < K; ++k) sums[k] = 0.0;
@@ -76,15 +76,15 @@ template <int K, class F, class G>
 void column_reduce(cudaStream_t stream, const ColumnReducePlan& plan, double* partials, F f, G g) {
     if (plan.cols == 0) return;
     const dim3 grid(plan.tiles, static_cast<unsigned>(plan.chunks));
-    column_partials<K><<<grid, kThreads, 0, stream>>>(f, plan.rows, plan.cols, plan.rows_per_chunk, partials);
-    EWE_CUDA_LAUNCH_CHECK(column_partials);
-    column_finish<K><<<blocks_for(plan.cols), kThreads, 0, stream>>>(partials, plan.chunks, plan.cols, g);
-    EWE_CUDA_LAUNCH_CHECK(column_finish);
+    column_partials_kernel<K><<<grid, kThreads, 0, stream>>>(f, plan.rows, plan.cols, plan.rows_per_chunk, partials);
+    detail::check_launch("kernels::column_partials", __FILE__, __LINE__);
+    launch_1d("kernels::column_finish", stream, plan.cols, column_finish_kernel<K, G>, partials, plan.chunks,
+              plan.cols, g);
 }
 
 // One block per row: sums f(row, p) over p in a fixed tree order; g(row, total).
 template <class F, class G>
-__global__ void row_reduce(F f, std::int64_t rows, std::int64_t cols, G g) {
+__global__ void row_reduce_kernel(F f, std::int64_t rows, std::int64_t cols, G g) {
     __shared__ double partial[kThreads];
     for (std::int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
         double acc = 0.0;
@@ -100,12 +100,13 @@ __global__ void row_reduce(F f, std::int64_t rows, std::int64_t cols, G g) {
     }
 }
 
+// Launches the row reduction on `stream`: one block per row (at most 65535 blocks).
 template <class F, class G>
-void row_reduce_launch(cudaStream_t stream, std::int64_t rows, std::int64_t cols, F f, G g) {
+void row_reduce(cudaStream_t stream, std::int64_t rows, std::int64_t cols, F f, G g) {
     if (rows == 0) return;
     const unsigned blocks = static_cast<unsigned>(std::min<std::int64_t>(rows, 65535));
-    row_reduce<<<blocks, kThreads, 0, stream>>>(f, rows, cols, g);
-    EWE_CUDA_LAUNCH_CHECK(row_reduce);
+    row_reduce_kernel<<<blocks, kThreads, 0, stream>>>(f, rows, cols, g);
+    detail::check_launch("kernels::row_reduce", __FILE__, __LINE__);
 }
 
 // Column-sum terms and writers used by several ops.

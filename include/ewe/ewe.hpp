@@ -22,5 +22,6 @@
 #include "ewe/optim/optimizers.hpp"
 
 #if defined(__CUDACC__) && defined(EWE_WITH_CUDA)
-#include "ewe/cuda/backend.cuh"
+#include "ewe/cuda/graph.cuh"
+#include "ewe/cuda/hooks.cuh"
 #endif

@@ -97,6 +97,22 @@ TEST_CASE("Adam first step by hand (Keras epsilon placement)") {
     CHECK(one.p() == doctest::Approx(0.900000632451532).epsilon(1e-14));
 }
 
+// The door folds the bias corrections into the step size (ewe/ops/ops.hpp): the second
+// step must use 1 - beta^2, not the first step's 1 - beta.
+TEST_CASE("Adam second step by hand: step size lr * sqrt(1 - b2^t) / (1 - b1^t) at t = 2") {
+    OneParameter one;
+    Adam<double> opt(one.ctx, one.store, 0.1);
+    const double b1 = 0.9, b2 = 0.999, eps = 1e-7;
+    one.grad(0.5);
+    opt.step(one.ctx);
+    const double p1 = one.p(), m1 = (1 - b1) * 0.5, v1 = (1 - b2) * 0.25;
+    one.grad(0.25);
+    opt.step(one.ctx);
+    const double m2 = b1 * m1 + (1 - b1) * 0.25, v2 = b2 * v1 + (1 - b2) * 0.0625;
+    const double step_size = 0.1 * std::sqrt(1 - b2 * b2) / (1 - b1 * b1);
+    CHECK(one.p() == doctest::Approx(p1 - step_size * m2 / (std::sqrt(v2) + eps)).epsilon(1e-14));
+}
+
 TEST_CASE("SGD with Nesterov momentum, two steps by hand") {
     OneParameter one;
     Sgd<double> opt(one.ctx, one.store, 0.1, SgdConfig{0.9, true});

@@ -293,20 +293,18 @@ public:
         apply_dropout(rate, key, dy.data(), dx.data(), dy.numel());
     }
 
-    void reparameterize_forward(Context&, ReparamVariant variant, const PhiloxKey& key, View<const T> mean,
+    void reparameterize_forward(Context&, double log_var_scale, const PhiloxKey& key, View<const T> mean,
                                 View<const T> log_var, View<T> z) override {
-        const double half = variant == ReparamVariant::standard ? 0.5 : 1.0;
         for (std::int64_t i = 0; i < mean.numel(); ++i)
-            z[i] = T(mean[i] + std::exp(half * log_var[i]) * double(philox_normal(key, std::uint64_t(i))));
+            z[i] = T(mean[i] + std::exp(log_var_scale * log_var[i]) * double(philox_normal(key, std::uint64_t(i))));
     }
 
-    void reparameterize_backward(Context&, ReparamVariant variant, const PhiloxKey& key, View<const T> log_var,
+    void reparameterize_backward(Context&, double log_var_scale, const PhiloxKey& key, View<const T> log_var,
                                  View<const T> dz, View<T> dmean, View<T> dlog_var) override {
-        const double half = variant == ReparamVariant::standard ? 0.5 : 1.0;
         for (std::int64_t i = 0; i < log_var.numel(); ++i) {
             const double eps = philox_normal(key, std::uint64_t(i));
             dmean[i] += dz[i];
-            dlog_var[i] += T(dz[i] * half * std::exp(half * log_var[i]) * eps);
+            dlog_var[i] += T(dz[i] * log_var_scale * std::exp(log_var_scale * log_var[i]) * eps);
         }
     }
 
@@ -322,14 +320,13 @@ public:
         }
     }
 
-    void mse_backward(Context&, double coefficient, View<const T> pred, View<const T> target,
+    void mse_backward(Context&, double grad_scale, View<const T> pred, View<const T> target,
                       View<T> dpred) override {
-        const std::int64_t N = pred.dim(0), P = pred.numel() / std::max<std::int64_t>(N, 1);
-        const T c = T(2.0 * coefficient / double(P));
+        const T c = T(grad_scale);
         for (std::int64_t i = 0; i < pred.numel(); ++i) dpred[i] = c * (pred[i] - target[i]);
     }
 
-    void kl_forward(Context&, KlReduction reduction, View<const T> mean, View<const T> log_var,
+    void kl_forward(Context&, double divisor, View<const T> mean, View<const T> log_var,
                     View<T> per_sample) override {
         const std::int64_t N = mean.dim(0), D = mean.dim(1);
         for (std::int64_t n = 0; n < N; ++n) {
@@ -338,16 +335,15 @@ public:
                 const double m = mean[n * D + d], lv = log_var[n * D + d];
                 acc += -0.5 * (1.0 + lv - m * m - std::exp(lv));
             }
-            per_sample[n] = T(reduction == KlReduction::mean ? acc / double(D) : acc);
+            per_sample[n] = T(acc / divisor);
         }
     }
 
-    void kl_backward(Context&, KlReduction reduction, double coefficient, View<const T> mean, View<const T> log_var,
-                     View<T> dmean, View<T> dlog_var) override {
-        const double c = reduction == KlReduction::mean ? coefficient / double(mean.dim(1)) : coefficient;
+    void kl_backward(Context&, double grad_scale, View<const T> mean, View<const T> log_var, View<T> dmean,
+                     View<T> dlog_var) override {
         for (std::int64_t i = 0; i < mean.numel(); ++i) {
-            dmean[i] = T(c * mean[i]);
-            dlog_var[i] = T(c * 0.5 * (std::exp(double(log_var[i])) - 1.0));
+            dmean[i] = T(grad_scale * mean[i]);
+            dlog_var[i] = T(grad_scale * 0.5 * (std::exp(double(log_var[i])) - 1.0));
         }
     }
 
@@ -381,12 +377,9 @@ public:
         });
     }
 
-    void adam_update(Context&, const AdamConfig& cfg, double lr, std::int64_t step, View<T> params,
-                     View<const T> grads, View<T> m, View<T> v) override {
-        const double correction1 = 1.0 - std::pow(cfg.beta1, double(step));
-        const double correction2 = 1.0 - std::pow(cfg.beta2, double(step));
-        // Keras form: lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t); eps added to sqrt(v).
-        const T rate = T(lr * std::sqrt(correction2) / correction1);
+    void adam_update(Context&, const AdamConfig& cfg, double step_size, View<T> params, View<const T> grads,
+                     View<T> m, View<T> v) override {
+        const T rate = T(step_size);
         const T b1 = T(cfg.beta1), b2 = T(cfg.beta2), eps = T(cfg.epsilon);
         parallel_chunks(params.numel(), [&](std::int64_t b, std::int64_t e) {
             ArrayMap<T> p(params.data() + b, e - b), mm(m.data() + b, e - b), vv(v.data() + b, e - b);

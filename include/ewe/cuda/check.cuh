@@ -1,6 +1,7 @@
 // Return-code checks for the CUDA runtime, cuDNN and cuBLAS(Lt): every call the
 // CUDA backend makes goes through one of these macros, which turn a failure into an
-// ewe::Error naming the call, the file and line, and the library's own message.
+// ewe::Error naming the call, the file and line, and the library's own message
+// (kernel launches: detail::check_launch, through kernels::launch_1d).
 // The *_WARN variants are for destructors, which must not throw: they print instead.
 #pragma once
 
@@ -27,9 +28,13 @@ namespace ewe::cuda::detail {
          cublasGetStatusString(status), ") in ", call, " at ", file, ":", line);
 }
 
-inline void check_launch(const char* what, const char* file, int line) {
+// After a <<<...>>> launch: launch-configuration errors (and earlier asynchronous
+// errors that are still pending) surface here, naming the kernel.
+inline void check_launch(const char* kernel, const char* file, int line) {
     const cudaError_t status = cudaGetLastError();
-    if (status != cudaSuccess) throw_cuda(status, what, file, line);
+    if (status != cudaSuccess)
+        fail("CUDA error ", static_cast<int>(status), " (", cudaGetErrorName(status), ": ",
+             cudaGetErrorString(status), ") at the launch of ", kernel, " at ", file, ":", line);
 }
 
 }  // namespace ewe::cuda::detail
@@ -53,9 +58,6 @@ inline void check_launch(const char* what, const char* file, int line) {
         if (ewe_status_ != CUBLAS_STATUS_SUCCESS)                                                      \
             ::ewe::cuda::detail::throw_cublas(ewe_status_, #call, __FILE__, __LINE__);                 \
     } while (0)
-
-// After a <<<...>>> launch: launch-configuration errors surface here.
-#define EWE_CUDA_LAUNCH_CHECK(kernel) ::ewe::cuda::detail::check_launch("the launch of " #kernel, __FILE__, __LINE__)
 
 // For destructors and other places that must not throw.
 #define EWE_CUDA_WARN(call)                                                                            \

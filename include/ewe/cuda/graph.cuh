@@ -10,10 +10,12 @@
 // instantiates the graph and launches it. Every later run() calls the step again in
 // "record" mode: each backend op checks that it repeats the captured op (same
 // tensors, shapes, fixed arguments: an ewe::Error otherwise) and writes its per-step
-// scalars (learning rate, Adam's bias-corrected rate, loss coefficients, Philox seed
-// and offset, ...) into the host mirror of the context's step-scalar block without
-// launching anything; then one cudaMemcpyAsync refreshes the device block and the
-// graph is launched. Captured kernels read those scalars from the block.
+// scalars (learning rate, Adam's bias-corrected step size, loss coefficients, Philox
+// seed and offset, ...) into a pinned host mirror of the context's step-scalar block
+// without launching anything; then one asynchronous cudaMemcpyAsync refreshes the
+// device block and the graph is launched. Captured kernels read those scalars from the
+// block. Two mirrors alternate, each rewritten only after its last upload has run
+// (Resources::upload_step_scalars), so the host prepares step n + 1 while step n runs.
 //
 // Rules for the step: the same ops on the same buffers every time (copy a new batch
 // into the captured input buffer), and no host reads of device data inside it.

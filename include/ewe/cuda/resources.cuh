@@ -3,8 +3,10 @@
 // bound to it, a workspace arena that grows only outside graph capture, the cached
 // cuDNN descriptors and algorithms per convolution shape, the cached cuBLASLt
 // matmul plans per GEMM shape, the device "step scalars" block that CUDA graph
-// replays read their per-step host scalars from (ewe/cuda/graph.cuh), and a small
-// device error block for errors found inside kernels.
+// replays read their per-step host scalars from (ewe/cuda/graph.cuh) with its two
+// pinned host mirrors, and a small device error block for errors found inside
+// kernels. Everything is ordered on the context's stream: it is non-blocking, so
+// nothing here may use the legacy default stream (no cudaMemset, no plain cudaMemcpy).
 //
 // Numerics follow ContextOptions: TF32 tensor cores only with allow_tf32 (else cuDNN
 // runs CUDNN_FMA_MATH and cuBLASLt CUBLAS_COMPUTE_32F, exact fp32), deterministic
@@ -20,6 +22,8 @@
 #include <map>
 #include <memory>
 #include <vector>
+
+#include <cuda_runtime.h>
 
 #include "ewe/core/context.hpp"
 #include "ewe/cuda/check.cuh"
@@ -79,55 +83,12 @@ private:
     std::uint64_t hash_ = 14695981039346656037ull;
 };
 
-// cuDNN plan of one convolution shape. TensorFlow's `same` padding may put one more
-// row/column after the image than before; cuDNN pads symmetrically, so the image is
-// extended by `extra_h` zero rows and `extra_w` zero columns at the end (explicitly,
-// through kernels::pad_tail / crop_tail) and cuDNN pads pad_before on both sides.
-struct ConvPlan {
-    std::int64_t extra_h = 0, extra_w = 0;  // zero rows/columns appended to the conv input
-    std::int64_t in_h = 0, in_w = 0;        // the conv input as cuDNN sees it (with the extras)
-    cudnnTensorDescriptor_t x_desc = nullptr, y_desc = nullptr;
-    cudnnFilterDescriptor_t w_desc = nullptr;
-    cudnnConvolutionDescriptor_t conv_desc = nullptr;
-    cudnnConvolutionFwdAlgo_t fwd_algo{};
-    cudnnConvolutionBwdDataAlgo_t bwd_data_algo{};
-    cudnnConvolutionBwdFilterAlgo_t bwd_filter_algo{};
-    cudnnMathType_t fwd_math = CUDNN_FMA_MATH, bwd_data_math = CUDNN_FMA_MATH, bwd_filter_math = CUDNN_FMA_MATH;
-    std::size_t fwd_bytes = 0, bwd_data_bytes = 0, bwd_filter_bytes = 0;
-
-    ConvPlan() = default;
-    ConvPlan(const ConvPlan&) = delete;
-    ConvPlan& operator=(const ConvPlan&) = delete;
-    ~ConvPlan() {
-        if (x_desc) cudnnDestroyTensorDescriptor(x_desc);
-        if (y_desc) cudnnDestroyTensorDescriptor(y_desc);
-        if (w_desc) cudnnDestroyFilterDescriptor(w_desc);
-        if (conv_desc) cudnnDestroyConvolutionDescriptor(conv_desc);
-    }
-    bool padded() const { return extra_h > 0 || extra_w > 0; }
-    // True when cuDNN offered no usable algorithm (or EWE_CUDA_CONV_GEMM=1 is set):
-    // the op then runs as im2col + cuBLASLt GEMM + col2im (kernels/im2col.cuh),
-    // the CPU backend's own lowering, and the descriptors above stay unused.
-    bool use_gemm = false;
-};
-
-// cuBLASLt plan of one column-major GEMM C(m, n) = op(A) op(B).
-struct GemmPlan {
-    cublasLtMatmulDesc_t desc = nullptr;
-    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
-    cublasLtMatmulAlgo_t algo{};
-    std::size_t workspace = 0;
-
-    GemmPlan() = default;
-    GemmPlan(const GemmPlan&) = delete;
-    GemmPlan& operator=(const GemmPlan&) = delete;
-    ~GemmPlan() {
-        if (a) cublasLtMatrixLayoutDestroy(a);
-        if (b) cublasLtMatrixLayoutDestroy(b);
-        if (c) cublasLtMatrixLayoutDestroy(c);
-        if (desc) cublasLtMatmulDescDestroy(desc);
-    }
-};
+// The cached plans: cuDNN descriptors and algorithms of one convolution shape
+// (ewe/cuda/conv.cuh) and a cuBLASLt matmul plan of one GEMM shape (ewe/cuda/gemm.cuh).
+// The caches hold them by shared_ptr, whose deleter is fixed where the plan is made,
+// so Resources can own and destroy them without their definitions.
+struct ConvPlan;
+struct GemmPlan;
 
 // How many convolution ops (forward or backward, plain or transposed) ran through
 // cuDNN and how many through the im2col + cuBLASLt GEMM fallback, since the context
@@ -159,14 +120,22 @@ public:
             EWE_CUDNN_CHECK(cudnnSetStream(cudnn_, stream_));
             EWE_CUBLAS_CHECK(cublasLtCreate(&cublaslt_));
             EWE_CUDA_CHECK(cudaMalloc(&step_block_, kStepSlots * sizeof(std::uint64_t)));
-            EWE_CUDA_CHECK(cudaMemset(step_block_, 0, kStepSlots * sizeof(std::uint64_t)));
-            EWE_CUDA_CHECK(cudaMalloc(&errors_, 4 * sizeof(unsigned long long)));
-            EWE_CUDA_CHECK(cudaMemset(errors_, 0, 4 * sizeof(unsigned long long)));
+            EWE_CUDA_CHECK(cudaMemsetAsync(step_block_, 0, kStepSlots * sizeof(std::uint64_t), stream_));
+            for (StepMirror& m : step_mirrors_) {
+                EWE_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&m.values), kStepSlots * sizeof(std::uint64_t),
+                                             cudaHostAllocDefault));
+                std::memset(m.values, 0, kStepSlots * sizeof(std::uint64_t));
+                EWE_CUDA_CHECK(cudaEventCreateWithFlags(&m.uploaded, cudaEventDisableTiming));
+            }
+            EWE_CUDA_CHECK(cudaMalloc(&errors_, kErrorWords * sizeof(unsigned long long)));
+            EWE_CUDA_CHECK(cudaMemsetAsync(errors_, 0, kErrorWords * sizeof(unsigned long long), stream_));
+            // The blocks are zero before any op of this context (ops are ordered after
+            // this on the stream) and before the constructor returns.
+            EWE_CUDA_CHECK(cudaStreamSynchronize(stream_));
         } catch (...) {
             release_all();
             throw;
         }
-        step_host_.assign(kStepSlots, 0);
         const char* force = std::getenv("EWE_CUDA_CONV_GEMM");
         force_conv_gemm_ = force != nullptr && force[0] == '1';
     }
@@ -185,6 +154,11 @@ private:
         for (std::byte* p : retired_) EWE_CUDA_WARN(cudaFree(p));
         if (workspace_) EWE_CUDA_WARN(cudaFree(workspace_));
         if (step_block_) EWE_CUDA_WARN(cudaFree(step_block_));
+        for (StepMirror& m : step_mirrors_) {
+            if (m.uploaded) EWE_CUDA_WARN(cudaEventDestroy(m.uploaded));
+            if (m.values) EWE_CUDA_WARN(cudaFreeHost(m.values));
+            m = StepMirror{};
+        }
         if (errors_) EWE_CUDA_WARN(cudaFree(errors_));
         if (cublaslt_) cublasLtDestroy(cublaslt_);
         if (cudnn_) cudnnDestroy(cudnn_);
@@ -214,19 +188,21 @@ public:
         if (current != device_) EWE_CUDA_CHECK(cudaSetDevice(device_));
     }
 
-    // Waits for the stream, then reports errors that kernels recorded.
+    // Waits for the stream, then reports errors that kernels recorded (and clears them,
+    // ordered on the stream before any later op).
     void synchronize() {
         activate();
+        unsigned long long host[kErrorWords] = {};
+        EWE_CUDA_CHECK(cudaMemcpyAsync(host, errors_, sizeof host, cudaMemcpyDeviceToHost, stream_));
         EWE_CUDA_CHECK(cudaStreamSynchronize(stream_));
-        unsigned long long host[4] = {0, 0, 0, 0};
-        EWE_CUDA_CHECK(cudaMemcpy(host, errors_, sizeof host, cudaMemcpyDeviceToHost));
         if (host[0] != 0) {
-            EWE_CUDA_CHECK(cudaMemset(errors_, 0, sizeof host));
+            EWE_CUDA_CHECK(cudaMemsetAsync(errors_, 0, sizeof host, stream_));
             fail("ops::gather_images: index ", static_cast<long long>(host[1]), " at position ",
                  static_cast<long long>(host[2]), " is outside the images (", host[0],
                  " bad indices; reported by the CUDA backend at ctx.synchronize())");
         }
     }
+    // kernels/gather.cuh's layout: [0] count of bad indices, [1] first bad index, [2] its position.
     unsigned long long* error_block() const { return errors_; }
 
     // ---- workspace arena
@@ -295,7 +271,7 @@ public:
         if (mode_ == StepMode::eager) return StepScalar<V>{value, nullptr};
         EWE_REQUIRE(slot_cursor_ < kStepSlots, "ewe::cuda::StepGraph: a captured step uses more than ", kStepSlots,
                     " per-step scalars");
-        std::memcpy(&step_host_[slot_cursor_], &value, sizeof value);
+        std::memcpy(&step_mirrors_[mirror_].values[slot_cursor_], &value, sizeof value);
         const V* slot = reinterpret_cast<const V*>(step_block_ + slot_cursor_);
         ++slot_cursor_;
         return StepScalar<V>{value, slot};
@@ -310,6 +286,7 @@ public:
                     "(one StepGraph per context: reset() or destroy the other one first)");
         ops_.clear();
         slot_cursor_ = 0;
+        claim_mirror();
         mode_ = StepMode::capture;
     }
     void end_capture() {
@@ -320,6 +297,7 @@ public:
         EWE_REQUIRE(mode_ == StepMode::eager, "ewe::cuda::StepGraph: a step is already being captured or replayed");
         op_cursor_ = 0;
         slot_cursor_ = 0;
+        claim_mirror();
         mode_ = StepMode::record;
     }
     void end_record() {
@@ -330,22 +308,28 @@ public:
     }
     void abort_step() { mode_ = StepMode::eager; }
 
-    // Copies the recorded scalars into the device block, ordered before what follows
-    // on the stream. The source is pageable: cudaMemcpyAsync stages it before it
-    // returns, so the host mirror may be rewritten at once.
+    // Copies the recorded scalars from the current pinned mirror into the device block,
+    // ordered before what follows on the stream (the graph launch), and records the
+    // mirror's event after the copy. The copy from pinned memory is truly asynchronous:
+    // it reads the mirror whenever the stream gets there, so the host must not rewrite
+    // that mirror until the event has completed. The next step writes the other mirror
+    // (claim_mirror waits for its event), so a step's host code overlaps the previous
+    // replay and never races its upload.
     void upload_step_scalars() {
         if (captured_slots_ == 0) return;
-        EWE_CUDA_CHECK(cudaMemcpyAsync(step_block_, step_host_.data(), captured_slots_ * sizeof(std::uint64_t),
+        StepMirror& m = step_mirrors_[mirror_];
+        EWE_CUDA_CHECK(cudaMemcpyAsync(step_block_, m.values, captured_slots_ * sizeof(std::uint64_t),
                                        cudaMemcpyHostToDevice, stream_));
+        EWE_CUDA_CHECK(cudaEventRecord(m.uploaded, stream_));
     }
     void graph_created() { ++graphs_alive_; }
     void graph_destroyed() { --graphs_alive_; }
 
-    // ---- cached plans
-    using ConvKey = std::array<std::int64_t, 15>;
-    std::map<ConvKey, std::unique_ptr<ConvPlan>>& conv_plans() { return conv_plans_; }
+    // ---- cached plans (made and used by ewe/cuda/conv.cuh and ewe/cuda/gemm.cuh)
+    using ConvKey = std::array<std::int64_t, 13>;
+    std::map<ConvKey, std::shared_ptr<ConvPlan>>& conv_plans() { return conv_plans_; }
     using GemmKey = std::array<std::int64_t, 11>;
-    std::map<GemmKey, std::unique_ptr<GemmPlan>>& gemm_plans() { return gemm_plans_; }
+    std::map<GemmKey, std::shared_ptr<GemmPlan>>& gemm_plans() { return gemm_plans_; }
 
     // ---- which path the convolutions took (counted by the backend as they launch)
     const ConvPathCounts& conv_path_counts() const { return conv_paths_; }
@@ -357,6 +341,20 @@ private:
         std::size_t first_slot;
         const char* op;
     };
+
+    // A pinned host copy of the step block and the event recorded after its upload.
+    struct StepMirror {
+        std::uint64_t* values = nullptr;
+        cudaEvent_t uploaded = nullptr;
+    };
+    static constexpr std::size_t kErrorWords = 4;
+
+    // Switches to the other mirror before a step writes its scalars, waiting until the
+    // stream has copied what that mirror held two steps ago (see upload_step_scalars).
+    void claim_mirror() {
+        mirror_ = 1 - mirror_;
+        EWE_CUDA_CHECK(cudaEventSynchronize(step_mirrors_[mirror_].uploaded));
+    }
 
     ContextOptions options_;
     bool force_conv_gemm_ = false;
@@ -371,15 +369,16 @@ private:
     int graphs_alive_ = 0;
 
     std::uint64_t* step_block_ = nullptr;
-    std::vector<std::uint64_t> step_host_;
+    std::array<StepMirror, 2> step_mirrors_{};
+    int mirror_ = 0;
     StepMode mode_ = StepMode::eager;
     std::vector<OpRecord> ops_;
     std::size_t op_cursor_ = 0, slot_cursor_ = 0, captured_slots_ = 0;
 
     unsigned long long* errors_ = nullptr;
 
-    std::map<ConvKey, std::unique_ptr<ConvPlan>> conv_plans_;
-    std::map<GemmKey, std::unique_ptr<GemmPlan>> gemm_plans_;
+    std::map<ConvKey, std::shared_ptr<ConvPlan>> conv_plans_;
+    std::map<GemmKey, std::shared_ptr<GemmPlan>> gemm_plans_;
     ConvPathCounts conv_paths_;
 };
 

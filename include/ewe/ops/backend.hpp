@@ -1,7 +1,8 @@
 // The backend contract: every op ewe runs, as one virtual function with the same
 // signature on the CPU (ewe/cpu/backend.hpp) and on CUDA (ewe/cuda/backend.cuh).
 // Callers never use a backend directly: they go through the doors in ewe/ops/ops.hpp,
-// which check shapes and devices once for both backends and then dispatch here.
+// which check shapes and devices once for both backends, compute the host-side
+// scalars (Adam's bias correction, loss gradient coefficients, ...) and dispatch here.
 //
 // Conventions: tensors are row-major, images NHWC; "M x C" views treat every leading
 // dimension as rows. Outputs are overwritten unless the op says it accumulates.
@@ -94,34 +95,41 @@ public:
     virtual void dropout_forward(Context&, double rate, const PhiloxKey& key, View<const T> x, View<T> y) = 0;
     virtual void dropout_backward(Context&, double rate, const PhiloxKey& key, View<const T> dy, View<T> dx) = 0;
 
-    // --- Reparameterization, mean/log_var/z all (N, D); eps = philox_normal(key, i).
-    virtual void reparameterize_forward(Context&, ReparamVariant variant, const PhiloxKey& key,
+    // --- Reparameterization, mean/log_var/z all (N, D); eps = philox_normal(key, i):
+    // z = mean + exp(log_var_scale * log_var) * eps, in double. The door passes
+    // log_var_scale = 0.5 for ReparamVariant::standard and 1.0 for ReparamVariant::post.
+    virtual void reparameterize_forward(Context&, double log_var_scale, const PhiloxKey& key,
                                         View<const T> mean, View<const T> log_var, View<T> z) = 0;
-    // Accumulates: dmean += dz, dlog_var += dz * dz/dlog_var.
-    virtual void reparameterize_backward(Context&, ReparamVariant variant, const PhiloxKey& key,
+    // Accumulates: dmean += dz, dlog_var += dz * log_var_scale * exp(log_var_scale * log_var) * eps.
+    virtual void reparameterize_backward(Context&, double log_var_scale, const PhiloxKey& key,
                                          View<const T> log_var, View<const T> dz, View<T> dmean,
                                          View<T> dlog_var) = 0;
 
     // --- Losses, per sample. pred/target (N, P): per_sample[n] = scale * mean_p (pred - target)^2.
     virtual void mse_forward(Context&, double scale, View<const T> pred, View<const T> target,
                              View<T> per_sample) = 0;
-    // dpred = coefficient * 2 * (pred - target) / P   (coefficient = scale / N for a batch mean).
-    virtual void mse_backward(Context&, double coefficient, View<const T> pred, View<const T> target,
+    // dpred = T(grad_scale) * (pred - target). The door passes grad_scale = 2 * coefficient / P
+    // (coefficient = scale / N for a batch mean).
+    virtual void mse_backward(Context&, double grad_scale, View<const T> pred, View<const T> target,
                               View<T> dpred) = 0;
-    // per_sample[n] = reduce_d -0.5 * (1 + log_var - mean^2 - exp(log_var)).
-    virtual void kl_forward(Context&, KlReduction reduction, View<const T> mean, View<const T> log_var,
+    // per_sample[n] = (sum_d -0.5 * (1 + log_var - mean^2 - exp(log_var))) / divisor, in
+    // double. The door passes divisor = D for KlReduction::mean and 1 for KlReduction::sum.
+    virtual void kl_forward(Context&, double divisor, View<const T> mean, View<const T> log_var,
                             View<T> per_sample) = 0;
-    // Overwrites: dmean = c * mean, dlog_var = c * 0.5 * (exp(log_var) - 1), c = coefficient / D for mean.
-    virtual void kl_backward(Context&, KlReduction reduction, double coefficient, View<const T> mean,
-                             View<const T> log_var, View<T> dmean, View<T> dlog_var) = 0;
+    // Overwrites: dmean = grad_scale * mean, dlog_var = grad_scale * 0.5 * (exp(log_var) - 1), in
+    // double. The door passes grad_scale = coefficient / D for KlReduction::mean, coefficient for sum.
+    virtual void kl_backward(Context&, double grad_scale, View<const T> mean, View<const T> log_var,
+                             View<T> dmean, View<T> dlog_var) = 0;
 
-    // --- Optimizers over flat buffers (all parameters at once).
+    // --- Optimizers over flat buffers (all parameters at once). Per-step factors arrive
+    // in double; the backends round them to T once.
     virtual void sgd_update(Context&, const SgdConfig& cfg, double lr, View<T> params, View<const T> grads,
                             View<T> velocity) = 0;
     virtual void rmsprop_update(Context&, const RmspropConfig& cfg, double lr, View<T> params,
                                 View<const T> grads, View<T> mean_square) = 0;
-    // step counts from 1 (bias correction 1 - beta^step).
-    virtual void adam_update(Context&, const AdamConfig& cfg, double lr, std::int64_t step, View<T> params,
+    // m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, p -= step_size * m / (sqrt(v) + eps). The
+    // door passes Keras' bias-corrected step_size = lr * sqrt(1 - b2^step) / (1 - b1^step).
+    virtual void adam_update(Context&, const AdamConfig& cfg, double step_size, View<T> params,
                              View<const T> grads, View<T> m, View<T> v) = 0;
 
     // --- Utilities.

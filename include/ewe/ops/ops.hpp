@@ -1,9 +1,13 @@
 // The doors: one function per op (ewe::ops::dense_forward, ...). Each checks once,
 // for every backend, that its tensors live on the context's device and have the
-// shapes the op needs, then calls the context's backend (ewe/ops/backend.hpp).
+// shapes the op needs, computes the op's host-side scalars once (Adam's bias-corrected
+// step size, the MSE and KL gradient coefficients, the reparameterization's log_var
+// scale), then calls the context's backend (ewe/ops/backend.hpp).
 // Layers call these, never a backend directly.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "ewe/core/context.hpp"
@@ -237,6 +241,12 @@ void dropout_backward(Context& ctx, double rate, const PhiloxKey& key, TensorVie
 }
 
 // ---------------------------------------------------------------- reparameterization
+namespace detail {
+// z = mean + exp(scale * log_var) * eps: 0.5 makes exp(scale * log_var) the standard
+// deviation; the sheep post's Keras code used 1.0 (log_var treated as log(sigma)).
+inline double log_var_scale(ReparamVariant variant) { return variant == ReparamVariant::standard ? 0.5 : 1.0; }
+}  // namespace detail
+
 template <class T>
 void reparameterize_forward(Context& ctx, ReparamVariant variant, const PhiloxKey& key, TensorView<const T> mean,
                             TensorView<const T> log_var, TensorView<T> z) {
@@ -244,7 +254,7 @@ void reparameterize_forward(Context& ctx, ReparamVariant variant, const PhiloxKe
     EWE_ON_DEVICE(ctx, op, EWE_ARG(mean), EWE_ARG(log_var), EWE_ARG(z));
     detail::shaped(op, "log_var", log_var, mean.shape());
     detail::shaped(op, "z", z, mean.shape());
-    ctx.backend<T>().reparameterize_forward(ctx, variant, key, mean, log_var, z);
+    ctx.backend<T>().reparameterize_forward(ctx, detail::log_var_scale(variant), key, mean, log_var, z);
 }
 
 template <class T>
@@ -256,7 +266,7 @@ void reparameterize_backward(Context& ctx, ReparamVariant variant, const PhiloxK
     detail::shaped(op, "dz", dz, log_var.shape());
     detail::shaped(op, "dmean", dmean, log_var.shape());
     detail::shaped(op, "dlog_var", dlog_var, log_var.shape());
-    ctx.backend<T>().reparameterize_backward(ctx, variant, key, log_var, dz, dmean, dlog_var);
+    ctx.backend<T>().reparameterize_backward(ctx, detail::log_var_scale(variant), key, log_var, dz, dmean, dlog_var);
 }
 
 // ---------------------------------------------------------------- losses
@@ -279,7 +289,8 @@ void mse_backward(Context& ctx, double coefficient, TensorView<const T> pred, Te
     EWE_REQUIRE(pred.rank() >= 1, op, ": pred needs a batch dimension");
     detail::sized(op, "target", target, pred.numel());
     detail::shaped(op, "dpred", dpred, pred.shape());
-    ctx.backend<T>().mse_backward(ctx, coefficient, pred, target, dpred);
+    const std::int64_t values_per_sample = pred.numel() / std::max<std::int64_t>(pred.dim(0), 1);
+    ctx.backend<T>().mse_backward(ctx, 2.0 * coefficient / double(values_per_sample), pred, target, dpred);
 }
 
 template <class T>
@@ -290,7 +301,8 @@ void kl_forward(Context& ctx, KlReduction reduction, TensorView<const T> mean, T
     EWE_REQUIRE(mean.rank() == 2, op, ": mean must be (batch, latent), found ", mean.shape());
     detail::shaped(op, "log_var", log_var, mean.shape());
     detail::sized(op, "per_sample", per_sample, mean.dim(0));
-    ctx.backend<T>().kl_forward(ctx, reduction, mean, log_var, per_sample);
+    ctx.backend<T>().kl_forward(ctx, reduction == KlReduction::mean ? double(mean.dim(1)) : 1.0, mean, log_var,
+                                per_sample);
 }
 
 template <class T>
@@ -299,10 +311,11 @@ void kl_backward(Context& ctx, KlReduction reduction, double coefficient, Tensor
     constexpr const char* op = "ops::kl_backward";
     EWE_ON_DEVICE(ctx, op, EWE_ARG(mean), EWE_ARG(log_var), EWE_ARG(dmean), EWE_ARG(dlog_var));
     EWE_REQUIRE(mean.rank() == 2, op, ": mean must be (batch, latent), found ", mean.shape());
-    for (auto* v : {&log_var}) detail::shaped(op, "log_var", *v, mean.shape());
+    detail::shaped(op, "log_var", log_var, mean.shape());
     detail::shaped(op, "dmean", dmean, mean.shape());
     detail::shaped(op, "dlog_var", dlog_var, mean.shape());
-    ctx.backend<T>().kl_backward(ctx, reduction, coefficient, mean, log_var, dmean, dlog_var);
+    const double grad_scale = reduction == KlReduction::mean ? coefficient / double(mean.dim(1)) : coefficient;
+    ctx.backend<T>().kl_backward(ctx, grad_scale, mean, log_var, dmean, dlog_var);
 }
 
 // ---------------------------------------------------------------- optimizers
@@ -335,7 +348,10 @@ void adam_update(Context& ctx, const AdamConfig& cfg, double lr, std::int64_t st
     detail::sized(op, "grads", grads, params.numel());
     detail::sized(op, "m", m, params.numel());
     detail::sized(op, "v", v, params.numel());
-    ctx.backend<T>().adam_update(ctx, cfg, lr, step, params, grads, m, v);
+    // Keras' form: the bias corrections fold into the step size; eps is added to sqrt(v).
+    const double correction1 = 1.0 - std::pow(cfg.beta1, double(step));
+    const double correction2 = 1.0 - std::pow(cfg.beta2, double(step));
+    ctx.backend<T>().adam_update(ctx, cfg, lr * std::sqrt(correction2) / correction1, params, grads, m, v);
 }
 
 // ---------------------------------------------------------------- utilities
