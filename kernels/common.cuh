@@ -6,6 +6,7 @@
 // include/ewe/cpu/backend.hpp).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include <cuda_runtime.h>
@@ -24,14 +25,22 @@ inline unsigned blocks_for(std::int64_t n, int threads = kThreads) {
 }
 
 // Launches `kernel` on `stream` as a grid-stride loop over `items` (nothing when there
-// are none) and turns a launch error into an ewe::Error naming `what`. Every 1-D
-// kernel of kernels/*.cuh is launched through this, from the launch function next to it.
+// are none), with `shared_bytes` of dynamic shared memory per block, and turns a launch
+// error into an ewe::Error naming `what`. Every 1-D kernel of kernels/*.cuh (and of the
+// GPU clustering) is launched through this, from the launch function next to it.
+template <class... Params, class... Args>
+void launch_1d_shared(const char* what, cudaStream_t stream, std::int64_t items, std::size_t shared_bytes,
+                      void (*kernel)(Params...), const Args&... args) {
+    if (items <= 0) return;
+    kernel<<<blocks_for(items), kThreads, shared_bytes, stream>>>(args...);
+    detail::check_launch(what, __FILE__, __LINE__);
+}
+
+// The same without dynamic shared memory.
 template <class... Params, class... Args>
 void launch_1d(const char* what, cudaStream_t stream, std::int64_t items, void (*kernel)(Params...),
                const Args&... args) {
-    if (items <= 0) return;
-    kernel<<<blocks_for(items), kThreads, 0, stream>>>(args...);
-    detail::check_launch(what, __FILE__, __LINE__);
+    launch_1d_shared(what, stream, items, 0, kernel, args...);
 }
 
 // A host scalar that may change between training steps (learning rate, loss

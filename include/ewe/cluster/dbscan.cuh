@@ -165,9 +165,8 @@ DbscanResult dbscan_gpu(Context& ctx, const T* points, std::int64_t n, int d, co
     const std::int32_t cap = static_cast<std::int32_t>(std::min<std::int64_t>(options.min_pts, n + 1));
     // All bits set (255, neither 0 nor 1): a flag the kernel misses cannot keep an earlier result.
     EWE_CUDA_CHECK(cudaMemsetAsync(dcore.data(), 0xFF, static_cast<std::size_t>(n), stream));
-    cuda_kernels::dbscan_count<double><<<ewe::cuda::kernels::blocks_for(n), ewe::cuda::kernels::kThreads, 0, stream>>>(
-        dpts.data(), n, dcell.data(), dstart.data(), dkeys.data(), g, cap, dcore.data());
-    EWE_CUDA_LAUNCH_CHECK(cuda_kernels::dbscan_count<double>);
+    ewe::cuda::kernels::launch_1d("cluster::cuda_kernels::dbscan_count", stream, n, cuda_kernels::dbscan_count<double>,
+                                  dpts.data(), n, dcell.data(), dstart.data(), dkeys.data(), g, cap, dcore.data());
     std::vector<std::uint8_t> core(n);
     EWE_CUDA_CHECK(cudaMemcpyAsync(core.data(), dcore.data(), static_cast<std::size_t>(n), cudaMemcpyDeviceToHost, stream));
     ctx.synchronize();  // the host reads the flags next

@@ -113,7 +113,6 @@ KMeansResult kmeans_gpu(Context& ctx, const T* points, std::int64_t n, int d, co
 
     const std::int64_t per_tile = cuda_kernels::tile_centers(k, d);
     const std::size_t shared = static_cast<std::size_t>(per_tile * d) * sizeof(double);
-    const unsigned blocks = ewe::cuda::kernels::blocks_for(n);
 
     auto assign_on_device = [&](const std::vector<double>& centers, std::vector<std::int32_t>& labels,
                                 std::vector<double>& dist2) {
@@ -123,9 +122,9 @@ KMeansResult kmeans_gpu(Context& ctx, const T* points, std::int64_t n, int d, co
         // keep an earlier result.
         EWE_CUDA_CHECK(cudaMemsetAsync(dlabels.data(), 0xFF, static_cast<std::size_t>(n) * sizeof(std::int32_t), stream));
         EWE_CUDA_CHECK(cudaMemsetAsync(dmind2.data(), 0xFF, static_cast<std::size_t>(n) * sizeof(double), stream));
-        cuda_kernels::kmeans_assign<double><<<blocks, ewe::cuda::kernels::kThreads, shared, stream>>>(
-            dx.data(), n, d, dcenters.data(), k, per_tile, dlabels.data(), dmind2.data());
-        EWE_CUDA_LAUNCH_CHECK(cuda_kernels::kmeans_assign<double>);
+        ewe::cuda::kernels::launch_1d_shared("cluster::cuda_kernels::kmeans_assign", stream, n, shared,
+                                             cuda_kernels::kmeans_assign<double>, dx.data(), n, d, dcenters.data(), k,
+                                             per_tile, dlabels.data(), dmind2.data());
         EWE_CUDA_CHECK(cudaMemcpyAsync(labels.data(), dlabels.data(), static_cast<std::size_t>(n) * sizeof(std::int32_t),
                                        cudaMemcpyDeviceToHost, stream));
         EWE_CUDA_CHECK(cudaMemcpyAsync(dist2.data(), dmind2.data(), static_cast<std::size_t>(n) * sizeof(double),

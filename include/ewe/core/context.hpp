@@ -58,7 +58,7 @@ inline void set_cpu_denormal_flushing(bool on) {
 
 namespace detail {
 
-// Installed by the CUDA headers (ewe/cuda/backend.cuh) in programs compiled with nvcc.
+// Installed by the CUDA headers (ewe/cuda/hooks.cuh) in programs compiled with nvcc.
 struct CudaContextHooks {
     std::shared_ptr<void> (*create_resources)(const ContextOptions& options);
     void (*synchronize)(void* resources);

@@ -134,7 +134,7 @@ private:
 namespace detail {
 
 // Device memory hooks. Null in programs that contain no translation unit compiled by
-// nvcc; the CUDA headers install them (see ewe/cuda/backend.cuh).
+// nvcc; the CUDA headers install them (see ewe/cuda/hooks.cuh).
 struct CudaMemoryHooks {
     void* (*allocate)(std::size_t bytes);
     void (*release)(void* pointer);
