@@ -8,8 +8,9 @@
 #          carry [".carry"], timeout_s 450
 #   run 2: command "bash scripts/gpu_check.sh versions sanitizers"
 #          carry [".carry"], timeout_s 270
-# Stages always run in this order, each under its own time limit (seconds), so the most
-# valuable results come first and survive a later stage hanging:
+# Stages always run in this order, each under its own time limit (seconds; the variable
+# EWE_LIMIT_<STAGE> overrides one, e.g. EWE_LIMIT_SANITIZERS=180 when run 2 starts late),
+# so the most valuable results come first and survive a later stage hanging:
 #   versions    15  driver, runtime, devices, nvcc, compute-sanitizer, torch; libraries
 #   build      420  (only if asked: builds the programs here when the carried ones cannot run)
 #   tests      140  ctest -L cuda with EWE_REQUIRE_CUDA=1 (a missing device fails)
@@ -48,7 +49,10 @@ export EWE_REQUIRE_CUDA=${EWE_REQUIRE_CUDA:-1}
 
 note() { echo "$*" | tee -a "$summary"; }
 want() { local s; for s in "${stages[@]}"; do [[ $s == "$1" ]] && return 0; done; return 1; }
-stage_start() { stage_name=$1; stage_deadline=$((SECONDS + $2)); stage_began=$SECONDS; }
+stage_start() {  # name, default limit (EWE_LIMIT_<NAME> overrides it)
+  local override=EWE_LIMIT_${1^^}
+  stage_name=$1; stage_deadline=$((SECONDS + ${!override:-$2})); stage_began=$SECONDS
+}
 left() { local l=$((stage_deadline - SECONDS)); ((l > 1)) && echo "$l" || echo 1; }  # seconds left in the stage
 stage_result() {  # exit status of the stage's command, its time limit, a remark
   local how=exit
