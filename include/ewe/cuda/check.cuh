@@ -3,6 +3,9 @@
 // ewe::Error naming the call, the file and line, and the library's own message
 // (kernel launches: detail::check_launch, through kernels::launch_1d).
 // The *_WARN variants are for destructors, which must not throw: they print instead.
+// A runtime call that fails (also one inside cuDNN or cuBLAS) leaves its error as the
+// thread's "last error"; every path here clears it once reported, so the next launch
+// check (cudaGetLastError) cannot blame an unrelated kernel for it.
 #pragma once
 
 #include <cstdio>
@@ -16,14 +19,17 @@
 namespace ewe::cuda::detail {
 
 [[noreturn]] inline void throw_cuda(cudaError_t status, const char* call, const char* file, int line) {
+    (void)cudaGetLastError();  // reported here, so not again at the next launch
     fail("CUDA error ", static_cast<int>(status), " (", cudaGetErrorName(status), ": ", cudaGetErrorString(status),
          ") in ", call, " at ", file, ":", line);
 }
 [[noreturn]] inline void throw_cudnn(cudnnStatus_t status, const char* call, const char* file, int line) {
+    (void)cudaGetLastError();  // a runtime error behind it goes with this report
     fail("cuDNN error ", static_cast<int>(status), " (", cudnnGetErrorString(status), ") in ", call, " at ", file,
          ":", line);
 }
 [[noreturn]] inline void throw_cublas(cublasStatus_t status, const char* call, const char* file, int line) {
+    (void)cudaGetLastError();  // a runtime error behind it goes with this report
     fail("cuBLAS error ", static_cast<int>(status), " (", cublasGetStatusName(status), ": ",
          cublasGetStatusString(status), ") in ", call, " at ", file, ":", line);
 }
@@ -63,7 +69,9 @@ inline void check_launch(const char* kernel, const char* file, int line) {
 #define EWE_CUDA_WARN(call)                                                                            \
     do {                                                                                               \
         const cudaError_t ewe_status_ = (call);                                                        \
-        if (ewe_status_ != cudaSuccess)                                                                \
+        if (ewe_status_ != cudaSuccess) {                                                              \
+            (void)cudaGetLastError();                                                                  \
             std::fprintf(stderr, "ewe: CUDA error %s in %s at %s:%d (ignored in a destructor)\n",      \
                          cudaGetErrorString(ewe_status_), #call, __FILE__, __LINE__);                  \
+        }                                                                                              \
     } while (0)
