@@ -11,25 +11,14 @@
 
 #include "ewe/cluster/dbscan.cuh"
 #include "ewe/cluster/kmeans.cuh"
+#include "latent_points.hpp"
 #include "parity_util.cuh"
 
 using namespace ewe;
 using namespace ewe::cluster;
+using ewe::test::latent_like;
 
 namespace {
-
-// Blobs, a wide background and a tight cluster, like a VAE latent space.
-std::vector<double> latent_like(std::int64_t n, int d, std::uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<double> normal(0.0, 1.0);
-    std::vector<double> x(static_cast<std::size_t>(n) * d);
-    for (std::int64_t i = 0; i < n; ++i) {
-        const int kind = static_cast<int>(rng() % 3);
-        for (int k = 0; k < d; ++k)
-            x[i * d + k] = kind == 0 ? 0.1 * normal(rng) - 1 : kind == 1 ? 0.2 * normal(rng) + 1 : 1.5 * normal(rng);
-    }
-    return x;
-}
 
 void check_same(const DbscanResult& gpu, const DbscanResult& cpu) {
     CHECK(gpu.labels == cpu.labels);
