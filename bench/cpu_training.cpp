@@ -1,11 +1,15 @@
 // CPU benchmarks of the sheep VAE: the whole training step (RMSprop, fp32) at the
-// post's batch 8 and larger, the anomaly-scoring pass, each layer's forward + backward
-// at the seed model's shapes, and the optimizer update. Counters give FLOP/s or bytes/s next to time,
-// with the machine's own SGEMM rate and copy bandwidth (measured first) as the roof.
+// post's batch 8 and larger, and at batch 8 beside a thread busy on one core; the
+// anomaly-scoring pass; each layer's forward + backward at the seed model's shapes; and
+// the optimizer update. Counters give FLOP/s or bytes/s next to time, with the
+// machine's own SGEMM rate and copy bandwidth (measured first) as the roof.
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
+#include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <thread>
 #include <vector>
 
 #include <ewe/ewe.hpp>
@@ -51,6 +55,52 @@ void BM_TrainStep(benchmark::State& state) {
                                                   benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_TrainStep)->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Another process's load on one core, as on a laptop, a shared server or a CI runner:
+// a thread that spins until the benchmark ends (at most kMaxSeconds, so a crashed or
+// hung benchmark cannot leave it running), started by the benchmark itself.
+class BusyCore {
+public:
+    static constexpr double kMaxSeconds = 120;
+    BusyCore()
+        : thread_([this] {
+              const auto start = std::chrono::steady_clock::now();
+              std::uint64_t spins = 0;
+              while (!stop_.load(std::memory_order_relaxed)) {
+                  ++spins;
+                  if (spins % (1u << 20) == 0 &&
+                      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > kMaxSeconds)
+                      break;
+              }
+          }) {}
+    BusyCore(const BusyCore&) = delete;
+    BusyCore& operator=(const BusyCore&) = delete;
+    ~BusyCore() {
+        stop_ = true;
+        thread_.join();
+    }
+
+private:
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
+// The batch-8 training step while one core is busy with other work (issue 16: the
+// 2-thread step should degrade gracefully, not fall behind the 1-thread step).
+// Compare with BM_TrainStep/8 at the same OMP_NUM_THREADS in the same run.
+void BM_TrainStepContended(benchmark::State& state) {
+    const std::int64_t batch = state.range(0);
+    Context ctx;
+    SheepVae<float> vae(ctx, SheepVaeConfig{}, batch, 1);
+    VaeLoss<float> loss(ctx, VaeLossConfig{}, batch);
+    Rmsprop<float> optimizer(ctx, vae.params(), 1e-3);
+    Tensor<float> x = sheep_like_batch(batch);
+    train_step(ctx, vae, loss, optimizer, x.view());
+    const BusyCore busy;
+    for (auto _ : state) train_step(ctx, vae, loss, optimizer, x.view());
+    state.SetItemsProcessed(state.iterations() * batch);
+}
+BENCHMARK(BM_TrainStepContended)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // The anomaly-scoring pass (ewe::reconstruction_sse): 1,024 drawings through the VAE
 // in eval mode, batch by batch, and each one's SSE. Items: drawings.
