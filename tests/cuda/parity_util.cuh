@@ -30,9 +30,7 @@ inline Tensor<float> uniform(const Shape& shape, std::uint32_t stream, float lo 
 // A host copy of `v`, from either device (ewe::copy waits for every stream).
 template <class T>
 Tensor<T> to_host(TensorView<const T> v) {
-    Tensor<T> h(v.shape());
-    ewe::copy<T>(v, h.view());
-    return h;
+    return Tensor<T>::copy_of(v, Device::cpu);
 }
 
 // Fills each of `outputs` (host or device) with quiet NaN: call it on every output

@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
-#include <type_traits>
 #include <vector>
 
 #include "ewe/cluster/dbscan.hpp"
@@ -149,16 +148,10 @@ DbscanResult dbscan_gpu(Context& ctx, const T* points, std::int64_t n, int d, co
     ewe::cuda::Resources& res = ewe::cuda::resources(ctx);
     res.activate();
     const cudaStream_t stream = res.stream();
-    auto upload = [](const auto* host, Shape shape) {
-        using V = std::remove_const_t<std::remove_pointer_t<decltype(host)>>;
-        Tensor<V> t(shape, Device::cuda);
-        ewe::copy<V>(TensorView<const V>(host, shape), t.view());
-        return t;
-    };
-    const Tensor<double> dpts = upload(L.points, Shape{n, d});
-    const Tensor<std::int32_t> dcell = upload(cell_of.data(), Shape{n});
-    const Tensor<std::int32_t> dstart = upload(L.start, Shape{L.cells + 1});
-    const Tensor<std::uint64_t> dkeys = upload(L.keys, Shape{L.cells});
+    const auto dpts = Tensor<double>::copy_of({L.points, Shape{n, d}}, Device::cuda);
+    const auto dcell = Tensor<std::int32_t>::copy_of({cell_of.data(), Shape{n}}, Device::cuda);
+    const auto dstart = Tensor<std::int32_t>::copy_of({L.start, Shape{L.cells + 1}}, Device::cuda);
+    const auto dkeys = Tensor<std::uint64_t>::copy_of({L.keys, Shape{L.cells}}, Device::cuda);
     Tensor<std::uint8_t> dcore(Shape{n}, Device::cuda);
 
     const cuda_kernels::GridParams g = cuda_kernels::grid_params(L);

@@ -107,9 +107,9 @@ KMeansResult kmeans_gpu(Context& ctx, const T* points, std::int64_t n, int d, co
     res.activate();
     const cudaStream_t stream = res.stream();
 
-    Tensor<double> dx({n, d}, Device::cuda), dcenters({k, d}, Device::cuda), dmind2({n}, Device::cuda);
+    const auto dx = Tensor<double>::copy_of({x.data(), Shape{n, d}}, Device::cuda);
+    Tensor<double> dcenters({k, d}, Device::cuda), dmind2({n}, Device::cuda);
     Tensor<std::int32_t> dlabels({n}, Device::cuda);
-    ewe::copy<double>(TensorView<const double>(x.data(), Shape{n, d}), dx.view());
 
     const std::int64_t per_tile = cuda_kernels::tile_centers(k, d);
     const std::size_t shared = static_cast<std::size_t>(per_tile * d) * sizeof(double);

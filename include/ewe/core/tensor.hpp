@@ -218,12 +218,15 @@ public:
     operator TensorView<T>() const { return view(); }
     operator TensorView<const T>() const { return view(); }
 
-    // A copy of this tensor on `device`.
-    Tensor to(Device device) const {
-        Tensor out(shape_, device);
-        copy<T>(view(), out.view());
+    // A new tensor on `device` holding a copy of `source` (from either device).
+    static Tensor copy_of(TensorView<const T> source, Device device) {
+        Tensor out(source.shape(), device);
+        copy<T>(source, out.view());
         return out;
     }
+
+    // A copy of this tensor on `device`.
+    Tensor to(Device device) const { return copy_of(view(), device); }
 
 private:
     static std::size_t byte_size(const Shape& shape) {
