@@ -1,8 +1,9 @@
 // VAE loss terms per sample and their gradients. Each forward is one fused kernel
 // (the elementwise term and its row reduction together, in double, fixed order);
 // each backward is one elementwise kernel, launched by the function below it. The
-// door (include/ewe/ops/ops.hpp) computes the divisor and gradient scales. CPU reference: Backend::mse_forward,
-// mse_backward, kl_forward, kl_backward in include/ewe/cpu/backend.hpp.
+// door (include/ewe/ops/ops.hpp) computes the divisor and gradient scales. CPU
+// reference: Backend::mse_forward, mse_backward, kl_forward, kl_backward in
+// include/ewe/cpu/backend.hpp.
 #pragma once
 
 #include "kernels/reduce.cuh"
