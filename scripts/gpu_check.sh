@@ -130,9 +130,12 @@ if [[ -f $carried_build/tests/CTestTestfile.cmake.in ]]; then
 fi
 # Whether there is a usable device, as the CUDA programs themselves see it (exit 77: none).
 probe=$(find_program test_cuda_test_graph)
-device_report=$([[ -n $probe ]] && env -u EWE_REQUIRE_CUDA "$probe" --list-test-cases 2>&1 | head -1)
-no_device=0
-[[ -n $probe ]] && { env -u EWE_REQUIRE_CUDA "$probe" --list-test-cases >/dev/null 2>&1; (($? == 77)) && no_device=1; }
+device_report="" no_device=0
+if [[ -n $probe ]]; then
+  listing=$(env -u EWE_REQUIRE_CUDA "$probe" --list-test-cases 2>&1)
+  (($? == 77)) && no_device=1
+  device_report=$(head -1 <<<"$listing")
+fi
 have_device() {  # stage name: true with a device; else fails the stage (EWE_REQUIRE_CUDA=1) or skips it
   ((no_device)) || return 0
   if [[ $EWE_REQUIRE_CUDA == 1 ]]; then note "FAIL: $1: no usable CUDA device: $device_report"; status=1
@@ -146,15 +149,16 @@ run_ctest() {  # log, labels regex, parallel jobs: ctest on the programs, bounde
   [[ -f $dir/CTestTestfile.cmake ]] || { note "$stage_name: no ctest file in $dir (run prepare_carry.sh --prebuilt)"; status=1; return; }
   timeout -k 5 "$(left)" ctest --test-dir "$dir" -L "$label" -j "$jobs" --output-on-failure -V >"$log" 2>&1
   rc=$?
-  local results passed skipped failed
+  # (n_skipped, not skipped: stage_result sets the script's own `skipped`.)
+  local results n_passed n_skipped n_failed
   results=$(grep -E "^ *[0-9]+/[0-9]+ Test +#" "$log" | sed 's/^ *//')
   [[ -n $results ]] && echo "$results" >>"$summary"
-  passed=$(grep -c " Passed " <<<"$results")
-  skipped=$(grep -c "\*\*\*Skipped " <<<"$results")
-  failed=$(grep -vcE " Passed |\*\*\*Skipped |^$" <<<"$results")
+  n_passed=$(grep -c " Passed " <<<"$results")
+  n_skipped=$(grep -c "\*\*\*Skipped " <<<"$results")
+  n_failed=$(grep -vcE " Passed |\*\*\*Skipped |^$" <<<"$results")
   # ctest counts a skipped test as passed: a stage in which nothing ran is a skip.
-  ((rc == 0 && passed == 0)) && rc=77
-  stage_result "$rc" "$((stage_deadline - stage_began))" "($passed passed, $skipped skipped, $failed failed)"
+  ((rc == 0 && n_passed == 0)) && rc=77
+  stage_result "$rc" "$((stage_deadline - stage_began))" "($n_passed passed, $n_skipped skipped, $n_failed failed)"
 }
 
 # ---------------------------------------------------------------- versions
