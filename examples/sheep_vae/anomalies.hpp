@@ -86,16 +86,16 @@ inline int run_anomalies(const AnomalyOptions& o) {
     }
     const std::int64_t n = data.count(), normal = n - planted;
     LoadedModel m = load_model(o.checkpoint, parse_device(o.device));
-    const auto errors_of = [&](const Bitmaps& drawings, const Encoded& e) {
+    const auto errors_of = [&](const Bitmaps& drawings, const ewe::VaeEncoding<float>& e) {
         return ewe::cluster::reconstruction_errors<float>(
-            drawings.images.view(), ewe::TensorView<const float>(e.recon.data(), drawings.images.shape()));
+            drawings.images.view(), ewe::TensorView<const float>(e.reconstruction.data(), drawings.images.shape()));
     };
-    const Encoded enc = encode(*m.ctx, *m.vae, data, true);
+    const ewe::VaeEncoding<float> enc = ewe::encode<float>(*m.ctx, *m.vae, data.images.view(), true);
     const ewe::cluster::ReconstructionErrors errors = errors_of(data, enc);
     ewe::cluster::ReconstructionErrors reference_errors;
     if (!o.reference.empty()) {
         const Bitmaps reference = load_bitmaps(o.reference, 0, "--reference");
-        reference_errors = errors_of(reference, encode(*m.ctx, *m.vae, reference, true));
+        reference_errors = errors_of(reference, ewe::encode<float>(*m.ctx, *m.vae, reference.images.view(), true));
     }
     const ewe::cluster::ReconstructionErrors& fit_on = o.reference.empty() ? errors : reference_errors;
     const ewe::cluster::SizeAdjustment ink_fit = ewe::cluster::fit_size_adjustment(fit_on.sse, fit_on.input_mass);

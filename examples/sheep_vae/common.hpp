@@ -1,8 +1,10 @@
 // Shared pieces of the sheep_vae program: loading and validating Quick, Draw!
-// bitmaps, the default data source, devices, timers, progress bars and JSON lines.
+// bitmaps, the default data source, devices, timers and JSON lines.
 #pragma once
 
 #include <unistd.h>
+
+#include <iostream>
 
 #include <algorithm>
 #include <chrono>
@@ -102,11 +104,6 @@ inline double now_seconds() {
     return duration<double>(steady_clock::now().time_since_epoch()).count();
 }
 
-inline double wall_time() {
-    using namespace std::chrono;
-    return duration<double>(system_clock::now().time_since_epoch()).count();
-}
-
 // Peak resident set size in MiB (VmHWM of /proc/self/status); 0 where unavailable.
 inline double peak_rss_mb() {
     std::ifstream in("/proc/self/status");
@@ -158,55 +155,6 @@ private:
         return *this;
     }
     std::string body_;
-};
-
-inline std::string format_duration(double s) {
-    char buf[32];
-    if (s >= 3600) std::snprintf(buf, sizeof buf, "%d:%02d:%02d", int(s / 3600), int(s / 60) % 60, int(s) % 60);
-    else if (s >= 60) std::snprintf(buf, sizeof buf, "%d:%02d", int(s / 60), int(s) % 60);
-    else std::snprintf(buf, sizeof buf, "%ds", int(s));
-    return buf;
-}
-
-// A Keras-like progress bar on stderr: " 37/125 [=====>......] - ETA: 12s - loss: ...".
-// On a terminal it redraws in place; otherwise it prints only the final line.
-class ProgressBar {
-public:
-    ProgressBar(std::int64_t total, bool enabled = true)
-        : total_(std::max<std::int64_t>(total, 1)), enabled_(enabled), tty_(isatty(2)), start_(now_seconds()) {}
-
-    void update(std::int64_t done, const std::string& metrics = {}) {
-        if (!enabled_) return;
-        const double t = now_seconds();
-        const bool last = done >= total_;
-        if (!last && (!tty_ || t - last_draw_ < 0.1)) return;
-        last_draw_ = t;
-        const double elapsed = t - start_;
-        const int width = 30, filled = int(width * double(done) / double(total_));
-        std::string bar(std::size_t(width), '.');
-        for (int i = 0; i < filled; ++i) bar[std::size_t(i)] = '=';
-        if (filled < width && filled > 0) bar[std::size_t(filled)] = '>';
-        const int digits = int(std::to_string(total_).size());
-        char head[96];
-        std::snprintf(head, sizeof head, "%*lld/%lld [", digits, (long long)done, (long long)total_);
-        std::string line = head + bar + "] - ";
-        const double per = done > 0 ? elapsed / double(done) : 0.0;
-        char tail[64];
-        if (last) std::snprintf(tail, sizeof tail, "%s %.0fms/step", format_duration(elapsed).c_str(), per * 1e3);
-        else
-            std::snprintf(tail, sizeof tail, "ETA: %s - %.0fms/step", format_duration(per * double(total_ - done)).c_str(),
-                          per * 1e3);
-        line += tail;
-        if (!metrics.empty()) line += " - " + metrics;
-        std::fprintf(stderr, "%s%s%s", tty_ ? "\r" : "", line.c_str(), last ? "\n" : "");
-        if (tty_ && !last) std::fprintf(stderr, "\033[K");
-        std::fflush(stderr);
-    }
-
-private:
-    std::int64_t total_;
-    bool enabled_, tty_;
-    double start_, last_draw_ = -1.0;
 };
 
 // Parses "a,b,c" into numbers; `flag` names the option in errors.

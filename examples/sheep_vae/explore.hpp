@@ -65,7 +65,7 @@ inline int run_explore(const ExploreOptions& o) {
     if ((o.eps > 0) != (o.min_pts > 0)) fail("--eps and --min-pts go together");
     const Bitmaps data = load_bitmaps(o.data, o.limit, "--data");
     LoadedModel m = load_model(o.checkpoint, parse_device(o.device));
-    const Encoded enc = encode(*m.ctx, *m.vae, data);
+    const ewe::VaeEncoding<float> enc = ewe::encode<float>(*m.ctx, *m.vae, data.images.view());
     const std::int64_t n = data.count(), d = enc.latent;
     const fs::path dir = o.out;
     std::error_code ec;
@@ -105,7 +105,7 @@ inline int run_explore(const ExploreOptions& o) {
     const auto mosaic = ewe::cluster::kmeans(enc.mean.data(), n, dims, ewe::cluster::KMeansOptions(km).set_k(mk));
     {
         std::vector<float> centers(mosaic.centers.begin(), mosaic.centers.end());
-        const std::vector<float> drawings = decode(*m.ctx, *m.vae, centers);
+        const std::vector<float> drawings = ewe::decode<float>(*m.ctx, *m.vae, centers);
         std::vector<const float*> tiles;
         for (std::int64_t c = 0; c < mk; ++c) tiles.push_back(drawings.data() + c * kPixels);
         write_sheet(dir / ("kmeans_" + std::to_string(mk) + "_centres.png"), tiles, 10);
@@ -136,7 +136,7 @@ inline int run_explore(const ExploreOptions& o) {
     std::fprintf(stderr, "DBSCAN random search: %d trials, eps in [%g, %g], minPts in [%lld, %lld]\n", o.trials,
                  o.eps_min, o.eps_max, (long long)o.min_pts_min, (long long)hi_pts);
     std::vector<ewe::cluster::DbscanTrialResult> results;
-    ProgressBar bar(std::int64_t(trials.size()));
+    ewe::ProgressLine bar(std::cerr, isatty(2) != 0, std::int64_t(trials.size()));
     for (std::size_t t = 0; t < trials.size(); t += 10) {
         const std::vector<ewe::cluster::DbscanTrial> chunk(trials.begin() + std::ptrdiff_t(t),
                                                            trials.begin() + std::ptrdiff_t(std::min(t + 10, trials.size())));

@@ -77,7 +77,7 @@ inline int run_generate(const GenerateOptions& o) {
                 z.push_back(float(center[std::size_t(k)] + o.sd * double(ewe::philox_normal(key, std::uint64_t(i * d + k)))));
         if (columns == 0) columns = std::int64_t(std::ceil(std::sqrt(double(o.count))));
     }
-    const std::vector<float> images = decode(*m.ctx, *m.vae, z);
+    const std::vector<float> images = ewe::decode<float>(*m.ctx, *m.vae, z);
     std::vector<const float*> tiles;
     for (std::size_t i = 0; i < images.size(); i += kPixels) tiles.push_back(images.data() + i);
     write_sheet(o.out, tiles, int(columns));

@@ -201,18 +201,20 @@ TEST_CASE("loading a checkpoint of another architecture, dtype, format or versio
     ewe::Context ctx;
     ewe::SheepVae<float> vae(ctx, small_config(2), 2, 1);
     ewe::Rmsprop<float> opt(ctx, vae.params(), 1e-3);
-    sheep::save_checkpoint(good, vae, opt, sheep::TrainState{});
+    ewe::CheckpointMetadata meta = sheep::run_metadata(vae.config(), sheep::RunSettings{});
+    meta.merge(ewe::training_metadata(opt, ewe::TrainProgress{}));
+    ewe::save_checkpoint<float>(good, vae.params(), &opt, meta);
     {
         // The good checkpoint loads into the same architecture.
-        const sheep::Checkpoint c = sheep::read_checkpoint(good);
+        const sheep::SheepCheckpoint c = sheep::read_checkpoint(good);
         ewe::SheepVae<float> same(ctx, c.config, 2, 1);
-        CHECK_NOTHROW(sheep::load_weights(c, same));
+        CHECK_NOTHROW(c.file.load_parameters(same.params()));
     }
 
     SUBCASE("another architecture: tensor shapes differ") {
-        const sheep::Checkpoint c = sheep::read_checkpoint(good);
+        const sheep::SheepCheckpoint c = sheep::read_checkpoint(good);
         ewe::SheepVae<float> other(ctx, small_config(5), 2, 1);
-        const std::string m = error_of([&] { sheep::load_weights(c, other); });
+        const std::string m = error_of([&] { c.file.load_parameters(other.params()); });
         CHECK(m.find(good.string()) != std::string::npos);
         CHECK(m.find("the model expects") != std::string::npos);
         CHECK(m.find("a checkpoint of another architecture?") != std::string::npos);
@@ -220,9 +222,9 @@ TEST_CASE("loading a checkpoint of another architecture, dtype, format or versio
     SUBCASE("another dtype: F64 tensors where F32 is expected") {
         const fs::path f64 = dir / "f64.safetensors";
         rewrite(good, f64, {}, "F64");
-        const sheep::Checkpoint c = sheep::read_checkpoint(f64);
+        const sheep::SheepCheckpoint c = sheep::read_checkpoint(f64);
         ewe::SheepVae<float> same(ctx, c.config, 2, 1);
-        const std::string m = error_of([&] { sheep::load_weights(c, same); });
+        const std::string m = error_of([&] { c.file.load_parameters(same.params()); });
         CHECK(m.find(f64.string()) != std::string::npos);
         CHECK(m.find("is F64, expected F32") != std::string::npos);
     }

@@ -74,6 +74,7 @@ public:
 
     const SheepVaeConfig& config() const { return config_; }
     std::int64_t max_batch() const { return max_batch_; }
+    std::int64_t latent() const { return config_.latent; }
     Shape image_shape() const { return Shape{config_.image_size, config_.image_size, config_.channels}; }
     ParameterStore<T>& params() { return params_; }
     RandomState& random() { return random_; }

@@ -36,6 +36,7 @@ public:
         lr_ = lr;
     }
     double learning_rate() const { return lr_; }
+    ParameterStore<T>& params() const { return params_; }
     std::int64_t iterations() const { return iterations_; }
     void set_iterations(std::int64_t n) { iterations_ = n; }
 

@@ -1,0 +1,206 @@
+// Checkpoints of any model: one safetensors file holding every parameter of a
+// ParameterStore under its Keras-style name ("dense_1/kernel"), the optimizer's state
+// buffers as "optimizer/<name>" (each shaped like the trainable prefix), and string
+// metadata that always carries "format" (what wrote it, e.g. "ewe.sheep_vae") and
+// "format_version". Written atomically (a crash leaves the previous file intact); read
+// back with every name, shape, dtype and metadata value checked, and errors that name
+// the flag or file they came from. Layouts: docs/checkpoints.md.
+#pragma once
+
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ewe/core/error.hpp"
+#include "ewe/core/tensor.hpp"
+#include "ewe/io/safetensors.hpp"
+#include "ewe/nn/parameters.hpp"
+#include "ewe/optim/optimizers.hpp"
+
+namespace ewe {
+
+using CheckpointMetadata = std::map<std::string, std::string>;
+
+// A double as metadata text that reads back to the same value.
+inline std::string metadata_number(double v) {
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    return buf;
+}
+
+// Whole numbers as "a,b,c".
+inline std::string metadata_list(const std::vector<std::int64_t>& v) {
+    std::string s;
+    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+    return s;
+}
+
+// Writes params (and the optimizer's state when given) with `metadata`, which must
+// name its "format" and "format_version".
+template <class T>
+void save_checkpoint(const std::filesystem::path& path, const ParameterStore<T>& params, Optimizer<T>* optimizer,
+                     const CheckpointMetadata& metadata) {
+    EWE_REQUIRE(metadata.count("format") && metadata.count("format_version"), "save_checkpoint: ", path.string(),
+                ": the metadata must name its 'format' and 'format_version'");
+    Tensor<T> values(params.values().shape());
+    copy<T>(params.values(), values.view());
+    std::vector<io::SafetensorsEntry> entries;
+    for (const ParameterInfo& info : params.info())
+        entries.push_back(io::safetensors_entry<T>(info.name, values.view().slice(info.offset, info.shape)));
+    std::vector<Tensor<T>> states;
+    if (optimizer) {
+        const auto state = optimizer->state();
+        states.reserve(state.size());
+        for (const auto& [name, view] : state) {
+            states.emplace_back(view.shape());
+            copy<T>(view, states.back().view());
+            entries.push_back(io::safetensors_entry<T>("optimizer/" + name, states.back().view()));
+        }
+    }
+    io::write_safetensors(path, entries, metadata);
+}
+
+// A checkpoint read from disk. Every error names `flag` (the option the path came
+// from, e.g. "--checkpoint") and the file.
+class Checkpoint {
+public:
+    // Reads `path` and checks that it was written in `format`, version `version`.
+    static Checkpoint read(const std::filesystem::path& path, const std::string& format, const std::string& version,
+                           const std::string& flag = "--checkpoint") {
+        if (!std::filesystem::exists(path)) fail(flag, ": ", path.string(), ": no such file");
+        Checkpoint c;
+        c.flag_ = flag;
+        try {
+            c.file_ = io::read_safetensors(path);
+        } catch (const Error& e) {
+            fail(flag, ": ", e.what());
+        }
+        const auto it = c.file_.metadata.find("format");
+        if (it == c.file_.metadata.end() || it->second != format)
+            fail(flag, ": ", path.string(), ": not a ", format.substr(format.find('.') + 1),
+                 " checkpoint (metadata 'format' should be ", format, ")");
+        if (c.meta("format_version") != version)
+            fail(flag, ": ", path.string(), ": checkpoint format_version ", c.meta("format_version"),
+                 ", this program reads ", version);
+        return c;
+    }
+
+    const std::string& path() const { return file_.path; }
+    const std::string& flag() const { return flag_; }
+    const io::SafetensorsFile& file() const { return file_; }
+
+    // Metadata values, each checked against the range the caller can handle, so an
+    // edited or corrupt file fails here naming the key, not deep inside a model.
+    const std::string& meta(const std::string& key) const {
+        const auto it = file_.metadata.find(key);
+        if (it == file_.metadata.end()) fail(flag_, ": ", path(), ": metadata has no '", key, "'");
+        return it->second;
+    }
+    std::int64_t meta_int(const std::string& key, std::int64_t lo, std::int64_t hi) const {
+        const std::string& v = meta(key);
+        char* end = nullptr;
+        errno = 0;
+        const long long x = std::strtoll(v.c_str(), &end, 10);
+        if (v.empty() || *end != '\0' || errno == ERANGE)
+            fail(flag_, " ", path(), ": metadata ", key, " = '", v, "' is not an integer");
+        if (x < lo || x > hi) fail(flag_, " ", path(), ": metadata ", key, " = ", x, " is outside [", lo, ", ", hi, "]");
+        return x;
+    }
+    std::uint64_t meta_uint64(const std::string& key) const {
+        const std::string& v = meta(key);
+        char* end = nullptr;
+        errno = 0;
+        const unsigned long long x = std::strtoull(v.c_str(), &end, 10);
+        if (v.empty() || v[0] == '-' || *end != '\0' || errno == ERANGE)
+            fail(flag_, " ", path(), ": metadata ", key, " = '", v, "' is not an unsigned 64-bit integer");
+        return x;
+    }
+    double meta_double(const std::string& key, double lo, double hi) const {
+        const std::string& v = meta(key);
+        char* end = nullptr;
+        const double x = std::strtod(v.c_str(), &end);
+        if (v.empty() || *end != '\0' || !std::isfinite(x))
+            fail(flag_, " ", path(), ": metadata ", key, " = '", v, "' is not a finite number");
+        if (x < lo || x > hi) fail(flag_, " ", path(), ": metadata ", key, " = ", x, " is outside [", lo, ", ", hi, "]");
+        return x;
+    }
+    // A comma-separated list of 1 to max_count whole numbers in [1, hi].
+    std::vector<std::int64_t> meta_list(const std::string& key, std::size_t max_count, std::int64_t hi) const {
+        const std::string& v = meta(key);
+        const std::string what = flag_ + " " + path() + ": metadata " + key;
+        std::vector<std::int64_t> out;
+        std::stringstream ss(v);
+        std::string item;
+        while (std::getline(ss, item, ',')) {
+            char* end = nullptr;
+            const double x = std::strtod(item.c_str(), &end);
+            if (item.empty() || *end != '\0' || !(x >= 1 && x <= double(hi) && x == std::floor(x)))
+                fail(what, ": '", item, "' is not a whole number in [1, ", hi, "]");
+            out.push_back(std::int64_t(x));
+        }
+        if (out.empty() || out.size() > max_count) fail(what, ": needs 1 to ", max_count, " values, found ", out.size());
+        return out;
+    }
+
+    // Copies every parameter of `params` from the file, checking names and shapes.
+    template <class T>
+    void load_parameters(ParameterStore<T>& params) const {
+        Tensor<T> host(params.values().shape());
+        for (const ParameterInfo& info : params.info()) {
+            const auto it = file_.tensors.find(info.name);
+            if (it == file_.tensors.end())
+                fail(flag_, " ", path(), ": has no tensor '", info.name, "' (a checkpoint of another architecture?)");
+            std::vector<std::int64_t> want;
+            for (int a = 0; a < info.shape.rank(); ++a) want.push_back(info.shape[a]);
+            if (it->second.shape != want)
+                fail(flag_, " ", path(), ": tensor '", info.name, "' has shape (", metadata_list(it->second.shape),
+                     "), the model expects ", info.shape, " (a checkpoint of another architecture?)");
+            try {
+                file_.copy_to(info.name, host.data() + info.offset, std::size_t(info.shape.numel()));
+            } catch (const Error& e) {
+                fail(flag_, " ", e.what());
+            }
+        }
+        copy<T>(host.view(), params.values());
+    }
+
+    bool has_optimizer_state() const {
+        for (const auto& [name, tensor] : file_.tensors)
+            if (name.rfind("optimizer/", 0) == 0) return true;
+        return false;
+    }
+
+    // Copies the optimizer's state buffers from the file; sets its step count and
+    // learning rate to those given (usually read from the metadata).
+    template <class T>
+    void load_optimizer(Optimizer<T>& optimizer, std::int64_t iterations, double learning_rate) const {
+        for (auto& [name, view] : optimizer.state()) {
+            const std::string key = "optimizer/" + name;
+            if (!file_.has(key))
+                fail(flag_, " ", path(), ": has no tensor '", key, "' (saved without ", optimizer.kind(),
+                     " state, or by another optimizer)");
+            Tensor<T> host(view.shape());
+            try {
+                file_.copy_to(key, host.data(), std::size_t(view.numel()));
+            } catch (const Error& e) {
+                fail(flag_, " ", e.what());
+            }
+            copy<T>(host.view(), view);
+        }
+        optimizer.set_iterations(iterations);
+        optimizer.set_learning_rate(learning_rate);
+    }
+
+private:
+    io::SafetensorsFile file_;
+    std::string flag_;
+};
+
+}  // namespace ewe

@@ -1,0 +1,49 @@
+// The sheep VAE's configuration as checkpoint metadata ("model.*" keys of format
+// ewe.sheep_vae, version 1) and back, every value range-checked on the way in.
+#pragma once
+
+#include <string>
+
+#include "ewe/io/checkpoint.hpp"
+#include "ewe/models/sheep_vae.hpp"
+
+namespace ewe {
+
+inline constexpr const char* kSheepVaeFormat = "ewe.sheep_vae";
+inline constexpr const char* kSheepVaeFormatVersion = "1";
+
+inline CheckpointMetadata sheep_vae_metadata(const SheepVaeConfig& c) {
+    return {{"format", kSheepVaeFormat},
+            {"format_version", kSheepVaeFormatVersion},
+            {"model.image_size", std::to_string(c.image_size)},
+            {"model.channels", std::to_string(c.channels)},
+            {"model.kernel", std::to_string(c.kernel)},
+            {"model.filters", metadata_list(c.filters)},
+            {"model.units", metadata_list(c.units)},
+            {"model.latent", std::to_string(c.latent)},
+            {"model.dropout", metadata_number(c.dropout)},
+            {"model.reparam", c.reparam == ReparamVariant::standard ? "standard" : "post"}};
+}
+
+inline SheepVaeConfig sheep_vae_config(const Checkpoint& c) {
+    SheepVaeConfig config;
+    config.image_size = c.meta_int("model.image_size", 2, 4096);
+    config.channels = c.meta_int("model.channels", 1, 64);
+    config.kernel = c.meta_int("model.kernel", 1, 64);
+    config.filters = c.meta_list("model.filters", 16, 4096);
+    config.units = c.meta_list("model.units", 16, 1 << 16);
+    config.latent = c.meta_int("model.latent", 1, 4096);
+    config.dropout = c.meta_double("model.dropout", 0.0, 0.999);
+    const std::string& reparam = c.meta("model.reparam");
+    if (reparam != "standard" && reparam != "post")
+        fail(c.flag(), " ", c.path(), ": metadata model.reparam = '", reparam, "' (expected standard or post)");
+    config.reparam = reparam == "post" ? ReparamVariant::post : ReparamVariant::standard;
+    try {
+        config.validate();
+    } catch (const Error& e) {
+        fail(c.flag(), " ", c.path(), ": ", e.what());
+    }
+    return config;
+}
+
+}  // namespace ewe

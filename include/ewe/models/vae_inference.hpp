@@ -1,0 +1,67 @@
+// Batched inference with a trained VAE, on any device, in Phase::eval (no dropout,
+// BatchNorm's moving statistics): encode() gives every image's posterior mean and log
+// variance (and optionally its reconstruction from the mean), decode() turns latent
+// points into images. Inputs and outputs are host arrays; the model's max_batch rows
+// go through at a time.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "ewe/core/context.hpp"
+#include "ewe/core/tensor.hpp"
+
+namespace ewe {
+
+template <class T>
+struct VaeEncoding {
+    std::vector<T> mean, log_var, reconstruction;  // (n, latent), (n, latent), (n, image...) when asked for
+    std::int64_t latent = 0;
+    std::int64_t count() const { return latent == 0 ? 0 : std::int64_t(mean.size()) / latent; }
+};
+
+// `images` (n, h, w, c) on the host; Vae is ewe::SheepVae, ewe::Vae or alike.
+template <class T, class Vae>
+VaeEncoding<T> encode(Context& ctx, Vae& vae, TensorView<const T> images, bool keep_reconstruction = false) {
+    EWE_REQUIRE(images.device() == Device::cpu, "encode: images must be on the host");
+    EWE_REQUIRE(images.rank() >= 2 && images.shape().features() == vae.image_shape(), "encode: images should be (n, ",
+                vae.image_shape().str().substr(1), ", found ", images.shape());
+    const std::int64_t n = images.dim(0), d = vae.latent(), b = vae.max_batch(), per = vae.image_shape().numel();
+    VaeEncoding<T> out;
+    out.latent = d;
+    out.mean.resize(std::size_t(n * d));
+    out.log_var.resize(std::size_t(n * d));
+    if (keep_reconstruction) out.reconstruction.resize(std::size_t(n * per));
+    Tensor<T> x(vae.image_shape().with_batch(b), ctx.device());
+    for (std::int64_t i = 0; i < n; i += b) {
+        const std::int64_t m = std::min(b, n - i);
+        const Shape rows = vae.image_shape().with_batch(m);
+        copy<T>(images.slice(i * per, rows), x.view().leading(m));
+        vae.forward(ctx, x.view().leading(m), Phase::eval);
+        copy<T>(vae.mean(m), TensorView<T>(out.mean.data() + i * d, Shape{m, d}));
+        copy<T>(vae.log_var(m), TensorView<T>(out.log_var.data() + i * d, Shape{m, d}));
+        if (keep_reconstruction) copy<T>(vae.reconstruction(m), TensorView<T>(out.reconstruction.data() + i * per, rows));
+    }
+    return out;
+}
+
+// Decodes latent points `z` (n * latent values, row-major) into images (n * pixels).
+template <class T, class Vae>
+std::vector<T> decode(Context& ctx, Vae& vae, const std::vector<T>& z) {
+    const std::int64_t d = vae.latent(), b = vae.max_batch(), per = vae.image_shape().numel();
+    EWE_REQUIRE(z.size() % std::size_t(d) == 0, "decode: ", z.size(), " values are not whole points of ", d,
+                " latent dimensions");
+    const std::int64_t n = std::int64_t(z.size()) / d;
+    std::vector<T> out(std::size_t(n * per));
+    Tensor<T> zin(Shape{b, d}, ctx.device()), y(vae.image_shape().with_batch(b), ctx.device());
+    for (std::int64_t i = 0; i < n; i += b) {
+        const std::int64_t m = std::min(b, n - i);
+        copy<T>(TensorView<const T>(z.data() + i * d, Shape{m, d}), zin.view().leading(m));
+        vae.decoder().forward(ctx, zin.view().leading(m), y.view().leading(m), Phase::eval);
+        copy<T>(y.view().leading(m), TensorView<T>(out.data() + i * per, vae.image_shape().with_batch(m)));
+    }
+    return out;
+}
+
+}  // namespace ewe
