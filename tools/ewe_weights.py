@@ -100,8 +100,9 @@ def infer_config(groups, source):
             or len(groups["z_mean"]) != 1 or len(groups["z_log_var"]) != 1:
         fail(source, ": not a sheep VAE (unknown architecture): found ", n_c, " Conv2D, ", n_t, " Conv2DTranspose, ",
              n_d, " Dense, ", len(groups["batch_normalization"]), " BatchNormalization, ", len(groups["z_mean"]),
-             " z_mean and ", len(groups["z_log_var"]), " z_log_var layers; the sheep VAE has F Conv2D + 1, F "
-             "Conv2DTranspose, 2U + 1 Dense, U - 1... BatchNormalization (U = len(units)), one z_mean and one z_log_var")
+             " z_mean and ", len(groups["z_log_var"]), " z_log_var layers; the sheep VAE has F + 1 Conv2D, F "
+             "Conv2DTranspose, 2U + 1 Dense and U BatchNormalization layers (F filters, U units), one z_mean and one "
+             "z_log_var")
     m = (n_d - 1) // 2
     convs = [t["kernel"] for _, t in groups["conv2d"]]
     filters = [int(w.shape[0]) for w in convs[:n_t]]
@@ -315,7 +316,7 @@ def ewe_to_keras_arrays(kind, tensors, name):
 
 
 def keras_default_layout(c):
-    """The groups Keras 3 (3.4 and later) writes for tests/conversion/keras_model.py's model:
+    """The groups Keras 3.8 writes for tests/conversion/keras_model.py's model:
     a functional 'vae' whose layers are the encoder's and a nested functional 'decoder'.
     Group paths use class-based names deduplicated per container (dense, dense_1, ...);
     returns [(path, layer name, ewe layer name or None)] in model order."""
@@ -576,7 +577,7 @@ def main(argv=None):
     e.add_argument("input", help="ewe checkpoint (.safetensors)")
     e.add_argument("output", help="OUT.weights.h5 (keras) or OUT.pt (torch)")
     e.add_argument("--like", help="keras only: a .weights.h5 or .keras saved by the target model; its group layout "
-                   "is copied (default: the layout Keras 3.4+ writes for tests/conversion/keras_model.py's model)")
+                   "is copied (default: the layout Keras 3.8 writes for tests/conversion/keras_model.py's model)")
     args = p.parse_args(argv)
     try:
         cmd_import(args) if args.cmd == "import" else cmd_export(args)
