@@ -16,6 +16,7 @@
 #include "ewe/nn/elementwise.hpp"
 #include "ewe/nn/layer.hpp"
 #include "ewe/nn/parameters.hpp"
+#include "ewe/nn/reparameterization.hpp"
 #include "ewe/nn/sequential.hpp"
 #include "ewe/nn/summary.hpp"
 #include "ewe/ops/ops.hpp"
