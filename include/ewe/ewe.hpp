@@ -10,6 +10,7 @@
 #include "ewe/cpu/backend.hpp"
 #include "ewe/loss/vae_loss.hpp"
 #include "ewe/models/sheep_vae.hpp"
+#include "ewe/models/vae.hpp"
 #include "ewe/nn/batchnorm.hpp"
 #include "ewe/nn/conv2d.hpp"
 #include "ewe/nn/dense.hpp"
