@@ -96,3 +96,43 @@ TEST_CASE("Sequential chains gradients through every layer") {
     model.add<Conv2DTranspose>(ConvOptions{2, 4, 2, Padding::same, Activation::sigmoid});
     check_layer(model, Shape{4, 4, 1}, 3);
 }
+
+TEST_CASE("Reparameterization gradients in mean and log_var, both variants; backward accumulates") {
+    for (ReparamVariant variant : {ReparamVariant::standard, ReparamVariant::post}) {
+        CAPTURE(variant == ReparamVariant::standard ? "standard" : "post");
+        const std::int64_t batch = 3, latent = 4;
+        Context ctx;
+        ParameterStore<double> store;
+        RandomState random{11, 6};
+        BuildContext<double> b{ctx, store, random, batch};
+        Reparameterization<double> sampling(variant);
+        sampling.build(latent, b);
+        CHECK(sampling.name() == "sampling");
+        CHECK(store.info().empty());
+
+        Tensor<double> mean = testing::random_tensor(Shape{batch, latent});
+        Tensor<double> log_var = testing::random_tensor(Shape{batch, latent});
+        Tensor<double> z(Shape{batch, latent}), r = testing::random_tensor(Shape{batch, latent});
+        auto loss = [&] {
+            sampling.forward(ctx, mean.view(), log_var.view(), z.view(), Phase::train);
+            return testing::dot(z.view(), r.view());
+        };
+        loss();
+        Tensor<double> dmean(Shape{batch, latent}), dlog_var(Shape{batch, latent});
+        ops::fill<double>(ctx, 0.0, dmean.view());
+        ops::fill<double>(ctx, 0.0, dlog_var.view());
+        sampling.backward(ctx, log_var.view(), r.view(), dmean.view(), dlog_var.view());
+        testing::check_gradient("Reparameterization dmean", mean.view(), dmean.view(), loss);
+        testing::check_gradient("Reparameterization dlog_var", log_var.view(), dlog_var.view(), loss);
+
+        // A second backward onto the same buffers adds the same gradients again.
+        Tensor<double> twice_mean(dmean.shape()), twice_log_var(dlog_var.shape());
+        copy<double>(dmean.view(), twice_mean.view());
+        copy<double>(dlog_var.view(), twice_log_var.view());
+        sampling.backward(ctx, log_var.view(), r.view(), twice_mean.view(), twice_log_var.view());
+        for (std::int64_t i = 0; i < dmean.numel(); ++i) {
+            CHECK(twice_mean[i] == doctest::Approx(2 * dmean[i]).epsilon(1e-14));
+            CHECK(twice_log_var[i] == doctest::Approx(2 * dlog_var[i]).epsilon(1e-14));
+        }
+    }
+}

@@ -27,6 +27,32 @@ TEST_CASE("the seed model has the original's 12,857,845 parameters (350 non-trai
     CHECK(summary.find("(None, 56, 56, 10)") != std::string::npos);
 }
 
+TEST_CASE("the seed model's parameter names and order (checkpoints store them) are those of the Keras original") {
+    Context ctx;
+    SheepVae<float> vae(ctx, SheepVaeConfig{}, 1, 0);
+    std::vector<std::string> names;
+    for (const ParameterInfo& p : vae.params().info()) names.push_back(p.name);
+    const std::vector<std::string> expected{
+        "conv2d/kernel", "conv2d/bias", "conv2d_1/kernel", "conv2d_1/bias", "conv2d_2/kernel", "conv2d_2/bias",
+        "conv2d_3/kernel", "conv2d_3/bias", "dense/kernel", "dense/bias", "batch_normalization/gamma",
+        "batch_normalization/beta", "batch_normalization/moving_mean", "batch_normalization/moving_variance",
+        "dense_1/kernel", "dense_1/bias", "batch_normalization_1/gamma", "batch_normalization_1/beta",
+        "batch_normalization_1/moving_mean", "batch_normalization_1/moving_variance", "dense_2/kernel",
+        "dense_2/bias", "z_mean/kernel", "z_mean/bias", "z_log_var/kernel", "z_log_var/bias", "dense_3/kernel",
+        "dense_3/bias", "batch_normalization_2/gamma", "batch_normalization_2/beta",
+        "batch_normalization_2/moving_mean", "batch_normalization_2/moving_variance", "dense_4/kernel",
+        "dense_4/bias", "dense_5/kernel", "dense_5/bias", "dense_6/kernel", "dense_6/bias", "conv2d_transpose/kernel",
+        "conv2d_transpose/bias", "conv2d_transpose_1/kernel", "conv2d_transpose_1/bias", "conv2d_transpose_2/kernel",
+        "conv2d_transpose_2/bias", "conv2d_transpose_3/kernel", "conv2d_transpose_3/bias", "conv2d_4/kernel",
+        "conv2d_4/bias"};
+    CHECK(names == expected);
+    // Trainable values first, then the moving statistics.
+    const auto& info = vae.params().info();
+    CHECK(info[22].offset == 6346235);   // z_mean/kernel
+    CHECK(info[47].offset == 12857494);  // conv2d_4/bias, the last trainable value
+    CHECK(info[12].offset == 12857495);  // batch_normalization/moving_mean, the first non-trainable one
+}
+
 namespace {
 SheepVaeConfig small_config() {
     SheepVaeConfig c;
@@ -74,6 +100,21 @@ TEST_CASE("gradient check of the whole VAE and its loss, every parameter tensor"
         // kernel and bias of 2 convs, 3 + 4 dense, 2 heads, 2 transposed convs and the
         // output conv, and gamma and beta of 3 batch normalizations
         CHECK(checked == 2 * (2 + 3 + 4 + 2 + 2 + 1) + 2 * 3);
+    }
+}
+
+TEST_CASE("the sampling noise is Philox stream 0 at the step's offset, in both variants") {
+    for (ReparamVariant variant : {ReparamVariant::standard, ReparamVariant::post}) {
+        Context ctx;
+        SheepVaeConfig config = small_config();
+        config.reparam = variant;
+        SheepVae<double> vae(ctx, config, 3, 17);
+        CHECK(vae.sampling().variant() == variant);
+        vae.random().offset = 9;
+        Tensor<double> x = testing::random_tensor(Shape{3, 8, 8, 1}, 0, 1), z(Shape{3, config.latent});
+        vae.forward(ctx, x.view(), Phase::train);
+        ops::reparameterize_forward<double>(ctx, variant, PhiloxKey{17, 0, 9}, vae.mean(3), vae.log_var(3), z.view());
+        for (std::int64_t i = 0; i < z.numel(); ++i) CHECK(vae.z(3)[i] == z[i]);
     }
 }
 

@@ -41,7 +41,7 @@ struct BuildContext {
     ParameterStore<T>& params;
     const RandomState& random;
     std::int64_t max_batch;
-    std::uint32_t next_stream = 1;           // Philox stream ids handed to random layers
+    std::uint32_t next_stream = 1;           // Philox streams of random layers (0: Reparameterization)
     std::map<std::string, int> name_counts;  // Keras-style automatic names: dense, dense_1, ...
 
     std::string unique_name(const std::string& base) {
