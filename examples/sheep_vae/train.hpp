@@ -126,7 +126,7 @@ inline int run_train(const TrainOptions& o) {
     }
     resume_from.reset();
 
-    ewe::VaeObjective<float, ewe::SheepVae<float>> objective(vae, loss);
+    ewe::VaeObjective<float> objective(vae, loss);
     ewe::FitOptions fit;
     fit.epochs = o.epochs;
     fit.batch_size = run.batch;
@@ -141,7 +141,7 @@ inline int run_train(const TrainOptions& o) {
     std::vector<std::int64_t> snapshots;
     if (!o.snapshots.empty())
         for (double e : parse_numbers(o.snapshots, "--snapshots")) snapshots.push_back(std::int64_t(e));
-    trainer.add(std::make_shared<ewe::LatentSnapshots<float, ewe::SheepVae<float>>>(vae, data.images.view(), dir,
+    trainer.add(std::make_shared<ewe::LatentSnapshots<float>>(vae, data.images.view(), dir,
                                                                                    snapshots));
     ewe::ModelCheckpointOptions saving;
     saving.path = checkpoint_path;

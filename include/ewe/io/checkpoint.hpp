@@ -38,7 +38,10 @@ inline std::string metadata_number(double v) {
 // Whole numbers as "a,b,c".
 inline std::string metadata_list(const std::vector<std::int64_t>& v) {
     std::string s;
-    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        if (i) s += ',';
+        s += std::to_string(v[i]);
+    }
     return s;
 }
 

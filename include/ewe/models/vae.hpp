@@ -147,20 +147,27 @@ private:
     Tensor<T> encoded_, features_grad_, head_grad_, mean_, log_var_, z_, dmean_, dlog_var_, dz_, x_hat_, dx_hat_;
 };
 
-// One training step on the batch x: forward in Phase::train (the Philox offset is
-// the optimizer's step count, so a resumed run draws the same noise), loss,
-// backward and one optimizer update. Loss values stay on the device until
-// loss.values() is called.
+// The gradients of `loss` on the batch x: forward in Phase::train with the random
+// draws of optimizer step `step` (Philox offset), loss, backward; the parameter
+// gradients are overwritten. Loss values stay on the device until loss.values().
 template <class T>
-void train_step(Context& ctx, Vae<T>& vae, VaeLoss<T>& loss, Optimizer<T>& optimizer,
-                std::type_identity_t<TensorView<const T>> x) {
+void vae_gradients(Context& ctx, Vae<T>& vae, VaeLoss<T>& loss, std::type_identity_t<TensorView<const T>> x,
+                   std::uint64_t step) {
     const std::int64_t n = x.dim(0);
-    vae.random().offset = static_cast<std::uint64_t>(optimizer.iterations());
+    vae.random().offset = step;
     vae.forward(ctx, x, Phase::train);
     loss.forward(ctx, x, vae.reconstruction(n), vae.mean(n), vae.log_var(n));
     loss.backward(ctx, x, vae.reconstruction(n), vae.mean(n), vae.log_var(n), vae.dx_hat(n), vae.dmean(n),
                   vae.dlog_var(n));
     vae.backward(ctx, x);
+}
+
+// One training step on the batch x: vae_gradients at the optimizer's step count (so a
+// resumed run draws the same noise), then one optimizer update.
+template <class T>
+void train_step(Context& ctx, Vae<T>& vae, VaeLoss<T>& loss, Optimizer<T>& optimizer,
+                std::type_identity_t<TensorView<const T>> x) {
+    vae_gradients(ctx, vae, loss, x, static_cast<std::uint64_t>(optimizer.iterations()));
     optimizer.step(ctx);
 }
 

@@ -7,10 +7,12 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "ewe/core/context.hpp"
 #include "ewe/core/tensor.hpp"
+#include "ewe/models/vae.hpp"
 
 namespace ewe {
 
@@ -21,9 +23,10 @@ struct VaeEncoding {
     std::int64_t count() const { return latent == 0 ? 0 : std::int64_t(mean.size()) / latent; }
 };
 
-// `images` (n, h, w, c) on the host; Vae is ewe::SheepVae, ewe::Vae or alike.
-template <class T, class Vae>
-VaeEncoding<T> encode(Context& ctx, Vae& vae, TensorView<const T> images, bool keep_reconstruction = false) {
+// `images` (n, input...) on the host.
+template <class T>
+VaeEncoding<T> encode(Context& ctx, Vae<T>& vae, std::type_identity_t<TensorView<const T>> images,
+                      bool keep_reconstruction = false) {
     EWE_REQUIRE(images.device() == Device::cpu, "encode: images must be on the host");
     EWE_REQUIRE(images.rank() >= 2 && images.shape().features() == vae.image_shape(), "encode: images should be (n, ",
                 vae.image_shape().str().substr(1), ", found ", images.shape());
@@ -47,8 +50,8 @@ VaeEncoding<T> encode(Context& ctx, Vae& vae, TensorView<const T> images, bool k
 }
 
 // Decodes latent points `z` (n * latent values, row-major) into images (n * pixels).
-template <class T, class Vae>
-std::vector<T> decode(Context& ctx, Vae& vae, const std::vector<T>& z) {
+template <class T>
+std::vector<T> decode(Context& ctx, Vae<T>& vae, const std::vector<T>& z) {
     const std::int64_t d = vae.latent(), b = vae.max_batch(), per = vae.image_shape().numel();
     EWE_REQUIRE(z.size() % std::size_t(d) == 0, "decode: ", z.size(), " values are not whole points of ", d,
                 " latent dimensions");

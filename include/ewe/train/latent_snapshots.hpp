@@ -18,11 +18,11 @@
 
 namespace ewe {
 
-template <class T, class Vae>
+template <class T>
 class LatentSnapshots final : public Callback<T> {
 public:
     // `images` (host, n, h, w, c) must outlive training.
-    LatentSnapshots(Vae& vae, TensorView<const T> images, std::filesystem::path dir, std::vector<std::int64_t> epochs)
+    LatentSnapshots(Vae<T>& vae, TensorView<const T> images, std::filesystem::path dir, std::vector<std::int64_t> epochs)
         : vae_(vae), images_(images), dir_(std::move(dir)), epochs_(std::move(epochs)) {}
 
     void on_epoch_end(Trainer<T>& trainer, const EpochLogs& logs) override {
@@ -47,7 +47,7 @@ public:
     }
 
 private:
-    Vae& vae_;
+    Vae<T>& vae_;
     TensorView<const T> images_;
     std::filesystem::path dir_;
     std::vector<std::int64_t> epochs_;

@@ -15,6 +15,7 @@
 
 #include "ewe/core/context.hpp"
 #include "ewe/loss/vae_loss.hpp"
+#include "ewe/models/vae.hpp"
 #include "ewe/nn/layer.hpp"
 #include "ewe/nn/sequential.hpp"
 
@@ -65,26 +66,19 @@ protected:
     }
 };
 
-// A VAE (ewe::SheepVae or any model with the same members: forward/backward,
-// encoder()/decoder(), mean/log_var/reconstruction and the loss-gradient inputs)
-// under a VaeLoss. Terms: "recon" (weight 1) and "kl" (the loss's kl_weight).
-template <class T, class Vae>
+// Any ewe::Vae (ewe::SheepVae or one of the user's parts) under a VaeLoss. Terms:
+// "recon" (weight 1) and "kl" (the loss' kl_weight).
+template <class T>
 class VaeObjective final : public TrainingObjective<T> {
 public:
-    VaeObjective(Vae& vae, VaeLoss<T>& loss) : vae_(vae), loss_(loss) {}
+    VaeObjective(Vae<T>& vae, VaeLoss<T>& loss) : vae_(vae), loss_(loss) {}
 
     ParameterStore<T>& params() override { return vae_.params(); }
     std::int64_t max_batch() const override { return vae_.max_batch(); }
     Shape input_shape() const override { return vae_.image_shape(); }
 
     void compute_gradients(Context& ctx, TensorView<const T> x, std::uint64_t step) override {
-        const std::int64_t n = x.dim(0);
-        vae_.random().offset = step;
-        vae_.forward(ctx, x, Phase::train);
-        loss_.forward(ctx, x, vae_.reconstruction(n), vae_.mean(n), vae_.log_var(n));
-        loss_.backward(ctx, x, vae_.reconstruction(n), vae_.mean(n), vae_.log_var(n), vae_.dx_hat(n), vae_.dmean(n),
-                       vae_.dlog_var(n));
-        vae_.backward(ctx, x);
+        vae_gradients(ctx, vae_, loss_, x, step);
     }
 
     std::vector<std::string> term_names() const override { return {"recon", "kl"}; }
@@ -106,7 +100,7 @@ public:
     }
 
 private:
-    Vae& vae_;
+    Vae<T>& vae_;
     VaeLoss<T>& loss_;
 };
 

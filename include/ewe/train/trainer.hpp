@@ -260,7 +260,7 @@ private:
             }
             if (!std::isfinite(loss)) {
                 const std::int64_t step = first_step + std::int64_t(s), last = first_step + std::int64_t(rows.size()) - 1;
-                fail("fit: the loss became ", loss, " at epoch ", epoch, ", step ", step, "; first non-finite",
+                fail("fit: the loss became ", std::isnan(loss) ? "NaN" : loss > 0 ? "+inf" : "-inf", " at epoch ", epoch, ", step ", step, "; first non-finite",
                      step == last ? "" : " (in the forward of step " + std::to_string(last) + ", when it was read)",
                      ": ", objective_.first_nonfinite(rows.back()));
             }
