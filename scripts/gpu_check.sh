@@ -16,7 +16,7 @@
 #   tests      140  ctest -L cuda with EWE_REQUIRE_CUDA=1 (a missing device fails)
 #   sanitizers 240  ctest -L sanitizer: compute-sanitizer's memcheck, racecheck,
 #                   initcheck, synccheck on every CUDA test program, all at once
-#   example    100  sheep_vae_cuda end to end (bench, train, anomalies cuda vs cpu,
+#   example    100  sheep_vae end to end (bench, train, anomalies cuda vs cpu,
 #                   generate, explore, one epoch and one scoring pass of 126,121 drawings)
 #   compare    110  bench/compare/gpu_step.sh: ewe's train step vs PyTorch eager and
 #                   torch.compile (the machine's own python3 and torch)
@@ -177,7 +177,7 @@ if want versions; then
   if [[ -z $graph ]]; then note "versions: no CUDA test program (carry .carry made by prepare_carry.sh --prebuilt)"; status=1
   else
     # Which file each carried program's libraries resolve to; a library not found is a failure.
-    for p in "$graph" "$(find_program bench_cuda_cuda_ops)" "$(find_program sheep_vae_cuda)"; do
+    for p in "$graph" "$(find_program bench_cuda_cuda_ops)" "$(find_program sheep_vae)"; do
       [[ -n $p ]] && { echo "== ldd $p"; ldd "$p" 2>&1; } >>"$out/versions.txt"
     done
     grep -E "(cudnn|cublas|cudart|benchmark)[^ ]* =>" "$out/versions.txt" | sed -E 's/^\s*/libraries: /; s/ \(0x[0-9a-f]+\)$//' | sort -u >>"$summary"
@@ -197,7 +197,9 @@ if want build; then
   [[ -d $carry/cmake ]] || { note "FAIL: $carry is missing: run scripts/prepare_carry.sh here and carry .carry"; exit 1; }
   generator=(); command -v ninja >/dev/null && [[ ! -f $build/CMakeCache.txt ]] && generator=(-G Ninja)
   targets=()
-  for f in "$root"/tests/cuda/test_*.cu; do targets+=("test_cuda_$(basename "$f" .cu)"); done
+  for f in "$root"/tests/cuda/test_*.cu "$root"/tests/cuda/test_*.cpp; do
+    [[ -e $f ]] && { f=$(basename "$f"); targets+=("test_cuda_${f%.*}"); }
+  done
   for f in "$root"/bench/*.cu; do targets+=("bench_cuda_$(basename "$f" .cu)"); done
   {
     cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
@@ -205,7 +207,7 @@ if want build; then
       -DEWE_BUILD_EXAMPLES=ON -DEWE_NATIVE=OFF -DCLI11_DIR="$carry/cmake/CLI11" \
       -DEigen3_DIR="$carry/cmake/Eigen3" -Ddoctest_DIR="$carry/cmake/doctest" \
       -Dbenchmark_DIR="$carry/cmake/benchmark" "${cmake_args[@]}" &&
-      timeout "$(left)" cmake --build "$build" -j "$(nproc)" --target "${targets[@]}" sheep_vae_cuda
+      timeout "$(left)" cmake --build "$build" -j "$(nproc)" --target "${targets[@]}" sheep_vae
   } >"$out/build.log" 2>&1
   stage_result $? 420 "(build.log)"
   rm -f "$out/versions.txt"  # build.log takes its place among the 8 files that come back
@@ -228,10 +230,10 @@ if want example; then
   stage_start example 100
   log=$out/example.log
   : >"$log"
-  app=$(find_program sheep_vae_cuda)
+  app=$(find_program sheep_vae)
   data=${EWE_DATA:-$carry/data}
   if ! have_device example; then :
-  elif [[ -z $app ]]; then note "example: sheep_vae_cuda not found"; status=1
+  elif [[ -z $app ]]; then note "example: sheep_vae not found"; status=1
   elif [[ ! -f $data/sheep.npy ]]; then note "example: no $data/sheep.npy (set EWE_DATA or prepare .carry/data)"; status=1
   else
     run_example() {  # label, command...: runs it within the stage's time, logs it, notes its exit status

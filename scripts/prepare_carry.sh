@@ -8,7 +8,7 @@
 #   doctest (header)             -> .carry/include/doctest,   doctest_DIR=.carry/cmake/doctest
 #   Google Benchmark             -> .carry/include/benchmark + .carry/lib, benchmark_DIR=.carry/cmake/benchmark
 #   CLI11 (header, for sheep_vae) -> .carry/include/CLI,       CLI11_DIR=.carry/cmake/CLI11
-# With --prebuilt it also builds the CUDA tests, benchmarks and sheep_vae_cuda here
+# With --prebuilt it also builds the CUDA tests, benchmarks and sheep_vae (with CUDA) here
 # (build-gpubin/, sm_90, no -march=native) and copies the programs to .carry/build/ at
 # their paths in the build tree, with the tests' ctest file as a template
 # (.carry/build/tests/CTestTestfile.cmake.in: this machine's source, build and data
@@ -133,9 +133,11 @@ fi
 if ((prebuilt)); then
   gpubin=$root/build-gpubin
   targets=()
-  for f in "$root"/tests/cuda/test_*.cu; do targets+=("test_cuda_$(basename "$f" .cu)"); done
+  for f in "$root"/tests/cuda/test_*.cu "$root"/tests/cuda/test_*.cpp; do
+    [[ -e $f ]] && { f=$(basename "$f"); targets+=("test_cuda_${f%.*}"); }
+  done
   for f in "$root"/bench/*.cu; do [[ -e $f ]] && targets+=("bench_cuda_$(basename "$f" .cu)"); done
-  targets+=(sheep_vae_cuda)
+  targets+=(sheep_vae)
   nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
   cmake -S "$root" -B "$gpubin" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_COMPILER="$nvcc" \
     -DCMAKE_CUDA_ARCHITECTURES=90 -DEWE_WITH_CUDA=ON -DEWE_BUILD_EXAMPLES=ON -DEWE_NATIVE=OFF >/dev/null

@@ -1,11 +1,15 @@
 // ewe: header-only C++20 deep learning with one API on the CPU (Eigen) and on CUDA
-// (cuDNN, cuBLASLt, hand-written kernels). Include this one header. Compiled by g++
-// it gives the CPU path only; compiled by nvcc with EWE_WITH_CUDA it adds Device::cuda.
+// (cuDNN, cuBLASLt, hand-written kernels). Include this one header, from files
+// compiled by the host compiler or by nvcc. Device::cuda works in a program that links
+// the ewe::cuda CMake target, which compiles the CUDA backend into it with nvcc
+// (ewe/cuda/backend_registration.cu); files compiled by nvcc with EWE_WITH_CUDA also
+// get the CUDA-only headers (ewe::cuda::StepGraph, the backend's resources).
 #pragma once
 
 #include "ewe/core/context.hpp"
 #include "ewe/core/error.hpp"
 #include "ewe/core/philox.hpp"
+#include "ewe/core/step_replay.hpp"
 #include "ewe/core/tensor.hpp"
 #include "ewe/cpu/backend.hpp"
 #include "ewe/io/checkpoint.hpp"
@@ -36,5 +40,4 @@
 
 #if defined(__CUDACC__) && defined(EWE_WITH_CUDA)
 #include "ewe/cuda/graph.cuh"
-#include "ewe/cuda/hooks.cuh"
 #endif

@@ -73,4 +73,31 @@ TEST_CASE("a replay with other tensors is refused, and reset() recaptures") {
     ctx.synchronize();
 }
 
+TEST_CASE("prepare() captures without launching and launch() runs the graph (StepReplay's two halves)") {
+    Context ctx(Device::cuda, deterministic());
+    const std::int64_t batch = 2;
+    SheepVae<float> vae(ctx, SheepVaeConfig{}, batch, 5);
+    VaeLoss<float> loss(ctx, VaeLossConfig{}, batch);
+    Sgd<float> opt(ctx, vae.params(), 1e-3);
+    const Tensor<float> x = test::uniform(Shape{batch, 28, 28, 1}, 700, 0, 1).to(Device::cuda);
+    const auto step = [&] { train_step(ctx, vae, loss, opt, x.view()); };
+    cuda::StepGraph graph(ctx, 2);
+    CHECK_THROWS_AS(graph.launch(), ewe::Error);  // nothing captured yet
+    for (int i = 0; i < 2; ++i) {
+        CHECK(graph.warming_up());
+        graph.run(step);
+    }
+    CHECK_FALSE(graph.warming_up());
+    graph.prepare(step);
+    CHECK(graph.captured());
+    CHECK(graph.launches() == 0);
+    graph.launch();
+    graph.prepare(step);  // a replay's record half
+    graph.launch();
+    CHECK(graph.launches() == 2);
+    ctx.synchronize();
+    CHECK(opt.iterations() == 4);
+    CHECK(std::isfinite(loss.values().total));
+}
+
 EWE_CUDA_TEST_MAIN

@@ -133,8 +133,8 @@ private:
 
 namespace detail {
 
-// Device memory hooks. Null in programs that contain no translation unit compiled by
-// nvcc; the CUDA headers install them (see ewe/cuda/hooks.cuh).
+// Device memory hooks, installed with the CUDA backend by ewe::cuda::register_backend()
+// (ewe/cuda/backend_registration.cu); null in a program without it.
 struct CudaMemoryHooks {
     void* (*allocate)(std::size_t bytes);
     void (*release)(void* pointer);
@@ -147,10 +147,15 @@ inline const CudaMemoryHooks*& cuda_memory_hooks() {
     return hooks;
 }
 
+// What a program without the CUDA backend is told when it asks for Device::cuda.
+inline constexpr const char* kNoCudaBackend =
+    "Device::cuda was requested but this program has no CUDA backend: build ewe with CUDA (EWE_WITH_CUDA) and "
+    "link the program to the ewe::cuda CMake target with the CUDA language enabled, which compiles "
+    "ewe/cuda/backend_registration.cu into it";
+
 inline const CudaMemoryHooks& require_cuda(const char* what) {
     const CudaMemoryHooks* hooks = cuda_memory_hooks();
-    EWE_REQUIRE(hooks != nullptr, what, ": Device::cuda was requested but this program has no CUDA backend "
-                "(include <ewe/ewe.hpp> from a .cu file compiled by nvcc, with EWE_WITH_CUDA enabled)");
+    EWE_REQUIRE(hooks != nullptr, what, ": ", kNoCudaBackend);
     return *hooks;
 }
 

@@ -34,7 +34,8 @@ class StepGraph {
 public:
     // warmup_steps: eager runs before the capture (at least one, so the capture
     // neither allocates nor plans).
-    explicit StepGraph(Context& ctx, int warmup_steps = 1) : resources_(resources(ctx)), warmup_(warmup_steps) {
+    explicit StepGraph(Context& ctx, int warmup_steps = 1) : StepGraph(resources(ctx), warmup_steps) {}
+    StepGraph(Resources& resources, int warmup_steps) : resources_(resources), warmup_(warmup_steps) {
         EWE_REQUIRE(warmup_steps >= 1, "ewe::cuda::StepGraph: warmup_steps must be >= 1, found ", warmup_steps);
     }
     StepGraph(const StepGraph&) = delete;
@@ -43,17 +44,32 @@ public:
 
     template <class Step>
     void run(Step&& step) {
-        Resources& r = resources_;
-        if (exec_ == nullptr) {
-            if (eager_runs_ < warmup_) {
-                std::forward<Step>(step)();
-                ++eager_runs_;
-                return;
-            }
-            capture(std::forward<Step>(step));
-            launch();
+        if (warming_up()) {
+            std::forward<Step>(step)();
+            ++eager_runs_;
             return;
         }
+        prepare(std::forward<Step>(step));
+        launch();
+    }
+
+    // True while run() still runs the step eagerly (before the capture).
+    bool warming_up() const { return exec_ == nullptr && eager_runs_ < warmup_; }
+
+    // run() after the warm-up, in two halves, so that a caller can tell a step that
+    // cannot be graphed from a failing launch (ewe::StepReplay falls back on the
+    // first, not the second). prepare() captures the step (first time) or records its
+    // per-step scalars (later) and launches nothing; it throws, leaving no capture or
+    // record open, when the step cannot be captured (an op that is illegal during
+    // capture, workspace growth, a host read of device data) or does not repeat the
+    // captured op sequence. launch() then uploads the scalars and launches the graph.
+    template <class Step>
+    void prepare(Step&& step) {
+        if (exec_ == nullptr) {
+            capture(std::forward<Step>(step));
+            return;
+        }
+        Resources& r = resources_;
         r.begin_record();
         try {
             std::forward<Step>(step)();
@@ -62,7 +78,15 @@ public:
             throw;
         }
         r.end_record();
-        launch();
+    }
+
+    void launch() {
+        EWE_REQUIRE(exec_ != nullptr, "ewe::cuda::StepGraph::launch: no step has been captured (prepare() first)");
+        Resources& r = resources_;
+        r.activate();
+        r.upload_step_scalars();
+        EWE_CUDA_CHECK(cudaGraphLaunch(exec_, r.stream()));
+        ++launches_;
     }
 
     // Drops the graph; the next run() captures again (after no further warm-up).
@@ -108,14 +132,6 @@ private:
             detail::throw_cuda(made, "cudaGraphInstantiate", __FILE__, __LINE__);
         }
         r.graph_created();
-    }
-
-    void launch() {
-        Resources& r = resources_;
-        r.activate();
-        r.upload_step_scalars();
-        EWE_CUDA_CHECK(cudaGraphLaunch(exec_, r.stream()));
-        ++launches_;
     }
 
     void destroy() {

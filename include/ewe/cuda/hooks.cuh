@@ -1,16 +1,20 @@
 // The hooks that make Context(Device::cuda) work: device memory (cudaMalloc, cudaFree,
-// synchronous copies) for ewe::Tensor, and per-context resources, synchronize and the
-// backends for ewe::Context. Including this header (ewe/ewe.hpp does so under nvcc with
-// EWE_WITH_CUDA) installs both tables at static initialization, so ewe/core stays free
-// of CUDA.
+// synchronous copies) for ewe::Tensor, and per-context resources, synchronize, the
+// backends and CUDA-graph step replay (ewe::StepReplay over ewe::cuda::StepGraph) for
+// ewe::Context, so that ewe/core stays free of CUDA. install_hooks() puts both tables in
+// place; ewe::cuda::register_backend() (ewe/cuda/backend_registration.cu, the one
+// translation unit that includes this header) calls it.
 #pragma once
 
 #include <cstddef>
+#include <exception>
 #include <memory>
+#include <string>
 
 #include "ewe/core/context.hpp"
 #include "ewe/cuda/backend.cuh"
 #include "ewe/cuda/check.cuh"
+#include "ewe/cuda/graph.cuh"
 #include "ewe/cuda/resources.cuh"
 
 namespace ewe::cuda {
@@ -57,16 +61,41 @@ inline void synchronize(void* resources) { static_cast<Resources*>(resources)->s
 inline Backend<float> float_backend;
 inline Backend<double> double_backend;
 
-inline const ewe::detail::CudaMemoryHooks memory_hooks{&allocate, &release, &copy_bytes};
-inline const ewe::detail::CudaContextHooks context_hooks{&create_resources, &synchronize, &float_backend,
-                                                         &double_backend};
+// ewe::StepReplay's graph: a StepGraph whose prepare() failing means "this step cannot
+// be graphed" (StepReplay then runs it eagerly from now on); warm-up runs and launch
+// failures throw as they are.
+inline void* create_step_graph(void* resources, int warmup_steps) {
+    return new StepGraph(*static_cast<Resources*>(resources), warmup_steps);
+}
+inline ewe::detail::StepGraphRun run_step_graph(void* graph, ewe::detail::StepRef step, std::string& why_not) {
+    StepGraph& g = *static_cast<StepGraph*>(graph);
+    if (g.warming_up()) {
+        g.run(step);
+        return ewe::detail::StepGraphRun::eager;
+    }
+    const bool capturing = !g.captured();
+    try {
+        g.prepare(step);
+    } catch (const std::exception& e) {
+        why_not = std::string(capturing ? "the step could not be captured as a CUDA graph: "
+                                        : "the step did not repeat the captured CUDA graph: ") + e.what();
+        return ewe::detail::StepGraphRun::refused;
+    }
+    g.launch();
+    return ewe::detail::StepGraphRun::launched;
+}
+inline void destroy_step_graph(void* graph) noexcept { delete static_cast<StepGraph*>(graph); }
 
-// Installs the hooks during static initialization of any program that includes this header.
-inline const bool hooks_installed = [] {
+inline const ewe::detail::CudaMemoryHooks memory_hooks{&allocate, &release, &copy_bytes};
+inline const ewe::detail::CudaContextHooks context_hooks{&create_resources, &synchronize,       &float_backend,
+                                                         &double_backend,   &create_step_graph, &run_step_graph,
+                                                         &destroy_step_graph};
+
+// Points ewe/core's hook tables at the ones above.
+inline void install_hooks() {
     ewe::detail::cuda_memory_hooks() = &memory_hooks;
     ewe::detail::cuda_context_hooks() = &context_hooks;
-    return true;
-}();
+}
 
 }  // namespace detail
 
