@@ -4,7 +4,8 @@
 // progress)) continues bit for bit; random draws of step s use Philox offset s. The
 // data set is copied to the context's device once; batches are gathered there. The
 // loss terms are read back to the host every `metrics_every` steps (on CUDA each read
-// is a device sync), summed in double, and checked: a non-finite loss stops training
+// is a device sync; full-batch steps are replayed as a CUDA graph, ewe/core/
+// step_replay.hpp), summed in double, and checked: a non-finite loss stops training
 // with an error naming the epoch, the step and the first layer output holding a NaN or
 // Inf. SIGINT finishes the current step, calls every callback's on_interrupt and
 // returns (FitResult::interrupted).
@@ -16,6 +17,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -23,6 +25,7 @@
 
 #include "ewe/core/context.hpp"
 #include "ewe/core/philox.hpp"
+#include "ewe/core/step_replay.hpp"
 #include "ewe/optim/optimizers.hpp"
 #include "ewe/train/callback.hpp"
 #include "ewe/train/objective.hpp"
@@ -36,12 +39,18 @@ struct FitOptions {
     std::uint64_t shuffle_seed = 0;   // Philox seed of the epoch orders
     std::int64_t metrics_every = 0;   // steps between loss read-backs; 0: 1 on the CPU, 50 on CUDA
     bool handle_sigint = true;        // SIGINT ends fit() cleanly (FitResult::interrupted)
+    // CUDA: capture the full-batch step once and replay it as a CUDA graph
+    // (ewe::StepReplay); a step that cannot be graphed runs eagerly, and on_graph_fallback
+    // (default: one line on stderr) is told why, once. No effect on the CPU.
+    bool cuda_graph = true;
+    std::function<void(const std::string& reason)> on_graph_fallback = {};
 };
 
 struct FitResult {
     TrainProgress progress;    // where training stopped
     bool interrupted = false;  // by SIGINT, part way through epoch progress.epoch + 1
     bool stopped = false;      // by a callback's stop_training()
+    std::int64_t graph_launches = 0;  // steps run as a replayed CUDA graph
 };
 
 // The order of the n samples in epoch `epoch`: Fisher-Yates driven by Philox(seed,
@@ -138,6 +147,14 @@ public:
         }
         std::vector<std::int64_t> window_rows;  // rows of each step in the current window
 
+        StepReplayOptions replay_options;
+        replay_options.enabled = options_.cuda_graph;
+        replay_options.on_fallback = options_.on_graph_fallback;
+        StepReplay replay(ctx_, replay_options);
+        const auto step = [&](TensorView<const T> batch) {
+            objective_.compute_gradients(ctx_, batch, std::uint64_t(optimizer_.iterations()));
+            optimizer_.step(ctx_);
+        };
         const detail::SigintGuard sigint(options_.handle_sigint);
         for (auto& c : callbacks_) c->on_train_begin(*this);
         FitResult result;
@@ -154,9 +171,9 @@ public:
                 for (std::int64_t r = 0; r < m; ++r)
                     ops::copy<T>(ctx_, data.slice(order[std::size_t(s * b + r)] * per, sample.with_batch(1)),
                                  x.view().slice(r * per, sample.with_batch(1)));
-                const TensorView<const T> batch = x.view().leading(m);
-                objective_.compute_gradients(ctx_, batch, std::uint64_t(optimizer_.iterations()));
-                optimizer_.step(ctx_);
+                // Full batches replay one graph; a smaller last batch runs eagerly.
+                if (m == b) replay.run([&] { step(x.view()); });
+                else step(x.view().leading(m));
                 const std::size_t slot = window_rows.size();
                 for (std::size_t k = 0; k < terms.size(); ++k)
                     ops::copy<T>(ctx_, objective_.per_sample_term(k, m), ring[k].view().slice(std::int64_t(slot) * b, Shape{m}));
@@ -188,6 +205,7 @@ public:
         data_ = Tensor<T>();
         result.progress = progress_;
         result.stopped = stop_requested_;
+        result.graph_launches = replay.launches();
         return result;
     }
 
