@@ -4,7 +4,7 @@
 // metadata that always carries "format" (what wrote it, e.g. "ewe.sheep_vae") and
 // "format_version". Written atomically (a crash leaves the previous file intact); read
 // back with every name, shape, dtype and metadata value checked, and errors that name
-// the flag or file they came from. Layouts: docs/checkpoints.md.
+// the flag or file they came from. Names, layouts and keys: docs/api.md, "Checkpoints".
 #pragma once
 
 #include <cerrno>
