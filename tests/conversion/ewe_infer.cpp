@@ -11,8 +11,6 @@
 #include <ewe/ewe.hpp>
 #include <ewe/io/npy.hpp>
 
-#include "../../examples/sheep_vae/model_io.hpp"  // sheep::load_model (only that)
-
 namespace {
 
 [[noreturn]] void usage(const std::string& why) {
@@ -39,14 +37,16 @@ int main(int argc, char** argv) {
         const std::int64_t n = x_file.shape().rank() > 0 ? x_file.dim(0) : 0;
         if (n == 0) ewe::fail("--input ", input, ": expected (N, h, w, c) or (N, h*w*c) images, found ", x_file.shape());
 
-        sheep::LoadedModel m = sheep::load_model(checkpoint, ewe::Device::cpu, n);
-        ewe::SheepVae<float>& vae = *m.vae;
+        const ewe::Checkpoint ck = ewe::Checkpoint::read(checkpoint, ewe::kSheepVaeFormat, ewe::kSheepVaeFormatVersion);
+        ewe::Context ctx;
+        ewe::SheepVae<float> vae(ctx, ewe::sheep_vae_config(ck), n, 0);
+        ck.load_parameters(vae.params());
         const ewe::Shape image = vae.image_shape();
         if (x_file.numel() != n * image.numel())
             ewe::fail("--input ", input, ": shape ", x_file.shape(), " does not hold N images of ", image);
         const ewe::TensorView<const float> x(x_file.data(), image.with_batch(n));
 
-        vae.forward(*m.ctx, x, ewe::Phase::eval);
+        vae.forward(ctx, x, ewe::Phase::eval);
         const std::filesystem::path dir(out);
         std::filesystem::create_directories(dir);
         auto save = [&](const char* name, ewe::TensorView<const float> t) {
