@@ -1,5 +1,7 @@
-// sheep_vae: entry point of the sheep VAE example; the program lives in app.hpp so
-// that tests can run it in-process (tests/cpu/test_sheep_vae_cli.cpp).
-#include "app.hpp"
+// sheep_vae: entry point of the sheep VAE example; the program is the sheep_vae_cli
+// library (include/sheep_vae/sheep_vae.hpp, src/), which tests run in-process.
+#include <iostream>
 
-int main(int argc, char** argv) { return sheep_vae_main(argc, argv); }
+#include "sheep_vae/sheep_vae.hpp"
+
+int main(int argc, char** argv) { return sheep_vae_main(argc, argv, std::cout, std::cerr); }
