@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Weights of the sheep VAE (include/ewe/models/sheep_vae.hpp) between ewe checkpoints
-(safetensors, format ewe.sheep_vae version 1, as examples/sheep_vae/model_io.hpp writes
+(safetensors, format ewe.sheep_vae version 1, as examples/sheep_vae/src/checkpoints.cpp writes
 them) and Keras 3 (.weights.h5, .keras) or PyTorch (a torch.save'd state_dict of
 bench/compare/torch_sheep_vae.py's SheepVae). Layouts, names and what is converted:
 docs/weights.md.
@@ -142,7 +142,7 @@ def check_against(c, groups, source):
 # ewe checkpoints (safetensors).
 
 def fmt(v):
-    return "%.17g" % v  # as model_io.hpp's fmt
+    return "%.17g" % v  # as ewe::metadata_number
 
 
 def checkpoint_metadata(c):

@@ -6,7 +6,7 @@
 // The next save (write_safetensors, write_npy) removes the temporaries of dead writers
 // and nothing else; a failed save leaves no temporary (ewe/io/atomic_file.hpp).
 // Then: loading a checkpoint of another architecture, dtype, format or format version
-// fails with a message naming the mismatch (examples/sheep_vae/model_io.hpp).
+// fails with a message naming the mismatch (sheep::read_checkpoint, library sheep_vae_cli).
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
@@ -28,7 +28,9 @@
 #include <thread>
 #include <vector>
 
-#include "../../examples/sheep_vae/model_io.hpp"
+#include <ewe/ewe.hpp>
+#include <sheep_vae/sheep_vae.hpp>
+
 #include "ewe/io/atomic_file.hpp"
 #include "ewe/io/npy.hpp"
 #include "ewe/io/safetensors.hpp"

@@ -16,7 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "../../examples/sheep_vae/common.hpp"
+#include <sheep_vae/sheep_vae.hpp>
+
 #include "ewe/io/npy.hpp"
 #include "ewe/io/safetensors.hpp"
 

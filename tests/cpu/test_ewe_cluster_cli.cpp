@@ -5,13 +5,16 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include "examples/ewe_cluster/cli.hpp"
+#include <ewe_cluster/ewe_cluster.hpp>
+
+#include "ewe/io/npy.hpp"
 
 namespace fs = std::filesystem;
 

@@ -1,4 +1,4 @@
-// The sheep_vae program run in-process (examples/sheep_vae/app.hpp): bad input to
+// The sheep_vae program run in-process (sheep_vae_main, library sheep_vae_cli): bad input to
 // every subcommand is an error naming the file or flag with a non-zero exit; --resume
 // after epoch k equals an uninterrupted run bit for bit on the CPU; a short run on the
 // real sheep ($EWE_DATA/sheep.npy) produces every artefact of every subcommand.
@@ -12,16 +12,19 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "../../examples/sheep_vae/app.hpp"
+#include <ewe/io/csv.hpp>
+#include <ewe/io/npy.hpp>
+#include <ewe/io/safetensors.hpp>
+#include <sheep_vae/sheep_vae.hpp>
 
 namespace fs = std::filesystem;
 
@@ -37,37 +40,17 @@ std::string slurp(const fs::path& p) {
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-// Runs sheep_vae_main with stdout and stderr captured into strings.
+// Runs sheep_vae_main with its output and error streams captured into strings.
 RunResult run(std::vector<std::string> args) {
     args.insert(args.begin(), "sheep_vae");
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    const fs::path dir = fs::temp_directory_path();
-    const fs::path out_file = dir / ("ewe_cli_out_" + std::to_string(::getpid()));
-    const fs::path err_file = dir / ("ewe_cli_err_" + std::to_string(::getpid()));
-    std::fflush(stdout);
-    std::fflush(stderr);
-    const int saved_out = ::dup(1), saved_err = ::dup(2);
-    FILE* fo = std::fopen(out_file.c_str(), "w");
-    FILE* fe = std::fopen(err_file.c_str(), "w");
-    ::dup2(::fileno(fo), 1);
-    ::dup2(::fileno(fe), 2);
+    std::ostringstream out, err;
     RunResult r;
-    r.rc = sheep_vae_main(int(args.size()), argv.data());
-    std::fflush(stdout);
-    std::fflush(stderr);
-    std::cout.flush();
-    ::dup2(saved_out, 1);
-    ::dup2(saved_err, 2);
-    ::close(saved_out);
-    ::close(saved_err);
-    std::fclose(fo);
-    std::fclose(fe);
-    r.out = slurp(out_file);
-    r.err = slurp(err_file);
-    fs::remove(out_file);
-    fs::remove(err_file);
+    r.rc = sheep_vae_main(int(args.size()), argv.data(), out, err);
+    r.out = out.str();
+    r.err = err.str();
     return r;
 }
 

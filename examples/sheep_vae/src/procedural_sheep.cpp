@@ -2,7 +2,7 @@
 // of the Quick, Draw! numpy_bitmap files, so the example runs on a machine without the
 // download. A sheep is a woolly cloud body, a head, 0-4 legs of random length; some are
 // black (filled body). Deterministic for a seed (Philox, no std:: distributions).
-#pragma once
+#include "sheep_vae/sheep_vae.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -12,6 +12,8 @@
 #include "ewe/core/philox.hpp"
 
 namespace sheep {
+
+namespace {
 
 class DoodleCanvas {
 public:
@@ -61,7 +63,7 @@ private:
 };
 
 // Draws sheep number `index` of the family `seed` into `out` (784 bytes, row-major).
-inline void draw_procedural_sheep(std::uint64_t seed, std::uint64_t index, std::uint8_t* out) {
+void draw_procedural_sheep(std::uint64_t seed, std::uint64_t index, std::uint8_t* out) {
     constexpr double kPi = 3.14159265358979323846;
     DoodleRandom r(seed, index);
     DoodleCanvas c;
@@ -117,8 +119,9 @@ inline void draw_procedural_sheep(std::uint64_t seed, std::uint64_t index, std::
     c.write(out);
 }
 
-// `count` sheep (count x 784 bytes).
-inline std::vector<std::uint8_t> procedural_sheep(std::int64_t count, std::uint64_t seed) {
+}  // namespace
+
+std::vector<std::uint8_t> procedural_sheep(std::int64_t count, std::uint64_t seed) {
     std::vector<std::uint8_t> out(std::size_t(count) * 784);
     for (std::int64_t i = 0; i < count; ++i) draw_procedural_sheep(seed, std::uint64_t(i), out.data() + i * 784);
     return out;

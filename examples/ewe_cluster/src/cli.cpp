@@ -1,9 +1,7 @@
-// The ewe_cluster command-line tool as a function, so tests can call it in-process:
-//   ewe_cluster dbscan --input X.npy --eps E --min-pts M [--out labels.npy] [--json]
-//   ewe_cluster kmeans --input X.npy --k K [--n-init N] [--seed S] [--out labels.npy] [--json]
-// Input: float32 or float64 .npy of shape (N, D). Labels are written as int32 .npy.
-// --json prints one line; "seconds" times the clustering alone (no file I/O).
-#pragma once
+// The ewe_cluster command-line tool as a function (include/ewe_cluster/ewe_cluster.hpp
+// says how to call it): CLI11 options, the .npy input checks, DBSCAN or k-means, the
+// int32 labels file and the printed line (JSON with --json).
+#include "ewe_cluster/ewe_cluster.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -22,9 +20,9 @@
 
 namespace ewe_cluster {
 
-namespace detail {
+namespace {
 
-inline ewe::Tensor<double> read_points(const std::string& path) {
+ewe::Tensor<double> read_points(const std::string& path) {
     const ewe::io::NpyArray array = ewe::io::read_npy(path);
     if (array.dtype != ewe::io::DType::f32 && array.dtype != ewe::io::DType::f64)
         ewe::fail("--input ", path, ": expected float32 or float64 data, found ", ewe::io::to_string(array.dtype));
@@ -35,16 +33,15 @@ inline ewe::Tensor<double> read_points(const std::string& path) {
 }
 
 // Shortest text that reads back as the same double.
-inline std::string json_number(double v) {
+std::string json_number(double v) {
     char buffer[64];
     const auto end = std::to_chars(buffer, buffer + sizeof buffer, v).ptr;
     return std::string(buffer, end);
 }
 
-}  // namespace detail
+}  // namespace
 
-// Runs the tool; returns the process exit status (0 on success). Never throws.
-inline int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
     CLI::App app{"ewe_cluster: DBSCAN and k-means on N x D .npy files"};
     app.require_subcommand(1);
     std::string input, output;
@@ -80,7 +77,7 @@ inline int run(int argc, const char* const* argv, std::ostream& out, std::ostrea
     }
 
     try {
-        const ewe::Tensor<double> x = detail::read_points(input);
+        const ewe::Tensor<double> x = read_points(input);
         const std::int64_t n = x.dim(0);
         const int d = static_cast<int>(x.dim(1));
         std::vector<std::int32_t> labels;
@@ -92,9 +89,9 @@ inline int run(int argc, const char* const* argv, std::ostream& out, std::ostrea
             const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
             labels = std::move(r.labels);
             if (json)
-                line << "{\"algorithm\": \"dbscan\", \"n\": " << n << ", \"d\": " << d << ", \"eps\": " << detail::json_number(eps)
+                line << "{\"algorithm\": \"dbscan\", \"n\": " << n << ", \"d\": " << d << ", \"eps\": " << json_number(eps)
                      << ", \"min_pts\": " << min_pts << ", \"clusters\": " << r.n_clusters << ", \"noise\": " << r.n_noise
-                     << ", \"seconds\": " << detail::json_number(seconds) << "}";
+                     << ", \"seconds\": " << json_number(seconds) << "}";
             else
                 line << "dbscan: " << n << " points, " << r.n_clusters << " clusters, " << r.n_noise << " noise, "
                      << seconds << " s";
@@ -106,8 +103,8 @@ inline int run(int argc, const char* const* argv, std::ostream& out, std::ostrea
             labels = std::move(r.labels);
             if (json)
                 line << "{\"algorithm\": \"kmeans\", \"n\": " << n << ", \"d\": " << d << ", \"k\": " << k
-                     << ", \"inertia\": " << detail::json_number(r.inertia) << ", \"iterations\": " << r.iterations
-                     << ", \"seconds\": " << detail::json_number(seconds) << "}";
+                     << ", \"inertia\": " << json_number(r.inertia) << ", \"iterations\": " << r.iterations
+                     << ", \"seconds\": " << json_number(seconds) << "}";
             else
                 line << "kmeans: " << n << " points, k = " << k << ", inertia " << r.inertia << ", " << r.iterations
                      << " iterations, " << seconds << " s";

@@ -1,18 +1,18 @@
 // `sheep_vae bench`: training steps of the seed model (RMSprop, fp32, loss
 // 2*28*28*MSE + KL) on one fixed batch of procedural sheep; prints the median time
 // per step and throughput (one JSON line with --json), with the estimated FLOP rate.
-#pragma once
+#include "common.hpp"
 
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
-#include <cstdio>
+#include <chrono>
 #include <string>
 #include <vector>
 
-#include "common.hpp"
-
 namespace sheep {
+
+namespace {
 
 struct BenchOptions {
     std::string device = "cpu";
@@ -24,20 +24,9 @@ struct BenchOptions {
     bool json = false;
 };
 
-inline void add_bench_command(CLI::App& app, BenchOptions& o) {
-    CLI::App* c = app.add_subcommand("bench", "Time training steps of the seed model on a fixed batch");
-    c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
-    c->add_option("--threads", o.threads, "CPU threads (0: OpenMP's default, e.g. OMP_NUM_THREADS)")->check(CLI::Range(0, 4096));
-    c->add_option("--batch", o.batch, "Batch size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
-    c->add_option("--steps", o.steps, "Timed steps")->capture_default_str()->check(CLI::Range(1, 1 << 30));
-    c->add_option("--warmup", o.warmup, "Untimed steps first")->capture_default_str()->check(CLI::Range(0, 1 << 30));
-    c->add_option("--seed", o.seed, "Seed of the weights and the batch")->capture_default_str();
-    c->add_flag("--json", o.json, "Print one JSON line");
-}
-
 // Multiply-adds of one forward pass of `vae` per sample, from its layers' shapes:
 // dense I*O, convolution H*W*K*K*Cin*Cout at its output (input for transposed).
-inline double forward_macs_per_sample(const ewe::SheepVaeConfig& c) {
+double forward_macs_per_sample(const ewe::SheepVaeConfig& c) {
     double macs = 0;
     const double s = double(c.image_size), k2 = double(c.kernel * c.kernel);
     double cin = double(c.channels);
@@ -57,7 +46,7 @@ inline double forward_macs_per_sample(const ewe::SheepVaeConfig& c) {
     return macs;
 }
 
-inline int run_bench(const BenchOptions& o) {
+int run_bench(const BenchOptions& o, const Console& io) {
     const ewe::Device device = parse_device(o.device);
     ewe::ContextOptions context_options;
     context_options.threads = o.threads;
@@ -74,10 +63,10 @@ inline int run_bench(const BenchOptions& o) {
     ctx.synchronize();
     std::vector<double> ms;
     for (std::int64_t i = 0; i < o.steps; ++i) {
-        const double t0 = now_seconds();
+        const auto t0 = std::chrono::steady_clock::now();
         ewe::train_step<float>(ctx, vae, loss, optimizer, x.view());
         ctx.synchronize();
-        ms.push_back((now_seconds() - t0) * 1e3);
+        ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     }
     const ewe::VaeLossValues v = loss.values();
     std::vector<double> sorted = ms;
@@ -102,14 +91,30 @@ inline int run_bench(const BenchOptions& o) {
             .add("gflop_per_s_est", gflop_per_s)
             .add("final_loss", v.total)
             .add("peak_rss_mb", peak_rss_mb());
-        std::printf("%s\n", j.str().c_str());
+        print(io.out, "%s\n", j.str().c_str());
     } else {
-        std::printf("sheep VAE training step on %s, batch %lld, %lld steps (%lld warmup), %d threads\n",
-                    ewe::to_string(device), (long long)o.batch, (long long)o.steps, (long long)o.warmup, thread_count());
-        std::printf("  median %.2f ms/step (min %.2f, max %.2f), %.1f samples/s, ~%.1f GFLOP/s, peak RSS %.0f MiB\n",
-                    median, sorted.front(), sorted.back(), samples_per_s, gflop_per_s, peak_rss_mb());
+        print(io.out, "sheep VAE training step on %s, batch %lld, %lld steps (%lld warmup), %d threads\n",
+              ewe::to_string(device), (long long)o.batch, (long long)o.steps, (long long)o.warmup, thread_count());
+        print(io.out, "  median %.2f ms/step (min %.2f, max %.2f), %.1f samples/s, ~%.1f GFLOP/s, peak RSS %.0f MiB\n",
+              median, sorted.front(), sorted.back(), samples_per_s, gflop_per_s, peak_rss_mb());
     }
     return 0;
+}
+
+}  // namespace
+
+Command add_bench_command(CLI::App& app, const Console& io) {
+    const auto options = std::make_shared<BenchOptions>();
+    BenchOptions& o = *options;
+    CLI::App* c = app.add_subcommand("bench", "Time training steps of the seed model on a fixed batch");
+    c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+    c->add_option("--threads", o.threads, "CPU threads (0: OpenMP's default, e.g. OMP_NUM_THREADS)")->check(CLI::Range(0, 4096));
+    c->add_option("--batch", o.batch, "Batch size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+    c->add_option("--steps", o.steps, "Timed steps")->capture_default_str()->check(CLI::Range(1, 1 << 30));
+    c->add_option("--warmup", o.warmup, "Untimed steps first")->capture_default_str()->check(CLI::Range(0, 1 << 30));
+    c->add_option("--seed", o.seed, "Seed of the weights and the batch")->capture_default_str();
+    c->add_flag("--json", o.json, "Print one JSON line");
+    return [options, io] { return run_bench(*options, io); };
 }
 
 }  // namespace sheep

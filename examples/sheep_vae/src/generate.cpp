@@ -2,7 +2,7 @@
 // on white): draws around --center with standard deviation --sd (default: the prior
 // N(0, I)), or, with --grid, a regular grid over [-range, range]^2 of a 2-D latent
 // space (the post's "sheep manifold" picture).
-#pragma once
+#include "common.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -10,10 +10,13 @@
 #include <string>
 #include <vector>
 
-#include "common.hpp"
-#include "model_io.hpp"
+#include <ewe/core/philox.hpp>
+#include <ewe/io/npy.hpp>
+#include <ewe/models/vae_inference.hpp>
 
 namespace sheep {
+
+namespace {
 
 struct GenerateOptions {
     std::string checkpoint;
@@ -30,23 +33,7 @@ struct GenerateOptions {
     std::string save_latent;
 };
 
-inline void add_generate_command(CLI::App& app, GenerateOptions& o) {
-    CLI::App* c = app.add_subcommand("generate", "Decode latent points into a PNG sheet of sheep");
-    c->add_option("--checkpoint", o.checkpoint, "checkpoint.safetensors written by train")->required();
-    c->add_option("--center", o.center, "Latent centre x,y,... (default: the origin)");
-    c->add_option("--sd", o.sd, "Standard deviation around the centre")->capture_default_str()->check(CLI::NonNegativeNumber);
-    c->add_option("--count", o.count, "Number of drawings")->capture_default_str()->check(CLI::Range(1, 100000));
-    c->add_flag("--grid", o.grid, "A grid over [-range, range]^2 instead (2-D latent spaces)");
-    c->add_option("--grid-size", o.grid_size, "Grid points per side")->capture_default_str()->check(CLI::Range(1, 200));
-    c->add_option("--range", o.range, "Half-width of the grid")->capture_default_str()->check(CLI::PositiveNumber);
-    c->add_option("--columns", o.columns, "Drawings per row (default: about square)")->check(CLI::NonNegativeNumber);
-    c->add_option("--seed", o.seed, "Seed of the latent draws")->capture_default_str();
-    c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
-    c->add_option("--out", o.out, "Output PNG")->capture_default_str();
-    c->add_option("--save-latent", o.save_latent, "Also write the latent points to this .npy");
-}
-
-inline int run_generate(const GenerateOptions& o) {
+int run_generate(const GenerateOptions& o, const Console& io) {
     LoadedModel m = load_model(o.checkpoint, parse_device(o.device));
     const std::int64_t d = m.checkpoint.config.latent;
     std::vector<float> z;
@@ -83,8 +70,29 @@ inline int run_generate(const GenerateOptions& o) {
     write_sheet(o.out, tiles, int(columns));
     if (!o.save_latent.empty())
         ewe::io::write_npy<float>(o.save_latent, z.data(), ewe::Shape{std::int64_t(z.size()) / d, d});
-    std::fprintf(stderr, "Wrote %zu drawings to %s\n", tiles.size(), o.out.c_str());
+    print(io.err, "Wrote %zu drawings to %s\n", tiles.size(), o.out.c_str());
     return 0;
+}
+
+}  // namespace
+
+Command add_generate_command(CLI::App& app, const Console& io) {
+    const auto options = std::make_shared<GenerateOptions>();
+    GenerateOptions& o = *options;
+    CLI::App* c = app.add_subcommand("generate", "Decode latent points into a PNG sheet of sheep");
+    c->add_option("--checkpoint", o.checkpoint, "checkpoint.safetensors written by train")->required();
+    c->add_option("--center", o.center, "Latent centre x,y,... (default: the origin)");
+    c->add_option("--sd", o.sd, "Standard deviation around the centre")->capture_default_str()->check(CLI::NonNegativeNumber);
+    c->add_option("--count", o.count, "Number of drawings")->capture_default_str()->check(CLI::Range(1, 100000));
+    c->add_flag("--grid", o.grid, "A grid over [-range, range]^2 instead (2-D latent spaces)");
+    c->add_option("--grid-size", o.grid_size, "Grid points per side")->capture_default_str()->check(CLI::Range(1, 200));
+    c->add_option("--range", o.range, "Half-width of the grid")->capture_default_str()->check(CLI::PositiveNumber);
+    c->add_option("--columns", o.columns, "Drawings per row (default: about square)")->check(CLI::NonNegativeNumber);
+    c->add_option("--seed", o.seed, "Seed of the latent draws")->capture_default_str();
+    c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+    c->add_option("--out", o.out, "Output PNG")->capture_default_str();
+    c->add_option("--save-latent", o.save_latent, "Also write the latent points to this .npy");
+    return [options, io] { return run_generate(*options, io); };
 }
 
 }  // namespace sheep

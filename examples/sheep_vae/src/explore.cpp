@@ -3,23 +3,27 @@
 // a mosaic of the k = 100 centres decoded into sheep; the sorted k-NN distance plot;
 // a random search over DBSCAN's (eps, minPts) with a table, the chosen clustering in
 // colour, and strips of sample drawings per cluster. Clustering: ewe/cluster/*.
-#pragma once
+#include "common.hpp"
 
 #include <CLI/CLI.hpp>
 
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
 #include <ewe/cluster/dbscan.hpp>
 #include <ewe/cluster/kmeans.hpp>
+#include <ewe/core/philox.hpp>
 #include <ewe/io/csv.hpp>
+#include <ewe/io/npy.hpp>
 #include <ewe/io/svg.hpp>
-
-#include "common.hpp"
-#include "model_io.hpp"
+#include <ewe/models/vae_inference.hpp>
+#include <ewe/train/progress_bar.hpp>
 
 namespace sheep {
+
+namespace {
 
 struct ExploreOptions {
     std::string checkpoint;
@@ -38,27 +42,7 @@ struct ExploreOptions {
     std::string device = "cpu";
 };
 
-inline void add_explore_command(CLI::App& app, ExploreOptions& o) {
-    CLI::App* c = app.add_subcommand("explore", "Latent scatter, k-means, k-NN distances and DBSCAN search");
-    c->add_option("--checkpoint", o.checkpoint, "checkpoint.safetensors written by train")->required();
-    c->add_option("--data", o.data, "Bitmaps .npy to encode")->required();
-    c->add_option("--limit", o.limit, "Use only the first N drawings (0: all)")->check(CLI::NonNegativeNumber);
-    c->add_option("--out", o.out, "Output folder")->capture_default_str();
-    c->add_option("--k-max", o.k_max, "Elbow plot for k = 1..k-max")->capture_default_str()->check(CLI::Range(1, 1000));
-    c->add_option("--mosaic-k", o.mosaic_k, "k of the decoded-centre mosaic")->capture_default_str()->check(CLI::Range(1, 10000));
-    c->add_option("--knn-k", o.knn_k, "k of the k-NN distance plot")->capture_default_str()->check(CLI::Range(1, 10000));
-    c->add_option("--trials", o.trials, "DBSCAN random-search trials")->capture_default_str()->check(CLI::Range(1, 100000));
-    c->add_option("--eps-min", o.eps_min, "Lower end of the eps search range")->capture_default_str()->check(CLI::PositiveNumber);
-    c->add_option("--eps-max", o.eps_max, "Upper end of the eps search range")->capture_default_str()->check(CLI::PositiveNumber);
-    c->add_option("--min-pts-min", o.min_pts_min, "Lower end of the minPts search range")->capture_default_str()->check(CLI::Range(1, 1000000));
-    c->add_option("--min-pts-max", o.min_pts_max, "Upper end of the minPts search range")->capture_default_str()->check(CLI::Range(1, 1000000));
-    c->add_option("--eps", o.eps, "Use this eps for the final clustering instead of the search's choice")->check(CLI::PositiveNumber);
-    c->add_option("--min-pts", o.min_pts, "and this minPts (counts the point itself)")->check(CLI::Range(1, 1000000));
-    c->add_option("--seed", o.seed, "Seed of k-means and of the search")->capture_default_str();
-    c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
-}
-
-inline int run_explore(const ExploreOptions& o) {
+int run_explore(const ExploreOptions& o, const Console& io) {
     if (o.eps_min >= o.eps_max) fail("--eps-min/--eps-max: need eps-min < eps-max, found ", o.eps_min, " and ", o.eps_max);
     if (o.min_pts_min > o.min_pts_max)
         fail("--min-pts-min/--min-pts-max: need min <= max, found ", o.min_pts_min, " and ", o.min_pts_max);
@@ -79,11 +63,11 @@ inline int run_explore(const ExploreOptions& o) {
     ewe::io::SvgPlot("Latent space (" + std::to_string(n) + " drawings, posterior means)", "z[0]", "z[1]", 560, 520)
         .scatter(xs, ys, ewe::io::palette(0), {}, 1.6, 0.5)
         .write(dir / "latent_scatter.svg");
-    std::fprintf(stderr, "Encoded %lld drawings into %lld latent dimensions\n", (long long)n, (long long)d);
+    print(io.err, "Encoded %lld drawings into %lld latent dimensions\n", (long long)n, (long long)d);
 
     // k-means: elbow and the mosaic of decoded centres.
     const std::int64_t k_max = std::min(o.k_max, n);
-    std::fprintf(stderr, "k-means elbow, k = 1..%lld\n", (long long)k_max);
+    print(io.err, "k-means elbow, k = 1..%lld\n", (long long)k_max);
     ewe::cluster::KMeansOptions km;
     km.set_seed(o.seed).set_n_init(3);
     const auto elbow = ewe::cluster::kmeans_elbow(enc.mean.data(), n, dims, 1, k_max, km);
@@ -133,10 +117,10 @@ inline int run_explore(const ExploreOptions& o) {
         trials.push_back({o.eps_min + (o.eps_max - o.eps_min) * u,
                           o.min_pts_min + std::int64_t(v * double(hi_pts - o.min_pts_min + 1))});
     }
-    std::fprintf(stderr, "DBSCAN random search: %d trials, eps in [%g, %g], minPts in [%lld, %lld]\n", o.trials,
-                 o.eps_min, o.eps_max, (long long)o.min_pts_min, (long long)hi_pts);
+    print(io.err, "DBSCAN random search: %d trials, eps in [%g, %g], minPts in [%lld, %lld]\n", o.trials,
+          o.eps_min, o.eps_max, (long long)o.min_pts_min, (long long)hi_pts);
     std::vector<ewe::cluster::DbscanTrialResult> results;
-    ewe::ProgressLine bar(std::cerr, isatty(2) != 0, std::int64_t(trials.size()));
+    ewe::ProgressLine bar(io.err, io.redraw, std::int64_t(trials.size()));
     for (std::size_t t = 0; t < trials.size(); t += 10) {
         const std::vector<ewe::cluster::DbscanTrial> chunk(trials.begin() + std::ptrdiff_t(t),
                                                            trials.begin() + std::ptrdiff_t(std::min(t + 10, trials.size())));
@@ -161,20 +145,20 @@ inline int run_explore(const ExploreOptions& o) {
     {
         ewe::io::CsvWriter csv(dir / "dbscan_search.csv");
         csv.row({"trial", "eps", "min_pts", "clusters", "noise", "core"});
-        std::printf("%5s %8s %7s %8s %6s\n", "trial", "eps", "minPts", "clusters", "noise");
+        print(io.out, "%5s %8s %7s %8s %6s\n", "trial", "eps", "minPts", "clusters", "noise");
         for (std::size_t t = 0; t < results.size(); ++t) {
             const auto& r = results[t];
             csv.row({std::to_string(t), ewe::io::csv_number(r.eps), std::to_string(r.min_pts), std::to_string(r.n_clusters),
                      std::to_string(r.n_noise), std::to_string(r.n_core)});
-            std::printf("%5zu %8.4f %7lld %8d %6lld%s\n", t, r.eps, (long long)r.min_pts, r.n_clusters,
-                        (long long)r.n_noise, t == best ? "  <- chosen" : "");
+            print(io.out, "%5zu %8.4f %7lld %8d %6lld%s\n", t, r.eps, (long long)r.min_pts, r.n_clusters,
+                  (long long)r.n_noise, t == best ? "  <- chosen" : "");
         }
     }
     ewe::cluster::DbscanOptions chosen;
     chosen.set_eps(o.eps > 0 ? o.eps : results[best].eps).set_min_pts(o.min_pts > 0 ? o.min_pts : results[best].min_pts);
     const auto clustering = ewe::cluster::dbscan(enc.mean.data(), n, dims, chosen);
-    std::printf("chosen: eps %.4f, minPts %lld: %d clusters, %lld noise points\n", chosen.eps, (long long)chosen.min_pts,
-                clustering.n_clusters, (long long)clustering.n_noise);
+    print(io.out, "chosen: eps %.4f, minPts %lld: %d clusters, %lld noise points\n", chosen.eps, (long long)chosen.min_pts,
+          clustering.n_clusters, (long long)clustering.n_noise);
     ewe::io::write_npy<std::int32_t>(dir / "dbscan_labels.npy", clustering.labels.data(), ewe::Shape{n});
     {
         char title[128];
@@ -208,8 +192,33 @@ inline int run_explore(const ExploreOptions& o) {
                                 : blank.data());
     }
     if (!tiles.empty()) write_sheet(dir / "dbscan_cluster_strips.png", tiles, per_row);
-    std::fprintf(stderr, "Wrote %s\n", dir.string().c_str());
+    print(io.err, "Wrote %s\n", dir.string().c_str());
     return 0;
+}
+
+}  // namespace
+
+Command add_explore_command(CLI::App& app, const Console& io) {
+    const auto options = std::make_shared<ExploreOptions>();
+    ExploreOptions& o = *options;
+    CLI::App* c = app.add_subcommand("explore", "Latent scatter, k-means, k-NN distances and DBSCAN search");
+    c->add_option("--checkpoint", o.checkpoint, "checkpoint.safetensors written by train")->required();
+    c->add_option("--data", o.data, "Bitmaps .npy to encode")->required();
+    c->add_option("--limit", o.limit, "Use only the first N drawings (0: all)")->check(CLI::NonNegativeNumber);
+    c->add_option("--out", o.out, "Output folder")->capture_default_str();
+    c->add_option("--k-max", o.k_max, "Elbow plot for k = 1..k-max")->capture_default_str()->check(CLI::Range(1, 1000));
+    c->add_option("--mosaic-k", o.mosaic_k, "k of the decoded-centre mosaic")->capture_default_str()->check(CLI::Range(1, 10000));
+    c->add_option("--knn-k", o.knn_k, "k of the k-NN distance plot")->capture_default_str()->check(CLI::Range(1, 10000));
+    c->add_option("--trials", o.trials, "DBSCAN random-search trials")->capture_default_str()->check(CLI::Range(1, 100000));
+    c->add_option("--eps-min", o.eps_min, "Lower end of the eps search range")->capture_default_str()->check(CLI::PositiveNumber);
+    c->add_option("--eps-max", o.eps_max, "Upper end of the eps search range")->capture_default_str()->check(CLI::PositiveNumber);
+    c->add_option("--min-pts-min", o.min_pts_min, "Lower end of the minPts search range")->capture_default_str()->check(CLI::Range(1, 1000000));
+    c->add_option("--min-pts-max", o.min_pts_max, "Upper end of the minPts search range")->capture_default_str()->check(CLI::Range(1, 1000000));
+    c->add_option("--eps", o.eps, "Use this eps for the final clustering instead of the search's choice")->check(CLI::PositiveNumber);
+    c->add_option("--min-pts", o.min_pts, "and this minPts (counts the point itself)")->check(CLI::Range(1, 1000000));
+    c->add_option("--seed", o.seed, "Seed of k-means and of the search")->capture_default_str();
+    c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+    return [options, io] { return run_explore(*options, io); };
 }
 
 }  // namespace sheep

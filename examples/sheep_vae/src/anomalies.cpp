@@ -15,22 +15,24 @@
 // score a histogram; all scores as .npy and .csv. With --plant OTHER.npy:N, N drawings
 // of another class are mixed in and ROC AUC and precision@N (N = planted count) say how
 // well each score separates them.
-#pragma once
+#include "common.hpp"
 
 #include <CLI/CLI.hpp>
 
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
 #include <ewe/cluster/anomaly.hpp>
 #include <ewe/io/csv.hpp>
+#include <ewe/io/npy.hpp>
 #include <ewe/io/svg.hpp>
-
-#include "common.hpp"
-#include "model_io.hpp"
+#include <ewe/models/vae_inference.hpp>
 
 namespace sheep {
+
+namespace {
 
 struct AnomalyOptions {
     std::string checkpoint;
@@ -46,24 +48,7 @@ struct AnomalyOptions {
     bool json = false;
 };
 
-inline void add_anomalies_command(CLI::App& app, AnomalyOptions& o) {
-    CLI::App* c = app.add_subcommand("anomalies", "Score drawings by reconstruction error (plain, adjusted for ink) and negative ELBO");
-    c->add_option("--checkpoint", o.checkpoint, "checkpoint.safetensors written by train")->required();
-    c->add_option("--data", o.data, "Bitmaps .npy to score (uint8 (N, 784) or (N, 28, 28), or float32 in [0, 1])")->required();
-    c->add_option("--limit", o.limit, "Score only the first N drawings (0: all)")->check(CLI::NonNegativeNumber);
-    c->add_option("--plant", o.plant, "OTHER.npy:N: mix in the first N drawings of another class and measure detection");
-    c->add_option("--reference", o.reference,
-                  "Normal drawings .npy (e.g. the training data) to fit ink_adjusted_sse's line on (default: the scored drawings)");
-    c->add_option("--out", o.out, "Output folder")->capture_default_str();
-    c->add_option("--score", o.score, "Score behind the cutoff and the drawings above it")
-        ->capture_default_str()->check(CLI::IsMember({"sse", "ink_adjusted_sse", "neg_elbo"}));
-    c->add_option("--quantile", o.quantile, "Cutoff: this quantile of the chosen score")->capture_default_str()->check(CLI::Range(0.0, 1.0));
-    c->add_option("--top", o.top, "At most this many drawings above the cutoff in the picture")->capture_default_str()->check(CLI::Range(1, 10000));
-    c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
-    c->add_flag("--json", o.json, "Print one JSON line with the results");
-}
-
-inline int run_anomalies(const AnomalyOptions& o) {
+int run_anomalies(const AnomalyOptions& o, const Console& io) {
     Bitmaps data = load_bitmaps(o.data, o.limit, "--data");
     std::int64_t planted = 0;
     std::string plant_file;
@@ -77,8 +62,8 @@ inline int run_anomalies(const AnomalyOptions& o) {
         Bitmaps other = load_bitmaps(plant_file, k, "--plant");
         planted = other.count();
         if (planted < k)
-            std::fprintf(stderr, "--plant: %s holds only %lld drawings, planting all of them\n", plant_file.c_str(),
-                         (long long)planted);
+            print(io.err, "--plant: %s holds only %lld drawings, planting all of them\n", plant_file.c_str(),
+                  (long long)planted);
         ewe::Tensor<float> all(ewe::Shape{data.count() + planted, kSide, kSide, 1});
         std::copy_n(data.images.data(), data.images.numel(), all.data());
         std::copy_n(other.images.data(), other.images.numel(), all.data() + data.images.numel());
@@ -178,19 +163,41 @@ inline int run_anomalies(const AnomalyOptions& o) {
         j.add("roc_auc", ewe::cluster::roc_auc(chosen.values, labels))
             .add("precision_at_n", ewe::cluster::precision_at_k(chosen.values, labels, planted));
         if (!o.json)
-            std::printf("planted %lld drawings of %s among %lld:\n", (long long)planted, plant_file.c_str(), (long long)normal);
+            print(io.out, "planted %lld drawings of %s among %lld:\n", (long long)planted, plant_file.c_str(), (long long)normal);
         for (const Score& s : scores) {
             const double auc = ewe::cluster::roc_auc(s.values, labels);
             const double p = ewe::cluster::precision_at_k(s.values, labels, planted);
             j.add("roc_auc_" + s.name, auc).add("precision_at_n_" + s.name, p);
-            if (!o.json) std::printf("  %-16s ROC AUC %.4f, precision@%lld %.3f\n", s.name.c_str(), auc, (long long)planted, p);
+            if (!o.json) print(io.out, "  %-16s ROC AUC %.4f, precision@%lld %.3f\n", s.name.c_str(), auc, (long long)planted, p);
         }
     }
-    if (o.json) std::printf("%s\n", j.str().c_str());
+    if (o.json) print(io.out, "%s\n", j.str().c_str());
     else
-        std::printf("%lld drawings scored; cutoff %s %.4g (quantile %.3g): %lld above; wrote %s\n", (long long)n,
-                    o.score.c_str(), cutoff, o.quantile, (long long)above, dir.string().c_str());
+        print(io.out, "%lld drawings scored; cutoff %s %.4g (quantile %.3g): %lld above; wrote %s\n", (long long)n,
+              o.score.c_str(), cutoff, o.quantile, (long long)above, dir.string().c_str());
     return 0;
+}
+
+}  // namespace
+
+Command add_anomalies_command(CLI::App& app, const Console& io) {
+    const auto options = std::make_shared<AnomalyOptions>();
+    AnomalyOptions& o = *options;
+    CLI::App* c = app.add_subcommand("anomalies", "Score drawings by reconstruction error (plain, adjusted for ink) and negative ELBO");
+    c->add_option("--checkpoint", o.checkpoint, "checkpoint.safetensors written by train")->required();
+    c->add_option("--data", o.data, "Bitmaps .npy to score (uint8 (N, 784) or (N, 28, 28), or float32 in [0, 1])")->required();
+    c->add_option("--limit", o.limit, "Score only the first N drawings (0: all)")->check(CLI::NonNegativeNumber);
+    c->add_option("--plant", o.plant, "OTHER.npy:N: mix in the first N drawings of another class and measure detection");
+    c->add_option("--reference", o.reference,
+                  "Normal drawings .npy (e.g. the training data) to fit ink_adjusted_sse's line on (default: the scored drawings)");
+    c->add_option("--out", o.out, "Output folder")->capture_default_str();
+    c->add_option("--score", o.score, "Score behind the cutoff and the drawings above it")
+        ->capture_default_str()->check(CLI::IsMember({"sse", "ink_adjusted_sse", "neg_elbo"}));
+    c->add_option("--quantile", o.quantile, "Cutoff: this quantile of the chosen score")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+    c->add_option("--top", o.top, "At most this many drawings above the cutoff in the picture")->capture_default_str()->check(CLI::Range(1, 10000));
+    c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+    c->add_flag("--json", o.json, "Print one JSON line with the results");
+    return [options, io] { return run_anomalies(*options, io); };
 }
 
 }  // namespace sheep

@@ -3,12 +3,10 @@
 // Philox(seed, epoch) so that --resume continues a run bit for bit, and the library's
 // callbacks: progress bar, metrics.csv, TensorBoard events, a checkpoint per epoch
 // (interrupted.safetensors on Ctrl-C) and latent-space snapshots.
-#pragma once
+#include "common.hpp"
 
 #include <CLI/CLI.hpp>
 
-#include <cstdio>
-#include <iostream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -18,11 +16,17 @@
 #include <ewe/io/csv.hpp>
 #include <ewe/io/svg.hpp>
 #include <ewe/io/tensorboard.hpp>
-
-#include "common.hpp"
-#include "model_io.hpp"
+#include <ewe/train/kl_annealing.hpp>
+#include <ewe/train/latent_snapshots.hpp>
+#include <ewe/train/loggers.hpp>
+#include <ewe/train/model_checkpoint.hpp>
+#include <ewe/train/objective.hpp>
+#include <ewe/train/progress_bar.hpp>
+#include <ewe/train/trainer.hpp>
 
 namespace sheep {
+
+namespace {
 
 struct TrainOptions {
     std::string data;
@@ -42,30 +46,7 @@ struct TrainOptions {
     bool quiet = false;
 };
 
-inline void add_train_command(CLI::App& app, TrainOptions& o) {
-    CLI::App* c = app.add_subcommand("train", "Train the sheep VAE on Quick, Draw! bitmaps");
-    c->add_option("--data", o.data, "Bitmaps .npy: uint8 (N, 784) or (N, 28, 28), or float32 in [0, 1] "
-                  "(default: $EWE_DATA/sheep.npy, else procedural sheep)");
-    c->add_option("--limit", o.limit, "Use only the first N drawings (0: all)")->capture_default_str()->check(CLI::NonNegativeNumber);
-    c->add_option("--epochs", o.epochs, "Epochs to train in total")->capture_default_str()->check(CLI::Range(1, 1000000));
-    c->add_option("--batch", o.batch, "Batch size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
-    c->add_option("--latent", o.latent, "Latent dimensions")->capture_default_str()->check(CLI::Range(1, 4096));
-    c->add_option("--kl-start", o.kl_start, "KL weight is 0 through this epoch")->capture_default_str()->check(CLI::NonNegativeNumber);
-    c->add_option("--kl-steep", o.kl_steep, "then rises linearly to 1 over this many epochs")->capture_default_str()->check(CLI::NonNegativeNumber);
-    c->add_option("--lr", o.lr, "RMSprop learning rate")->capture_default_str()->check(CLI::PositiveNumber);
-    c->add_option("--seed", o.seed, "Seed of weights, shuffles, dropout and sampling")->capture_default_str();
-    c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
-    c->add_option("--threads", o.threads, "CPU threads (0: OpenMP's default, e.g. OMP_NUM_THREADS)")->check(CLI::Range(0, 4096));
-    c->add_option("--out", o.out, "Output folder")->capture_default_str();
-    c->add_flag("--resume", o.resume, "Continue from OUT/checkpoint.safetensors (model, optimizer, position)");
-    c->add_option("--snapshots", o.snapshots, "Epochs after which to save the latent space (comma-separated; '' for none)")
-        ->capture_default_str();
-    c->add_option("--reparam", o.reparam, "standard: z = mu + exp(logvar/2)*eps; post: z = mu + exp(logvar)*eps")
-        ->capture_default_str()->check(CLI::IsMember({"standard", "post"}));
-    c->add_flag("--quiet", o.quiet, "No progress bar");
-}
-
-inline void write_loss_plot(const fs::path& dir) {
+void write_loss_plot(const fs::path& dir) {
     const auto rows = ewe::io::read_csv(dir / "metrics.csv");
     std::vector<double> e, loss, recon, kl, w;
     for (std::size_t r = 1; r < rows.size(); ++r) {
@@ -84,7 +65,7 @@ inline void write_loss_plot(const fs::path& dir) {
     klp.write(dir / "kl.svg");
 }
 
-inline int run_train(const TrainOptions& o) {
+int run_train(const TrainOptions& o, const Console& io) {
     const ewe::Device device = parse_device(o.device);
     const fs::path dir = o.out;
     const fs::path checkpoint_path = dir / "checkpoint.safetensors";
@@ -103,11 +84,11 @@ inline int run_train(const TrainOptions& o) {
         if (run.samples != n)
             fail("--resume: ", checkpoint_path.string(), " was trained on ", run.samples, " drawings (", run.data,
                  "), this run has ", n, " (", data.source, "); use the same --data and --limit");
-        std::fprintf(stderr, "Resuming from %s after epoch %lld (%lld steps); model, seed, batch, lr and KL schedule "
-                     "come from the checkpoint\n", checkpoint_path.string().c_str(),
-                     (long long)resume_from->progress.epoch, (long long)resume_from->progress.iterations);
+        print(io.err, "Resuming from %s after epoch %lld (%lld steps); model, seed, batch, lr and KL schedule "
+              "come from the checkpoint\n", checkpoint_path.string().c_str(),
+              (long long)resume_from->progress.epoch, (long long)resume_from->progress.iterations);
     } else if (o.resume) {
-        std::fprintf(stderr, "--resume: no %s yet, starting a new run\n", checkpoint_path.string().c_str());
+        print(io.err, "--resume: no %s yet, starting a new run\n", checkpoint_path.string().c_str());
     }
     std::error_code ec;
     fs::create_directories(dir, ec);
@@ -133,8 +114,8 @@ inline int run_train(const TrainOptions& o) {
     fit.shuffle_seed = run.seed;
     ewe::Trainer<float> trainer(ctx, objective, optimizer, fit);
     trainer.add(std::make_shared<ewe::KlAnnealing<float>>(ewe::KlAnnealing<float>::linear(run.kl_start, run.kl_steep),
-                                                          &std::cerr));
-    if (!o.quiet) trainer.add(std::make_shared<ewe::ProgressBar<float>>(std::cerr, isatty(2) != 0));
+                                                          &io.err));
+    if (!o.quiet) trainer.add(std::make_shared<ewe::ProgressBar<float>>(io.err, io.redraw));
     trainer.add(std::make_shared<ewe::CsvLogger<float>>(dir / "metrics.csv"));
     trainer.add(std::make_shared<ewe::TensorBoardLogger<float>>(
         dir / "logs", std::map<std::string, std::string>{{"recon", "reconstruction"}}));
@@ -150,10 +131,10 @@ inline int run_train(const TrainOptions& o) {
         saving, [&](const ewe::TrainProgress&) { return run_metadata(config, run); }));
 
     if (!o.quiet)
-        std::fprintf(stderr, "Training on %lld drawings (%s), batch %lld, epochs %lld..%lld, %s, seed %llu, %lld parameters\n",
-                     (long long)n, data.source.c_str(), (long long)run.batch, (long long)start.epoch + 1,
-                     (long long)o.epochs, ewe::to_string(device), (unsigned long long)run.seed,
-                     (long long)vae.params().total_count());
+        print(io.err, "Training on %lld drawings (%s), batch %lld, epochs %lld..%lld, %s, seed %llu, %lld parameters\n",
+              (long long)n, data.source.c_str(), (long long)run.batch, (long long)start.epoch + 1,
+              (long long)o.epochs, ewe::to_string(device), (unsigned long long)run.seed,
+              (long long)vae.params().total_count());
     ewe::FitResult result;
     try {
         result = trainer.fit(data.images.view(), start);
@@ -164,17 +145,45 @@ inline int run_train(const TrainOptions& o) {
              " keeps the last good epoch (diverged; try a smaller --lr)");
     }
     if (result.interrupted) {
-        std::fprintf(stderr,
-                     "\ntrain: interrupted at epoch %lld, step %lld: the current weights are in %s; %s keeps "
-                     "epoch %lld, and --resume continues from it\n",
-                     (long long)result.progress.epoch + 1, (long long)trainer.interrupted_step(),
-                     saving.interrupted_path.string().c_str(), checkpoint_path.string().c_str(),
-                     (long long)result.progress.epoch);
+        print(io.err,
+              "\ntrain: interrupted at epoch %lld, step %lld: the current weights are in %s; %s keeps "
+              "epoch %lld, and --resume continues from it\n",
+              (long long)result.progress.epoch + 1, (long long)trainer.interrupted_step(),
+              saving.interrupted_path.string().c_str(), checkpoint_path.string().c_str(),
+              (long long)result.progress.epoch);
         return 130;
     }
     write_loss_plot(dir);
-    if (!o.quiet) std::fprintf(stderr, "Wrote %s (checkpoint, metrics.csv, logs/, loss.svg)\n", dir.string().c_str());
+    if (!o.quiet) print(io.err, "Wrote %s (checkpoint, metrics.csv, logs/, loss.svg)\n", dir.string().c_str());
     return 0;
+}
+
+}  // namespace
+
+Command add_train_command(CLI::App& app, const Console& io) {
+    const auto options = std::make_shared<TrainOptions>();
+    TrainOptions& o = *options;
+    CLI::App* c = app.add_subcommand("train", "Train the sheep VAE on Quick, Draw! bitmaps");
+    c->add_option("--data", o.data, "Bitmaps .npy: uint8 (N, 784) or (N, 28, 28), or float32 in [0, 1] "
+                  "(default: $EWE_DATA/sheep.npy, else procedural sheep)");
+    c->add_option("--limit", o.limit, "Use only the first N drawings (0: all)")->capture_default_str()->check(CLI::NonNegativeNumber);
+    c->add_option("--epochs", o.epochs, "Epochs to train in total")->capture_default_str()->check(CLI::Range(1, 1000000));
+    c->add_option("--batch", o.batch, "Batch size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+    c->add_option("--latent", o.latent, "Latent dimensions")->capture_default_str()->check(CLI::Range(1, 4096));
+    c->add_option("--kl-start", o.kl_start, "KL weight is 0 through this epoch")->capture_default_str()->check(CLI::NonNegativeNumber);
+    c->add_option("--kl-steep", o.kl_steep, "then rises linearly to 1 over this many epochs")->capture_default_str()->check(CLI::NonNegativeNumber);
+    c->add_option("--lr", o.lr, "RMSprop learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+    c->add_option("--seed", o.seed, "Seed of weights, shuffles, dropout and sampling")->capture_default_str();
+    c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+    c->add_option("--threads", o.threads, "CPU threads (0: OpenMP's default, e.g. OMP_NUM_THREADS)")->check(CLI::Range(0, 4096));
+    c->add_option("--out", o.out, "Output folder")->capture_default_str();
+    c->add_flag("--resume", o.resume, "Continue from OUT/checkpoint.safetensors (model, optimizer, position)");
+    c->add_option("--snapshots", o.snapshots, "Epochs after which to save the latent space (comma-separated; '' for none)")
+        ->capture_default_str();
+    c->add_option("--reparam", o.reparam, "standard: z = mu + exp(logvar/2)*eps; post: z = mu + exp(logvar)*eps")
+        ->capture_default_str()->check(CLI::IsMember({"standard", "post"}));
+    c->add_flag("--quiet", o.quiet, "No progress bar");
+    return [options, io] { return run_train(*options, io); };
 }
 
 }  // namespace sheep
