@@ -161,6 +161,19 @@ run_ctest() {  # log, labels regex, parallel jobs: ctest on the programs, bounde
   stage_result "$rc" "$((stage_deadline - stage_began))" "($n_passed passed, $n_skipped skipped, $n_failed failed)"
 }
 
+# The CUDA backend module that the host-compiled programs (sheep_vae,
+# test_cuda_test_step_replay) load: the one built here (build stage), else the carried
+# one. Their RUNPATH names the folder of the machine that built them, so it is named in
+# EWE_CUDA_BACKEND (a missing module then fails naming that path).
+select_module() {
+  local m
+  for m in "$build/lib/libewe_cuda.so" "$carried_build/lib/libewe_cuda.so"; do
+    [[ -f $m ]] && { export EWE_CUDA_BACKEND=$m; return 0; }
+  done
+  export EWE_CUDA_BACKEND=$carried_build/lib/libewe_cuda.so
+}
+select_module
+
 # ---------------------------------------------------------------- versions
 if want versions; then
   stage_start versions 15
@@ -177,7 +190,8 @@ if want versions; then
   if [[ -z $graph ]]; then note "versions: no CUDA test program (carry .carry made by prepare_carry.sh --prebuilt)"; status=1
   else
     # Which file each carried program's libraries resolve to; a library not found is a failure.
-    for p in "$graph" "$(find_program bench_cuda_cuda_ops)" "$(find_program sheep_vae)"; do
+    echo "== EWE_CUDA_BACKEND=$EWE_CUDA_BACKEND" >>"$out/versions.txt"
+    for p in "$graph" "$(find_program bench_cuda_cuda_ops)" "$(find_program sheep_vae)" "$EWE_CUDA_BACKEND"; do
       [[ -n $p ]] && { echo "== ldd $p"; ldd "$p" 2>&1; } >>"$out/versions.txt"
     done
     grep -E "(cudnn|cublas|cudart|benchmark)[^ ]* =>" "$out/versions.txt" | sed -E 's/^\s*/libraries: /; s/ \(0x[0-9a-f]+\)$//' | sort -u >>"$summary"
@@ -207,9 +221,10 @@ if want build; then
       -DEWE_BUILD_EXAMPLES=ON -DEWE_NATIVE=OFF -DCLI11_DIR="$carry/cmake/CLI11" \
       -DEigen3_DIR="$carry/cmake/Eigen3" -Ddoctest_DIR="$carry/cmake/doctest" \
       -Dbenchmark_DIR="$carry/cmake/benchmark" "${cmake_args[@]}" &&
-      timeout "$(left)" cmake --build "$build" -j "$(nproc)" --target "${targets[@]}" sheep_vae
+      timeout "$(left)" cmake --build "$build" -j "$(nproc)" --target "${targets[@]}" sheep_vae ewe_cuda_backend
   } >"$out/build.log" 2>&1
   stage_result $? 420 "(build.log)"
+  select_module
   rm -f "$out/versions.txt"  # build.log takes its place among the 8 files that come back
 fi
 

@@ -10,7 +10,10 @@
 #   CLI11 (header, for sheep_vae) -> .carry/include/CLI,       CLI11_DIR=.carry/cmake/CLI11
 # With --prebuilt it also builds the CUDA tests, benchmarks and sheep_vae (with CUDA) here
 # (build-gpubin/, sm_90, no -march=native) and copies the programs to .carry/build/ at
-# their paths in the build tree, with the tests' ctest file as a template
+# their paths in the build tree, the CUDA backend module with them (.carry/build/lib/
+# libewe_cuda.so, which gpu_check.sh names in EWE_CUDA_BACKEND for the host-compiled
+# programs that load it: sheep_vae, test_cuda_test_step_replay), with the tests' ctest
+# file as a template
 # (.carry/build/tests/CTestTestfile.cmake.in: this machine's source, build and data
 # paths replaced by @EWE_SOURCE@, @EWE_CARRIED_BUILD@ and @EWE_DATA@, which
 # gpu_check.sh fills in wherever the repository lands), so the device's minutes go to
@@ -137,7 +140,7 @@ if ((prebuilt)); then
     [[ -e $f ]] && { f=$(basename "$f"); targets+=("test_cuda_${f%.*}"); }
   done
   for f in "$root"/bench/*.cu; do [[ -e $f ]] && targets+=("bench_cuda_$(basename "$f" .cu)"); done
-  targets+=(sheep_vae)
+  targets+=(sheep_vae ewe_cuda_backend)
   nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
   cmake -S "$root" -B "$gpubin" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_COMPILER="$nvcc" \
     -DCMAKE_CUDA_ARCHITECTURES=90 -DEWE_WITH_CUDA=ON -DEWE_BUILD_EXAMPLES=ON -DEWE_NATIVE=OFF >/dev/null
@@ -146,15 +149,19 @@ if ((prebuilt)); then
     { tail -40 "$gpubin/prepare_carry.log" >&2; echo "prepare_carry: the build failed ($gpubin/prepare_carry.log)" >&2; exit 1; }
   echo "prepare_carry: built ${targets[*]} in $((SECONDS - start)) s"
   for t in "${targets[@]}"; do
+    [[ $t == ewe_cuda_backend ]] && continue  # the module, below
     exe=$(cd "$gpubin" && find . -type f -name "$t" -perm -u+x | head -1)
     [[ -n $exe ]] || { echo "prepare_carry: $t was not built in $gpubin" >&2; exit 1; }
     mkdir -p "$carry/build/$(dirname "$exe")"
     cp "$gpubin/$exe" "$carry/build/$exe"
   done
+  [[ -f $gpubin/lib/libewe_cuda.so ]] || { echo "prepare_carry: $gpubin/lib/libewe_cuda.so was not built" >&2; exit 1; }
+  mkdir -p "$carry/build/lib"
+  cp "$gpubin/lib/libewe_cuda.so" "$carry/build/lib/"
   # OpenMP's runtime may be missing where only nvcc's host compiler is installed.
   cp "$(readlink -f "$(g++ -print-file-name=libgomp.so.1)")" "$carry/lib/libgomp.so.1"
   # What the programs need from the C and C++ runtimes, for the record.
-  objdump -T "$carry/build/tests/"test_cuda_* | grep -oE "GLIBC_[0-9.]+|GLIBCXX_[0-9.]+" | sort -uV |
+  objdump -T "$carry/build/tests/"test_cuda_* "$carry/build/lib/libewe_cuda.so" | grep -oE "GLIBC_[0-9.]+|GLIBCXX_[0-9.]+" | sort -uV |
     awk -F_ '{v[$1] = $0} END {print "needs", v["GLIBC"], v["GLIBCXX"]}' >"$carry/build/NEEDS"
   data=$(sed -n 's/^EWE_TEST_DATA:PATH=//p' "$gpubin/CMakeCache.txt")
   # Longest path first: the data and build folders may lie inside the source folder.

@@ -1,9 +1,9 @@
 // ewe: header-only C++20 deep learning with one API on the CPU (Eigen) and on CUDA
 // (cuDNN, cuBLASLt, hand-written kernels). Include this one header, from files
-// compiled by the host compiler or by nvcc. Device::cuda works in a program that links
-// the ewe::cuda CMake target, which compiles the CUDA backend into it with nvcc
-// (ewe/cuda/backend_registration.cu); files compiled by nvcc with EWE_WITH_CUDA also
-// get the CUDA-only headers (ewe::cuda::StepGraph, the backend's resources).
+// compiled by the host compiler or by nvcc. Device::cuda loads the CUDA backend module
+// libewe_cuda.so at run time (ewe/core/cuda_loader.hpp; the ewe::cuda CMake target builds
+// it and puts it on the program's RUNPATH); files compiled by nvcc with EWE_WITH_CUDA
+// also get the CUDA-only headers (ewe::cuda::StepGraph, the backend's resources).
 #pragma once
 
 #include "ewe/core/context.hpp"

@@ -1,9 +1,10 @@
 // A program outside the ewe tree, compiled by the host compiler, that links the
-// installed ewe::cuda (whose backend_registration.cu nvcc compiles into it): one
-// training step and a StepReplay on Device::cuda. Without a usable GPU the context must
-// fail with the CUDA layer's "no CUDA device" error, which proves the backend registered
-// itself (a program without it says "has no CUDA backend"): exit 0 after saying that the
-// GPU part did not run; any other error fails.
+// installed ewe::cuda (and no CUDA library): one training step and a StepReplay on
+// Device::cuda, through the backend module libewe_cuda.so that the first CUDA context
+// loads from the install prefix (the program's RUNPATH). Without a usable GPU the
+// context must fail with the module's "no CUDA device" error, which proves the module
+// was found, loaded and accepted (a program without it says "could not be loaded"):
+// exit 0 after saying that the GPU part did not run; any other error fails.
 #include <ewe/ewe.hpp>
 
 #include <cstdio>
@@ -28,7 +29,7 @@ int main() {
     } catch (const ewe::Error& e) {
         const std::string what = e.what();
         if (what.find("no CUDA device is available") != std::string::npos) {
-            std::printf("cuda: backend registered; no CUDA device, so no GPU step ran (%s)\n", e.what());
+            std::printf("cuda: backend module loaded; no CUDA device, so no GPU step ran (%s)\n", e.what());
             return 0;
         }
         std::printf("cuda: FAIL: %s\n", e.what());

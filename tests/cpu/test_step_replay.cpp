@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -98,8 +99,13 @@ TEST_CASE("StepReplay refuses warmup_steps < 1, and a throwing step propagates w
     CHECK(moved.runs() == 3);
 }
 
-TEST_CASE("without the CUDA backend, Device::cuda says how to get it") {
-    // This program is built without ewe::cuda, so no backend registered itself.
-    CHECK_THROWS_WITH_AS(Context{Device::cuda}, doctest::Contains("link the program to the ewe::cuda CMake target"),
+TEST_CASE("without the CUDA backend module, Device::cuda says how to get it") {
+    // This program links no CUDA backend; the one it would load is pointed away.
+    ::setenv("EWE_CUDA_BACKEND", "/nonexistent/libewe_cuda.so", 1);
+    CHECK_THROWS_WITH_AS(Context{Device::cuda},
+                         "ewe::Context(Device::cuda): the CUDA backend libewe_cuda.so could not be loaded: tried "
+                         "EWE_CUDA_BACKEND=/nonexistent/libewe_cuda.so (no such file); build ewe with CUDA "
+                         "(EWE_WITH_CUDA) or set EWE_CUDA_BACKEND to the module's path",
                          ewe::Error);
+    ::unsetenv("EWE_CUDA_BACKEND");
 }

@@ -1,6 +1,6 @@
 // ewe::StepReplay on CUDA, driven from code compiled by the host compiler (this file is
-// a .cpp: the CUDA backend comes from ewe/cuda/backend_registration.cu through the
-// ewe::cuda target, as in sheep_vae). The claims of test_graph.cu for StepGraph, made
+// a .cpp: the CUDA backend is the module libewe_cuda.so, loaded by the first CUDA
+// context, as in sheep_vae; cudart is linked only for main()'s device report). The claims of test_graph.cu for StepGraph, made
 // again through StepReplay: replayed SheepVae train steps match eager ones while the
 // learning rate, the KL weight, the Philox offset and the batch change every step
 // (deterministic contexts; bound: relative L2 error 1e-6). And the fallback: a step that

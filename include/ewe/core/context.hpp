@@ -1,6 +1,8 @@
 // ewe::Context: the device a computation runs on and the resources it owns there
 // (CPU threads and scratch memory; on CUDA the stream, cuDNN/cuBLASLt handles and
-// workspace), plus the backend that implements every op for that device.
+// workspace), plus the backend that implements every op for that device. The CUDA
+// side sits behind the hook tables of ewe/core/cuda_hooks.hpp; the first
+// Context(Device::cuda) loads the backend module that fills them (ewe/core/cuda_loader.hpp).
 #pragma once
 
 #include <cstddef>
@@ -9,6 +11,8 @@
 #include <string>
 #include <type_traits>
 
+#include "ewe/core/cuda_hooks.hpp"
+#include "ewe/core/cuda_loader.hpp"
 #include "ewe/core/error.hpp"
 #include "ewe/core/tensor.hpp"
 #include "ewe/ops/backend.hpp"
@@ -60,65 +64,10 @@ inline void set_cpu_denormal_flushing(bool on) {
 
 namespace detail {
 
-// A non-owning reference to a callable `void()` (a training step), so that the CUDA
-// backend can run it without being a template: valid only while the callable lives.
-class StepRef {
-public:
-    template <class F>
-        requires(!std::is_same_v<std::remove_cv_t<F>, StepRef>)
-    StepRef(F& f)
-        : object_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
-          call_([](void* o) { (*static_cast<F*>(o))(); }) {}
-    void operator()() const { call_(object_); }
-
-private:
-    void* object_;
-    void (*call_)(void*);
-};
-
-// What the CUDA backend did with one StepReplay::run (see ewe/core/step_replay.hpp).
-enum class StepGraphRun {
-    eager,     // warm-up: the step ran eagerly
-    launched,  // the step was captured (first time) or its scalars recorded, and the graph launched
-    refused,   // the step cannot be graphed (the reason is written out); nothing was launched
-};
-
-// The CUDA backend's side of ewe::Context, installed by ewe::cuda::register_backend()
-// (ewe/cuda/backend_registration.cu, compiled by nvcc into every program that links
-// the ewe::cuda CMake target); null in a program without it.
-struct CudaContextHooks {
-    std::shared_ptr<void> (*create_resources)(const ContextOptions& options);
-    void (*synchronize)(void* resources);
-    Backend<float>* backend_float;
-    Backend<double>* backend_double;
-    // CUDA-graph step replay (ewe::StepReplay): an ewe::cuda::StepGraph on a context's
-    // resources; run_step_graph throws for errors that are not about graphing the step.
-    void* (*create_step_graph)(void* resources, int warmup_steps);
-    StepGraphRun (*run_step_graph)(void* graph, StepRef step, std::string& why_not);
-    void (*destroy_step_graph)(void* graph) noexcept;
-};
-
-inline const CudaContextHooks*& cuda_context_hooks() {
-    static const CudaContextHooks* hooks = nullptr;
-    return hooks;
-}
-
 template <class T>
 Backend<T>& cpu_backend();  // defined in ewe/cpu/backend.hpp
 
 }  // namespace detail
-
-namespace cuda {
-// Installs the CUDA backend, so that Context(Device::cuda) and device tensors work.
-// Defined in ewe/cuda/backend_registration.cu, which the ewe::cuda CMake target adds to
-// every target linking it (compiled there by nvcc) and which also calls it during
-// static initialization: a program need not call it. Calling it anyway (e.g. from main,
-// under #if EWE_WITH_CUDA) turns a missing backend into a link error ("undefined
-// reference to ewe::cuda::register_backend()") instead of a run-time error, and keeps
-// the registration when that file ends up inside a static library that nothing else
-// references. Idempotent and thread-safe.
-void register_backend();
-}  // namespace cuda
 
 class Context {
 public:
@@ -127,9 +76,9 @@ public:
         EWE_REQUIRE(options.cpu_im2col_elements > 0, "ewe::Context: cpu_im2col_elements must be positive, found ",
                     options.cpu_im2col_elements);
         if (device == Device::cuda) {
-            const detail::CudaContextHooks* hooks = detail::cuda_context_hooks();
-            EWE_REQUIRE(hooks != nullptr, "ewe::Context: ", detail::kNoCudaBackend);
-            cuda_resources_ = hooks->create_resources(options);
+            // The first CUDA context loads the backend module (ewe/core/cuda_loader.hpp).
+            if (detail::cuda_context_hooks() == nullptr) detail::load_cuda_backend("ewe::Context(Device::cuda)");
+            cuda_resources_ = detail::cuda_context_hooks()->create_resources(options);
         }
         if (device == Device::cpu && options.flush_denormals) set_cpu_denormal_flushing(true);
 #if defined(_OPENMP)

@@ -8,9 +8,18 @@
 #include <string>
 #include <utility>
 
+// Default visibility even in a binary built with -fvisibility=hidden (the CUDA backend
+// module is): an ewe::Error the module throws must be caught as ewe::Error by the
+// program that loaded it, so its type_info is never a hidden, module-private one.
+#if defined(__GNUC__) || defined(__clang__)
+#define EWE_VISIBLE __attribute__((visibility("default")))
+#else
+#define EWE_VISIBLE
+#endif
+
 namespace ewe {
 
-class Error : public std::runtime_error {
+class EWE_VISIBLE Error : public std::runtime_error {
 public:
     explicit Error(const std::string& message) : std::runtime_error(message) {}
 };

@@ -17,13 +17,11 @@
 #include <type_traits>
 #include <utility>
 
+#include "ewe/core/cuda_loader.hpp"
+#include "ewe/core/device.hpp"
 #include "ewe/core/error.hpp"
 
 namespace ewe {
-
-enum class Device : std::uint8_t { cpu, cuda };
-
-inline const char* to_string(Device device) { return device == Device::cpu ? "cpu" : "cuda"; }
 
 // Up to six dimensions; a rank-0 shape has one element.
 class Shape {
@@ -133,29 +131,14 @@ private:
 
 namespace detail {
 
-// Device memory hooks, installed with the CUDA backend by ewe::cuda::register_backend()
-// (ewe/cuda/backend_registration.cu); null in a program without it.
-struct CudaMemoryHooks {
-    void* (*allocate)(std::size_t bytes);
-    void (*release)(void* pointer);
-    // Copies `bytes` between any two devices; synchronous with respect to the host.
-    void (*copy)(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes);
-};
-
-inline const CudaMemoryHooks*& cuda_memory_hooks() {
-    static const CudaMemoryHooks* hooks = nullptr;
-    return hooks;
-}
-
-// What a program without the CUDA backend is told when it asks for Device::cuda.
-inline constexpr const char* kNoCudaBackend =
-    "Device::cuda was requested but this program has no CUDA backend: build ewe with CUDA (EWE_WITH_CUDA) and "
-    "link the program to the ewe::cuda CMake target with the CUDA language enabled, which compiles "
-    "ewe/cuda/backend_registration.cu into it";
-
+// The CUDA backend's memory hooks (ewe/core/cuda_hooks.hpp), loading the backend
+// module first if no backend is installed yet; `what` names the caller in the error.
 inline const CudaMemoryHooks& require_cuda(const char* what) {
     const CudaMemoryHooks* hooks = cuda_memory_hooks();
-    EWE_REQUIRE(hooks != nullptr, what, ": ", kNoCudaBackend);
+    if (hooks == nullptr) {
+        load_cuda_backend(what);
+        hooks = cuda_memory_hooks();
+    }
     return *hooks;
 }
 

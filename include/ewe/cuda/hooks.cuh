@@ -1,9 +1,10 @@
 // The hooks that make Context(Device::cuda) work: device memory (cudaMalloc, cudaFree,
 // synchronous copies) for ewe::Tensor, and per-context resources, synchronize, the
 // backends and CUDA-graph step replay (ewe::StepReplay over ewe::cuda::StepGraph) for
-// ewe::Context, so that ewe/core stays free of CUDA. install_hooks() puts both tables in
-// place; ewe::cuda::register_backend() (ewe/cuda/backend_registration.cu, the one
-// translation unit that includes this header) calls it.
+// ewe::Context, so that ewe/core stays free of CUDA (the tables' types are in
+// ewe/core/cuda_hooks.hpp). install_hooks() puts both tables in this binary's hook
+// statics; ewe/cuda/backend_registration.cu, the one translation unit that includes
+// this header, calls it and hands the tables to the program that loads the module.
 #pragma once
 
 #include <cstddef>
@@ -91,11 +92,8 @@ inline const ewe::detail::CudaContextHooks context_hooks{&create_resources, &syn
                                                          &double_backend,   &create_step_graph, &run_step_graph,
                                                          &destroy_step_graph};
 
-// Points ewe/core's hook tables at the ones above.
-inline void install_hooks() {
-    ewe::detail::cuda_memory_hooks() = &memory_hooks;
-    ewe::detail::cuda_context_hooks() = &context_hooks;
-}
+// Points this binary's copies of ewe/core's hook statics at the tables above.
+inline void install_hooks() { ewe::detail::install_cuda_hooks(&context_hooks, &memory_hooks); }
 
 }  // namespace detail
 
