@@ -52,21 +52,21 @@ void save_checkpoint(const std::filesystem::path& path, const ParameterStore<T>&
                      const CheckpointMetadata& metadata) {
     EWE_REQUIRE(metadata.count("format") && metadata.count("format_version"), "save_checkpoint: ", path.string(),
                 ": the metadata must name its 'format' and 'format_version'");
-    Tensor<T> values(params.values().shape());
-    copy<T>(params.values(), values.view());
+    // Host buffers are written in place; device buffers go through host copies.
+    std::vector<Tensor<T>> copies;
+    copies.reserve(optimizer ? optimizer->state().size() + 1 : 1);
+    const auto on_host = [&](TensorView<T> t) -> TensorView<const T> {
+        if (t.device() == Device::cpu) return t;
+        copies.push_back(Tensor<T>::copy_of(t, Device::cpu));
+        return copies.back().view();
+    };
+    const TensorView<const T> values = on_host(params.values());
     std::vector<io::SafetensorsEntry> entries;
     for (const ParameterInfo& info : params.info())
-        entries.push_back(io::safetensors_entry<T>(info.name, values.view().slice(info.offset, info.shape)));
-    std::vector<Tensor<T>> states;
-    if (optimizer) {
-        const auto state = optimizer->state();
-        states.reserve(state.size());
-        for (const auto& [name, view] : state) {
-            states.emplace_back(view.shape());
-            copy<T>(view, states.back().view());
-            entries.push_back(io::safetensors_entry<T>("optimizer/" + name, states.back().view()));
-        }
-    }
+        entries.push_back(io::safetensors_entry<T>(info.name, values.slice(info.offset, info.shape)));
+    if (optimizer)
+        for (const auto& [name, view] : optimizer->state())
+            entries.push_back(io::safetensors_entry<T>("optimizer/" + name, on_host(view)));
     io::write_safetensors(path, entries, metadata);
 }
 
