@@ -35,6 +35,7 @@
 #include "ewe/train/loggers.hpp"
 #include "ewe/train/model_checkpoint.hpp"
 #include "ewe/train/objective.hpp"
+#include "ewe/train/posterior_monitor.hpp"
 #include "ewe/train/progress_bar.hpp"
 #include "ewe/train/trainer.hpp"
 

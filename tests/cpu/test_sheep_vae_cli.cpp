@@ -279,9 +279,13 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
     CHECK(events);
     const auto metrics = ewe::io::read_csv(run_dir / "metrics.csv");
     REQUIRE(metrics.size() == 3);
-    CHECK(metrics[0] == std::vector<std::string>{"epoch", "step", "loss", "recon", "kl", "kl_weight", "seconds"});
+    CHECK(metrics[0] == std::vector<std::string>{"epoch", "step", "loss", "recon", "kl", "kl_weight", "active_units",
+                                                 "kl_dim_0", "kl_dim_1", "seconds"});
     CHECK(metrics[2][1] == "4");
     CHECK(std::stod(metrics[2][5]) == 1.0);
+    CHECK(std::stod(metrics[2][6]) >= 0.0);  // active units of 2 (the posterior-collapse monitor)
+    CHECK(std::stod(metrics[2][6]) <= 2.0);
+    CHECK(contains(r.err, "active_units: "));
     const auto latent = ewe::io::read_npy(run_dir / "latent_epoch002.npy");
     CHECK(latent.shape == ewe::Shape{16, 2});
     const auto ck = ewe::io::read_safetensors(run_dir / "checkpoint.safetensors");

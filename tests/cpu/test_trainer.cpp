@@ -1,7 +1,8 @@
 // ewe::Trainer and its callbacks on small models: Keras' callback order, training that
 // lowers the loss, metrics independent of how often they are read, bit-exact resume
 // from a ModelCheckpoint file, the non-finite guard's message, stop_training, KL
-// annealing, best-epoch checkpoints, CSV logs and the errors of bad arguments.
+// annealing, best-epoch checkpoints, CSV logs, the posterior-collapse monitor and the
+// errors of bad arguments.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
@@ -334,4 +335,62 @@ TEST_CASE("Trainer: bad arguments are refused, naming what was expected") {
     CHECK(error_of([&] { trainer.fit(wrong.view()); }).find("Trainer::fit: images should be (n, 6, 6, 1)") !=
           std::string::npos);
     CHECK(error_of([&] { trainer.add(nullptr); }).find("null callback") != std::string::npos);
+}
+
+TEST_CASE("posterior_statistics: active units by the variance of the posterior means, KL per dimension") {
+    ewe::VaeEncoding<float> enc;
+    enc.latent = 2;
+    // Three images: dimension 0's means spread (variance 2/3), dimension 1's all 0.5.
+    enc.mean = {0.0f, 0.5f, 1.0f, 0.5f, 2.0f, 0.5f};
+    enc.log_var = {0.0f, -1.0f, 0.0f, -1.0f, 0.0f, -1.0f};
+    const ewe::PosteriorStatistics s = ewe::posterior_statistics(enc);
+    CHECK(s.active_units == 1);
+    CHECK(s.variance_of_means[0] == doctest::Approx(2.0 / 3.0));
+    CHECK(s.variance_of_means[1] == doctest::Approx(0.0));
+    CHECK(s.kl_per_dimension[0] == doctest::Approx((0.0 + 0.5 + 2.0) / 3.0));  // 0.5 * mean(mu^2) with log_var 0
+    CHECK(s.kl_per_dimension[1] == doctest::Approx(-0.5 * (1 - 1 - 0.25 - std::exp(-1.0))));
+    CHECK(ewe::posterior_statistics(enc, 1.0).active_units == 0);
+}
+
+TEST_CASE("PosteriorMonitor: active units and per-dimension KL in every epoch's metrics; one warning on collapse") {
+    const fs::path dir = temp_dir("monitor");
+    ewe::Context ctx;
+    ewe::SheepVaeConfig config;
+    config.filters = {2, 3};
+    config.units = {6, 4, 3};
+    config.image_size = 6;
+    ewe::SheepVae<float> vae(ctx, config, 4, 1);
+    // z_mean's weights at 0 and a learning rate too small to move them: every posterior
+    // mean stays 0, so no unit is active.
+    for (const ewe::ParameterInfo& info : vae.params().info())
+        if (info.name.rfind("z_mean/", 0) == 0)
+            for (std::int64_t i = 0; i < info.shape.numel(); ++i) vae.params().values()[info.offset + i] = 0.0f;
+    ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{72.0}, 4);
+    ewe::VaeObjective<float> objective(vae, loss);
+    ewe::Sgd<float> optimizer(ctx, vae.params(), 1e-30);
+    ewe::FitOptions options;
+    options.epochs = 3;
+    ewe::Trainer<float> trainer(ctx, objective, optimizer, options);
+    std::ostringstream log;
+    trainer.add(std::make_shared<ewe::KlAnnealing<float>>(ewe::KlAnnealing<float>::linear(1, 0)));  // 0, then 1
+    const ewe::Tensor<float> x = bars(8);
+    auto monitor = std::make_shared<ewe::PosteriorMonitor<float>>(vae, x.view(), &log);
+    trainer.add(monitor);
+    trainer.add(std::make_shared<ewe::CsvLogger<float>>(dir / "metrics.csv"));
+    auto recorder = std::make_shared<Recorder>();
+    trainer.add(recorder);
+    trainer.fit(x.view());
+    CHECK(trainer.metric_names() ==
+          std::vector<std::string>{"loss", "recon", "kl", "kl_weight", "active_units", "kl_dim_0", "kl_dim_1"});
+    REQUIRE(recorder->epochs.size() == 3);
+    CHECK(recorder->epochs[0].mean["active_units"] == 0.0);
+    CHECK(monitor->last().active_units == 0);
+    // Warned once, at the first epoch with a KL weight above 0.
+    CHECK(log.str().find("warning: posterior collapse at epoch 2 (KL weight 1)") == 0);
+    CHECK(log.str().find("posterior collapse", 10) == std::string::npos);
+    const auto rows = ewe::io::read_csv(dir / "metrics.csv");
+    REQUIRE(rows.size() == 4);
+    CHECK(rows[0] == std::vector<std::string>{"epoch", "step", "loss", "recon", "kl", "kl_weight", "active_units",
+                                              "kl_dim_0", "kl_dim_1", "seconds"});
+    fs::remove_all(dir);
 }

@@ -2,11 +2,13 @@
 // 2*28*28*MSE + w*KL with the post's KL annealing, a per-epoch shuffle drawn from
 // Philox(seed, epoch) so that --resume continues a run bit for bit, and the library's
 // callbacks: progress bar, metrics.csv, TensorBoard events, a checkpoint per epoch
-// (interrupted.safetensors on Ctrl-C) and latent-space snapshots.
+// (interrupted.safetensors on Ctrl-C), latent-space snapshots and the
+// posterior-collapse monitor (active units, KL per latent dimension).
 #include "common.hpp"
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <optional>
@@ -21,6 +23,7 @@
 #include <ewe/train/loggers.hpp>
 #include <ewe/train/model_checkpoint.hpp>
 #include <ewe/train/objective.hpp>
+#include <ewe/train/posterior_monitor.hpp>
 #include <ewe/train/progress_bar.hpp>
 #include <ewe/train/trainer.hpp>
 
@@ -43,6 +46,7 @@ struct TrainOptions {
     bool resume = false;
     std::string snapshots = "5,10,15,20";
     std::string reparam = "standard";
+    std::int64_t monitor = 256;
     bool quiet = false;
 };
 
@@ -122,8 +126,10 @@ int run_train(const TrainOptions& o, const Console& io) {
     std::vector<std::int64_t> snapshots;
     if (!o.snapshots.empty())
         for (double e : parse_numbers(o.snapshots, "--snapshots")) snapshots.push_back(std::int64_t(e));
-    trainer.add(std::make_shared<ewe::LatentSnapshots<float>>(vae, data.images.view(), dir,
-                                                                                   snapshots));
+    trainer.add(std::make_shared<ewe::LatentSnapshots<float>>(vae, data.images.view(), dir, snapshots));
+    if (o.monitor > 0)
+        trainer.add(std::make_shared<ewe::PosteriorMonitor<float>>(vae, data.images.view().leading(std::min(o.monitor, n)),
+                                                                   &io.err));
     ewe::ModelCheckpointOptions saving;
     saving.path = checkpoint_path;
     saving.interrupted_path = dir / "interrupted.safetensors";
@@ -182,6 +188,9 @@ Command add_train_command(CLI::App& app, const Console& io) {
         ->capture_default_str();
     c->add_option("--reparam", o.reparam, "standard: z = mu + exp(logvar/2)*eps; post: z = mu + exp(logvar)*eps")
         ->capture_default_str()->check(CLI::IsMember({"standard", "post"}));
+    c->add_option("--monitor", o.monitor, "Posterior-collapse monitor on the first N drawings: active units and KL "
+                  "per latent dimension each epoch, in metrics.csv and TensorBoard (0: off)")
+        ->capture_default_str()->check(CLI::NonNegativeNumber);
     c->add_flag("--quiet", o.quiet, "No progress bar");
     return [options, io] { return run_train(*options, io); };
 }

@@ -59,6 +59,11 @@ public:
     // of each epoch.
     virtual void on_batch_end(Trainer<T>&, const BatchLogs&) {}
     virtual void on_epoch_end(Trainer<T>&, const EpochLogs&) {}
+    // A callback that measures something per epoch names its values here (they follow
+    // the trainer's own in every EpochLogs) and appends them, in that order, when asked:
+    // after each epoch, before any callback's on_epoch_end.
+    virtual std::vector<std::string> epoch_metric_names(Trainer<T>&) { return {}; }
+    virtual void add_epoch_metrics(Trainer<T>&, EpochLogs&) {}
     // SIGINT arrived: `now` is the position after the step that just finished, part way
     // through epoch now.epoch + 1. fit() returns after these calls.
     virtual void on_interrupt(Trainer<T>&, const TrainProgress& /*now*/) {}

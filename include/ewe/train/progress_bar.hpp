@@ -79,7 +79,20 @@ public:
         line_ = std::make_unique<ProgressLine>(out_, redraw_, trainer.steps_per_epoch());
     }
 
+    // Values that callbacks added to the epoch (e.g. active units), on one more line.
+    void on_epoch_end(Trainer<T>&, const EpochLogs& logs) override {
+        std::string line;
+        for (std::size_t i = own_metrics_; i < logs.mean.values.size(); ++i) {
+            char v[96];
+            std::snprintf(v, sizeof v, "%s%s: %.4g", line.empty() ? "" : " - ", logs.mean.values[i].first.c_str(),
+                          logs.mean.values[i].second);
+            line += v;
+        }
+        if (!line.empty()) out_ << "  " << line << "\n" << std::flush;
+    }
+
     void on_batch_end(Trainer<T>&, const BatchLogs& logs) override {
+        own_metrics_ = logs.running.values.size();
         std::string metrics;
         for (const auto& [name, value] : logs.running.values) {
             if (name.size() > 7 && name.compare(name.size() - 7, 7, "_weight") == 0) continue;
@@ -94,6 +107,7 @@ private:
     std::ostream& out_;
     bool redraw_;
     std::unique_ptr<ProgressLine> line_;
+    std::size_t own_metrics_ = 0;  // the trainer's own values (those of every BatchLogs)
 };
 
 }  // namespace ewe

@@ -198,7 +198,8 @@ public:
             if (result.interrupted) break;
             if (stop_requested_ && seen < n) break;  // stopped part way: the epoch is not complete
             progress_.epoch = epoch;
-            const EpochLogs logs{epoch, progress_.iterations, seconds_now() - t0, metrics(term_sums, double(n))};
+            EpochLogs logs{epoch, progress_.iterations, seconds_now() - t0, metrics(term_sums, double(n))};
+            for (auto& c : callbacks_) c->add_epoch_metrics(*this, logs);
             for (auto& c : callbacks_) c->on_epoch_end(*this, logs);
         }
         for (auto& c : callbacks_) c->on_train_end(*this);
@@ -221,8 +222,14 @@ public:
     std::int64_t samples() const { return samples_; }
     // The step (1-based, within its epoch) at which SIGINT stopped the last fit().
     std::int64_t interrupted_step() const { return interrupted_step_; }
-    // Names of the values in every Metrics, in order.
-    std::vector<std::string> metric_names() const { return metrics({}, 1.0).names(); }
+    // Names of the values of every epoch's EpochLogs, in order: the trainer's own (also
+    // those of every BatchLogs), then those its callbacks add.
+    std::vector<std::string> metric_names() {
+        std::vector<std::string> names = metrics({}, 1.0).names();
+        for (auto& c : callbacks_)
+            for (std::string& name : c->epoch_metric_names(*this)) names.push_back(std::move(name));
+        return names;
+    }
 
 private:
     struct NamedMetrics : Metrics {
