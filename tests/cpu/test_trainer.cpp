@@ -73,6 +73,15 @@ std::vector<float> values_of(const ewe::ParameterStore<float>& p) {
     return {host.data(), host.data() + host.numel()};
 }
 
+// The sheep VAE's shape at 6x6 with a few units: seconds to train.
+ewe::SheepVaeConfig tiny_sheep_vae() {
+    ewe::SheepVaeConfig config;
+    config.filters = {2, 3};
+    config.units = {6, 4, 3};
+    config.image_size = 6;
+    return config;
+}
+
 // Records every callback in order, and every epoch's logs.
 struct Recorder final : ewe::Callback<float> {
     std::vector<std::string> events;
@@ -254,11 +263,7 @@ TEST_CASE("KlAnnealing: the post's schedule sets the VAE loss' KL weight each ep
           std::string::npos);
 
     ewe::Context ctx;
-    ewe::SheepVaeConfig config;
-    config.filters = {2, 3};
-    config.units = {6, 4, 3};
-    config.image_size = 6;
-    ewe::SheepVae<float> vae(ctx, config, 4, 1);
+    ewe::SheepVae<float> vae(ctx, tiny_sheep_vae(), 4, 1);
     ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{36.0 * 2}, 4);
     ewe::VaeObjective<float> objective(vae, loss);
     ewe::Rmsprop<float> optimizer(ctx, vae.params(), 1e-3);
@@ -355,11 +360,7 @@ TEST_CASE("posterior_statistics: active units by the variance of the posterior m
 TEST_CASE("PosteriorMonitor: active units and per-dimension KL in every epoch's metrics; one warning on collapse") {
     const fs::path dir = temp_dir("monitor");
     ewe::Context ctx;
-    ewe::SheepVaeConfig config;
-    config.filters = {2, 3};
-    config.units = {6, 4, 3};
-    config.image_size = 6;
-    ewe::SheepVae<float> vae(ctx, config, 4, 1);
+    ewe::SheepVae<float> vae(ctx, tiny_sheep_vae(), 4, 1);
     // z_mean's weights at 0 and a learning rate too small to move them: every posterior
     // mean stays 0, so no unit is active.
     for (const ewe::ParameterInfo& info : vae.params().info())

@@ -50,29 +50,7 @@ TEST_CASE("a user-defined VAE: gradient check of every parameter tensor through 
         Vae<double> vae(ctx, toy_options(variant), batch, 9);
         VaeLoss<double> loss(ctx, VaeLossConfig{2.0 * 144, KlReduction::sum}, batch);
         loss.set_kl_weight(0.7);
-        vae.random().offset = 5;
-        // Off the initial values: zero biases put all-zero ReLU inputs on their kink.
-        for (std::int64_t i = 0; i < vae.params().trainable_count(); ++i)
-            vae.params().values()[i] += 0.05 * std::sin(1.3 * double(i) + 0.2);
-        Tensor<double> x = testing::random_tensor(Shape{batch, 12, 12, 1}, 0, 1);
-        auto total = [&] {
-            vae.forward(ctx, x.view(), Phase::train);
-            loss.forward(ctx, x.view(), vae.reconstruction(batch), vae.mean(batch), vae.log_var(batch));
-            return loss.values().total;
-        };
-        total();
-        loss.backward(ctx, x.view(), vae.reconstruction(batch), vae.mean(batch), vae.log_var(batch),
-                      vae.dx_hat(batch), vae.dmean(batch), vae.dlog_var(batch));
-        vae.backward(ctx, x.view());
-        Tensor<double> grads(vae.params().grads().shape());
-        copy<double>(vae.params().grads(), grads.view());
-        std::vector<std::string> checked;
-        for (const ParameterInfo& p : vae.params().info()) {
-            if (!p.trainable) continue;
-            testing::check_gradient(p.name, vae.params().values().slice(p.offset, p.shape),
-                                    grads.view().slice(p.offset, p.shape), total, 60);
-            checked.push_back(p.name);
-        }
+        const std::vector<std::string> checked = testing::check_vae_gradients(ctx, vae, loss, batch, 5);
         // The encoder's, the two heads', then the decoder's, with Keras' automatic names.
         CHECK(checked == std::vector<std::string>{"conv2d/kernel", "conv2d/bias", "dense/kernel", "dense/bias",
                                                   "z_mean/kernel", "z_mean/bias", "z_log_var/kernel", "z_log_var/bias",

@@ -1,7 +1,8 @@
 // Test support: random tensors and central-difference gradient checks in double
 // precision. A layer is checked through the scalar L = sum(r * forward(x)) for a
 // fixed random r, so dL/dy = r is fed to backward and every input and parameter
-// derivative is compared with (L(v + h) - L(v - h)) / 2h.
+// derivative is compared with (L(v + h) - L(v - h)) / 2h; a whole VAE is checked
+// through its VaeLoss the same way (check_vae_gradients).
 #pragma once
 
 #include <doctest/doctest.h>
@@ -11,6 +12,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <vector>
 
 #include <ewe/ewe.hpp>
 
@@ -121,6 +123,38 @@ inline void check_layer(Layer<double>& layer, const Shape& features, std::int64_
         if (!p.trainable) continue;
         check_gradient(p.name, store.values().slice(p.offset, p.shape), grads.view().slice(p.offset, p.shape), loss);
     }
+}
+
+// The whole VAE and its loss on a random batch of `batch` images: every trainable
+// parameter tensor against finite differences, with the random draws of step `offset`.
+// Parameters are first moved off their initial values (zero biases put ReLUs whose
+// inputs are all zero exactly on their kink, where no derivative exists). Returns the
+// names of the tensors checked, in order.
+inline std::vector<std::string> check_vae_gradients(Context& ctx, Vae<double>& vae, VaeLoss<double>& loss,
+                                                    std::int64_t batch, std::uint64_t offset) {
+    vae.random().offset = offset;
+    for (std::int64_t i = 0; i < vae.params().trainable_count(); ++i)
+        vae.params().values()[i] += 0.05 * std::sin(1.3 * double(i) + 0.2);
+    Tensor<double> x = random_tensor(vae.image_shape().with_batch(batch), 0, 1);
+    auto total = [&] {
+        vae.forward(ctx, x.view(), Phase::train);
+        loss.forward(ctx, x.view(), vae.reconstruction(batch), vae.mean(batch), vae.log_var(batch));
+        return loss.values().total;
+    };
+    total();
+    loss.backward(ctx, x.view(), vae.reconstruction(batch), vae.mean(batch), vae.log_var(batch), vae.dx_hat(batch),
+                  vae.dmean(batch), vae.dlog_var(batch));
+    vae.backward(ctx, x.view());
+    Tensor<double> grads(vae.params().grads().shape());
+    copy<double>(vae.params().grads(), grads.view());
+    std::vector<std::string> checked;
+    for (const ParameterInfo& p : vae.params().info()) {
+        if (!p.trainable) continue;
+        check_gradient(p.name, vae.params().values().slice(p.offset, p.shape), grads.view().slice(p.offset, p.shape),
+                       total, 60);
+        checked.push_back(p.name);
+    }
+    return checked;
 }
 
 }  // namespace ewe::testing
