@@ -25,23 +25,6 @@ Tensor<float> sheep_like_batch(std::int64_t batch) {
     return x;
 }
 
-// FLOPs of one training step: forward convolutions and matrix products, and twice
-// that for their backward passes (input and weight gradients).
-double train_step_flops(SheepVae<float>& vae, std::int64_t batch) {
-    double flops = 0;
-    auto add_layers = [&](Sequential<float>& model) {
-        for (std::size_t i = 0; i < model.size(); ++i) {
-            Layer<float>& l = model[i];
-            if (auto* conv = dynamic_cast<Conv2D<float>*>(&l)) flops += conv->geometry().with_batch(batch).flops();
-            if (auto* convt = dynamic_cast<Conv2DTranspose<float>*>(&l)) flops += convt->geometry().with_batch(batch).flops();
-            if (dynamic_cast<Dense<float>*>(&l)) flops += 2.0 * double(batch) * double(l.param_count());
-        }
-    };
-    add_layers(vae.encoder());
-    add_layers(vae.decoder());
-    return 3.0 * flops;
-}
-
 // Another process's load on one core, as on a laptop, a shared server or a CI runner:
 // a thread that spins until the benchmark ends (at most kMaxSeconds, so a crashed or
 // hung benchmark cannot leave it running), started by the benchmark itself.
@@ -84,7 +67,7 @@ void train_step_benchmark(benchmark::State& state, bool busy_core) {
     if (busy_core) busy.emplace();
     for (auto _ : state) train_step(ctx, vae, loss, optimizer, x.view());
     state.SetItemsProcessed(state.iterations() * batch);
-    state.counters["FLOP/s"] = benchmark::Counter(train_step_flops(vae, batch) * double(state.iterations()),
+    state.counters["FLOP/s"] = benchmark::Counter(training_step_flops(vae, batch) * double(state.iterations()),
                                                   benchmark::Counter::kIsRate);
 }
 

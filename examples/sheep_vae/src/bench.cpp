@@ -24,35 +24,12 @@ struct BenchOptions {
     bool json = false;
 };
 
-// Multiply-adds of one forward pass of `vae` per sample, from its layers' shapes:
-// dense I*O, convolution H*W*K*K*Cin*Cout at its output (input for transposed).
-double forward_macs_per_sample(const ewe::SheepVaeConfig& c) {
-    double macs = 0;
-    const double s = double(c.image_size), k2 = double(c.kernel * c.kernel);
-    double cin = double(c.channels);
-    for (std::int64_t f : c.filters) macs += s * s * k2 * cin * double(f), cin = double(f);
-    double in = s * s * cin;
-    for (std::int64_t u : c.units) macs += in * double(u), in = double(u);
-    macs += 2 * in * double(c.latent);
-    in = double(c.latent);
-    for (std::size_t i = c.units.size(); i-- > 0;) macs += in * double(c.units[i]), in = double(c.units[i]);
-    macs += in * s * s * double(c.filters.back());
-    cin = double(c.filters.back());
-    for (std::size_t i = c.filters.size(); i-- > 0;) {
-        macs += s * s * k2 * cin * double(c.filters[i]);  // stride 2 too: counted at its s x s input
-        cin = double(c.filters[i]);
-    }
-    macs += s * s * k2 * cin * double(c.channels);
-    return macs;
-}
-
 int run_bench(const BenchOptions& o, const Console& io) {
     const ewe::Device device = parse_device(o.device);
     ewe::ContextOptions context_options;
     context_options.threads = o.threads;
     ewe::Context ctx(device, context_options);
-    const ewe::SheepVaeConfig config;
-    ewe::SheepVae<float> vae(ctx, config, o.batch, o.seed);
+    ewe::SheepVae<float> vae(ctx, ewe::SheepVaeConfig{}, o.batch, o.seed);
     ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{}, o.batch);
     ewe::Rmsprop<float> optimizer(ctx, vae.params(), 1e-3);
     const auto bytes = procedural_sheep(o.batch, o.seed);
@@ -74,8 +51,7 @@ int run_bench(const BenchOptions& o, const Console& io) {
     const std::size_t m = sorted.size();
     const double median = m % 2 ? sorted[m / 2] : 0.5 * (sorted[m / 2 - 1] + sorted[m / 2]);
     const double samples_per_s = double(o.batch) / (median / 1e3);
-    // Training costs about three forward passes (forward, input and weight gradients).
-    const double gflop_per_s = 3 * 2 * forward_macs_per_sample(config) * samples_per_s / 1e9;
+    const double gflop_per_s = ewe::training_step_flops(vae, o.batch) / (median / 1e3) / 1e9;
     if (o.json) {
         JsonLine j;
         j.add("benchmark", "sheep_vae_train_step")

@@ -12,6 +12,7 @@
 
 #include "ewe/loss/vae_loss.hpp"
 #include "ewe/nn/dense.hpp"
+#include "ewe/nn/flops.hpp"
 #include "ewe/nn/reparameterization.hpp"
 #include "ewe/nn/sequential.hpp"
 #include "ewe/nn/summary.hpp"
@@ -160,6 +161,14 @@ void vae_gradients(Context& ctx, Vae<T>& vae, VaeLoss<T>& loss, std::type_identi
     loss.backward(ctx, x, vae.reconstruction(n), vae.mean(n), vae.log_var(n), vae.dx_hat(n), vae.dmean(n),
                   vae.dlog_var(n));
     vae.backward(ctx, x);
+}
+
+// FLOPs of one training step on `batch` images (ewe/nn/flops.hpp: three forward passes
+// of the encoder, the two heads and the decoder).
+template <class T>
+double training_step_flops(Vae<T>& vae, std::int64_t batch) {
+    return 3.0 * (forward_flops<T>(vae.encoder(), batch) + forward_flops<T>(vae.z_mean(), batch) +
+                  forward_flops<T>(vae.z_log_var(), batch) + forward_flops<T>(vae.decoder(), batch));
 }
 
 // One training step on the batch x: vae_gradients at the optimizer's step count (so a
