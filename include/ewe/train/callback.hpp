@@ -28,6 +28,11 @@ struct TrainProgress {
 struct Metrics {
     std::vector<std::pair<std::string, double>> values;
 
+    std::vector<std::string> names() const {
+        std::vector<std::string> out;
+        for (const auto& [key, v] : values) out.push_back(key);
+        return out;
+    }
     double operator[](const std::string& name) const {
         for (const auto& [key, v] : values)
             if (key == name) return v;

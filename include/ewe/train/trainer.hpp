@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <utility>
 #include <vector>
@@ -57,7 +58,7 @@ struct FitResult {
 // stream 0x53485546, offset epoch).
 inline std::vector<std::int64_t> epoch_order(std::uint64_t seed, std::int64_t epoch, std::int64_t n) {
     std::vector<std::int64_t> order(static_cast<std::size_t>(n));
-    for (std::int64_t i = 0; i < n; ++i) order[std::size_t(i)] = i;
+    std::iota(order.begin(), order.end(), std::int64_t(0));
     const PhiloxKey key{seed, 0x53485546u, std::uint64_t(epoch)};
     for (std::int64_t i = n - 1; i > 0; --i) {
         const std::uint64_t bits = std::uint64_t(philox_bits(key, std::uint64_t(2 * i))) << 32 |
@@ -155,13 +156,14 @@ public:
             objective_.compute_gradients(ctx_, batch, std::uint64_t(optimizer_.iterations()));
             optimizer_.step(ctx_);
         };
+        std::vector<std::int64_t> order(static_cast<std::size_t>(n));  // data order unless shuffled
+        std::iota(order.begin(), order.end(), std::int64_t(0));
         const detail::SigintGuard sigint(options_.handle_sigint);
         for (auto& c : callbacks_) c->on_train_begin(*this);
         FitResult result;
         for (std::int64_t epoch = start.epoch + 1; epoch <= options_.epochs && !stop_requested_; ++epoch) {
             for (auto& c : callbacks_) c->on_epoch_begin(*this, epoch);
-            const std::vector<std::int64_t> order = options_.shuffle ? epoch_order(options_.shuffle_seed, epoch, n)
-                                                                     : epoch_order_identity(n);
+            if (options_.shuffle) order = epoch_order(options_.shuffle_seed, epoch, n);
             const double t0 = seconds_now();
             std::vector<double> term_sums(terms.size(), 0.0);
             std::int64_t seen = 0;
@@ -232,20 +234,6 @@ public:
     }
 
 private:
-    struct NamedMetrics : Metrics {
-        std::vector<std::string> names() const {
-            std::vector<std::string> out;
-            for (const auto& [key, v] : values) out.push_back(key);
-            return out;
-        }
-    };
-
-    static std::vector<std::int64_t> epoch_order_identity(std::int64_t n) {
-        std::vector<std::int64_t> order(static_cast<std::size_t>(n));
-        for (std::int64_t i = 0; i < n; ++i) order[std::size_t(i)] = i;
-        return order;
-    }
-
     static double seconds_now() {
         using namespace std::chrono;
         return duration<double>(steady_clock::now().time_since_epoch()).count();
@@ -253,9 +241,9 @@ private:
 
     // Means per sample of `term_sums` over `count` samples: "loss", each term, then
     // "<term>_weight" for every term after the first.
-    NamedMetrics metrics(const std::vector<double>& term_sums, double count) const {
+    Metrics metrics(const std::vector<double>& term_sums, double count) const {
         const std::vector<std::string> terms = objective_.term_names();
-        NamedMetrics m;
+        Metrics m;
         double loss = 0;
         std::vector<std::pair<std::string, double>> parts;
         for (std::size_t k = 0; k < terms.size(); ++k) {
@@ -285,7 +273,8 @@ private:
             }
             if (!std::isfinite(loss)) {
                 const std::int64_t step = first_step + std::int64_t(s), last = first_step + std::int64_t(rows.size()) - 1;
-                fail("fit: the loss became ", std::isnan(loss) ? "NaN" : loss > 0 ? "+inf" : "-inf", " at epoch ", epoch, ", step ", step, "; first non-finite",
+                fail("fit: the loss became ", std::isnan(loss) ? "NaN" : loss > 0 ? "+inf" : "-inf", " at epoch ", epoch,
+                     ", step ", step, "; first non-finite",
                      step == last ? "" : " (in the forward of step " + std::to_string(last) + ", when it was read)",
                      ": ", objective_.first_nonfinite(rows.back()));
             }
