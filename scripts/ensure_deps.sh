@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ewe builds with when they are missing (as root), or
-# stops with the exact apt-get line to run. Sourced by scripts/test.sh and
-# scripts/example.sh; safe to run on its own.
+# stops with the exact apt-get line to run; the optional MPI packages are installed as
+# root only. Sourced by scripts/test.sh and scripts/example.sh; safe to run on its own.
 set -euo pipefail
 
 packages=(cmake g++ make libeigen3-dev doctest-dev libbenchmark-dev libcli11-dev)
+# Optional: Open MPI, for data-parallel training (ewe::mpi, sheep_vae train --distributed)
+# and its 2-rank test; installed when running as root, else that test is skipped.
+optional=(libopenmpi-dev openmpi-bin)
 missing=()
+[[ $(id -u) -eq 0 ]] && packages+=("${optional[@]}")
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done

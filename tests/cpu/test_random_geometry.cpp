@@ -83,6 +83,40 @@ TEST_CASE("dropout layer: inverted scaling in training, identity in evaluation, 
     CHECK(!std::equal(y.data(), y.data() + y.numel(), y2.data()));
 }
 
+TEST_CASE("dropout and sampling noise follow the global row (RandomState::first_sample), however a batch is split") {
+    // Rows 3..6 of a batch of 7, trained as their own batch by a data-parallel rank,
+    // draw exactly the noise those rows draw in the whole batch; rows of 3 and 5
+    // elements put the shard's first element off the Philox blocks' 4-element grid.
+    Context ctx;
+    const std::int64_t rows = 7, first = 3, width = 5, latent = 3;
+    auto draws = [&](std::int64_t from, std::int64_t count) {
+        ParameterStore<double> store;
+        RandomState random{11, 4, std::uint64_t(from)};
+        BuildContext<double> b{ctx, store, random, rows};
+        Dropout<double> dropout(0.5);
+        dropout.build(Shape{width}, b);
+        Reparameterization<double> sampler;
+        sampler.build(latent, b);
+        store.allocate(Device::cpu, 1);
+        Tensor<double> x(Shape{count, width}), y(Shape{count, width}), mean(Shape{count, latent}),
+            log_var(Shape{count, latent}), z(Shape{count, latent});
+        std::fill(x.data(), x.data() + x.numel(), 1.0);
+        std::fill(mean.data(), mean.data() + mean.numel(), 0.0);
+        std::fill(log_var.data(), log_var.data() + log_var.numel(), 0.0);
+        dropout.forward(ctx, x.view(), y.view(), Phase::train);
+        sampler.forward(ctx, mean.view(), log_var.view(), z.view(), Phase::train);
+        return std::make_pair(std::vector<double>(y.data(), y.data() + y.numel()),
+                              std::vector<double>(z.data(), z.data() + z.numel()));
+    };
+    const auto [whole_mask, whole_eps] = draws(0, rows);
+    const auto [shard_mask, shard_eps] = draws(first, rows - first);
+    CHECK(std::equal(shard_mask.begin(), shard_mask.end(), whole_mask.begin() + first * width));
+    CHECK(std::equal(shard_eps.begin(), shard_eps.end(), whole_eps.begin() + first * latent));
+    const auto [local_mask, local_eps] = draws(0, rows - first);  // the shard drawn as rows 0..3: other noise
+    CHECK(!std::equal(local_mask.begin(), local_mask.end(), whole_mask.begin() + first * width));
+    CHECK(!std::equal(local_eps.begin(), local_eps.end(), whole_eps.begin() + first * latent));
+}
+
 TEST_CASE("TensorFlow `same` padding: extra pixel after, output ceil(in / stride)") {
     const ConvAxis a = ConvAxis::forward(28, 4, 1, Padding::same);
     CHECK(a.out == 28);

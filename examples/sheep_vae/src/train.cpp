@@ -3,7 +3,9 @@
 // Philox(seed, epoch) so that --resume continues a run bit for bit, and the library's
 // callbacks: progress bar, metrics.csv, TensorBoard events, a checkpoint per epoch
 // (interrupted.safetensors on Ctrl-C), latent-space snapshots and the
-// posterior-collapse monitor (active units, KL per latent dimension).
+// posterior-collapse monitor (active units, KL per latent dimension). With --distributed,
+// under `mpirun -np N`, the N ranks train data-parallel (ewe/dist/mpi.hpp; --batch is
+// the global batch) and rank 0 alone writes the outputs; a build without MPI refuses it.
 #include "common.hpp"
 
 #include <CLI/CLI.hpp>
@@ -12,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -26,6 +29,9 @@
 #include <ewe/train/posterior_monitor.hpp>
 #include <ewe/train/progress_bar.hpp>
 #include <ewe/train/trainer.hpp>
+#if EWE_WITH_MPI
+#include <ewe/dist/mpi.hpp>
+#endif
 
 namespace sheep {
 
@@ -48,6 +54,8 @@ struct TrainOptions {
     std::string reparam = "standard";
     std::int64_t monitor = 256;
     bool quiet = false;
+    bool distributed = false;
+    double distributed_timeout = 600;
 };
 
 void write_loss_plot(const fs::path& dir) {
@@ -69,8 +77,37 @@ void write_loss_plot(const fs::path& dir) {
     klp.write(dir / "kl.svg");
 }
 
-int run_train(const TrainOptions& o, const Console& io) {
+// MPI for --distributed: the session and the communicator over all ranks.
+struct Distributed {
+#if EWE_WITH_MPI
+    explicit Distributed(double timeout) : communicator(ewe::MpiOptions{timeout}) {}
+    ewe::MpiSession session;
+    ewe::MpiCommunicator communicator;
+#else
+    explicit Distributed(double) {
+        fail("--distributed: this sheep_vae was built without MPI (install libopenmpi-dev and openmpi-bin, then "
+             "configure ewe again: EWE_WITH_MPI turns on when an MPI is found)");
+    }
+#endif
+};
+
+int run_train(const TrainOptions& o, const Console& io_all) {
     const ewe::Device device = parse_device(o.device);
+    std::optional<Distributed> distributed;
+    ewe::Communicator* communicator = nullptr;
+    if (o.distributed) {
+        if (device != ewe::Device::cpu)
+            fail("--distributed: sheep_vae trains data-parallel on the CPU (MPI); across GPUs, a program uses "
+                 "ewe::NcclCommunicator (ewe/dist/nccl.cuh)");
+        distributed.emplace(o.distributed_timeout);
+#if EWE_WITH_MPI
+        communicator = &distributed->communicator;
+#endif
+    }
+    const int rank = communicator ? communicator->rank() : 0, ranks = communicator ? communicator->size() : 1;
+    // Ranks other than 0 stay silent: rank 0 reports for all.
+    std::ostringstream silent;
+    const Console io = rank == 0 ? io_all : Console{silent, silent, false};
     const fs::path dir = o.out;
     const fs::path checkpoint_path = dir / "checkpoint.safetensors";
     Bitmaps data = o.data.empty() ? default_bitmaps(o.limit, o.seed) : load_bitmaps(o.data, o.limit);
@@ -101,8 +138,10 @@ int run_train(const TrainOptions& o, const Console& io) {
     ewe::ContextOptions context_options;
     context_options.threads = o.threads;
     ewe::Context ctx(device, context_options);
-    ewe::SheepVae<float> vae(ctx, config, run.batch, run.seed);
-    ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{}, run.batch);
+    // Each rank's model holds its share of the global batch (run.batch).
+    const std::int64_t rank_batch = (run.batch + ranks - 1) / ranks;
+    ewe::SheepVae<float> vae(ctx, config, rank_batch, run.seed);
+    ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{}, rank_batch);
     ewe::Rmsprop<float> optimizer(ctx, vae.params(), run.lr);
     const ewe::TrainProgress start = resume_from ? resume_from->progress : ewe::TrainProgress{};
     if (resume_from) {
@@ -116,6 +155,7 @@ int run_train(const TrainOptions& o, const Console& io) {
     fit.epochs = o.epochs;
     fit.batch_size = run.batch;
     fit.shuffle_seed = run.seed;
+    fit.communicator = communicator;
     ewe::Trainer<float> trainer(ctx, objective, optimizer, fit);
     trainer.add(std::make_shared<ewe::KlAnnealing<float>>(ewe::KlAnnealing<float>::linear(run.kl_start, run.kl_steep),
                                                           &io.err));
@@ -137,8 +177,9 @@ int run_train(const TrainOptions& o, const Console& io) {
         saving, [&](const ewe::TrainProgress&) { return run_metadata(config, run); }));
 
     if (!o.quiet)
-        print(io.err, "Training on %lld drawings (%s), batch %lld, epochs %lld..%lld, %s, seed %llu, %lld parameters\n",
-              (long long)n, data.source.c_str(), (long long)run.batch, (long long)start.epoch + 1,
+        print(io.err, "Training on %lld drawings (%s), batch %lld%s, epochs %lld..%lld, %s, seed %llu, %lld parameters\n",
+              (long long)n, data.source.c_str(), (long long)run.batch,
+              ranks > 1 ? (" over " + std::to_string(ranks) + " ranks").c_str() : "", (long long)start.epoch + 1,
               (long long)o.epochs, ewe::to_string(device), (unsigned long long)run.seed,
               (long long)vae.params().total_count());
     ewe::FitResult result;
@@ -159,7 +200,7 @@ int run_train(const TrainOptions& o, const Console& io) {
               (long long)result.progress.epoch);
         return 130;
     }
-    write_loss_plot(dir);
+    if (rank == 0) write_loss_plot(dir);
     if (!o.quiet) print(io.err, "Wrote %s (checkpoint, metrics.csv, logs/, loss.svg)\n", dir.string().c_str());
     return 0;
 }
@@ -192,6 +233,11 @@ Command add_train_command(CLI::App& app, const Console& io) {
                   "per latent dimension each epoch, in metrics.csv and TensorBoard (0: off)")
         ->capture_default_str()->check(CLI::NonNegativeNumber);
     c->add_flag("--quiet", o.quiet, "No progress bar");
+    c->add_flag("--distributed", o.distributed, "Data-parallel over MPI, one rank per process: mpirun -np N sheep_vae "
+                "train --distributed ... (--batch is the global batch; rank 0 writes the outputs; CPU only)");
+    c->add_option("--distributed-timeout", o.distributed_timeout, "Seconds a rank waits for the others in a "
+                  "collective before it fails (a rank died or hangs)")
+        ->capture_default_str()->check(CLI::PositiveNumber);
     return [options, io] { return run_train(*options, io); };
 }
 

@@ -5,6 +5,9 @@
 // Convention used across ewe: element i of a draw takes counter
 // {i / 4, stream, offset_lo, offset_hi} under key {seed_lo, seed_hi} and uses word
 // i % 4 (normals use two words: counter {i / 2, ...}, words 2*(i%2) and 2*(i%2)+1).
+// Dropout and reparameterization draw element i of their tensor at index
+// key.first_element + i, so a data-parallel rank holding rows [r, r + m) of a step's
+// global batch sees the noise that one process training the whole batch sees.
 #pragma once
 
 #include <cmath>
@@ -22,6 +25,9 @@ struct PhiloxKey {
     std::uint64_t seed = 0;
     std::uint32_t stream = 0;   // one per consumer (a dropout layer, the sampler, ...)
     std::uint64_t offset = 0;   // advances once per training step
+    // Index in the step's whole draw of this tensor's element 0: 0 in one process; on a
+    // data-parallel rank, (global index of the batch's row 0) * (elements per row).
+    std::uint64_t first_element = 0;
 };
 
 struct Philox4x32 {

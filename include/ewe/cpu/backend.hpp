@@ -296,13 +296,14 @@ public:
     void reparameterize_forward(Context&, double log_var_scale, const PhiloxKey& key, View<const T> mean,
                                 View<const T> log_var, View<T> z) override {
         for (std::int64_t i = 0; i < mean.numel(); ++i)
-            z[i] = T(mean[i] + std::exp(log_var_scale * log_var[i]) * double(philox_normal(key, std::uint64_t(i))));
+            z[i] = T(mean[i] + std::exp(log_var_scale * log_var[i]) *
+                     double(philox_normal(key, key.first_element + std::uint64_t(i))));
     }
 
     void reparameterize_backward(Context&, double log_var_scale, const PhiloxKey& key, View<const T> log_var,
                                  View<const T> dz, View<T> dmean, View<T> dlog_var) override {
         for (std::int64_t i = 0; i < log_var.numel(); ++i) {
-            const double eps = philox_normal(key, std::uint64_t(i));
+            const double eps = philox_normal(key, key.first_element + std::uint64_t(i));
             dmean[i] += dz[i];
             dlog_var[i] += T(dz[i] * log_var_scale * std::exp(log_var_scale * log_var[i]) * eps);
         }
@@ -464,7 +465,7 @@ private:
         const T scale = T(1.0 / (1.0 - rate));
 #pragma omp parallel for schedule(static) if (count > kParallelGrain)
         for (std::int64_t i = 0; i < count; ++i)
-            out[i] = philox_keep(key, std::uint64_t(i), threshold) ? in[i] * scale : T(0);
+            out[i] = philox_keep(key, key.first_element + std::uint64_t(i), threshold) ? in[i] * scale : T(0);
     }
 };
 

@@ -211,9 +211,10 @@ public:
                              "reparameterize_forward");
         const auto seed = r.scalar<std::uint64_t>(key.seed);
         const auto offset = r.scalar<std::uint64_t>(key.offset);
+        const auto first_element = r.scalar<std::uint64_t>(key.first_element);
         if (!r.launching()) return;
         kernels::reparameterize_forward(r.stream(), log_var_scale, mean.data(), log_var.data(), z.data(), mean.numel(),
-                                        seed, key.stream, offset);
+                                        seed, key.stream, offset, first_element);
     }
 
     void reparameterize_backward(Context& ctx, double log_var_scale, const PhiloxKey& key, View<const T> log_var,
@@ -224,9 +225,11 @@ public:
                              "reparameterize_backward");
         const auto seed = r.scalar<std::uint64_t>(key.seed);
         const auto offset = r.scalar<std::uint64_t>(key.offset);
+        const auto first_element = r.scalar<std::uint64_t>(key.first_element);
         if (!r.launching()) return;
         kernels::reparameterize_backward(r.stream(), log_var_scale, log_var.data(), dz.data(), dmean.data(),
-                                         dlog_var.data(), log_var.numel(), seed, key.stream, offset);
+                                         dlog_var.data(), log_var.numel(), seed, key.stream, offset,
+                                         first_element);
     }
 
     // ------------------------------------------------------------ losses
@@ -376,9 +379,10 @@ private:
         Resources& r = begin(ctx, Fingerprint(op).add(rate).add(key.stream).add(in).add(out), op);
         const auto seed = r.scalar<std::uint64_t>(key.seed);
         const auto offset = r.scalar<std::uint64_t>(key.offset);
+        const auto first_element = r.scalar<std::uint64_t>(key.first_element);
         if (!r.launching()) return;
         kernels::dropout(r.stream(), in.data(), out.data(), in.numel(), dropout_threshold(rate), T(1.0 / (1.0 - rate)),
-                         seed, key.stream, offset);
+                         seed, key.stream, offset, first_element);
     }
 };
 

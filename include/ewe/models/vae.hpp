@@ -149,13 +149,16 @@ private:
 };
 
 // The gradients of `loss` on the batch x: forward in Phase::train with the random
-// draws of optimizer step `step` (Philox offset), loss, backward; the parameter
-// gradients are overwritten. Loss values stay on the device until loss.values().
+// draws of optimizer step `step` (Philox offset) for samples first_sample, first_sample
+// + 1, ... of the step's global batch (RandomState::first_sample; 0 in one process),
+// loss, backward; the parameter gradients are overwritten. Loss values stay on the
+// device until loss.values().
 template <class T>
 void vae_gradients(Context& ctx, Vae<T>& vae, VaeLoss<T>& loss, std::type_identity_t<TensorView<const T>> x,
-                   std::uint64_t step) {
+                   std::uint64_t step, std::uint64_t first_sample = 0) {
     const std::int64_t n = x.dim(0);
     vae.random().offset = step;
+    vae.random().first_sample = first_sample;
     vae.forward(ctx, x, Phase::train);
     loss.forward(ctx, x, vae.reconstruction(n), vae.mean(n), vae.log_var(n));
     loss.backward(ctx, x, vae.reconstruction(n), vae.mean(n), vae.log_var(n), vae.dx_hat(n), vae.dmean(n),

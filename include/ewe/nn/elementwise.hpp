@@ -28,12 +28,12 @@ protected:
 
     void forward_impl(Context& ctx, TensorView<const T> x, TensorView<T> y, Phase phase) override {
         if (phase == Phase::eval) ops::copy<T>(ctx, x, y);
-        else ops::dropout_forward<T>(ctx, rate_, random_->key(stream_), x, y);
+        else ops::dropout_forward<T>(ctx, rate_, random_->key(stream_, this->input_shape().numel()), x, y);
     }
 
     void backward_impl(Context& ctx, TensorView<const T>, TensorView<const T>, TensorView<const T> dy,
                        TensorView<T> dx) override {
-        if (!dx.empty()) ops::dropout_backward<T>(ctx, rate_, random_->key(stream_), dy, dx);
+        if (!dx.empty()) ops::dropout_backward<T>(ctx, rate_, random_->key(stream_, this->input_shape().numel()), dy, dx);
     }
 
 private:

@@ -22,11 +22,18 @@ namespace ewe {
 
 // Seed and per-step offset of every random draw a model makes (dropout masks,
 // reparameterization noise). The model advances `offset` once per training step;
-// each consumer owns one Philox stream.
+// each consumer owns one Philox stream. `first_sample` is the index, in the step's
+// global batch, of the batch's row 0: 0 in one process, the first row of its shard on
+// a data-parallel rank, so that every sample draws the same noise however the global
+// batch is split.
 struct RandomState {
     std::uint64_t seed = 0;
     std::uint64_t offset = 0;
-    PhiloxKey key(std::uint32_t stream) const { return PhiloxKey{seed, stream, offset}; }
+    std::uint64_t first_sample = 0;
+    // The key of a consumer whose tensors hold `per_sample` elements per batch row.
+    PhiloxKey key(std::uint32_t stream, std::int64_t per_sample) const {
+        return PhiloxKey{seed, stream, offset, first_sample * std::uint64_t(per_sample)};
+    }
 };
 
 // What a layer needs while it is built.

@@ -12,8 +12,8 @@ namespace ewe {
 
 // Built once for a latent size and a max batch, like a Layer, then run on buffers its
 // caller owns: forward(mean, log_var) -> z and backward(log_var, dz) -> dmean,
-// dlog_var (accumulated). eps is drawn from the Philox key (seed, kStream, offset) of the model's
-// RandomState and redrawn in backward, which follows a forward that sampled with the
+// dlog_var (accumulated). eps is drawn from the Philox key (seed, kStream, offset,
+// first_sample * latent) of the model's RandomState and redrawn in backward, which follows a forward that sampled with the
 // same offset. All tensors are (batch, latent).
 template <class T>
 class Reparameterization {
@@ -51,7 +51,7 @@ public:
         check("forward", "log_var", log_var.shape(), mean.shape());
         check("forward", "z", z.shape(), mean.shape());
         if (phase == Phase::train || sample)
-            ops::reparameterize_forward<T>(ctx, variant_, random_->key(kStream), mean, log_var, z);
+            ops::reparameterize_forward<T>(ctx, variant_, random_->key(kStream, latent_), mean, log_var, z);
         else
             ops::copy<T>(ctx, mean, z);
     }
@@ -65,7 +65,7 @@ public:
         check("backward", "dz", dz.shape(), log_var.shape());
         check("backward", "dmean", dmean.shape(), log_var.shape());
         check("backward", "dlog_var", dlog_var.shape(), log_var.shape());
-        ops::reparameterize_backward<T>(ctx, variant_, random_->key(kStream), log_var, dz, dmean, dlog_var);
+        ops::reparameterize_backward<T>(ctx, variant_, random_->key(kStream, latent_), log_var, dz, dmean, dlog_var);
     }
 
     SummaryRow summary_row() const { return SummaryRow{name_, kind(), Shape{latent_}, 0, 0}; }

@@ -73,6 +73,12 @@ public:
     // through epoch now.epoch + 1. fit() returns after these calls.
     virtual void on_interrupt(Trainer<T>&, const TrainProgress& /*now*/) {}
     virtual void on_train_end(Trainer<T>&) {}
+
+    // In data-parallel training (FitOptions::communicator), true: only rank 0 runs this
+    // callback (it writes files or to the terminal, or measures for them); false: every
+    // rank does (it changes the training, as KL annealing does). Every rank sees the same
+    // logs. A root-only callback must not stop_training().
+    virtual bool root_only() const { return false; }
 };
 
 }  // namespace ewe

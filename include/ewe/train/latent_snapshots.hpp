@@ -21,6 +21,7 @@ namespace ewe {
 template <class T>
 class LatentSnapshots final : public Callback<T> {
 public:
+    bool root_only() const override { return true; }  // writes files
     // `images` (host, n, h, w, c) must outlive training.
     LatentSnapshots(Vae<T>& vae, TensorView<const T> images, std::filesystem::path dir, std::vector<std::int64_t> epochs)
         : vae_(vae), images_(images), dir_(std::move(dir)), epochs_(std::move(epochs)) {}

@@ -27,6 +27,7 @@ inline double wall_clock_seconds() {
 template <class T>
 class CsvLogger final : public Callback<T> {
 public:
+    bool root_only() const override { return true; }  // writes a file
     explicit CsvLogger(std::filesystem::path path) : path_(std::move(path)) {}
 
     void on_train_begin(Trainer<T>& trainer) override {
@@ -61,6 +62,7 @@ private:
 template <class T>
 class TensorBoardLogger final : public Callback<T> {
 public:
+    bool root_only() const override { return true; }  // writes files
     // `tags` renames metrics in the tag ("recon" -> "reconstruction"); others keep their name.
     explicit TensorBoardLogger(std::filesystem::path dir, std::map<std::string, std::string> tags = {})
         : dir_(std::move(dir)), tags_(std::move(tags)) {}

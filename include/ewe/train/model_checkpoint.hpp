@@ -44,6 +44,7 @@ CheckpointMetadata training_metadata(const Optimizer<T>& optimizer, const TrainP
 template <class T>
 class ModelCheckpoint final : public Callback<T> {
 public:
+    bool root_only() const override { return true; }  // writes files
     using MetadataFn = std::function<CheckpointMetadata(const TrainProgress&)>;
 
     ModelCheckpoint(ModelCheckpointOptions options, MetadataFn metadata)

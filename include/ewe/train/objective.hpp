@@ -30,9 +30,12 @@ public:
     virtual std::int64_t max_batch() const = 0;
     virtual Shape input_shape() const = 0;  // one sample, no batch dimension
 
-    // Forward in Phase::train with the random draws of optimizer step `step`, the loss,
-    // and backward: overwrites the parameter gradients.
-    virtual void compute_gradients(Context& ctx, TensorView<const T> x, std::uint64_t step) = 0;
+    // Forward in Phase::train with the random draws of optimizer step `step` for the
+    // samples first_sample, first_sample + 1, ... of the step's global batch (0 in one
+    // process; a data-parallel rank's shard starts further on: RandomState::first_sample),
+    // the loss, and backward: overwrites the parameter gradients of the batch-mean loss.
+    virtual void compute_gradients(Context& ctx, TensorView<const T> x, std::uint64_t step,
+                                   std::uint64_t first_sample) = 0;
 
     // The loss terms: names, per-sample values of the last compute_gradients (first n
     // rows), and the weight of each in the total.
@@ -77,8 +80,9 @@ public:
     std::int64_t max_batch() const override { return vae_.max_batch(); }
     Shape input_shape() const override { return vae_.image_shape(); }
 
-    void compute_gradients(Context& ctx, TensorView<const T> x, std::uint64_t step) override {
-        vae_gradients(ctx, vae_, loss_, x, step);
+    void compute_gradients(Context& ctx, TensorView<const T> x, std::uint64_t step,
+                           std::uint64_t first_sample) override {
+        vae_gradients(ctx, vae_, loss_, x, step, first_sample);
     }
 
     std::vector<std::string> term_names() const override { return {"recon", "kl"}; }
@@ -127,9 +131,11 @@ public:
     std::int64_t max_batch() const override { return model_.max_batch(); }
     Shape input_shape() const override { return model_.input_shape(); }
 
-    void compute_gradients(Context& ctx, TensorView<const T> x, std::uint64_t step) override {
+    void compute_gradients(Context& ctx, TensorView<const T> x, std::uint64_t step,
+                           std::uint64_t first_sample) override {
         const std::int64_t n = x.dim(0);
         random_.offset = step;
+        random_.first_sample = first_sample;
         const TensorView<T> x_hat = x_hat_.view().leading(n), dx_hat = dx_hat_.view().leading(n);
         model_.forward(ctx, x, x_hat, Phase::train);
         ops::mse_forward<T>(ctx, recon_scale_, x_hat, x, recon_.view().leading(n));

@@ -53,6 +53,7 @@ PosteriorStatistics posterior_statistics(const VaeEncoding<T>& enc, double thres
 template <class T>
 class PosteriorMonitor final : public Callback<T> {
 public:
+    bool root_only() const override { return true; }  // measures for the loggers, warns on the terminal
     // `images` (host, n, input...) must outlive training; `warn` gets the collapse warning.
     PosteriorMonitor(Vae<T>& vae, TensorView<const T> images, std::ostream* warn = nullptr, double threshold = 0.01)
         : vae_(vae), images_(images), warn_(warn), threshold_(threshold) {

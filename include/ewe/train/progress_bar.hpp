@@ -72,6 +72,7 @@ private:
 template <class T>
 class ProgressBar final : public Callback<T> {
 public:
+    bool root_only() const override { return true; }  // writes to the terminal
     ProgressBar(std::ostream& out, bool redraw) : out_(out), redraw_(redraw) {}
 
     void on_epoch_begin(Trainer<T>& trainer, std::int64_t epoch) override {

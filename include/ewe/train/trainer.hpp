@@ -9,6 +9,21 @@
 // with an error naming the epoch, the step and the first layer output holding a NaN or
 // Inf. SIGINT finishes the current step, calls every callback's on_interrupt and
 // returns (FitResult::interrupted).
+//
+// Data-parallel training (FitOptions::communicator, ewe/dist/communicator.hpp): every
+// rank runs fit() on the whole data set with the same options. batch_size is the global
+// batch: each step's rows, in the shared epoch order, are split into contiguous shards,
+// rank r taking rows [r*m/R, (r+1)*m/R) of a step of m rows, and draws the dropout and
+// sampling noise of those global rows (RandomState::first_sample), so R ranks see the
+// noise one process sees. The parameters and optimizer state are broadcast from rank 0
+// when fit() starts; each step all-reduces the flat gradient buffer once, each shard
+// weighted by its share of the batch, before the optimizer step, so the ranks stay
+// identical. Batch-norm layers normalize with their own shard's statistics (as Keras'
+// and PyTorch's data parallelism do by default); their moving statistics are rank 0's,
+// broadcast at each epoch end. The per-sample losses are summed over ranks at each read,
+// so every rank's logs are those of one process. Callbacks whose root_only() is true
+// (files, the terminal) run on rank 0 only. SIGINT is honoured at the next loss read,
+// when the ranks agree on it. No CUDA graph replay with a communicator (yet).
 #pragma once
 
 #include <algorithm>
@@ -27,6 +42,7 @@
 #include "ewe/core/context.hpp"
 #include "ewe/core/philox.hpp"
 #include "ewe/core/step_replay.hpp"
+#include "ewe/dist/communicator.hpp"
 #include "ewe/optim/optimizers.hpp"
 #include "ewe/train/callback.hpp"
 #include "ewe/train/objective.hpp"
@@ -45,6 +61,10 @@ struct FitOptions {
     // (default: one line on stderr) is told why, once. No effect on the CPU.
     bool cuda_graph = true;
     std::function<void(const std::string& reason)> on_graph_fallback = {};
+    // Data-parallel training over this communicator (see the header comment); nullptr: one
+    // process. With R ranks, batch_size is the global batch (default max_batch * R) and
+    // each rank's model must hold ceil(batch_size / R) samples.
+    Communicator* communicator = nullptr;
 };
 
 struct FitResult {
@@ -100,12 +120,22 @@ template <class T>
 class Trainer {
 public:
     Trainer(Context& ctx, TrainingObjective<T>& objective, Optimizer<T>& optimizer, FitOptions options = {})
-        : ctx_(ctx), objective_(objective), optimizer_(optimizer), options_(options) {
-        if (options_.batch_size == 0) options_.batch_size = objective.max_batch();
+        : ctx_(ctx), objective_(objective), optimizer_(optimizer), options_(options), comm_(options.communicator) {
+        const std::int64_t ranks = comm_ ? comm_->size() : 1;
+        if (options_.batch_size == 0) options_.batch_size = objective.max_batch() * ranks;
         if (options_.metrics_every == 0) options_.metrics_every = ctx.device() == Device::cpu ? 1 : 50;
         EWE_REQUIRE(options_.epochs >= 0, "Trainer: epochs must be >= 0, found ", options_.epochs);
-        EWE_REQUIRE(options_.batch_size > 0 && options_.batch_size <= objective.max_batch(), "Trainer: batch_size ",
-                    options_.batch_size, " must be in [1, ", objective.max_batch(), "] (the model's max_batch)");
+        if (comm_) {
+            EWE_REQUIRE(comm_->device() == ctx.device(), "Trainer: the ", comm_->kind(), " communicator reduces ",
+                        to_string(comm_->device()), " buffers, but the context computes on ", to_string(ctx.device()));
+            EWE_REQUIRE(options_.batch_size > 0 && options_.batch_size <= objective.max_batch() * ranks,
+                        "Trainer: batch_size ", options_.batch_size, " (the global batch) must be in [1, ",
+                        objective.max_batch() * ranks, "]: each of the ", ranks,
+                        " ranks trains its share with a model of max_batch ", objective.max_batch());
+        }
+        EWE_REQUIRE(options_.batch_size > 0 && options_.batch_size <= objective.max_batch() * ranks,
+                    "Trainer: batch_size ", options_.batch_size, " must be in [1, ", objective.max_batch(),
+                    "] (the model's max_batch)");
         EWE_REQUIRE(options_.metrics_every > 0, "Trainer: metrics_every must be >= 0, found ", options_.metrics_every);
         EWE_REQUIRE(&objective.params() == &optimizer.params(),
                     "Trainer: the optimizer updates another parameter store than the objective's");
@@ -132,65 +162,75 @@ public:
         if (upload) data_ = Tensor<T>::copy_of(images, ctx_.device());
         const TensorView<const T> data = upload ? TensorView<const T>(data_.view()) : images;
         const std::int64_t n = data.dim(0), b = options_.batch_size, per = sample.numel();
+        const std::int64_t shard_capacity = (b + ranks() - 1) / ranks();  // rows of this rank's largest shard
         steps_per_epoch_ = (n + b - 1) / b;
         samples_ = n;
         progress_ = start;
         stop_requested_ = false;
         optimizer_.set_iterations(start.iterations);
+        if (comm_) share_rank0_state();
+        active_.clear();
+        for (auto& c : callbacks_)
+            if (is_root() || !c->root_only()) active_.push_back(c.get());
 
-        Tensor<T> x(sample.with_batch(b), ctx_.device());
+        Tensor<T> x(sample.with_batch(shard_capacity), ctx_.device());
         const std::vector<std::string> terms = objective_.term_names();
         const std::int64_t window = options_.metrics_every;
-        std::vector<Tensor<T>> ring, ring_host;  // per term: (window, batch) per-sample values
+        std::vector<Tensor<T>> ring, ring_host;  // per term: (window, shard) per-sample values
         for (std::size_t k = 0; k < terms.size(); ++k) {
-            ring.emplace_back(Shape{window, b}, ctx_.device());
-            ring_host.emplace_back(Shape{window, b});
+            ring.emplace_back(Shape{window, shard_capacity}, ctx_.device());
+            ring_host.emplace_back(Shape{window, shard_capacity});
         }
-        std::vector<std::int64_t> window_rows;  // rows of each step in the current window
+        std::vector<Rows> window_rows;  // rows of each step in the current window
 
         StepReplayOptions replay_options;
         replay_options.enabled = options_.cuda_graph;
         replay_options.on_fallback = options_.on_graph_fallback;
         StepReplay replay(ctx_, replay_options);
         const auto step = [&](TensorView<const T> batch) {
-            objective_.compute_gradients(ctx_, batch, std::uint64_t(optimizer_.iterations()));
+            objective_.compute_gradients(ctx_, batch, std::uint64_t(optimizer_.iterations()), 0);
             optimizer_.step(ctx_);
         };
         std::vector<std::int64_t> order(static_cast<std::size_t>(n));  // data order unless shuffled
         std::iota(order.begin(), order.end(), std::int64_t(0));
         const detail::SigintGuard sigint(options_.handle_sigint);
-        for (auto& c : callbacks_) c->on_train_begin(*this);
+        for (Callback<T>* c : active_) c->on_train_begin(*this);
         FitResult result;
         for (std::int64_t epoch = start.epoch + 1; epoch <= options_.epochs && !stop_requested_; ++epoch) {
-            for (auto& c : callbacks_) c->on_epoch_begin(*this, epoch);
+            for (Callback<T>* c : active_) c->on_epoch_begin(*this, epoch);
             if (options_.shuffle) order = epoch_order(options_.shuffle_seed, epoch, n);
             const double t0 = seconds_now();
             std::vector<double> term_sums(terms.size(), 0.0);
             std::int64_t seen = 0;
             window_rows.clear();
             for (std::int64_t s = 0; s < steps_per_epoch_; ++s) {
-                const std::int64_t m = std::min(b, n - s * b);
-                for (std::int64_t r = 0; r < m; ++r)
-                    ops::copy<T>(ctx_, data.slice(order[std::size_t(s * b + r)] * per, sample.with_batch(1)),
+                const Rows rows = shard(std::min(b, n - s * b));
+                for (std::int64_t r = 0; r < rows.local; ++r)
+                    ops::copy<T>(ctx_, data.slice(order[std::size_t(s * b + rows.first + r)] * per, sample.with_batch(1)),
                                  x.view().slice(r * per, sample.with_batch(1)));
+                if (comm_) data_parallel_step(x.view().leading(rows.local), rows);
                 // Full batches replay one graph; a smaller last batch runs eagerly.
-                if (m == b) replay.run([&] { step(x.view()); });
-                else step(x.view().leading(m));
+                else if (rows.global == b) replay.run([&] { step(x.view()); });
+                else step(x.view().leading(rows.global));
                 const std::size_t slot = window_rows.size();
-                for (std::size_t k = 0; k < terms.size(); ++k)
-                    ops::copy<T>(ctx_, objective_.per_sample_term(k, m), ring[k].view().slice(std::int64_t(slot) * b, Shape{m}));
-                window_rows.push_back(m);
+                for (std::size_t k = 0; k < terms.size() && rows.local > 0; ++k)
+                    ops::copy<T>(ctx_, objective_.per_sample_term(k, rows.local),
+                                 ring[k].view().slice(std::int64_t(slot) * shard_capacity, Shape{rows.local}));
+                window_rows.push_back(rows);
                 progress_.iterations = optimizer_.iterations();
                 const bool last = s + 1 == steps_per_epoch_;
+                // One process stops at the step SIGINT arrived in; ranks agree on it at a read.
+                bool interrupt = !comm_ && detail::sigint_received().load();
                 if (std::int64_t(window_rows.size()) == window || last) {
-                    read_window(ring, ring_host, window_rows, terms.size(), b, term_sums, epoch, s + 1 - std::int64_t(slot));
-                    for (std::int64_t rows : window_rows) seen += rows;
+                    interrupt = read_window(ring, ring_host, window_rows, terms.size(), shard_capacity, term_sums, epoch,
+                                            s + 1 - std::int64_t(slot));
+                    for (const Rows& done : window_rows) seen += done.global;
                     window_rows.clear();
                     BatchLogs logs{epoch, s + 1, steps_per_epoch_, metrics(term_sums, seen)};
-                    for (auto& c : callbacks_) c->on_batch_end(*this, logs);
+                    for (Callback<T>* c : active_) c->on_batch_end(*this, logs);
                 }
-                if (detail::sigint_received().load()) {
-                    for (auto& c : callbacks_) c->on_interrupt(*this, progress_);
+                if (interrupt) {
+                    for (Callback<T>* c : active_) c->on_interrupt(*this, progress_);
                     result.interrupted = true;
                     interrupted_step_ = s + 1;
                     break;
@@ -200,11 +240,12 @@ public:
             if (result.interrupted) break;
             if (stop_requested_ && seen < n) break;  // stopped part way: the epoch is not complete
             progress_.epoch = epoch;
+            if (comm_) share_rank0_statistics();
             EpochLogs logs{epoch, progress_.iterations, seconds_now() - t0, metrics(term_sums, double(n))};
-            for (auto& c : callbacks_) c->add_epoch_metrics(*this, logs);
-            for (auto& c : callbacks_) c->on_epoch_end(*this, logs);
+            for (Callback<T>* c : active_) c->add_epoch_metrics(*this, logs);
+            for (Callback<T>* c : active_) c->on_epoch_end(*this, logs);
         }
-        for (auto& c : callbacks_) c->on_train_end(*this);
+        for (Callback<T>* c : active_) c->on_train_end(*this);
         data_ = Tensor<T>();
         result.progress = progress_;
         result.stopped = stop_requested_;
@@ -212,7 +253,9 @@ public:
         return result;
     }
 
-    // Asks fit() to stop after the current step (a callback's way to end training).
+    // Asks fit() to stop after the current step (a callback's way to end training). In
+    // data-parallel training every rank must ask at the same step: decide from the logs,
+    // which are the same on every rank, in a callback that is not root_only().
     void stop_training() { stop_requested_ = true; }
 
     Context& context() { return ctx_; }
@@ -224,16 +267,57 @@ public:
     std::int64_t samples() const { return samples_; }
     // The step (1-based, within its epoch) at which SIGINT stopped the last fit().
     std::int64_t interrupted_step() const { return interrupted_step_; }
+    // This process' rank and the number of ranks (0 and 1 without a communicator); rank 0
+    // is the root, which alone runs root_only() callbacks.
+    int rank() const { return comm_ ? comm_->rank() : 0; }
+    int ranks() const { return comm_ ? comm_->size() : 1; }
+    bool is_root() const { return rank() == 0; }
     // Names of the values of every epoch's EpochLogs, in order: the trainer's own (also
-    // those of every BatchLogs), then those its callbacks add.
+    // those of every BatchLogs), then those its callbacks (on this rank) add.
     std::vector<std::string> metric_names() {
         std::vector<std::string> names = metrics({}, 1.0).names();
         for (auto& c : callbacks_)
-            for (std::string& name : c->epoch_metric_names(*this)) names.push_back(std::move(name));
+            if (is_root() || !c->root_only())
+                for (std::string& name : c->epoch_metric_names(*this)) names.push_back(std::move(name));
         return names;
     }
 
 private:
+    // The rows of one step: `global` in the step's batch, of which this rank trains
+    // `local`, starting at row `first`.
+    struct Rows {
+        std::int64_t global = 0, first = 0, local = 0;
+    };
+    Rows shard(std::int64_t m) const {
+        const std::int64_t r = rank(), R = ranks();
+        const std::int64_t first = r * m / R;
+        return Rows{m, first, (r + 1) * m / R - first};
+    }
+
+    // This rank's gradients of its shard, weighted by its share of the batch and summed
+    // over ranks (one all-reduce of the flat buffer), then the optimizer step.
+    void data_parallel_step(TensorView<const T> batch, const Rows& rows) {
+        ParameterStore<T>& params = objective_.params();
+        if (rows.local > 0)
+            objective_.compute_gradients(ctx_, batch, std::uint64_t(optimizer_.iterations()), std::uint64_t(rows.first));
+        else
+            ops::fill<T>(ctx_, T(0), params.grads());
+        comm_->all_reduce(params.grads(), double(rows.local) / double(rows.global));
+        optimizer_.step(ctx_);
+    }
+
+    // Rank 0's parameters and optimizer state on every rank (when fit() starts).
+    void share_rank0_state() {
+        comm_->broadcast(objective_.params().values(), 0);
+        for (auto& [name, state] : optimizer_.state()) comm_->broadcast(state, 0);
+    }
+    // Rank 0's non-trainable parameters (batch-norm moving statistics) on every rank.
+    void share_rank0_statistics() {
+        ParameterStore<T>& params = objective_.params();
+        if (params.non_trainable_count() > 0)
+            comm_->broadcast(params.values().slice(params.trainable_count(), Shape{params.non_trainable_count()}), 0);
+    }
+
     static double seconds_now() {
         using namespace std::chrono;
         return duration<double>(steady_clock::now().time_since_epoch()).count();
@@ -258,35 +342,57 @@ private:
     }
 
     // Reads the window's per-sample terms back (one device sync), adds them to
-    // term_sums in step order, and fails at the first step whose loss is not finite.
-    void read_window(std::vector<Tensor<T>>& ring, std::vector<Tensor<T>>& ring_host,
-                     const std::vector<std::int64_t>& rows, std::size_t terms, std::int64_t b,
-                     std::vector<double>& term_sums, std::int64_t epoch, std::int64_t first_step) {
+    // term_sums in step order (summed over ranks first, in data-parallel training), and
+    // fails at the first step whose loss is not finite. Returns whether to stop for
+    // SIGINT: this process got one, or, with ranks, any rank did.
+    bool read_window(std::vector<Tensor<T>>& ring, std::vector<Tensor<T>>& ring_host, const std::vector<Rows>& rows,
+                     std::size_t terms, std::int64_t b, std::vector<double>& term_sums, std::int64_t epoch,
+                     std::int64_t first_step) {
         for (std::size_t k = 0; k < terms; ++k) copy<T>(ring[k].view(), ring_host[k].view());
-        for (std::size_t s = 0; s < rows.size(); ++s) {
-            double loss = 0;
-            std::vector<double> step_sums(terms, 0.0);
+        // Per step and term, the sum over this rank's rows; then the SIGINT flag.
+        Tensor<double> sums(Shape{std::int64_t(rows.size() * terms + 1)});
+        double* step_sums = sums.data();
+        for (std::size_t s = 0; s < rows.size(); ++s)
             for (std::size_t k = 0; k < terms; ++k) {
                 const T* v = ring_host[k].data() + std::int64_t(s) * b;
-                for (std::int64_t r = 0; r < rows[s]; ++r) step_sums[k] += double(v[r]);
-                loss += objective_.term_weight(k) * step_sums[k] / double(rows[s]);
+                double sum = 0;
+                for (std::int64_t r = 0; r < rows[s].local; ++r) sum += double(v[r]);
+                step_sums[s * terms + k] = sum;
             }
+        step_sums[rows.size() * terms] = detail::sigint_received().load() ? 1.0 : 0.0;
+        if (comm_) reduce_on_device(sums);
+        for (std::size_t s = 0; s < rows.size(); ++s) {
+            double loss = 0;
+            for (std::size_t k = 0; k < terms; ++k)
+                loss += objective_.term_weight(k) * step_sums[s * terms + k] / double(rows[s].global);
             if (!std::isfinite(loss)) {
                 const std::int64_t step = first_step + std::int64_t(s), last = first_step + std::int64_t(rows.size()) - 1;
                 fail("fit: the loss became ", std::isnan(loss) ? "NaN" : loss > 0 ? "+inf" : "-inf", " at epoch ", epoch,
                      ", step ", step, "; first non-finite",
                      step == last ? "" : " (in the forward of step " + std::to_string(last) + ", when it was read)",
-                     ": ", objective_.first_nonfinite(rows.back()));
+                     comm_ ? " on rank " + std::to_string(rank()) : std::string(), ": ",
+                     objective_.first_nonfinite(rows.back().local));
             }
-            for (std::size_t k = 0; k < terms; ++k) term_sums[k] += step_sums[k];
+            for (std::size_t k = 0; k < terms; ++k) term_sums[k] += step_sums[s * terms + k];
         }
+        return step_sums[rows.size() * terms] > 0;
+    }
+
+    // Sums a host buffer over ranks through the communicator's device.
+    void reduce_on_device(Tensor<double>& host) {
+        if (comm_->device() == Device::cpu) return comm_->all_reduce(host.view(), 1.0);
+        Tensor<double> device = Tensor<double>::copy_of(host.view(), comm_->device());
+        comm_->all_reduce(device.view(), 1.0);
+        copy<double>(device.view(), host.view());
     }
 
     Context& ctx_;
     TrainingObjective<T>& objective_;
     Optimizer<T>& optimizer_;
     FitOptions options_;
+    Communicator* comm_;
     std::vector<std::shared_ptr<Callback<T>>> callbacks_;
+    std::vector<Callback<T>*> active_;  // the callbacks this rank runs
     Tensor<T> data_;
     TrainProgress progress_;
     std::int64_t steps_per_epoch_ = 0, samples_ = 0, interrupted_step_ = 0;
