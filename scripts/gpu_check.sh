@@ -109,7 +109,12 @@ fi
 if ! ls "$toolkit"/lib64/libnvrtc.so* >/dev/null 2>&1; then
   nvrtc_so=$(find_in_wheels 'libnvrtc.so.[0-9]*') && ld_dirs+=("$(dirname "$nvrtc_so")")
 fi
-ld_dirs+=("$carry/lib" /usr/local/cuda/lib64)
+# NCCL, for test_cuda_test_nccl (the toolkit's, else the nvidia-nccl wheel PyTorch ships).
+if ! ls "$toolkit"/lib*/libnccl.so* >/dev/null 2>&1; then
+  if nccl_so=$(find_in_wheels 'libnccl.so.[0-9]*'); then ld_dirs+=("$(dirname "$nccl_so")"); note "NCCL: $nccl_so"
+  else note "NCCL not found in /usr/local/cuda nor in a python nvidia-nccl wheel: cuda_test_nccl cannot start"; fi
+fi
+ld_dirs+=("$carry/lib" /usr/local/cuda/lib64 /usr/local/cuda/lib)
 ld_joined=$(IFS=:; echo "${ld_dirs[*]}")
 export LD_LIBRARY_PATH=$ld_joined${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
