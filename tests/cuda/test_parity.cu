@@ -389,47 +389,50 @@ TEST_CASE("batchnorm forward (train, eval) and backward") {
 
 TEST_CASE("dropout masks equal the CPU's bit for bit") {
     Devices d;
-    for (double rate : {0.0, 0.1, 0.5}) {
-        for (std::int64_t count : {1, 7, 4099}) {
-            CAPTURE(rate);
-            CAPTURE(count);
-            const PhiloxKey key{0x1234567890ull, 3, 17};
-            Tensor<float> x = uniform(Shape{count}, 31), gx = gpu_copy(x);
-            Tensor<float> y(Shape{count}), gy(Shape{count}, Device::cuda);
-            fill_nan({y, gy});
-            ops::dropout_forward<float>(d.cpu, rate, key, x, y);
-            ops::dropout_forward<float>(d.gpu, rate, key, gx, gy);
-            CHECK(test::max_abs_difference(gy.view(), y.view()) == 0.0);
-            fill_nan({y, gy});
-            ops::dropout_backward<float>(d.cpu, rate, key, x, y);
-            ops::dropout_backward<float>(d.gpu, rate, key, gx, gy);
-            CHECK(test::max_abs_difference(gy.view(), y.view()) == 0.0);
-        }
-    }
+    // first_element: a data-parallel rank's shard, also off the Philox blocks' 4-element grid.
+    for (double rate : {0.0, 0.1, 0.5})
+        for (std::int64_t count : {1, 7, 4099})
+            for (std::uint64_t first : {0ull, 3ull, 6ull}) {
+                CAPTURE(rate);
+                CAPTURE(count);
+                CAPTURE(first);
+                const PhiloxKey key{0x1234567890ull, 3, 17, first};
+                Tensor<float> x = uniform(Shape{count}, 31), gx = gpu_copy(x);
+                Tensor<float> y(Shape{count}), gy(Shape{count}, Device::cuda);
+                fill_nan({y, gy});
+                ops::dropout_forward<float>(d.cpu, rate, key, x, y);
+                ops::dropout_forward<float>(d.gpu, rate, key, gx, gy);
+                CHECK(test::max_abs_difference(gy.view(), y.view()) == 0.0);
+                fill_nan({y, gy});
+                ops::dropout_backward<float>(d.cpu, rate, key, x, y);
+                ops::dropout_backward<float>(d.gpu, rate, key, gx, gy);
+                CHECK(test::max_abs_difference(gy.view(), y.view()) == 0.0);
+            }
 }
 
 TEST_CASE("reparameterization forward and backward") {
     Devices d;
-    for (ReparamVariant variant : {ReparamVariant::standard, ReparamVariant::post}) {
-        for (std::int64_t n : {1, 3, 257}) {
-            CAPTURE(n);
-            const PhiloxKey key{99, 0, 5};
-            const Shape s{n, 2};
-            Tensor<float> mean = uniform(s, 41), lv = uniform(s, 42), dz = uniform(s, 43);
-            Tensor<float> dmean = uniform(s, 44), dlv = uniform(s, 45);
-            Tensor<float> gmean = gpu_copy(mean), glv = gpu_copy(lv), gdz = gpu_copy(dz);
-            Tensor<float> gdmean = gpu_copy(dmean), gdlv = gpu_copy(dlv);
-            Tensor<float> z(s), gz(s, Device::cuda);
-            fill_nan({z, gz});  // (the backward accumulates into dmean/dlv, which start equal)
-            ops::reparameterize_forward<float>(d.cpu, variant, key, mean, lv, z);
-            ops::reparameterize_forward<float>(d.gpu, variant, key, gmean, glv, gz);
-            EWE_CHECK_CLOSE(gz.view(), z.view(), kOp);
-            ops::reparameterize_backward<float>(d.cpu, variant, key, lv, dz, dmean, dlv);
-            ops::reparameterize_backward<float>(d.gpu, variant, key, glv, gdz, gdmean, gdlv);
-            EWE_CHECK_CLOSE(gdmean.view(), dmean.view(), kOp);
-            EWE_CHECK_CLOSE(gdlv.view(), dlv.view(), kOp);
-        }
-    }
+    for (ReparamVariant variant : {ReparamVariant::standard, ReparamVariant::post})
+        for (std::int64_t n : {1, 3, 257})
+            for (std::uint64_t first : {0ull, 5ull}) {  // 5: an odd first element (normals use pairs)
+                CAPTURE(n);
+                CAPTURE(first);
+                const PhiloxKey key{99, 0, 5, first};
+                const Shape s{n, 2};
+                Tensor<float> mean = uniform(s, 41), lv = uniform(s, 42), dz = uniform(s, 43);
+                Tensor<float> dmean = uniform(s, 44), dlv = uniform(s, 45);
+                Tensor<float> gmean = gpu_copy(mean), glv = gpu_copy(lv), gdz = gpu_copy(dz);
+                Tensor<float> gdmean = gpu_copy(dmean), gdlv = gpu_copy(dlv);
+                Tensor<float> z(s), gz(s, Device::cuda);
+                fill_nan({z, gz});  // (the backward accumulates into dmean/dlv, which start equal)
+                ops::reparameterize_forward<float>(d.cpu, variant, key, mean, lv, z);
+                ops::reparameterize_forward<float>(d.gpu, variant, key, gmean, glv, gz);
+                EWE_CHECK_CLOSE(gz.view(), z.view(), kOp);
+                ops::reparameterize_backward<float>(d.cpu, variant, key, lv, dz, dmean, dlv);
+                ops::reparameterize_backward<float>(d.gpu, variant, key, glv, gdz, gdmean, gdlv);
+                EWE_CHECK_CLOSE(gdmean.view(), dmean.view(), kOp);
+                EWE_CHECK_CLOSE(gdlv.view(), dlv.view(), kOp);
+            }
 }
 
 TEST_CASE("mse and kl losses") {
