@@ -132,10 +132,10 @@ public:
                         "Trainer: batch_size ", options_.batch_size, " (the global batch) must be in [1, ",
                         objective.max_batch() * ranks, "]: each of the ", ranks,
                         " ranks trains its share with a model of max_batch ", objective.max_batch());
+        } else {
+            EWE_REQUIRE(options_.batch_size > 0 && options_.batch_size <= objective.max_batch(), "Trainer: batch_size ",
+                        options_.batch_size, " must be in [1, ", objective.max_batch(), "] (the model's max_batch)");
         }
-        EWE_REQUIRE(options_.batch_size > 0 && options_.batch_size <= objective.max_batch() * ranks,
-                    "Trainer: batch_size ", options_.batch_size, " must be in [1, ", objective.max_batch(),
-                    "] (the model's max_batch)");
         EWE_REQUIRE(options_.metrics_every > 0, "Trainer: metrics_every must be >= 0, found ", options_.metrics_every);
         EWE_REQUIRE(&objective.params() == &optimizer.params(),
                     "Trainer: the optimizer updates another parameter store than the objective's");
