@@ -144,7 +144,7 @@ TEST_CASE("a sweep of 2 latent sizes x 2 widths (0.25, 0.5: small models): run f
     const std::vector<std::string> args = {"sweep", "--data", data.string(), "--limit", "64", "--epochs", "1",
                                            "--batch", "16", "--latent", "2,3", "--width", "0.25,0.5", "--plant",
                                            planted.string() + ":16", "--snapshots", "1", "--quiet",
-                                           "--out", out.string()};
+                                           "--timing-steps", "1", "--out", out.string()};
     const RunResult r = run(args);
     REQUIRE_MESSAGE(r.rc == 0, r.err);
     CHECK(contains(r.err, "Sweep of 4 configurations"));
@@ -247,7 +247,7 @@ TEST_CASE("Ctrl-C during a sweep keeps the finished runs; --resume ends as an un
     const auto args = [&](const fs::path& out) {
         return std::vector<std::string>{"sweep", "--data", data.string(), "--epochs", "3", "--batch", "16",
                                         "--latent", "2,3", "--width", "0.25", "--snapshots", "", "--quiet",
-                                        "--out", out.string()};
+                                        "--timing-steps", "1", "--out", out.string()};
     };
     const fs::path interrupted = dir / "interrupted", reference = dir / "reference";
     // SIGINT once the second run has saved its first epoch: the first run is finished,
@@ -295,7 +295,8 @@ TEST_CASE("bad sweep input names the flag, file or line") {
     const fs::path data = sheep_file(dir, 8);
     const std::string out = (dir / "out").string();
     const auto sweep = [&](std::vector<std::string> extra) {
-        std::vector<std::string> a = {"sweep", "--data", data.string(), "--epochs", "1", "--out", out};
+        std::vector<std::string> a = {"sweep", "--data", data.string(), "--epochs", "1", "--timing-steps", "1",
+                                      "--out", out};
         a.insert(a.end(), extra.begin(), extra.end());
         return a;
     };
