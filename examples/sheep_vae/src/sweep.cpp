@@ -21,10 +21,8 @@
 #include <cstdio>
 #include <exception>
 #include <fstream>
-#include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
