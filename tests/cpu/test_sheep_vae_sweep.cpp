@@ -9,6 +9,9 @@
 
 #include <signal.h>
 #include <unistd.h>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -144,7 +147,7 @@ TEST_CASE("a sweep of 2 latent sizes x 2 widths (0.25, 0.5: small models): run f
     const std::vector<std::string> args = {"sweep", "--data", data.string(), "--limit", "64", "--epochs", "1",
                                            "--batch", "16", "--latent", "2,3", "--width", "0.25,0.5", "--plant",
                                            planted.string() + ":16", "--snapshots", "1", "--quiet",
-                                           "--timing-steps", "1", "--out", out.string()};
+                                           "--timing-steps", "1", "--threads", "1", "--out", out.string()};
     const RunResult r = run(args);
     REQUIRE_MESSAGE(r.rc == 0, r.err);
     CHECK(contains(r.err, "Sweep of 4 configurations"));
@@ -219,6 +222,9 @@ TEST_CASE("a sweep of 2 latent sizes x 2 widths (0.25, 0.5: small models): run f
         expect_error(args, "already holds a run; pass --resume");
         std::vector<std::string> again = args;
         again.push_back("--resume");
+#if defined(_OPENMP)
+        omp_set_num_threads(2);  // as a new process starts: the scoring must still run on --threads 1
+#endif
         const RunResult r2 = run(again);
         REQUIRE_MESSAGE(r2.rc == 0, r2.err);
         for (const std::string& name : names) CHECK(contains(r2.err, name + ": finished (1 epochs), skipped"));

@@ -87,13 +87,14 @@ struct Planted {
 };
 Planted plant_drawings(Bitmaps& data, const std::string& spec, const std::string& flag, std::ostream& log);
 
-// A model for inference from a checkpoint, with room for `max_batch` rows.
+// A model for inference from a checkpoint, with room for `max_batch` rows, on a context
+// of `threads` CPU threads (0: OpenMP's current count).
 struct LoadedModel {
     std::unique_ptr<ewe::Context> ctx;
     std::unique_ptr<ewe::SheepVae<float>> vae;
     SheepCheckpoint checkpoint;
 };
-LoadedModel load_model(const fs::path& path, ewe::Device device, std::int64_t max_batch = 128);
+LoadedModel load_model(const fs::path& path, ewe::Device device, std::int64_t max_batch = 128, int threads = 0);
 
 // 28x28 drawings tiled into a PNG, black ink on white.
 void write_sheet(const fs::path& path, const std::vector<const float*>& drawings, int columns);

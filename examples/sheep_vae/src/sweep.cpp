@@ -340,9 +340,10 @@ struct SweepRow {
 };
 
 // `scored` holds the training drawings and then the `planted` ones.
+// The thread count is --threads, as in training: OpenMP's split of the sums depends on it.
 SweepRow score_run(const SweepConfig& c, const fs::path& dir, const Bitmaps& scored, std::int64_t planted,
-                   ewe::Device device) {
-    LoadedModel m = load_model(dir / "checkpoint.safetensors", device);
+                   ewe::Device device, int threads) {
+    LoadedModel m = load_model(dir / "checkpoint.safetensors", device, 128, threads);
     SweepRow row;
     row.run = c.name;
     row.latent = m.checkpoint.config.latent;
@@ -587,7 +588,7 @@ int run_sweep(const SweepOptions& o, const Console& io) {
     const double train_seconds = seconds_since(train_start);
 
     std::vector<SweepRow> rows;
-    for (const SweepConfig& c : configs) rows.push_back(score_run(c, out / c.name, scored, planted.count, device));
+    for (const SweepConfig& c : configs) rows.push_back(score_run(c, out / c.name, scored, planted.count, device, o.threads));
     write_sweep_csv(out / "sweep.csv", rows);
     print_table(io.out, rows);
     if (planted.count > 0)
