@@ -53,21 +53,9 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
     std::int64_t planted = 0;
     std::string plant_file;
     if (!o.plant.empty()) {
-        const std::size_t colon = o.plant.rfind(':');
-        char* end = nullptr;
-        const long long k = colon == std::string::npos ? 0 : std::strtoll(o.plant.c_str() + colon + 1, &end, 10);
-        if (colon == std::string::npos || colon == 0 || k <= 0 || *end != '\0')
-            fail("--plant: expected OTHER.npy:N with N > 0, found '", o.plant, "'");
-        plant_file = o.plant.substr(0, colon);
-        Bitmaps other = load_bitmaps(plant_file, k, "--plant");
-        planted = other.count();
-        if (planted < k)
-            print(io.err, "--plant: %s holds only %lld drawings, planting all of them\n", plant_file.c_str(),
-                  (long long)planted);
-        ewe::Tensor<float> all(ewe::Shape{data.count() + planted, kSide, kSide, 1});
-        std::copy_n(data.images.data(), data.images.numel(), all.data());
-        std::copy_n(other.images.data(), other.images.numel(), all.data() + data.images.numel());
-        data.images = std::move(all);
+        const Planted p = plant_drawings(data, o.plant, "--plant", io.err);
+        planted = p.count;
+        plant_file = p.file;
     }
     const std::int64_t n = data.count(), normal = n - planted;
     LoadedModel m = load_model(o.checkpoint, parse_device(o.device));

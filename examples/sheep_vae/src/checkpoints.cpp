@@ -37,9 +37,11 @@ SheepCheckpoint read_checkpoint(const fs::path& path, const std::string& flag) {
     return c;
 }
 
-LoadedModel load_model(const fs::path& path, ewe::Device device, std::int64_t max_batch) {
+LoadedModel load_model(const fs::path& path, ewe::Device device, std::int64_t max_batch, int threads) {
     LoadedModel m{nullptr, nullptr, read_checkpoint(path)};
-    m.ctx = std::make_unique<ewe::Context>(device);
+    ewe::ContextOptions options;
+    options.threads = threads;
+    m.ctx = std::make_unique<ewe::Context>(device, options);
     m.vae = std::make_unique<ewe::SheepVae<float>>(*m.ctx, m.checkpoint.config, max_batch, m.checkpoint.settings.seed);
     m.checkpoint.file.load_parameters(m.vae->params());
     return m;

@@ -47,6 +47,16 @@ std::vector<double> parse_numbers(const std::string& text, const std::string& fl
     return out;
 }
 
+std::vector<std::int64_t> parse_epochs(const std::string& text, const std::string& flag) {
+    std::vector<std::int64_t> epochs;
+    if (text.empty()) return epochs;
+    for (double e : parse_numbers(text, flag)) {
+        if (e < 1 || e != std::floor(e) || e > 1e9) fail(flag, ": expected epoch numbers >= 1, found '", text, "'");
+        epochs.push_back(std::int64_t(e));
+    }
+    return epochs;
+}
+
 double peak_rss_mb() {
     std::ifstream in("/proc/self/status");
     std::string line;

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include <ewe/core/context.hpp>
+#include <ewe/dist/communicator.hpp>
+#include <ewe/train/callback.hpp>
 
 #include "sheep_vae/sheep_vae.hpp"
 
@@ -43,19 +45,58 @@ Command add_train_command(CLI::App& app, const Console& io);
 Command add_generate_command(CLI::App& app, const Console& io);
 Command add_anomalies_command(CLI::App& app, const Console& io);
 Command add_explore_command(CLI::App& app, const Console& io);
+Command add_sweep_command(CLI::App& app, const Console& io);
+
+// One training run of the sheep VAE as `train` makes it (src/train.cpp): RMSprop, the
+// post's KL annealing, and in `dir` checkpoint.safetensors (each epoch; interrupted.
+// safetensors on Ctrl-C), metrics.csv, logs/, the latent snapshots and loss.svg/kl.svg.
+struct TrainRun {
+    fs::path dir;
+    ewe::SheepVaeConfig config;  // of a new run; a resumed run's come from its checkpoint,
+    RunSettings settings;        // as do these (samples and data are the data's)
+    std::int64_t epochs = 30;
+    bool resume = false;         // continue from dir/checkpoint.safetensors when it exists
+    std::vector<std::int64_t> snapshots;
+    std::int64_t monitor = 256;  // posterior-collapse monitor on the first N drawings (0: off)
+    ewe::Device device = ewe::Device::cpu;
+    int threads = 0;
+    bool progress_bar = true;    // the progress line and the opening line on `log`
+    bool handle_sigint = true;   // Ctrl-C stops training (false: the caller stops it, e.g. by a callback)
+    std::vector<std::shared_ptr<ewe::Callback<float>>> callbacks;  // run after train's own
+    ewe::Communicator* communicator = nullptr;  // data-parallel over these ranks (run.settings.batch is global)
+};
+struct TrainOutcome {
+    int status = 0;  // 0: trained through `epochs`; 130: stopped early (Ctrl-C or a callback)
+    ewe::TrainProgress progress;
+    std::int64_t parameters = 0;
+};
+// Trains on `data`; messages go to `log`, redrawn in place when `redraw`. Failures are
+// ewe::Error (a diverging loss names the step and that the checkpoint keeps the last
+// good epoch).
+TrainOutcome train_run(const TrainRun& run, const Bitmaps& data, std::ostream& log, bool redraw);
 
 Bitmaps bitmaps_from_bytes(const std::uint8_t* bytes, std::int64_t n, std::string source);
 // The training data when --data is not given: $EWE_DATA/sheep.npy if it exists, else
 // procedural doodles (1,000 unless --limit says otherwise).
 Bitmaps default_bitmaps(std::int64_t limit, std::uint64_t seed);
 
-// A model for inference from a checkpoint, with room for `max_batch` rows.
+// Mixes drawings of another class into `data` for anomaly detection: `spec` is
+// OTHER.npy:N (N > 0; named as `flag` in errors). The first N drawings of OTHER (all of
+// them, with a note on `log`, when it holds fewer) are appended after data's own.
+struct Planted {
+    std::string file;
+    std::int64_t count = 0;  // the last `count` rows of the data are planted
+};
+Planted plant_drawings(Bitmaps& data, const std::string& spec, const std::string& flag, std::ostream& log);
+
+// A model for inference from a checkpoint, with room for `max_batch` rows, on a context
+// of `threads` CPU threads (0: OpenMP's current count).
 struct LoadedModel {
     std::unique_ptr<ewe::Context> ctx;
     std::unique_ptr<ewe::SheepVae<float>> vae;
     SheepCheckpoint checkpoint;
 };
-LoadedModel load_model(const fs::path& path, ewe::Device device, std::int64_t max_batch = 128);
+LoadedModel load_model(const fs::path& path, ewe::Device device, std::int64_t max_batch = 128, int threads = 0);
 
 // 28x28 drawings tiled into a PNG, black ink on white.
 void write_sheet(const fs::path& path, const std::vector<const float*>& drawings, int columns);
@@ -63,6 +104,8 @@ void write_sheet(const fs::path& path, const std::vector<const float*>& drawings
 ewe::Device parse_device(const std::string& name);
 // Parses "a,b,c" into numbers; `flag` names the option in errors.
 std::vector<double> parse_numbers(const std::string& text, const std::string& flag);
+// Parses "a,b,c" into epoch numbers >= 1; "" is none.
+std::vector<std::int64_t> parse_epochs(const std::string& text, const std::string& flag);
 // Peak resident set size in MiB (VmHWM of /proc/self/status); 0 where unavailable.
 double peak_rss_mb();
 int thread_count();

@@ -1,4 +1,5 @@
-// `sheep_vae train`: the post's training run through ewe::Trainer. RMSprop on
+// `sheep_vae train`: the post's training run through ewe::Trainer (train_run, which
+// `sweep` calls for each of its configurations). RMSprop on
 // 2*28*28*MSE + w*KL with the post's KL annealing, a per-epoch shuffle drawn from
 // Philox(seed, epoch) so that --resume continues a run bit for bit, and the library's
 // callbacks: progress bar, metrics.csv, TensorBoard events, a checkpoint per epoch
@@ -43,6 +44,7 @@ struct TrainOptions {
     std::int64_t epochs = 30;
     std::int64_t batch = 8;
     std::int64_t latent = 2;
+    double width = 1;
     double kl_start = 10, kl_steep = 10;
     double lr = 1e-3;
     std::uint64_t seed = 42;
@@ -91,54 +93,38 @@ struct Distributed {
 #endif
 };
 
-int run_train(const TrainOptions& o, const Console& io_all) {
-    const ewe::Device device = parse_device(o.device);
-    std::optional<Distributed> distributed;
-    ewe::Communicator* communicator = nullptr;
-    if (o.distributed) {
-        if (device != ewe::Device::cpu)
-            fail("--distributed: sheep_vae trains data-parallel on the CPU (MPI); across GPUs, a program uses "
-                 "ewe::NcclCommunicator (ewe/dist/nccl.cuh)");
-        distributed.emplace(o.distributed_timeout);
-#if EWE_WITH_MPI
-        communicator = &distributed->communicator;
-#endif
-    }
-    const int rank = communicator ? communicator->rank() : 0, ranks = communicator ? communicator->size() : 1;
-    // Ranks other than 0 stay silent: rank 0 reports for all.
-    std::ostringstream silent;
-    const Console io = rank == 0 ? io_all : Console{silent, silent, false};
-    const fs::path dir = o.out;
-    const fs::path checkpoint_path = dir / "checkpoint.safetensors";
-    Bitmaps data = o.data.empty() ? default_bitmaps(o.limit, o.seed) : load_bitmaps(o.data, o.limit);
-    const std::int64_t n = data.count();
+}  // namespace
 
-    ewe::SheepVaeConfig config;
-    config.latent = o.latent;
-    config.reparam = o.reparam == "post" ? ewe::ReparamVariant::post : ewe::ReparamVariant::standard;
-    RunSettings run{o.seed, o.batch, o.lr, o.kl_start, o.kl_steep, n, data.source};
+TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log, bool redraw) {
+    const fs::path checkpoint_path = r.dir / "checkpoint.safetensors";
+    const std::int64_t n = data.count();
+    ewe::SheepVaeConfig config = r.config;
+    RunSettings run = r.settings;
+    run.samples = n;
+    run.data = data.source;
     std::optional<SheepCheckpoint> resume_from;
-    if (o.resume && fs::exists(checkpoint_path)) {
+    if (r.resume && fs::exists(checkpoint_path)) {
         resume_from = read_checkpoint(checkpoint_path, "--resume");
         config = resume_from->config;
         run = resume_from->settings;
         if (run.samples != n)
             fail("--resume: ", checkpoint_path.string(), " was trained on ", run.samples, " drawings (", run.data,
                  "), this run has ", n, " (", data.source, "); use the same --data and --limit");
-        print(io.err, "Resuming from %s after epoch %lld (%lld steps); model, seed, batch, lr and KL schedule "
+        print(log, "Resuming from %s after epoch %lld (%lld steps); model, seed, batch, lr and KL schedule "
               "come from the checkpoint\n", checkpoint_path.string().c_str(),
               (long long)resume_from->progress.epoch, (long long)resume_from->progress.iterations);
-    } else if (o.resume) {
-        print(io.err, "--resume: no %s yet, starting a new run\n", checkpoint_path.string().c_str());
+    } else if (r.resume) {
+        print(log, "--resume: no %s yet, starting a new run\n", checkpoint_path.string().c_str());
     }
     std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) fail("--out: cannot create ", dir.string(), ": ", ec.message());
+    fs::create_directories(r.dir, ec);
+    if (ec) fail("--out: cannot create ", r.dir.string(), ": ", ec.message());
 
     ewe::ContextOptions context_options;
-    context_options.threads = o.threads;
-    ewe::Context ctx(device, context_options);
+    context_options.threads = r.threads;
+    ewe::Context ctx(r.device, context_options);
     // Each rank's model holds its share of the global batch (run.batch).
+    const std::int64_t ranks = r.communicator ? r.communicator->size() : 1;
     const std::int64_t rank_batch = (run.batch + ranks - 1) / ranks;
     ewe::SheepVae<float> vae(ctx, config, rank_batch, run.seed);
     ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{}, rank_batch);
@@ -152,57 +138,98 @@ int run_train(const TrainOptions& o, const Console& io_all) {
 
     ewe::VaeObjective<float> objective(vae, loss);
     ewe::FitOptions fit;
-    fit.epochs = o.epochs;
+    fit.epochs = r.epochs;
     fit.batch_size = run.batch;
     fit.shuffle_seed = run.seed;
-    fit.communicator = communicator;
+    fit.communicator = r.communicator;
+    fit.handle_sigint = r.handle_sigint;
     ewe::Trainer<float> trainer(ctx, objective, optimizer, fit);
     trainer.add(std::make_shared<ewe::KlAnnealing<float>>(ewe::KlAnnealing<float>::linear(run.kl_start, run.kl_steep),
-                                                          &io.err));
-    if (!o.quiet) trainer.add(std::make_shared<ewe::ProgressBar<float>>(io.err, io.redraw));
-    trainer.add(std::make_shared<ewe::CsvLogger<float>>(dir / "metrics.csv"));
+                                                          &log));
+    if (r.progress_bar) trainer.add(std::make_shared<ewe::ProgressBar<float>>(log, redraw));
+    trainer.add(std::make_shared<ewe::CsvLogger<float>>(r.dir / "metrics.csv"));
     trainer.add(std::make_shared<ewe::TensorBoardLogger<float>>(
-        dir / "logs", std::map<std::string, std::string>{{"recon", "reconstruction"}}));
-    std::vector<std::int64_t> snapshots;
-    if (!o.snapshots.empty())
-        for (double e : parse_numbers(o.snapshots, "--snapshots")) snapshots.push_back(std::int64_t(e));
-    trainer.add(std::make_shared<ewe::LatentSnapshots<float>>(vae, data.images.view(), dir, snapshots));
-    if (o.monitor > 0)
-        trainer.add(std::make_shared<ewe::PosteriorMonitor<float>>(vae, data.images.view().leading(std::min(o.monitor, n)),
-                                                                   &io.err));
+        r.dir / "logs", std::map<std::string, std::string>{{"recon", "reconstruction"}}));
+    trainer.add(std::make_shared<ewe::LatentSnapshots<float>>(vae, data.images.view(), r.dir, r.snapshots));
+    if (r.monitor > 0)
+        trainer.add(std::make_shared<ewe::PosteriorMonitor<float>>(vae, data.images.view().leading(std::min(r.monitor, n)),
+                                                                   &log));
     ewe::ModelCheckpointOptions saving;
     saving.path = checkpoint_path;
-    saving.interrupted_path = dir / "interrupted.safetensors";
+    saving.interrupted_path = r.dir / "interrupted.safetensors";
     trainer.add(std::make_shared<ewe::ModelCheckpoint<float>>(
         saving, [&](const ewe::TrainProgress&) { return run_metadata(config, run); }));
+    for (const auto& callback : r.callbacks) trainer.add(callback);
 
-    if (!o.quiet)
-        print(io.err, "Training on %lld drawings (%s), batch %lld%s, epochs %lld..%lld, %s, seed %llu, %lld parameters\n",
+    TrainOutcome outcome;
+    ewe::FitResult fit_result;
+    outcome.parameters = vae.params().total_count();
+    if (r.progress_bar)
+        print(log, "Training on %lld drawings (%s), batch %lld%s, epochs %lld..%lld, %s, seed %llu, %lld parameters\n",
               (long long)n, data.source.c_str(), (long long)run.batch,
               ranks > 1 ? (" over " + std::to_string(ranks) + " ranks").c_str() : "", (long long)start.epoch + 1,
-              (long long)o.epochs, ewe::to_string(device), (unsigned long long)run.seed,
-              (long long)vae.params().total_count());
-    ewe::FitResult result;
+              (long long)r.epochs, ewe::to_string(r.device), (unsigned long long)run.seed,
+              (long long)outcome.parameters);
     try {
-        result = trainer.fit(data.images.view(), start);
+        fit_result = trainer.fit(data.images.view(), start);
     } catch (const ewe::Error& e) {
         const std::string what = e.what();
         if (what.rfind("fit: the loss became", 0) != 0) throw;
         fail("train: ", what.substr(5), ". ", checkpoint_path.string(),
              " keeps the last good epoch (diverged; try a smaller --lr)");
     }
-    if (result.interrupted) {
-        print(io.err,
+    outcome.progress = fit_result.progress;
+    if (fit_result.interrupted) {
+        print(log,
               "\ntrain: interrupted at epoch %lld, step %lld: the current weights are in %s; %s keeps "
               "epoch %lld, and --resume continues from it\n",
-              (long long)result.progress.epoch + 1, (long long)trainer.interrupted_step(),
+              (long long)outcome.progress.epoch + 1, (long long)trainer.interrupted_step(),
               saving.interrupted_path.string().c_str(), checkpoint_path.string().c_str(),
-              (long long)result.progress.epoch);
-        return 130;
+              (long long)outcome.progress.epoch);
+        outcome.status = 130;
+    } else if (outcome.progress.epoch < r.epochs) {
+        outcome.status = 130;  // one of r.callbacks stopped training
+    } else if (trainer.is_root()) {
+        write_loss_plot(r.dir);
     }
-    if (rank == 0) write_loss_plot(dir);
-    if (!o.quiet) print(io.err, "Wrote %s (checkpoint, metrics.csv, logs/, loss.svg)\n", dir.string().c_str());
-    return 0;
+    return outcome;
+}
+
+namespace {
+
+int run_train(const TrainOptions& o, const Console& io_all) {
+    TrainRun r;
+    r.dir = o.out;
+    r.config.latent = o.latent;
+    r.config.width = o.width;
+    r.config.reparam = o.reparam == "post" ? ewe::ReparamVariant::post : ewe::ReparamVariant::standard;
+    r.settings = RunSettings{o.seed, o.batch, o.lr, o.kl_start, o.kl_steep, 0, ""};
+    r.epochs = o.epochs;
+    r.resume = o.resume;
+    r.snapshots = parse_epochs(o.snapshots, "--snapshots");
+    r.monitor = o.monitor;
+    r.device = parse_device(o.device);
+    r.threads = o.threads;
+    r.progress_bar = !o.quiet;
+    std::optional<Distributed> distributed;
+    if (o.distributed) {
+        if (r.device != ewe::Device::cpu)
+            fail("--distributed: sheep_vae trains data-parallel on the CPU (MPI); across GPUs, a program uses "
+                 "ewe::NcclCommunicator (ewe/dist/nccl.cuh)");
+        distributed.emplace(o.distributed_timeout);
+#if EWE_WITH_MPI
+        r.communicator = &distributed->communicator;
+#endif
+    }
+    // Ranks other than 0 stay silent: rank 0 reports for all.
+    std::ostringstream silent;
+    const bool root = r.communicator == nullptr || r.communicator->rank() == 0;
+    const Console io = root ? io_all : Console{silent, silent, false};
+    const Bitmaps data = o.data.empty() ? default_bitmaps(o.limit, o.seed) : load_bitmaps(o.data, o.limit);
+    const TrainOutcome outcome = train_run(r, data, io.err, io.redraw);
+    if (outcome.status == 0 && !o.quiet)
+        print(io.err, "Wrote %s (checkpoint, metrics.csv, logs/, loss.svg)\n", r.dir.string().c_str());
+    return outcome.status;
 }
 
 }  // namespace
@@ -217,6 +244,8 @@ Command add_train_command(CLI::App& app, const Console& io) {
     c->add_option("--epochs", o.epochs, "Epochs to train in total")->capture_default_str()->check(CLI::Range(1, 1000000));
     c->add_option("--batch", o.batch, "Batch size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
     c->add_option("--latent", o.latent, "Latent dimensions")->capture_default_str()->check(CLI::Range(1, 4096));
+    c->add_option("--width", o.width, "Width multiplier of every layer (1: the post's model; 0.5: half the filters and units)")
+        ->capture_default_str()->check(CLI::Range(1e-9, ewe::SheepVaeConfig::kMaxWidth));
     c->add_option("--kl-start", o.kl_start, "KL weight is 0 through this epoch")->capture_default_str()->check(CLI::NonNegativeNumber);
     c->add_option("--kl-steep", o.kl_steep, "then rises linearly to 1 over this many epochs")->capture_default_str()->check(CLI::NonNegativeNumber);
     c->add_option("--lr", o.lr, "RMSprop learning rate")->capture_default_str()->check(CLI::PositiveNumber);

@@ -1,9 +1,13 @@
 // The sheep VAE of the "sheep in latent space" experiment (Keras/R original): a Vae
 // (models/vae.hpp) whose convolutional encoder and mirrored decoder SheepVaeConfig
 // describes. With the default configuration the VAE has 12,857,845 parameters (350
-// non-trainable) and the decoder 6,511,206, as in the original.
+// non-trainable) and the decoder 6,511,206, as in the original. `width` scales every
+// convolution's filters and every dense width (the model sweeps of `sheep_vae sweep`):
+// 1 is the post's model, 0.5 halves each layer.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -25,6 +29,12 @@ struct SheepVaeConfig {
     std::int64_t latent = 2;
     double dropout = 0.1;
     ReparamVariant reparam = ReparamVariant::standard;
+    // Each layer gets max(1, round(width * n)) of the n filters or units listed above.
+    double width = 1.0;
+    static constexpr double kMaxWidth = 16.0;
+
+    std::vector<std::int64_t> scaled_filters() const { return scaled(filters); }
+    std::vector<std::int64_t> scaled_units() const { return scaled(units); }
 
     void validate() const {
         EWE_REQUIRE(image_size > 0 && image_size % 2 == 0, "SheepVaeConfig: image_size must be a positive even "
@@ -33,6 +43,15 @@ struct SheepVaeConfig {
         EWE_REQUIRE(!filters.empty(), "SheepVaeConfig: filters must not be empty");
         EWE_REQUIRE(units.size() >= 2, "SheepVaeConfig: units needs at least two widths, found ", units.size());
         EWE_REQUIRE(latent > 0, "SheepVaeConfig: latent must be positive, found ", latent);
+        EWE_REQUIRE(std::isfinite(width) && width > 0 && width <= kMaxWidth,
+                    "SheepVaeConfig: width must be in (0, ", kMaxWidth, "], found ", width);
+    }
+
+private:
+    std::vector<std::int64_t> scaled(const std::vector<std::int64_t>& widths) const {
+        std::vector<std::int64_t> out;
+        for (std::int64_t n : widths) out.push_back(std::max<std::int64_t>(1, std::llround(width * double(n))));
+        return out;
     }
 };
 
@@ -55,12 +74,13 @@ private:
 
     static std::shared_ptr<Sequential<T>> make_encoder(const SheepVaeConfig& config) {
         auto encoder = std::make_shared<Sequential<T>>("encoder");
-        for (std::int64_t f : config.filters)
+        for (std::int64_t f : config.scaled_filters())
             encoder->template add<Conv2D>(ConvOptions{f, config.kernel, 1, Padding::same, Activation::relu});
         encoder->template add<Flatten>();
-        for (std::size_t i = 0; i < config.units.size(); ++i) {
-            encoder->template add<Dense>(config.units[i], Activation::relu);
-            if (i + 1 < config.units.size()) {
+        const std::vector<std::int64_t> units = config.scaled_units();
+        for (std::size_t i = 0; i < units.size(); ++i) {
+            encoder->template add<Dense>(units[i], Activation::relu);
+            if (i + 1 < units.size()) {
                 encoder->template add<Dropout>(config.dropout);
                 encoder->template add<BatchNormalization>();
             }
@@ -70,7 +90,7 @@ private:
 
     static std::shared_ptr<Sequential<T>> make_decoder(const SheepVaeConfig& config) {
         auto decoder = std::make_shared<Sequential<T>>("decoder");
-        const auto& u = config.units;
+        const std::vector<std::int64_t> u = config.scaled_units(), filters = config.scaled_filters();
         for (std::size_t i = u.size(); i-- > 0;) {
             decoder->template add<Dense>(u[i], Activation::relu);
             if (i + 1 == u.size()) {
@@ -78,13 +98,13 @@ private:
                 decoder->template add<BatchNormalization>();
             }
         }
-        const std::int64_t s = config.image_size, top = config.filters.back();
+        const std::int64_t s = config.image_size, top = filters.back();
         decoder->template add<Dense>(s * s * top, Activation::relu);
         decoder->template add<Reshape>(Shape{s, s, top});
-        for (std::size_t i = config.filters.size(); i-- > 0;) {
+        for (std::size_t i = filters.size(); i-- > 0;) {
             const std::int64_t stride = i == 0 ? 2 : 1;
             decoder->template add<Conv2DTranspose>(
-                ConvOptions{config.filters[i], config.kernel, stride, Padding::same, Activation::relu});
+                ConvOptions{filters[i], config.kernel, stride, Padding::same, Activation::relu});
         }
         decoder->template add<Conv2D>(
             ConvOptions{config.channels, config.kernel, 2, Padding::same, Activation::sigmoid});

@@ -1,5 +1,7 @@
 // The sheep VAE's configuration as checkpoint metadata ("model.*" keys of format
 // ewe.sheep_vae, version 1) and back, every value range-checked on the way in.
+// model.width (SheepVaeConfig::width) came later: a checkpoint without it is of the
+// post's widths (1).
 #pragma once
 
 #include <string>
@@ -22,7 +24,8 @@ inline CheckpointMetadata sheep_vae_metadata(const SheepVaeConfig& c) {
             {"model.units", metadata_list(c.units)},
             {"model.latent", std::to_string(c.latent)},
             {"model.dropout", metadata_number(c.dropout)},
-            {"model.reparam", c.reparam == ReparamVariant::standard ? "standard" : "post"}};
+            {"model.reparam", c.reparam == ReparamVariant::standard ? "standard" : "post"},
+            {"model.width", metadata_number(c.width)}};
 }
 
 inline SheepVaeConfig sheep_vae_config(const Checkpoint& c) {
@@ -38,6 +41,7 @@ inline SheepVaeConfig sheep_vae_config(const Checkpoint& c) {
     if (reparam != "standard" && reparam != "post")
         fail(c.flag(), " ", c.path(), ": metadata model.reparam = '", reparam, "' (expected standard or post)");
     config.reparam = reparam == "post" ? ReparamVariant::post : ReparamVariant::standard;
+    if (c.file().metadata.count("model.width")) config.width = c.meta_double("model.width", 1e-9, SheepVaeConfig::kMaxWidth);
     try {
         config.validate();
     } catch (const Error& e) {

@@ -1,0 +1,649 @@
+// `sheep_vae sweep`: the post's next step, several model shapes trained from one
+// command and compared. Each configuration (latent size x width multiplier, from
+// --latent/--width or a --configs file) trains as `train` does (train_run) in its own
+// folder OUT/<name>/ on the same data with the same seed; then every finished run is
+// scored from its checkpoint and metrics.csv into OUT/sweep.csv (written atomically)
+// and a table. On the CPU the runs go one after another, with an estimate of the
+// total time from a short timing of each configuration at the start; on CUDA
+// --concurrent N trains N at a time on one GPU (a Context, so a stream, per model), and
+// the timing runs the configurations both ways to measure the speed-up. Ctrl-C keeps
+// every finished epoch; --resume skips finished runs and continues the others.
+#include "common.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <exception>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <ewe/cluster/anomaly.hpp>
+#include <ewe/io/atomic_file.hpp>
+#include <ewe/io/csv.hpp>
+#include <ewe/models/vae_inference.hpp>
+#include <ewe/train/posterior_monitor.hpp>
+#include <ewe/train/trainer.hpp>
+
+namespace sheep {
+
+namespace {
+
+struct SweepOptions {
+    std::string data;
+    std::int64_t limit = 0;
+    std::string latents = "2,3,4,8";
+    std::string widths = "0.5,1";
+    std::string configs;
+    std::int64_t epochs = 30;
+    std::int64_t batch = 8;
+    double kl_start = 10, kl_steep = 10;
+    double lr = 1e-3;
+    std::uint64_t seed = 42;
+    std::string reparam = "standard";
+    std::string snapshots = "5,10,15,20";
+    std::int64_t monitor = 256;
+    std::string plant;
+    std::string out;
+    std::string device = "cpu";
+    int threads = 0;
+    int concurrent = 1;
+    std::int64_t timing_steps = 0;
+    bool resume = false;
+    bool quiet = false;
+};
+
+// One configuration of the sweep; `origin` says where it was given ("--latent/--width"
+// or FILE:LINE), for errors.
+struct SweepConfig {
+    std::string name;
+    std::int64_t latent = 2;
+    double width = 1;
+    std::string origin;
+};
+
+std::string number_text(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return buf;
+}
+
+std::string default_name(std::int64_t latent, double width) {
+    return "latent" + std::to_string(latent) + "_width" + number_text(width);
+}
+
+bool valid_name(const std::string& name) {
+    return !name.empty() && name != "." && name != ".." &&
+           std::all_of(name.begin(), name.end(), [](char c) {
+               return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+           });
+}
+
+std::int64_t latent_value(double v, const std::string& where, const std::string& text) {
+    if (!(v >= 1 && v <= 4096 && v == std::floor(v)))
+        fail(where, ": a latent size must be an integer in [1, 4096], found '", text, "'");
+    return std::int64_t(v);
+}
+
+double width_value(double v, const std::string& where, const std::string& text) {
+    if (!(v > 0 && v <= ewe::SheepVaeConfig::kMaxWidth))
+        fail(where, ": a width must be a number in (0, ", number_text(ewe::SheepVaeConfig::kMaxWidth),
+             "] (1: the post's model, 0.5: half the filters and units), found '", text, "'");
+    return v;
+}
+
+// Refuses two configurations with the same shape or the same name.
+void check_unique(const std::vector<SweepConfig>& configs) {
+    for (std::size_t i = 0; i < configs.size(); ++i)
+        for (std::size_t j = 0; j < i; ++j) {
+            const std::string also = configs[i].origin == configs[j].origin ? "" : " (also " + configs[j].origin + ")";
+            if (configs[i].latent == configs[j].latent && configs[i].width == configs[j].width)
+                fail(configs[i].origin, ": duplicated configuration latent ", configs[i].latent, " width ",
+                     number_text(configs[i].width), also);
+            if (configs[i].name == configs[j].name)
+                fail(configs[i].origin, ": duplicated run name '", configs[i].name, "'", also);
+        }
+}
+
+// --latent A,B,... x --width U,V,...: every latent size at every width.
+std::vector<SweepConfig> configs_from_flags(const std::string& latents, const std::string& widths) {
+    std::vector<std::int64_t> l;
+    for (double v : parse_numbers(latents, "--latent")) l.push_back(latent_value(v, "--latent", number_text(v)));
+    std::vector<double> w;
+    for (double v : parse_numbers(widths, "--width")) w.push_back(width_value(v, "--width", number_text(v)));
+    std::vector<SweepConfig> configs;
+    for (std::int64_t latent : l)
+        for (double width : w) configs.push_back({default_name(latent, width), latent, width, "--latent/--width"});
+    check_unique(configs);
+    return configs;
+}
+
+// The --configs file: one configuration per line, `latent=N [width=W] [name=NAME]`
+// (width 1 and name latentN_widthW by default); blank lines and text after '#' are
+// ignored.
+std::vector<SweepConfig> configs_from_file(const fs::path& path) {
+    std::ifstream in(path);
+    if (!in) fail("--configs: cannot read ", path.string());
+    std::vector<SweepConfig> configs;
+    std::string line;
+    for (int number = 1; std::getline(in, line); ++number) {
+        const std::string where = "--configs " + path.string() + ":" + std::to_string(number);
+        line = line.substr(0, line.find('#'));
+        std::istringstream fields(line);
+        std::string field;
+        SweepConfig c;
+        c.origin = where;
+        bool has_latent = false, has_name = false, has_width = false, any = false;
+        while (fields >> field) {
+            any = true;
+            const std::size_t eq = field.find('=');
+            const std::string key = field.substr(0, eq), value = eq == std::string::npos ? "" : field.substr(eq + 1);
+            if (eq == std::string::npos || value.empty())
+                fail(where, ": expected key=value (latent=N width=W name=NAME), found '", field, "'");
+            if (key != "latent" && key != "width" && key != "name")
+                fail(where, ": unknown key '", key, "' (expected latent, width or name)");
+            bool& seen = key == "latent" ? has_latent : key == "width" ? has_width : has_name;
+            if (seen) fail(where, ": '", key, "' is given twice");
+            seen = true;
+            if (key == "name") {
+                if (!valid_name(value))
+                    fail(where, ": name '", value, "' must be letters, digits, '_', '-' or '.' (it names a folder)");
+                c.name = value;
+                continue;
+            }
+            char* end = nullptr;
+            const double v = std::strtod(value.c_str(), &end);
+            if (end == value.c_str() || *end != '\0' || !std::isfinite(v))
+                fail(where, ": ", key, " = '", value, "' is not a number");
+            if (key == "latent") c.latent = latent_value(v, where, value);
+            else c.width = width_value(v, where, value);
+        }
+        if (!any) continue;
+        if (!has_latent) fail(where, ": no latent=N on the line");
+        if (!has_name) c.name = default_name(c.latent, c.width);
+        configs.push_back(c);
+    }
+    if (configs.empty())
+        fail("--configs ", path.string(), ": no configuration (expected lines like 'latent=2 width=0.5')");
+    check_unique(configs);
+    return configs;
+}
+
+// SIGINT while runs train concurrently: the trainers do not handle it themselves (one
+// handler for several threads), StopOnFlag stops each after its current step.
+std::atomic<bool>& sweep_interrupted() {
+    static std::atomic<bool> flag{false};
+    return flag;
+}
+
+class SigintToFlag {
+public:
+    SigintToFlag() {
+        sweep_interrupted().store(false);
+        previous_ = std::signal(SIGINT, [](int) { sweep_interrupted().store(true); });
+    }
+    ~SigintToFlag() { std::signal(SIGINT, previous_); }
+    SigintToFlag(const SigintToFlag&) = delete;
+    SigintToFlag& operator=(const SigintToFlag&) = delete;
+
+private:
+    void (*previous_)(int) = SIG_DFL;
+};
+
+// Stops training when `stop` is set, and counts finished epochs into `epochs_done`.
+class StopOnFlag final : public ewe::Callback<float> {
+public:
+    StopOnFlag(const std::atomic<bool>& stop, std::atomic<std::int64_t>& epochs_done)
+        : stop_(stop), epochs_done_(epochs_done) {}
+    void on_batch_end(ewe::Trainer<float>& trainer, const ewe::BatchLogs&) override {
+        if (stop_.load()) trainer.stop_training();
+    }
+    void on_epoch_end(ewe::Trainer<float>&, const ewe::EpochLogs& logs) override { epochs_done_.store(logs.epoch); }
+
+private:
+    const std::atomic<bool>& stop_;
+    std::atomic<std::int64_t>& epochs_done_;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string duration_text(double seconds) {
+    char buf[64];
+    if (seconds < 90) std::snprintf(buf, sizeof buf, "%.0f s", seconds);
+    else if (seconds < 5400) std::snprintf(buf, sizeof buf, "%.1f min", seconds / 60);
+    else std::snprintf(buf, sizeof buf, "%.1f h", seconds / 3600);
+    return buf;
+}
+
+// Runs job(i) for i in [0, count), `workers` at a time (each on its own thread when
+// workers > 1); the first exception is rethrown once all have ended, after `on_error`.
+template <class Job>
+void run_jobs(std::size_t count, int workers, Job&& job, const std::function<void()>& on_error = {}) {
+    if (workers <= 1) {
+        for (std::size_t i = 0; i < count; ++i) job(i);
+        return;
+    }
+    std::atomic<std::size_t> next{0};
+    std::exception_ptr error;
+    std::mutex error_mutex;
+    std::vector<std::thread> threads;
+    for (int w = 0; w < std::min<int>(workers, int(count)); ++w)
+        threads.emplace_back([&] {
+            for (std::size_t i = next++; i < count; i = next++) {
+                try {
+                    job(i);
+                } catch (...) {
+                    const std::lock_guard<std::mutex> lock(error_mutex);
+                    if (!error) error = std::current_exception();
+                    if (on_error) on_error();
+                }
+            }
+        });
+    for (std::thread& t : threads) t.join();
+    if (error) std::rethrow_exception(error);
+}
+
+// Seconds per training step of each configuration: a fresh model trains `steps` steps
+// to warm up (on CUDA: the eager step and the graph capture), then `steps` timed ones,
+// on the first drawings; nothing is written. `workers` > 1 times them concurrently.
+struct Timing {
+    std::vector<double> step_seconds;
+    double wall_seconds = 0;
+};
+
+Timing time_configurations(const std::vector<SweepConfig>& configs, const ewe::SheepVaeConfig& base,
+                           const RunSettings& run, const Bitmaps& data, ewe::Device device, int threads,
+                           std::int64_t steps, int workers) {
+    const std::int64_t rows = 2 * steps * run.batch, n = data.count();
+    ewe::Tensor<float> images(ewe::Shape{rows, kSide, kSide, 1});
+    for (std::int64_t i = 0; i < rows; ++i) std::copy_n(data.row(i % n), kPixels, images.data() + i * kPixels);
+    struct Clock final : ewe::Callback<float> {
+        std::int64_t steps;
+        double warm = 0, end = 0;
+        explicit Clock(std::int64_t s) : steps(s) {}
+        void on_batch_end(ewe::Trainer<float>&, const ewe::BatchLogs& logs) override {
+            const double now = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+            (logs.step == steps ? warm : end) = now;
+        }
+    };
+    Timing t;
+    t.step_seconds.assign(configs.size(), 0.0);
+    const auto t0 = std::chrono::steady_clock::now();
+    run_jobs(configs.size(), workers, [&](std::size_t i) {
+        ewe::SheepVaeConfig config = base;
+        config.latent = configs[i].latent;
+        config.width = configs[i].width;
+        ewe::ContextOptions context_options;
+        context_options.threads = threads;
+        ewe::Context ctx(device, context_options);
+        ewe::SheepVae<float> vae(ctx, config, run.batch, run.seed);
+        ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{}, run.batch);
+        ewe::Rmsprop<float> optimizer(ctx, vae.params(), run.lr);
+        ewe::VaeObjective<float> objective(vae, loss);
+        ewe::FitOptions fit;
+        fit.batch_size = run.batch;
+        fit.shuffle = false;
+        fit.metrics_every = steps;  // two reads (device syncs): after the warm-up and at the end
+        fit.handle_sigint = false;
+        ewe::Trainer<float> trainer(ctx, objective, optimizer, fit);
+        const auto clock = std::make_shared<Clock>(steps);
+        trainer.add(clock);
+        trainer.fit(images.view());
+        t.step_seconds[i] = (clock->end - clock->warm) / double(steps);
+    });
+    t.wall_seconds = seconds_since(t0);
+    return t;
+}
+
+// The last row of a run's metrics.csv by column name, and the sum of its seconds.
+struct FinalMetrics {
+    double loss = 0, seconds = 0;
+};
+
+FinalMetrics final_metrics(const fs::path& path) {
+    if (!fs::exists(path)) fail("sweep: ", path.string(), " is missing (the run folder is incomplete)");
+    const auto rows = ewe::io::read_csv(path);
+    if (rows.size() < 2) fail("sweep: ", path.string(), " has no epoch rows");
+    const auto column = [&](const std::string& name) {
+        const auto it = std::find(rows[0].begin(), rows[0].end(), name);
+        if (it == rows[0].end()) fail("sweep: ", path.string(), " has no '", name, "' column");
+        return std::size_t(it - rows[0].begin());
+    };
+    const std::size_t loss = column("loss"), seconds = column("seconds");
+    FinalMetrics m;
+    for (std::size_t r = 1; r < rows.size(); ++r) {
+        if (rows[r].size() != rows[0].size()) fail("sweep: ", path.string(), ": row ", r + 1, " is incomplete");
+        m.seconds += std::atof(rows[r][seconds].c_str());
+    }
+    m.loss = std::atof(rows.back()[loss].c_str());
+    return m;
+}
+
+// One row of sweep.csv: a finished run scored from its checkpoint and metrics.csv.
+struct SweepRow {
+    std::string run;
+    std::int64_t latent = 0, parameters = 0, epochs = 0, active_units = 0;
+    double width = 1, seconds = 0, loss = 0, reconstruction_sse = 0, kl = 0;
+    double roc_auc = NAN, precision_at_n = NAN;
+};
+
+// `scored` holds the training drawings and then the `planted` ones.
+// The thread count is --threads, as in training: OpenMP's split of the sums depends on it.
+SweepRow score_run(const SweepConfig& c, const fs::path& dir, const Bitmaps& scored, std::int64_t planted,
+                   ewe::Device device, int threads) {
+    LoadedModel m = load_model(dir / "checkpoint.safetensors", device, 128, threads);
+    SweepRow row;
+    row.run = c.name;
+    row.latent = m.checkpoint.config.latent;
+    row.width = m.checkpoint.config.width;
+    row.parameters = m.vae->params().total_count();
+    row.epochs = m.checkpoint.progress.epoch;
+    const FinalMetrics metrics = final_metrics(dir / "metrics.csv");
+    row.seconds = metrics.seconds;
+    row.loss = metrics.loss;
+    const std::int64_t n = scored.count(), normal = n - planted;
+    const ewe::VaeEncoding<float> all = ewe::encode<float>(*m.ctx, *m.vae, scored.images.view(), true);
+    const ewe::cluster::ReconstructionErrors errors = ewe::cluster::reconstruction_errors<float>(
+        scored.images.view(), ewe::TensorView<const float>(all.reconstruction.data(), scored.images.shape()));
+    ewe::VaeEncoding<float> training;
+    training.latent = all.latent;
+    training.mean.assign(all.mean.begin(), all.mean.begin() + normal * all.latent);
+    training.log_var.assign(all.log_var.begin(), all.log_var.begin() + normal * all.latent);
+    const ewe::PosteriorStatistics posterior = ewe::posterior_statistics(training);
+    for (double kl : posterior.kl_per_dimension) row.kl += kl;
+    row.active_units = posterior.active_units;
+    for (std::int64_t i = 0; i < normal; ++i) row.reconstruction_sse += errors.sse[std::size_t(i)];
+    row.reconstruction_sse /= double(normal);
+    if (planted > 0) {
+        std::vector<std::uint8_t> labels(std::size_t(n), 0);
+        std::fill(labels.begin() + normal, labels.end(), 1);
+        row.roc_auc = ewe::cluster::roc_auc(errors.sse, labels);
+        row.precision_at_n = ewe::cluster::precision_at_k(errors.sse, labels, planted);
+    }
+    return row;
+}
+
+const std::vector<std::string> kColumns = {"run",     "latent",   "width",    "parameters",
+                                           "epochs",  "seconds",  "loss",     "reconstruction_sse",
+                                           "kl",      "active_units", "roc_auc", "precision_at_n"};
+
+std::vector<std::string> row_fields(const SweepRow& r, bool table) {
+    const auto num = [&](double v, const char* format) {
+        if (std::isnan(v)) return std::string();
+        if (!table) return ewe::io::csv_number(v);
+        char buf[48];
+        std::snprintf(buf, sizeof buf, format, v);
+        return std::string(buf);
+    };
+    return {r.run, std::to_string(r.latent), number_text(r.width), std::to_string(r.parameters),
+            std::to_string(r.epochs), num(r.seconds, "%.1f"), num(r.loss, "%.3f"), num(r.reconstruction_sse, "%.3f"),
+            num(r.kl, "%.4f"), std::to_string(r.active_units), num(r.roc_auc, "%.4f"), num(r.precision_at_n, "%.3f")};
+}
+
+void write_sweep_csv(const fs::path& path, const std::vector<SweepRow>& rows) {
+    ewe::io::write_file_atomically(path, "sweep", [&](std::ostream& out) {
+        const auto line = [&](const std::vector<std::string>& fields) {
+            for (std::size_t i = 0; i < fields.size(); ++i) out << (i ? "," : "") << ewe::io::csv_field(fields[i]);
+            out << '\n';
+        };
+        line(kColumns);
+        for (const SweepRow& r : rows) line(row_fields(r, false));
+    });
+}
+
+void print_table(std::ostream& out, const std::vector<SweepRow>& rows) {
+    std::vector<std::vector<std::string>> cells{kColumns};
+    for (const SweepRow& r : rows) cells.push_back(row_fields(r, true));
+    std::vector<std::size_t> widths(kColumns.size(), 0);
+    for (const auto& row : cells)
+        for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+    for (const auto& row : cells) {
+        for (std::size_t i = 0; i < row.size(); ++i) {
+            const std::string pad(widths[i] - row[i].size(), ' ');
+            out << (i ? "  " : "") << (i == 0 ? row[i] + pad : pad + row[i]);
+        }
+        out << '\n';
+    }
+}
+
+int run_sweep(const SweepOptions& o, const Console& io) {
+    const ewe::Device device = parse_device(o.device);
+    if (o.concurrent > 1 && device != ewe::Device::cuda)
+        fail("--concurrent: configurations train concurrently on CUDA only (--device cuda); on the CPU they run "
+             "one after another");
+    const std::vector<SweepConfig> configs =
+        o.configs.empty() ? configs_from_flags(o.latents, o.widths) : configs_from_file(o.configs);
+    const std::vector<std::int64_t> snapshots = parse_epochs(o.snapshots, "--snapshots");
+    const fs::path out = o.out;
+    const Bitmaps data = o.data.empty() ? default_bitmaps(o.limit, o.seed) : load_bitmaps(o.data, o.limit);
+    Bitmaps scored{ewe::Tensor<float>::copy_of(data.images.view(), ewe::Device::cpu), data.source};
+    const Planted planted = o.plant.empty() ? Planted{} : plant_drawings(scored, o.plant, "--plant", io.err);
+
+    ewe::SheepVaeConfig base;
+    base.reparam = o.reparam == "post" ? ewe::ReparamVariant::post : ewe::ReparamVariant::standard;
+    const RunSettings settings{o.seed, o.batch, o.lr, o.kl_start, o.kl_steep, data.count(), data.source};
+
+    // Which runs are finished, which continue, which start.
+    std::vector<std::size_t> pending;
+    std::vector<std::int64_t> done_epochs(configs.size(), 0);
+    for (std::size_t i = 0; i < configs.size(); ++i) {
+        const fs::path checkpoint = out / configs[i].name / "checkpoint.safetensors";
+        if (!fs::exists(checkpoint)) {
+            pending.push_back(i);
+            continue;
+        }
+        if (!o.resume)
+            fail("--out: ", (out / configs[i].name).string(), " already holds a run; pass --resume to continue the "
+                 "sweep (finished runs are kept), or choose another --out");
+        const SheepCheckpoint c = read_checkpoint(checkpoint, "--resume");
+        if (c.config.latent != configs[i].latent || c.config.width != configs[i].width)
+            fail("--resume: ", checkpoint.string(), " is a run of latent ", c.config.latent, " width ",
+                 number_text(c.config.width), ", not of ", configs[i].origin, "'s latent ", configs[i].latent,
+                 " width ", number_text(configs[i].width));
+        if (c.settings.samples != data.count())
+            fail("--resume: ", checkpoint.string(), " was trained on ", c.settings.samples, " drawings (",
+                 c.settings.data, "), this sweep has ", data.count(), " (", data.source, "); use the same --data and --limit");
+        done_epochs[i] = c.progress.epoch;
+        if (c.progress.epoch < o.epochs) pending.push_back(i);
+        else print(io.err, "%s: finished (%lld epochs), skipped\n", configs[i].name.c_str(), (long long)c.progress.epoch);
+    }
+    std::error_code ec;
+    fs::create_directories(out, ec);
+    if (ec) fail("--out: cannot create ", out.string(), ": ", ec.message());
+
+    const int workers = device == ewe::Device::cuda ? std::max(1, o.concurrent) : 1;
+    const std::int64_t steps_per_epoch = (data.count() + o.batch - 1) / o.batch;
+    std::vector<double> estimate(configs.size(), 0.0);  // seconds, one after another
+    double speedup = 1, timed_sequential = 0, timed_concurrent = 0;
+    std::vector<SweepConfig> pending_configs;
+    for (std::size_t i : pending) pending_configs.push_back(configs[i]);
+    if (!pending.empty()) {
+        const std::int64_t steps = o.timing_steps > 0 ? o.timing_steps : device == ewe::Device::cuda ? 25 : 3;
+        print(io.err, "Timing %zu configuration%s (%lld steps each after %lld of warm-up)...\n", pending.size(),
+              pending.size() == 1 ? "" : "s", (long long)steps, (long long)steps);
+        const Timing sequential = time_configurations(pending_configs, base, settings, data, device, o.threads, steps, 1);
+        timed_sequential = sequential.wall_seconds;
+        double total = 0;
+        for (std::size_t k = 0; k < pending.size(); ++k) {
+            const std::size_t i = pending[k];
+            estimate[i] = sequential.step_seconds[k] * double(steps_per_epoch * (o.epochs - done_epochs[i]));
+            total += estimate[i];
+        }
+        if (workers > 1) {
+            const Timing together =
+                time_configurations(pending_configs, base, settings, data, device, o.threads, steps, workers);
+            timed_concurrent = together.wall_seconds;
+            speedup = timed_sequential / std::max(timed_concurrent, 1e-9);
+            print(io.err, "Timing: one after another %.2f s, %d at a time %.2f s: speed-up %.2fx\n", timed_sequential,
+                  workers, timed_concurrent, speedup);
+        }
+        print(io.err, "Sweep of %zu configurations (%zu to train, %lld epochs of %lld steps each) on %s: about %s%s\n",
+              configs.size(), pending.size(), (long long)o.epochs, (long long)steps_per_epoch, ewe::to_string(device),
+              duration_text(total / speedup).c_str(),
+              workers > 1 ? (" (" + duration_text(total) + " one after another)").c_str() : "");
+    }
+
+    const auto train_start = std::chrono::steady_clock::now();
+    const auto make_run = [&](std::size_t i) {
+        TrainRun r;
+        r.dir = out / configs[i].name;
+        r.config = base;
+        r.config.latent = configs[i].latent;
+        r.config.width = configs[i].width;
+        r.settings = settings;
+        r.epochs = o.epochs;
+        r.resume = o.resume;
+        r.snapshots = snapshots;
+        r.monitor = o.monitor;
+        r.device = device;
+        r.threads = o.threads;
+        return r;
+    };
+    if (workers <= 1) {
+        double estimated_done = 0, actual_done = 0, remaining = 0;
+        for (std::size_t i : pending) remaining += estimate[i];
+        for (std::size_t k = 0; k < pending.size(); ++k) {
+            const std::size_t i = pending[k];
+            print(io.err, "[%zu/%zu] %s: latent %lld, width %s, epochs %lld..%lld (about %s; %s left in the sweep)\n",
+                  k + 1, pending.size(), configs[i].name.c_str(), (long long)configs[i].latent,
+                  number_text(configs[i].width).c_str(), (long long)done_epochs[i] + 1, (long long)o.epochs,
+                  duration_text(estimate[i]).c_str(), duration_text(remaining).c_str());
+            TrainRun r = make_run(i);
+            r.progress_bar = !o.quiet;
+            const auto t0 = std::chrono::steady_clock::now();
+            const TrainOutcome outcome = train_run(r, data, io.err, io.redraw);
+            if (outcome.status != 0) {
+                print(io.err, "sweep: interrupted during %s; finished runs are kept in %s and --resume continues the "
+                      "sweep\n", configs[i].name.c_str(), out.string().c_str());
+                return outcome.status;
+            }
+            estimated_done += estimate[i];
+            actual_done += seconds_since(t0);
+            remaining = 0;
+            for (std::size_t j = k + 1; j < pending.size(); ++j) remaining += estimate[pending[j]];
+            remaining *= estimated_done > 0 ? actual_done / estimated_done : 1.0;
+            print(io.err, "[%zu/%zu] %s: done in %s%s\n", k + 1, pending.size(), configs[i].name.c_str(),
+                  duration_text(seconds_since(t0)).c_str(),
+                  k + 1 < pending.size() ? (", about " + duration_text(remaining) + " left").c_str() : "");
+        }
+    } else if (!pending.empty()) {
+        // Several models at once on one GPU, each with its own Context (stream), its log
+        // in OUT/<name>/train.log; Ctrl-C stops every one after its current step.
+        const SigintToFlag sigint;
+        std::vector<std::atomic<std::int64_t>> epochs_done(configs.size());
+        for (std::size_t i = 0; i < configs.size(); ++i) epochs_done[i].store(done_epochs[i]);
+        std::atomic<bool> finished{false};
+        std::thread reporter([&] {
+            auto last = std::chrono::steady_clock::now();
+            while (!finished.load()) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(200));
+                if (seconds_since(last) < 10 || finished.load()) continue;
+                last = std::chrono::steady_clock::now();
+                std::ostringstream line;
+                line << "sweep: " << duration_text(seconds_since(train_start)) << ":";
+                for (std::size_t i : pending)
+                    line << " " << configs[i].name << " " << epochs_done[i].load() << "/" << o.epochs;
+                print(io.err, "%s\n", line.str().c_str());
+            }
+        });
+        print(io.err, "Training %zu configurations, %d at a time on one GPU (logs in %s/<run>/train.log)\n",
+              pending.size(), workers, out.string().c_str());
+        try {
+            run_jobs(pending.size(), workers, [&](std::size_t k) {
+                const std::size_t i = pending[k];
+                if (sweep_interrupted().load()) return;
+                TrainRun r = make_run(i);
+                r.progress_bar = false;
+                r.handle_sigint = false;
+                r.callbacks.push_back(std::make_shared<StopOnFlag>(sweep_interrupted(), epochs_done[i]));
+                fs::create_directories(r.dir);
+                std::ofstream log(r.dir / "train.log", std::ios::app);
+                train_run(r, data, log, false);
+            }, [] { sweep_interrupted().store(true); });
+        } catch (...) {
+            finished.store(true);
+            reporter.join();
+            throw;
+        }
+        finished.store(true);
+        reporter.join();
+        if (sweep_interrupted().load()) {
+            print(io.err, "sweep: interrupted; every finished epoch is kept in %s and --resume continues the sweep\n",
+                  out.string().c_str());
+            return 130;
+        }
+    }
+    const double train_seconds = seconds_since(train_start);
+
+    std::vector<SweepRow> rows;
+    for (const SweepConfig& c : configs) rows.push_back(score_run(c, out / c.name, scored, planted.count, device, o.threads));
+    write_sweep_csv(out / "sweep.csv", rows);
+    print_table(io.out, rows);
+    if (planted.count > 0)
+        print(io.out, "roc_auc and precision_at_n: reconstruction SSE of the %lld drawings with %lld of %s planted "
+              "among them\n", (long long)scored.count(), (long long)planted.count, planted.file.c_str());
+    if (workers > 1 && !pending.empty()) {
+        double sequential = 0;
+        for (std::size_t i : pending) sequential += estimate[i];
+        print(io.out, "concurrent: %d at a time on one GPU: timing %.2f s one after another vs %.2f s together "
+              "(speed-up %.2fx); the sweep trained in %.1f s, %.1f s one after another by the timing (%.2fx)\n",
+              workers, timed_sequential, timed_concurrent, speedup, train_seconds, sequential,
+              sequential / std::max(train_seconds, 1e-9));
+    }
+    print(io.out, "wrote %s\n", (out / "sweep.csv").string().c_str());
+    return 0;
+}
+
+}  // namespace
+
+Command add_sweep_command(CLI::App& app, const Console& io) {
+    const auto options = std::make_shared<SweepOptions>();
+    SweepOptions& o = *options;
+    CLI::App* c = app.add_subcommand("sweep", "Train several model shapes (latent size x width) and compare them");
+    c->add_option("--out", o.out, "Sweep folder: one run folder per configuration and sweep.csv")->required();
+    c->add_option("--data", o.data, "Bitmaps .npy (default: $EWE_DATA/sheep.npy, else procedural sheep)");
+    c->add_option("--limit", o.limit, "Use only the first N drawings (0: all)")->capture_default_str()->check(CLI::NonNegativeNumber);
+    CLI::Option* latent = c->add_option("--latent", o.latents, "Latent sizes, comma-separated")->capture_default_str();
+    CLI::Option* width = c->add_option("--width", o.widths, "Width multipliers, comma-separated (1: the post's model)")
+                             ->capture_default_str();
+    c->add_option("--configs", o.configs, "File of configurations instead of --latent x --width: one per line, "
+                  "'latent=N [width=W] [name=NAME]', '#' starts a comment")
+        ->excludes(latent)->excludes(width);
+    c->add_option("--epochs", o.epochs, "Epochs per configuration")->capture_default_str()->check(CLI::Range(1, 1000000));
+    c->add_option("--batch", o.batch, "Batch size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+    c->add_option("--kl-start", o.kl_start, "KL weight is 0 through this epoch")->capture_default_str()->check(CLI::NonNegativeNumber);
+    c->add_option("--kl-steep", o.kl_steep, "then rises linearly to 1 over this many epochs")->capture_default_str()->check(CLI::NonNegativeNumber);
+    c->add_option("--lr", o.lr, "RMSprop learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+    c->add_option("--seed", o.seed, "Seed of every run (weights, shuffles, dropout, sampling)")->capture_default_str();
+    c->add_option("--reparam", o.reparam, "standard or post (see train --help)")
+        ->capture_default_str()->check(CLI::IsMember({"standard", "post"}));
+    c->add_option("--snapshots", o.snapshots, "Epochs after which each run saves its latent space ('' for none)")
+        ->capture_default_str();
+    c->add_option("--monitor", o.monitor, "Posterior-collapse monitor of each run on the first N drawings (0: off)")
+        ->capture_default_str()->check(CLI::NonNegativeNumber);
+    c->add_option("--plant", o.plant, "OTHER.npy:N: score the training drawings with the first N of another class "
+                  "planted among them (roc_auc, precision_at_n)");
+    c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+    c->add_option("--threads", o.threads, "CPU threads (0: OpenMP's default)")->check(CLI::Range(0, 4096));
+    c->add_option("--concurrent", o.concurrent, "CUDA: train this many configurations at a time on the GPU")
+        ->capture_default_str()->check(CLI::Range(1, 64));
+    c->add_option("--timing-steps", o.timing_steps, "Steps timed per configuration for the estimate (0: 3 on the "
+                  "CPU, 25 on CUDA)")->capture_default_str()->check(CLI::Range(0, 100000));
+    c->add_flag("--resume", o.resume, "Skip finished runs, continue interrupted ones from their checkpoints");
+    c->add_flag("--quiet", o.quiet, "No progress bars");
+    return [options, io] { return run_sweep(*options, io); };
+}
+
+}  // namespace sheep
