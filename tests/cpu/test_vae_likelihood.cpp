@@ -3,7 +3,8 @@
 // quadrature over z on a dense grid (the honest check of the constants and of the
 // proposal density, for both reparameterization variants); the K = 1 mean equals the
 // ELBO; the mean estimate rises with K; determinism for a seed and independence of the
-// batch size; bad arguments; and gaussian_decoder_variance's reading of VaeLoss.
+// batch size; a finite estimate when the encoder's sd underflows; bad arguments; and
+// gaussian_decoder_variance's reading of VaeLoss.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
@@ -168,6 +169,19 @@ TEST_CASE("the estimate is deterministic for a seed and does not depend on the b
         CHECK(a[i] != c[i]);
     }
     CHECK(importance_weighted_log_likelihood<double>(ctx, *small, images.view(), sampling(13, 4)) == a);
+}
+
+TEST_CASE("an encoder far outside its range (sd underflowing to 0) gives a finite, very low estimate") {
+    Context ctx;
+    auto vae = tiny_vae(ctx, ReparamVariant::standard);
+    const Tensor<double> images = tiny_images(ctx, *vae);
+    const double ordinary = importance_weighted_log_likelihood<double>(ctx, *vae, images.view(), sampling(8))[0];
+    for (std::size_t id = 0; id < vae->params().info().size(); ++id)
+        if (vae->params().info()[id].name == "z_log_var/bias") vae->params().value(int(id))[0] = -2000;  // sd = exp(-1000) = 0
+    const double collapsed = importance_weighted_log_likelihood<double>(ctx, *vae, images.view(), sampling(8))[0];
+    INFO("ordinary " << ordinary << ", collapsed " << collapsed);
+    CHECK(std::isfinite(collapsed));
+    CHECK(collapsed < ordinary - 900);  // log q(z|x) = 1000 - eps^2 / 2 - log(2 pi) / 2 at the draw
 }
 
 TEST_CASE("bad arguments give clear errors") {

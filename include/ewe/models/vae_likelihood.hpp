@@ -97,8 +97,9 @@ std::vector<double> importance_weighted_log_likelihood(Context& ctx, Vae<T>& vae
                 const double eps = double(philox_normal(key, std::uint64_t(pair * d + j)));
                 const T zj = T(mu + std::exp(log_sd) * eps);
                 z_host[r * d + j] = zj;
-                const double u = (double(zj) - mu) / std::exp(log_sd);  // eps as the decoder sees z
-                log_ratio += -0.5 * double(zj) * double(zj) + 0.5 * u * u + log_sd;  // log p(z) - log q(z|x)
+                // log p(z) - log q(z|x), q's density taken at the draw itself (eps), which
+                // stays finite when sd underflows (an encoder far outside its training data).
+                log_ratio += -0.5 * double(zj) * double(zj) + 0.5 * eps * eps + log_sd;
             }
             log_weight[std::size_t(pair)] = log_ratio;
             std::copy_n(images.data() + image * per, per, x_host.data() + r * per);
