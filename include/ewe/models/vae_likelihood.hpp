@@ -81,6 +81,7 @@ std::vector<double> importance_weighted_log_likelihood(Context& ctx, Vae<T>& vae
     // log p(z_k) - log q(z_k|x) of every (image, sample) pair (their (d/2) log(2 pi) cancel),
     // then log p(x|z_k) added.
     std::vector<double> log_weight(std::size_t(n * k_samples));
+    std::vector<std::uint8_t> overflowed(static_cast<std::size_t>(b));
     Tensor<T> z_host(Shape{b, d}), x_host(vae.image_shape().with_batch(b)), sse_host(Shape{b});
     Tensor<T> z(Shape{b, d}, ctx.device()), x(vae.image_shape().with_batch(b), ctx.device());
     Tensor<T> x_hat(vae.image_shape().with_batch(b), ctx.device()), sse(Shape{b}, ctx.device());
@@ -90,16 +91,24 @@ std::vector<double> importance_weighted_log_likelihood(Context& ctx, Vae<T>& vae
         for (std::int64_t r = 0; r < m; ++r) {
             const std::int64_t pair = p0 + r, image = pair / k_samples;
             double log_ratio = 0;
+            overflowed[std::size_t(r)] = 0;
             for (std::int64_t j = 0; j < d; ++j) {
                 const double mu = double(enc.mean[std::size_t(image * d + j)]);
                 const double lv = double(enc.log_var[std::size_t(image * d + j)]);
                 const double log_sd = post ? lv : 0.5 * lv;
                 const double eps = double(philox_normal(key, std::uint64_t(pair * d + j)));
-                const T zj = T(mu + std::exp(log_sd) * eps);
-                z_host[r * d + j] = zj;
+                const double zd = mu + std::exp(log_sd) * eps;
+                const T zj = T(zd);
+                // A draw beyond T's range (an encoder far outside its training data: one bear
+                // encodes to log_var 460) is not decoded: its log p(x|z) is bounded by the
+                // decoder's maximum, -decoder_constant, which is taken, and its log p(z) <
+                // -1e76 decides its weight anyway.
+                const bool representable = std::isfinite(double(zj));
+                overflowed[std::size_t(r)] |= !representable;
+                z_host[r * d + j] = representable ? zj : T(0);
                 // log p(z) - log q(z|x), q's density taken at the draw itself (eps), which
-                // stays finite when sd underflows (an encoder far outside its training data).
-                log_ratio += -0.5 * double(zj) * double(zj) + 0.5 * eps * eps + log_sd;
+                // stays finite when sd underflows.
+                log_ratio += -0.5 * zd * zd + 0.5 * eps * eps + log_sd;
             }
             log_weight[std::size_t(pair)] = log_ratio;
             std::copy_n(images.data() + image * per, per, x_host.data() + r * per);
@@ -110,12 +119,16 @@ std::vector<double> importance_weighted_log_likelihood(Context& ctx, Vae<T>& vae
         ops::mse_forward<T>(ctx, double(per), x_hat.view().leading(m), x.view().leading(m), sse.view().leading(m));
         copy<T>(sse.view().leading(m), sse_host.view().leading(m));
         for (std::int64_t r = 0; r < m; ++r)
-            log_weight[std::size_t(p0 + r)] += -double(sse_host[r]) / (2.0 * options.decoder_variance) - decoder_constant;
+            log_weight[std::size_t(p0 + r)] +=
+                (overflowed[std::size_t(r)] ? 0.0 : -double(sse_host[r]) / (2.0 * options.decoder_variance)) - decoder_constant;
     }
     std::vector<double> out(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i) {
         const double* w = log_weight.data() + i * k_samples;
         const double top = *std::max_element(w, w + k_samples);
+        EWE_REQUIRE(std::isfinite(top), who, ": image ", i, " has no finite importance weight (its posterior is mean ",
+                    enc.mean[std::size_t(i * d)], ", log variance ", enc.log_var[std::size_t(i * d)],
+                    " in dimension 0): the encoder is far outside its range");
         double sum = 0;
         for (std::int64_t k = 0; k < k_samples; ++k) sum += std::exp(w[k] - top);
         out[std::size_t(i)] = top + std::log(sum) - std::log(double(k_samples));
