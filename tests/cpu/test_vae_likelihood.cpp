@@ -3,8 +3,8 @@
 // quadrature over z on a dense grid (the honest check of the constants and of the
 // proposal density, for both reparameterization variants); the K = 1 mean equals the
 // ELBO; the mean estimate rises with K; determinism for a seed and independence of the
-// batch size; a finite estimate when the encoder's sd underflows; bad arguments; and
-// gaussian_decoder_variance's reading of VaeLoss.
+// batch size; finite estimates when the encoder's sd underflows or its draws overflow
+// float; bad arguments; and gaussian_decoder_variance's reading of VaeLoss.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
@@ -182,6 +182,29 @@ TEST_CASE("an encoder far outside its range (sd underflowing to 0) gives a finit
     INFO("ordinary " << ordinary << ", collapsed " << collapsed);
     CHECK(std::isfinite(collapsed));
     CHECK(collapsed < ordinary - 900);  // log q(z|x) = 1000 - eps^2 / 2 - log(2 pi) / 2 at the draw
+}
+
+TEST_CASE("draws beyond float's range are not decoded, and no finite weight at all is a clear error") {
+    Context ctx;
+    auto decoder = std::make_shared<Sequential<float>>("tiny_decoder");
+    decoder->add<Dense>(6, Activation::relu);
+    decoder->add<Dense>(kPixels, Activation::sigmoid);
+    auto encoder = std::make_shared<Sequential<float>>("tiny_encoder");
+    encoder->add<Dense>(6, Activation::relu);
+    Vae<float> vae(ctx, VaeOptions<float>{Shape{kPixels}, encoder, 1, decoder}, 16, 3);
+    const Tensor<float> images = Tensor<float>::from({1, kPixels}, {0.2f, 0.4f, 0.6f, 0.8f});
+    const auto log_var_bias = [&](float v) {
+        for (std::size_t id = 0; id < vae.params().info().size(); ++id)
+            if (vae.params().info()[id].name == "z_log_var/bias") vae.params().value(int(id))[0] = v;
+    };
+    log_var_bias(200);  // sd = exp(100) = 2.7e43: every draw overflows float
+    const double overflowed = importance_weighted_log_likelihood<float>(ctx, vae, images.view(), sampling(8))[0];
+    INFO("log p(x) with sd = exp(100): " << overflowed);
+    CHECK(std::isfinite(overflowed));
+    CHECK(overflowed < -1e70);  // log p(z) of a draw beyond 3.4e38
+    log_var_bias(3000);  // sd = exp(1500) overflows double too
+    CHECK_THROWS_WITH_AS(importance_weighted_log_likelihood<float>(ctx, vae, images.view(), sampling(8)),
+                         doctest::Contains("image 0 has no finite importance weight"), Error);
 }
 
 TEST_CASE("bad arguments give clear errors") {
