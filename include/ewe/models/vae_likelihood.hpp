@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <numbers>
 #include <type_traits>
 #include <vector>
@@ -126,9 +127,10 @@ std::vector<double> importance_weighted_log_likelihood(Context& ctx, Vae<T>& vae
     for (std::int64_t i = 0; i < n; ++i) {
         const double* w = log_weight.data() + i * k_samples;
         const double top = *std::max_element(w, w + k_samples);
-        EWE_REQUIRE(std::isfinite(top), who, ": image ", i, " has no finite importance weight (its posterior is mean ",
-                    enc.mean[std::size_t(i * d)], ", log variance ", enc.log_var[std::size_t(i * d)],
-                    " in dimension 0): the encoder is far outside its range");
+        if (!std::isfinite(top)) {  // every draw beyond double's range (log_var ~ 1400 or more): p(x) is 0 in double
+            out[std::size_t(i)] = std::numeric_limits<double>::lowest();
+            continue;
+        }
         double sum = 0;
         for (std::int64_t k = 0; k < k_samples; ++k) sum += std::exp(w[k] - top);
         out[std::size_t(i)] = top + std::log(sum) - std::log(double(k_samples));
