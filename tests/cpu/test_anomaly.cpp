@@ -1,5 +1,6 @@
 // Anomaly scoring: reconstruction errors, thresholds, top-k, ROC AUC, precision@k,
-// with values checked by hand (and against numpy / scikit-learn conventions).
+// with values checked by hand (and against numpy / scikit-learn conventions); input
+// complexity (deflate length) and the complexity-adjusted likelihood.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
@@ -8,6 +9,8 @@
 #include <vector>
 
 #include "ewe/cluster/anomaly.hpp"
+#include "ewe/cluster/complexity.hpp"
+#include "ewe/core/philox.hpp"
 
 using namespace ewe;
 using namespace ewe::cluster;
@@ -107,4 +110,32 @@ TEST_CASE("top-k, ROC AUC, precision@k") {
     CHECK_THROWS_AS(roc_auc(s, std::vector<int>(5, 0)), Error);
     CHECK_THROWS_AS(roc_auc(s, std::vector<int>{0, 1, 2, 0, 0}), Error);
     CHECK_THROWS_AS(roc_auc(s, std::vector<int>{0, 1}), Error);
+}
+
+TEST_CASE("input complexity: deflate length of the 8-bit drawing, and the complexity-adjusted likelihood") {
+    // Three 28x28 "drawings": blank, one horizontal stroke, and Philox noise.
+    Tensor<float> x(Shape{3, 28, 28, 1});
+    for (std::int64_t j = 0; j < 784; ++j) {
+        x[j] = 0;
+        x[784 + j] = j / 28 == 14 && j % 28 > 3 && j % 28 < 24 ? 1.0f : 0.0f;
+        x[2 * 784 + j] = float(philox_bits(PhiloxKey{5, 0, 0}, std::uint64_t(j)) >> 24) / 255.0f;
+    }
+    const std::vector<double> length = compressed_length_nats<float>(x.view());
+    REQUIRE(length.size() == 3);
+    CHECK(length[0] < length[1]);
+    CHECK(length[1] < length[2]);
+    // The lengths are whole bytes of the stream of exactly the stored 8-bit values.
+    std::vector<std::uint8_t> noise(784);
+    for (std::int64_t j = 0; j < 784; ++j) noise[std::size_t(j)] = std::uint8_t(philox_bits(PhiloxKey{5, 0, 0}, std::uint64_t(j)) >> 24);
+    CHECK(length[2] == doctest::Approx(8 * std::log(2.0) * double(io::zlib_compress(noise).size())).epsilon(1e-12));
+    CHECK(length[2] > 8 * std::log(2.0) * 700);  // noise barely compresses
+    x[5] = 1.5f;
+    CHECK_THROWS_WITH_AS(compressed_length_nats<float>(x.view()),
+                         "compressed_length_nats: value 5 of sample 0 is outside [0, 1]: 1.5", Error);
+
+    const std::vector<double> s = complexity_adjusted_nll({100, 200}, {30, 10}, 4);
+    CHECK(s[0] == doctest::Approx(100 + 4 * std::log(255.0) - 30));
+    CHECK(s[1] == doctest::Approx(200 + 4 * std::log(255.0) - 10));
+    CHECK_THROWS_WITH_AS(complexity_adjusted_nll({1, 2}, {1}, 4), "complexity_adjusted_nll: 2 likelihoods but 1 lengths",
+                         Error);
 }

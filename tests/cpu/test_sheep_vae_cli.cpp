@@ -305,7 +305,7 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
 
     const fs::path cat = real.parent_path() / "cat.npy";
     std::vector<std::string> anomaly = {"anomalies", "--checkpoint", ckp, "--data", real.string(), "--limit", "20",
-                                        "--out", (dir / "anomalies").string(), "--json"};
+                                        "--out", (dir / "anomalies").string(), "--samples", "8", "--json"};
     if (fs::exists(cat)) anomaly.insert(anomaly.end(), {"--plant", cat.string() + ":6"});
     r = run(anomaly);
     REQUIRE_MESSAGE(r.rc == 0, r.err);
@@ -316,23 +316,36 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
         CHECK(contains(r.out, "\"precision_at_n\": "));
         CHECK(contains(r.out, "\"roc_auc_ink_adjusted_sse\": "));
         CHECK(contains(r.out, "\"roc_auc_neg_elbo\": "));
+        CHECK(contains(r.out, "\"roc_auc_iw_nll\": "));
+        CHECK(contains(r.out, "\"roc_auc_complexity_adjusted_nll\": "));
     }
+    CHECK(contains(r.out, "\"iw_samples\": 8"));
     for (const char* f : {"scores.npy", "scores.csv", "histogram_sse.svg", "histogram_ink_adjusted_sse.svg",
-                          "histogram_neg_elbo.svg", "above_cutoff.png"})
+                          "histogram_neg_elbo.svg", "histogram_iw_nll.svg", "histogram_complexity_adjusted_nll.svg",
+                          "above_cutoff.png"})
         CHECK_MESSAGE(fs::exists(dir / "anomalies" / f), f);
     {
-        // Columns sse, ink_adjusted_sse, neg_elbo: the ink-adjusted scores are least-squares
-        // residuals over these drawings (with an intercept), so they sum to 0; neg ELBO >=
-        // 2 sse (KL >= 0).
+        // Columns sse, ink_adjusted_sse, neg_elbo, iw_nll, complexity_adjusted_nll: the
+        // ink-adjusted scores are least-squares residuals over these drawings (with an
+        // intercept), so they sum to 0; neg ELBO >= 2 sse (KL >= 0); iw_nll includes the
+        // decoder's constant: -log p(x|z) >= (784 / 2) log(2 pi / 4) for every z, and the
+        // sheep's 2 SSE (> 50) dwarfs log p(z) / q(z|x); the complexity-adjusted one adds
+        // 784 log 255 and subtracts a deflate length of at most 784 * 9 / 8 + 7 < 900 bytes.
         const auto scores = ewe::io::read_npy(dir / "anomalies" / "scores.npy");
-        REQUIRE(scores.shape[1] == 3);
+        REQUIRE(scores.shape[1] == 5);
         const ewe::Tensor<float> v = ewe::io::npy_to_tensor<float>(scores, "scores.npy");
         double residual_sum = 0, residual_abs = 0;
         for (std::int64_t i = 0; i < scores.shape[0]; ++i) {
-            CHECK(v[3 * i] > 0);
-            residual_sum += v[3 * i + 1];
-            residual_abs += std::abs(v[3 * i + 1]);
-            CHECK(v[3 * i + 2] >= 2 * v[3 * i] * (1 - 1e-6));
+            const float* row = &v[5 * i];
+            CHECK(row[0] > 0);
+            residual_sum += row[1];
+            residual_abs += std::abs(row[1]);
+            CHECK(row[2] >= 2 * row[0] * (1 - 1e-6));
+            CHECK(std::isfinite(row[3]));
+            CHECK(row[3] > 392 * std::log(2 * 3.141592653589793 / 4));
+            const double adjustment = row[4] - row[3];
+            CHECK(adjustment > 784 * std::log(255.0) - 8 * std::log(2.0) * 900);
+            CHECK(adjustment < 784 * std::log(255.0));
         }
         CHECK(residual_abs > 0);
         CHECK(std::abs(residual_sum) <= 1e-5 * residual_abs);
@@ -365,6 +378,9 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
     r = run({"anomalies", "--checkpoint", ckp, "--data", real.string(), "--score", "ssim"});
     CHECK(r.rc != 0);
     CHECK(contains(r.err, "--score"));
+    r = run({"anomalies", "--checkpoint", ckp, "--data", real.string(), "--samples", "0"});
+    CHECK(r.rc != 0);
+    CHECK(contains(r.err, "--samples"));
 
     r = run({"explore", "--checkpoint", ckp, "--data", real.string(), "--limit", "40", "--k-max", "6", "--mosaic-k",
              "12", "--trials", "12", "--min-pts-max", "15", "--out", (dir / "explore").string()});

@@ -10,7 +10,16 @@
 //        assumes anomalies are a small minority of them;
 //   neg_elbo: 2 * sse + KL(q(z|x) || N(0, I)) summed over latent dimensions: the
 //        negative ELBO (up to a constant) of a Gaussian decoder with variance 1/4,
-//        i.e. the training loss at full KL weight, which also penalizes unusual codes.
+//        i.e. the training loss at full KL weight, which also penalizes unusual codes;
+//   iw_nll: -log p(x) of that model (Gaussian decoder of variance 1/4, prior N(0, I)),
+//        estimated with --samples K importance samples from the encoder (IWAE, Burda et
+//        al. 2016; ewe::importance_weighted_log_likelihood), constants included: the
+//        likelihood itself rather than its bound;
+//   complexity_adjusted_nll: iw_nll + 784 log 255 minus the drawing's deflate-compressed
+//        length in nats (Serra et al. 2020; ewe/cluster/complexity.hpp): the
+//        log-likelihood ratio of a general-purpose compressor to the model, so a drawing
+//        is not normal merely for being simple.
+// docs/anomaly_scores.md has the study of all five on every planted class.
 // For the chosen --score: a cutoff (a quantile) and the drawings above it; for every
 // score a histogram; all scores as .npy and .csv. With --plant OTHER.npy:N, N drawings
 // of another class are mixed in and ROC AUC and precision@N (N = planted count) say how
@@ -25,10 +34,12 @@
 #include <vector>
 
 #include <ewe/cluster/anomaly.hpp>
+#include <ewe/cluster/complexity.hpp>
 #include <ewe/io/csv.hpp>
 #include <ewe/io/npy.hpp>
 #include <ewe/io/svg.hpp>
 #include <ewe/models/vae_inference.hpp>
+#include <ewe/models/vae_likelihood.hpp>
 
 namespace sheep {
 
@@ -45,6 +56,8 @@ struct AnomalyOptions {
     double quantile = 0.99;
     std::int64_t top = 100;
     std::string device = "cpu";
+    std::int64_t samples = 64;
+    std::uint64_t seed = 0;
     bool json = false;
 };
 
@@ -81,6 +94,14 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
         }
         neg_elbo[std::size_t(i)] = 2 * errors.sse[std::size_t(i)] + kl;
     }
+    ewe::ImportanceSampling sampling;
+    sampling.samples = o.samples;
+    sampling.seed = o.seed;
+    sampling.decoder_variance = ewe::gaussian_decoder_variance(ewe::VaeLossConfig{}, kSide * kSide);  // train's loss
+    std::vector<double> iw_nll = ewe::importance_weighted_log_likelihood<float>(*m.ctx, *m.vae, data.images.view(), sampling);
+    for (double& v : iw_nll) v = -v;
+    const std::vector<double> complexity_adjusted = ewe::cluster::complexity_adjusted_nll(
+        iw_nll, ewe::cluster::compressed_length_nats<float>(data.images.view()), kSide * kSide);
     struct Score {
         std::string name, label;
         std::vector<double> values;
@@ -89,7 +110,11 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
     std::vector<Score> scores = {{"sse", "reconstruction error (SSE)", errors.sse},
                                  {"ink_adjusted_sse", "ink-adjusted reconstruction error (log SSE residual)",
                                   ewe::cluster::size_adjusted_errors(errors.sse, errors.input_mass, ink_fit)},
-                                 {"neg_elbo", "negative ELBO", std::move(neg_elbo)}};
+                                 {"neg_elbo", "negative ELBO", std::move(neg_elbo)},
+                                 {"iw_nll", "negative log-likelihood (IWAE, K = " + std::to_string(o.samples) + ")",
+                                  std::move(iw_nll)},
+                                 {"complexity_adjusted_nll", "complexity-adjusted negative log-likelihood",
+                                  complexity_adjusted}};
     for (Score& s : scores) s.cutoff = ewe::cluster::quantile_threshold(s.values, o.quantile);
     const Score& chosen = *std::find_if(scores.begin(), scores.end(), [&](const Score& s) { return s.name == o.score; });
     const double cutoff = chosen.cutoff;
@@ -144,7 +169,8 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
     JsonLine j;
     j.add("samples", n).add("planted", planted).add("score", o.score).add("quantile", o.quantile).add("cutoff", cutoff)
         .add("above_cutoff", above)
-        .add("ink_fit_intercept", ink_fit.intercept).add("ink_fit_slope", ink_fit.slope);
+        .add("ink_fit_intercept", ink_fit.intercept).add("ink_fit_slope", ink_fit.slope)
+        .add("iw_samples", o.samples).add("iw_seed", std::int64_t(o.seed));
     if (planted > 0 && normal > 0) {
         std::vector<std::uint8_t> labels(std::size_t(n), 0);
         for (std::int64_t i = normal; i < n; ++i) labels[std::size_t(i)] = 1;
@@ -171,7 +197,7 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
 Command add_anomalies_command(CLI::App& app, const Console& io) {
     const auto options = std::make_shared<AnomalyOptions>();
     AnomalyOptions& o = *options;
-    CLI::App* c = app.add_subcommand("anomalies", "Score drawings by reconstruction error (plain, adjusted for ink) and negative ELBO");
+    CLI::App* c = app.add_subcommand("anomalies", "Score drawings by reconstruction error (plain, adjusted for ink), negative ELBO and log-likelihood");
     c->add_option("--checkpoint", o.checkpoint, "checkpoint.safetensors written by train")->required();
     c->add_option("--data", o.data, "Bitmaps .npy to score (uint8 (N, 784) or (N, 28, 28), or float32 in [0, 1])")->required();
     c->add_option("--limit", o.limit, "Score only the first N drawings (0: all)")->check(CLI::NonNegativeNumber);
@@ -180,9 +206,12 @@ Command add_anomalies_command(CLI::App& app, const Console& io) {
                   "Normal drawings .npy (e.g. the training data) to fit ink_adjusted_sse's line on (default: the scored drawings)");
     c->add_option("--out", o.out, "Output folder")->capture_default_str();
     c->add_option("--score", o.score, "Score behind the cutoff and the drawings above it")
-        ->capture_default_str()->check(CLI::IsMember({"sse", "ink_adjusted_sse", "neg_elbo"}));
+        ->capture_default_str()->check(CLI::IsMember({"sse", "ink_adjusted_sse", "neg_elbo", "iw_nll", "complexity_adjusted_nll"}));
     c->add_option("--quantile", o.quantile, "Cutoff: this quantile of the chosen score")->capture_default_str()->check(CLI::Range(0.0, 1.0));
     c->add_option("--top", o.top, "At most this many drawings above the cutoff in the picture")->capture_default_str()->check(CLI::Range(1, 10000));
+    c->add_option("--samples", o.samples, "Importance samples K per drawing for iw_nll and complexity_adjusted_nll")
+        ->capture_default_str()->check(CLI::Range(1, 1000000));
+    c->add_option("--seed", o.seed, "Seed of the importance samples")->capture_default_str();
     c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
     c->add_flag("--json", o.json, "Print one JSON line with the results");
     return [options, io] { return run_anomalies(*options, io); };
