@@ -43,6 +43,7 @@ Command add_train_command(CLI::App& app, const Console& io);
 Command add_generate_command(CLI::App& app, const Console& io);
 Command add_anomalies_command(CLI::App& app, const Console& io);
 Command add_explore_command(CLI::App& app, const Console& io);
+Command add_report_command(CLI::App& app, const Console& io);
 
 Bitmaps bitmaps_from_bytes(const std::uint8_t* bytes, std::int64_t n, std::string source);
 // The training data when --data is not given: $EWE_DATA/sheep.npy if it exists, else
