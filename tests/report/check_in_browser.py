@@ -150,7 +150,8 @@ def main():
         for e in cdp.events:
             m, p = e["method"], e.get("params", {})
             if m == "Runtime.exceptionThrown":
-                failures.append("exception: %s" % p.get("exceptionDetails", {}).get("text"))
+                details = p.get("exceptionDetails", {})
+                failures.append("exception: %s %s" % (details.get("text"), details.get("exception", {}).get("description", "")))
             elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
                 failures.append("console.%s: %s" % (p["type"], [a.get("value") for a in p.get("args", [])]))
             elif m == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
