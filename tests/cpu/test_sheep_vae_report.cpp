@@ -139,6 +139,9 @@ TEST_CASE("bad --run, --out and --generate are errors naming the flag and the fi
     r = run({"report", "--run", run_dir.string()});
     CHECK(r.rc != 0);
     CHECK(contains(r.err, "--out"));
+    r = run({"report", "--help"});
+    CHECK(r.rc == 0);
+    for (const char* flag : {"--run", "--out", "--explore", "--anomalies", "--generate", "--sweep"}) CHECK(contains(r.out, flag));
 }
 
 TEST_CASE("the sweep section: sweep.csv as a table (any columns, escaped) and a roc_auc bar chart by run") {

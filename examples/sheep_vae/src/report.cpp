@@ -272,10 +272,16 @@ void dbscan_section(ewe::io::HtmlReport& page, const fs::path& dir, const std::s
                 text += (i ? ", " : " ") + std::to_string(by_size[i]);
             if (by_size.size() > 12) text += ", ...";
         }
-        text += ". Marked below: the trials with that outcome.";
         const std::size_t c = search.column("clusters"), z = search.column("noise");
+        std::string trials;
         for (std::size_t r = 0; r < search.rows.size(); ++r)
-            if (search.rows[r][c] == std::to_string(clusters) && search.rows[r][z] == std::to_string(noise)) chosen.push_back(r);
+            if (search.rows[r][c] == std::to_string(clusters) && search.rows[r][z] == std::to_string(noise)) {
+                chosen.push_back(r);
+                trials += (trials.empty() ? "" : ", ") +
+                          (search.has("trial") ? search.rows[r][search.column("trial")] : "row " + std::to_string(r + 1));
+            }
+        text += chosen.empty() ? ". No trial of the search had that outcome (explore --eps/--min-pts chose it)."
+                               : ". Marked in the table, the trials with that outcome: " + trials + ".";
     }
     page.paragraph(text);
     page.table(search.header, search.rows, chosen, 360);
@@ -420,7 +426,7 @@ int run_report(const ReportOptions& o, const Console& io) {
 
     const SheepCheckpoint ck = read_checkpoint(run / "checkpoint.safetensors", "--run");
     const CsvTable metrics = CsvTable::read(run / "metrics.csv");
-    ewe::io::HtmlReport page("Sheep in latent space: " + run.filename().string());
+    ewe::io::HtmlReport page("Sheep in latent space: a sheep_vae run");
     page.paragraph("The experiment of the post 'sheep in latent space' as run by sheep_vae, read from " + run.string() +
                    (o.explore.empty() ? "" : ", " + o.explore) + (o.anomalies.empty() ? "" : ", " + o.anomalies) +
                    (o.generate.empty() ? "" : ", " + o.generate) + (o.sweep.empty() ? "" : ", " + o.sweep) + ".");
