@@ -281,10 +281,25 @@ void dbscan_section(ewe::io::HtmlReport& page, const fs::path& dir, const std::s
                           (search.has("trial") ? search.rows[r][search.column("trial")] : "row " + std::to_string(r + 1));
             }
         text += chosen.empty() ? ". No trial of the search had that outcome (explore --eps/--min-pts chose it)."
-                               : ". Marked in the table, the trials with that outcome: " + trials + ".";
+                               : ". Marked at the top of the table, the trials with that outcome: " + trials + ".";
     }
+    text += " The table lists the trials by clusters found (most first), then noise points (fewest first).";
     page.paragraph(text);
-    page.table(search.header, search.rows, chosen, 360);
+    // Kept trials first, then by clusters (descending) and noise (ascending); the sort is stable.
+    std::vector<std::size_t> order(search.rows.size());
+    for (std::size_t r = 0; r < order.size(); ++r) order[r] = r;
+    const std::vector<double> clusters_of = search.numbers("clusters"), noise_of = search.numbers("noise");
+    const auto kept = [&](std::size_t r) { return std::find(chosen.begin(), chosen.end(), r) != chosen.end(); };
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        if (kept(a) != kept(b)) return kept(a);
+        if (clusters_of[a] != clusters_of[b]) return clusters_of[a] > clusters_of[b];
+        return noise_of[a] < noise_of[b];
+    });
+    std::vector<std::vector<std::string>> sorted;
+    for (std::size_t r : order) sorted.push_back(search.rows[r]);
+    std::vector<std::size_t> marked;
+    for (std::size_t i = 0; i < chosen.size(); ++i) marked.push_back(i);
+    page.table(search.header, sorted, marked, 360);
     figure_or_note(page, dir, "dbscan_clusters.svg", "The chosen clustering in the latent plane (dbscan_clusters.svg)",
                    produce);
     figure_or_note(page, dir, "dbscan_cluster_strips.png",
