@@ -2,8 +2,9 @@
 # Reruns docs/tutorial.md's experiment on the real Quick, Draw! files and refreshes its
 # figures: 30 epochs on $EWE_DATA/sheep.npy (seed 42, 2 threads), new sheep from a grid
 # and from the prior, anomaly scores (alone and with the first 50 cats planted), and the
-# latent-space exploration. Everything the programs print, which the tutorial quotes,
-# goes to docs/figures/tutorial_run.txt; the run itself stays in RUN-DIR.
+# latent-space exploration, and all of it as one HTML page, docs/report/sheep_vae_report.html
+# (sheep_vae report). Everything the programs print, which the tutorial quotes, goes to
+# docs/figures/tutorial_run.txt; the run itself stays in RUN-DIR.
 # Usage: EWE_DATA=DIR bash scripts/tutorial_run.sh [build-dir] [run-dir]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,7 +17,7 @@ cmake --build "$build" --target sheep_vae -j "$(nproc)" >/dev/null
 sheep_vae=$build/examples/sheep_vae/sheep_vae
 export OMP_WAIT_POLICY=passive
 rm -rf "$run"
-mkdir -p "$run" "$figures"
+mkdir -p "$run" "$figures" "$root/docs/report"
 
 {
   echo "# scripts/tutorial_run.sh: commit $(git -C "$root" rev-parse --short HEAD), $(date -u +%F)," \
@@ -42,6 +43,9 @@ mkdir -p "$run" "$figures"
     --reference "$data/sheep.npy" --out "$run/cats_all" --json
   echo "\$ sheep_vae explore --data sheep.npy"
   "$sheep_vae" explore --checkpoint "$ck" --data "$data/sheep.npy" --out "$run/explore"
+  echo "\$ sheep_vae report --run train --explore explore --anomalies cats --generate grid.png"
+  (cd "$run" && "$sheep_vae" report --run train --explore explore --anomalies cats --generate grid.png \
+    --out "$root/docs/report/sheep_vae_report.html")
 } 2>&1 | tee "$figures/tutorial_run.txt"
 
 cp "$run/train/metrics.csv" "$figures/train_metrics.csv"

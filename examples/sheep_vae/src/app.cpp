@@ -1,5 +1,5 @@
 // sheep_vae_main: the sheep_vae program (summary, bench, train, generate, anomalies,
-// explore, sweep, each with --help) writing to the streams it is given. Errors are ewe::Error
+// explore, sweep, report, each with --help) writing to the streams it is given. Errors are ewe::Error
 // (or CLI11 parse errors): printed to `err` with a non-zero exit code, never a crash.
 #include "common.hpp"
 
@@ -31,9 +31,10 @@ int sheep_vae_main(int argc, char** argv, std::ostream& out, std::ostream& err) 
     commands["anomalies"] = sheep::add_anomalies_command(app, io);
     commands["explore"] = sheep::add_explore_command(app, io);
     commands["sweep"] = sheep::add_sweep_command(app, io);
+    commands["report"] = sheep::add_report_command(app, io);
     if (argc > 1 && argv[1][0] != '-' && commands.count(argv[1]) == 0) {
         err << "sheep_vae: unknown subcommand '" << argv[1]
-            << "' (expected summary, bench, train, generate, anomalies, explore or sweep; see --help)\n";
+            << "' (expected summary, bench, train, generate, anomalies, explore, sweep or report; see --help)\n";
         return 2;
     }
     try {

@@ -46,6 +46,7 @@ Command add_generate_command(CLI::App& app, const Console& io);
 Command add_anomalies_command(CLI::App& app, const Console& io);
 Command add_explore_command(CLI::App& app, const Console& io);
 Command add_sweep_command(CLI::App& app, const Console& io);
+Command add_report_command(CLI::App& app, const Console& io);
 
 // One training run of the sheep VAE as `train` makes it (src/train.cpp): RMSprop, the
 // post's KL annealing, and in `dir` checkpoint.safetensors (each epoch; interrupted.

@@ -1,6 +1,7 @@
 // A tiny SVG plot writer for figures of examples and docs: scatter, line and
 // histogram series on linear axes with "nice" ticks, axis labels, a title, vertical
-// reference lines and a legend. One plot per file; no dependencies.
+// reference lines and a legend. One plot per file; no dependencies. Also a horizontal
+// bar chart of named values (svg_bar_chart).
 #pragma once
 
 #include <algorithm>
@@ -139,10 +140,13 @@ public:
         }
         // Legend.
         double ly = top + 14;
+        std::size_t longest = 0;  // the legend's left edge leaves about 6.5 pixels per character
+        for (const Series& s : series_) longest = std::max(longest, s.label.size());
+        const double legend_x = right - std::max(150.0, 6.5 * double(longest) + 25);
         for (const Series& s : series_) {
             if (s.label.empty()) continue;
-            o += "<rect x=\"" + num(right - 150) + "\" y=\"" + num(ly - 9) + "\" width=\"10\" height=\"10\" fill=\"" + s.color + "\"/>\n";
-            o += text(right - 135, ly, s.label, "start");
+            o += "<rect x=\"" + num(legend_x) + "\" y=\"" + num(ly - 9) + "\" width=\"10\" height=\"10\" fill=\"" + s.color + "\"/>\n";
+            o += text(legend_x + 15, ly, s.label, "start");
             ly += 16;
         }
         return o + "</svg>\n";
@@ -202,5 +206,52 @@ private:
     bool log_y_ = false;
     std::vector<Series> series_;
 };
+
+// A horizontal bar chart of one value per named item (e.g. a score per run): one bar
+// per label, top to bottom, from 0 (or the smallest negative value) to the value, the
+// value written at the bar's end.
+inline std::string svg_bar_chart(const std::string& title, const std::vector<std::string>& labels,
+                                 const std::vector<double>& values, int width = 640) {
+    EWE_REQUIRE(labels.size() == values.size(), "svg_bar_chart: ", labels.size(), " labels but ", values.size(), " values");
+    double lo = 0, hi = 0;
+    for (double v : values)
+        if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+    if (hi == lo) hi = lo + 1;
+    const double bar = 20, gap = 6, top = 40, left = 180, right = width - 70;
+    const int height = int(top + double(values.size()) * (bar + gap) + 20);
+    const auto num = [](double v) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.2f", v);
+        return std::string(buf);
+    };
+    const auto escape = [](const std::string& t) {
+        std::string o;
+        for (char c : t) o += c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '&' ? "&amp;" : std::string(1, c);
+        return o;
+    };
+    const auto px = [&](double v) { return left + (v - lo) / (hi - lo) * (right - left); };
+    std::string o = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(width) + "\" height=\"" +
+                    std::to_string(height) + "\" viewBox=\"0 0 " + std::to_string(width) + " " + std::to_string(height) +
+                    "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+    o += "<text x=\"" + num(width / 2.0) + "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" + escape(title) + "</text>\n";
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        const double y = top + double(i) * (bar + gap), v = values[i];
+        o += "<text x=\"" + num(left - 8) + "\" y=\"" + num(y + bar * 0.7) + "\" text-anchor=\"end\">" + escape(labels[i]) +
+             "</text>\n";
+        if (!std::isfinite(v)) {
+            o += "<text x=\"" + num(px(0) + 4) + "\" y=\"" + num(y + bar * 0.7) + "\">n/a</text>\n";
+            continue;
+        }
+        const double a = std::min(px(0), px(v)), b = std::max(px(0), px(v));
+        o += "<rect x=\"" + num(a) + "\" y=\"" + num(y) + "\" width=\"" + num(std::max(0.5, b - a)) + "\" height=\"" + num(bar) +
+             "\" fill=\"" + palette(0) + "\"/>\n";
+        char value[32];
+        std::snprintf(value, sizeof value, "%.4g", v);
+        o += "<text x=\"" + num(b + 4) + "\" y=\"" + num(y + bar * 0.7) + "\">" + value + "</text>\n";
+    }
+    o += "<line x1=\"" + num(px(0)) + "\" y1=\"" + num(top - 4) + "\" x2=\"" + num(px(0)) + "\" y2=\"" + num(height - 16.0) +
+         "\" stroke=\"#333\"/>\n";
+    return o + "</svg>\n";
+}
 
 }  // namespace ewe::io

@@ -120,8 +120,9 @@ public:
     TensorView<T> dmean(std::int64_t n) { return dmean_.view().leading(n); }
     TensorView<T> dlog_var(std::int64_t n) { return dlog_var_.view().leading(n); }
 
-    // Keras-style summaries of the whole VAE and of the standalone decoder.
-    std::string summary() const {
+    // The rows of the whole VAE's summary (encoder, latent heads, sampling, decoder),
+    // for programs that lay it out themselves (e.g. as an HTML table).
+    std::vector<SummaryRow> summary_rows() const {
         std::vector<SummaryRow> rows = encoder_->summary_rows();
         for (const Dense<T>* head : {&z_mean_, &z_log_var_}) {
             auto r = head->summary_rows();
@@ -130,8 +131,10 @@ public:
         rows.push_back(sampling_.summary_row());
         auto d = decoder_->summary_rows();
         rows.insert(rows.end(), d.begin(), d.end());
-        return format_summary(name_, input_, rows);
+        return rows;
     }
+    // Keras-style summaries of the whole VAE and of the standalone decoder.
+    std::string summary() const { return format_summary(name_, input_, summary_rows()); }
     std::string decoder_summary() const { return format_summary(decoder_->name(), Shape{latent_}, decoder_->summary_rows()); }
 
 private:

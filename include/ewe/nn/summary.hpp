@@ -34,12 +34,14 @@ inline SummaryTotals summary_totals(const std::vector<SummaryRow>& rows) {
     return t;
 }
 
+// A layer's output shape as Keras prints it, the batch as None: (None, 14, 14, 64).
+inline std::string batch_shape(const Shape& s) {
+    std::string inner = s.str();
+    return "(None" + (s.rank() ? ", " + inner.substr(1, inner.size() - 1 - (s.rank() == 1 ? 2 : 1)) : "") + ")";
+}
+
 inline std::string format_summary(const std::string& model_name, const Shape& input,
                                   const std::vector<SummaryRow>& rows) {
-    auto batch_shape = [](const Shape& s) {
-        std::string inner = s.str();
-        return "(None" + (s.rank() ? ", " + inner.substr(1, inner.size() - 1 - (s.rank() == 1 ? 2 : 1)) : "") + ")";
-    };
     auto line = [](const std::string& a, const std::string& b, const std::string& c) {
         char buf[256];
         std::snprintf(buf, sizeof buf, " %-44s %-22s %12s\n", a.c_str(), b.c_str(), c.c_str());

@@ -13,7 +13,7 @@
 #include <ewe/models/sheep_vae_checkpoint.hpp>
 #include <ewe/train/callback.hpp>
 
-// Runs `sheep_vae argv[1] ...` (summary, bench, train, generate, anomalies, explore, sweep; each
+// Runs `sheep_vae argv[1] ...` (summary, bench, train, generate, anomalies, explore, sweep, report; each
 // with --help): results and help go to `out`, progress, notes and errors to `err`; the
 // progress bar redraws in place only when `err` is std::cerr on a terminal. Returns the
 // exit status: 0 on success, 130 when SIGINT stopped train or sweep, else non-zero with the

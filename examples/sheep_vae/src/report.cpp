@@ -1,0 +1,492 @@
+// `sheep_vae report`: the experiment as one self-contained HTML page (ewe/io/html_report.hpp),
+// in the post's order: the model, the training curves under KL annealing, the latent space
+// epoch by epoch, k-means, the k-NN distances and DBSCAN, the anomalies, the generated grid,
+// and a sweep of configurations. Everything is read from the files that train, explore,
+// anomalies, generate and sweep wrote (their figures embedded, their numbers quoted); a
+// missing input leaves its section out with a line saying which command produces it.
+#include "common.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <ewe/cluster/anomaly.hpp>
+#include <ewe/io/csv.hpp>
+#include <ewe/io/html_report.hpp>
+#include <ewe/io/npy.hpp>
+#include <ewe/io/svg.hpp>
+#include <ewe/nn/summary.hpp>
+
+namespace sheep {
+
+namespace {
+
+struct ReportOptions {
+    std::string run, out, explore, anomalies, generate, sweep;
+};
+
+std::string fmt(const char* format, double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, format, v);
+    return buf;
+}
+
+// A CSV file with a header row, its columns found by name.
+struct CsvTable {
+    fs::path path;
+    std::vector<std::string> header;
+    std::vector<std::vector<std::string>> rows;
+
+    static CsvTable read(const fs::path& path) {
+        auto all = ewe::io::read_csv(path);
+        if (all.empty()) fail(path.string(), ": empty file (expected a header row)");
+        CsvTable t{path, all.front(), {}};
+        for (std::size_t r = 1; r < all.size(); ++r)
+            if (!(all[r].size() == 1 && all[r][0].empty())) {
+                if (all[r].size() != t.header.size())
+                    fail(path.string(), ": row ", r + 1, " has ", all[r].size(), " fields, the header ", t.header.size());
+                t.rows.push_back(std::move(all[r]));
+            }
+        return t;
+    }
+    bool has(const std::string& name) const { return std::find(header.begin(), header.end(), name) != header.end(); }
+    std::size_t column(const std::string& name) const {
+        const auto it = std::find(header.begin(), header.end(), name);
+        if (it == header.end()) fail(path.string(), ": no column '", name, "'");
+        return std::size_t(it - header.begin());
+    }
+    std::vector<double> numbers(const std::string& name) const {
+        const std::size_t c = column(name);
+        std::vector<double> v;
+        for (std::size_t r = 0; r < rows.size(); ++r) {
+            const std::string& cell = rows[r][c];
+            char* end = nullptr;
+            const double x = std::strtod(cell.c_str(), &end);
+            if (cell.empty() || *end != '\0')
+                fail(path.string(), ": column '", name, "', row ", r + 2, ": expected a number, found '", cell, "'");
+            v.push_back(x);
+        }
+        return v;
+    }
+};
+
+// The files of folder `dir` whose names start with `prefix` and end with `suffix`, sorted.
+std::vector<fs::path> files_like(const fs::path& dir, const std::string& prefix, const std::string& suffix) {
+    std::vector<fs::path> out;
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.size() > prefix.size() + suffix.size() && name.starts_with(prefix) && name.ends_with(suffix))
+            out.push_back(it->path());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+// The figure `dir/name` when the file exists, else a line naming it and the command that writes it.
+void figure_or_note(ewe::io::HtmlReport& page, const fs::path& dir, const std::string& name, const std::string& caption,
+                    const std::string& command) {
+    if (fs::is_regular_file(dir / name)) page.image_file(dir / name, caption);
+    else page.note("No " + (dir / name).string() + " (written by " + command + ").");
+}
+
+void model_section(ewe::io::HtmlReport& page, const SheepCheckpoint& ck) {
+    page.section("The model");
+    ewe::Context ctx(ewe::Device::cpu);
+    const ewe::SheepVae<float> vae(ctx, ck.config, 1, ck.settings.seed);
+    const std::vector<ewe::SummaryRow> rows = vae.summary_rows();
+    const ewe::SummaryTotals totals = ewe::summary_totals(rows);
+    const RunSettings& s = ck.settings;
+    page.paragraph("A VAE of " + ewe::with_thousands(totals.total) + " parameters (" +
+                   ewe::with_thousands(totals.trainable) + " trainable) with a " + std::to_string(ck.config.latent) +
+                   "-dimensional latent space, trained for " + std::to_string(ck.progress.epoch) + " epochs (" +
+                   ewe::with_thousands(ck.progress.iterations) + " steps) on " + ewe::with_thousands(s.samples) +
+                   " drawings of " + s.data + ": batch " + std::to_string(s.batch) + ", RMSprop with learning rate " +
+                   fmt("%g", s.lr) + ", seed " + std::to_string(s.seed) + "; the KL weight is 0 through epoch " +
+                   fmt("%g", s.kl_start) + ", then rises linearly to 1 over " + fmt("%g", s.kl_steep) +
+                   " epochs. The layers, rebuilt from the checkpoint's configuration:");
+    std::vector<std::vector<std::string>> table = {{"input (InputLayer)", ewe::batch_shape(ewe::Shape{ck.config.image_size,
+                                                                                                      ck.config.image_size,
+                                                                                                      ck.config.channels}),
+                                                    "0"}};
+    for (const ewe::SummaryRow& r : rows)
+        table.push_back({r.name + " (" + r.kind + ")", ewe::batch_shape(r.output), ewe::with_thousands(r.params)});
+    table.push_back({"Total", "", ewe::with_thousands(totals.total)});
+    page.table({"Layer (type)", "Output shape", "Param #"}, table, {table.size() - 1});
+}
+
+void training_section(ewe::io::HtmlReport& page, const fs::path& run, const CsvTable& metrics) {
+    page.section("Training: loss, reconstruction and KL under annealing");
+    if (metrics.rows.empty()) {
+        page.note(metrics.path.string() + " has no epochs yet (sheep_vae train writes one row per epoch).");
+        return;
+    }
+    const auto epoch = metrics.numbers("epoch"), loss = metrics.numbers("loss"), recon = metrics.numbers("recon"),
+               kl = metrics.numbers("kl"), weight = metrics.numbers("kl_weight");
+    const std::size_t last = epoch.size() - 1;
+    std::size_t rise = 0;
+    while (rise < weight.size() && weight[rise] <= 0) ++rise;
+    std::string text = "Mean per drawing over " + std::to_string(epoch.size()) + " epochs: the loss falls from " +
+                       fmt("%.2f", loss[0]) + " after epoch " + fmt("%g", epoch[0]) + " to " + fmt("%.2f", loss[last]) +
+                       " after epoch " + fmt("%g", epoch[last]) + " (reconstruction " + fmt("%.2f", recon[last]) +
+                       ", KL " + fmt("%.3f", kl[last]) + " at weight " + fmt("%g", weight[last]) + "). ";
+    if (rise < weight.size())
+        text += "The KL weight is first above 0 in epoch " + fmt("%g", epoch[rise]) + " (" + fmt("%g", weight[rise]) +
+                "); while it is 0 the KL term (unweighted) grows from " + fmt("%.3f", kl[0]) + " to " +
+                fmt("%.3f", kl[rise > 0 ? rise - 1 : 0]) + ".";
+    else
+        text += "The KL weight stays 0 in every epoch of this run.";
+    if (metrics.has("active_units")) {
+        const auto active = metrics.numbers("active_units");
+        text += " Active latent units (posterior-mean variance > 0.01) after the last epoch: " + fmt("%g", active[last]) +
+                " of " + std::to_string(std::count_if(metrics.header.begin(), metrics.header.end(), [](const std::string& h) {
+                    return h.starts_with("kl_dim_");
+                })) + ".";
+    }
+    page.paragraph(text);
+    figure_or_note(page, run, "loss.svg", "Loss and reconstruction term per epoch (loss.svg)",
+                   "sheep_vae train when a run finishes");
+    figure_or_note(page, run, "kl.svg", "KL term and its annealed weight per epoch (kl.svg)",
+                   "sheep_vae train when a run finishes");
+    page.paragraph("Every epoch as logged in metrics.csv:");
+    page.table(metrics.header, metrics.rows, {}, 320);
+}
+
+void latent_section(ewe::io::HtmlReport& page, const fs::path& run, const CsvTable& metrics) {
+    page.section("The latent space, epoch by epoch");
+    const std::vector<fs::path> snapshots = files_like(run, "latent_epoch", ".svg");
+    if (snapshots.empty()) {
+        page.note("No latent_epochNNN.svg in " + run.string() + " (sheep_vae train --snapshots E1,E2,... writes them).");
+        return;
+    }
+    std::map<long, std::size_t> row_of_epoch;
+    if (!metrics.rows.empty()) {
+        const auto epochs = metrics.numbers("epoch");
+        for (std::size_t r = 0; r < epochs.size(); ++r) row_of_epoch[long(epochs[r])] = r;
+    }
+    std::vector<std::vector<std::string>> table;
+    for (const fs::path& svg : snapshots) {
+        const std::string stem = svg.stem().string();
+        const long e = std::strtol(stem.c_str() + std::string("latent_epoch").size(), nullptr, 10);
+        std::vector<std::string> row = {std::to_string(e)};
+        fs::path npy = svg;
+        npy.replace_extension(".npy");
+        if (fs::is_regular_file(npy)) {
+            const ewe::Tensor<double> z = ewe::io::npy_to_tensor<double>(ewe::io::read_npy(npy), npy.string());
+            const std::int64_t n = z.dim(0), d = z.shape().rank() > 1 ? z.dim(1) : 1;
+            row.push_back(std::to_string(n));
+            for (std::int64_t k = 0; k < std::min<std::int64_t>(d, 2); ++k) {
+                double mean = 0, sq = 0;
+                for (std::int64_t i = 0; i < n; ++i) mean += z[i * d + k];
+                mean /= double(n);
+                for (std::int64_t i = 0; i < n; ++i) sq += (z[i * d + k] - mean) * (z[i * d + k] - mean);
+                row.push_back(fmt("%.3f", mean) + " ± " + fmt("%.3f", std::sqrt(sq / double(n))));
+            }
+            while (row.size() < 4) row.push_back("");
+        } else {
+            row.insert(row.end(), {"", "", ""});
+        }
+        const auto it = row_of_epoch.find(e);
+        row.push_back(it == row_of_epoch.end() ? "" : metrics.rows[it->second][metrics.column("kl_weight")]);
+        row.push_back(it == row_of_epoch.end() || !metrics.has("active_units")
+                          ? ""
+                          : metrics.rows[it->second][metrics.column("active_units")]);
+        table.push_back(std::move(row));
+    }
+    page.paragraph("The posterior means of the training drawings after " + std::to_string(snapshots.size()) +
+                   " snapshot epochs. While the KL weight is 0 the codes are free to spread; once it rises they are "
+                   "pulled towards N(0, I). Per snapshot (latent_epochNNN.npy): mean ± standard deviation of z[0] and "
+                   "z[1], with that epoch's KL weight and active units from metrics.csv.");
+    page.table({"epoch", "drawings", "z[0]", "z[1]", "KL weight", "active units"}, table);
+    for (const fs::path& svg : snapshots) page.image_file(svg, svg.filename().string());
+}
+
+void kmeans_section(ewe::io::HtmlReport& page, const fs::path& dir, const std::string& produce) {
+    page.section("k-means: the elbow and the centres as drawings");
+    figure_or_note(page, dir, "latent_scatter.svg", "All drawings in the trained latent space (latent_scatter.svg)", produce);
+    if (fs::is_regular_file(dir / "kmeans_elbow.csv")) {
+        const CsvTable elbow = CsvTable::read(dir / "kmeans_elbow.csv");
+        const auto k = elbow.numbers("k"), inertia = elbow.numbers("inertia");
+        if (!k.empty()) {
+            std::string text = "Inertia (sum of squared distances to the nearest centre) for k = " + fmt("%g", k.front()) +
+                               ".." + fmt("%g", k.back()) + ":";
+            for (std::size_t i = 0; i < k.size(); ++i)
+                if (k[i] == 1 || k[i] == 2 || k[i] == 5 || k[i] == 10 || k[i] == 20 || i + 1 == k.size())
+                    text += " " + fmt("%g", k[i]) + ": " + fmt("%.4g", inertia[i]) + ";";
+            text.back() = '.';
+            text += " The bend of the curve is where more centres stop paying off.";
+            page.paragraph(text);
+        }
+    }
+    figure_or_note(page, dir, "kmeans_elbow.svg", "k-means elbow (kmeans_elbow.svg)", produce);
+    const std::vector<fs::path> mosaics = files_like(dir, "kmeans_", "_centres.png");
+    if (mosaics.empty()) page.note("No kmeans_K_centres.png in " + dir.string() + " (written by " + produce + ").");
+    for (const fs::path& m : mosaics) {
+        const std::string name = m.filename().string();
+        const std::string k = name.substr(7, name.size() - 7 - 12);
+        page.image_file(m, "The " + k + " k-means centres decoded into drawings (" + name + ")");
+    }
+}
+
+void dbscan_section(ewe::io::HtmlReport& page, const fs::path& dir, const std::string& produce) {
+    page.section("DBSCAN: k-NN distances, the parameter search and the clusters");
+    figure_or_note(page, dir, "knn_distance.svg",
+                   "Sorted distance to the k-th nearest neighbour: its knee suggests eps (knn_distance.svg)", produce);
+    if (!fs::is_regular_file(dir / "dbscan_search.csv")) {
+        page.note("No " + (dir / "dbscan_search.csv").string() + " (written by " + produce + ").");
+        return;
+    }
+    const CsvTable search = CsvTable::read(dir / "dbscan_search.csv");
+    std::vector<std::size_t> chosen;
+    std::string text = "A random search over " + std::to_string(search.rows.size()) + " (eps, minPts) pairs";
+    if (!search.rows.empty()) {
+        const auto eps = search.numbers("eps"), pts = search.numbers("min_pts");
+        text += ", eps in [" + fmt("%.4g", *std::min_element(eps.begin(), eps.end())) + ", " +
+                fmt("%.4g", *std::max_element(eps.begin(), eps.end())) + "], minPts in [" +
+                fmt("%g", *std::min_element(pts.begin(), pts.end())) + ", " +
+                fmt("%g", *std::max_element(pts.begin(), pts.end())) + "]";
+    }
+    text += ".";
+    if (fs::is_regular_file(dir / "dbscan_labels.npy")) {
+        const ewe::Tensor<double> labels =
+            ewe::io::npy_to_tensor<double>(ewe::io::read_npy(dir / "dbscan_labels.npy"), (dir / "dbscan_labels.npy").string());
+        std::map<long, long> sizes;
+        for (std::int64_t i = 0; i < labels.numel(); ++i) ++sizes[long(labels[i])];
+        const long noise = sizes.count(-1) ? sizes[-1] : 0;
+        const long clusters = long(sizes.size()) - (noise > 0);
+        text += " The clustering kept (dbscan_labels.npy) has " + std::to_string(clusters) + " clusters and " +
+                std::to_string(noise) + " noise points among " + std::to_string(labels.numel()) + " drawings";
+        std::vector<long> by_size;
+        for (const auto& [label, count] : sizes)
+            if (label >= 0) by_size.push_back(count);
+        std::sort(by_size.rbegin(), by_size.rend());
+        if (!by_size.empty()) {
+            text += "; cluster sizes";
+            for (std::size_t i = 0; i < std::min<std::size_t>(by_size.size(), 12); ++i)
+                text += (i ? ", " : " ") + std::to_string(by_size[i]);
+            if (by_size.size() > 12) text += ", ...";
+        }
+        const std::size_t c = search.column("clusters"), z = search.column("noise");
+        std::string trials;
+        for (std::size_t r = 0; r < search.rows.size(); ++r)
+            if (search.rows[r][c] == std::to_string(clusters) && search.rows[r][z] == std::to_string(noise)) {
+                chosen.push_back(r);
+                trials += (trials.empty() ? "" : ", ") +
+                          (search.has("trial") ? search.rows[r][search.column("trial")] : "row " + std::to_string(r + 1));
+            }
+        text += chosen.empty() ? ". No trial of the search had that outcome (explore --eps/--min-pts chose it)."
+                               : ". Marked at the top of the table, the trials with that outcome: " + trials + ".";
+    }
+    text += " The table lists the trials by clusters found (most first), then noise points (fewest first).";
+    page.paragraph(text);
+    // Kept trials first, then by clusters (descending) and noise (ascending); the sort is stable.
+    std::vector<std::size_t> order(search.rows.size());
+    for (std::size_t r = 0; r < order.size(); ++r) order[r] = r;
+    const std::vector<double> clusters_of = search.numbers("clusters"), noise_of = search.numbers("noise");
+    const auto kept = [&](std::size_t r) { return std::find(chosen.begin(), chosen.end(), r) != chosen.end(); };
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        if (kept(a) != kept(b)) return kept(a);
+        if (clusters_of[a] != clusters_of[b]) return clusters_of[a] > clusters_of[b];
+        return noise_of[a] < noise_of[b];
+    });
+    std::vector<std::vector<std::string>> sorted;
+    for (std::size_t r : order) sorted.push_back(search.rows[r]);
+    std::vector<std::size_t> marked;
+    for (std::size_t i = 0; i < chosen.size(); ++i) marked.push_back(i);
+    page.table(search.header, sorted, marked, 360);
+    figure_or_note(page, dir, "dbscan_clusters.svg", "The chosen clustering in the latent plane (dbscan_clusters.svg)",
+                   produce);
+    figure_or_note(page, dir, "dbscan_cluster_strips.png",
+                   "Drawings of each cluster, one row per cluster, noise last (dbscan_cluster_strips.png)", produce);
+}
+
+void anomaly_section(ewe::io::HtmlReport& page, const fs::path& dir, const std::string& produce) {
+    page.section("Anomalies: the drawings the model cannot reconstruct");
+    if (!fs::is_regular_file(dir / "scores.csv")) {
+        page.note("No " + (dir / "scores.csv").string() + " (written by " + produce + ").");
+        return;
+    }
+    const CsvTable scores = CsvTable::read(dir / "scores.csv");
+    static const std::set<std::string> not_scores = {"index", "source", "planted", "above_cutoff"};
+    std::vector<std::string> names;
+    for (const std::string& h : scores.header)
+        if (!not_scores.count(h)) names.push_back(h);
+    const std::size_t n = scores.rows.size();
+    std::vector<std::uint8_t> above(n, 0), planted(n, 0);
+    if (scores.has("above_cutoff"))
+        for (std::size_t r = 0; r < n; ++r) above[r] = scores.rows[r][scores.column("above_cutoff")] == "1";
+    if (scores.has("planted"))
+        for (std::size_t r = 0; r < n; ++r) planted[r] = scores.rows[r][scores.column("planted")] == "1";
+    const std::int64_t n_above = std::count(above.begin(), above.end(), 1);
+    const std::int64_t n_planted = std::count(planted.begin(), planted.end(), 1);
+    // The score behind the cutoff: the first whose drawings above the cutoff are exactly its highest ones.
+    std::string chosen;
+    double below_max = 0, above_min = 0;
+    for (const std::string& name : names) {
+        const auto v = scores.numbers(name);
+        double lo = INFINITY, hi = -INFINITY;
+        for (std::size_t r = 0; r < n; ++r) {
+            if (above[r]) lo = std::min(lo, v[r]);
+            else hi = std::max(hi, v[r]);
+        }
+        if (n_above > 0 && lo > hi) {
+            chosen = name, below_max = hi, above_min = lo;
+            break;
+        }
+    }
+    std::string list;
+    for (const std::string& name : names) list += (list.empty() ? "" : ", ") + name;
+    std::string text = std::to_string(n) + " drawings scored with " + std::to_string(names.size()) + " scores (" + list + ").";
+    if (!chosen.empty())
+        text += " The cutoff on " + chosen + " lies between " + fmt("%.4g", below_max) + " and " + fmt("%.4g", above_min) +
+                ": " + std::to_string(n_above) + " drawings (" + fmt("%.1f", 100.0 * double(n_above) / double(n)) +
+                "%) are above it.";
+    page.paragraph(text);
+    if (n_planted > 0 && n_planted < std::int64_t(n)) {
+        std::string source;
+        for (std::size_t r = 0; r < n && scores.has("source"); ++r)
+            if (planted[r]) source = fs::path(scores.rows[r][scores.column("source")]).filename().string();
+        page.paragraph(std::to_string(n_planted) + " of them are planted drawings of another class (" + source +
+                       "). How well each score ranks them above the " + std::to_string(std::int64_t(n) - n_planted) +
+                       " others (ROC AUC: the chance a planted drawing outscores a normal one; precision@" +
+                       std::to_string(n_planted) + ": the planted share of the " + std::to_string(n_planted) +
+                       " highest scores):");
+        std::vector<std::vector<std::string>> rows;
+        std::vector<std::size_t> mark;
+        for (const std::string& name : names) {
+            const auto v = scores.numbers(name);
+            if (name == chosen) mark.push_back(rows.size());
+            rows.push_back({name, fmt("%.4f", ewe::cluster::roc_auc(v, planted)),
+                            fmt("%.3f", ewe::cluster::precision_at_k(v, planted, n_planted))});
+        }
+        page.table({"score", "ROC AUC", "precision@" + std::to_string(n_planted)}, rows, mark);
+    }
+    std::vector<std::string> ordered = names;
+    if (!chosen.empty()) std::stable_partition(ordered.begin(), ordered.end(), [&](const std::string& s) { return s == chosen; });
+    for (const std::string& name : ordered)
+        figure_or_note(page, dir, "histogram_" + name + ".svg",
+                       "Histogram of " + name + (name == chosen ? ", with the cutoff" : "") + " (histogram_" + name + ".svg)",
+                       produce);
+    figure_or_note(page, dir, "above_cutoff.png", "The drawings above the cutoff, highest score first (above_cutoff.png)",
+                   produce);
+}
+
+void generate_section(ewe::io::HtmlReport& page, const std::string& file) {
+    page.section("New drawings from the latent space");
+    const std::string produce = "sheep_vae generate --checkpoint RUN/checkpoint.safetensors --grid --out grid.png, then "
+                                "--generate grid.png";
+    if (file.empty() || !fs::is_regular_file(file)) {
+        page.note((file.empty() ? std::string("No --generate PNG given") : "No file " + file) + " (" + produce + ").");
+        return;
+    }
+    const std::string bytes = ewe::io::read_file_bytes(file, "--generate");
+    const ewe::io::ImageSize size = ewe::io::png_size(bytes, "--generate " + file);
+    page.paragraph("The decoder's drawings at points of the latent space (" + fs::path(file).filename().string() + ", " +
+                   std::to_string(size.width) + "x" + std::to_string(size.height) +
+                   " pixels): with generate --grid, a regular grid over the latent plane, left to right z[0], "
+                   "top to bottom z[1] falling.");
+    page.png(bytes, fs::path(file).filename().string(), "--generate " + file);
+}
+
+void sweep_section(ewe::io::HtmlReport& page, const std::string& dir) {
+    page.section("Sweep of model shapes");
+    const std::string produce = "sheep_vae sweep writes DIR/sweep.csv; then --sweep DIR";
+    if (dir.empty() || !fs::is_regular_file(fs::path(dir) / "sweep.csv")) {
+        page.note((dir.empty() ? std::string("No --sweep folder given") : "No " + (fs::path(dir) / "sweep.csv").string()) +
+                  " (" + produce + ").");
+        return;
+    }
+    const CsvTable sweep = CsvTable::read(fs::path(dir) / "sweep.csv");
+    std::string text = std::to_string(sweep.rows.size()) + " configurations trained with the same seed and data, one row "
+                       "each (sweep.csv).";
+    if (sweep.has("roc_auc") && !sweep.rows.empty()) {
+        std::vector<std::string> labels;
+        std::vector<double> auc;
+        const std::size_t c = sweep.column("roc_auc");
+        for (std::size_t r = 0; r < sweep.rows.size(); ++r) {
+            labels.push_back(sweep.has("run") ? sweep.rows[r][sweep.column("run")] : "row " + std::to_string(r + 1));
+            char* end = nullptr;
+            const double v = std::strtod(sweep.rows[r][c].c_str(), &end);
+            auc.push_back(sweep.rows[r][c].empty() || *end != '\0' ? NAN : v);
+        }
+        std::size_t best = auc.size();
+        for (std::size_t r = 0; r < auc.size(); ++r)
+            if (std::isfinite(auc[r]) && (best == auc.size() || auc[r] > auc[best])) best = r;
+        if (best < auc.size())
+            text += " The highest anomaly ROC AUC, " + fmt("%.4f", auc[best]) + ", is " + labels[best] + "'s.";
+        page.paragraph(text);
+        page.table(sweep.header, sweep.rows, best < auc.size() ? std::vector<std::size_t>{best} : std::vector<std::size_t>{});
+        page.inline_svg(ewe::io::svg_bar_chart("Anomaly ROC AUC by run", labels, auc), "roc_auc of each run (sweep.csv)");
+    } else {
+        page.paragraph(text);
+        page.table(sweep.header, sweep.rows);
+    }
+}
+
+int run_report(const ReportOptions& o, const Console& io) {
+    const fs::path run = o.run;
+    if (!fs::is_directory(run)) fail("--run: ", run.string(), ": no such folder (expected the --out folder of sheep_vae train)");
+    for (const char* f : {"metrics.csv", "checkpoint.safetensors"})
+        if (!fs::is_regular_file(run / f))
+            fail("--run: ", run.string(), " has no ", f, " (expected the --out folder of sheep_vae train)");
+    const fs::path out = o.out;
+    const fs::path out_dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
+    if (!fs::is_directory(out_dir)) fail("--out: ", out.string(), ": the folder ", out_dir.string(), " does not exist");
+
+    const SheepCheckpoint ck = read_checkpoint(run / "checkpoint.safetensors", "--run");
+    const CsvTable metrics = CsvTable::read(run / "metrics.csv");
+    ewe::io::HtmlReport page("Sheep in latent space: a sheep_vae run");
+    page.paragraph("The experiment of the post 'sheep in latent space' as run by sheep_vae, read from " + run.string() +
+                   (o.explore.empty() ? "" : ", " + o.explore) + (o.anomalies.empty() ? "" : ", " + o.anomalies) +
+                   (o.generate.empty() ? "" : ", " + o.generate) + (o.sweep.empty() ? "" : ", " + o.sweep) + ".");
+    model_section(page, ck);
+    training_section(page, run, metrics);
+    latent_section(page, run, metrics);
+    const std::string ckp = (run / "checkpoint.safetensors").string();
+    const std::string explore_cmd = "sheep_vae explore --checkpoint " + ckp + " --data sheep.npy --out DIR; then --explore DIR";
+    if (o.explore.empty() || !fs::is_directory(o.explore)) {
+        const std::string why = o.explore.empty() ? "No --explore folder given" : "No folder " + o.explore;
+        page.section("k-means: the elbow and the centres as drawings").note(why + " (" + explore_cmd + ").");
+        page.section("DBSCAN: k-NN distances, the parameter search and the clusters").note(why + " (" + explore_cmd + ").");
+    } else {
+        kmeans_section(page, o.explore, "sheep_vae explore");
+        dbscan_section(page, o.explore, "sheep_vae explore");
+    }
+    const std::string anomalies_cmd = "sheep_vae anomalies --checkpoint " + ckp +
+                                      " --data sheep.npy [--plant cat.npy:50] --out DIR; then --anomalies DIR";
+    if (o.anomalies.empty() || !fs::is_directory(o.anomalies))
+        page.section("Anomalies: the drawings the model cannot reconstruct")
+            .note((o.anomalies.empty() ? std::string("No --anomalies folder given") : "No folder " + o.anomalies) + " (" +
+                  anomalies_cmd + ").");
+    else
+        anomaly_section(page, o.anomalies, "sheep_vae anomalies");
+    generate_section(page, o.generate);
+    sweep_section(page, o.sweep);
+    page.write(out, "--out");
+    print(io.err, "Wrote %s (%lld bytes)\n", out.string().c_str(), (long long)fs::file_size(out));
+    return 0;
+}
+
+}  // namespace
+
+Command add_report_command(CLI::App& app, const Console& io) {
+    const auto options = std::make_shared<ReportOptions>();
+    ReportOptions& o = *options;
+    CLI::App* c = app.add_subcommand("report", "One self-contained HTML page of a run and its explore, anomalies, "
+                                               "generate and sweep outputs");
+    c->add_option("--run", o.run, "Folder written by sheep_vae train (metrics.csv, checkpoint.safetensors, ...)")->required();
+    c->add_option("--out", o.out, "HTML file to write")->required();
+    c->add_option("--explore", o.explore, "Folder written by sheep_vae explore");
+    c->add_option("--anomalies", o.anomalies, "Folder written by sheep_vae anomalies");
+    c->add_option("--generate", o.generate, "PNG written by sheep_vae generate");
+    c->add_option("--sweep", o.sweep, "Folder holding sweep.csv (sheep_vae sweep)");
+    return [options, io] { return run_report(*options, io); };
+}
+
+}  // namespace sheep
