@@ -378,9 +378,18 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
     r = run({"anomalies", "--checkpoint", ckp, "--data", real.string(), "--score", "ssim"});
     CHECK(r.rc != 0);
     CHECK(contains(r.err, "--score"));
-    r = run({"anomalies", "--checkpoint", ckp, "--data", real.string(), "--samples", "0"});
+    r = run({"anomalies", "--checkpoint", ckp, "--data", real.string(), "--score", "iw_nll"});
     CHECK(r.rc != 0);
     CHECK(contains(r.err, "--samples"));
+    r = run({"anomalies", "--checkpoint", ckp, "--data", real.string(), "--samples", "-1"});
+    CHECK(r.rc != 0);
+    CHECK(contains(r.err, "--samples"));
+    // Without --samples the likelihood scores (K decoder passes a drawing) are left out.
+    r = run({"anomalies", "--checkpoint", ckp, "--data", real.string(), "--limit", "20", "--out",
+             (dir / "anomalies_plain").string()});
+    REQUIRE_MESSAGE(r.rc == 0, r.err);
+    CHECK(ewe::io::read_npy(dir / "anomalies_plain" / "scores.npy").shape[1] == 3);
+    CHECK_FALSE(fs::exists(dir / "anomalies_plain" / "histogram_iw_nll.svg"));
 
     r = run({"explore", "--checkpoint", ckp, "--data", real.string(), "--limit", "40", "--k-max", "6", "--mosaic-k",
              "12", "--trials", "12", "--min-pts-max", "15", "--out", (dir / "explore").string()});

@@ -11,11 +11,11 @@
 //   neg_elbo: 2 * sse + KL(q(z|x) || N(0, I)) summed over latent dimensions: the
 //        negative ELBO (up to a constant) of a Gaussian decoder with variance 1/4,
 //        i.e. the training loss at full KL weight, which also penalizes unusual codes;
-//   iw_nll: -log p(x) of that model (Gaussian decoder of variance 1/4, prior N(0, I)),
+//   iw_nll (only with --samples K > 0): -log p(x) of that model (Gaussian decoder of variance 1/4, prior N(0, I)),
 //        estimated with --samples K importance samples from the encoder (IWAE, Burda et
 //        al. 2016; ewe::importance_weighted_log_likelihood), constants included: the
 //        likelihood itself rather than its bound;
-//   complexity_adjusted_nll: iw_nll + 784 log 255 minus the drawing's deflate-compressed
+//   complexity_adjusted_nll (also only with --samples K): iw_nll + 784 log 255 minus the drawing's deflate-compressed
 //        length in nats (Serra et al. 2020; ewe/cluster/complexity.hpp): the
 //        log-likelihood ratio of a general-purpose compressor to the model, so a drawing
 //        is not normal merely for being simple.
@@ -56,12 +56,14 @@ struct AnomalyOptions {
     double quantile = 0.99;
     std::int64_t top = 100;
     std::string device = "cpu";
-    std::int64_t samples = 64;
+    std::int64_t samples = 0;  // 0: no likelihood scores (they cost K decoder passes a drawing)
     std::uint64_t seed = 0;
     bool json = false;
 };
 
 int run_anomalies(const AnomalyOptions& o, const Console& io) {
+    if (o.samples == 0 && (o.score == "iw_nll" || o.score == "complexity_adjusted_nll"))
+        fail("--score ", o.score, ": needs --samples K, the importance samples per drawing (e.g. 64)");
     Bitmaps data = load_bitmaps(o.data, o.limit, "--data");
     std::int64_t planted = 0;
     std::string plant_file;
@@ -94,14 +96,6 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
         }
         neg_elbo[std::size_t(i)] = 2 * errors.sse[std::size_t(i)] + kl;
     }
-    ewe::ImportanceSampling sampling;
-    sampling.samples = o.samples;
-    sampling.seed = o.seed;
-    sampling.decoder_variance = ewe::gaussian_decoder_variance(ewe::VaeLossConfig{}, kSide * kSide);  // train's loss
-    std::vector<double> iw_nll = ewe::importance_weighted_log_likelihood<float>(*m.ctx, *m.vae, data.images.view(), sampling);
-    for (double& v : iw_nll) v = -v;
-    const std::vector<double> complexity_adjusted = ewe::cluster::complexity_adjusted_nll(
-        iw_nll, ewe::cluster::compressed_length_nats<float>(data.images.view()), kSide * kSide);
     struct Score {
         std::string name, label;
         std::vector<double> values;
@@ -110,11 +104,22 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
     std::vector<Score> scores = {{"sse", "reconstruction error (SSE)", errors.sse},
                                  {"ink_adjusted_sse", "ink-adjusted reconstruction error (log SSE residual)",
                                   ewe::cluster::size_adjusted_errors(errors.sse, errors.input_mass, ink_fit)},
-                                 {"neg_elbo", "negative ELBO", std::move(neg_elbo)},
-                                 {"iw_nll", "negative log-likelihood (IWAE, K = " + std::to_string(o.samples) + ")",
-                                  std::move(iw_nll)},
-                                 {"complexity_adjusted_nll", "complexity-adjusted negative log-likelihood",
-                                  complexity_adjusted}};
+                                 {"neg_elbo", "negative ELBO", std::move(neg_elbo)}};
+    if (o.samples > 0) {
+        ewe::ImportanceSampling sampling;
+        sampling.samples = o.samples;
+        sampling.seed = o.seed;
+        sampling.decoder_variance = ewe::gaussian_decoder_variance(ewe::VaeLossConfig{}, kSide * kSide);  // train's loss
+        std::vector<double> iw_nll =
+            ewe::importance_weighted_log_likelihood<float>(*m.ctx, *m.vae, data.images.view(), sampling);
+        for (double& v : iw_nll) v = -v;
+        std::vector<double> complexity_adjusted = ewe::cluster::complexity_adjusted_nll(
+            iw_nll, ewe::cluster::compressed_length_nats<float>(data.images.view()), kSide * kSide);
+        scores.push_back({"iw_nll", "negative log-likelihood (IWAE, K = " + std::to_string(o.samples) + ")",
+                          std::move(iw_nll)});
+        scores.push_back({"complexity_adjusted_nll", "complexity-adjusted negative log-likelihood",
+                          std::move(complexity_adjusted)});
+    }
     for (Score& s : scores) s.cutoff = ewe::cluster::quantile_threshold(s.values, o.quantile);
     const Score& chosen = *std::find_if(scores.begin(), scores.end(), [&](const Score& s) { return s.name == o.score; });
     const double cutoff = chosen.cutoff;
@@ -170,7 +175,8 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
     j.add("samples", n).add("planted", planted).add("score", o.score).add("quantile", o.quantile).add("cutoff", cutoff)
         .add("above_cutoff", above)
         .add("ink_fit_intercept", ink_fit.intercept).add("ink_fit_slope", ink_fit.slope)
-        .add("iw_samples", o.samples).add("iw_seed", std::int64_t(o.seed));
+        .add("iw_samples", o.samples);
+    if (o.samples > 0) j.add("iw_seed", std::int64_t(o.seed));
     if (planted > 0 && normal > 0) {
         std::vector<std::uint8_t> labels(std::size_t(n), 0);
         for (std::int64_t i = normal; i < n; ++i) labels[std::size_t(i)] = 1;
@@ -209,8 +215,9 @@ Command add_anomalies_command(CLI::App& app, const Console& io) {
         ->capture_default_str()->check(CLI::IsMember({"sse", "ink_adjusted_sse", "neg_elbo", "iw_nll", "complexity_adjusted_nll"}));
     c->add_option("--quantile", o.quantile, "Cutoff: this quantile of the chosen score")->capture_default_str()->check(CLI::Range(0.0, 1.0));
     c->add_option("--top", o.top, "At most this many drawings above the cutoff in the picture")->capture_default_str()->check(CLI::Range(1, 10000));
-    c->add_option("--samples", o.samples, "Importance samples K per drawing for iw_nll and complexity_adjusted_nll")
-        ->capture_default_str()->check(CLI::Range(1, 1000000));
+    c->add_option("--samples", o.samples, "Importance samples K per drawing for the likelihood scores iw_nll and "
+                  "complexity_adjusted_nll (0: leave them out; each costs K decoder passes a drawing)")
+        ->capture_default_str()->check(CLI::Range(0, 1000000));
     c->add_option("--seed", o.seed, "Seed of the importance samples")->capture_default_str();
     c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
     c->add_flag("--json", o.json, "Print one JSON line with the results");
