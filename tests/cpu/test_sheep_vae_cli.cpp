@@ -26,35 +26,16 @@
 #include <ewe/io/safetensors.hpp>
 #include <sheep_vae/sheep_vae.hpp>
 
+#include "sheep_vae_run.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-struct RunResult {
-    int rc = 0;
-    std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-// Runs sheep_vae_main with its output and error streams captured into strings.
-RunResult run(std::vector<std::string> args) {
-    args.insert(args.begin(), "sheep_vae");
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::ostringstream out, err;
-    RunResult r;
-    r.rc = sheep_vae_main(int(args.size()), argv.data(), out, err);
-    r.out = out.str();
-    r.err = err.str();
-    return r;
-}
-
-bool contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
+using sheep_test::contains;
+using sheep_test::run;
+using sheep_test::RunResult;
+using sheep_test::slurp;
 
 // Expects a clean failure whose message names `what`.
 void expect_error(const std::vector<std::string>& args, const std::string& what) {

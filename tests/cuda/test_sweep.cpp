@@ -26,31 +26,17 @@
 #include <ewe/io/npy.hpp>
 #include <sheep_vae/sheep_vae.hpp>
 
+#include "sheep_vae_run.hpp"
+
 #include "parity_util.cuh"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct RunResult {
-    int rc = 0;
-    std::string out, err;
-};
-
-RunResult run(std::vector<std::string> args) {
-    args.insert(args.begin(), "sheep_vae");
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::ostringstream out, err;
-    RunResult r;
-    r.rc = sheep_vae_main(int(args.size()), argv.data(), out, err);
-    r.out = out.str();
-    r.err = err.str();
-    return r;
-}
-
-bool contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
+using sheep_test::contains;
+using sheep_test::run;
+using sheep_test::RunResult;
 
 double cell(const std::vector<std::vector<std::string>>& t, std::size_t row, const std::string& name) {
     const auto it = std::find(t[0].begin(), t[0].end(), name);
