@@ -37,22 +37,9 @@ using sheep_test::run;
 using sheep_test::RunResult;
 using sheep_test::slurp;
 
-// Expects a clean failure whose message names `what`.
-void expect_error(const std::vector<std::string>& args, const std::string& what) {
-    const RunResult r = run(args);
-    std::string cmd;
-    for (const auto& a : args) cmd += a + " ";
-    INFO("command: ", cmd, "\nstderr: ", r.err, "\nstdout: ", r.out);
-    CHECK(r.rc != 0);
-    CHECK(contains(r.err + r.out, what));
-}
+using sheep_test::expect_error;
 
-fs::path temp_dir(const std::string& name) {
-    fs::path p = fs::temp_directory_path() / ("ewe_test_cli_" + name + "_" + std::to_string(::getpid()));
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p;
-}
+fs::path temp_dir(const std::string& name) { return sheep_test::temp_dir("cli", name); }
 
 fs::path real_data() {
     const char* d = std::getenv("EWE_DATA");

@@ -45,21 +45,9 @@ using sheep_test::run;
 using sheep_test::RunResult;
 using sheep_test::slurp;
 
-void expect_error(const std::vector<std::string>& args, const std::string& what) {
-    const RunResult r = run(args);
-    std::string cmd;
-    for (const auto& a : args) cmd += a + " ";
-    INFO("command: ", cmd, "\nstderr: ", r.err, "\nstdout: ", r.out);
-    CHECK(r.rc != 0);
-    CHECK(contains(r.err + r.out, what));
-}
+using sheep_test::expect_error;
 
-fs::path temp_dir(const std::string& name) {
-    fs::path p = fs::temp_directory_path() / ("ewe_test_sweep_" + name + "_" + std::to_string(::getpid()));
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p;
-}
+fs::path temp_dir(const std::string& name) { return sheep_test::temp_dir("sweep", name); }
 
 // n drawings: the real sheep when $EWE_DATA has them, else procedural ones.
 fs::path sheep_file(const fs::path& dir, std::int64_t n) {

@@ -1,6 +1,6 @@
 // Runs the sheep_vae program in-process for tests (sheep_vae_main of the sheep_vae_cli
-// library) with its output and error streams captured, plus the small string and file
-// helpers the program's tests share.
+// library) with its output and error streams captured, plus the small string, file and
+// error-expectation helpers the program's doctest suites share (include doctest first).
 #pragma once
 
 #include <filesystem>
@@ -9,6 +9,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include <sheep_vae/sheep_vae.hpp>
 
@@ -38,6 +40,25 @@ inline bool contains(const std::string& s, const std::string& what) { return s.f
 inline std::string slurp(const std::filesystem::path& p) {
     std::ifstream in(p, std::ios::binary);
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Expects a clean failure (non-zero exit) whose message names `what`.
+inline void expect_error(const std::vector<std::string>& args, const std::string& what) {
+    const RunResult r = run(args);
+    std::string cmd;
+    for (const auto& a : args) cmd += a + " ";
+    INFO("command: ", cmd, "\nstderr: ", r.err, "\nstdout: ", r.out);
+    CHECK(r.rc != 0);
+    CHECK(contains(r.err + r.out, what));
+}
+
+// A fresh, empty folder ewe_test_<prefix>_<name>_<pid> under the system's temporary folder.
+inline std::filesystem::path temp_dir(const std::string& prefix, const std::string& name) {
+    const std::filesystem::path p =
+        std::filesystem::temp_directory_path() / ("ewe_test_" + prefix + "_" + name + "_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(p);
+    std::filesystem::create_directories(p);
+    return p;
 }
 
 }  // namespace sheep_test
