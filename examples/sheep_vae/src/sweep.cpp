@@ -340,7 +340,7 @@ struct SweepRow {
 };
 
 // `scored` holds the training drawings and then the `planted` ones.
-// The thread count is --threads, as in training: OpenMP's split of the sums depends on it.
+// The thread count is --threads, as in training (the scores do not depend on it).
 SweepRow score_run(const SweepConfig& c, const fs::path& dir, const Bitmaps& scored, std::int64_t planted,
                    ewe::Device device, int threads) {
     LoadedModel m = load_model(dir / "checkpoint.safetensors", device, 128, threads);

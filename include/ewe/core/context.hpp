@@ -28,12 +28,13 @@
 namespace ewe {
 
 struct ContextOptions {
-    int threads = 0;             // CPU threads; 0 = all hardware threads (OpenMP's default)
+    int threads = 0;             // CPU threads (ewe's pool and OpenMP's); 0 = all hardware threads
     std::int64_t cpu_im2col_elements = 1 << 20;  // CPU convolutions build patch matrices this large
     int cuda_device = 0;         // which GPU, for Device::cuda
     bool allow_tf32 = false;     // CUDA: let cuDNN/cuBLAS use TF32 tensor cores (off: exact fp32)
     bool deterministic = false;  // CUDA: deterministic algorithms and fixed-order reductions
-    // CPU: flush denormal floats to zero (x86 FTZ and DAZ) on the creating thread and
+    // CPU: flush denormal floats to zero (x86 FTZ and DAZ) on the creating thread, and so
+    // on ewe's pool workers, which compute each job in the calling thread's modes, and
     // OpenMP's threads, as TensorFlow's CPU runtime does. Optimizer state of weights whose
     // gradient is 0 (dead ReLU units) decays into denormals, which x86 cores compute
     // several times slower: unflushed, the sheep VAE's RMSprop update took 71 instead of
@@ -44,8 +45,10 @@ struct ContextOptions {
 };
 
 // Turns x86's flush-to-zero and denormals-are-zero modes on or off for this thread
-// (threads it creates later inherit them) and every thread of OpenMP's pool. CPU
-// contexts turn them on (ContextOptions::flush_denormals). A no-op without SSE.
+// (threads it creates later inherit them; ewe::cpu::ThreadPool's workers take them
+// for every job this thread hands them) and every thread of OpenMP's pool (the
+// clustering headers'). CPU contexts turn them on (ContextOptions::flush_denormals).
+// A no-op without SSE.
 inline void set_cpu_denormal_flushing(bool on) {
 #if defined(__SSE2__)
     const auto apply = [on] {

@@ -51,7 +51,8 @@ public:
         }
         return n;
     }
-    // The same shape with the leading (batch) dimension replaced or prepended.
+    // This shape with a leading (batch) dimension prepended: features().with_batch(n)
+    // replaces the batch dimension.
     Shape with_batch(std::int64_t batch) const {
         Shape out;
         out.push_back(batch);

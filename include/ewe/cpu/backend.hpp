@@ -1,15 +1,26 @@
-// The CPU backend: every op of ewe/ops/backend.hpp on the host, with Eigen for the
-// matrix products (multi-threaded through OpenMP when it is enabled) and OpenMP
-// loops for the rest. Convolutions go through im2col (ewe/cpu/im2col.hpp).
-// Reductions accumulate in double, also for float data.
+// The CPU backend: every op of ewe/ops/backend.hpp on the host. Work is cut into items
+// fixed by the shapes alone and handed out dynamically by the pool of
+// ewe/cpu/thread_pool.hpp; each item runs single-threaded Eigen products (so ewe's
+// CMake target defines EIGEN_DONT_PARALLELIZE) and loops, and partials of items are
+// summed in item order: results are the same for any number of threads. Convolutions
+// go through im2col (ewe/cpu/im2col.hpp). Reductions over a tensor accumulate in
+// double, also for float data.
 #pragma once
 
+#if defined(_OPENMP) && !defined(EIGEN_DONT_PARALLELIZE)
+#error "ewe/cpu/backend.hpp: compile with -DEIGEN_DONT_PARALLELIZE (the ewe::ewe CMake target sets it): ewe runs Eigen's products on its own threads"
+#endif
+
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "ewe/core/context.hpp"
 #include "ewe/cpu/im2col.hpp"
+#include "ewe/cpu/thread_pool.hpp"
 #include "ewe/ops/backend.hpp"
 
 namespace ewe::cpu {
@@ -30,23 +41,14 @@ ConstMatrixMap<T> as_matrix(TensorView<const T> t, std::int64_t rows, std::int64
     return ConstMatrixMap<T>(t.data(), rows, cols);
 }
 
-constexpr std::int64_t kParallelGrain = 1 << 14;  // elements below which loops stay serial
-
-// Calls body(begin, end) on contiguous pieces of [0, count), one per OpenMP thread.
-template <class Body>
-void parallel_chunks(std::int64_t count, Body&& body) {
-#pragma omp parallel if (count > kParallelGrain)
-    {
-        std::int64_t threads = 1, id = 0;
-#if defined(_OPENMP)
-        threads = omp_get_num_threads();
-        id = omp_get_thread_num();
-#endif
-        const std::int64_t piece = (count + threads - 1) / threads;
-        const std::int64_t begin = std::min(count, id * piece), end = std::min(count, begin + piece);
-        if (end > begin) body(begin, end);
-    }
-}
+// Element-wise loops run in pieces of this many elements (one piece: no thread wakes).
+constexpr std::int64_t kParallelGrain = 1 << 15;
+// Products of fewer multiply-adds than this run as one item.
+constexpr std::int64_t kSerialProduct = 1 << 18;
+// The long side of a matrix product is cut into about this many items, convolutions
+// into at most this many groups of images (each with its own filter-gradient partial).
+constexpr std::int64_t kProductItems = 32;
+constexpr std::int64_t kImageGroups = 16;
 
 template <class T>
 using ArrayMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
@@ -72,31 +74,69 @@ T activation_slope(Activation act, T y) {
     }
 }
 
-// y (M, C) = act(y + b), in place; b may be empty.
+// y (rows, cols) = act(y + b), in place, on the calling thread; b may be null.
 template <class T>
 void bias_activation(Activation act, const T* b, T* y, std::int64_t rows, std::int64_t cols) {
     if (b == nullptr && act == Activation::none) return;
-#pragma omp parallel for schedule(static) if (rows * cols > kParallelGrain)
     for (std::int64_t r = 0; r < rows; ++r) {
         T* row = y + r * cols;
         for (std::int64_t c = 0; c < cols; ++c) row[c] = activate(act, b ? row[c] + b[c] : row[c]);
     }
 }
 
-// dpre = dy * act'(y), all (M, C).
+// dpre = dy * act'(y) for `count` elements, on the calling thread.
 template <class T>
 void activation_grad(Activation act, const T* y, const T* dy, T* dpre, std::int64_t count) {
-#pragma omp parallel for schedule(static) if (count > kParallelGrain)
     for (std::int64_t i = 0; i < count; ++i) dpre[i] = dy[i] * activation_slope(act, y[i]);
 }
 
-// db[c] = sum over rows of dpre[r, c].
+// sums[c] += d[r * ld + c] over rows r, for c in [0, cols), in double.
 template <class T>
-void column_sums(const T* dpre, T* db, std::int64_t rows, std::int64_t cols) {
-    if (db == nullptr) return;
-    ConstMatrixMap<T> d(dpre, rows, cols);
-    Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(db, cols) = d.colwise().sum();
+void add_column_sums(const T* d, std::int64_t ld, std::int64_t rows, std::int64_t cols, double* sums) {
+    for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t c = 0; c < cols; ++c) sums[c] += double(d[r * ld + c]);
 }
+
+// The size of the pieces a product's long side is cut into: about kProductItems of
+// them, multiples of 16, at least 256. Depends on the shape only, never on threads.
+inline std::int64_t product_piece(std::int64_t long_side) {
+    const std::int64_t even = (long_side + kProductItems - 1) / kProductItems;
+    return std::max<std::int64_t>(256, (even + 15) / 16 * 16);
+}
+
+// out[i] = sum over p of parts[p * stride + i], p in order, for i in [0, count), in
+// parallel pieces: the fixed-order reduction of per-item partials.
+template <class T>
+void sum_partials(const T* parts, std::int64_t count_parts, std::int64_t stride, std::int64_t count, T* out) {
+    parallel_ranges(count, kParallelGrain, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t i = begin; i < end; ++i) {
+            T total = parts[i];
+            for (std::int64_t p = 1; p < count_parts; ++p) total += parts[p * stride + i];
+            out[i] = total;
+        }
+    });
+}
+
+// Scratch memory of one op, carved from the context's: arrays of doubles first, then
+// of T, each starting on a 64-byte boundary.
+template <class T>
+class ScratchPlan {
+public:
+    std::int64_t add_doubles(std::int64_t count) { return add(count * std::int64_t(sizeof(double))); }
+    std::int64_t add_values(std::int64_t count) { return add(count * std::int64_t(sizeof(T))); }
+    void allocate(Context& ctx) { base_ = reinterpret_cast<std::byte*>(ctx.cpu_scratch<double>(bytes_ / 8 + 1)); }
+    double* doubles(std::int64_t offset) const { return reinterpret_cast<double*>(base_ + offset); }
+    T* values(std::int64_t offset) const { return reinterpret_cast<T*>(base_ + offset); }
+
+private:
+    std::int64_t add(std::int64_t bytes) {
+        const std::int64_t offset = bytes_;
+        bytes_ += (bytes + 63) / 64 * 64;
+        return offset;
+    }
+    std::int64_t bytes_ = 0;
+    std::byte* base_ = nullptr;
+};
 
 template <class T>
 class Backend final : public ewe::Backend<T> {
@@ -104,134 +144,210 @@ public:
     template <class U>
     using View = TensorView<U>;
 
-    void dense_forward(Context&, View<const T> x, View<const T> w, View<const T> b, Activation act,
+    // y = act(x w + b). Small products run as one item. Otherwise w's long side is cut
+    // into pieces: `out` pieces give blocks of y's columns (bias and activation applied
+    // while the block is in cache); `in` pieces (the encoder's 62720 -> 100) give
+    // partial products over a block of w's rows, each read once, summed in piece order.
+    void dense_forward(Context& ctx, View<const T> x, View<const T> w, View<const T> b, Activation act,
                        View<T> y) override {
         const std::int64_t n = x.dim(0), in = x.dim(1), out = w.dim(1);
-        as_matrix(y, n, out).noalias() = as_matrix(x, n, in) * as_matrix(w, in, out);
+        auto X = as_matrix(x, n, in);
+        auto W = as_matrix(w, in, out);
+        auto Y = as_matrix(y, n, out);
+        const std::int64_t piece = product_piece(std::max(in, out));
+        if (n * in * out <= kSerialProduct || std::max(in, out) <= piece) {
+            Y.noalias() = X * W;
+            bias_activation(act, b.data(), y.data(), n, out);
+            return;
+        }
+        if (out > in) {
+            parallel_for((out + piece - 1) / piece, [&](std::int64_t item, int) {
+                const std::int64_t c0 = item * piece, cols = std::min(piece, out - c0);
+                Y.middleCols(c0, cols).noalias() = X * W.middleCols(c0, cols);
+                if (b.empty() && act == Activation::none) return;
+                for (std::int64_t r = 0; r < n; ++r)
+                    for (std::int64_t c = c0; c < c0 + cols; ++c)
+                        Y(r, c) = activate(act, b.empty() ? Y(r, c) : Y(r, c) + b[c]);
+            });
+            return;
+        }
+        const std::int64_t pieces = (in + piece - 1) / piece;
+        T* parts = ctx.cpu_scratch<T>(pieces * n * out);
+        parallel_for(pieces, [&](std::int64_t item, int) {
+            const std::int64_t k0 = item * piece, rows = std::min(piece, in - k0);
+            MatrixMap<T>(parts + item * n * out, n, out).noalias() = X.middleCols(k0, rows) * W.middleRows(k0, rows);
+        });
+        sum_partials(parts, pieces, n * out, n * out, y.data());
         bias_activation(act, b.data(), y.data(), n, out);
     }
 
-    // dw = x^T dpre, dx = dpre w^T. With a small batch both products are bound by
-    // memory, so they run in blocks of w's long side: each block of dw is computed in
-    // cache and written once, and (when `in` is the long side) the same pass over w's
-    // rows also gives that block of dx, so w is read once.
-    void dense_backward(Context&, View<const T> x, View<const T> w, View<const T> y, View<const T> dy,
+    // dw = x^T dpre, dx = dpre w^T, db = column sums of dpre. With a small batch the
+    // products are bound by reading w, so both come from one pass over w, cut along its
+    // long side: `in` pieces give blocks of dw's rows and dx's columns; `out` pieces give
+    // blocks of dpre, db and dw's columns, and partial dx products summed in piece order.
+    void dense_backward(Context& ctx, View<const T> x, View<const T> w, View<const T> y, View<const T> dy,
                         Activation act, View<T> dpre, View<T> dx, View<T> dw, View<T> db) override {
         const std::int64_t n = x.dim(0), in = x.dim(1), out = w.dim(1);
-        activation_grad(act, y.data(), dy.data(), dpre.data(), n * out);
-        column_sums(dpre.data(), db.data(), n, out);
         auto d = as_matrix(View<const T>(dpre), n, out);
         auto X = as_matrix(x, n, in);
         auto W = as_matrix(w, in, out);
         auto dW = as_matrix(dw, in, out);
-        constexpr std::int64_t kBlock = 256;
-        if (in >= out) {
-#pragma omp parallel for schedule(static) if (in * out > kParallelGrain)
-            for (std::int64_t r = 0; r < in; r += kBlock) {
-                const std::int64_t rows = std::min(kBlock, in - r);
-                dW.middleRows(r, rows).noalias() = X.middleCols(r, rows).transpose() * d;
-                if (!dx.empty()) as_matrix(dx, n, in).middleCols(r, rows).noalias() = d * W.middleRows(r, rows).transpose();
+        const std::int64_t piece = product_piece(std::max(in, out));
+        const bool serial = n * in * out <= kSerialProduct || std::max(in, out) <= piece;
+        const std::int64_t pieces = (out + piece - 1) / piece;
+        ScratchPlan<T> plan;
+        const std::int64_t sums_at = plan.add_doubles(out);
+        const std::int64_t parts_at = plan.add_values(serial || in >= out || dx.empty() ? 0 : pieces * n * in);
+        plan.allocate(ctx);
+        if (serial || in >= out) {
+            activation_grad(act, y.data(), dy.data(), dpre.data(), n * out);
+            if (!db.empty()) {
+                double* sums = plan.doubles(sums_at);
+                std::fill(sums, sums + out, 0.0);
+                add_column_sums(dpre.data(), out, n, out, sums);
+                for (std::int64_t c = 0; c < out; ++c) db[c] = T(sums[c]);
             }
+        }
+        if (serial) {
+            dW.noalias() = X.transpose() * d;
+            if (!dx.empty()) as_matrix(dx, n, in).noalias() = d * W.transpose();
             return;
         }
-#pragma omp parallel for schedule(static) if (in * out > kParallelGrain)
-        for (std::int64_t c = 0; c < out; c += kBlock) {
-            const std::int64_t cols = std::min(kBlock, out - c);
-            dW.middleCols(c, cols).noalias() = X.transpose() * d.middleCols(c, cols);
+        if (in >= out) {
+            parallel_for((in + piece - 1) / piece, [&](std::int64_t item, int) {
+                const std::int64_t r0 = item * piece, rows = std::min(piece, in - r0);
+                dW.middleRows(r0, rows).noalias() = X.middleCols(r0, rows).transpose() * d;
+                if (!dx.empty()) as_matrix(dx, n, in).middleCols(r0, rows).noalias() = d * W.middleRows(r0, rows).transpose();
+            });
+            return;
         }
-        if (!dx.empty()) as_matrix(dx, n, in).noalias() = d * W.transpose();
+        T* parts = dx.empty() ? nullptr : plan.values(parts_at);
+        parallel_for(pieces, [&](std::int64_t item, int) {
+            const std::int64_t c0 = item * piece, cols = std::min(piece, out - c0);
+            for (std::int64_t r = 0; r < n; ++r)
+                activation_grad(act, y.data() + r * out + c0, dy.data() + r * out + c0, dpre.data() + r * out + c0, cols);
+            if (!db.empty())
+                for (std::int64_t c = c0; c < c0 + cols; ++c) {
+                    double total = 0;
+                    for (std::int64_t r = 0; r < n; ++r) total += double(dpre[r * out + c]);
+                    db[c] = T(total);
+                }
+            dW.middleCols(c0, cols).noalias() = X.transpose() * d.middleCols(c0, cols);
+            if (parts != nullptr)
+                MatrixMap<T>(parts + item * n * in, n, in).noalias() = d.middleCols(c0, cols) * W.middleCols(c0, cols).transpose();
+        });
+        if (parts != nullptr) sum_partials(parts, pieces, n * in, n * in, dx.data());
     }
 
-    // Convolutions split the batch into one group of whole images per thread (so no
-    // two threads touch the same pixel, and each runs its GEMMs alone), and walk each
-    // group's output pixels in blocks (im2col_block_rows): a block's patch matrix is
-    // built, used and dropped while still in cache. Filter gradients are summed from
-    // per-thread partials in a fixed order. With fewer images than threads, the one
-    // group's GEMMs and copies are parallel inside instead.
+    // Convolutions lower to GEMMs over im2col blocks: a block's patch matrix is built,
+    // used and dropped while still in cache, in the running thread's slot of scratch.
+    // The forward convolution's items are blocks of output pixels (bias and activation
+    // applied to each while in cache). Ops whose items write overlapping pixels or sum a
+    // filter gradient take whole images: a group of images per item (at most
+    // kImageGroups, fixed by the batch), each group with its own partial filter and bias
+    // gradient, summed in group order afterwards.
     void conv2d_forward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w, View<const T> b,
                         Activation act, View<T> y) override {
-        const std::int64_t K = g.gemm_k();
+        const std::int64_t M = g.gemm_m(), K = g.gemm_k();
         auto W = as_matrix(w, g.out_c, K);
-        auto Y = as_matrix(y, g.gemm_m(), g.out_c);
-        for_image_groups(ctx, g, 0, [&](std::int64_t m0, std::int64_t m1, std::int64_t block, T* cols, T*) {
-            for (std::int64_t m = m0; m < m1; m += block) {
-                const std::int64_t rows = std::min(block, m1 - m);
-                im2col(g, x.data(), m, m + rows, cols);
-                Y.middleRows(m, rows).noalias() = ConstMatrixMap<T>(cols, rows, K) * W.transpose();
-            }
+        auto Y = as_matrix(y, M, g.out_c);
+        const std::int64_t rows_per_item =
+            std::min(im2col_block_rows(g, ctx.options().cpu_im2col_elements),
+                     std::max<std::int64_t>(1, (M + kImageGroups - 1) / kImageGroups));
+        ScratchPlan<T> plan;
+        const std::int64_t cols_at = plan.add_values(thread_count() * rows_per_item * K);
+        plan.allocate(ctx);
+        parallel_for((M + rows_per_item - 1) / rows_per_item, [&](std::int64_t item, int slot) {
+            const std::int64_t m = item * rows_per_item, rows = std::min(rows_per_item, M - m);
+            T* cols = plan.values(cols_at) + slot * rows_per_item * K;
+            im2col(g, x.data(), m, m + rows, cols);
+            Y.middleRows(m, rows).noalias() = ConstMatrixMap<T>(cols, rows, K) * W.transpose();
+            bias_activation(act, b.data(), y.data() + m * g.out_c, rows, g.out_c);
         });
-        bias_activation(act, b.data(), y.data(), g.gemm_m(), g.out_c);
     }
 
     void conv2d_backward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w, View<const T> y,
                          View<const T> dy, Activation act, View<T> dpre, View<T> dx, View<T> dw,
                          View<T> db) override {
-        const std::int64_t M = g.gemm_m(), K = g.gemm_k();
-        activation_grad(act, y.data(), dy.data(), dpre.data(), M * g.out_c);
-        column_sums(dpre.data(), db.data(), M, g.out_c);
-        auto D = ConstMatrixMap<T>(dpre.data(), M, g.out_c);
-        auto W = as_matrix(w, g.out_c, K);
-        for_image_groups(ctx, g, g.out_c * K, [&](std::int64_t m0, std::int64_t m1, std::int64_t block, T* cols, T* dw_part) {
-            auto dW = MatrixMap<T>(dw_part, g.out_c, K);
+        const std::int64_t K = g.gemm_k(), C = g.out_c, pixels = g.h.out * g.w.out;
+        auto D = ConstMatrixMap<T>(dpre.data(), g.gemm_m(), C);
+        auto W = as_matrix(w, C, K);
+        for_image_groups(ctx, g, C * K, C, [&](std::int64_t n0, std::int64_t n1, std::int64_t block, T* cols,
+                                               T* dw_part, double* db_part) {
+            const std::int64_t m0 = n0 * pixels, m1 = n1 * pixels;
+            activation_grad(act, y.data() + m0 * C, dy.data() + m0 * C, dpre.data() + m0 * C, (m1 - m0) * C);
+            add_column_sums(dpre.data() + m0 * C, C, m1 - m0, C, db_part);
+            auto dW = MatrixMap<T>(dw_part, C, K);
             dW.setZero();
             if (!dx.empty()) std::fill(dx.data() + image_start(g, m0), dx.data() + image_start(g, m1), T(0));
             for (std::int64_t m = m0; m < m1; m += block) {
                 const std::int64_t rows = std::min(block, m1 - m);
                 im2col(g, x.data(), m, m + rows, cols);
-                auto C = MatrixMap<T>(cols, rows, K);
-                dW.noalias() += D.middleRows(m, rows).transpose() * C;
+                auto P = MatrixMap<T>(cols, rows, K);
+                dW.noalias() += D.middleRows(m, rows).transpose() * P;
                 if (dx.empty()) continue;
-                C.noalias() = D.middleRows(m, rows) * W;
+                P.noalias() = D.middleRows(m, rows) * W;
                 col2im_add(g, cols, m, m + rows, dx.data());
             }
-        }, dw.data());
+        }, dw.data(), db.data());
     }
 
+    // Items are single images: each one's output pixels are written by its item alone.
     void conv2d_transpose_forward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w,
                                   View<const T> b, Activation act, View<T> y) override {
-        const std::int64_t K = g.gemm_k();
+        const std::int64_t K = g.gemm_k(), pixels = g.h.out * g.w.out, image = g.h.in * g.w.in * g.in_c;
         auto X = as_matrix(x, g.gemm_m(), g.out_c);
         auto W = as_matrix(w, g.out_c, K);
-        for_image_groups(ctx, g, 0, [&](std::int64_t m0, std::int64_t m1, std::int64_t block, T* cols, T*) {
-            std::fill(y.data() + image_start(g, m0), y.data() + image_start(g, m1), T(0));
-            for (std::int64_t m = m0; m < m1; m += block) {
-                const std::int64_t rows = std::min(block, m1 - m);
+        const std::int64_t block = std::min(im2col_block_rows(g, ctx.options().cpu_im2col_elements), pixels);
+        ScratchPlan<T> plan;
+        const std::int64_t cols_at = plan.add_values(thread_count() * block * K);
+        plan.allocate(ctx);
+        parallel_for(g.batch, [&](std::int64_t n, int slot) {
+            T* cols = plan.values(cols_at) + slot * block * K;
+            std::fill(y.data() + n * image, y.data() + (n + 1) * image, T(0));
+            for (std::int64_t m = n * pixels; m < (n + 1) * pixels; m += block) {
+                const std::int64_t rows = std::min(block, (n + 1) * pixels - m);
                 MatrixMap<T>(cols, rows, K).noalias() = X.middleRows(m, rows) * W;
                 col2im_add(g, cols, m, m + rows, y.data());
             }
+            bias_activation(act, b.data(), y.data() + n * image, g.h.in * g.w.in, g.in_c);
         });
-        bias_activation(act, b.data(), y.data(), y.numel() / g.in_c, g.in_c);
     }
 
     void conv2d_transpose_backward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w,
                                    View<const T> y, View<const T> dy, Activation act, View<T> dpre, View<T> dx,
                                    View<T> dw, View<T> db) override {
-        const std::int64_t M = g.gemm_m(), K = g.gemm_k();
-        activation_grad(act, y.data(), dy.data(), dpre.data(), y.numel());
-        column_sums(dpre.data(), db.data(), y.numel() / g.in_c, g.in_c);
+        const std::int64_t M = g.gemm_m(), K = g.gemm_k(), C = g.in_c;
         auto X = as_matrix(x, M, g.out_c);
         auto W = as_matrix(w, g.out_c, K);
-        for_image_groups(ctx, g, g.out_c * K, [&](std::int64_t m0, std::int64_t m1, std::int64_t block, T* cols, T* dw_part) {
+        for_image_groups(ctx, g, g.out_c * K, C, [&](std::int64_t n0, std::int64_t n1, std::int64_t block,
+                                                     T* cols, T* dw_part, double* db_part) {
+            const std::int64_t p0 = image_start(g, n0 * g.h.out * g.w.out), p1 = image_start(g, n1 * g.h.out * g.w.out);
+            activation_grad(act, y.data() + p0, dy.data() + p0, dpre.data() + p0, p1 - p0);
+            add_column_sums(dpre.data() + p0, C, (p1 - p0) / C, C, db_part);
             auto dW = MatrixMap<T>(dw_part, g.out_c, K);
             dW.setZero();
-            for (std::int64_t m = m0; m < m1; m += block) {
+            const std::int64_t m1 = n1 * g.h.out * g.w.out;
+            for (std::int64_t m = n0 * g.h.out * g.w.out; m < m1; m += block) {
                 const std::int64_t rows = std::min(block, m1 - m);
                 im2col(g, dpre.data(), m, m + rows, cols);
-                auto C = ConstMatrixMap<T>(cols, rows, K);
-                dW.noalias() += X.middleRows(m, rows).transpose() * C;
-                if (!dx.empty()) as_matrix(dx, M, g.out_c).middleRows(m, rows).noalias() = C * W.transpose();
+                auto P = ConstMatrixMap<T>(cols, rows, K);
+                dW.noalias() += X.middleRows(m, rows).transpose() * P;
+                if (!dx.empty()) as_matrix(dx, M, g.out_c).middleRows(m, rows).noalias() = P * W.transpose();
             }
-        }, dw.data());
+        }, dw.data(), db.data());
     }
 
     void activation_forward(Context&, Activation act, View<const T> x, View<T> y) override {
-        const std::int64_t count = x.numel();
-#pragma omp parallel for schedule(static) if (count > kParallelGrain)
-        for (std::int64_t i = 0; i < count; ++i) y[i] = activate(act, x[i]);
+        parallel_ranges(x.numel(), kParallelGrain, [&](std::int64_t begin, std::int64_t end) {
+            for (std::int64_t i = begin; i < end; ++i) y[i] = activate(act, x[i]);
+        });
     }
 
     void activation_backward(Context&, Activation act, View<const T> y, View<const T> dy, View<T> dx) override {
-        activation_grad(act, y.data(), dy.data(), dx.data(), y.numel());
+        parallel_ranges(y.numel(), kParallelGrain, [&](std::int64_t begin, std::int64_t end) {
+            activation_grad(act, y.data() + begin, dy.data() + begin, dx.data() + begin, end - begin);
+        });
     }
 
     void batchnorm_forward(Context&, const BatchNormConfig& cfg, Phase phase, View<const T> x, View<const T> gamma,
@@ -349,11 +465,11 @@ public:
     }
 
     // The optimizers run as Eigen array expressions (vectorized square roots and
-    // divisions) on one contiguous piece per thread.
+    // divisions) on pieces of kParallelGrain parameters.
     void sgd_update(Context&, const SgdConfig& cfg, double lr, View<T> params, View<const T> grads,
                     View<T> velocity) override {
         const T m = T(cfg.momentum), rate = T(lr);
-        parallel_chunks(params.numel(), [&](std::int64_t b, std::int64_t e) {
+        parallel_ranges(params.numel(), kParallelGrain, [&](std::int64_t b, std::int64_t e) {
             ArrayMap<T> p(params.data() + b, e - b);
             ConstArrayMap<T> g(grads.data() + b, e - b);
             if (cfg.momentum == 0.0) {
@@ -370,7 +486,7 @@ public:
     void rmsprop_update(Context&, const RmspropConfig& cfg, double lr, View<T> params, View<const T> grads,
                         View<T> mean_square) override {
         const T rho = T(cfg.rho), one_minus_rho = T(1.0 - cfg.rho), eps = T(cfg.epsilon), rate = T(lr);
-        parallel_chunks(params.numel(), [&](std::int64_t b, std::int64_t e) {
+        parallel_ranges(params.numel(), kParallelGrain, [&](std::int64_t b, std::int64_t e) {
             ArrayMap<T> p(params.data() + b, e - b), s(mean_square.data() + b, e - b);
             ConstArrayMap<T> g(grads.data() + b, e - b);
             s = rho * s + one_minus_rho * g.square();
@@ -382,7 +498,7 @@ public:
                      View<T> m, View<T> v) override {
         const T rate = T(step_size);
         const T b1 = T(cfg.beta1), b2 = T(cfg.beta2), eps = T(cfg.epsilon);
-        parallel_chunks(params.numel(), [&](std::int64_t b, std::int64_t e) {
+        parallel_ranges(params.numel(), kParallelGrain, [&](std::int64_t b, std::int64_t e) {
             ArrayMap<T> p(params.data() + b, e - b), mm(m.data() + b, e - b), vv(v.data() + b, e - b);
             ConstArrayMap<T> g(grads.data() + b, e - b);
             mm = b1 * mm + (T(1) - b1) * g;
@@ -396,9 +512,9 @@ public:
     void copy(Context&, View<const T> src, View<T> dst) override { ewe::copy<T>(src, dst); }
 
     void add(Context&, View<const T> a, View<const T> b, View<T> out) override {
-        const std::int64_t count = a.numel();
-#pragma omp parallel for schedule(static) if (count > kParallelGrain)
-        for (std::int64_t i = 0; i < count; ++i) out[i] = a[i] + b[i];
+        parallel_ranges(a.numel(), kParallelGrain, [&](std::int64_t begin, std::int64_t end) {
+            for (std::int64_t i = begin; i < end; ++i) out[i] = a[i] + b[i];
+        });
     }
 
     void sum(Context&, View<const T> x, View<T> out) override {
@@ -422,50 +538,52 @@ public:
 
 private:
     // Offset in the convolution's input (the transposed convolution's output) of the
-    // image whose first patch row is m, as for_image_groups hands out.
+    // image whose first patch row is m.
     static std::int64_t image_start(const ConvGeometry& g, std::int64_t m) {
         return m / (g.h.out * g.w.out) * g.h.in * g.w.in * g.in_c;
     }
 
-    // Runs body(m0, m1, block, cols, partial) for each group of whole images [m0, m1)
-    // (in rows of the patch matrix), one group per thread, with that thread's cols
-    // scratch (block rows) and, when partial_size > 0, a partial result of that size
-    // which is then summed over the groups, in group order, into `sum_into`.
+    // Runs body(n0, n1, block, cols, dw_part, db_part) for groups of whole images
+    // [n0, n1): min(batch, kImageGroups) groups, as items of parallel_for. cols is the
+    // running thread's scratch (block patch rows); dw_part (dw_size values, which the
+    // body sets) and db_part (db_size doubles, zeroed here) are the group's partial
+    // gradients, summed over the groups in group order into dw and db (db may be null).
     template <class Body>
-    static void for_image_groups(Context& ctx, const ConvGeometry& g, std::int64_t partial_size, Body&& body,
-                                 T* sum_into = nullptr) {
-        int threads = 1;
-#if defined(_OPENMP)
-        threads = omp_get_max_threads();
-#endif
-        const std::int64_t groups = std::max<std::int64_t>(1, std::min<std::int64_t>(threads, g.batch));
+    static void for_image_groups(Context& ctx, const ConvGeometry& g, std::int64_t dw_size, std::int64_t db_size,
+                                 Body&& body, T* dw, T* db) {
+        const std::int64_t groups = std::max<std::int64_t>(1, std::min(g.batch, kImageGroups));
         const std::int64_t pixels = g.h.out * g.w.out;
         const std::int64_t block = std::min(im2col_block_rows(g, ctx.options().cpu_im2col_elements),
                                             std::max<std::int64_t>(pixels * ((g.batch + groups - 1) / groups), 1));
-        const std::int64_t per_group = block * g.gemm_k() + partial_size;
-        T* scratch = ctx.cpu_scratch<T>(groups * per_group);
-#pragma omp parallel for num_threads(int(groups)) schedule(static, 1) if (groups > 1)
-        for (std::int64_t group = 0; group < groups; ++group) {
-            const std::int64_t n0 = g.batch * group / groups, n1 = g.batch * (group + 1) / groups;
-            T* cols = scratch + group * per_group;
-            body(n0 * pixels, n1 * pixels, block, cols, cols + block * g.gemm_k());
-        }
-        if (partial_size == 0) return;
-        const std::int64_t offset = block * g.gemm_k();
-#pragma omp parallel for schedule(static) if (partial_size > kParallelGrain)
-        for (std::int64_t i = 0; i < partial_size; ++i) {
-            T total = scratch[offset + i];
-            for (std::int64_t group = 1; group < groups; ++group) total += scratch[group * per_group + offset + i];
-            sum_into[i] = total;
+        ScratchPlan<T> plan;
+        const std::int64_t db_at = plan.add_doubles(groups * db_size);
+        const std::int64_t dw_at = plan.add_values(groups * dw_size);
+        const std::int64_t cols_at = plan.add_values(thread_count() * block * g.gemm_k());
+        plan.allocate(ctx);
+        double* db_parts = plan.doubles(db_at);
+        T* dw_parts = plan.values(dw_at);
+        std::fill(db_parts, db_parts + groups * db_size, 0.0);
+        parallel_for(groups, [&](std::int64_t group, int slot) {
+            body(g.batch * group / groups, g.batch * (group + 1) / groups, block,
+                 plan.values(cols_at) + slot * block * g.gemm_k(), dw_parts + group * dw_size,
+                 db_parts + group * db_size);
+        });
+        sum_partials(dw_parts, groups, dw_size, dw_size, dw);
+        if (db == nullptr) return;
+        for (std::int64_t c = 0; c < db_size; ++c) {
+            double total = 0;
+            for (std::int64_t group = 0; group < groups; ++group) total += db_parts[group * db_size + c];
+            db[c] = T(total);
         }
     }
 
     static void apply_dropout(double rate, const PhiloxKey& key, const T* in, T* out, std::int64_t count) {
         const std::uint32_t threshold = dropout_threshold(rate);
         const T scale = T(1.0 / (1.0 - rate));
-#pragma omp parallel for schedule(static) if (count > kParallelGrain)
-        for (std::int64_t i = 0; i < count; ++i)
-            out[i] = philox_keep(key, key.first_element + std::uint64_t(i), threshold) ? in[i] * scale : T(0);
+        parallel_ranges(count, kParallelGrain, [&](std::int64_t begin, std::int64_t end) {
+            for (std::int64_t i = begin; i < end; ++i)
+                out[i] = philox_keep(key, key.first_element + std::uint64_t(i), threshold) ? in[i] * scale : T(0);
+        });
     }
 };
 

@@ -1,7 +1,8 @@
 // im2col / col2im for NHWC images and (out_c, kh, kw, in_c) filters: the CPU
 // convolution lowers every conv, conv-transpose and their gradients to GEMMs over
 // the patch matrix cols (batch * out_h * out_w, kh * kw * in_c), built a block of
-// output pixels at a time so that each block of cols stays in cache.
+// output pixels at a time so that each block of cols stays in cache. Both run on the
+// calling thread: the backend runs them inside its parallel items.
 #pragma once
 
 #include <algorithm>
@@ -17,7 +18,6 @@ namespace ewe::cpu {
 template <class T>
 void im2col(const ConvGeometry& g, const T* x, std::int64_t first, std::int64_t last, T* cols) {
     const std::int64_t C = g.in_c, KW = g.w.kernel, KH = g.h.kernel, K = g.gemm_k();
-#pragma omp parallel for schedule(static) if ((last - first) * K > 32768)
     for (std::int64_t m = first; m < last; ++m) {
         const std::int64_t ow = m % g.w.out, oh = m / g.w.out % g.h.out, n = m / (g.w.out * g.h.out);
         const T* image = x + n * g.h.in * g.w.in * C;
@@ -40,33 +40,23 @@ void im2col(const ConvGeometry& g, const T* x, std::int64_t first, std::int64_t 
 }
 
 // The adjoint of im2col for rows [first, last): adds every cols entry back into the
-// pixel it was copied from (x is not cleared). Threads split the channels, so no two
-// write the same element.
+// pixel it was copied from (x is not cleared).
 template <class T>
 void col2im_add(const ConvGeometry& g, const T* cols, std::int64_t first, std::int64_t last, T* x) {
     const std::int64_t C = g.in_c, KW = g.w.kernel, KH = g.h.kernel, K = g.gemm_k();
-#pragma omp parallel if ((last - first) * K > 32768)
-    {
-        std::int64_t c0 = 0, c1 = C;
-#if defined(_OPENMP)
-        const std::int64_t threads = omp_get_num_threads(), id = omp_get_thread_num();
-        c0 = C * id / threads;
-        c1 = C * (id + 1) / threads;
-#endif
-        for (std::int64_t m = first; m < last; ++m) {
-            const std::int64_t ow = m % g.w.out, oh = m / g.w.out % g.h.out, n = m / (g.w.out * g.h.out);
-            T* image = x + n * g.h.in * g.w.in * C;
-            const T* src = cols + (m - first) * K;
-            for (std::int64_t kh = 0; kh < KH; ++kh) {
-                const std::int64_t ih = oh * g.h.stride - g.h.pad_before + kh;
-                if (ih < 0 || ih >= g.h.in) continue;
-                for (std::int64_t kw = 0; kw < KW; ++kw) {
-                    const std::int64_t iw = ow * g.w.stride - g.w.pad_before + kw;
-                    if (iw < 0 || iw >= g.w.in) continue;
-                    T* dst = image + (ih * g.w.in + iw) * C;
-                    const T* s = src + (kh * KW + kw) * C;
-                    for (std::int64_t c = c0; c < c1; ++c) dst[c] += s[c];
-                }
+    for (std::int64_t m = first; m < last; ++m) {
+        const std::int64_t ow = m % g.w.out, oh = m / g.w.out % g.h.out, n = m / (g.w.out * g.h.out);
+        T* image = x + n * g.h.in * g.w.in * C;
+        const T* src = cols + (m - first) * K;
+        for (std::int64_t kh = 0; kh < KH; ++kh) {
+            const std::int64_t ih = oh * g.h.stride - g.h.pad_before + kh;
+            if (ih < 0 || ih >= g.h.in) continue;
+            for (std::int64_t kw = 0; kw < KW; ++kw) {
+                const std::int64_t iw = ow * g.w.stride - g.w.pad_before + kw;
+                if (iw < 0 || iw >= g.w.in) continue;
+                T* dst = image + (ih * g.w.in + iw) * C;
+                const T* s = src + (kh * KW + kw) * C;
+                for (std::int64_t c = 0; c < C; ++c) dst[c] += s[c];
             }
         }
     }
