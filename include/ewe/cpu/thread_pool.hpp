@@ -69,7 +69,7 @@ public:
         }
         while (int(workers_.size()) < threads - 1) {
             const int index = int(workers_.size());
-            workers_.emplace_back([this, index] { work(index); });
+            workers_.emplace_back([this, index, seen = epoch_.load()] { work(index, seen); });
         }
         using Fn = std::remove_reference_t<Body>;
         items_ = items;
@@ -81,7 +81,7 @@ public:
 #endif
         next_.store(0);
         workers_wanted_.store(threads - 1);
-        const std::uint64_t epoch = epoch_.load() + 1;
+        const std::uint64_t epoch = (epoch_.load() + 1) & kEpochMask;  // wraps after 2^32 jobs
         entry_.store(epoch << kEpochShift);
         epoch_.store(epoch);
         epoch_.notify_all();
@@ -95,6 +95,7 @@ private:
     // it, so that joining (epoch still open: count + 1) and closing (count == 0: set the
     // bit) are single compare-and-swaps and no worker reads a job that is gone.
     static constexpr int kEpochShift = 32;
+    static constexpr std::uint64_t kEpochMask = (std::uint64_t(1) << kEpochShift) - 1;
     static constexpr std::uint64_t kClosed = std::uint64_t(1) << 31;
     static constexpr std::uint64_t kCountMask = kClosed - 1;
     // MXCSR's control bits (flush-to-zero, rounding, exception masks, denormals-are-zero),
@@ -145,8 +146,8 @@ private:
         }
     }
 
-    void work(int index) {
-        std::uint64_t seen = 0;
+    // A worker's loop; `seen` is the epoch of the last job it knows of.
+    void work(int index, std::uint64_t seen) {
         for (;;) {
             wait_until(epoch_, [&] { return epoch_.load() != seen; });
             seen = epoch_.load();
