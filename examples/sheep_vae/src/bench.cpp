@@ -4,6 +4,7 @@
 #include "common.hpp"
 
 #include <CLI/CLI.hpp>
+#include <ewe/cpu/thread_pool.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -59,7 +60,7 @@ int run_bench(const BenchOptions& o, const Console& io) {
             .add("batch", o.batch)
             .add("steps", o.steps)
             .add("warmup", o.warmup)
-            .add("threads", device == ewe::Device::cpu ? thread_count() : 0)
+            .add("threads", device == ewe::Device::cpu ? ewe::cpu::thread_count() : 0)
             .add("ms_per_step", median)
             .add("ms_min", sorted.front())
             .add("ms_max", sorted.back())
@@ -70,7 +71,7 @@ int run_bench(const BenchOptions& o, const Console& io) {
         print(io.out, "%s\n", j.str().c_str());
     } else {
         print(io.out, "sheep VAE training step on %s, batch %lld, %lld steps (%lld warmup), %d threads\n",
-              ewe::to_string(device), (long long)o.batch, (long long)o.steps, (long long)o.warmup, thread_count());
+              ewe::to_string(device), (long long)o.batch, (long long)o.steps, (long long)o.warmup, ewe::cpu::thread_count());
         print(io.out, "  median %.2f ms/step (min %.2f, max %.2f), %.1f samples/s, ~%.1f GFLOP/s, peak RSS %.0f MiB\n",
               median, sorted.front(), sorted.back(), samples_per_s, gflop_per_s, peak_rss_mb());
     }

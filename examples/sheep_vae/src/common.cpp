@@ -1,5 +1,5 @@
 // sheep_vae's small helpers (src/common.hpp): printf into a stream, --device and
-// comma-separated numbers, peak memory, OpenMP's thread count and JSON lines.
+// comma-separated numbers, peak memory and JSON lines.
 #include "common.hpp"
 
 #include <cmath>
@@ -8,9 +8,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
 
 namespace sheep {
 
@@ -63,14 +60,6 @@ double peak_rss_mb() {
     while (std::getline(in, line))
         if (line.rfind("VmHWM:", 0) == 0) return std::strtod(line.c_str() + 6, nullptr) / 1024.0;
     return 0.0;
-}
-
-int thread_count() {
-#if defined(_OPENMP)
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
 }
 
 namespace {

@@ -109,7 +109,6 @@ std::vector<double> parse_numbers(const std::string& text, const std::string& fl
 std::vector<std::int64_t> parse_epochs(const std::string& text, const std::string& flag);
 // Peak resident set size in MiB (VmHWM of /proc/self/status); 0 where unavailable.
 double peak_rss_mb();
-int thread_count();
 
 // One JSON object on one line, built field by field.
 class JsonLine {

@@ -16,7 +16,6 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <vector>
 
 #include "ewe/core/context.hpp"
 #include "ewe/cpu/im2col.hpp"
@@ -45,8 +44,9 @@ ConstMatrixMap<T> as_matrix(TensorView<const T> t, std::int64_t rows, std::int64
 constexpr std::int64_t kParallelGrain = 1 << 15;
 // Products of fewer multiply-adds than this run as one item.
 constexpr std::int64_t kSerialProduct = 1 << 18;
-// The long side of a matrix product is cut into about this many items, convolutions
-// into at most this many groups of images (each with its own filter-gradient partial).
+// The long side of a matrix product is cut into about this many items; a convolution's
+// backward into at most kImageGroups groups of images (each with its own filter-gradient
+// partial), its forward into at least that many blocks of output pixels.
 constexpr std::int64_t kProductItems = 32;
 constexpr std::int64_t kImageGroups = 16;
 
@@ -74,12 +74,13 @@ T activation_slope(Activation act, T y) {
     }
 }
 
-// y (rows, cols) = act(y + b), in place, on the calling thread; b may be null.
+// y (rows, cols, rows ld apart; ld 0: cols) = act(y + b), in place, on the calling
+// thread; b may be null.
 template <class T>
-void bias_activation(Activation act, const T* b, T* y, std::int64_t rows, std::int64_t cols) {
+void bias_activation(Activation act, const T* b, T* y, std::int64_t rows, std::int64_t cols, std::int64_t ld = 0) {
     if (b == nullptr && act == Activation::none) return;
     for (std::int64_t r = 0; r < rows; ++r) {
-        T* row = y + r * cols;
+        T* row = y + r * (ld == 0 ? cols : ld);
         for (std::int64_t c = 0; c < cols; ++c) row[c] = activate(act, b ? row[c] + b[c] : row[c]);
     }
 }
@@ -105,14 +106,15 @@ inline std::int64_t product_piece(std::int64_t long_side) {
 }
 
 // out[i] = sum over p of parts[p * stride + i], p in order, for i in [0, count), in
-// parallel pieces: the fixed-order reduction of per-item partials.
-template <class T>
-void sum_partials(const T* parts, std::int64_t count_parts, std::int64_t stride, std::int64_t count, T* out) {
+// parallel pieces: the fixed-order reduction of per-item partials (summed in Part, the
+// partials' type, then converted).
+template <class Part, class T>
+void sum_partials(const Part* parts, std::int64_t count_parts, std::int64_t stride, std::int64_t count, T* out) {
     parallel_ranges(count, kParallelGrain, [&](std::int64_t begin, std::int64_t end) {
         for (std::int64_t i = begin; i < end; ++i) {
-            T total = parts[i];
+            Part total = parts[i];
             for (std::int64_t p = 1; p < count_parts; ++p) total += parts[p * stride + i];
-            out[i] = total;
+            out[i] = T(total);
         }
     });
 }
@@ -164,10 +166,7 @@ public:
             parallel_for((out + piece - 1) / piece, [&](std::int64_t item, int) {
                 const std::int64_t c0 = item * piece, cols = std::min(piece, out - c0);
                 Y.middleCols(c0, cols).noalias() = X * W.middleCols(c0, cols);
-                if (b.empty() && act == Activation::none) return;
-                for (std::int64_t r = 0; r < n; ++r)
-                    for (std::int64_t c = c0; c < c0 + cols; ++c)
-                        Y(r, c) = activate(act, b.empty() ? Y(r, c) : Y(r, c) + b[c]);
+                bias_activation(act, b.empty() ? nullptr : b.data() + c0, y.data() + c0, n, cols, out);
             });
             return;
         }
@@ -199,15 +198,16 @@ public:
         const std::int64_t sums_at = plan.add_doubles(out);
         const std::int64_t parts_at = plan.add_values(serial || in >= out || dx.empty() ? 0 : pieces * n * in);
         plan.allocate(ctx);
-        if (serial || in >= out) {
-            activation_grad(act, y.data(), dy.data(), dpre.data(), n * out);
-            if (!db.empty()) {
-                double* sums = plan.doubles(sums_at);
-                std::fill(sums, sums + out, 0.0);
-                add_column_sums(dpre.data(), out, n, out, sums);
-                for (std::int64_t c = 0; c < out; ++c) db[c] = T(sums[c]);
-            }
-        }
+        // dpre and db for the columns [c0, c0 + cols).
+        const auto dpre_and_db = [&, sums = plan.doubles(sums_at)](std::int64_t c0, std::int64_t cols) {
+            for (std::int64_t r = 0; r < n; ++r)
+                activation_grad(act, y.data() + r * out + c0, dy.data() + r * out + c0, dpre.data() + r * out + c0, cols);
+            if (db.empty()) return;
+            std::fill(sums + c0, sums + c0 + cols, 0.0);
+            add_column_sums(dpre.data() + c0, out, n, cols, sums + c0);
+            for (std::int64_t c = c0; c < c0 + cols; ++c) db[c] = T(sums[c]);
+        };
+        if (serial || in >= out) dpre_and_db(0, out);
         if (serial) {
             dW.noalias() = X.transpose() * d;
             if (!dx.empty()) as_matrix(dx, n, in).noalias() = d * W.transpose();
@@ -224,14 +224,7 @@ public:
         T* parts = dx.empty() ? nullptr : plan.values(parts_at);
         parallel_for(pieces, [&](std::int64_t item, int) {
             const std::int64_t c0 = item * piece, cols = std::min(piece, out - c0);
-            for (std::int64_t r = 0; r < n; ++r)
-                activation_grad(act, y.data() + r * out + c0, dy.data() + r * out + c0, dpre.data() + r * out + c0, cols);
-            if (!db.empty())
-                for (std::int64_t c = c0; c < c0 + cols; ++c) {
-                    double total = 0;
-                    for (std::int64_t r = 0; r < n; ++r) total += double(dpre[r * out + c]);
-                    db[c] = T(total);
-                }
+            dpre_and_db(c0, cols);
             dW.middleCols(c0, cols).noalias() = X.transpose() * d.middleCols(c0, cols);
             if (parts != nullptr)
                 MatrixMap<T>(parts + item * n * in, n, in).noalias() = d.middleCols(c0, cols) * W.middleCols(c0, cols).transpose();
@@ -317,18 +310,18 @@ public:
     void conv2d_transpose_backward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w,
                                    View<const T> y, View<const T> dy, Activation act, View<T> dpre, View<T> dx,
                                    View<T> dw, View<T> db) override {
-        const std::int64_t M = g.gemm_m(), K = g.gemm_k(), C = g.in_c;
+        const std::int64_t M = g.gemm_m(), K = g.gemm_k(), C = g.in_c, pixels = g.h.out * g.w.out;
         auto X = as_matrix(x, M, g.out_c);
         auto W = as_matrix(w, g.out_c, K);
         for_image_groups(ctx, g, g.out_c * K, C, [&](std::int64_t n0, std::int64_t n1, std::int64_t block,
                                                      T* cols, T* dw_part, double* db_part) {
-            const std::int64_t p0 = image_start(g, n0 * g.h.out * g.w.out), p1 = image_start(g, n1 * g.h.out * g.w.out);
+            const std::int64_t m0 = n0 * pixels, m1 = n1 * pixels;
+            const std::int64_t p0 = image_start(g, m0), p1 = image_start(g, m1);
             activation_grad(act, y.data() + p0, dy.data() + p0, dpre.data() + p0, p1 - p0);
             add_column_sums(dpre.data() + p0, C, (p1 - p0) / C, C, db_part);
             auto dW = MatrixMap<T>(dw_part, g.out_c, K);
             dW.setZero();
-            const std::int64_t m1 = n1 * g.h.out * g.w.out;
-            for (std::int64_t m = n0 * g.h.out * g.w.out; m < m1; m += block) {
+            for (std::int64_t m = m0; m < m1; m += block) {
                 const std::int64_t rows = std::min(block, m1 - m);
                 im2col(g, dpre.data(), m, m + rows, cols);
                 auto P = ConstMatrixMap<T>(cols, rows, K);
@@ -569,12 +562,7 @@ private:
                  db_parts + group * db_size);
         });
         sum_partials(dw_parts, groups, dw_size, dw_size, dw);
-        if (db == nullptr) return;
-        for (std::int64_t c = 0; c < db_size; ++c) {
-            double total = 0;
-            for (std::int64_t group = 0; group < groups; ++group) total += db_parts[group * db_size + c];
-            db[c] = T(total);
-        }
+        if (db != nullptr) sum_partials(db_parts, groups, db_size, db_size, db);
     }
 
     static void apply_dropout(double rate, const PhiloxKey& key, const T* in, T* out, std::int64_t count) {
