@@ -223,7 +223,7 @@ if want build; then
   {
     cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
       -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DCMAKE_CUDA_ARCHITECTURES=90 -DEWE_WITH_CUDA=ON \
-      -DEWE_BUILD_EXAMPLES=ON -DEWE_NATIVE=OFF -DCLI11_DIR="$carry/cmake/CLI11" \
+      -DEWE_BUILD_EXAMPLES=ON -DEWE_ARCH=portable -DCLI11_DIR="$carry/cmake/CLI11" \
       -DEigen3_DIR="$carry/cmake/Eigen3" -Ddoctest_DIR="$carry/cmake/doctest" \
       -Dbenchmark_DIR="$carry/cmake/benchmark" "${cmake_args[@]}" &&
       timeout "$(left)" cmake --build "$build" -j "$(nproc)" --target "${targets[@]}" sheep_vae ewe_cuda_backend

@@ -143,7 +143,7 @@ if ((prebuilt)); then
   targets+=(sheep_vae ewe_cuda_backend)
   nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
   cmake -S "$root" -B "$gpubin" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_COMPILER="$nvcc" \
-    -DCMAKE_CUDA_ARCHITECTURES=90 -DEWE_WITH_CUDA=ON -DEWE_BUILD_EXAMPLES=ON -DEWE_NATIVE=OFF >/dev/null
+    -DCMAKE_CUDA_ARCHITECTURES=90 -DEWE_WITH_CUDA=ON -DEWE_BUILD_EXAMPLES=ON -DEWE_ARCH=portable >/dev/null
   start=$SECONDS
   cmake --build "$gpubin" -j "${EWE_BUILD_JOBS:-$(nproc)}" --target "${targets[@]}" >"$gpubin/prepare_carry.log" 2>&1 ||
     { tail -40 "$gpubin/prepare_carry.log" >&2; echo "prepare_carry: the build failed ($gpubin/prepare_carry.log)" >&2; exit 1; }

@@ -60,7 +60,8 @@ TEST_CASE("EWE_CUDA_BACKEND naming a missing file: the error names it and what t
     INFO(what);
     CHECK(contains(what, "the CUDA backend libewe_cuda.so could not be loaded: tried "
                          "EWE_CUDA_BACKEND=/nonexistent/libewe_cuda.so (no such file)"));
-    CHECK(contains(what, "build ewe with CUDA (EWE_WITH_CUDA) or set EWE_CUDA_BACKEND"));
+    CHECK(contains(what, "link the program to ewe::cuda (CMake: find_package(ewe COMPONENTS cuda)"));
+    CHECK(contains(what, "or set EWE_CUDA_BACKEND to the module's path"));
 }
 
 TEST_CASE("a file that is no module: dlopen's error is passed on") {

@@ -160,7 +160,7 @@ TEST_CASE("bad configurations and inputs throw ewe::Error naming the layer and w
     store.allocate(Device::cpu, 0);
     Tensor<float> x(Shape{2, 5}), y(Shape{2, 3}), big(Shape{3, 4}), y3(Shape{3, 3});
     CHECK_THROWS_WITH_AS(ok.forward(ctx, x.view(), y.view(), Phase::train),
-                         doctest::Contains("Dense 'ok' forward: expected input of shape (batch, 4,) found (2, 5)"),
+                         doctest::Contains("Dense 'ok' forward: expected input of shape (2, 4), found (2, 5)"),
                          ewe::Error);
     CHECK_THROWS_WITH_AS(ok.forward(ctx, big.view(), y3.view(), Phase::train),
                          doctest::Contains("batch 3 exceeds the max_batch 2"), ewe::Error);

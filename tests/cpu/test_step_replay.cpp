@@ -104,8 +104,9 @@ TEST_CASE("without the CUDA backend module, Device::cuda says how to get it") {
     ::setenv("EWE_CUDA_BACKEND", "/nonexistent/libewe_cuda.so", 1);
     CHECK_THROWS_WITH_AS(Context{Device::cuda},
                          "ewe::Context(Device::cuda): the CUDA backend libewe_cuda.so could not be loaded: tried "
-                         "EWE_CUDA_BACKEND=/nonexistent/libewe_cuda.so (no such file); build ewe with CUDA "
-                         "(EWE_WITH_CUDA) or set EWE_CUDA_BACKEND to the module's path",
+                         "EWE_CUDA_BACKEND=/nonexistent/libewe_cuda.so (no such file); link the program to "
+                         "ewe::cuda (CMake: find_package(ewe COMPONENTS cuda), an ewe configured with "
+                         "EWE_WITH_CUDA) or set EWE_CUDA_BACKEND to the module's path",
                          ewe::Error);
     ::unsetenv("EWE_CUDA_BACKEND");
 }

@@ -11,6 +11,7 @@
 #include <string>
 #include <type_traits>
 
+#include "ewe/core/cpu_check.hpp"
 #include "ewe/core/cuda_hooks.hpp"
 #include "ewe/core/cuda_loader.hpp"
 #include "ewe/core/error.hpp"
@@ -78,6 +79,7 @@ public:
         EWE_REQUIRE(options.threads >= 0, "ewe::Context: threads must be >= 0, found ", options.threads);
         EWE_REQUIRE(options.cpu_im2col_elements > 0, "ewe::Context: cpu_im2col_elements must be positive, found ",
                     options.cpu_im2col_elements);
+        detail::check_cpu_build_once();
         if (device == Device::cuda) {
             // The first CUDA context loads the backend module (ewe/core/cuda_loader.hpp).
             if (detail::cuda_context_hooks() == nullptr) detail::load_cuda_backend("ewe::Context(Device::cuda)");

@@ -79,7 +79,8 @@ inline const CudaBackendModule* open_cuda_backend() {
         if (!tried.empty()) tried += "; ";
         tried += (from_env ? "EWE_CUDA_BACKEND=" : "") + path + " (" + why + ")";
         fail("the CUDA backend ", kCudaBackendFile, " could not be loaded: tried ", tried,
-             "; build ewe with CUDA (EWE_WITH_CUDA) or set EWE_CUDA_BACKEND to the module's path");
+             "; link the program to ewe::cuda (CMake: find_package(ewe COMPONENTS cuda), an ewe configured "
+             "with EWE_WITH_CUDA) or set EWE_CUDA_BACKEND to the module's path");
     };
 #if defined(EWE_HAS_DLOPEN)
     for (std::size_t i = 0; i < candidates.size(); ++i) {

@@ -23,6 +23,14 @@
 
 namespace ewe {
 
+// Dimensions as ewe's messages print every shape, Python's tuple style: "(784, 32)",
+// "(7,)", "()". Shape::str and the checkpoint/file readers all use it.
+inline std::string shape_text(const std::int64_t* dims, std::size_t rank) {
+    std::string s = "(";
+    for (std::size_t i = 0; i < rank; ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+    return s + (rank == 1 ? ",)" : ")");
+}
+
 // Up to six dimensions; a rank-0 shape has one element.
 class Shape {
 public:
@@ -72,11 +80,7 @@ public:
         return true;
     }
     bool operator!=(const Shape& other) const { return !(*this == other); }
-    std::string str() const {
-        std::string s = "(";
-        for (int i = 0; i < rank_; ++i) s += (i ? ", " : "") + std::to_string(dims_[i]);
-        return s + (rank_ == 1 ? ",)" : ")");
-    }
+    std::string str() const { return shape_text(dims_.data(), static_cast<std::size_t>(rank_)); }
 
 private:
     std::array<std::int64_t, kMaxRank> dims_{};

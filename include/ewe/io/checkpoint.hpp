@@ -70,40 +70,42 @@ void save_checkpoint(const std::filesystem::path& path, const ParameterStore<T>&
     io::write_safetensors(path, entries, metadata);
 }
 
-// A checkpoint read from disk. Every error names `flag` (the option the path came
-// from, e.g. "--checkpoint") and the file.
+// A checkpoint read from disk. Every error names the file after `source`, what the
+// path is to the caller: "checkpoint" by default ("checkpoint /runs/a.safetensors: not
+// a vae checkpoint ..."); a program passes the option the path came from (e.g.
+// "--checkpoint") so that its messages name its flag.
 class Checkpoint {
 public:
     // Reads `path` and checks that it was written in `format`, version `version`.
     static Checkpoint read(const std::filesystem::path& path, const std::string& format, const std::string& version,
-                           const std::string& flag = "--checkpoint") {
-        if (!std::filesystem::exists(path)) fail(flag, ": ", path.string(), ": no such file");
+                           const std::string& source = "checkpoint") {
+        if (!std::filesystem::exists(path)) fail(source, " ", path.string(), ": no such file");
         Checkpoint c;
-        c.flag_ = flag;
+        c.source_ = source;
         try {
             c.file_ = io::read_safetensors(path);
         } catch (const Error& e) {
-            fail(flag, ": ", e.what());
+            fail(source, " ", e.what());
         }
         const auto it = c.file_.metadata.find("format");
         if (it == c.file_.metadata.end() || it->second != format)
-            fail(flag, ": ", path.string(), ": not a ", format.substr(format.find('.') + 1),
+            fail(source, " ", path.string(), ": not a ", format.substr(format.find('.') + 1),
                  " checkpoint (metadata 'format' should be ", format, ")");
         if (c.meta("format_version") != version)
-            fail(flag, ": ", path.string(), ": checkpoint format_version ", c.meta("format_version"),
+            fail(source, " ", path.string(), ": checkpoint format_version ", c.meta("format_version"),
                  ", this program reads ", version);
         return c;
     }
 
     const std::string& path() const { return file_.path; }
-    const std::string& flag() const { return flag_; }
+    const std::string& source() const { return source_; }
     const io::SafetensorsFile& file() const { return file_; }
 
     // Metadata values, each checked against the range the caller can handle, so an
     // edited or corrupt file fails here naming the key, not deep inside a model.
     const std::string& meta(const std::string& key) const {
         const auto it = file_.metadata.find(key);
-        if (it == file_.metadata.end()) fail(flag_, ": ", path(), ": metadata has no '", key, "'");
+        if (it == file_.metadata.end()) fail(source_, " ", path(), ": metadata has no '", key, "'");
         return it->second;
     }
     std::int64_t meta_int(const std::string& key, std::int64_t lo, std::int64_t hi) const {
@@ -112,8 +114,8 @@ public:
         errno = 0;
         const long long x = std::strtoll(v.c_str(), &end, 10);
         if (v.empty() || *end != '\0' || errno == ERANGE)
-            fail(flag_, " ", path(), ": metadata ", key, " = '", v, "' is not an integer");
-        if (x < lo || x > hi) fail(flag_, " ", path(), ": metadata ", key, " = ", x, " is outside [", lo, ", ", hi, "]");
+            fail(source_, " ", path(), ": metadata ", key, " = '", v, "' is not an integer");
+        if (x < lo || x > hi) fail(source_, " ", path(), ": metadata ", key, " = ", x, " is outside [", lo, ", ", hi, "]");
         return x;
     }
     std::uint64_t meta_uint64(const std::string& key) const {
@@ -122,7 +124,7 @@ public:
         errno = 0;
         const unsigned long long x = std::strtoull(v.c_str(), &end, 10);
         if (v.empty() || v[0] == '-' || *end != '\0' || errno == ERANGE)
-            fail(flag_, " ", path(), ": metadata ", key, " = '", v, "' is not an unsigned 64-bit integer");
+            fail(source_, " ", path(), ": metadata ", key, " = '", v, "' is not an unsigned 64-bit integer");
         return x;
     }
     double meta_double(const std::string& key, double lo, double hi) const {
@@ -130,14 +132,14 @@ public:
         char* end = nullptr;
         const double x = std::strtod(v.c_str(), &end);
         if (v.empty() || *end != '\0' || !std::isfinite(x))
-            fail(flag_, " ", path(), ": metadata ", key, " = '", v, "' is not a finite number");
-        if (x < lo || x > hi) fail(flag_, " ", path(), ": metadata ", key, " = ", x, " is outside [", lo, ", ", hi, "]");
+            fail(source_, " ", path(), ": metadata ", key, " = '", v, "' is not a finite number");
+        if (x < lo || x > hi) fail(source_, " ", path(), ": metadata ", key, " = ", x, " is outside [", lo, ", ", hi, "]");
         return x;
     }
     // A comma-separated list of 1 to max_count whole numbers in [1, hi].
     std::vector<std::int64_t> meta_list(const std::string& key, std::size_t max_count, std::int64_t hi) const {
         const std::string& v = meta(key);
-        const std::string what = flag_ + " " + path() + ": metadata " + key;
+        const std::string what = source_ + " " + path() + ": metadata " + key;
         std::vector<std::int64_t> out;
         std::stringstream ss(v);
         std::string item;
@@ -159,16 +161,17 @@ public:
         for (const ParameterInfo& info : params.info()) {
             const auto it = file_.tensors.find(info.name);
             if (it == file_.tensors.end())
-                fail(flag_, " ", path(), ": has no tensor '", info.name, "' (a checkpoint of another architecture?)");
+                fail(source_, " ", path(), ": has no tensor '", info.name, "' (a checkpoint of another architecture?)");
             std::vector<std::int64_t> want;
             for (int a = 0; a < info.shape.rank(); ++a) want.push_back(info.shape[a]);
             if (it->second.shape != want)
-                fail(flag_, " ", path(), ": tensor '", info.name, "' has shape (", metadata_list(it->second.shape),
-                     "), the model expects ", info.shape, " (a checkpoint of another architecture?)");
+                fail(source_, " ", path(), ": tensor '", info.name, "' has shape ",
+                     shape_text(it->second.shape.data(), it->second.shape.size()), ", the model expects ", info.shape,
+                     " (a checkpoint of another architecture?)");
             try {
                 file_.copy_to(info.name, host.data() + info.offset, std::size_t(info.shape.numel()));
             } catch (const Error& e) {
-                fail(flag_, " ", e.what());
+                fail(source_, " ", e.what());
             }
         }
         copy<T>(host.view(), params.values());
@@ -187,13 +190,13 @@ public:
         for (auto& [name, view] : optimizer.state()) {
             const std::string key = "optimizer/" + name;
             if (!file_.has(key))
-                fail(flag_, " ", path(), ": has no tensor '", key, "' (saved without ", optimizer.kind(),
+                fail(source_, " ", path(), ": has no tensor '", key, "' (saved without ", optimizer.kind(),
                      " state, or by another optimizer)");
             Tensor<T> host(view.shape());
             try {
                 file_.copy_to(key, host.data(), std::size_t(view.numel()));
             } catch (const Error& e) {
-                fail(flag_, " ", e.what());
+                fail(source_, " ", e.what());
             }
             copy<T>(host.view(), view);
         }
@@ -203,7 +206,7 @@ public:
 
 private:
     io::SafetensorsFile file_;
-    std::string flag_;
+    std::string source_;
 };
 
 }  // namespace ewe

@@ -39,13 +39,13 @@ inline SheepVaeConfig sheep_vae_config(const Checkpoint& c) {
     config.dropout = c.meta_double("model.dropout", 0.0, 0.999);
     const std::string& reparam = c.meta("model.reparam");
     if (reparam != "standard" && reparam != "post")
-        fail(c.flag(), " ", c.path(), ": metadata model.reparam = '", reparam, "' (expected standard or post)");
+        fail(c.source(), " ", c.path(), ": metadata model.reparam = '", reparam, "' (expected standard or post)");
     config.reparam = reparam == "post" ? ReparamVariant::post : ReparamVariant::standard;
     if (c.file().metadata.count("model.width")) config.width = c.meta_double("model.width", 1e-9, SheepVaeConfig::kMaxWidth);
     try {
         config.validate();
     } catch (const Error& e) {
-        fail(c.flag(), " ", c.path(), ": ", e.what());
+        fail(c.source(), " ", c.path(), ": ", e.what());
     }
     return config;
 }

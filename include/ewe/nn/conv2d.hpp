@@ -22,10 +22,10 @@ struct ConvOptions {
 namespace detail {
 template <class T>
 void check_conv_options(const Layer<T>& layer, const ConvOptions& o) {
-    EWE_REQUIRE(o.filters > 0, layer.kind(), " '", layer.name(), "': filters must be positive, found ", o.filters);
-    EWE_REQUIRE(o.kernel > 0, layer.kind(), " '", layer.name(), "': kernel size must be positive, found ",
+    EWE_REQUIRE(o.filters > 0, layer.label(), ": filters must be positive, found ", o.filters);
+    EWE_REQUIRE(o.kernel > 0, layer.label(), ": kernel size must be positive, found ",
                 o.kernel);
-    EWE_REQUIRE(o.stride > 0, layer.kind(), " '", layer.name(), "': stride must be positive, found ", o.stride);
+    EWE_REQUIRE(o.stride > 0, layer.label(), ": stride must be positive, found ", o.stride);
 }
 }  // namespace detail
 

@@ -57,6 +57,12 @@ struct BuildContext {
     }
 };
 
+// How messages name a layer: its kind and name ("Dropout 'dropout_1'"), or its kind
+// alone before build has given it a name ("Dropout (unnamed)").
+inline std::string layer_label(const char* kind, const std::string& name) {
+    return name.empty() ? std::string(kind) + " (unnamed)" : std::string(kind) + " '" + name + "'";
+}
+
 // One row of a Keras-style summary.
 struct SummaryRow {
     std::string name, kind;
@@ -76,11 +82,12 @@ public:
     // Keras' class name, e.g. "Conv2D".
     virtual const char* kind() const = 0;
     const std::string& name() const { return name_; }
+    std::string label() const { return layer_label(kind(), name_); }
 
     // Builds the layer for inputs of `input` features (no batch dimension) and returns
     // the output features. A layer is built once.
     Shape build(const Shape& input, BuildContext<T>& b) {
-        EWE_REQUIRE(!built_, kind(), " '", name_, "': already built (a layer object belongs to one model)");
+        EWE_REQUIRE(!built_, label(), ": already built (a layer object belongs to one model)");
         if (name_.empty()) name_ = b.unique_name(default_name());
         store_ = &b.params;
         max_batch_ = b.max_batch;
@@ -104,9 +111,9 @@ public:
     void backward(Context& ctx, TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
                   TensorView<T> dx) {
         check_io("backward", x, y);
-        EWE_REQUIRE(dy.shape() == y.shape(), kind(), " '", name_, "' backward: dy should have shape ", y.shape(),
+        EWE_REQUIRE(dy.shape() == y.shape(), label(), " backward: dy should have shape ", y.shape(),
                     ", found ", dy.shape());
-        EWE_REQUIRE(dx.empty() || dx.shape() == x.shape(), kind(), " '", name_, "' backward: dx should have shape ",
+        EWE_REQUIRE(dx.empty() || dx.shape() == x.shape(), label(), " backward: dx should have shape ",
                     x.shape(), ", found ", dx.shape());
         backward_impl(ctx, x, y, dy, dx);
     }
@@ -140,7 +147,7 @@ protected:
         return Tensor<T>(features.with_batch(b.max_batch), b.ctx.device());
     }
 
-    [[noreturn]] void invalid(const std::string& what) const { fail(kind(), " '", name_, "': ", what); }
+    [[noreturn]] void invalid(const std::string& what) const { fail(label(), ": ", what); }
 
 private:
     std::int64_t count_params(bool trainable) const {
@@ -151,12 +158,12 @@ private:
     }
 
     void check_io(const char* pass, const TensorView<const T>& x, const TensorView<const T>& y) const {
-        EWE_REQUIRE(built_, kind(), " '", name_, "' ", pass, ": the layer is not built");
-        EWE_REQUIRE(x.rank() >= 1 && x.shape().features() == input_, kind(), " '", name_, "' ", pass,
-                    ": expected input of shape (batch, ", input_.str().substr(1), " found ", x.shape());
-        EWE_REQUIRE(x.dim(0) <= max_batch_, kind(), " '", name_, "' ", pass, ": batch ", x.dim(0),
+        EWE_REQUIRE(built_, label(), " ", pass, ": the layer is not built");
+        EWE_REQUIRE(x.rank() >= 1 && x.shape().features() == input_, label(), " ", pass,
+                    ": expected input of shape ", input_.with_batch(x.rank() >= 1 ? x.dim(0) : 0), ", found ", x.shape());
+        EWE_REQUIRE(x.dim(0) <= max_batch_, label(), " ", pass, ": batch ", x.dim(0),
                     " exceeds the max_batch ", max_batch_, " the model was built for");
-        EWE_REQUIRE(y.shape() == output_.with_batch(x.dim(0)), kind(), " '", name_, "' ", pass,
+        EWE_REQUIRE(y.shape() == output_.with_batch(x.dim(0)), label(), " ", pass,
                     ": expected output of shape ", output_.with_batch(x.dim(0)), ", found ", y.shape());
     }
 

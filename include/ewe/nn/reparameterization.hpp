@@ -28,11 +28,12 @@ public:
 
     const char* kind() const { return "Reparameterization"; }
     const std::string& name() const { return name_; }
+    std::string label() const { return layer_label(kind(), name_); }
     ReparamVariant variant() const { return variant_; }
 
     void build(std::int64_t latent, BuildContext<T>& b) {
-        EWE_REQUIRE(!built(), kind(), " '", name_, "': already built (a layer object belongs to one model)");
-        EWE_REQUIRE(latent > 0, kind(), " '", name_, "': latent must be positive, found ", latent);
+        EWE_REQUIRE(!built(), label(), ": already built (a layer object belongs to one model)");
+        EWE_REQUIRE(latent > 0, label(), ": latent must be positive, found ", latent);
         if (name_.empty()) name_ = b.unique_name("sampling");
         random_ = &b.random;
         latent_ = latent;
@@ -73,12 +74,12 @@ public:
 private:
     // `found` must be (batch, latent) with batch <= max_batch, and equal `expected`.
     void check(const char* pass, const char* what, const Shape& found, const Shape& expected) const {
-        EWE_REQUIRE(built(), kind(), " '", name_, "' ", pass, ": the layer is not built");
-        EWE_REQUIRE(found.rank() == 2 && found[1] == latent_, kind(), " '", name_, "' ", pass, ": ", what,
+        EWE_REQUIRE(built(), label(), " ", pass, ": the layer is not built");
+        EWE_REQUIRE(found.rank() == 2 && found[1] == latent_, label(), " ", pass, ": ", what,
                     " should have shape (batch, ", latent_, "), found ", found);
-        EWE_REQUIRE(found[0] <= max_batch_, kind(), " '", name_, "' ", pass, ": batch ", found[0],
+        EWE_REQUIRE(found[0] <= max_batch_, label(), " ", pass, ": batch ", found[0],
                     " exceeds the max_batch ", max_batch_, " the model was built for");
-        EWE_REQUIRE(found == expected, kind(), " '", name_, "' ", pass, ": ", what, " should have shape ", expected,
+        EWE_REQUIRE(found == expected, label(), " ", pass, ": ", what, " should have shape ", expected,
                     ", found ", found);
     }
 

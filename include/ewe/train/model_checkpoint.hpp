@@ -20,11 +20,13 @@
 namespace ewe {
 
 struct ModelCheckpointOptions {
-    std::filesystem::path path;              // written after every `every` epochs
+    // Every member has a default, so ModelCheckpointOptions{path} compiles without
+    // -Wmissing-field-initializers (-Wextra) warnings.
+    std::filesystem::path path{};              // written after every `every` epochs
     std::int64_t every = 1;
-    std::filesystem::path best_path;         // empty: no best-epoch file
-    std::string monitor = "loss";            // the metric best_path minimizes
-    std::filesystem::path interrupted_path;  // empty: nothing is saved on SIGINT
+    std::filesystem::path best_path{};         // empty: no best-epoch file
+    std::string monitor = "loss";              // the metric best_path minimizes
+    std::filesystem::path interrupted_path{};  // empty: nothing is saved on SIGINT
 };
 
 // The training position a ModelCheckpoint file records.

@@ -123,6 +123,8 @@ public:
         : ctx_(ctx), objective_(objective), optimizer_(optimizer), options_(options), comm_(options.communicator) {
         const std::int64_t ranks = comm_ ? comm_->size() : 1;
         if (options_.batch_size == 0) options_.batch_size = objective.max_batch() * ranks;
+        EWE_REQUIRE(options_.metrics_every >= 0, "Trainer: metrics_every must be >= 0 (0: every step on the CPU, ",
+                    "every 50 on CUDA), found ", options_.metrics_every);
         if (options_.metrics_every == 0) options_.metrics_every = ctx.device() == Device::cpu ? 1 : 50;
         EWE_REQUIRE(options_.epochs >= 0, "Trainer: epochs must be >= 0, found ", options_.epochs);
         if (comm_) {
@@ -136,7 +138,6 @@ public:
             EWE_REQUIRE(options_.batch_size > 0 && options_.batch_size <= objective.max_batch(), "Trainer: batch_size ",
                         options_.batch_size, " must be in [1, ", objective.max_batch(), "] (the model's max_batch)");
         }
-        EWE_REQUIRE(options_.metrics_every > 0, "Trainer: metrics_every must be >= 0, found ", options_.metrics_every);
         EWE_REQUIRE(&objective.params() == &optimizer.params(),
                     "Trainer: the optimizer updates another parameter store than the objective's");
     }
