@@ -46,8 +46,8 @@ if grep -q -- "-march" "$work/portable/CMakeFiles/consumer.dir/flags.make"; then
 fi
 
 for mode in package subdirectory; do
-  cmake -S "$source_dir/tests/consumer" -B "$work/$mode" -DEWE_CONSUME=$mode -DCMAKE_PREFIX_PATH="$work/fresh" \
-    "${common[@]}" >/dev/null
+  cmake -S "$source_dir/tests/consumer" -B "$work/$mode" --no-warn-unused-cli -DEWE_CONSUME=$mode \
+    -DCMAKE_PREFIX_PATH="$work/fresh" "${common[@]}" >/dev/null
   grep -q -- "-march=native" "$work/$mode/CMakeFiles/consumer.dir/flags.make" ||
     { echo "FAIL: via $mode, the consumer is not compiled with ewe's -march=native"; exit 1; }
   cmake --build "$work/$mode" -j 2 >/dev/null
