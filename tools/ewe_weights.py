@@ -206,7 +206,8 @@ def with_width(found, width, carried, source):
 
 
 def check_against(c, groups, source):
-    """Every tensor present with the shape the architecture needs; returns {ewe name: array}."""
+    """Every tensor present with the shape the architecture needs; returns {ewe name: array}
+    in ewe's parameter order."""
     want = by_kind(ewe_layers(c))
     out = OrderedDict()
     for kind in KINDS:
@@ -222,7 +223,7 @@ def check_against(c, groups, source):
                     fail(source, ": tensor ", src_name, "/", role, " has shape (ewe layout) ", tuple(a.shape),
                          ", the sheep VAE with ", c.describe(), " needs ", tuple(shape), " for ", name, "/", role)
                 out[f"{name}/{role}"] = np.ascontiguousarray(a, dtype=np.float32)
-    return out
+    return OrderedDict((f"{name}/{role}", out[f"{name}/{role}"]) for name, _, roles in ewe_layers(c) for role in roles)
 
 
 # ---------------------------------------------------------------------------------
@@ -255,9 +256,8 @@ def model_metadata(c):
 
 def checkpoint_metadata(c, carried):
     """A fresh start's metadata; model.* keys this tool does not know pass through from `carried`."""
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION}
-    meta.update({k: v for k, v in carried.items() if k.startswith("model.")})
-    meta.update(model_metadata(c))
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **model_metadata(c)}
+    meta.update({k: v for k, v in sorted(carried.items()) if k.startswith("model.") and k not in meta})
     meta.update({"loss": "2*28*28*MSE + kl_weight*KL (KL averaged over latent dimensions)",
                  "optimizer": "RMSprop", "optimizer.iterations": "0", "optimizer.lr": fmt(1e-3), "epoch": "0",
                  "rng.seed": "0", "train.batch": "8", "train.kl_start": fmt(10), "train.kl_steep": fmt(10),
@@ -862,12 +862,20 @@ def dropout_argument(text):
     return rate
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line, like every other user error."""
+
+    def error(self, message):
+        print(f"ewe_weights: {self.prog}: {message} (see --help)", file=sys.stderr)
+        sys.exit(USER_ERROR_STATUS)
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="ewe_weights.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Layouts and name mapping: docs/weights.md. Optimizer state is not converted.")
-    sub = p.add_subparsers(dest="cmd", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     i = sub.add_parser("import", help="Keras or PyTorch weights -> ewe checkpoint",
                        description="Keras 3 .weights.h5/.keras or a PyTorch state_dict (or a training checkpoint "
                        "holding one under 'model', 'state_dict' or 'model_state_dict') -> an ewe checkpoint "
@@ -897,9 +905,9 @@ def main(argv=None):
         if np is None:
             fail(args.input, ": converting needs the Python package numpy; install it with `pip install numpy` "
                  "or, on Debian, `apt-get install python3-numpy`")
-        check_output(args.output, "model.safetensors" if args.cmd == "import" else
+        check_output(args.output, "model.safetensors" if args.command == "import" else
                      "model.weights.h5" if args.to == "keras" else "model.pt")
-        cmd_import(args) if args.cmd == "import" else cmd_export(args)
+        cmd_import(args) if args.command == "import" else cmd_export(args)
     except ConversionError as err:
         message = " ".join(str(err).split())  # one line, whatever the libraries' messages hold
     except OSError as err:  # reading the input: a missing file, a folder, no permission, an I/O error
