@@ -348,15 +348,13 @@ class Width(Case):
             self.assertEqual(self.generate(back, framework), drawings, f"ewe draws differently after {framework}")
 
     def generate(self, checkpoint, name):
-        out = self.path(f"generated_{name}")
+        """The PNG bytes sheep_vae generate draws from `checkpoint` (4 drawings, seed 3)."""
+        out = self.path(f"generated_{name}.png")
         r = subprocess.run([SHEEP_VAE, "generate", "--checkpoint", checkpoint, "--count", "4", "--seed", "3",
                             "--out", out], capture_output=True, text=True, timeout=300)
         self.assertEqual(r.returncode, 0, r.stderr)
-        contents = {}
-        for name in sorted(os.listdir(out)) if os.path.isdir(out) else [out]:
-            with open(os.path.join(out, name) if os.path.isdir(out) else out, "rb") as f:
-                contents[name] = f.read()
-        return contents
+        with open(out, "rb") as f:
+            return f.read()
 
 
 def _datasets(h5):
