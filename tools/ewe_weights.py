@@ -433,10 +433,13 @@ def write_file_atomically(path, content):
 def open_keras_h5(path):
     h5py = need("h5py", path, "reading a Keras file")
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
-            if "model.weights.h5" not in z.namelist():
-                fail(path, ": a zip without model.weights.h5 (not a Keras 3 .keras file)")
-            content = io.BytesIO(z.read("model.weights.h5"))
+        try:
+            with zipfile.ZipFile(path) as z:
+                if "model.weights.h5" not in z.namelist():
+                    fail(path, ": a zip without model.weights.h5 (not a Keras 3 .keras file)")
+                content = io.BytesIO(z.read("model.weights.h5"))
+        except (zipfile.BadZipFile, zipfile.LargeZipFile) as e:
+            fail(path, ": a damaged .keras zip (", e, ")")
     elif not os.path.isfile(path):
         fail(path, ": no such file" if not os.path.exists(path) else ": is a folder, expected a Keras file")
     else:
@@ -814,15 +817,24 @@ def export_torch(c, tensors, carried, out):
 
 # ---------------------------------------------------------------------------------
 
+def carried_setting(carried, key, source):
+    """model.width, model.dropout or model.reparam as the file carries it, else the default,
+    checked as the command line flag that would set it."""
+    default, parse = {"model.width": ("1", width_argument), "model.dropout": ("0.1", dropout_argument),
+                      "model.reparam": ("standard", reparam_argument)}[key]
+    try:
+        return parse(carried.get(key, default))
+    except argparse.ArgumentTypeError as e:
+        fail(source, ": carried metadata ", key, ": ", e)
+
+
 def cmd_import(args):
     groups, carried = import_keras(args.input) if args.frm == "keras" else import_torch(args.input)
     found = infer_config(groups, args.input)
-    width = args.width if args.width is not None else number(carried.get("model.width", "1"), args.input,
-                                                              "model.width")
-    c = with_width(found, width, carried, args.input)
-    c.dropout = args.dropout if args.dropout is not None else number(carried.get("model.dropout", "0.1"),
-                                                                     args.input, "model.dropout")
-    c.reparam = args.reparam or carried.get("model.reparam", "standard")
+    c = with_width(found, args.width if args.width is not None else carried_setting(carried, "model.width", args.input),
+                   carried, args.input)
+    c.dropout = args.dropout if args.dropout is not None else carried_setting(carried, "model.dropout", args.input)
+    c.reparam = args.reparam or carried_setting(carried, "model.reparam", args.input)
     tensors = check_against(c, groups, args.input)
     metadata = checkpoint_metadata(c, carried)
     write_file_atomically(args.output, safetensors_bytes(tensors, metadata))
@@ -870,6 +882,12 @@ class ArgumentParser(argparse.ArgumentParser):
         sys.exit(USER_ERROR_STATUS)
 
 
+def reparam_argument(text):
+    if text not in ("standard", "post"):
+        raise argparse.ArgumentTypeError(f"expected standard or post, found '{text}'")
+    return text
+
+
 def main(argv=None):
     p = ArgumentParser(
         prog="ewe_weights.py", description=__doc__.split("\n\n")[0],
@@ -889,7 +907,7 @@ def main(argv=None):
                    help="model.width to record: the layers found are max(1, round(width * n)) of the n filters "
                    "or units that model.filters and model.units list (default: the file's, else 1)")
     i.add_argument("--dropout", type=dropout_argument, help="model.dropout to record (default: the file's, else 0.1)")
-    i.add_argument("--reparam", choices=("standard", "post"),
+    i.add_argument("--reparam", type=reparam_argument, choices=("standard", "post"),
                    help="model.reparam to record (default: the file's, else standard)")
     e = sub.add_parser("export", help="ewe checkpoint -> Keras .weights.h5 or PyTorch state_dict",
                        description="An ewe checkpoint -> Keras 3 .weights.h5 (for model.load_weights) or a "

@@ -14,6 +14,7 @@ where it is importable), each conversion run as a subprocess:
 ctest: conversion_tool (tests/CMakeLists.txt). Without numpy or h5py it exits 77 (skip),
 saying what to install, or 1 when CI=true."""
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -185,6 +186,15 @@ class UserErrors(Case):
         out = self.path("out.safetensors")
         self.assert_user_error(run_tool("import", "--from", "keras", self.keras, out, "--width", "2"), self.keras,
                                "width 2", "3 filters", output=out)
+
+    def test_bad_carried_metadata_is_named(self):
+        with h5py.File(self.keras, "a") as f:
+            carried = json.loads(f.attrs[ewe_weights.CARRIED_METADATA])
+            f.attrs[ewe_weights.CARRIED_METADATA] = json.dumps(dict(carried, **{"model.width": "0"}))
+        out = self.path("out.safetensors")
+        self.assert_user_error(run_tool("import", "--from", "keras", self.keras, out), self.keras, "model.width",
+                               "(0, 16]", output=out)
+        self.assertEqual(run_tool("import", "--from", "keras", self.keras, out, "--width", "0.5")[0], 0)
 
     def test_bad_flags_are_one_line_too(self):
         self.assert_user_error(run_tool("import", "--from", "keras", self.keras, self.path("o"), "--width", "0"),
