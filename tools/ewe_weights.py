@@ -290,17 +290,17 @@ def read_safetensors(path):
              " bytes that follow)")
     try:
         header = json.loads(data[8:8 + size].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         fail(path, ": not a safetensors file (its header is not JSON: ", e, ")")
     if not isinstance(header, dict):
         fail(path, ": not a safetensors file (its header is a JSON ", type(header).__name__, ", expected an object)")
     meta = header.pop("__metadata__", None) or {}
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         fail(path, ": __metadata__ is not a map of strings")
-    body, tensors = data[8 + size:], {}
+    body, tensors = memoryview(data)[8 + size:], {}
     for name, info in header.items():
         try:
-            dtype, shape, (begin, end) = info["dtype"], [int(n) for n in info["shape"]], info["data_offsets"]
+            dtype, shape, (begin, end) = str(info["dtype"]), [int(n) for n in info["shape"]], info["data_offsets"]
             begin, end = int(begin), int(end)
         except (TypeError, KeyError, ValueError):
             fail(path, ": tensor '", name, "' has a malformed header entry ", json.dumps(info))

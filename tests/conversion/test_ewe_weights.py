@@ -14,10 +14,13 @@ where it is importable), each conversion run as a subprocess:
 ctest: conversion_tool (tests/CMakeLists.txt). Without numpy or h5py it exits 77 (skip),
 saying what to install, or 1 when CI=true."""
 import argparse
+import contextlib
+import io
 import json
 import os
 import resource
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -163,6 +166,32 @@ class UserErrors(Case):
                                "not an HDF5")
         self.assert_user_error(run_tool("import", "--from", "keras", self.dir, self.path("o.safetensors")),
                                self.dir, "is a folder")
+
+    def test_malformed_safetensors_headers(self):
+        """In the test's process (ewe_weights.main): an exception other than the one-line
+        error would fail the test with its traceback."""
+        def write(name, header, tail=b""):
+            blob = header if isinstance(header, bytes) else json.dumps(header).encode()
+            with open(self.path(name), "wb") as f:
+                f.write(struct.pack("<Q", len(blob)) + blob + tail)
+            return self.path(name)
+        cases = [(write("dtype.safetensors", {"a": {"dtype": 5, "shape": [1], "data_offsets": [0, 4]}}, b"1234"),
+                  "not an ewe sheep_vae checkpoint"),
+                 (write("shape.safetensors", {"a": {"dtype": "F32", "shape": "xy", "data_offsets": [0, 4]}}),
+                  "malformed header entry"),
+                 (write("size.safetensors", {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}, b"1234"),
+                  "data_offsets [0, 4]"),
+                 (write("list.safetensors", [1]), "expected an object"),
+                 (write("meta.safetensors", {"__metadata__": {"format": 3}}), "__metadata__"),
+                 (write("deep.safetensors", b"[" * 100000), "not JSON")]
+        for path, words in cases:
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                rc = ewe_weights.main(["export", "--to", "keras", path, self.path("out.weights.h5")])
+            self.assertEqual(rc, 2, path)
+            self.assertEqual(len(err.getvalue().strip().splitlines()), 1, err.getvalue())
+            self.assertIn(f"ewe_weights: {path}: ", err.getvalue())
+            self.assertIn(words, err.getvalue())
 
     def test_string_dataset_in_a_keras_file_is_named(self):
         with h5py.File(self.keras, "a") as f:
