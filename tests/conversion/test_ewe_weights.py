@@ -87,9 +87,7 @@ def read_checkpoint(path):
 class Case(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="ewe_weights_test_")
-
-    def tearDown(self):
-        shutil.rmtree(self.dir)
+        self.addCleanup(shutil.rmtree, self.dir)  # also when a subclass's setUp fails
 
     def path(self, name):
         return os.path.join(self.dir, name)
