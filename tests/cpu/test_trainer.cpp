@@ -249,6 +249,40 @@ TEST_CASE("Trainer::resume: one call continues a checkpoint bit for bit, whateve
     fs::remove_all(dir);
 }
 
+TEST_CASE("Trainer::resume: a VAE under KL annealing continues bit for bit from a model of another seed") {
+    const fs::path dir = temp_dir("resume_vae");
+    const ewe::Tensor<float> x = bars(12);
+    // Trains a tiny sheep VAE of `seed` (Adam, batch 4, KL annealing over epochs 2 to 3)
+    // through `epochs`, resuming from `resume` when given; returns the parameters and the
+    // last epoch's loss.
+    auto run = [&](std::uint64_t seed, std::int64_t epochs, const fs::path& checkpoint, const fs::path* resume) {
+        ewe::Context ctx;
+        ewe::SheepVae<float> vae(ctx, tiny_sheep_vae(), 4, seed);
+        ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{36.0 * 2}, 4);
+        ewe::VaeObjective<float> objective(vae, loss);
+        ewe::Adam<float> optimizer(ctx, vae.params(), 1e-2);
+        ewe::FitOptions options;
+        options.epochs = epochs;
+        options.shuffle_seed = 3;
+        ewe::Trainer<float> trainer(ctx, objective, optimizer, options);
+        trainer.add(std::make_shared<ewe::KlAnnealing<float>>(ewe::KlAnnealing<float>::linear(1, 2)));
+        trainer.add(std::make_shared<ewe::ModelCheckpoint<float>>(ewe::ModelCheckpointOptions{checkpoint},
+                                                                  [](const ewe::TrainProgress&) { return kFormat; }));
+        auto recorder = std::make_shared<Recorder>();
+        trainer.add(recorder);
+        if (resume) CHECK(trainer.resume(read_test_checkpoint(*resume)).iterations == 3);
+        trainer.fit(x.view());
+        return std::make_pair(values_of(vae.params()), recorder->epochs.back().mean["loss"]);
+    };
+    const auto [whole, whole_loss] = run(5, 3, dir / "whole.safetensors", nullptr);
+    run(5, 1, dir / "first.safetensors", nullptr);
+    const fs::path first = dir / "first.safetensors";
+    const auto [resumed, resumed_loss] = run(77, 3, dir / "rest.safetensors", &first);
+    CHECK(resumed == whole);
+    CHECK(resumed_loss == whole_loss);
+    fs::remove_all(dir);
+}
+
 TEST_CASE("Trainer::resume refuses a checkpoint of another optimizer, setting, architecture or data, naming both") {
     const fs::path dir = temp_dir("resume_mismatch");
     const fs::path saved = dir / "saved.safetensors";
