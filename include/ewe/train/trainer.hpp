@@ -176,9 +176,9 @@ public:
     }
 
     // Trains on `images` (n, features...: the objective's input shape), host or device,
-    // through options.epochs, from `start` when given; else from the position the last
-    // resume() restored (once: a data set of another size than the checkpoint's is
-    // refused), else from the beginning.
+    // through options.epochs, from the position `from` when given; else from the one
+    // the last resume() restored (once; a data set of another size than the checkpoint's,
+    // or a checkpoint saved part way through an epoch, is refused), else from the start.
     FitResult fit(TensorView<const T> images, std::optional<TrainProgress> from = std::nullopt) {
         const Shape sample = objective_.input_shape();
         EWE_REQUIRE(images.rank() >= 2 && images.shape().features() == sample && images.dim(0) > 0,
