@@ -476,6 +476,17 @@ TEST_CASE("train into a folder that holds a run is refused and changes nothing; 
     CHECK(events == 1);
     CHECK(ewe::io::read_csv(out / "metrics.csv").size() == 2);
     CHECK(ewe::io::read_safetensors(out / "checkpoint.safetensors").meta("rng.seed") == "9");
+
+    // Files of a run but no checkpoint (it stopped in its first epoch): --resume has
+    // nothing to continue and says so, changing nothing.
+    fs::remove(out / "checkpoint.safetensors");
+    const auto partial = folder_bytes(out);
+    r = run(train({"--epochs", "1", "--resume"}));
+    CHECK(r.rc != 0);
+    CHECK(contains(r.err, "--resume: " + out.string() + " holds files of a run (metrics.csv, loss.svg, kl.svg, logs/ with 1 event file)"));
+    CHECK(contains(r.err, "but no checkpoint.safetensors to continue from"));
+    CHECK(contains(r.err, "pass --overwrite instead of --resume"));
+    CHECK(folder_bytes(out) == partial);
     fs::remove_all(dir);
 }
 

@@ -23,7 +23,7 @@ ewe::CheckpointMetadata run_metadata(const ewe::SheepVaeConfig& config, const Ru
     m["train.kl_steep"] = ewe::metadata_number(s.kl_steep);
     m["train.samples"] = std::to_string(s.samples);
     m["train.data"] = s.data;
-    m["train.data_hash"] = ewe::io::hash_text(s.data_hash);
+    if (s.data_hash != 0) m["train.data_hash"] = ewe::io::hash_text(s.data_hash);
     return m;
 }
 

@@ -260,6 +260,8 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
     } else if (r.resume) {
         print(log, "--resume: no %s yet, starting a new run\n", checkpoint_path.string().c_str());
     }
+    // Every rank has looked at the folder before rank 0 writes into it.
+    if (r.communicator) r.communicator->barrier();
 
     ewe::ContextOptions context_options;
     context_options.threads = r.threads;
