@@ -537,8 +537,10 @@ TEST_CASE("--resume refuses other data and any other given setting, naming both 
                      "was trained with " + s[0] + " " + s[1] + ", this run asks for " + s[0] + " " + s[2]);
     CHECK(folder_bytes(out) == before);
 
-    // The same values given, or left out (taken from the checkpoint), continue the run.
-    RunResult r = run(resume({"--data", data.string(), "--quiet", "--seed", "5", "--lr", "0.001"}));
+    // The same values given, or left out (taken from the checkpoint), continue the run;
+    // the same drawings under another file name are the same data.
+    fs::copy_file(data, dir / "copy.npy");
+    RunResult r = run(resume({"--data", (dir / "copy.npy").string(), "--quiet", "--seed", "5", "--lr", "0.001"}));
     REQUIRE_MESSAGE(r.rc == 0, r.err);
     CHECK(contains(r.err, "Resuming from"));
     CHECK(contains(r.err, "from the checkpoint: --latent 2, --width 0.25, --reparam standard, --batch 4, --kl-start 1, "

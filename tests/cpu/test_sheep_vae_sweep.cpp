@@ -436,6 +436,14 @@ TEST_CASE("sweep --resume refuses other data or settings naming both values; a p
         expect_error(with({"--resume"}), "--out: " + out.string() + " is in use by process " + std::to_string(::getpid()));
     }
     CHECK(folder_bytes(out) == before);
+    {  // the same drawings under another name are the same data: finished runs are skipped
+        fs::copy_file(data, dir / "same_sheep.npy");
+        std::vector<std::string> a = with({"--resume"});
+        a[2] = (dir / "same_sheep.npy").string();
+        const RunResult r = run(a);
+        REQUIRE_MESSAGE(r.rc == 0, r.err);
+        CHECK(contains(r.err, "latent2_width0.25: finished (2 epochs), skipped"));
+    }
 
     // sweep.csv alone (the run folder deleted) is still a previous sweep.
     fs::remove_all(out / "latent2_width0.25");

@@ -410,11 +410,15 @@ void write_sweep_csv(const fs::path& path, const std::vector<SweepRow>& rows) {
 }
 
 // The settings a sweep's runs share and a --resume must not change, as OUT/
-// sweep_settings.csv records them: the data, the run settings but the shape (--latent and
-// --width differ between runs) and --epochs (which a resume may raise).
+// sweep_settings.csv records them: the data (its description, then the content hash and
+// drawing count that are compared: the same file under another path is the same data),
+// the run settings but the shape (--latent and --width differ between runs) and --epochs
+// (which a resume may raise).
 std::vector<Setting> sweep_setting_values(const ewe::SheepVaeConfig& base, const RunSettings& settings,
                                           std::int64_t epochs) {
-    std::vector<Setting> values{{"data", data_text(settings)}};
+    std::vector<Setting> values{{"data", data_text(settings)},
+                                {"data_hash", ewe::io::hash_text(settings.data_hash)},
+                                {"drawings", std::to_string(settings.samples)}};
     for (const Setting& s : run_setting_values(base, settings))
         if (s.flag != "--latent" && s.flag != "--width") values.push_back(s);
     values.push_back({"--epochs", std::to_string(epochs)});
@@ -432,16 +436,19 @@ void write_sweep_settings(const fs::path& path, const std::vector<Setting>& valu
 // settings, naming both values; --epochs may only grow.
 void check_sweep_settings(const fs::path& path, const std::vector<Setting>& now) {
     const auto rows = ewe::io::read_csv(path);
-    for (const Setting& s : now) {
+    const auto recorded = [&](const std::string& key) {
         const auto row = std::find_if(rows.begin(), rows.end(),
-                                      [&](const std::vector<std::string>& r) { return r.size() == 2 && r[0] == s.flag; });
+                                      [&](const std::vector<std::string>& r) { return r.size() == 2 && r[0] == key; });
         if (row == rows.end())
-            fail("--resume: ", path.string(), " has no '", s.flag, "' row (expected setting,value rows as sweep writes "
+            fail("--resume: ", path.string(), " has no '", key, "' row (expected setting,value rows as sweep writes "
                  "them)");
-        const std::string& before = (*row)[1];
-        if (before == s.value) continue;
-        if (s.flag == "data")
-            fail("--resume: ", path.string(), ": the sweep was run on ", before, ", this one's ", s.value,
+        return (*row)[1];
+    };
+    for (const Setting& s : now) {
+        const std::string before = recorded(s.flag);
+        if (before == s.value || s.flag == "data") continue;
+        if (s.flag == "data_hash" || s.flag == "drawings")
+            fail("--resume: ", path.string(), ": the sweep was run on ", recorded("data"), ", this one's ", now[0].value,
                  "; use the same --data and --limit to continue it, or another --out");
         if (s.flag == "--epochs") {
             if (std::atoll(before.c_str()) <= std::atoll(s.value.c_str())) continue;
