@@ -6,8 +6,9 @@ set -euo pipefail
 
 packages=(cmake g++ make libeigen3-dev doctest-dev libbenchmark-dev libcli11-dev)
 # Optional: Open MPI, for data-parallel training (ewe::mpi, sheep_vae train --distributed)
-# and its 2-rank test; installed when running as root, else that test is skipped.
-optional=(libopenmpi-dev openmpi-bin)
+# and its 2-rank test, and numpy and h5py for tools/ewe_weights.py and its test
+# (conversion_tool); installed when running as root, else those tests are skipped.
+optional=(libopenmpi-dev openmpi-bin python3-numpy python3-h5py)
 missing=()
 [[ $(id -u) -eq 0 ]] && packages+=("${optional[@]}")
 for p in "${packages[@]}"; do

@@ -6,7 +6,7 @@
 # z_mean, z_log_var and the reconstruction must agree within a max relative error of 1e-5
 # (reference.py rel_error). Then ewe -> keras -> ewe and ewe -> torch -> ewe must give
 # bit-identical tensors, and Keras' load_weights / torch's load_state_dict(strict=True)
-# must accept the exported files.
+# must accept the exported files. A width-0.5 model converts too.
 #
 # Environment, installed on first use and cached: a venv in WORK/venv (Debian's python3,
 # --system-site-packages so that Debian's python3-torch is visible) with pinned keras, jax,
@@ -110,6 +110,19 @@ status=0
 "$py" "$tool" import --from keras "$out/keras_small/model.weights.h5" "$out/keras_small.safetensors"
 "$ewe_infer" --checkpoint "$out/keras_small.safetensors" --input "$out/x.npy" --out "$out/ewe_keras_small"
 "$py" "$here/reference.py" compare "$out/keras_small" "$out/ewe_keras_small" small || status=1
+
+# A model at width 0.5 (the layers of sheep_vae train --width 0.5) saved by Keras itself:
+# imported with --width 0.5 (model.width recorded), ewe's inference agrees, and the
+# checkpoint goes through PyTorch and back with its tensors and model.* metadata.
+"$py" "$here/reference.py" keras "$out/keras_half" --input "$out/x.npy" --filters 5,10,20,40 --units 50,25,13
+"$py" "$tool" import --from keras "$out/keras_half/model.weights.h5" "$out/keras_half.safetensors" --width 0.5
+"$ewe_infer" --checkpoint "$out/keras_half.safetensors" --input "$out/x.npy" --out "$out/ewe_keras_half"
+"$py" "$here/reference.py" compare "$out/keras_half" "$out/ewe_keras_half" half || status=1
+"$py" "$tool" export --to torch "$out/keras_half.safetensors" "$out/half.pt"
+"$py" "$tool" import --from torch "$out/half.pt" "$out/half_via_torch.safetensors"
+"$py" "$here/reference.py" same "$out/keras_half.safetensors" "$out/half_via_torch.safetensors" || status=1
+grep -q '"model.width":"0.5"' "$out/keras_half.safetensors" ||
+  { echo "FAIL: keras_half.safetensors does not record model.width 0.5" >&2; status=1; }
 
 # Errors name the file and the tensor.
 "$py" "$here/reference.py" errors "$out" "$out/keras/model.weights.h5" || status=1

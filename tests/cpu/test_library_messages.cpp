@@ -12,6 +12,7 @@
 #pragma GCC diagnostic error "-Wmissing-field-initializers"
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <unistd.h>
 
@@ -101,17 +102,13 @@ TEST_CASE("a layer's messages before build name its kind, not an empty name") {
 
 TEST_CASE("Trainer: metrics_every's message states its check (>= 0, 0 picks the device's default)") {
     ewe::Context ctx;
-    ewe::ParameterStore<float> params;
-    ewe::RandomState random;
-    ewe::Sequential<float> model{"autoencoder"};
-    model.add<ewe::Flatten>();
-    model.add<ewe::Dense>(4, ewe::Activation::sigmoid);
-    model.add<ewe::Reshape>(ewe::Shape{2, 2, 1});
-    ewe::BuildContext<float> b{ctx, params, random, 2};
-    model.build(ewe::Shape{2, 2, 1}, b);
-    params.allocate(ctx.device(), 1);
-    ewe::AutoencoderObjective<float> objective(ctx, model, params, random, 4.0);
-    ewe::Rmsprop<float> optimizer(ctx, params, 1e-3);
+    auto layers = std::make_shared<ewe::Sequential<float>>("autoencoder");
+    layers->add<ewe::Flatten>();
+    layers->add<ewe::Dense>(4, ewe::Activation::sigmoid);
+    layers->add<ewe::Reshape>(ewe::Shape{2, 2, 1});
+    ewe::Model<float> model(ctx, layers, ewe::Shape{2, 2, 1}, 2, 1);
+    ewe::AutoencoderObjective<float> objective(ctx, model, 4.0);
+    ewe::Rmsprop<float> optimizer(ctx, model.params(), 1e-3);
     ewe::FitOptions options;
     options.metrics_every = -1;
     CHECK(error_of([&] { ewe::Trainer<float>(ctx, objective, optimizer, options); }) ==

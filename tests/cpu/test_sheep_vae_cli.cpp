@@ -1,6 +1,8 @@
 // The sheep_vae program run in-process (sheep_vae_main, library sheep_vae_cli): bad input to
 // every subcommand is an error naming the file or flag with a non-zero exit; --resume
-// after epoch k equals an uninterrupted run bit for bit on the CPU; a short run on the
+// after epoch k equals an uninterrupted run bit for bit on the CPU, and refuses other data
+// or settings naming both values; a folder that holds a run, or that another process
+// uses, is refused without a byte changed (--overwrite starts over); a short run on the
 // real sheep ($EWE_DATA/sheep.npy) produces every artefact of every subcommand.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
@@ -16,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -23,6 +26,7 @@
 
 #include <ewe/io/csv.hpp>
 #include <ewe/io/npy.hpp>
+#include <ewe/io/run_lock.hpp>
 #include <ewe/io/safetensors.hpp>
 #include <sheep_vae/sheep_vae.hpp>
 
@@ -73,6 +77,14 @@ fs::path shared_checkpoint() {
     REQUIRE_MESSAGE(r.rc == 0, r.err);
     ck = dir / "run" / "checkpoint.safetensors";
     return ck;
+}
+
+// Every file under `dir` (relative path -> bytes), to show that a command changed nothing.
+std::map<std::string, std::string> folder_bytes(const fs::path& dir) {
+    std::map<std::string, std::string> files;
+    for (const auto& e : fs::recursive_directory_iterator(dir))
+        if (e.is_regular_file()) files[fs::relative(e.path(), dir).string()] = slurp(e.path());
+    return files;
 }
 
 }  // namespace
@@ -381,7 +393,10 @@ TEST_CASE("training faults: divergence names the step and the first non-finite l
         CHECK(contains(r.err, "the loss became"));
         CHECK(contains(r.err, "step "));
         CHECK(contains(r.err, "first non-finite: "));
-        CHECK(contains(r.err, "keeps the last good epoch"));
+        // What the checkpoint holds is read from it, not assumed (1e30 diverges in the first epoch).
+        const fs::path ck = dir / "nan" / "checkpoint.safetensors";
+        CHECK_FALSE(fs::exists(ck));
+        CHECK(contains(r.err, "No epoch finished, so no " + ck.string() + " was written"));
     }
     SUBCASE("SIGINT finishes the step, saves the weights and exits with 130") {
         // Deliver a real SIGINT once the training loop has installed its own handler in
@@ -407,10 +422,142 @@ TEST_CASE("training faults: divergence names the step and the first non-finite l
         CHECK(r.rc == 130);
         CHECK(contains(r.err, "interrupted at epoch"));
         CHECK(fs::exists(dir / "int" / "interrupted.safetensors"));
+        // The message says what the checkpoint really holds, read from the file.
+        const fs::path ck = dir / "int" / "checkpoint.safetensors";
+        if (fs::exists(ck))
+            CHECK(contains(r.err, ck.string() + " holds epoch " + ewe::io::read_safetensors(ck).meta("epoch") +
+                                      ", and --resume continues from it"));
+        else
+            CHECK(contains(r.err, "no " + ck.string() + " was written (no epoch finished)"));
         CHECK_NOTHROW(sheep::read_checkpoint(dir / "int" / "interrupted.safetensors"));
         struct sigaction after {};
         ::sigaction(SIGINT, nullptr, &after);
         CHECK((after.sa_handler == before.sa_handler));  // the previous handler is back when training ends
     }
+    fs::remove_all(dir);
+}
+
+TEST_CASE("train into a folder that holds a run is refused and changes nothing; --overwrite deletes only the run's files") {
+    const fs::path dir = temp_dir("rerun");
+    const fs::path data = small_data(dir, 8), out = dir / "run";
+    const auto train = [&](std::vector<std::string> extra) {
+        std::vector<std::string> a = {"train", "--data", data.string(), "--out", out.string(), "--width", "0.25",
+                                      "--batch", "4", "--quiet"};
+        a.insert(a.end(), extra.begin(), extra.end());
+        return a;
+    };
+    RunResult r = run(train({"--epochs", "1", "--snapshots", "1"}));
+    REQUIRE_MESSAGE(r.rc == 0, r.err);
+    std::ofstream(out / "notes.txt") << "the user's own file";
+    const auto before = folder_bytes(out);
+    for (const char* f : {"checkpoint.safetensors", "metrics.csv", "latent_epoch001.npy", "latent_epoch001.svg"})
+        CHECK_MESSAGE(before.count(f) == 1, f);
+
+    r = run(train({"--epochs", "3"}));  // a rerun without --resume
+    INFO(r.err);
+    CHECK(r.rc != 0);
+    CHECK(contains(r.err, out.string() + " already holds a run; pass --resume to continue it, or --overwrite"));
+    CHECK(contains(r.err, "checkpoint.safetensors after epoch 1"));
+    CHECK(contains(r.err, "metrics.csv"));
+    CHECK(contains(r.err, "2 latent_epoch* files"));
+    CHECK(contains(r.err, "logs/ with 1 event file"));
+    CHECK(folder_bytes(out) == before);
+    expect_error(train({"--epochs", "3", "--resume", "--overwrite"}), "excludes");
+    CHECK(folder_bytes(out) == before);
+
+    r = run(train({"--epochs", "1", "--seed", "9", "--snapshots", "", "--overwrite"}));
+    REQUIRE_MESSAGE(r.rc == 0, r.err);
+    CHECK(contains(r.err, "deleted the files of the previous run"));
+    const auto after = folder_bytes(out);
+    CHECK(after.at("notes.txt") == "the user's own file");
+    CHECK(after.count("latent_epoch001.npy") == 0);  // the old run's snapshots are gone
+    std::size_t events = 0;
+    for (const auto& [name, bytes] : after) events += name.rfind("logs/events.out.tfevents.", 0) == 0;
+    CHECK(events == 1);
+    CHECK(ewe::io::read_csv(out / "metrics.csv").size() == 2);
+    CHECK(ewe::io::read_safetensors(out / "checkpoint.safetensors").meta("rng.seed") == "9");
+
+    // Files of a run but no checkpoint (it stopped in its first epoch): --resume has
+    // nothing to continue and says so, changing nothing.
+    fs::remove(out / "checkpoint.safetensors");
+    const auto partial = folder_bytes(out);
+    r = run(train({"--epochs", "1", "--resume"}));
+    CHECK(r.rc != 0);
+    CHECK(contains(r.err, "--resume: " + out.string() + " holds files of a run (metrics.csv, loss.svg, kl.svg, logs/ with 1 event file)"));
+    CHECK(contains(r.err, "but no checkpoint.safetensors to continue from"));
+    CHECK(contains(r.err, "pass --overwrite instead of --resume"));
+    CHECK(folder_bytes(out) == partial);
+    fs::remove_all(dir);
+}
+
+TEST_CASE("a run folder that another train or sweep uses is refused at once, naming the folder and the pid") {
+    const fs::path dir = temp_dir("locked");
+    const fs::path data = small_data(dir, 4), out = dir / "run";
+    const ewe::io::RunLock held(out);  // its own open file description: as another process
+    const RunResult r = run({"train", "--data", data.string(), "--out", out.string(), "--epochs", "1", "--quiet"});
+    INFO(r.err);
+    CHECK(r.rc != 0);
+    CHECK(contains(r.err, "--out: " + out.string() + " is in use by process " + std::to_string(::getpid())));
+    CHECK_FALSE(fs::exists(out / "metrics.csv"));
+    fs::remove_all(dir);
+}
+
+TEST_CASE("--resume refuses other data and any other given setting, naming both values; --epochs at or below the epochs done trains nothing") {
+    const fs::path dir = temp_dir("mismatch");
+    const fs::path data = small_data(dir, 8), out = dir / "run", other = dir / "other.npy";
+    {
+        const auto bytes = sheep::procedural_sheep(8, 11);
+        ewe::io::write_npy<std::uint8_t>(other, bytes.data(), ewe::Shape{8, 784});
+    }
+    const RunResult first = run({"train", "--data", data.string(), "--out", out.string(), "--epochs", "1", "--seed", "5",
+                                 "--batch", "4", "--latent", "2", "--width", "0.25", "--lr", "0.001", "--kl-start", "1",
+                                 "--kl-steep", "1", "--quiet", "--snapshots", ""});
+    REQUIRE_MESSAGE(first.rc == 0, first.err);
+    const auto before = folder_bytes(out);
+    const auto resume = [&](std::vector<std::string> extra) {
+        std::vector<std::string> a = {"train", "--out", out.string(), "--epochs", "2", "--resume", "--snapshots", ""};
+        a.insert(a.end(), extra.begin(), extra.end());
+        return a;
+    };
+    {  // other drawings, the same count: only the content hash tells
+        const RunResult r = run(resume({"--data", other.string(), "--quiet"}));
+        INFO(r.err);
+        CHECK(r.rc != 0);
+        CHECK(contains(r.err, "--resume: " + (out / "checkpoint.safetensors").string() + " was trained on data with hash 0x"));
+        CHECK(contains(r.err, "small.npy, 8 drawings), this run's data with hash 0x"));
+        CHECK(contains(r.err, "other.npy, 8 drawings)"));
+    }
+    expect_error(resume({"--data", data.string(), "--limit", "6", "--quiet"}), "small.npy, 6 drawings)");
+    const std::vector<std::vector<std::string>> settings = {
+        {"--seed", "5", "7"},         {"--batch", "4", "2"},         {"--lr", "0.001", "0.01"},
+        {"--kl-start", "1", "2"},     {"--kl-steep", "1", "3"},      {"--latent", "2", "3"},
+        {"--width", "0.25", "0.5"},   {"--reparam", "standard", "post"}};
+    for (const auto& s : settings)
+        expect_error(resume({"--data", data.string(), "--quiet", s[0], s[2]}),
+                     "was trained with " + s[0] + " " + s[1] + ", this run asks for " + s[0] + " " + s[2]);
+    CHECK(folder_bytes(out) == before);
+
+    // The same values given, or left out (taken from the checkpoint), continue the run;
+    // the same drawings under another file name are the same data.
+    fs::copy_file(data, dir / "copy.npy");
+    RunResult r = run(resume({"--data", (dir / "copy.npy").string(), "--quiet", "--seed", "5", "--lr", "0.001"}));
+    REQUIRE_MESSAGE(r.rc == 0, r.err);
+    CHECK(contains(r.err, "Resuming from"));
+    CHECK(contains(r.err, "from the checkpoint: --latent 2, --width 0.25, --reparam standard, --batch 4, --kl-start 1, "
+                          "--kl-steep 1"));
+    CHECK(ewe::io::read_safetensors(out / "checkpoint.safetensors").meta("epoch") == "2");
+
+    // --epochs at the epochs done: nothing to train, said so, nothing written, exit 0.
+    const auto done = folder_bytes(out);
+    r = run(resume({"--data", data.string()}));
+    CHECK_MESSAGE(r.rc == 0, r.err);
+    CHECK(contains(r.err, "already holds epoch 2 of --epochs 2: nothing left to train, nothing written"));
+    CHECK_FALSE(contains(r.err, "Wrote"));
+    CHECK(folder_bytes(out) == done);
+    // Below them: refused (--epochs is the total, not a number to add).
+    std::vector<std::string> fewer = resume({"--data", data.string()});
+    fewer[4] = "1";
+    expect_error(fewer, "--epochs 1 is the total to reach, not a number to add: pass --epochs 3 or more");
+    CHECK(folder_bytes(out) == done);
     fs::remove_all(dir);
 }

@@ -2,8 +2,10 @@
 // at two widths writes a run folder per configuration and a sweep.csv whose numbers are
 // recomputed here from each run's checkpoint and metrics.csv by other code paths;
 // --resume skips finished runs and writes the same file; a sweep interrupted by SIGINT
-// and resumed ends as an uninterrupted one; bad input names the flag, file or line; the
-// width multiplier is recorded in checkpoints, and one without it loads as width 1.
+// and resumed ends as an uninterrupted one; bad input names the flag, file or line; a
+// --resume with other data or settings, a folder in use and a previous sweep are refused
+// without a byte changed (--overwrite starts over); the width multiplier is recorded in
+// checkpoints, and one without it loads as width 1.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
@@ -21,6 +23,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -29,6 +32,7 @@
 #include <ewe/cluster/anomaly.hpp>
 #include <ewe/io/csv.hpp>
 #include <ewe/io/npy.hpp>
+#include <ewe/io/run_lock.hpp>
 #include <ewe/io/safetensors.hpp>
 #include <ewe/models/vae_inference.hpp>
 #include <ewe/train/posterior_monitor.hpp>
@@ -318,7 +322,8 @@ TEST_CASE("bad sweep input names the flag, file or line") {
         expect_error(sweep({"--configs", f.string(), "--resume"}), "is a run of latent 2 width 0.5, not of --configs " +
                                                                        f.string() + ":1's latent 3 width 0.5");
         std::ofstream(f) << "latent=2 width=0.5 name=run\n";
-        expect_error(sweep({"--configs", f.string(), "--resume", "--limit", "4"}), "was trained on 8 drawings");
+        expect_error(sweep({"--configs", f.string(), "--resume", "--limit", "4"}),
+                     "sheep.npy, 8 drawings), this one's data with hash 0x");
     }
     fs::remove_all(dir);
 }
@@ -375,5 +380,86 @@ TEST_CASE("the width multiplier: layer sizes, train --width, recorded in checkpo
     meta["model.width"] = "0";
     ewe::io::write_safetensors(old, entries, meta);
     CHECK_THROWS_WITH_AS(sheep::read_checkpoint(old), doctest::Contains("model.width = 0 is outside"), ewe::Error);
+    fs::remove_all(dir);
+}
+
+namespace {
+
+// Every file under `dir` (relative path -> bytes), to show that a command changed nothing.
+std::map<std::string, std::string> folder_bytes(const fs::path& dir) {
+    std::map<std::string, std::string> files;
+    for (const auto& e : fs::recursive_directory_iterator(dir))
+        if (e.is_regular_file()) files[fs::relative(e.path(), dir).string()] = slurp(e.path());
+    return files;
+}
+
+}  // namespace
+
+TEST_CASE("sweep --resume refuses other data or settings naming both values; a previous sweep or a folder in use is refused; --overwrite starts over") {
+    const fs::path dir = temp_dir("continue");
+    const fs::path data = sheep_file(dir, 8), boxes = boxes_file(dir, 8), out = dir / "sweep";
+    const std::vector<std::string> base = {"sweep", "--data", data.string(), "--epochs", "2", "--batch", "8",
+                                           "--latent", "2", "--width", "0.25", "--timing-steps", "1", "--snapshots", "",
+                                           "--quiet", "--threads", "1", "--out", out.string()};
+    const auto with = [&](std::vector<std::string> extra) {
+        std::vector<std::string> a = base;
+        a.insert(a.end(), extra.begin(), extra.end());
+        return a;
+    };
+    const RunResult first = run(base);
+    REQUIRE_MESSAGE(first.rc == 0, first.err);
+    CHECK(fs::exists(out / "sweep_settings.csv"));
+    const auto before = folder_bytes(out);
+    const std::string settings = (out / "sweep_settings.csv").string();
+    expect_error(with({"--resume", "--seed", "7"}), settings + ": the sweep was run with --seed 42, this one asks for --seed 7");
+    expect_error(with({"--resume", "--lr", "0.01"}), "the sweep was run with --lr 0.001, this one asks for --lr 0.01");
+    expect_error(with({"--resume", "--kl-start", "3"}), "the sweep was run with --kl-start 10, this one asks for --kl-start 3");
+    expect_error(with({"--resume", "--reparam", "post"}), "the sweep was run with --reparam standard, this one asks for --reparam post");
+    expect_error(with({"--resume", "--limit", "6"}), "sheep.npy, 8 drawings), this one's data with hash 0x");
+    {
+        std::vector<std::string> a = with({"--resume"});
+        a[2] = boxes.string();  // other drawings, the same count
+        const RunResult r = run(a);
+        INFO(r.err);
+        CHECK(r.rc != 0);
+        CHECK(contains(r.err, "the sweep was run on data with hash 0x"));
+        CHECK(contains(r.err, "boxes.npy, 8 drawings)"));
+    }
+    {
+        std::vector<std::string> a = with({"--resume"});
+        a[4] = "1";  // fewer epochs than the sweep's runs have
+        expect_error(a, "the sweep was run with --epochs 2, this one asks for --epochs 1");
+    }
+    CHECK(folder_bytes(out) == before);
+    {  // while another process uses OUT
+        const ewe::io::RunLock held(out);
+        expect_error(with({"--resume"}), "--out: " + out.string() + " is in use by process " + std::to_string(::getpid()));
+    }
+    CHECK(folder_bytes(out) == before);
+    {  // the same drawings under another name are the same data: finished runs are skipped
+        fs::copy_file(data, dir / "same_sheep.npy");
+        std::vector<std::string> a = with({"--resume"});
+        a[2] = (dir / "same_sheep.npy").string();
+        const RunResult r = run(a);
+        REQUIRE_MESSAGE(r.rc == 0, r.err);
+        CHECK(contains(r.err, "latent2_width0.25: finished (2 epochs), skipped"));
+    }
+
+    // sweep.csv alone (the run folder deleted) is still a previous sweep.
+    fs::remove_all(out / "latent2_width0.25");
+    const auto without_run = folder_bytes(out);
+    expect_error(base, "already holds a run; pass --resume to continue the sweep (finished runs are kept), or --overwrite");
+    expect_error(base, "(found: sweep.csv, sweep_settings.csv;");
+    CHECK(folder_bytes(out) == without_run);
+
+    std::ofstream(out / "notes.txt") << "the user's own file";
+    std::vector<std::string> overwrite = with({"--overwrite", "--seed", "7"});
+    overwrite[4] = "1";
+    const RunResult again = run(overwrite);
+    REQUIRE_MESSAGE(again.rc == 0, again.err);
+    CHECK(contains(again.err, "deleted the previous sweep"));
+    CHECK(slurp(out / "notes.txt") == "the user's own file");
+    CHECK(contains(slurp(out / "sweep_settings.csv"), "--seed,7\n"));
+    CHECK(ewe::io::read_safetensors(out / "latent2_width0.25" / "checkpoint.safetensors").meta("rng.seed") == "7");
     fs::remove_all(dir);
 }

@@ -1,6 +1,6 @@
 // ewe::Trainer and its callbacks on small models: Keras' callback order, training that
-// lowers the loss, metrics independent of how often they are read, bit-exact resume
-// from a ModelCheckpoint file, the non-finite guard's message, stop_training, KL
+// lowers the loss, metrics independent of how often they are read, Trainer::resume
+// (bit-exact whatever the fresh model's seed; mismatches refused), the non-finite guard's message, stop_training, KL
 // annealing, best-epoch checkpoints, CSV logs, the posterior-collapse monitor and the
 // errors of bad arguments.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
@@ -37,26 +37,27 @@ fs::path temp_dir(const std::string& name) {
     return dir;
 }
 
-// A plain autoencoder of 6x6 images: flatten, dense 8 (relu), dropout, dense 36
-// (sigmoid), reshape, with its own parameters.
+// The layers of a plain autoencoder of 6x6 images: flatten, dense 8 (relu), dropout,
+// dense 36 (sigmoid), reshape.
+std::shared_ptr<ewe::Sequential<float>> autoencoder_layers(std::int64_t hidden = 8) {
+    auto layers = std::make_shared<ewe::Sequential<float>>("autoencoder");
+    layers->add<ewe::Flatten>();
+    layers->add<ewe::Dense>(hidden, ewe::Activation::relu);
+    layers->add<ewe::Dropout>(0.25);
+    layers->add<ewe::Dense>(36, ewe::Activation::sigmoid);
+    layers->add<ewe::Reshape>(ewe::Shape{6, 6, 1});
+    return layers;
+}
+
+// That autoencoder as an ewe::Model, under its MSE objective.
 struct Autoencoder {
-    ewe::ParameterStore<float> params;
-    ewe::RandomState random;
-    ewe::Sequential<float> model{"autoencoder"};
+    ewe::Model<float> model;
+    ewe::ParameterStore<float>& params = model.params();
     std::unique_ptr<ewe::AutoencoderObjective<float>> objective;
 
-    Autoencoder(ewe::Context& ctx, std::int64_t max_batch, std::uint64_t seed) {
-        random.seed = seed;
-        model.add<ewe::Flatten>();
-        model.add<ewe::Dense>(8, ewe::Activation::relu);
-        model.add<ewe::Dropout>(0.25);
-        model.add<ewe::Dense>(36, ewe::Activation::sigmoid);
-        model.add<ewe::Reshape>(ewe::Shape{6, 6, 1});
-        ewe::BuildContext<float> b{ctx, params, random, max_batch};
-        model.build(ewe::Shape{6, 6, 1}, b);
-        params.allocate(ctx.device(), seed);
-        objective = std::make_unique<ewe::AutoencoderObjective<float>>(ctx, model, params, random, 36.0);
-    }
+    Autoencoder(ewe::Context& ctx, std::int64_t max_batch, std::uint64_t seed, std::int64_t hidden = 8)
+        : model(ctx, autoencoder_layers(hidden), ewe::Shape{6, 6, 1}, max_batch, seed),
+          objective(std::make_unique<ewe::AutoencoderObjective<float>>(ctx, model, 36.0)) {}
 };
 
 // 20 images of 6x6: a bar whose position depends on the index.
@@ -166,49 +167,203 @@ TEST_CASE("fit: the epoch metrics and weights do not depend on how often the los
     CHECK(std::count(sparse->events.begin(), sparse->events.end(), "batch_end 1.3") == 1);
 }
 
-TEST_CASE("fit: resumed from a ModelCheckpoint file, training continues bit for bit") {
+namespace {
+
+const ewe::CheckpointMetadata kFormat{{"format", "ewe.test_autoencoder"}, {"format_version", "1"}};
+
+ewe::Checkpoint read_test_checkpoint(const fs::path& path) {
+    return ewe::Checkpoint::read(path, "ewe.test_autoencoder", "1");
+}
+
+// Trains `ae` with `optimizer` through `epochs` (batch 8, shuffle seed 9 unless `options`
+// says otherwise), first resuming from `resume` when given, and saves every epoch to
+// `checkpoint`. Returns the epoch logs.
+std::vector<ewe::EpochLogs> train_autoencoder(ewe::Context& ctx, Autoencoder& ae, ewe::Optimizer<float>& optimizer,
+                                              std::int64_t epochs, const fs::path& checkpoint,
+                                              const fs::path* resume = nullptr, ewe::FitOptions options = {}) {
+    options.epochs = epochs;
+    if (options.shuffle_seed == 0) options.shuffle_seed = 9;
+    ewe::Trainer<float> trainer(ctx, *ae.objective, optimizer, options);
+    ewe::ModelCheckpointOptions saving;
+    saving.path = checkpoint;
+    trainer.add(std::make_shared<ewe::ModelCheckpoint<float>>(saving, [](const ewe::TrainProgress&) { return kFormat; }));
+    auto recorder = std::make_shared<Recorder>();
+    trainer.add(recorder);
+    if (resume) trainer.resume(read_test_checkpoint(*resume));
+    trainer.fit(bars().view());
+    return recorder->epochs;
+}
+
+}  // namespace
+
+TEST_CASE("Trainer::resume: one call continues a checkpoint bit for bit, whatever seed the fresh model was built with") {
     const fs::path dir = temp_dir("resume");
-    const ewe::Tensor<float> x = bars();
-    const ewe::SheepVaeConfig unused;  // (metadata needs a format; any model's works)
-    auto metadata = [](const ewe::TrainProgress&) {
-        return ewe::CheckpointMetadata{{"format", "ewe.test_autoencoder"}, {"format_version", "1"}};
-    };
-    auto run = [&](std::int64_t epochs, const fs::path& checkpoint, const fs::path* resume) {
-        ewe::Context ctx;
-        Autoencoder ae(ctx, 8, 21);
-        ewe::Rmsprop<float> optimizer(ctx, ae.params, 1e-3);
-        ewe::TrainProgress start;
-        if (resume) {
-            const ewe::Checkpoint c = ewe::Checkpoint::read(*resume, "ewe.test_autoencoder", "1");
-            start = ewe::read_progress(c);
-            c.load_parameters(ae.params);
-            c.load_optimizer(optimizer, start.iterations, c.meta_double("optimizer.lr", 0, 1));
-        }
-        ewe::FitOptions options;
-        options.epochs = epochs;
-        options.shuffle_seed = 9;
-        ewe::Trainer<float> trainer(ctx, *ae.objective, optimizer, options);
-        ewe::ModelCheckpointOptions saving;
-        saving.path = checkpoint;
-        trainer.add(std::make_shared<ewe::ModelCheckpoint<float>>(saving, metadata));
-        auto recorder = std::make_shared<Recorder>();
-        trainer.add(recorder);
-        trainer.fit(x.view(), start);
-        return std::make_pair(recorder->epochs, values_of(ae.params));
-    };
-    const auto [whole_logs, whole] = run(3, dir / "whole.safetensors", nullptr);
-    run(1, dir / "split.safetensors", nullptr);
-    const fs::path first = dir / "split.safetensors";
-    const auto [rest_logs, resumed] = run(3, dir / "rest.safetensors", &first);
-    CHECK(resumed == whole);
+    ewe::Context ctx;
+    Autoencoder whole(ctx, 8, 21);
+    ewe::Rmsprop<float> whole_optimizer(ctx, whole.params, 1e-3);
+    const std::vector<ewe::EpochLogs> whole_logs =
+        train_autoencoder(ctx, whole, whole_optimizer, 3, dir / "whole.safetensors");
+
+    Autoencoder first(ctx, 8, 21);
+    ewe::Rmsprop<float> first_optimizer(ctx, first.params, 1e-3);
+    train_autoencoder(ctx, first, first_optimizer, 1, dir / "split.safetensors");
+    const fs::path split = dir / "split.safetensors";
+    const ewe::Checkpoint c = read_test_checkpoint(split);
+    CHECK(c.meta("random.seed") == "21");
+    CHECK(c.meta("fit.batch_size") == "8");
+    CHECK(c.meta("fit.shuffle") == "true");
+    CHECK(c.meta("fit.shuffle_seed") == "9");
+    CHECK(c.meta("fit.samples") == "20");
+    CHECK(c.meta("optimizer") == "RMSprop");
+    CHECK(c.meta_double("optimizer.rho", 0, 1) == 0.9);
+    CHECK(c.meta_double("optimizer.epsilon", 0, 1) == 1e-7);
+
+    // A fresh model of another seed and an optimizer of another learning rate: the
+    // checkpoint's seed and learning rate replace theirs.
+    Autoencoder rest(ctx, 8, 99);
+    ewe::Rmsprop<float> rest_optimizer(ctx, rest.params, 0.5);
+    const std::vector<ewe::EpochLogs> rest_logs =
+        train_autoencoder(ctx, rest, rest_optimizer, 3, dir / "rest.safetensors", &split);
+    CHECK(values_of(rest.params) == values_of(whole.params));
+    CHECK(rest.model.random().seed == 21);
+    CHECK(rest_optimizer.learning_rate() == 1e-3);
     REQUIRE(rest_logs.size() == 2);
     CHECK(rest_logs[0].epoch == 2);
+    CHECK(rest_logs[0].mean["loss"] == whole_logs[1].mean["loss"]);
     CHECK(rest_logs[1].mean["loss"] == whole_logs[2].mean["loss"]);
-    const ewe::Checkpoint last = ewe::Checkpoint::read(dir / "rest.safetensors", "ewe.test_autoencoder", "1");
+    const ewe::Checkpoint last = read_test_checkpoint(dir / "rest.safetensors");
     CHECK(ewe::read_progress(last).epoch == 3);
     CHECK(ewe::read_progress(last).iterations == 9);
-    CHECK(last.meta("optimizer") == "RMSprop");
-    (void)unused;
+
+    // The seed matters: the parameters and optimizer state alone, loaded into the model
+    // of seed 99, continue with other dropout masks.
+    Autoencoder unseeded(ctx, 8, 99);
+    ewe::Rmsprop<float> unseeded_optimizer(ctx, unseeded.params, 1e-3);
+    c.load_parameters(unseeded.params);
+    c.load_optimizer(unseeded_optimizer, 3, 1e-3);
+    ewe::FitOptions options;
+    options.epochs = 3;
+    options.shuffle_seed = 9;
+    ewe::Trainer<float>(ctx, *unseeded.objective, unseeded_optimizer, options).fit(bars().view(), ewe::read_progress(c));
+    CHECK(values_of(unseeded.params) != values_of(whole.params));
+    fs::remove_all(dir);
+}
+
+TEST_CASE("Trainer::resume: a VAE under KL annealing continues bit for bit from a model of another seed") {
+    const fs::path dir = temp_dir("resume_vae");
+    const ewe::Tensor<float> x = bars(12);
+    // Trains a tiny sheep VAE of `seed` (Adam, batch 4, KL annealing over epochs 2 to 3)
+    // through `epochs`, resuming from `resume` when given; returns the parameters and the
+    // last epoch's loss.
+    auto run = [&](std::uint64_t seed, std::int64_t epochs, const fs::path& checkpoint, const fs::path* resume) {
+        ewe::Context ctx;
+        ewe::SheepVae<float> vae(ctx, tiny_sheep_vae(), 4, seed);
+        ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{36.0 * 2}, 4);
+        ewe::VaeObjective<float> objective(vae, loss);
+        ewe::Adam<float> optimizer(ctx, vae.params(), 1e-2);
+        ewe::FitOptions options;
+        options.epochs = epochs;
+        options.shuffle_seed = 3;
+        ewe::Trainer<float> trainer(ctx, objective, optimizer, options);
+        trainer.add(std::make_shared<ewe::KlAnnealing<float>>(ewe::KlAnnealing<float>::linear(1, 2)));
+        trainer.add(std::make_shared<ewe::ModelCheckpoint<float>>(ewe::ModelCheckpointOptions{checkpoint},
+                                                                  [](const ewe::TrainProgress&) { return kFormat; }));
+        auto recorder = std::make_shared<Recorder>();
+        trainer.add(recorder);
+        if (resume) CHECK(trainer.resume(read_test_checkpoint(*resume)).iterations == 3);
+        trainer.fit(x.view());
+        return std::make_pair(values_of(vae.params()), recorder->epochs.back().mean["loss"]);
+    };
+    const auto [whole, whole_loss] = run(5, 3, dir / "whole.safetensors", nullptr);
+    run(5, 1, dir / "first.safetensors", nullptr);
+    const fs::path first = dir / "first.safetensors";
+    const auto [resumed, resumed_loss] = run(77, 3, dir / "rest.safetensors", &first);
+    CHECK(resumed == whole);
+    CHECK(resumed_loss == whole_loss);
+    fs::remove_all(dir);
+}
+
+TEST_CASE("Trainer::resume refuses a checkpoint of another optimizer, setting, architecture or data, naming both") {
+    const fs::path dir = temp_dir("resume_mismatch");
+    const fs::path saved = dir / "saved.safetensors";
+    ewe::Context ctx;
+    Autoencoder original(ctx, 8, 1);
+    ewe::Rmsprop<float> original_optimizer(ctx, original.params, 1e-3);
+    train_autoencoder(ctx, original, original_optimizer, 1, saved);
+    const ewe::Checkpoint c = read_test_checkpoint(saved);
+
+    // Returns the message of resume()'s (or, with `images`, fit()'s) CheckpointMismatch.
+    const auto refusal = [&](Autoencoder& ae, ewe::Optimizer<float>& optimizer, ewe::FitOptions options,
+                             const ewe::Tensor<float>* images = nullptr) -> std::string {
+        if (options.batch_size == 0) options.batch_size = 8;
+        if (options.shuffle_seed == 0) options.shuffle_seed = 9;
+        ewe::Trainer<float> trainer(ctx, *ae.objective, optimizer, options);
+        try {
+            trainer.resume(c);
+            if (images) trainer.fit(images->view());
+        } catch (const ewe::CheckpointMismatch& e) {
+            return e.what();
+        }
+        return "(no CheckpointMismatch)";
+    };
+    const auto has = [](const std::string& message, const std::string& part) {
+        INFO(message);
+        CHECK(message.find(part) != std::string::npos);
+    };
+    {
+        Autoencoder ae(ctx, 8, 1);
+        const std::vector<float> before = values_of(ae.params);
+        ewe::Adam<float> adam(ctx, ae.params, 1e-3);
+        has(refusal(ae, adam, {}), "saved.safetensors was trained with the optimizer RMSprop, this trainer has Adam");
+        CHECK(values_of(ae.params) == before);  // refused before loading anything
+        ewe::Rmsprop<float> other_rho(ctx, ae.params, 1e-3, ewe::RmspropConfig{0.95, 1e-7});
+        has(refusal(ae, other_rho, {}), "was trained with RMSprop rho 0.9, this trainer has 0.95");
+        ewe::Rmsprop<float> same(ctx, ae.params, 1e-3);
+        ewe::FitOptions small;
+        small.batch_size = 4;
+        has(refusal(ae, same, small), "was trained with batch_size 8, this trainer has 4");
+        ewe::FitOptions reseeded;
+        reseeded.shuffle_seed = 10;
+        has(refusal(ae, same, reseeded), "was trained with shuffle_seed 9, this trainer has 10");
+        ewe::FitOptions ordered;
+        ordered.shuffle = false;
+        has(refusal(ae, same, ordered), "was trained with shuffle true, this trainer has false");
+        const ewe::Tensor<float> fewer = bars(12);
+        has(refusal(ae, same, {}, &fewer), "saved.safetensors was trained on 20 samples, these images are 12");
+    }
+    {
+        Autoencoder wider(ctx, 8, 1, 12);
+        ewe::Rmsprop<float> optimizer(ctx, wider.params, 1e-3);
+        has(refusal(wider, optimizer, {}), "tensor 'dense/kernel' has shape (36, 8), the model's is (36, 12)");
+    }
+    {
+        // Weights saved part way through epoch 2 (after step 4 of 3 per epoch): fit refuses.
+        Autoencoder ae(ctx, 8, 1);
+        ewe::Rmsprop<float> optimizer(ctx, ae.params, 1e-3);
+        ewe::FitOptions options;
+        options.batch_size = 8;
+        options.shuffle_seed = 9;
+        ewe::Trainer<float> trainer(ctx, *ae.objective, optimizer, options);
+        ewe::CheckpointMetadata m = trainer.resume_metadata(ewe::TrainProgress{1, 4});
+        m.merge(ewe::CheckpointMetadata(kFormat));
+        ewe::save_checkpoint<float>(dir / "part.safetensors", ae.params, &optimizer, m);
+        trainer.resume(read_test_checkpoint(dir / "part.safetensors"));
+        CHECK_THROWS_WITH_AS(trainer.fit(bars().view()),
+                             doctest::Contains("was saved after 4 steps, not at the end of epoch 1 (3 steps"),
+                             ewe::CheckpointMismatch);
+    }
+    {
+        // A checkpoint without the keys of an exact resume (saved by hand, or by an older
+        // ewe) is refused naming the first missing key.
+        Autoencoder ae(ctx, 8, 1);
+        ewe::Rmsprop<float> optimizer(ctx, ae.params, 1e-3);
+        ewe::CheckpointMetadata m = ewe::training_metadata(optimizer, ewe::TrainProgress{1, 3});
+        m.merge(ewe::CheckpointMetadata(kFormat));
+        ewe::save_checkpoint<float>(dir / "old.safetensors", ae.params, &optimizer, m);
+        ewe::Trainer<float> trainer(ctx, *ae.objective, optimizer);
+        CHECK(error_of([&] { trainer.resume(read_test_checkpoint(dir / "old.safetensors")); })
+                  .find("old.safetensors: metadata has no 'random.seed'") != std::string::npos);
+    }
     fs::remove_all(dir);
 }
 

@@ -1,9 +1,15 @@
 // sheep_vae's checkpoints: ewe checkpoints (ewe/io/checkpoint.hpp) of format
 // ewe.sheep_vae holding the model config and what --resume needs (seed, batch, lr, KL
-// schedule, data size), read back with this program's own check (28x28x1 images), and
-// models loaded from them for inference.
+// schedule, data size and content hash), read back with this program's own check
+// (28x28x1 images), the check that a resumed run continues the same data and settings,
+// and models loaded from them for inference.
 #include "common.hpp"
 
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+
+#include <ewe/io/fingerprint.hpp>
 #include <ewe/train/model_checkpoint.hpp>
 
 namespace sheep {
@@ -17,6 +23,7 @@ ewe::CheckpointMetadata run_metadata(const ewe::SheepVaeConfig& config, const Ru
     m["train.kl_steep"] = ewe::metadata_number(s.kl_steep);
     m["train.samples"] = std::to_string(s.samples);
     m["train.data"] = s.data;
+    if (s.data_hash != 0) m["train.data_hash"] = ewe::io::hash_text(s.data_hash);
     return m;
 }
 
@@ -34,7 +41,57 @@ SheepCheckpoint read_checkpoint(const fs::path& path, const std::string& flag) {
     c.settings.kl_steep = c.file.meta_double("train.kl_steep", 0.0, 1e9);
     c.settings.samples = c.file.meta_int("train.samples", 0, std::int64_t(1) << 62);
     c.settings.data = c.file.meta("train.data");
+    if (c.file.file().metadata.count("train.data_hash")) {
+        const std::string& text = c.file.meta("train.data_hash");
+        char* end = nullptr;
+        c.settings.data_hash = std::strtoull(text.c_str(), &end, 16);
+        if (text.size() != 18 || text.rfind("0x", 0) != 0 || *end != '\0' || c.settings.data_hash == 0)
+            fail(flag, " ", path.string(), ": metadata train.data_hash = '", text, "' is not 0x and 16 hexadecimal digits");
+    }
     return c;
+}
+
+std::string exact_number(double v) {
+    char text[40];
+    std::snprintf(text, sizeof text, "%.15g", v);
+    if (std::strtod(text, nullptr) != v) std::snprintf(text, sizeof text, "%.17g", v);
+    return text;
+}
+
+std::string data_text(const RunSettings& s) {
+    return "data with hash " + ewe::io::hash_text(s.data_hash) + " (" + s.data + ", " + std::to_string(s.samples) +
+           " drawings)";
+}
+
+std::vector<Setting> run_setting_values(const ewe::SheepVaeConfig& config, const RunSettings& s) {
+    return {{"--latent", std::to_string(config.latent)},
+            {"--width", exact_number(config.width)},
+            {"--reparam", config.reparam == ewe::ReparamVariant::post ? "post" : "standard"},
+            {"--seed", std::to_string(s.seed)},
+            {"--batch", std::to_string(s.batch)},
+            {"--lr", exact_number(s.lr)},
+            {"--kl-start", exact_number(s.kl_start)},
+            {"--kl-steep", exact_number(s.kl_steep)}};
+}
+
+void check_resume(const SheepCheckpoint& c, const fs::path& path, const ewe::SheepVaeConfig& config,
+                  const RunSettings& s, const std::vector<std::string>& compared) {
+    if (c.settings.data_hash == 0) {  // an older checkpoint: only the drawing count is known
+        if (c.settings.samples != s.samples)
+            fail("--resume: ", path.string(), " was trained on ", c.settings.samples, " drawings (", c.settings.data,
+                 "), this run has ", s.samples, " (", s.data, "); use the same --data and --limit");
+    } else if (c.settings.data_hash != s.data_hash || c.settings.samples != s.samples) {
+        fail("--resume: ", path.string(), " was trained on ", data_text(c.settings), ", this run's ", data_text(s),
+             "; use the same --data and --limit");
+    }
+    const std::vector<Setting> before = run_setting_values(c.config, c.settings), now = run_setting_values(config, s);
+    for (std::size_t i = 0; i < before.size(); ++i) {
+        if (std::find(compared.begin(), compared.end(), before[i].flag) == compared.end()) continue;
+        if (before[i].value != now[i].value)
+            fail("--resume: ", path.string(), " was trained with ", before[i].flag, " ", before[i].value,
+                 ", this run asks for ", now[i].flag, " ", now[i].value, "; leave ", now[i].flag,
+                 " out to continue with the checkpoint's, or train into another --out");
+    }
 }
 
 LoadedModel load_model(const fs::path& path, ewe::Device device, std::int64_t max_batch, int threads) {

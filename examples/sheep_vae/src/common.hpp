@@ -20,6 +20,9 @@
 namespace CLI {
 class App;
 }
+namespace ewe::io {
+class RunLock;
+}
 
 namespace sheep {
 
@@ -51,12 +54,20 @@ Command add_report_command(CLI::App& app, const Console& io);
 // One training run of the sheep VAE as `train` makes it (src/train.cpp): RMSprop, the
 // post's KL annealing, and in `dir` checkpoint.safetensors (each epoch; interrupted.
 // safetensors on Ctrl-C), metrics.csv, logs/, the latent snapshots and loss.svg/kl.svg.
+//
+// `dir` is locked while the run trains (ewe::io::RunLock). A folder that holds a run
+// (run_files) is refused unless `resume` (continue it) or `overwrite` (delete those
+// files first) says what to do with it.
 struct TrainRun {
     fs::path dir;
     ewe::SheepVaeConfig config;  // of a new run; a resumed run's come from its checkpoint,
-    RunSettings settings;        // as do these (samples and data are the data's)
+    RunSettings settings;        // as do these (samples, data and data_hash are the data's)
+    // The setting flags of run_setting_values that were given: on resume each must equal
+    // the checkpoint's (refused naming both values); the others come from the checkpoint.
+    std::vector<std::string> given_settings;
     std::int64_t epochs = 30;
     bool resume = false;         // continue from dir/checkpoint.safetensors when it exists
+    bool overwrite = false;      // delete the run files in dir first and start a new run
     std::vector<std::int64_t> snapshots;
     std::int64_t monitor = 256;  // posterior-collapse monitor on the first N drawings (0: off)
     ewe::Device device = ewe::Device::cpu;
@@ -69,12 +80,43 @@ struct TrainRun {
 struct TrainOutcome {
     int status = 0;  // 0: trained through `epochs`; 130: stopped early (Ctrl-C or a callback)
     ewe::TrainProgress progress;
+    std::int64_t epochs_trained = 0;  // by this call (0: a resumed run was already at `epochs`)
     std::int64_t parameters = 0;
 };
 // Trains on `data`; messages go to `log`, redrawn in place when `redraw`. Failures are
 // ewe::Error (a diverging loss names the step and that the checkpoint keeps the last
 // good epoch).
 TrainOutcome train_run(const TrainRun& run, const Bitmaps& data, std::ostream& log, bool redraw);
+
+// The files of dir that a run of train_run writes and that exist: checkpoint.safetensors,
+// interrupted.safetensors, metrics.csv, loss.svg, kl.svg, latent_epoch*.{npy,svg} and
+// logs/events.out.tfevents.* (a sweep's train.log and the lock file are not among them).
+std::vector<fs::path> run_files(const fs::path& dir);
+// What run_files found, for messages: "checkpoint.safetensors after epoch 3, metrics.csv, ...".
+std::string run_files_text(const fs::path& dir, const std::vector<fs::path>& files);
+// Deletes `files` (from run_files) and logs/ when that leaves it empty; other files stay.
+void delete_run_files(const fs::path& dir, const std::vector<fs::path>& files);
+// Locks `dir` (created when missing) for this process: an ewe::Error naming --out, the
+// folder and the holder's pid when another train or sweep holds it.
+std::unique_ptr<ewe::io::RunLock> lock_run_folder(const fs::path& dir);
+// What a checkpoint file holds, read from it: "PATH holds epoch 3" or "no PATH was written".
+std::string checkpoint_state(const fs::path& path);
+
+// A setting of a run as its flag and value text ("--lr", "0.001"); doubles in the
+// shortest text that reads back to the same value.
+struct Setting {
+    std::string flag, value;
+};
+std::string exact_number(double v);
+// The settings that change what a run computes, besides its data: --latent, --width,
+// --reparam, --seed, --batch, --lr, --kl-start and --kl-steep, in that order.
+std::vector<Setting> run_setting_values(const ewe::SheepVaeConfig& config, const RunSettings& settings);
+// "data with hash 0x... (sheep.npy, 1000 drawings)".
+std::string data_text(const RunSettings& settings);
+// Refuses (ewe::Error naming --resume, `path`, the setting and both values) to continue
+// checkpoint `c` on other data, or with another value of a setting in `compared`.
+void check_resume(const SheepCheckpoint& c, const fs::path& path, const ewe::SheepVaeConfig& config,
+                  const RunSettings& settings, const std::vector<std::string>& compared);
 
 Bitmaps bitmaps_from_bytes(const std::uint8_t* bytes, std::int64_t n, std::string source);
 // The training data when --data is not given: $EWE_DATA/sheep.npy if it exists, else

@@ -7,7 +7,10 @@
 // total time from a short timing of each configuration at the start; on CUDA
 // --concurrent N trains N at a time on one GPU (a Context, so a stream, per model), and
 // the timing runs the configurations both ways to measure the speed-up. Ctrl-C keeps
-// every finished epoch; --resume skips finished runs and continues the others.
+// every finished epoch; --resume skips finished runs and continues the others, after
+// checking the data (content hash) and settings against OUT/sweep_settings.csv and each
+// run's checkpoint; --overwrite deletes a previous sweep's files first. OUT and each run
+// folder are locked while the sweep uses them.
 #include "common.hpp"
 
 #include <CLI/CLI.hpp>
@@ -31,6 +34,8 @@
 #include <ewe/cluster/anomaly.hpp>
 #include <ewe/io/atomic_file.hpp>
 #include <ewe/io/csv.hpp>
+#include <ewe/io/fingerprint.hpp>
+#include <ewe/io/run_lock.hpp>
 #include <ewe/models/vae_inference.hpp>
 #include <ewe/train/posterior_monitor.hpp>
 #include <ewe/train/trainer.hpp>
@@ -60,6 +65,7 @@ struct SweepOptions {
     int concurrent = 1;
     std::int64_t timing_steps = 0;
     bool resume = false;
+    bool overwrite = false;
     bool quiet = false;
 };
 
@@ -403,6 +409,58 @@ void write_sweep_csv(const fs::path& path, const std::vector<SweepRow>& rows) {
     });
 }
 
+// The settings a sweep's runs share and a --resume must not change, as OUT/
+// sweep_settings.csv records them: the data (its description, then the content hash and
+// drawing count that are compared: the same file under another path is the same data),
+// the run settings but the shape (--latent and --width differ between runs) and --epochs
+// (which a resume may raise).
+std::vector<Setting> sweep_setting_values(const ewe::SheepVaeConfig& base, const RunSettings& settings,
+                                          std::int64_t epochs) {
+    std::vector<Setting> values{{"data", data_text(settings)},
+                                {"data_hash", ewe::io::hash_text(settings.data_hash)},
+                                {"drawings", std::to_string(settings.samples)}};
+    for (const Setting& s : run_setting_values(base, settings))
+        if (s.flag != "--latent" && s.flag != "--width") values.push_back(s);
+    values.push_back({"--epochs", std::to_string(epochs)});
+    return values;
+}
+
+void write_sweep_settings(const fs::path& path, const std::vector<Setting>& values) {
+    ewe::io::write_file_atomically(path, "sweep", [&](std::ostream& os) {
+        os << "setting,value\n";
+        for (const Setting& s : values) os << ewe::io::csv_field(s.flag) << ',' << ewe::io::csv_field(s.value) << '\n';
+    });
+}
+
+// Refuses to continue the sweep of `path` (OUT/sweep_settings.csv) with other data or
+// settings, naming both values; --epochs may only grow.
+void check_sweep_settings(const fs::path& path, const std::vector<Setting>& now) {
+    const auto rows = ewe::io::read_csv(path);
+    const auto recorded = [&](const std::string& key) {
+        const auto row = std::find_if(rows.begin(), rows.end(),
+                                      [&](const std::vector<std::string>& r) { return r.size() == 2 && r[0] == key; });
+        if (row == rows.end())
+            fail("--resume: ", path.string(), " has no '", key, "' row (expected setting,value rows as sweep writes "
+                 "them)");
+        return (*row)[1];
+    };
+    for (const Setting& s : now) {
+        const std::string before = recorded(s.flag);
+        if (before == s.value || s.flag == "data") continue;
+        if (s.flag == "data_hash" || s.flag == "drawings")
+            fail("--resume: ", path.string(), ": the sweep was run on ", recorded("data"), ", this one's ", now[0].value,
+                 "; use the same --data and --limit to continue it, or another --out");
+        if (s.flag == "--epochs") {
+            if (std::atoll(before.c_str()) <= std::atoll(s.value.c_str())) continue;
+            fail("--resume: ", path.string(), ": the sweep was run with --epochs ", before, ", this one asks for "
+                 "--epochs ", s.value, ", which would leave runs of both lengths in sweep.csv; pass --epochs ", before,
+                 " or more");
+        }
+        fail("--resume: ", path.string(), ": the sweep was run with ", s.flag, " ", before, ", this one asks for ",
+             s.flag, " ", s.value, "; use the same ", s.flag, " to continue it, or another --out");
+    }
+}
+
 void print_table(std::ostream& out, const std::vector<SweepRow>& rows) {
     std::vector<std::vector<std::string>> cells{kColumns};
     for (const SweepRow& r : rows) cells.push_back(row_fields(r, true));
@@ -433,7 +491,48 @@ int run_sweep(const SweepOptions& o, const Console& io) {
 
     ewe::SheepVaeConfig base;
     base.reparam = o.reparam == "post" ? ewe::ReparamVariant::post : ewe::ReparamVariant::standard;
-    const RunSettings settings{o.seed, o.batch, o.lr, o.kl_start, o.kl_steep, data.count(), data.source};
+    const RunSettings settings{o.seed,         o.batch,     o.lr, o.kl_start, o.kl_steep, data.count(), data.source,
+                               ewe::io::content_hash<float>(data.images.view())};
+    const std::vector<Setting> shared_settings = sweep_setting_values(base, settings, o.epochs);
+    std::vector<std::string> every_setting;
+    for (const Setting& s : run_setting_values(base, settings)) every_setting.push_back(s.flag);
+
+    // OUT is this sweep's until it ends; what a previous sweep left there is continued
+    // (--resume), deleted (--overwrite) or refused.
+    const auto lock = lock_run_folder(out);
+    const fs::path settings_path = out / "sweep_settings.csv";
+    std::vector<fs::path> sweep_files;
+    for (const char* name : {"sweep.csv", "sweep_settings.csv"})
+        if (fs::exists(out / name)) sweep_files.push_back(out / name);
+    if (!o.resume) {
+        std::string found;
+        for (const fs::path& f : sweep_files) found += (found.empty() ? "" : ", ") + f.filename().string();
+        for (const SweepConfig& c : configs) {
+            const std::vector<fs::path> files = run_files(out / c.name);
+            if (!files.empty()) found += (found.empty() ? "" : ", ") + c.name + "/ (" + run_files_text(out / c.name, files) + ")";
+        }
+        if (!found.empty() && !o.overwrite)
+            fail("--out: ", out.string(), " already holds a run; pass --resume to continue the sweep (finished runs "
+                 "are kept), or --overwrite to delete its files and start over (found: ", found, "; other files are "
+                 "kept)");
+        if (!found.empty()) {
+            for (const fs::path& f : sweep_files) {
+                std::error_code ec;
+                fs::remove(f, ec);
+                if (ec) fail("--overwrite: cannot delete ", f.string(), ": ", ec.message());
+            }
+            for (const SweepConfig& c : configs) {
+                const fs::path dir = out / c.name;
+                const auto run_lock = lock_run_folder(dir);
+                delete_run_files(dir, run_files(dir));
+                std::error_code ignore;
+                fs::remove(dir / "train.log", ignore);
+            }
+            print(io.err, "--overwrite: deleted the previous sweep in %s (%s)\n", out.string().c_str(), found.c_str());
+        }
+    } else if (fs::exists(settings_path)) {
+        check_sweep_settings(settings_path, shared_settings);
+    }
 
     // Which runs are finished, which continue, which start.
     std::vector<std::size_t> pending;
@@ -444,24 +543,20 @@ int run_sweep(const SweepOptions& o, const Console& io) {
             pending.push_back(i);
             continue;
         }
-        if (!o.resume)
-            fail("--out: ", (out / configs[i].name).string(), " already holds a run; pass --resume to continue the "
-                 "sweep (finished runs are kept), or choose another --out");
         const SheepCheckpoint c = read_checkpoint(checkpoint, "--resume");
         if (c.config.latent != configs[i].latent || c.config.width != configs[i].width)
             fail("--resume: ", checkpoint.string(), " is a run of latent ", c.config.latent, " width ",
                  number_text(c.config.width), ", not of ", configs[i].origin, "'s latent ", configs[i].latent,
                  " width ", number_text(configs[i].width));
-        if (c.settings.samples != data.count())
-            fail("--resume: ", checkpoint.string(), " was trained on ", c.settings.samples, " drawings (",
-                 c.settings.data, "), this sweep has ", data.count(), " (", data.source, "); use the same --data and --limit");
+        ewe::SheepVaeConfig config = base;
+        config.latent = configs[i].latent;
+        config.width = configs[i].width;
+        check_resume(c, checkpoint, config, settings, every_setting);
         done_epochs[i] = c.progress.epoch;
         if (c.progress.epoch < o.epochs) pending.push_back(i);
         else print(io.err, "%s: finished (%lld epochs), skipped\n", configs[i].name.c_str(), (long long)c.progress.epoch);
     }
-    std::error_code ec;
-    fs::create_directories(out, ec);
-    if (ec) fail("--out: cannot create ", out.string(), ": ", ec.message());
+    write_sweep_settings(settings_path, shared_settings);
 
     const int workers = device == ewe::Device::cuda ? std::max(1, o.concurrent) : 1;
     const std::int64_t steps_per_epoch = (data.count() + o.batch - 1) / o.batch;
@@ -503,8 +598,12 @@ int run_sweep(const SweepOptions& o, const Console& io) {
         r.config.latent = configs[i].latent;
         r.config.width = configs[i].width;
         r.settings = settings;
+        r.given_settings = every_setting;
         r.epochs = o.epochs;
         r.resume = o.resume;
+        // A folder without a checkpoint holds at most what a run that finished no epoch
+        // left (the checks above refused anything else): it starts over.
+        r.overwrite = !fs::exists(r.dir / "checkpoint.safetensors");
         r.snapshots = snapshots;
         r.monitor = o.monitor;
         r.device = device;
@@ -641,7 +740,11 @@ Command add_sweep_command(CLI::App& app, const Console& io) {
         ->capture_default_str()->check(CLI::Range(1, 64));
     c->add_option("--timing-steps", o.timing_steps, "Steps timed per configuration for the estimate (0: 3 on the "
                   "CPU, 25 on CUDA)")->capture_default_str()->check(CLI::Range(0, 100000));
-    c->add_flag("--resume", o.resume, "Skip finished runs, continue interrupted ones from their checkpoints");
+    CLI::Option* resume = c->add_flag("--resume", o.resume, "Skip finished runs, continue interrupted ones from their "
+                                      "checkpoints (the same data and settings; --epochs may grow)");
+    c->add_flag("--overwrite", o.overwrite, "OUT holds a sweep: delete its files (sweep.csv, sweep_settings.csv and "
+                "each configuration's run files; nothing else) and start over")
+        ->excludes(resume);
     c->add_flag("--quiet", o.quiet, "No progress bars");
     return [options, io] { return run_sweep(*options, io); };
 }

@@ -4,7 +4,10 @@
 // Philox(seed, epoch) so that --resume continues a run bit for bit, and the library's
 // callbacks: progress bar, metrics.csv, TensorBoard events, a checkpoint per epoch
 // (interrupted.safetensors on Ctrl-C), latent-space snapshots and the
-// posterior-collapse monitor (active units, KL per latent dimension). With --distributed,
+// posterior-collapse monitor (active units, KL per latent dimension). The output folder
+// is locked while training (ewe::io::RunLock); a folder that holds a run is refused
+// unless --resume continues it (the same data, by content hash, and no other setting)
+// or --overwrite deletes its run files first. With --distributed,
 // under `mpirun -np N`, the N ranks train data-parallel (ewe/dist/mpi.hpp; --batch is
 // the global batch) and rank 0 alone writes the outputs; a build without MPI refuses it.
 #include "common.hpp"
@@ -12,6 +15,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -20,6 +24,9 @@
 #include <vector>
 
 #include <ewe/io/csv.hpp>
+#include <ewe/io/fingerprint.hpp>
+#include <ewe/io/run_lock.hpp>
+#include <ewe/io/safetensors.hpp>
 #include <ewe/io/svg.hpp>
 #include <ewe/io/tensorboard.hpp>
 #include <ewe/train/kl_annealing.hpp>
@@ -52,6 +59,7 @@ struct TrainOptions {
     int threads = 0;
     std::string out = "sheep_vae_run";
     bool resume = false;
+    bool overwrite = false;
     std::string snapshots = "5,10,15,20";
     std::string reparam = "standard";
     std::int64_t monitor = 256;
@@ -93,7 +101,103 @@ struct Distributed {
 #endif
 };
 
+// The epoch a checkpoint file holds, read from it; -1 when there is none or it cannot be read.
+std::int64_t checkpoint_epoch(const fs::path& path) {
+    if (!fs::exists(path)) return -1;
+    try {
+        const ewe::io::SafetensorsFile file = ewe::io::read_safetensors(path);
+        const auto it = file.metadata.find("epoch");
+        return it == file.metadata.end() ? -1 : std::atoll(it->second.c_str());
+    } catch (const ewe::Error&) {
+        return -1;
+    }
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+bool ends_with(const std::string& s, const std::string& suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// The files of `folder` whose names start with `prefix` and end with one of `suffixes`, sorted.
+std::vector<fs::path> matching_files(const fs::path& folder, const std::string& prefix,
+                                     std::initializer_list<const char*> suffixes) {
+    std::vector<fs::path> files;
+    std::error_code ec;
+    for (fs::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (!it->is_regular_file(ec) || !starts_with(name, prefix)) continue;
+        for (const char* suffix : suffixes)
+            if (ends_with(name, suffix)) {
+                files.push_back(it->path());
+                break;
+            }
+    }
+    std::sort(files.begin(), files.end());
+    return files;
+}
+
 }  // namespace
+
+std::unique_ptr<ewe::io::RunLock> lock_run_folder(const fs::path& dir) {
+    try {
+        return std::make_unique<ewe::io::RunLock>(dir);
+    } catch (const ewe::io::RunFolderBusy& e) {
+        fail("--out: ", dir.string(), " is in use by ",
+             e.holder_pid() > 0 ? "process " + std::to_string(e.holder_pid()) : std::string("another process"),
+             " (a train or sweep writing there); wait for it to end, or choose another --out");
+    }
+}
+
+std::vector<fs::path> run_files(const fs::path& dir) {
+    std::vector<fs::path> files;
+    std::error_code ec;
+    for (const char* name : {"checkpoint.safetensors", "interrupted.safetensors", "metrics.csv", "loss.svg", "kl.svg"})
+        if (fs::is_regular_file(dir / name, ec)) files.push_back(dir / name);
+    for (const fs::path& f : matching_files(dir, "latent_epoch", {".npy", ".svg"})) files.push_back(f);
+    for (const fs::path& f : matching_files(dir / "logs", "events.out.tfevents.", {""})) files.push_back(f);
+    return files;
+}
+
+std::string run_files_text(const fs::path& dir, const std::vector<fs::path>& files) {
+    std::string text;
+    std::size_t snapshots = 0, events = 0;
+    for (const fs::path& f : files) {
+        const std::string name = f.filename().string();
+        if (starts_with(name, "latent_epoch")) {
+            ++snapshots;
+            continue;
+        }
+        if (f.parent_path() == dir / "logs") {
+            ++events;
+            continue;
+        }
+        text += (text.empty() ? "" : ", ") + name;
+        if (name == "checkpoint.safetensors") {
+            const std::int64_t epoch = checkpoint_epoch(f);
+            text += epoch >= 0 ? " after epoch " + std::to_string(epoch) : std::string(" (unreadable)");
+        }
+    }
+    if (snapshots > 0) text += (text.empty() ? "" : ", ") + std::to_string(snapshots) + " latent_epoch* files";
+    if (events > 0) text += (text.empty() ? "" : ", ") + std::string("logs/ with ") + std::to_string(events) +
+                            " event file" + (events == 1 ? "" : "s");
+    return text;
+}
+
+void delete_run_files(const fs::path& dir, const std::vector<fs::path>& files) {
+    for (const fs::path& f : files) {
+        std::error_code ec;
+        fs::remove(f, ec);
+        if (ec) fail("--overwrite: cannot delete ", f.string(), ": ", ec.message());
+    }
+    std::error_code ec;
+    if (fs::is_directory(dir / "logs", ec) && fs::is_empty(dir / "logs", ec)) fs::remove(dir / "logs", ec);
+}
+
+std::string checkpoint_state(const fs::path& path) {
+    if (!fs::exists(path)) return "no " + path.string() + " was written";
+    const std::int64_t epoch = checkpoint_epoch(path);
+    return epoch >= 0 ? path.string() + " holds epoch " + std::to_string(epoch) : path.string() + " cannot be read";
+}
 
 TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log, bool redraw) {
     const fs::path checkpoint_path = r.dir / "checkpoint.safetensors";
@@ -102,23 +206,62 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
     RunSettings run = r.settings;
     run.samples = n;
     run.data = data.source;
-    std::optional<SheepCheckpoint> resume_from;
-    if (r.resume && fs::exists(checkpoint_path)) {
-        resume_from = read_checkpoint(checkpoint_path, "--resume");
-        config = resume_from->config;
-        run = resume_from->settings;
-        if (run.samples != n)
-            fail("--resume: ", checkpoint_path.string(), " was trained on ", run.samples, " drawings (", run.data,
-                 "), this run has ", n, " (", data.source, "); use the same --data and --limit");
-        print(log, "Resuming from %s after epoch %lld (%lld steps); model, seed, batch, lr and KL schedule "
-              "come from the checkpoint\n", checkpoint_path.string().c_str(),
-              (long long)resume_from->progress.epoch, (long long)resume_from->progress.iterations);
-    } else if (r.resume) {
-        print(log, "--resume: no %s yet, starting a new run\n", checkpoint_path.string().c_str());
-    }
+    run.data_hash = ewe::io::content_hash<float>(data.images.view());
+    // Rank 0 alone writes the run's files, so it alone locks the folder.
+    const bool root = r.communicator == nullptr || r.communicator->rank() == 0;
+    std::unique_ptr<ewe::io::RunLock> lock;
+    if (root) lock = lock_run_folder(r.dir);
     std::error_code ec;
     fs::create_directories(r.dir, ec);
     if (ec) fail("--out: cannot create ", r.dir.string(), ": ", ec.message());
+
+    TrainOutcome outcome;
+    std::optional<SheepCheckpoint> resume_from;
+    const std::vector<fs::path> previous = run_files(r.dir);
+    if (r.resume && fs::exists(checkpoint_path)) {
+        resume_from = read_checkpoint(checkpoint_path, "--resume");
+        check_resume(*resume_from, checkpoint_path, config, run, r.given_settings);
+        config = resume_from->config;
+        const RunSettings data_settings = run;
+        run = resume_from->settings;
+        run.samples = data_settings.samples;
+        run.data = data_settings.data;
+        run.data_hash = data_settings.data_hash;
+        const std::int64_t done = resume_from->progress.epoch;
+        if (done > r.epochs)
+            fail("--epochs: ", checkpoint_path.string(), " already holds epoch ", done, "; --epochs ", r.epochs,
+                 " is the total to reach, not a number to add: pass --epochs ", done + 1, " or more to continue");
+        if (done == r.epochs) {
+            print(log, "train: %s already holds epoch %lld of --epochs %lld: nothing left to train, nothing written "
+                  "(pass a larger --epochs to continue)\n", checkpoint_path.string().c_str(), (long long)done,
+                  (long long)r.epochs);
+            outcome.progress = resume_from->progress;
+            return outcome;
+        }
+        std::string taken;
+        for (const Setting& s : run_setting_values(config, run))
+            if (std::find(r.given_settings.begin(), r.given_settings.end(), s.flag) == r.given_settings.end())
+                taken += (taken.empty() ? "" : ", ") + s.flag + " " + s.value;
+        print(log, "Resuming from %s after epoch %lld (%lld steps) on the same %s%s%s\n",
+              checkpoint_path.string().c_str(), (long long)done, (long long)resume_from->progress.iterations,
+              data_text(run).c_str(), taken.empty() ? "" : "; from the checkpoint: ", taken.c_str());
+    } else if (!previous.empty() && !r.overwrite) {
+        if (r.resume)
+            fail("--resume: ", r.dir.string(), " holds files of a run (", run_files_text(r.dir, previous),
+                 ") but no checkpoint.safetensors to continue from (it stopped before its first epoch ended); pass "
+                 "--overwrite instead of --resume to delete them and start over");
+        fail("--out: ", r.dir.string(), " already holds a run; pass --resume to continue it, or --overwrite to delete "
+             "its files and start over (found: ", run_files_text(r.dir, previous), "; other files are kept)");
+    } else if (!previous.empty()) {
+        const std::string deleted = run_files_text(r.dir, previous);
+        if (root) delete_run_files(r.dir, previous);
+        print(log, "%s: deleted the files of the previous run (%s); other files are kept\n", r.dir.string().c_str(),
+              deleted.c_str());
+    } else if (r.resume) {
+        print(log, "--resume: no %s yet, starting a new run\n", checkpoint_path.string().c_str());
+    }
+    // Every rank has looked at the folder before rank 0 writes into it.
+    if (r.communicator) r.communicator->barrier();
 
     ewe::ContextOptions context_options;
     context_options.threads = r.threads;
@@ -161,7 +304,6 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
         saving, [&](const ewe::TrainProgress&) { return run_metadata(config, run); }));
     for (const auto& callback : r.callbacks) trainer.add(callback);
 
-    TrainOutcome outcome;
     ewe::FitResult fit_result;
     outcome.parameters = vae.params().total_count();
     if (r.progress_bar)
@@ -175,17 +317,25 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
     } catch (const ewe::Error& e) {
         const std::string what = e.what();
         if (what.rfind("fit: the loss became", 0) != 0) throw;
-        fail("train: ", what.substr(5), ". ", checkpoint_path.string(),
-             " keeps the last good epoch (diverged; try a smaller --lr)");
+        const std::int64_t kept = checkpoint_epoch(checkpoint_path);
+        fail("train: ", what.substr(5), ". ",
+             kept >= 0 ? checkpoint_path.string() + " keeps the last good epoch, " + std::to_string(kept)
+                       : "No epoch finished, so no " + checkpoint_path.string() + " was written",
+             " (diverged; try a smaller --lr)");
     }
     outcome.progress = fit_result.progress;
+    outcome.epochs_trained = outcome.progress.epoch - start.epoch;
     if (fit_result.interrupted) {
-        print(log,
-              "\ntrain: interrupted at epoch %lld, step %lld: the current weights are in %s; %s keeps "
-              "epoch %lld, and --resume continues from it\n",
-              (long long)outcome.progress.epoch + 1, (long long)trainer.interrupted_step(),
-              saving.interrupted_path.string().c_str(), checkpoint_path.string().c_str(),
-              (long long)outcome.progress.epoch);
+        // What is on disk, read back from the files rather than assumed.
+        const std::int64_t kept = checkpoint_epoch(checkpoint_path);
+        print(log, "\ntrain: interrupted at epoch %lld, step %lld: %s; %s\n", (long long)outcome.progress.epoch + 1,
+              (long long)trainer.interrupted_step(),
+              fs::exists(saving.interrupted_path)
+                  ? ("the weights of that moment are in " + saving.interrupted_path.string()).c_str()
+                  : ("no " + saving.interrupted_path.string() + " was written").c_str(),
+              kept >= 0 ? (checkpoint_state(checkpoint_path) + ", and --resume continues from it").c_str()
+                        : (checkpoint_state(checkpoint_path) + " (no epoch finished): --overwrite starts the run "
+                           "over").c_str());
         outcome.status = 130;
     } else if (outcome.progress.epoch < r.epochs) {
         outcome.status = 130;  // one of r.callbacks stopped training
@@ -197,15 +347,18 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
 
 namespace {
 
-int run_train(const TrainOptions& o, const Console& io_all) {
+// `given_settings`: the flags of run_setting_values given on the command line.
+int run_train(const TrainOptions& o, const std::vector<std::string>& given_settings, const Console& io_all) {
     TrainRun r;
     r.dir = o.out;
     r.config.latent = o.latent;
     r.config.width = o.width;
     r.config.reparam = o.reparam == "post" ? ewe::ReparamVariant::post : ewe::ReparamVariant::standard;
     r.settings = RunSettings{o.seed, o.batch, o.lr, o.kl_start, o.kl_steep, 0, ""};
+    r.given_settings = given_settings;
     r.epochs = o.epochs;
     r.resume = o.resume;
+    r.overwrite = o.overwrite;
     r.snapshots = parse_epochs(o.snapshots, "--snapshots");
     r.monitor = o.monitor;
     r.device = parse_device(o.device);
@@ -225,9 +378,16 @@ int run_train(const TrainOptions& o, const Console& io_all) {
     std::ostringstream silent;
     const bool root = r.communicator == nullptr || r.communicator->rank() == 0;
     const Console io = root ? io_all : Console{silent, silent, false};
-    const Bitmaps data = o.data.empty() ? default_bitmaps(o.limit, o.seed) : load_bitmaps(o.data, o.limit);
+    // Procedural drawings (no --data and no $EWE_DATA/sheep.npy) depend on the seed: a
+    // resumed run without --seed draws them with its checkpoint's.
+    std::uint64_t data_seed = o.seed;
+    const fs::path checkpoint_path = r.dir / "checkpoint.safetensors";
+    if (o.data.empty() && o.resume && fs::exists(checkpoint_path) &&
+        std::find(given_settings.begin(), given_settings.end(), "--seed") == given_settings.end())
+        data_seed = read_checkpoint(checkpoint_path, "--resume").settings.seed;
+    const Bitmaps data = o.data.empty() ? default_bitmaps(o.limit, data_seed) : load_bitmaps(o.data, o.limit);
     const TrainOutcome outcome = train_run(r, data, io.err, io.redraw);
-    if (outcome.status == 0 && !o.quiet)
+    if (outcome.status == 0 && outcome.epochs_trained > 0 && !o.quiet)
         print(io.err, "Wrote %s (checkpoint, metrics.csv, logs/, loss.svg)\n", r.dir.string().c_str());
     return outcome.status;
 }
@@ -253,7 +413,12 @@ Command add_train_command(CLI::App& app, const Console& io) {
     c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
     c->add_option("--threads", o.threads, "CPU threads (0: OpenMP's default, e.g. OMP_NUM_THREADS)")->check(CLI::Range(0, 4096));
     c->add_option("--out", o.out, "Output folder")->capture_default_str();
-    c->add_flag("--resume", o.resume, "Continue from OUT/checkpoint.safetensors (model, optimizer, position)");
+    CLI::Option* resume = c->add_flag("--resume", o.resume, "Continue the run in OUT from its checkpoint.safetensors "
+                                      "(model, optimizer, position) on the same data; a setting given must equal the "
+                                      "checkpoint's, one left out is taken from it");
+    c->add_flag("--overwrite", o.overwrite, "OUT holds a run: delete its files (checkpoints, metrics.csv, logs/, "
+                "snapshots, plots; nothing else) and start a new one")
+        ->excludes(resume);
     c->add_option("--snapshots", o.snapshots, "Epochs after which to save the latent space (comma-separated; '' for none)")
         ->capture_default_str();
     c->add_option("--reparam", o.reparam, "standard: z = mu + exp(logvar/2)*eps; post: z = mu + exp(logvar)*eps")
@@ -267,7 +432,12 @@ Command add_train_command(CLI::App& app, const Console& io) {
     c->add_option("--distributed-timeout", o.distributed_timeout, "Seconds a rank waits for the others in a "
                   "collective before it fails (a rank died or hangs)")
         ->capture_default_str()->check(CLI::PositiveNumber);
-    return [options, io] { return run_train(*options, io); };
+    return [options, io, c] {
+        std::vector<std::string> given;
+        for (const Setting& s : run_setting_values(ewe::SheepVaeConfig{}, RunSettings{}))
+            if (c->count(s.flag) > 0) given.push_back(s.flag);
+        return run_train(*options, given, io);
+    };
 }
 
 }  // namespace sheep

@@ -4,7 +4,8 @@
 // metadata that always carries "format" (what wrote it, e.g. "ewe.sheep_vae") and
 // "format_version". Written atomically (a crash leaves the previous file intact); read
 // back with every name, shape, dtype and metadata value checked, and errors that name
-// the flag or file they came from. Names, layouts and keys: docs/api.md, "Checkpoints".
+// the file (and what it is to the caller: Checkpoint::read's source). Names, layouts
+// and keys: docs/api.md, "Checkpoints".
 #pragma once
 
 #include <cerrno>
@@ -27,6 +28,13 @@
 namespace ewe {
 
 using CheckpointMetadata = std::map<std::string, std::string>;
+
+// A checkpoint that does not fit what it is loaded into (another architecture, another
+// optimizer or training setting): the message names both sides.
+class EWE_VISIBLE CheckpointMismatch final : public Error {
+public:
+    using Error::Error;
+};
 
 // A double as metadata text that reads back to the same value.
 inline std::string metadata_number(double v) {
@@ -175,6 +183,25 @@ public:
             }
         }
         copy<T>(host.view(), params.values());
+    }
+
+    // Throws CheckpointMismatch unless the file holds every parameter of `params` under
+    // its name with its shape (the check load_parameters makes, without loading).
+    template <class T>
+    void check_architecture(const ParameterStore<T>& params) const {
+        for (const ParameterInfo& info : params.info()) {
+            const auto it = file_.tensors.find(info.name);
+            if (it == file_.tensors.end())
+                throw CheckpointMismatch(detail::concat(path(), ": has no tensor '", info.name,
+                                                        "', which the model has (a checkpoint of another architecture)"));
+            std::vector<std::int64_t> want;
+            for (int a = 0; a < info.shape.rank(); ++a) want.push_back(info.shape[a]);
+            if (it->second.shape != want)
+                throw CheckpointMismatch(detail::concat(
+                    path(), ": tensor '", info.name, "' has shape ",
+                    shape_text(it->second.shape.data(), it->second.shape.size()), ", the model's is ", info.shape,
+                    " (a checkpoint of another architecture)"));
+        }
     }
 
     bool has_optimizer_state() const {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -295,6 +296,46 @@ Tensor<T> npy_to_tensor(const NpyArray& array, const std::string& what) {
         case DType::i64: convert(std::int64_t{}); break;
         case DType::f32: convert(float{}); break;
         case DType::f64: convert(double{}); break;
+    }
+    return out;
+}
+
+// Samples of `image` shape (e.g. (h, w, c)) from the .npy file `path`, as a tensor
+// (n, image...) of T holding every value times `scale` (1 / 255 turns uint8 bitmaps
+// such as Quick, Draw!'s into [0, 1]). The file holds n >= 1 samples of any numeric
+// dtype, each flat (n, image.numel()), shaped like `image`, or, for one channel,
+// without it ((n, h, w) for (h, w, 1)). limit > 0 keeps the first `limit` samples.
+// Anything else, and a value that is not finite after scaling, is an ewe::Error naming
+// the file, what was expected and what was found.
+template <class T>
+Tensor<T> read_images_npy(const std::filesystem::path& path, const Shape& image, double scale, std::int64_t limit = 0) {
+    const std::string file = path.string();
+    EWE_REQUIRE(image.rank() >= 1 && image.numel() > 0, "read_images_npy: ", file,
+                ": image must be one sample's non-empty shape, e.g. (h, w, c), found ", image);
+    EWE_REQUIRE(std::isfinite(scale) && scale != 0, "read_images_npy: ", file,
+                ": scale must be finite and non-zero, found ", scale);
+    EWE_REQUIRE(limit >= 0, "read_images_npy: ", file, ": limit must be >= 0 (0: every sample), found ", limit);
+    NpyArray array = read_npy(path);
+    const Shape sample = array.shape.rank() >= 2 ? array.shape.features() : Shape{};
+    const bool flat = sample.rank() == 1 && sample[0] == image.numel();
+    bool one_channel = image.rank() >= 2 && image[image.rank() - 1] == 1 && sample.rank() == image.rank() - 1;
+    for (int a = 0; one_channel && a < sample.rank(); ++a) one_channel = sample[a] == image[a];
+    if (!flat && !(sample == image) && !one_channel)
+        fail("read_images_npy: ", file, ": expected samples of shape ", image, " (or flat (n, ", image.numel(),
+             ")), found an array of shape ", array.shape);
+    if (array.shape[0] == 0) fail("read_images_npy: ", file, ": holds no samples (shape ", array.shape, ")");
+    const std::int64_t n = limit > 0 ? std::min(limit, array.shape[0]) : array.shape[0];
+    const std::int64_t per = image.numel();
+    array.bytes.resize(static_cast<std::size_t>(n * per) * dtype_size(array.dtype));
+    array.shape = Shape{n, per};
+    const Tensor<double> values = npy_to_tensor<double>(array, file);
+    Tensor<T> out(image.with_batch(n));
+    for (std::int64_t i = 0; i < n * per; ++i) {
+        const double v = values[i] * scale;
+        if (!std::isfinite(v))
+            fail("read_images_npy: ", file, ": sample ", i / per, ", value ", i % per, " is ", values[i],
+                 ", not finite times scale ", scale);
+        out[i] = static_cast<T>(v);
     }
     return out;
 }

@@ -4,7 +4,9 @@
 //   RMSprop: s = rho * s + (1 - rho) * g^2;  p -= lr * g / (sqrt(s) + eps)
 //   Adam:    m, v moments; p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
 // The learning rate may change between steps. State buffers are allocated on
-// construction, so step() allocates nothing.
+// construction, so step() allocates nothing. hyperparameters() names the fixed settings
+// of the rule (all but the learning rate), which a checkpoint records and a resume
+// checks.
 #pragma once
 
 #include <string>
@@ -25,6 +27,8 @@ public:
     }
     virtual ~Optimizer() = default;
     virtual const char* kind() const = 0;
+    // The update rule's settings other than the learning rate, by Keras' names.
+    virtual std::vector<std::pair<std::string, double>> hyperparameters() const = 0;
 
     void step(Context& ctx) {
         ++iterations_;
@@ -75,6 +79,9 @@ public:
         if (config.momentum > 0) velocity_ = this->add_state(ctx, "velocity");
     }
     const char* kind() const override { return "SGD"; }
+    std::vector<std::pair<std::string, double>> hyperparameters() const override {
+        return {{"momentum", config_.momentum}, {"nesterov", config_.nesterov ? 1.0 : 0.0}};
+    }
 
 protected:
     void update(Context& ctx, TensorView<T> p, TensorView<const T> g) override {
@@ -96,6 +103,9 @@ public:
         mean_square_ = this->add_state(ctx, "mean_square");
     }
     const char* kind() const override { return "RMSprop"; }
+    std::vector<std::pair<std::string, double>> hyperparameters() const override {
+        return {{"rho", config_.rho}, {"epsilon", config_.epsilon}};
+    }
 
 protected:
     void update(Context& ctx, TensorView<T> p, TensorView<const T> g) override {
@@ -119,6 +129,9 @@ public:
         v_ = this->add_state(ctx, "v");
     }
     const char* kind() const override { return "Adam"; }
+    std::vector<std::pair<std::string, double>> hyperparameters() const override {
+        return {{"beta_1", config_.beta1}, {"beta_2", config_.beta2}, {"epsilon", config_.epsilon}};
+    }
 
 protected:
     void update(Context& ctx, TensorView<T> p, TensorView<const T> g) override {

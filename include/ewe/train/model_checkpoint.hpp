@@ -1,9 +1,10 @@
 // ModelCheckpoint: saves the model's parameters and the optimizer's state (ewe/io/
 // checkpoint.hpp) every `every` epochs to `path`, optionally the best epoch so far by a
 // metric (lower is better) to `best_path`, and on SIGINT the weights of that moment
-// to `interrupted_path`. Each file's metadata is the caller's (format, model config,
-// anything needed to resume) plus "epoch", "optimizer", "optimizer.iterations" and
-// "optimizer.lr"; read them back with read_progress(). Saves are atomic.
+// to `interrupted_path`. Each file's metadata is the caller's (format, model config)
+// plus everything Trainer::resume needs to continue the run exactly
+// (Trainer::resume_metadata: position, optimizer kind and settings, the model's seed,
+// batch and shuffle settings). Saves are atomic.
 #pragma once
 
 #include <cstdint>
@@ -29,20 +30,6 @@ struct ModelCheckpointOptions {
     std::filesystem::path interrupted_path{};  // empty: nothing is saved on SIGINT
 };
 
-// The training position a ModelCheckpoint file records.
-inline TrainProgress read_progress(const Checkpoint& c) {
-    return TrainProgress{c.meta_int("epoch", 0, 1 << 30), c.meta_int("optimizer.iterations", 0, std::int64_t(1) << 62)};
-}
-
-// The training keys ModelCheckpoint adds to every file's metadata.
-template <class T>
-CheckpointMetadata training_metadata(const Optimizer<T>& optimizer, const TrainProgress& at) {
-    return {{"epoch", std::to_string(at.epoch)},
-            {"optimizer", optimizer.kind()},
-            {"optimizer.iterations", std::to_string(at.iterations)},
-            {"optimizer.lr", metadata_number(optimizer.learning_rate())}};
-}
-
 template <class T>
 class ModelCheckpoint final : public Callback<T> {
 public:
@@ -59,7 +46,7 @@ public:
     // The same metadata as the files get, for a caller that saves at other times.
     CheckpointMetadata metadata(Trainer<T>& trainer, const TrainProgress& at) const {
         CheckpointMetadata m = metadata_(at);
-        for (auto& [key, value] : training_metadata(trainer.optimizer(), at)) m[key] = value;
+        for (auto& [key, value] : trainer.resume_metadata(at)) m[key] = value;
         return m;
     }
 

@@ -3,7 +3,7 @@
 // the loss and backward, leaving the gradients of the batch-mean loss in the parameter
 // store. The loss is a weighted sum of named per-sample terms (a VAE: "recon" and "kl"),
 // which stay on the device until the trainer reads them. VaeObjective serves any VAE
-// (ewe::SheepVae, a user's own); AutoencoderObjective any Sequential trained to
+// (ewe::SheepVae, a user's own); AutoencoderObjective any plain Model trained to
 // reproduce its input under a scaled MSE.
 #pragma once
 
@@ -15,6 +15,7 @@
 
 #include "ewe/core/context.hpp"
 #include "ewe/loss/vae_loss.hpp"
+#include "ewe/models/model.hpp"
 #include "ewe/models/vae.hpp"
 #include "ewe/nn/layer.hpp"
 #include "ewe/nn/sequential.hpp"
@@ -27,6 +28,8 @@ public:
     virtual ~TrainingObjective() = default;
 
     virtual ParameterStore<T>& params() = 0;
+    // The seed and offset of the model's random draws (a resume restores the seed).
+    virtual RandomState& random() = 0;
     virtual std::int64_t max_batch() const = 0;
     virtual Shape input_shape() const = 0;  // one sample, no batch dimension
 
@@ -77,6 +80,7 @@ public:
     VaeObjective(Vae<T>& vae, VaeLoss<T>& loss) : vae_(vae), loss_(loss) {}
 
     ParameterStore<T>& params() override { return vae_.params(); }
+    RandomState& random() override { return vae_.random(); }
     std::int64_t max_batch() const override { return vae_.max_batch(); }
     Shape input_shape() const override { return vae_.image_shape(); }
 
@@ -108,16 +112,12 @@ private:
     VaeLoss<T>& loss_;
 };
 
-// A Sequential that maps its input to a reconstruction of it (a plain autoencoder),
-// under recon_scale * mean-over-features squared error per sample ("recon"). The
-// model must be built with `params` and `random`; it owns no buffers of its own here.
+// A Model that maps its input to a reconstruction of it (a plain autoencoder), under
+// recon_scale * mean-over-features squared error per sample ("recon").
 template <class T>
 class AutoencoderObjective final : public TrainingObjective<T> {
 public:
-    AutoencoderObjective(Context& ctx, Sequential<T>& model, ParameterStore<T>& params, RandomState& random,
-                         double recon_scale)
-        : model_(model), params_(params), random_(random), recon_scale_(recon_scale) {
-        EWE_REQUIRE(model.built(), "AutoencoderObjective: build the model first");
+    AutoencoderObjective(Context& ctx, Model<T>& model, double recon_scale) : model_(model), recon_scale_(recon_scale) {
         EWE_REQUIRE(model.output_shape() == model.input_shape(), "AutoencoderObjective: the model maps ",
                     model.input_shape(), " to ", model.output_shape(), "; an autoencoder reproduces its input");
         EWE_REQUIRE(recon_scale > 0, "AutoencoderObjective: recon_scale must be positive, found ", recon_scale);
@@ -127,20 +127,21 @@ public:
         recon_ = Tensor<T>(Shape{model.max_batch()}, ctx.device());
     }
 
-    ParameterStore<T>& params() override { return params_; }
+    ParameterStore<T>& params() override { return model_.params(); }
+    RandomState& random() override { return model_.random(); }
     std::int64_t max_batch() const override { return model_.max_batch(); }
     Shape input_shape() const override { return model_.input_shape(); }
 
     void compute_gradients(Context& ctx, TensorView<const T> x, std::uint64_t step,
                            std::uint64_t first_sample) override {
         const std::int64_t n = x.dim(0);
-        random_.offset = step;
-        random_.first_sample = first_sample;
+        model_.random().offset = step;
+        model_.random().first_sample = first_sample;
         const TensorView<T> x_hat = x_hat_.view().leading(n), dx_hat = dx_hat_.view().leading(n);
         model_.forward(ctx, x, x_hat, Phase::train);
         ops::mse_forward<T>(ctx, recon_scale_, x_hat, x, recon_.view().leading(n));
         ops::mse_backward<T>(ctx, recon_scale_ / double(n), x_hat, x, dx_hat);
-        model_.backward(ctx, x, x_hat, dx_hat, TensorView<T>());
+        model_.layers().backward(ctx, x, x_hat, dx_hat, TensorView<T>());
     }
 
     std::vector<std::string> term_names() const override { return {"recon"}; }
@@ -151,14 +152,13 @@ public:
     }
 
     std::string first_nonfinite(std::int64_t n) override {
-        if (std::string where = this->scan(model_, x_hat_.view().leading(n), n); !where.empty()) return where;
-        return this->scan_parameters(params_);
+        if (std::string where = this->scan(model_.layers(), x_hat_.view().leading(n), n); !where.empty())
+            return where;
+        return this->scan_parameters(model_.params());
     }
 
 private:
-    Sequential<T>& model_;
-    ParameterStore<T>& params_;
-    RandomState& random_;
+    Model<T>& model_;
     double recon_scale_;
     Tensor<T> x_hat_, dx_hat_, recon_;
 };

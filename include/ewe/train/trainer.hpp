@@ -1,7 +1,11 @@
 // ewe::Trainer: Keras' fit() for any TrainingObjective. Each epoch visits the data in
 // an order drawn from Philox(shuffle_seed, epoch), so any epoch's order is known
-// without replaying earlier ones and a run resumed from a checkpoint (fit(images,
-// progress)) continues bit for bit; random draws of step s use Philox offset s. The
+// without replaying earlier ones; random draws of step s use Philox offset s of the
+// model's seed. A checkpoint carries what continuing needs (resume_metadata(): the
+// position, the optimizer's kind, settings and state, the model's seed, the batch and
+// shuffle settings), and resume(checkpoint) restores it in one call, refusing a
+// checkpoint that does not fit (CheckpointMismatch), so the next fit() continues bit
+// for bit whatever seed the fresh model was built with. The
 // data set is copied to the context's device once; batches are gathered there. The
 // loss terms are read back to the host every `metrics_every` steps (on CUDA each read
 // is a device sync; full-batch steps are replayed as a CUDA graph, ewe/core/
@@ -28,6 +32,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -35,6 +40,7 @@
 #include <functional>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,6 +49,7 @@
 #include "ewe/core/philox.hpp"
 #include "ewe/core/step_replay.hpp"
 #include "ewe/dist/communicator.hpp"
+#include "ewe/io/checkpoint.hpp"
 #include "ewe/optim/optimizers.hpp"
 #include "ewe/train/callback.hpp"
 #include "ewe/train/objective.hpp"
@@ -87,6 +94,24 @@ inline std::vector<std::int64_t> epoch_order(std::uint64_t seed, std::int64_t ep
         std::swap(order[std::size_t(i)], order[std::size_t(j)]);
     }
     return order;
+}
+
+// The training position a checkpoint's metadata records ("epoch", "optimizer.iterations").
+inline TrainProgress read_progress(const Checkpoint& c) {
+    return TrainProgress{c.meta_int("epoch", 0, 1 << 30), c.meta_int("optimizer.iterations", 0, std::int64_t(1) << 62)};
+}
+
+// The optimizer's keys of a checkpoint's metadata: "epoch", "optimizer" (its kind),
+// "optimizer.iterations", "optimizer.lr" and "optimizer.<setting>" for each of its
+// hyperparameters(). Trainer::resume_metadata adds the model's and the fit's keys.
+template <class T>
+CheckpointMetadata training_metadata(const Optimizer<T>& optimizer, const TrainProgress& at) {
+    CheckpointMetadata m{{"epoch", std::to_string(at.epoch)},
+                         {"optimizer", optimizer.kind()},
+                         {"optimizer.iterations", std::to_string(at.iterations)},
+                         {"optimizer.lr", metadata_number(optimizer.learning_rate())}};
+    for (const auto& [name, value] : optimizer.hyperparameters()) m["optimizer." + name] = metadata_number(value);
+    return m;
 }
 
 namespace detail {
@@ -152,12 +177,27 @@ public:
     }
 
     // Trains on `images` (n, features...: the objective's input shape), host or device,
-    // from `start` (a fresh run, or where a checkpoint left off) through options.epochs.
-    FitResult fit(TensorView<const T> images, TrainProgress start = {}) {
+    // through options.epochs, from the position `from` when given; else from the one
+    // the last resume() restored (once; a data set of another size than the checkpoint's,
+    // or a checkpoint saved part way through an epoch, is refused), else from the start.
+    FitResult fit(TensorView<const T> images, std::optional<TrainProgress> from = std::nullopt) {
         const Shape sample = objective_.input_shape();
         EWE_REQUIRE(images.rank() >= 2 && images.shape().features() == sample && images.dim(0) > 0,
                     "Trainer::fit: images should be (n, ", sample.str().substr(1), " with n > 0, found ",
                     images.shape());
+        const TrainProgress start = from ? *from : resumed_ ? resumed_->progress : TrainProgress{};
+        if (!from && resumed_ && resumed_->samples > 0 && resumed_->samples != images.dim(0))
+            throw CheckpointMismatch(detail::concat("Trainer::fit: ", resumed_->path, " was trained on ",
+                                                    resumed_->samples, " samples, these images are ", images.dim(0),
+                                                    " (resume with the same data set)"));
+        const std::int64_t steps = (images.dim(0) + options_.batch_size - 1) / options_.batch_size;
+        if (!from && resumed_ && start.iterations != start.epoch * steps)
+            throw CheckpointMismatch(detail::concat(
+                "Trainer::fit: ", resumed_->path, " was saved after ", start.iterations, " steps, not at the end of epoch ",
+                start.epoch, " (", start.epoch * steps, " steps of ", images.dim(0), " samples in batches of ",
+                options_.batch_size, "): a run stopped part way through an epoch, or another data set; resume from the "
+                "checkpoint of its last finished epoch"));
+        resumed_.reset();
         EWE_REQUIRE(start.epoch >= 0 && start.iterations >= 0, "Trainer::fit: a negative start position");
         const bool upload = images.device() != ctx_.device();
         if (upload) data_ = Tensor<T>::copy_of(images, ctx_.device());
@@ -252,6 +292,76 @@ public:
         result.stopped = stop_requested_;
         result.graph_launches = replay.launches();
         return result;
+    }
+
+    // What resume() needs, for a checkpoint's metadata (ModelCheckpoint adds it to every
+    // file): "epoch", "optimizer" (its kind), "optimizer.iterations", "optimizer.lr",
+    // "optimizer.<setting>" for each of its hyperparameters(), "random.seed" (the
+    // model's), "fit.batch_size", "fit.shuffle", "fit.shuffle_seed" and, once fit() has
+    // seen the data, "fit.samples".
+    CheckpointMetadata resume_metadata(const TrainProgress& at) const {
+        CheckpointMetadata m = training_metadata(optimizer_, at);
+        m["random.seed"] = std::to_string(objective_.random().seed);
+        m["fit.batch_size"] = std::to_string(options_.batch_size);
+        m["fit.shuffle"] = options_.shuffle ? "true" : "false";
+        m["fit.shuffle_seed"] = std::to_string(options_.shuffle_seed);
+        if (samples_ > 0) m["fit.samples"] = std::to_string(samples_);
+        return m;
+    }
+
+    // Continues the run `checkpoint` holds (its metadata from resume_metadata(), as
+    // ModelCheckpoint writes it), in one call. Refuses, before changing anything, a
+    // checkpoint that does not fit: CheckpointMismatch naming both sides for another
+    // architecture (parameter names and shapes), another optimizer kind or setting (rho,
+    // epsilon, betas, momentum...), another batch_size, shuffle or shuffle_seed; an
+    // ewe::Error naming the key for a file without these keys (saved by hand, or by an
+    // older ewe). Then loads the parameters and the optimizer's state, restores the
+    // learning rate the run had reached (a schedule may have changed it), the model's
+    // random seed (it replaces the seed the model was built with) and the position,
+    // which it returns; the next fit() without a start continues from there bit for bit.
+    TrainProgress resume(const Checkpoint& checkpoint) {
+        const std::string& file = checkpoint.path();
+        const auto require = [&](const std::string& key) {
+            if (!checkpoint.file().metadata.count(key))
+                fail("Trainer::resume: ", file, ": metadata has no '", key,
+                     "' (not saved by ModelCheckpoint with resume_metadata(), or by an older ewe); load it with "
+                     "Checkpoint::load_parameters and load_optimizer instead");
+        };
+        for (const char* key : {"epoch", "optimizer", "optimizer.iterations", "optimizer.lr", "random.seed",
+                                "fit.batch_size", "fit.shuffle", "fit.shuffle_seed"})
+            require(key);
+        const auto refuse = [&](const std::string& what, const std::string& theirs, const std::string& ours) {
+            throw CheckpointMismatch(detail::concat("Trainer::resume: ", file, " was trained with ", what, " ", theirs,
+                                                    ", this trainer has ", ours));
+        };
+        checkpoint.check_architecture(objective_.params());
+        if (checkpoint.meta("optimizer") != optimizer_.kind())
+            refuse("the optimizer", checkpoint.meta("optimizer"), optimizer_.kind());
+        for (const auto& [name, value] : optimizer_.hyperparameters()) require("optimizer." + name);
+        for (const auto& [name, ours] : optimizer_.hyperparameters()) {
+            const double theirs = checkpoint.meta_double("optimizer." + name, -1e300, 1e300);
+            if (theirs != ours) refuse(std::string(optimizer_.kind()) + " " + name, shortest(theirs), shortest(ours));
+        }
+        const std::int64_t batch = checkpoint.meta_int("fit.batch_size", 1, std::int64_t(1) << 40);
+        if (batch != options_.batch_size) refuse("batch_size", std::to_string(batch), std::to_string(options_.batch_size));
+        const std::string shuffle = checkpoint.meta("fit.shuffle");
+        if (shuffle != (options_.shuffle ? "true" : "false"))
+            refuse("shuffle", shuffle, options_.shuffle ? "true" : "false");
+        const std::uint64_t shuffle_seed = checkpoint.meta_uint64("fit.shuffle_seed");
+        if (options_.shuffle && shuffle_seed != options_.shuffle_seed)
+            refuse("shuffle_seed", std::to_string(shuffle_seed), std::to_string(options_.shuffle_seed));
+        const std::uint64_t seed = checkpoint.meta_uint64("random.seed");
+        const double lr = checkpoint.meta_double("optimizer.lr", 1e-300, 1e300);
+        const TrainProgress at = read_progress(checkpoint);
+        const std::int64_t samples =
+            checkpoint.file().metadata.count("fit.samples") ? checkpoint.meta_int("fit.samples", 1, std::int64_t(1) << 50) : 0;
+
+        checkpoint.load_parameters(objective_.params());
+        checkpoint.load_optimizer(optimizer_, at.iterations, lr);
+        objective_.random().seed = seed;
+        resumed_ = Resumed{at, samples, file};
+        progress_ = at;
+        return at;
     }
 
     // Asks fit() to stop after the current step (a callback's way to end training). In
@@ -387,6 +497,12 @@ private:
         copy<double>(device.view(), host.view());
     }
 
+    // The shortest text that reads back as v (0.9, not 0.90000000000000002).
+    static std::string shortest(double v) {
+        char buf[32];
+        return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
+    }
+
     Context& ctx_;
     TrainingObjective<T>& objective_;
     Optimizer<T>& optimizer_;
@@ -396,6 +512,12 @@ private:
     std::vector<Callback<T>*> active_;  // the callbacks this rank runs
     Tensor<T> data_;
     TrainProgress progress_;
+    struct Resumed {
+        TrainProgress progress;
+        std::int64_t samples = 0;  // 0: the checkpoint does not say
+        std::string path;
+    };
+    std::optional<Resumed> resumed_;  // what the last resume() restored, until a fit() starts
     std::int64_t steps_per_epoch_ = 0, samples_ = 0, interrupted_step_ = 0;
     bool stop_requested_ = false;
 };

@@ -49,6 +49,7 @@ struct RunSettings {
     double kl_start = 10, kl_steep = 10;
     std::int64_t samples = 0;
     std::string data;
+    std::uint64_t data_hash = 0;  // ewe::io::content_hash of the drawings; 0: not recorded (an older checkpoint)
 };
 
 // The metadata of a training checkpoint: the model's (ewe::sheep_vae_metadata) and the run's.
