@@ -135,18 +135,17 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
         for (const Score& s : scores) table.push_back(float(s.values[std::size_t(i)]));
     ewe::io::write_npy<float>(dir / "scores.npy", table.data(), ewe::Shape{n, std::int64_t(scores.size())});
     {
-        ewe::io::CsvWriter csv(dir / "scores.csv");
-        std::vector<std::string> header = {"index", "source", "planted"};
-        for (const Score& s : scores) header.push_back(s.name);
-        header.push_back("above_cutoff");
-        csv.row(header);
+        std::vector<std::vector<std::string>> csv(1, {"index", "source", "planted"});
+        for (const Score& s : scores) csv[0].push_back(s.name);
+        csv[0].push_back("above_cutoff");
         for (std::int64_t i = 0; i < n; ++i) {
             std::vector<std::string> row = {std::to_string(i < normal ? i : i - normal),
                                             i < normal ? data.source : plant_file, i < normal ? "0" : "1"};
             for (const Score& s : scores) row.push_back(ewe::io::csv_number(s.values[std::size_t(i)]));
             row.push_back(chosen.values[std::size_t(i)] > cutoff ? "1" : "0");
-            csv.row(row);
+            csv.push_back(std::move(row));
         }
+        ewe::io::write_csv(dir / "scores.csv", csv);
     }
     for (const Score& s : scores) {
         ewe::io::SvgPlot plot("Anomaly score: " + s.label, s.label, "drawings");

@@ -84,8 +84,8 @@ struct TrainOutcome {
     std::int64_t parameters = 0;
 };
 // Trains on `data`; messages go to `log`, redrawn in place when `redraw`. Failures are
-// ewe::Error (a diverging loss names the step and that the checkpoint keeps the last
-// good epoch).
+// ewe::Error (a diverging loss or non-finite weights name the step or tensor and the
+// epoch the checkpoint keeps, if any).
 TrainOutcome train_run(const TrainRun& run, const Bitmaps& data, std::ostream& log, bool redraw);
 
 // The files of dir that a run of train_run writes and that exist: checkpoint.safetensors,

@@ -73,13 +73,13 @@ int run_explore(const ExploreOptions& o, const Console& io) {
     const auto elbow = ewe::cluster::kmeans_elbow(enc.mean.data(), n, dims, 1, k_max, km);
     {
         std::vector<double> ks, inertia;
-        ewe::io::CsvWriter csv(dir / "kmeans_elbow.csv");
-        csv.row({"k", "inertia"});
+        std::vector<std::vector<std::string>> csv(1, {"k", "inertia"});
         for (const auto& p : elbow) {
             ks.push_back(double(p.k));
             inertia.push_back(p.inertia);
-            csv.row({std::to_string(p.k), ewe::io::csv_number(p.inertia)});
+            csv.push_back({std::to_string(p.k), ewe::io::csv_number(p.inertia)});
         }
+        ewe::io::write_csv(dir / "kmeans_elbow.csv", csv);
         ewe::io::SvgPlot("k-means elbow", "k", "inertia (sum of squared distances)")
             .line(ks, inertia, ewe::io::palette(0))
             .scatter(ks, inertia, ewe::io::palette(0), {}, 3, 1)
@@ -143,16 +143,16 @@ int run_explore(const ExploreOptions& o, const Console& io) {
         for (std::size_t t = 0; t < results.size(); ++t)
             if (results[t].n_clusters > results[best].n_clusters) best = t;
     {
-        ewe::io::CsvWriter csv(dir / "dbscan_search.csv");
-        csv.row({"trial", "eps", "min_pts", "clusters", "noise", "core"});
+        std::vector<std::vector<std::string>> csv(1, {"trial", "eps", "min_pts", "clusters", "noise", "core"});
         print(io.out, "%5s %8s %7s %8s %6s\n", "trial", "eps", "minPts", "clusters", "noise");
         for (std::size_t t = 0; t < results.size(); ++t) {
             const auto& r = results[t];
-            csv.row({std::to_string(t), ewe::io::csv_number(r.eps), std::to_string(r.min_pts), std::to_string(r.n_clusters),
-                     std::to_string(r.n_noise), std::to_string(r.n_core)});
+            csv.push_back({std::to_string(t), ewe::io::csv_number(r.eps), std::to_string(r.min_pts),
+                           std::to_string(r.n_clusters), std::to_string(r.n_noise), std::to_string(r.n_core)});
             print(io.out, "%5zu %8.4f %7lld %8d %6lld%s\n", t, r.eps, (long long)r.min_pts, r.n_clusters,
                   (long long)r.n_noise, t == best ? "  <- chosen" : "");
         }
+        ewe::io::write_csv(dir / "dbscan_search.csv", csv);
     }
     ewe::cluster::DbscanOptions chosen;
     chosen.set_eps(o.eps > 0 ? o.eps : results[best].eps).set_min_pts(o.min_pts > 0 ? o.min_pts : results[best].min_pts);

@@ -87,6 +87,24 @@ void write_loss_plot(const fs::path& dir) {
     klp.write(dir / "kl.svg");
 }
 
+// What `checkpoint` holds after training diverged: every save and every resume checked
+// its weights finite, so the epoch it holds is the last good one the run kept.
+std::string kept_checkpoint(const fs::path& checkpoint) {
+    if (!fs::exists(checkpoint)) return "no checkpoint was saved before that (" + checkpoint.string() + " does not exist)";
+    try {
+        return checkpoint.string() + " keeps epoch " + std::to_string(read_checkpoint(checkpoint).progress.epoch) +
+               ", the last good one";
+    } catch (const ewe::Error& e) {
+        return checkpoint.string() + " cannot be read back (" + e.what() + ")";
+    }
+}
+
+// What to try after a divergence; a resumed run took its learning rate from the checkpoint.
+std::string divergence_hint(const ewe::TrainProgress& start) {
+    return start.epoch > 0 ? " (diverged at the checkpoint's learning rate; a new run with a smaller --lr may not)"
+                           : " (diverged; try a smaller --lr)";
+}
+
 // MPI for --distributed: the session and the communicator over all ranks.
 struct Distributed {
 #if EWE_WITH_MPI
@@ -314,14 +332,11 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
               (long long)outcome.parameters);
     try {
         fit_result = trainer.fit(data.images.view(), start);
-    } catch (const ewe::Error& e) {
-        const std::string what = e.what();
-        if (what.rfind("fit: the loss became", 0) != 0) throw;
-        const std::int64_t kept = checkpoint_epoch(checkpoint_path);
-        fail("train: ", what.substr(5), ". ",
-             kept >= 0 ? checkpoint_path.string() + " keeps the last good epoch, " + std::to_string(kept)
-                       : "No epoch finished, so no " + checkpoint_path.string() + " was written",
-             " (diverged; try a smaller --lr)");
+    } catch (const ewe::LossDiverged& e) {
+        fail("train: ", std::string(e.what()).substr(5), ". ", kept_checkpoint(checkpoint_path), divergence_hint(start));
+    } catch (const ewe::NonFiniteCheckpoint& e) {
+        fail("train: the weights became non-finite: ", e.what(), ". ", kept_checkpoint(checkpoint_path),
+             divergence_hint(start));
     }
     outcome.progress = fit_result.progress;
     outcome.epochs_trained = outcome.progress.epoch - start.epoch;

@@ -2,9 +2,10 @@
 // ParameterStore under its Keras-style name ("dense_1/kernel"), the optimizer's state
 // buffers as "optimizer/<name>" (each shaped like the trainable prefix), and string
 // metadata that always carries "format" (what wrote it, e.g. "ewe.sheep_vae") and
-// "format_version". Written atomically (a crash leaves the previous file intact); read
-// back with every name, shape, dtype and metadata value checked, and errors that name
-// the flag or file they came from. Names, layouts and keys: docs/api.md, "Checkpoints".
+// "format_version". Written atomically (a crash leaves the previous file intact) and
+// only when every value is finite; read back with every name, shape, dtype, metadata
+// value and tensor value (finite) checked, and errors that name the flag or file they
+// came from. Names, layouts and keys: docs/api.md, "Checkpoints".
 #pragma once
 
 #include <cerrno>
@@ -52,8 +53,34 @@ inline std::string metadata_list(const std::vector<std::int64_t>& v) {
     return s;
 }
 
+// Thrown when a checkpoint would hold (save_checkpoint) or holds (Checkpoint::
+// load_parameters, load_optimizer) a NaN or an infinity: such weights are never saved
+// over a good file, and never loaded.
+class EWE_VISIBLE NonFiniteCheckpoint : public Error {
+public:
+    using Error::Error;
+};
+
+// "" when all `n` values are finite, else "holds 12 non-finite values (first: NaN at
+// index 3)", the index counting row-major within the tensor.
+template <class T>
+std::string describe_nonfinite(const T* values, std::size_t n) {
+    std::size_t count = 0, first = 0;
+    for (std::size_t i = 0; i < n; ++i)
+        if (!std::isfinite(values[i])) {
+            if (count == 0) first = i;
+            ++count;
+        }
+    if (count == 0) return {};
+    const T v = values[first];
+    return detail::concat("holds ", count, " non-finite value", count == 1 ? "" : "s", " (first: ",
+                          std::isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf", " at index ", first, ")");
+}
+
 // Writes params (and the optimizer's state when given) with `metadata`, which must
-// name its "format" and "format_version".
+// name its "format" and "format_version". Refuses (NonFiniteCheckpoint, naming the file
+// and the tensor) a parameter or state buffer holding a NaN or an infinity; the file
+// at `path`, if any, is then left as it was.
 template <class T>
 void save_checkpoint(const std::filesystem::path& path, const ParameterStore<T>& params, Optimizer<T>* optimizer,
                      const CheckpointMetadata& metadata) {
@@ -67,13 +94,18 @@ void save_checkpoint(const std::filesystem::path& path, const ParameterStore<T>&
         copies.push_back(Tensor<T>::copy_of(t, Device::cpu));
         return copies.back().view();
     };
-    const TensorView<const T> values = on_host(params.values());
     std::vector<io::SafetensorsEntry> entries;
-    for (const ParameterInfo& info : params.info())
-        entries.push_back(io::safetensors_entry<T>(info.name, values.slice(info.offset, info.shape)));
+    const auto add = [&](const std::string& name, TensorView<const T> t) {
+        const std::string bad = describe_nonfinite(t.data(), std::size_t(t.numel()));
+        if (!bad.empty())
+            throw NonFiniteCheckpoint(detail::concat("save_checkpoint: ", path.string(), ": tensor '", name, "' ", bad,
+                                                     "; not saved (a file already there is kept)"));
+        entries.push_back(io::safetensors_entry<T>(name, t));
+    };
+    const TensorView<const T> values = on_host(params.values());
+    for (const ParameterInfo& info : params.info()) add(info.name, values.slice(info.offset, info.shape));
     if (optimizer)
-        for (const auto& [name, view] : optimizer->state())
-            entries.push_back(io::safetensors_entry<T>("optimizer/" + name, on_host(view)));
+        for (const auto& [name, view] : optimizer->state()) add("optimizer/" + name, on_host(view));
     io::write_safetensors(path, entries, metadata);
 }
 
@@ -159,7 +191,9 @@ public:
         return out;
     }
 
-    // Copies every parameter of `params` from the file, checking names and shapes.
+    // Copies every parameter of `params` from the file, checking names, shapes and that
+    // every value is finite (NonFiniteCheckpoint otherwise); `params` is left unchanged
+    // when any check fails.
     template <class T>
     void load_parameters(ParameterStore<T>& params) const {
         Tensor<T> host(params.values().shape());
@@ -177,6 +211,7 @@ public:
             } catch (const Error& e) {
                 fail(flag_, " ", e.what());
             }
+            check_finite(info.name, host.data() + info.offset, std::size_t(info.shape.numel()));
         }
         copy<T>(host.view(), params.values());
     }
@@ -205,8 +240,9 @@ public:
         return false;
     }
 
-    // Copies the optimizer's state buffers from the file; sets its step count and
-    // learning rate to those given (usually read from the metadata).
+    // Copies the optimizer's state buffers from the file, each checked finite
+    // (NonFiniteCheckpoint otherwise); sets its step count and learning rate to those
+    // given (usually read from the metadata).
     template <class T>
     void load_optimizer(Optimizer<T>& optimizer, std::int64_t iterations, double learning_rate) const {
         for (auto& [name, view] : optimizer.state()) {
@@ -220,6 +256,7 @@ public:
             } catch (const Error& e) {
                 fail(flag_, " ", e.what());
             }
+            check_finite(key, host.data(), std::size_t(view.numel()));
             copy<T>(host.view(), view);
         }
         optimizer.set_iterations(iterations);
@@ -227,6 +264,14 @@ public:
     }
 
 private:
+    template <class T>
+    void check_finite(const std::string& name, const T* values, std::size_t n) const {
+        const std::string bad = describe_nonfinite(values, n);
+        if (!bad.empty())
+            throw NonFiniteCheckpoint(
+                detail::concat(flag_, " ", path(), ": tensor '", name, "' ", bad, "; the file cannot be used"));
+    }
+
     io::SafetensorsFile file_;
     std::string flag_;
 };

@@ -1,15 +1,18 @@
-// Comma-separated values (RFC 4180): quoting of fields that contain commas, quotes
-// or newlines on write; a reader for simple files (one record per line, quotes
-// honoured) that returns rows of strings.
+// Comma-separated values (RFC 4180): whole files written atomically, quoting fields
+// that contain commas, quotes or newlines; a reader for simple files (one record per
+// line, quotes honoured) that returns rows of strings.
 #pragma once
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <ostream>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "ewe/core/error.hpp"
+#include "ewe/io/atomic_file.hpp"
 
 namespace ewe::io {
 
@@ -26,24 +29,21 @@ inline std::string csv_number(double v) {
     return buf;
 }
 
-// Writes rows one at a time; append mode keeps existing rows.
-class CsvWriter {
-public:
-    CsvWriter(const std::filesystem::path& path, bool append = false)
-        : path_(path), out_(path, append ? std::ios::app : std::ios::trunc) {
-        if (!out_) fail("CsvWriter: cannot open ", path.string(), " for writing");
+// Writes `rows` (the header first) as one file, atomically (ewe/io/atomic_file.hpp):
+// a failed write leaves the previous file intact. A file that grows, such as a log of
+// epochs, is rewritten whole with every row it holds.
+inline void write_csv(const std::filesystem::path& path, const std::vector<std::vector<std::string>>& rows) {
+    std::string text;
+    for (const std::vector<std::string>& fields : rows) {
+        for (std::size_t i = 0; i < fields.size(); ++i) {
+            if (i) text += ',';
+            text += csv_field(fields[i]);
+        }
+        text += '\n';
     }
-    void row(const std::vector<std::string>& fields) {
-        for (std::size_t i = 0; i < fields.size(); ++i) out_ << (i ? "," : "") << csv_field(fields[i]);
-        out_ << '\n';
-        out_.flush();
-        if (!out_) fail("CsvWriter: could not write ", path_.string());
-    }
-
-private:
-    std::filesystem::path path_;
-    std::ofstream out_;
-};
+    write_file_atomically(path, "write_csv",
+                          [&](std::ostream& out) { out.write(text.data(), std::streamsize(text.size())); });
+}
 
 // All records of a CSV file (header included).
 inline std::vector<std::vector<std::string>> read_csv(const std::filesystem::path& path) {
