@@ -37,12 +37,29 @@ SheepCheckpoint read_checkpoint(const fs::path& path, const std::string& flag) {
     return c;
 }
 
+ewe::SheepVae<float> model_for_batch(ewe::Context& ctx, const ewe::SheepVaeConfig& config, std::int64_t max_batch,
+                                     std::uint64_t seed, const std::string& batch_flag) {
+    try {
+        return ewe::SheepVae<float>(ctx, config, max_batch, seed);
+    } catch (const ewe::OutOfMemory& e) {
+        const std::string available = ewe::format_bytes(e.available()) + " are available (MemAvailable, or "
+                                      "EWE_MEMORY_LIMIT when lower)";
+        if (e.needed().fixed() > e.available())
+            fail("--width ", ewe::format_number(config.width), ": the model's parameters and gradients alone need ",
+                 ewe::format_bytes(e.needed().fixed()), ", but ", available, "; lower --width");
+        fail(batch_flag, " ", max_batch, ": a model for batches of ", max_batch, " drawings needs ",
+             e.needed().describe(), ", but ", available, "; lower ", batch_flag, " (or --width)");
+    }
+}
+
 LoadedModel load_model(const fs::path& path, ewe::Device device, std::int64_t max_batch, int threads) {
     LoadedModel m{nullptr, nullptr, read_checkpoint(path)};
     ewe::ContextOptions options;
     options.threads = threads;
     m.ctx = std::make_unique<ewe::Context>(device, options);
-    m.vae = std::make_unique<ewe::SheepVae<float>>(*m.ctx, m.checkpoint.config, max_batch, m.checkpoint.settings.seed);
+    // new, not make_unique: the model is built in place from model_for_batch's result (it cannot move).
+    m.vae.reset(new ewe::SheepVae<float>(
+        model_for_batch(*m.ctx, m.checkpoint.config, max_batch, m.checkpoint.settings.seed, "--batch")));
     m.checkpoint.file.load_parameters(m.vae->params());
     return m;
 }

@@ -90,6 +90,12 @@ struct Planted {
 };
 Planted plant_drawings(Bitmaps& data, const std::string& spec, const std::string& flag, std::ostream& log);
 
+// The sheep VAE of `config` for batches up to `max_batch`, refused up front when it
+// needs more memory than is available (ewe::OutOfMemory): the error names `batch_flag`
+// (e.g. "--batch", "bench --batch") when the batch is what does not fit, else --width.
+ewe::SheepVae<float> model_for_batch(ewe::Context& ctx, const ewe::SheepVaeConfig& config, std::int64_t max_batch,
+                                     std::uint64_t seed, const std::string& batch_flag);
+
 // A model for inference from a checkpoint, with room for `max_batch` rows, on a context
 // of `threads` CPU threads (0: OpenMP's current count).
 struct LoadedModel {
