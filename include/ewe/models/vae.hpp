@@ -73,7 +73,7 @@ public:
         if (!b.within_memory_limit())
             throw OutOfMemory(detail::concat("Vae '", name_, "': max_batch ", max_batch, " needs ", memory_.describe(),
                                              ", but ", format_bytes(b.memory_limit),
-                                             " are available (lower max_batch or the model's width)"),
+                                             " are available (lower max_batch, or make the model smaller)"),
                               memory_, b.memory_limit);
         params_.allocate(ctx.device(), seed);
         for (Tensor<T>* t : {&encoded_, &features_grad_, &head_grad_})

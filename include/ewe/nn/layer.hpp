@@ -70,6 +70,7 @@ struct BuildContext {
         constexpr std::int64_t most = std::numeric_limits<std::int64_t>::max();
         return count > most / std::int64_t(sizeof(T)) ? most : count * std::int64_t(sizeof(T));
     }
+    // Counts `count` more planned elements of T.
     void add_planned(std::int64_t count) {
         const std::int64_t bytes = saturating_bytes(count);
         planned_bytes = bytes > std::numeric_limits<std::int64_t>::max() - planned_bytes
