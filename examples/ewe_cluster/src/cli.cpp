@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <limits>
+#include <new>
 #include <ostream>
 #include <sstream>
 #include <string>
@@ -108,6 +109,10 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
         if (!output.empty()) ewe::io::write_npy<std::int32_t>(output, labels.data(), ewe::Shape{n});
         out << line.str() << "\n";
         return 0;
+    } catch (const std::bad_alloc&) {
+        err << "ewe_cluster: error: " << (db->parsed() ? "dbscan" : "kmeans") << " on --input " << input
+            << " ran out of memory (an allocation failed)\n";
+        return 1;
     } catch (const std::exception& e) {
         err << "ewe_cluster: error: " << e.what() << "\n";
         return 1;
