@@ -287,8 +287,8 @@ TEST_CASE("report: a binary metrics.csv, a snapshot that is a folder, and a file
     const fs::path run_dir = tiny_run(dir, data);
     std::ofstream(dir / "file.txt") << "x\n";
     expect_error({"report", "--run", run_dir.string(), "--out", (dir / "file.txt" / "r.html").string()},
-                 "--out " + (dir / "file.txt" / "r.html").string() + ": its folder: " + (dir / "file.txt").string() +
-                     " is a regular file, expected a folder");
+                 "--out: the folder of " + (dir / "file.txt" / "r.html").string() + ": " +
+                     (dir / "file.txt").string() + " is a regular file, expected a folder");
     // A folder named like a snapshot figure: the error names it.
     fs::create_directories(run_dir / "latent_epoch009.svg");
     expect_error({"report", "--run", run_dir.string(), "--out", (dir / "r.html").string()},

@@ -403,7 +403,7 @@ int run_report(const ReportOptions& o, const Console& io) {
     }
     const fs::path out = o.out;
     const fs::path out_dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
-    ewe::io::require_folder(out_dir, "--out " + out.string() + ": its folder");
+    ewe::io::require_folder(out_dir, "--out: the folder of " + out.string());
     // Folders given for the optional sections: one that is missing leaves its section out
     // (with a note); one that is something else is an error.
     for (const auto& [flag, dir] : {std::pair<const char*, const std::string&>{"--explore", o.explore},
