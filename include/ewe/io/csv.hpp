@@ -19,6 +19,8 @@
 
 namespace ewe::io {
 
+// A field as RFC 4180 writes it: in double quotes, its quotes doubled, when it holds a
+// comma, a quote, CR or LF; else as it is.
 inline std::string csv_field(const std::string& s) {
     if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
     std::string out = "\"";

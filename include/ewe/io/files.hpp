@@ -24,7 +24,6 @@ inline const char* describe_file_type(std::filesystem::file_type type) {
     switch (type) {
         case file_type::regular: return "a regular file";
         case file_type::directory: return "a folder";
-        case file_type::symlink: return "a symbolic link";
         case file_type::block: return "a block device";
         case file_type::character: return "a character device";
         case file_type::fifo: return "a FIFO (named pipe)";
