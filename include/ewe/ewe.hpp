@@ -8,6 +8,7 @@
 
 #include "ewe/core/context.hpp"
 #include "ewe/core/error.hpp"
+#include "ewe/core/memory.hpp"
 #include "ewe/core/philox.hpp"
 #include "ewe/core/step_replay.hpp"
 #include "ewe/core/tensor.hpp"

@@ -4,6 +4,7 @@
 // a random search over DBSCAN's (eps, minPts) with a table, the chosen clustering in
 // colour, and strips of sample drawings per cluster. Clustering: ewe/cluster/*.
 #include "common.hpp"
+#include "validators.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -16,6 +17,7 @@
 #include <ewe/cluster/kmeans.hpp>
 #include <ewe/core/philox.hpp>
 #include <ewe/io/csv.hpp>
+#include <ewe/io/files.hpp>
 #include <ewe/io/npy.hpp>
 #include <ewe/io/svg.hpp>
 #include <ewe/models/vae_inference.hpp>
@@ -52,9 +54,7 @@ int run_explore(const ExploreOptions& o, const Console& io) {
     const ewe::VaeEncoding<float> enc = ewe::encode<float>(*m.ctx, *m.vae, data.images.view());
     const std::int64_t n = data.count(), d = enc.latent;
     const fs::path dir = o.out;
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) fail("--out: cannot create ", dir.string(), ": ", ec.message());
+    ewe::io::create_folder(dir, "--out");
     ewe::io::write_npy<float>(dir / "latent.npy", enc.mean.data(), ewe::Shape{n, d});
     const int dims = int(d);
     auto coord = [&](std::int64_t i, int k) { return k < dims ? double(enc.mean[std::size_t(i * d + k)]) : 0.0; };
@@ -204,18 +204,18 @@ Command add_explore_command(CLI::App& app, const Console& io) {
     CLI::App* c = app.add_subcommand("explore", "Latent scatter, k-means, k-NN distances and DBSCAN search");
     c->add_option("--checkpoint", o.checkpoint, "checkpoint.safetensors written by train")->required();
     c->add_option("--data", o.data, "Bitmaps .npy to encode")->required();
-    c->add_option("--limit", o.limit, "Use only the first N drawings (0: all)")->check(CLI::NonNegativeNumber);
+    c->add_option("--limit", o.limit, "Use only the first N drawings (0: all)")->check(non_negative());
     c->add_option("--out", o.out, "Output folder")->capture_default_str();
-    c->add_option("--k-max", o.k_max, "Elbow plot for k = 1..k-max")->capture_default_str()->check(CLI::Range(1, 1000));
-    c->add_option("--mosaic-k", o.mosaic_k, "k of the decoded-centre mosaic")->capture_default_str()->check(CLI::Range(1, 10000));
-    c->add_option("--knn-k", o.knn_k, "k of the k-NN distance plot")->capture_default_str()->check(CLI::Range(1, 10000));
-    c->add_option("--trials", o.trials, "DBSCAN random-search trials")->capture_default_str()->check(CLI::Range(1, 100000));
-    c->add_option("--eps-min", o.eps_min, "Lower end of the eps search range")->capture_default_str()->check(CLI::PositiveNumber);
-    c->add_option("--eps-max", o.eps_max, "Upper end of the eps search range")->capture_default_str()->check(CLI::PositiveNumber);
-    c->add_option("--min-pts-min", o.min_pts_min, "Lower end of the minPts search range")->capture_default_str()->check(CLI::Range(1, 1000000));
-    c->add_option("--min-pts-max", o.min_pts_max, "Upper end of the minPts search range")->capture_default_str()->check(CLI::Range(1, 1000000));
-    c->add_option("--eps", o.eps, "Use this eps for the final clustering instead of the search's choice")->check(CLI::PositiveNumber);
-    c->add_option("--min-pts", o.min_pts, "and this minPts (counts the point itself)")->check(CLI::Range(1, 1000000));
+    c->add_option("--k-max", o.k_max, "Elbow plot for k = 1..k-max")->capture_default_str()->check(number_in(1, 1000));
+    c->add_option("--mosaic-k", o.mosaic_k, "k of the decoded-centre mosaic")->capture_default_str()->check(number_in(1, 10000));
+    c->add_option("--knn-k", o.knn_k, "k of the k-NN distance plot")->capture_default_str()->check(number_in(1, 10000));
+    c->add_option("--trials", o.trials, "DBSCAN random-search trials")->capture_default_str()->check(number_in(1, 100000));
+    c->add_option("--eps-min", o.eps_min, "Lower end of the eps search range")->capture_default_str()->check(positive());
+    c->add_option("--eps-max", o.eps_max, "Upper end of the eps search range")->capture_default_str()->check(positive());
+    c->add_option("--min-pts-min", o.min_pts_min, "Lower end of the minPts search range")->capture_default_str()->check(number_in(1, 1000000));
+    c->add_option("--min-pts-max", o.min_pts_max, "Upper end of the minPts search range")->capture_default_str()->check(number_in(1, 1000000));
+    c->add_option("--eps", o.eps, "Use this eps for the final clustering instead of the search's choice")->check(positive());
+    c->add_option("--min-pts", o.min_pts, "and this minPts (counts the point itself)")->check(number_in(1, 1000000));
     c->add_option("--seed", o.seed, "Seed of k-means and of the search")->capture_default_str();
     c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
     return [options, io] { return run_explore(*options, io); };

@@ -21,6 +21,7 @@
 
 #include "ewe/core/error.hpp"
 #include "ewe/core/tensor.hpp"
+#include "ewe/io/files.hpp"
 #include "ewe/io/safetensors.hpp"
 #include "ewe/nn/parameters.hpp"
 #include "ewe/optim/optimizers.hpp"
@@ -116,7 +117,7 @@ public:
     // Reads `path` and checks that it was written in `format`, version `version`.
     static Checkpoint read(const std::filesystem::path& path, const std::string& format, const std::string& version,
                            const std::string& flag = "--checkpoint") {
-        if (!std::filesystem::exists(path)) fail(flag, ": ", path.string(), ": no such file");
+        io::require_file(path, flag);
         Checkpoint c;
         c.flag_ = flag;
         try {
@@ -152,7 +153,9 @@ public:
         const long long x = std::strtoll(v.c_str(), &end, 10);
         if (v.empty() || *end != '\0' || errno == ERANGE)
             fail(flag_, " ", path(), ": metadata ", key, " = '", v, "' is not an integer");
-        if (x < lo || x > hi) fail(flag_, " ", path(), ": metadata ", key, " = ", x, " is outside [", lo, ", ", hi, "]");
+        if (x < lo || x > hi)
+            fail(flag_, " ", path(), ": metadata ", key, " = ", format_number(x), " is outside [", format_number(lo), ", ",
+                 format_number(hi), "]");
         return x;
     }
     std::uint64_t meta_uint64(const std::string& key) const {
@@ -170,7 +173,9 @@ public:
         const double x = std::strtod(v.c_str(), &end);
         if (v.empty() || *end != '\0' || !std::isfinite(x))
             fail(flag_, " ", path(), ": metadata ", key, " = '", v, "' is not a finite number");
-        if (x < lo || x > hi) fail(flag_, " ", path(), ": metadata ", key, " = ", x, " is outside [", lo, ", ", hi, "]");
+        if (x < lo || x > hi)
+            fail(flag_, " ", path(), ": metadata ", key, " = ", format_number(x), " is outside [", format_number(lo), ", ",
+                 format_number(hi), "]");
         return x;
     }
     // A comma-separated list of 1 to max_count whole numbers in [1, hi].

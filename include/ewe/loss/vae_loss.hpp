@@ -36,7 +36,7 @@ public:
 
     const VaeLossConfig& config() const { return config_; }
     void set_kl_weight(double w) {
-        EWE_REQUIRE(w >= 0, "VaeLoss: kl_weight must be >= 0, found ", w);
+        EWE_REQUIRE(w >= 0, "VaeLoss: kl_weight must be >= 0, found ", format_number(w));
         kl_weight_ = w;
     }
     double kl_weight() const { return kl_weight_; }

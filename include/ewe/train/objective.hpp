@@ -120,7 +120,7 @@ public:
     AutoencoderObjective(Context& ctx, Model<T>& model, double recon_scale) : model_(model), recon_scale_(recon_scale) {
         EWE_REQUIRE(model.output_shape() == model.input_shape(), "AutoencoderObjective: the model maps ",
                     model.input_shape(), " to ", model.output_shape(), "; an autoencoder reproduces its input");
-        EWE_REQUIRE(recon_scale > 0, "AutoencoderObjective: recon_scale must be positive, found ", recon_scale);
+        EWE_REQUIRE(recon_scale > 0, "AutoencoderObjective: recon_scale must be positive, found ", format_number(recon_scale));
         const Shape batch = model.input_shape().with_batch(model.max_batch());
         x_hat_ = Tensor<T>(batch, ctx.device());
         dx_hat_ = Tensor<T>(batch, ctx.device());
