@@ -126,7 +126,7 @@ TEST_CASE("require_file, require_folder, create_folder and read_text_file say wh
     fs::remove_all(dir);
 }
 
-TEST_CASE("read_csv reads back every field csv_field quoted: commas, quotes, CR, LF, CRLF") {
+TEST_CASE("read_csv reads back every field write_csv quoted: commas, quotes, CR, LF, CRLF") {
     const fs::path dir = temp_dir("messages", "csv");
     const std::vector<std::vector<std::string>> rows = {
         {"name", "value", "note"},
@@ -135,10 +135,7 @@ TEST_CASE("read_csv reads back every field csv_field quoted: commas, quotes, CR,
         {"\"", ",", "\r"},
         {"sheep.npy", "1", "plain"},
     };
-    {
-        ewe::io::CsvWriter csv(dir / "hostile.csv");
-        for (const auto& row : rows) csv.row(row);
-    }
+    ewe::io::write_csv(dir / "hostile.csv", rows);
     CHECK(ewe::io::read_csv(dir / "hostile.csv") == rows);
     const ewe::io::CsvTable table = ewe::io::CsvTable::read(dir / "hostile.csv");
     CHECK(table.rows.size() == 4);
