@@ -8,10 +8,18 @@
 # compiling that code again. Header-only (ewe::ewe) stays the default.
 # Included by the top-level CMakeLists.txt after ewe and ewe_project_flags exist.
 option(EWE_BUILD_COMPILED "Build ewe::compiled, the optional compiled part (libewe_cpu.a)" ON)
+if(NOT EWE_BUILD_COMPILED AND (EWE_BUILD_EXAMPLES OR EWE_BUILD_TESTS))
+  message(FATAL_ERROR "EWE_BUILD_COMPILED=OFF, but the example programs and the tests link ewe::compiled: "
+    "configure with -DEWE_BUILD_EXAMPLES=OFF -DEWE_BUILD_TESTS=OFF too, or leave EWE_BUILD_COMPILED on")
+endif()
 if(EWE_BUILD_COMPILED)
   add_library(ewe_compiled STATIC ${PROJECT_SOURCE_DIR}/src/cpu_backend.cpp ${PROJECT_SOURCE_DIR}/src/instantiations.cpp)
   add_library(ewe::compiled ALIAS ewe_compiled)
   set_target_properties(ewe_compiled PROPERTIES EXPORT_NAME compiled OUTPUT_NAME ewe_cpu POSITION_INDEPENDENT_CODE ON)
+  # Inside another project (add_subdirectory(ewe)) it is built only when a target links it.
+  if(NOT PROJECT_IS_TOP_LEVEL)
+    set_target_properties(ewe_compiled PROPERTIES EXCLUDE_FROM_ALL ON)
+  endif()
   target_link_libraries(ewe_compiled PUBLIC ewe)
   target_compile_definitions(ewe_compiled PUBLIC EWE_COMPILED_LIBRARY)
   # The project's own compile options (warnings, -march=native with EWE_NATIVE): the
