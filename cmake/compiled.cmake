@@ -6,7 +6,8 @@
 # EWE_COMPILED_LIBRARY for the program: <ewe/ewe.hpp> then leaves out the CPU backend's
 # Eigen code and the headers' `extern template` declarations keep the program from
 # compiling that code again. Header-only (ewe::ewe) stays the default.
-# Included by the top-level CMakeLists.txt after ewe and ewe_project_flags exist.
+# Position-independent (for linking into a shared library) when CMAKE_POSITION_INDEPENDENT_CODE
+# is on. Included by the top-level CMakeLists.txt after ewe and ewe_project_flags exist.
 option(EWE_BUILD_COMPILED "Build ewe::compiled, the optional compiled part (libewe_cpu.a)" ON)
 if(NOT EWE_BUILD_COMPILED AND (EWE_BUILD_EXAMPLES OR EWE_BUILD_TESTS))
   message(FATAL_ERROR "EWE_BUILD_COMPILED=OFF, but the example programs and the tests link ewe::compiled: "
@@ -15,7 +16,7 @@ endif()
 if(EWE_BUILD_COMPILED)
   add_library(ewe_compiled STATIC ${PROJECT_SOURCE_DIR}/src/cpu_backend.cpp ${PROJECT_SOURCE_DIR}/src/instantiations.cpp)
   add_library(ewe::compiled ALIAS ewe_compiled)
-  set_target_properties(ewe_compiled PROPERTIES EXPORT_NAME compiled OUTPUT_NAME ewe_cpu POSITION_INDEPENDENT_CODE ON)
+  set_target_properties(ewe_compiled PROPERTIES EXPORT_NAME compiled OUTPUT_NAME ewe_cpu)
   # Inside another project (add_subdirectory(ewe)) it is built only when a target links it.
   if(NOT PROJECT_IS_TOP_LEVEL)
     set_target_properties(ewe_compiled PROPERTIES EXCLUDE_FROM_ALL ON)
