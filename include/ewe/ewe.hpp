@@ -7,7 +7,7 @@
 // Header-only by default: every file that includes this header compiles the CPU backend
 // (Eigen) and the float code of the layers, models and Trainer. Linking the
 // ewe::compiled CMake target (which defines EWE_COMPILED_LIBRARY) takes that code from
-// its library instead (src/*.cpp): such files include no Eigen and compile about 5x
+// its library instead (src/*.cpp): such files include no Eigen and compile about 4x
 // faster (docs/performance.md). To include less, include the headers below one by one:
 // none of them but ewe/cpu/backend.hpp includes Eigen.
 #pragma once
