@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs ewe from the build tree into a scratch prefix, then builds and runs the
 # consumer project both ways (find_package and add_subdirectory), own_vae.cpp (the
-# program docs/api.md shows, checked to be the same text) included. With `cuda` (ewe
+# program docs/api.md shows, checked to be the same text) included, and own_vae.cpp
+# against the installed ewe::compiled (the same output as header-only). With `cuda` (ewe
 # built with CUDA) it also builds consumer_cuda against the installed ewe::cuda,
 # without the CUDA language, and checks that it links no CUDA library and loads the
 # installed backend module (libewe_cuda.so) when it asks for Device::cuda. Run by ctest.
@@ -21,6 +22,12 @@ for mode in package subdirectory; do
   out=$(cd "$work/$mode" && ./own_vae 2)
   echo "own_vae via $mode: $out"
 done
+# own_vae.cpp against the installed ewe::compiled must print what the header-only build printed.
+compiled_out=$(cd "$work/package" && ./own_vae_compiled 2)
+header_only_out=$(cd "$work/package" && ./own_vae 2)
+[[ $compiled_out == "$header_only_out" ]] ||
+  { echo "FAIL: own_vae against ewe::compiled printed '$compiled_out', header-only '$header_only_out'"; exit 1; }
+echo "own_vae via package, ewe::compiled: the same output"
 # docs/api.md shows own_vae.cpp whole: the page and the program must not drift apart.
 sed -n '/^```cpp$/,/^```$/p' "$source_dir/docs/api.md" | sed '1d;$d' >"$work/api_program.cpp"
 diff -u "$source_dir/tests/consumer/own_vae.cpp" "$work/api_program.cpp" >&2 ||

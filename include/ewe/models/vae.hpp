@@ -222,3 +222,8 @@ void reconstruction_sse(Context& ctx, Vae<T>& vae, std::type_identity_t<TensorVi
 }
 
 }  // namespace ewe
+
+// With ewe::compiled, its library holds the float code (src/instantiations.cpp).
+#if defined(EWE_COMPILED_LIBRARY)
+extern template class ewe::Vae<float>;
+#endif

@@ -144,3 +144,11 @@ private:
 };
 
 }  // namespace ewe
+
+// With ewe::compiled, its library holds the float code (src/instantiations.cpp).
+#if defined(EWE_COMPILED_LIBRARY)
+extern template class ewe::Optimizer<float>;
+extern template class ewe::Sgd<float>;
+extern template class ewe::Rmsprop<float>;
+extern template class ewe::Adam<float>;
+#endif

@@ -84,3 +84,9 @@ private:
 };
 
 }  // namespace ewe
+
+// With ewe::compiled, its library holds the float code (src/instantiations.cpp).
+#if defined(EWE_COMPILED_LIBRARY)
+extern template class ewe::CsvLogger<float>;
+extern template class ewe::TensorBoardLogger<float>;
+#endif

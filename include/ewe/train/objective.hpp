@@ -164,3 +164,10 @@ private:
 };
 
 }  // namespace ewe
+
+// With ewe::compiled, its library holds the float code (src/instantiations.cpp).
+#if defined(EWE_COMPILED_LIBRARY)
+extern template class ewe::TrainingObjective<float>;
+extern template class ewe::VaeObjective<float>;
+extern template class ewe::AutoencoderObjective<float>;
+#endif
