@@ -1,8 +1,8 @@
 # ewe::compiled (option EWE_BUILD_COMPILED, on by default): ewe's optional compiled part,
 # as fmt's and spdlog's compiled modes. A static library, libewe_cpu.a, holds the CPU
-# backend for float and double (Eigen is compiled there only: src/cpu_backend.cpp) and the
+# backend for float and double (Eigen is compiled there only: include/ewe/compiled/cpu_backend.cpp) and the
 # float code of the layers, models, loss, optimizers, callbacks and Trainer
-# (src/instantiations.cpp). Linking ewe::compiled instead of ewe::ewe defines
+# (include/ewe/compiled/instantiations.cpp). Linking ewe::compiled instead of ewe::ewe defines
 # EWE_COMPILED_LIBRARY for the program: <ewe/ewe.hpp> then leaves out the CPU backend's
 # Eigen code and the headers' `extern template` declarations keep the program from
 # compiling that code again. Header-only (ewe::ewe) stays the default.
@@ -14,7 +14,8 @@ if(NOT EWE_BUILD_COMPILED AND (EWE_BUILD_EXAMPLES OR EWE_BUILD_TESTS))
     "configure with -DEWE_BUILD_EXAMPLES=OFF -DEWE_BUILD_TESTS=OFF too, or leave EWE_BUILD_COMPILED on")
 endif()
 if(EWE_BUILD_COMPILED)
-  add_library(ewe_compiled STATIC ${PROJECT_SOURCE_DIR}/src/cpu_backend.cpp ${PROJECT_SOURCE_DIR}/src/instantiations.cpp)
+  add_library(ewe_compiled STATIC ${PROJECT_SOURCE_DIR}/include/ewe/compiled/cpu_backend.cpp
+    ${PROJECT_SOURCE_DIR}/include/ewe/compiled/instantiations.cpp)
   add_library(ewe::compiled ALIAS ewe_compiled)
   set_target_properties(ewe_compiled PROPERTIES EXPORT_NAME compiled OUTPUT_NAME ewe_cpu)
   # Inside another project (add_subdirectory(ewe)) it is built only when a target links it.

@@ -22,5 +22,5 @@ measure() {  # measure LABEL FILE [EXTRA FLAGS...]
 echo "g++ $(g++ -dumpfullversion) ${opt[*]}"
 measure "own_vae.cpp, header-only (ewe::ewe)" tests/consumer/own_vae.cpp
 measure "own_vae.cpp, ewe::compiled" tests/consumer/own_vae.cpp -DEWE_COMPILED_LIBRARY
-measure "src/cpu_backend.cpp (once)" src/cpu_backend.cpp -DEWE_COMPILED_LIBRARY
-measure "src/instantiations.cpp (once)" src/instantiations.cpp -DEWE_COMPILED_LIBRARY
+measure "include/ewe/compiled/cpu_backend.cpp (once)" include/ewe/compiled/cpu_backend.cpp -DEWE_COMPILED_LIBRARY
+measure "include/ewe/compiled/instantiations.cpp (once)" include/ewe/compiled/instantiations.cpp -DEWE_COMPILED_LIBRARY
