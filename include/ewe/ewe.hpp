@@ -4,14 +4,23 @@
 // libewe_cuda.so at run time (ewe/core/cuda_loader.hpp; the ewe::cuda CMake target builds
 // it and puts it on the program's RUNPATH); files compiled by nvcc with EWE_WITH_CUDA
 // also get the CUDA-only headers (ewe::cuda::StepGraph, the backend's resources).
+// Header-only by default: every file that includes this header compiles the CPU backend
+// (Eigen) and the float code of the layers, models and Trainer. Linking the
+// ewe::compiled CMake target (which defines EWE_COMPILED_LIBRARY) takes that code from
+// its library instead (src/*.cpp): such files include no Eigen and compile about 4x
+// faster (docs/performance.md). To include less, include the headers below one by one:
+// none of them but ewe/cpu/backend.hpp includes Eigen.
 #pragma once
 
 #include "ewe/core/context.hpp"
 #include "ewe/core/error.hpp"
+#include "ewe/core/memory.hpp"
 #include "ewe/core/philox.hpp"
 #include "ewe/core/step_replay.hpp"
 #include "ewe/core/tensor.hpp"
+#if !defined(EWE_COMPILED_LIBRARY)
 #include "ewe/cpu/backend.hpp"
+#endif
 #include "ewe/io/checkpoint.hpp"
 #include "ewe/io/npy.hpp"
 #include "ewe/loss/vae_loss.hpp"

@@ -8,6 +8,8 @@
 #   must refuse naming the module); the consumer gets ewe's -march (EWE_ARCH, native by
 #   default; none with EWE_ARCH=portable) and its run prints no build warning.
 # - subdirectory: add_subdirectory(<ewe source>).
+# Then own_vae.cpp against ewe::compiled (libewe_cpu.a) of BUILD_DIR installed: the same
+# output as header-only.
 # With `cuda` (ewe built with CUDA) it also builds consumer_cuda against the installed
 # ewe::cuda of BUILD_DIR, without the CUDA language, and checks that it links no CUDA
 # library and loads the installed backend module (libewe_cuda.so) when it asks for
@@ -58,13 +60,22 @@ for mode in package subdirectory; do
   out=$(cd "$work/$mode" && ./own_vae 2)
   echo "own_vae via $mode: $out"
 done
+# own_vae.cpp against the installed ewe::compiled (built in BUILD_DIR) must print what
+# the header-only build printed.
+cmake --install "$build_dir" --prefix "$work/prefix" >/dev/null
+cmake -S "$source_dir/tests/consumer" -B "$work/package-compiled" --no-warn-unused-cli -DEWE_CONSUME=package \
+  -DEWE_CONSUME_COMPILED=ON -DCMAKE_PREFIX_PATH="$work/prefix" "${common[@]}" >/dev/null
+cmake --build "$work/package-compiled" --target own_vae_compiled -j 2 >/dev/null
+compiled_out=$(cd "$work/package-compiled" && ./own_vae_compiled 2)
+header_only_out=$(cd "$work/package" && ./own_vae 2)
+[[ $compiled_out == "$header_only_out" ]] ||
+  { echo "FAIL: own_vae against ewe::compiled printed '$compiled_out', header-only '$header_only_out'"; exit 1; }
+echo "own_vae via package, ewe::compiled: the same output"
 # docs/api.md shows own_vae.cpp whole: the page and the program must not drift apart.
 sed -n '/^```cpp$/,/^```$/p' "$source_dir/docs/api.md" | sed '1d;$d' >"$work/api_program.cpp"
 diff -u "$source_dir/tests/consumer/own_vae.cpp" "$work/api_program.cpp" >&2 ||
   { echo "FAIL: docs/api.md's program differs from tests/consumer/own_vae.cpp"; exit 1; }
 [[ -n $cuda ]] || exit 0
-
-cmake --install "$build_dir" --prefix "$work/prefix" >/dev/null
 
 [[ -d $work/prefix/include/ewe/kernels && ! -e $work/prefix/include/kernels ]] ||
   { echo "FAIL: kernels/ is not installed under include/ewe/kernels (only)"; exit 1; }

@@ -126,6 +126,8 @@ std::vector<Case> npy_bitmaps = {
     {"uint8_28x27.npy", {"--data", "expected Quick, Draw! bitmaps of shape (N, 784) or (N, 28, 28), found (4, 28, 27)"}},
     {"no_drawings.npy", {"--data", "the file holds no drawings (shape (0, 784))"}},
     {"int32_bitmaps.npy", {"--data", "expected dtype uint8 (0..255) or float32 (0..1), found int32"}},
+    {"bool_bitmaps.npy", {"--data", "expected dtype uint8 (0..255) or float32 (0..1), found bool"}},
+    {"columns_2pow40.npy", {"--data", "expected Quick, Draw! bitmaps of shape (N, 784) or (N, 28, 28), found (0, 1099511627776)"}},
     {"float32_nan.npy", {"--data", "non-finite value nan at drawing 1, pixel 3"}},
     {"float32_inf.npy", {"--data", "non-finite value inf at drawing 2, pixel 5"}},
     {"float32_above_one.npy", {"--data", "float32 bitmaps must lie in [0, 1], found 255 at drawing 0, pixel 7"}},

@@ -117,3 +117,18 @@ TEST_CASE("bad files and arguments give an error naming them") {
     }
     CHECK(cli({"--help"}).status == 0);
 }
+
+TEST_CASE("a column count beyond int (2^40 from the .npy header) is refused before any cast, naming file and count") {
+    // tests/data/bad_npy/columns_2pow40.npy: shape (0, 1099511627776), float32, no data.
+    const std::string file =
+        (fs::path(__FILE__).parent_path().parent_path() / "data" / "bad_npy" / "columns_2pow40.npy").string();
+    for (const char* command : {"dbscan", "kmeans"}) {
+        CAPTURE(command);
+        const Outcome r = std::string(command) == "dbscan"
+                              ? cli({"dbscan", "--input", file, "--eps", "1", "--min-pts", "2"})
+                              : cli({"kmeans", "--input", file, "--k", "2"});
+        CHECK(r.status != 0);
+        CHECK(r.err.find("--input " + file) != std::string::npos);
+        CHECK(r.err.find("expected at most 2147483647 columns (D), found 1099511627776") != std::string::npos);
+    }
+}

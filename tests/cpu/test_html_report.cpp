@@ -107,7 +107,7 @@ TEST_CASE("figures refuse what they are not, naming the source") {
     fs::create_directories(dir);
     std::ofstream(dir / "x.txt") << "hello";
     CHECK_THROWS_WITH(page.image_file(dir / "x.txt", "c"), doctest::Contains("expected a .png or .svg file"));
-    CHECK_THROWS_WITH(page.image_file(dir / "none.png", "c"), doctest::Contains("cannot read"));
+    CHECK_THROWS_WITH(page.image_file(dir / "none.png", "c"), doctest::Contains("does not exist"));
     fs::remove_all(dir);
 }
 

@@ -287,16 +287,10 @@ TEST_CASE("TensorBoard event files: TFRecord framing and scalar events") {
 
 TEST_CASE("CSV quoting round trip") {
     const fs::path dir = temp_dir("csv");
-    {
-        ewe::io::CsvWriter w(dir / "a.csv");
-        w.row({"epoch", "note"});
-        w.row({"1", "plain"});
-        w.row({"2", "with, comma and \"quotes\""});
-    }
-    {
-        ewe::io::CsvWriter w(dir / "a.csv", true);
-        w.row({"3", ewe::io::csv_number(0.1)});
-    }
+    ewe::io::write_csv(dir / "a.csv", {{"epoch", "note"},
+                                       {"1", "plain"},
+                                       {"2", "with, comma and \"quotes\""},
+                                       {"3", ewe::io::csv_number(0.1)}});
     const auto rows = ewe::io::read_csv(dir / "a.csv");
     REQUIRE(rows.size() == 4);
     CHECK(rows[2][1] == "with, comma and \"quotes\"");

@@ -63,7 +63,7 @@ TEST_CASE("Checkpoint::read names the file as a checkpoint, or by the caller's s
                       0) == 0);
     CHECK(!contains(plain, "--"));
     const std::string missing = error_of([&] { (void)ewe::Checkpoint::read(dir / "nope.safetensors", "ewe.vae", "1"); });
-    CHECK(missing == "checkpoint " + (dir / "nope.safetensors").string() + ": no such file");
+    CHECK(missing == "checkpoint: " + (dir / "nope.safetensors").string() + " does not exist (expected a file)");
     // A program names its own option.
     const std::string flagged = error_of([&] { (void)ewe::Checkpoint::read(path, "ewe.vae", "1", "--model"); });
     CHECK(flagged.rfind("--model " + path.string() + ": not a vae checkpoint", 0) == 0);

@@ -396,7 +396,7 @@ TEST_CASE("training faults: divergence names the step and the first non-finite l
         // What the checkpoint holds is read from it, not assumed (1e30 diverges in the first epoch).
         const fs::path ck = dir / "nan" / "checkpoint.safetensors";
         CHECK_FALSE(fs::exists(ck));
-        CHECK(contains(r.err, "No epoch finished, so no " + ck.string() + " was written"));
+        CHECK(contains(r.err, "no checkpoint was saved before that"));  // epoch 1 never finished
     }
     SUBCASE("SIGINT finishes the step, saves the weights and exits with 130") {
         // Deliver a real SIGINT once the training loop has installed its own handler in

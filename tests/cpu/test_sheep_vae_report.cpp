@@ -97,7 +97,7 @@ TEST_CASE("bad --run, --out and --generate are errors naming the flag and the fi
     const fs::path root = run_dir.parent_path();
     RunResult r = run({"report", "--run", (root / "nope").string(), "--out", (root / "x.html").string()});
     CHECK(r.rc != 0);
-    CHECK(contains(r.err, "--run: " + (root / "nope").string() + ": no such folder"));
+    CHECK(contains(r.err, "--run: " + (root / "nope").string() + " does not exist (expected a folder)"));
     fs::create_directories(root / "no_metrics");
     r = run({"report", "--run", (root / "no_metrics").string(), "--out", (root / "x.html").string()});
     CHECK(r.rc != 0);

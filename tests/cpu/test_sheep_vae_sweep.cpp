@@ -288,7 +288,8 @@ TEST_CASE("bad sweep input names the flag, file or line") {
     expect_error(sweep({"--width", "0"}), "--width: a width must be a number in (0, 16]");
     expect_error(sweep({"--width", "wide"}), "--width: expected comma-separated numbers, found 'wide'");
     expect_error(sweep({"--latent", "2,3,2"}), "--latent/--width: duplicated configuration latent 2 width 0.5");
-    expect_error(sweep({"--configs", (dir / "missing.txt").string()}), "--configs: cannot read");
+    expect_error(sweep({"--configs", (dir / "missing.txt").string()}),
+                 "--configs: " + (dir / "missing.txt").string() + " does not exist");
     expect_error(sweep({"--configs", data.string(), "--latent", "2"}), "--latent excludes --configs");
     expect_error(sweep({"--plant", "cat.npy"}), "--plant: expected OTHER.npy:N with N > 0, found 'cat.npy'");
     expect_error(sweep({"--plant", (dir / "none.npy").string() + ":5"}), "--plant");

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include <ewe/cpu/backend.hpp>  // the backend's internals (linking ewe::compiled leaves it out of ewe.hpp)
 #include <ewe/ewe.hpp>
 
 using namespace ewe;

@@ -100,6 +100,10 @@ def bad_npy():
         "uint8_28x27.npy": npy_of(np.zeros((4, 28, 27), np.uint8)),
         "no_drawings.npy": npy_of(np.zeros((0, 784), np.uint8)),
         "int32_bitmaps.npy": npy_of(images.astype(np.int32)),
+        # A bool array is not uint8 ink (it would read as 0/1 pixels): load_bitmaps refuses it.
+        "bool_bitmaps.npy": npy(dict_("'|b1'", "(2, 784)"), bytes([0, 1]) * 784),
+        # No rows of 2^40 columns: more columns than an int holds (ewe_cluster refuses it).
+        "columns_2pow40.npy": npy(dict_("'<f4'", "(0, 1099511627776)")),
     }
     nan = (images / 255.0).astype(np.float32)
     nan[1, 3] = np.nan

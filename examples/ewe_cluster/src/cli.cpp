@@ -5,9 +5,10 @@
 
 #include <CLI/CLI.hpp>
 
-#include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <limits>
+#include <new>
 #include <ostream>
 #include <sstream>
 #include <string>
@@ -29,14 +30,10 @@ ewe::Tensor<double> read_points(const std::string& path) {
     if (array.shape.rank() != 2)
         ewe::fail("--input ", path, ": expected an N x D array (2 dimensions), found shape ", array.shape);
     if (array.shape[1] < 1) ewe::fail("--input ", path, ": expected D >= 1 columns, found shape ", array.shape);
+    if (array.shape[1] > std::numeric_limits<int>::max())
+        ewe::fail("--input ", path, ": expected at most ", std::numeric_limits<int>::max(), " columns (D), found ",
+                  array.shape[1]);
     return ewe::io::npy_to_tensor<double>(array, "--input " + path);
-}
-
-// Shortest text that reads back as the same double.
-std::string json_number(double v) {
-    char buffer[64];
-    const auto end = std::to_chars(buffer, buffer + sizeof buffer, v).ptr;
-    return std::string(buffer, end);
 }
 
 }  // namespace
@@ -89,9 +86,9 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
             const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
             labels = std::move(r.labels);
             if (json)
-                line << "{\"algorithm\": \"dbscan\", \"n\": " << n << ", \"d\": " << d << ", \"eps\": " << json_number(eps)
+                line << "{\"algorithm\": \"dbscan\", \"n\": " << n << ", \"d\": " << d << ", \"eps\": " << ewe::format_number(eps)
                      << ", \"min_pts\": " << min_pts << ", \"clusters\": " << r.n_clusters << ", \"noise\": " << r.n_noise
-                     << ", \"seconds\": " << json_number(seconds) << "}";
+                     << ", \"seconds\": " << ewe::format_number(seconds) << "}";
             else
                 line << "dbscan: " << n << " points, " << r.n_clusters << " clusters, " << r.n_noise << " noise, "
                      << seconds << " s";
@@ -103,8 +100,8 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
             labels = std::move(r.labels);
             if (json)
                 line << "{\"algorithm\": \"kmeans\", \"n\": " << n << ", \"d\": " << d << ", \"k\": " << k
-                     << ", \"inertia\": " << json_number(r.inertia) << ", \"iterations\": " << r.iterations
-                     << ", \"seconds\": " << json_number(seconds) << "}";
+                     << ", \"inertia\": " << ewe::format_number(r.inertia) << ", \"iterations\": " << r.iterations
+                     << ", \"seconds\": " << ewe::format_number(seconds) << "}";
             else
                 line << "kmeans: " << n << " points, k = " << k << ", inertia " << r.inertia << ", " << r.iterations
                      << " iterations, " << seconds << " s";
@@ -112,6 +109,10 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
         if (!output.empty()) ewe::io::write_npy<std::int32_t>(output, labels.data(), ewe::Shape{n});
         out << line.str() << "\n";
         return 0;
+    } catch (const std::bad_alloc&) {
+        err << "ewe_cluster: error: " << (db->parsed() ? "dbscan" : "kmeans") << " on --input " << input
+            << " ran out of memory (an allocation failed)\n";
+        return 1;
     } catch (const std::exception& e) {
         err << "ewe_cluster: error: " << e.what() << "\n";
         return 1;

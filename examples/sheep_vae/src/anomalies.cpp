@@ -25,6 +25,7 @@
 // of another class are mixed in and ROC AUC and precision@N (N = planted count) say how
 // well each score separates them.
 #include "common.hpp"
+#include "validators.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -36,6 +37,7 @@
 #include <ewe/cluster/anomaly.hpp>
 #include <ewe/cluster/complexity.hpp>
 #include <ewe/io/csv.hpp>
+#include <ewe/io/files.hpp>
 #include <ewe/io/npy.hpp>
 #include <ewe/io/svg.hpp>
 #include <ewe/models/vae_inference.hpp>
@@ -127,26 +129,23 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
     for (double v : chosen.values) above += v > cutoff;
 
     const fs::path dir = o.out;
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) fail("--out: cannot create ", dir.string(), ": ", ec.message());
+    ewe::io::create_folder(dir, "--out");
     std::vector<float> table;
     for (std::int64_t i = 0; i < n; ++i)
         for (const Score& s : scores) table.push_back(float(s.values[std::size_t(i)]));
     ewe::io::write_npy<float>(dir / "scores.npy", table.data(), ewe::Shape{n, std::int64_t(scores.size())});
     {
-        ewe::io::CsvWriter csv(dir / "scores.csv");
-        std::vector<std::string> header = {"index", "source", "planted"};
-        for (const Score& s : scores) header.push_back(s.name);
-        header.push_back("above_cutoff");
-        csv.row(header);
+        std::vector<std::vector<std::string>> csv(1, {"index", "source", "planted"});
+        for (const Score& s : scores) csv[0].push_back(s.name);
+        csv[0].push_back("above_cutoff");
         for (std::int64_t i = 0; i < n; ++i) {
             std::vector<std::string> row = {std::to_string(i < normal ? i : i - normal),
                                             i < normal ? data.source : plant_file, i < normal ? "0" : "1"};
             for (const Score& s : scores) row.push_back(ewe::io::csv_number(s.values[std::size_t(i)]));
             row.push_back(chosen.values[std::size_t(i)] > cutoff ? "1" : "0");
-            csv.row(row);
+            csv.push_back(std::move(row));
         }
+        ewe::io::write_csv(dir / "scores.csv", csv);
     }
     for (const Score& s : scores) {
         ewe::io::SvgPlot plot("Anomaly score: " + s.label, s.label, "drawings");
@@ -206,18 +205,18 @@ Command add_anomalies_command(CLI::App& app, const Console& io) {
     CLI::App* c = app.add_subcommand("anomalies", "Score drawings by reconstruction error (plain, adjusted for ink), negative ELBO and log-likelihood");
     c->add_option("--checkpoint", o.checkpoint, "checkpoint.safetensors written by train")->required();
     c->add_option("--data", o.data, "Bitmaps .npy to score (uint8 (N, 784) or (N, 28, 28), or float32 in [0, 1])")->required();
-    c->add_option("--limit", o.limit, "Score only the first N drawings (0: all)")->check(CLI::NonNegativeNumber);
+    c->add_option("--limit", o.limit, "Score only the first N drawings (0: all)")->check(non_negative());
     c->add_option("--plant", o.plant, "OTHER.npy:N: mix in the first N drawings of another class and measure detection");
     c->add_option("--reference", o.reference,
                   "Normal drawings .npy (e.g. the training data) to fit ink_adjusted_sse's line on (default: the scored drawings)");
     c->add_option("--out", o.out, "Output folder")->capture_default_str();
     c->add_option("--score", o.score, "Score behind the cutoff and the drawings above it")
         ->capture_default_str()->check(CLI::IsMember({"sse", "ink_adjusted_sse", "neg_elbo", "iw_nll", "complexity_adjusted_nll"}));
-    c->add_option("--quantile", o.quantile, "Cutoff: this quantile of the chosen score")->capture_default_str()->check(CLI::Range(0.0, 1.0));
-    c->add_option("--top", o.top, "At most this many drawings above the cutoff in the picture")->capture_default_str()->check(CLI::Range(1, 10000));
+    c->add_option("--quantile", o.quantile, "Cutoff: this quantile of the chosen score")->capture_default_str()->check(number_in(0.0, 1.0));
+    c->add_option("--top", o.top, "At most this many drawings above the cutoff in the picture")->capture_default_str()->check(number_in(1, 10000));
     c->add_option("--samples", o.samples, "Importance samples K per drawing for the likelihood scores iw_nll and "
                   "complexity_adjusted_nll (0: leave them out; each costs K decoder passes a drawing)")
-        ->capture_default_str()->check(CLI::Range(0, 1000000));
+        ->capture_default_str()->check(number_in(0, 1000000));
     c->add_option("--seed", o.seed, "Seed of the importance samples")->capture_default_str();
     c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
     c->add_flag("--json", o.json, "Print one JSON line with the results");

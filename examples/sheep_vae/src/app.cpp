@@ -1,6 +1,7 @@
 // sheep_vae_main: the sheep_vae program (summary, bench, train, generate, anomalies,
 // explore, sweep, report, each with --help) writing to the streams it is given. Errors are ewe::Error
-// (or CLI11 parse errors): printed to `err` with a non-zero exit code, never a crash.
+// (or CLI11 parse errors): printed to `err` with a non-zero exit code, never a crash; an
+// allocation that fails (std::bad_alloc) is reported with the subcommand that ran out of memory.
 #include "common.hpp"
 
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <exception>
 #include <iostream>
 #include <map>
+#include <new>
 #include <string>
 
 int sheep_vae_main(int argc, char** argv, std::ostream& out, std::ostream& err) {
@@ -42,10 +44,15 @@ int sheep_vae_main(int argc, char** argv, std::ostream& out, std::ostream& err) 
     } catch (const CLI::ParseError& e) {
         return app.exit(e, out, err);
     }
+    const std::string command = app.get_subcommands().front()->get_name();
     try {
-        return commands.at(app.get_subcommands().front()->get_name())();
+        return commands.at(command)();
     } catch (const ewe::Error& e) {
         err << "sheep_vae: error: " << e.what() << "\n";
+        return 1;
+    } catch (const std::bad_alloc&) {
+        err << "sheep_vae: error: " << command << " ran out of memory (an allocation failed; the model is checked "
+            << "up front, so the data or an output was too large: try a smaller --limit or --batch)\n";
         return 1;
     } catch (const std::exception& e) {
         err << "sheep_vae: unexpected error: " << e.what() << "\n";

@@ -2,6 +2,7 @@
 // 2*28*28*MSE + KL) on one fixed batch of procedural sheep; prints the median time
 // per step and throughput (one JSON line with --json), with the estimated FLOP rate.
 #include "common.hpp"
+#include "validators.hpp"
 
 #include <CLI/CLI.hpp>
 #include <ewe/cpu/thread_pool.hpp>
@@ -30,7 +31,7 @@ int run_bench(const BenchOptions& o, const Console& io) {
     ewe::ContextOptions context_options;
     context_options.threads = o.threads;
     ewe::Context ctx(device, context_options);
-    ewe::SheepVae<float> vae(ctx, ewe::SheepVaeConfig{}, o.batch, o.seed);
+    ewe::SheepVae<float> vae = model_for_batch(ctx, ewe::SheepVaeConfig{}, o.batch, o.seed, "bench --batch");
     ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{}, o.batch);
     ewe::Rmsprop<float> optimizer(ctx, vae.params(), 1e-3);
     const auto bytes = procedural_sheep(o.batch, o.seed);
@@ -85,10 +86,10 @@ Command add_bench_command(CLI::App& app, const Console& io) {
     BenchOptions& o = *options;
     CLI::App* c = app.add_subcommand("bench", "Time training steps of the seed model on a fixed batch");
     c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
-    c->add_option("--threads", o.threads, "CPU threads (0: OpenMP's default, e.g. OMP_NUM_THREADS)")->check(CLI::Range(0, 4096));
-    c->add_option("--batch", o.batch, "Batch size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
-    c->add_option("--steps", o.steps, "Timed steps")->capture_default_str()->check(CLI::Range(1, 1 << 30));
-    c->add_option("--warmup", o.warmup, "Untimed steps first")->capture_default_str()->check(CLI::Range(0, 1 << 30));
+    c->add_option("--threads", o.threads, "CPU threads (0: OpenMP's default, e.g. OMP_NUM_THREADS)")->check(number_in(0, 4096));
+    c->add_option("--batch", o.batch, "Batch size")->capture_default_str()->check(number_in(1, 1 << 20));
+    c->add_option("--steps", o.steps, "Timed steps")->capture_default_str()->check(number_in(1, 1 << 30));
+    c->add_option("--warmup", o.warmup, "Untimed steps first")->capture_default_str()->check(number_in(0, 1 << 30));
     c->add_option("--seed", o.seed, "Seed of the weights and the batch")->capture_default_str();
     c->add_flag("--json", o.json, "Print one JSON line");
     return [options, io] { return run_bench(*options, io); };

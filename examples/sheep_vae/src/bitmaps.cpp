@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include <ewe/io/files.hpp>
 #include <ewe/io/image_sheet.hpp>
 #include <ewe/io/npy.hpp>
 
@@ -21,7 +22,8 @@ Bitmaps bitmaps_from_bytes(const std::uint8_t* bytes, std::int64_t n, std::strin
 
 Bitmaps load_bitmaps(const fs::path& path, std::int64_t limit, const std::string& flag) {
     const std::string file = path.string();
-    if (!fs::exists(path)) fail(flag, ": ", file, ": no such file");
+    if (file.empty()) fail(flag, ": the path is empty (expected a .npy file of drawings)");
+    ewe::io::require_file(path, flag);
     ewe::io::NpyArray a;
     try {
         a = ewe::io::read_npy(path);

@@ -51,13 +51,6 @@ SheepCheckpoint read_checkpoint(const fs::path& path, const std::string& flag) {
     return c;
 }
 
-std::string exact_number(double v) {
-    char text[40];
-    std::snprintf(text, sizeof text, "%.15g", v);
-    if (std::strtod(text, nullptr) != v) std::snprintf(text, sizeof text, "%.17g", v);
-    return text;
-}
-
 std::string data_text(const RunSettings& s) {
     return "data with hash " + ewe::io::hash_text(s.data_hash) + " (" + s.data + ", " + std::to_string(s.samples) +
            " drawings)";
@@ -65,13 +58,13 @@ std::string data_text(const RunSettings& s) {
 
 std::vector<Setting> run_setting_values(const ewe::SheepVaeConfig& config, const RunSettings& s) {
     return {{"--latent", std::to_string(config.latent)},
-            {"--width", exact_number(config.width)},
+            {"--width", ewe::format_number(config.width)},
             {"--reparam", config.reparam == ewe::ReparamVariant::post ? "post" : "standard"},
             {"--seed", std::to_string(s.seed)},
             {"--batch", std::to_string(s.batch)},
-            {"--lr", exact_number(s.lr)},
-            {"--kl-start", exact_number(s.kl_start)},
-            {"--kl-steep", exact_number(s.kl_steep)}};
+            {"--lr", ewe::format_number(s.lr)},
+            {"--kl-start", ewe::format_number(s.kl_start)},
+            {"--kl-steep", ewe::format_number(s.kl_steep)}};
 }
 
 void check_resume(const SheepCheckpoint& c, const fs::path& path, const ewe::SheepVaeConfig& config,
@@ -94,12 +87,29 @@ void check_resume(const SheepCheckpoint& c, const fs::path& path, const ewe::She
     }
 }
 
+ewe::SheepVae<float> model_for_batch(ewe::Context& ctx, const ewe::SheepVaeConfig& config, std::int64_t max_batch,
+                                     std::uint64_t seed, const std::string& batch_flag) {
+    try {
+        return ewe::SheepVae<float>(ctx, config, max_batch, seed);
+    } catch (const ewe::OutOfMemory& e) {
+        const std::string available = ewe::format_bytes(e.available()) + " are available (MemAvailable, or "
+                                      "EWE_MEMORY_LIMIT when lower)";
+        if (e.needed().fixed() > e.available())
+            fail("--width ", ewe::format_number(config.width), ": the model's parameters and gradients alone need ",
+                 ewe::format_bytes(e.needed().fixed()), ", but ", available, "; lower --width");
+        fail(batch_flag, " ", max_batch, ": a model for batches of ", max_batch, " drawings needs ",
+             e.needed().describe(), ", but ", available, "; lower ", batch_flag, " (or --width)");
+    }
+}
+
 LoadedModel load_model(const fs::path& path, ewe::Device device, std::int64_t max_batch, int threads) {
     LoadedModel m{nullptr, nullptr, read_checkpoint(path)};
     ewe::ContextOptions options;
     options.threads = threads;
     m.ctx = std::make_unique<ewe::Context>(device, options);
-    m.vae = std::make_unique<ewe::SheepVae<float>>(*m.ctx, m.checkpoint.config, max_batch, m.checkpoint.settings.seed);
+    // new, not make_unique: the model is built in place from model_for_batch's result (it cannot move).
+    m.vae.reset(new ewe::SheepVae<float>(
+        model_for_batch(*m.ctx, m.checkpoint.config, max_batch, m.checkpoint.settings.seed, "--batch")));
     m.checkpoint.file.load_parameters(m.vae->params());
     return m;
 }

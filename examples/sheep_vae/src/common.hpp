@@ -84,8 +84,8 @@ struct TrainOutcome {
     std::int64_t parameters = 0;
 };
 // Trains on `data`; messages go to `log`, redrawn in place when `redraw`. Failures are
-// ewe::Error (a diverging loss names the step and that the checkpoint keeps the last
-// good epoch).
+// ewe::Error (a diverging loss or non-finite weights name the step or tensor and the
+// epoch the checkpoint keeps, if any).
 TrainOutcome train_run(const TrainRun& run, const Bitmaps& data, std::ostream& log, bool redraw);
 
 // The files of dir that a run of train_run writes and that exist: checkpoint.safetensors,
@@ -103,11 +103,10 @@ std::unique_ptr<ewe::io::RunLock> lock_run_folder(const fs::path& dir);
 std::string checkpoint_state(const fs::path& path);
 
 // A setting of a run as its flag and value text ("--lr", "0.001"); doubles in the
-// shortest text that reads back to the same value.
+// shortest text that reads back to the same value (ewe::format_number).
 struct Setting {
     std::string flag, value;
 };
-std::string exact_number(double v);
 // The settings that change what a run computes, besides its data: --latent, --width,
 // --reparam, --seed, --batch, --lr, --kl-start and --kl-steep, in that order.
 std::vector<Setting> run_setting_values(const ewe::SheepVaeConfig& config, const RunSettings& settings);
@@ -131,6 +130,12 @@ struct Planted {
     std::int64_t count = 0;  // the last `count` rows of the data are planted
 };
 Planted plant_drawings(Bitmaps& data, const std::string& spec, const std::string& flag, std::ostream& log);
+
+// The sheep VAE of `config` for batches up to `max_batch`, refused up front when it
+// needs more memory than is available (ewe::OutOfMemory): the error names `batch_flag`
+// (e.g. "--batch", "bench --batch") when the batch is what does not fit, else --width.
+ewe::SheepVae<float> model_for_batch(ewe::Context& ctx, const ewe::SheepVaeConfig& config, std::int64_t max_batch,
+                                     std::uint64_t seed, const std::string& batch_flag);
 
 // A model for inference from a checkpoint, with room for `max_batch` rows, on a context
 // of `threads` CPU threads (0: OpenMP's current count).

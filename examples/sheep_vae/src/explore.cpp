@@ -4,6 +4,7 @@
 // a random search over DBSCAN's (eps, minPts) with a table, the chosen clustering in
 // colour, and strips of sample drawings per cluster. Clustering: ewe/cluster/*.
 #include "common.hpp"
+#include "validators.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -16,6 +17,7 @@
 #include <ewe/cluster/kmeans.hpp>
 #include <ewe/core/philox.hpp>
 #include <ewe/io/csv.hpp>
+#include <ewe/io/files.hpp>
 #include <ewe/io/npy.hpp>
 #include <ewe/io/svg.hpp>
 #include <ewe/models/vae_inference.hpp>
@@ -52,9 +54,7 @@ int run_explore(const ExploreOptions& o, const Console& io) {
     const ewe::VaeEncoding<float> enc = ewe::encode<float>(*m.ctx, *m.vae, data.images.view());
     const std::int64_t n = data.count(), d = enc.latent;
     const fs::path dir = o.out;
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) fail("--out: cannot create ", dir.string(), ": ", ec.message());
+    ewe::io::create_folder(dir, "--out");
     ewe::io::write_npy<float>(dir / "latent.npy", enc.mean.data(), ewe::Shape{n, d});
     const int dims = int(d);
     auto coord = [&](std::int64_t i, int k) { return k < dims ? double(enc.mean[std::size_t(i * d + k)]) : 0.0; };
@@ -73,13 +73,13 @@ int run_explore(const ExploreOptions& o, const Console& io) {
     const auto elbow = ewe::cluster::kmeans_elbow(enc.mean.data(), n, dims, 1, k_max, km);
     {
         std::vector<double> ks, inertia;
-        ewe::io::CsvWriter csv(dir / "kmeans_elbow.csv");
-        csv.row({"k", "inertia"});
+        std::vector<std::vector<std::string>> csv(1, {"k", "inertia"});
         for (const auto& p : elbow) {
             ks.push_back(double(p.k));
             inertia.push_back(p.inertia);
-            csv.row({std::to_string(p.k), ewe::io::csv_number(p.inertia)});
+            csv.push_back({std::to_string(p.k), ewe::io::csv_number(p.inertia)});
         }
+        ewe::io::write_csv(dir / "kmeans_elbow.csv", csv);
         ewe::io::SvgPlot("k-means elbow", "k", "inertia (sum of squared distances)")
             .line(ks, inertia, ewe::io::palette(0))
             .scatter(ks, inertia, ewe::io::palette(0), {}, 3, 1)
@@ -143,16 +143,16 @@ int run_explore(const ExploreOptions& o, const Console& io) {
         for (std::size_t t = 0; t < results.size(); ++t)
             if (results[t].n_clusters > results[best].n_clusters) best = t;
     {
-        ewe::io::CsvWriter csv(dir / "dbscan_search.csv");
-        csv.row({"trial", "eps", "min_pts", "clusters", "noise", "core"});
+        std::vector<std::vector<std::string>> csv(1, {"trial", "eps", "min_pts", "clusters", "noise", "core"});
         print(io.out, "%5s %8s %7s %8s %6s\n", "trial", "eps", "minPts", "clusters", "noise");
         for (std::size_t t = 0; t < results.size(); ++t) {
             const auto& r = results[t];
-            csv.row({std::to_string(t), ewe::io::csv_number(r.eps), std::to_string(r.min_pts), std::to_string(r.n_clusters),
-                     std::to_string(r.n_noise), std::to_string(r.n_core)});
+            csv.push_back({std::to_string(t), ewe::io::csv_number(r.eps), std::to_string(r.min_pts),
+                           std::to_string(r.n_clusters), std::to_string(r.n_noise), std::to_string(r.n_core)});
             print(io.out, "%5zu %8.4f %7lld %8d %6lld%s\n", t, r.eps, (long long)r.min_pts, r.n_clusters,
                   (long long)r.n_noise, t == best ? "  <- chosen" : "");
         }
+        ewe::io::write_csv(dir / "dbscan_search.csv", csv);
     }
     ewe::cluster::DbscanOptions chosen;
     chosen.set_eps(o.eps > 0 ? o.eps : results[best].eps).set_min_pts(o.min_pts > 0 ? o.min_pts : results[best].min_pts);
@@ -204,18 +204,18 @@ Command add_explore_command(CLI::App& app, const Console& io) {
     CLI::App* c = app.add_subcommand("explore", "Latent scatter, k-means, k-NN distances and DBSCAN search");
     c->add_option("--checkpoint", o.checkpoint, "checkpoint.safetensors written by train")->required();
     c->add_option("--data", o.data, "Bitmaps .npy to encode")->required();
-    c->add_option("--limit", o.limit, "Use only the first N drawings (0: all)")->check(CLI::NonNegativeNumber);
+    c->add_option("--limit", o.limit, "Use only the first N drawings (0: all)")->check(non_negative());
     c->add_option("--out", o.out, "Output folder")->capture_default_str();
-    c->add_option("--k-max", o.k_max, "Elbow plot for k = 1..k-max")->capture_default_str()->check(CLI::Range(1, 1000));
-    c->add_option("--mosaic-k", o.mosaic_k, "k of the decoded-centre mosaic")->capture_default_str()->check(CLI::Range(1, 10000));
-    c->add_option("--knn-k", o.knn_k, "k of the k-NN distance plot")->capture_default_str()->check(CLI::Range(1, 10000));
-    c->add_option("--trials", o.trials, "DBSCAN random-search trials")->capture_default_str()->check(CLI::Range(1, 100000));
-    c->add_option("--eps-min", o.eps_min, "Lower end of the eps search range")->capture_default_str()->check(CLI::PositiveNumber);
-    c->add_option("--eps-max", o.eps_max, "Upper end of the eps search range")->capture_default_str()->check(CLI::PositiveNumber);
-    c->add_option("--min-pts-min", o.min_pts_min, "Lower end of the minPts search range")->capture_default_str()->check(CLI::Range(1, 1000000));
-    c->add_option("--min-pts-max", o.min_pts_max, "Upper end of the minPts search range")->capture_default_str()->check(CLI::Range(1, 1000000));
-    c->add_option("--eps", o.eps, "Use this eps for the final clustering instead of the search's choice")->check(CLI::PositiveNumber);
-    c->add_option("--min-pts", o.min_pts, "and this minPts (counts the point itself)")->check(CLI::Range(1, 1000000));
+    c->add_option("--k-max", o.k_max, "Elbow plot for k = 1..k-max")->capture_default_str()->check(number_in(1, 1000));
+    c->add_option("--mosaic-k", o.mosaic_k, "k of the decoded-centre mosaic")->capture_default_str()->check(number_in(1, 10000));
+    c->add_option("--knn-k", o.knn_k, "k of the k-NN distance plot")->capture_default_str()->check(number_in(1, 10000));
+    c->add_option("--trials", o.trials, "DBSCAN random-search trials")->capture_default_str()->check(number_in(1, 100000));
+    c->add_option("--eps-min", o.eps_min, "Lower end of the eps search range")->capture_default_str()->check(positive());
+    c->add_option("--eps-max", o.eps_max, "Upper end of the eps search range")->capture_default_str()->check(positive());
+    c->add_option("--min-pts-min", o.min_pts_min, "Lower end of the minPts search range")->capture_default_str()->check(number_in(1, 1000000));
+    c->add_option("--min-pts-max", o.min_pts_max, "Upper end of the minPts search range")->capture_default_str()->check(number_in(1, 1000000));
+    c->add_option("--eps", o.eps, "Use this eps for the final clustering instead of the search's choice")->check(positive());
+    c->add_option("--min-pts", o.min_pts, "and this minPts (counts the point itself)")->check(number_in(1, 1000000));
     c->add_option("--seed", o.seed, "Seed of k-means and of the search")->capture_default_str();
     c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
     return [options, io] { return run_explore(*options, io); };

@@ -3,6 +3,7 @@
 // N(0, I)), or, with --grid, a regular grid over [-range, range]^2 of a 2-D latent
 // space (the post's "sheep manifold" picture).
 #include "common.hpp"
+#include "validators.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -82,12 +83,12 @@ Command add_generate_command(CLI::App& app, const Console& io) {
     CLI::App* c = app.add_subcommand("generate", "Decode latent points into a PNG sheet of sheep");
     c->add_option("--checkpoint", o.checkpoint, "checkpoint.safetensors written by train")->required();
     c->add_option("--center", o.center, "Latent centre x,y,... (default: the origin)");
-    c->add_option("--sd", o.sd, "Standard deviation around the centre")->capture_default_str()->check(CLI::NonNegativeNumber);
-    c->add_option("--count", o.count, "Number of drawings")->capture_default_str()->check(CLI::Range(1, 100000));
+    c->add_option("--sd", o.sd, "Standard deviation around the centre")->capture_default_str()->check(non_negative());
+    c->add_option("--count", o.count, "Number of drawings")->capture_default_str()->check(number_in(1, 100000));
     c->add_flag("--grid", o.grid, "A grid over [-range, range]^2 instead (2-D latent spaces)");
-    c->add_option("--grid-size", o.grid_size, "Grid points per side")->capture_default_str()->check(CLI::Range(1, 200));
-    c->add_option("--range", o.range, "Half-width of the grid")->capture_default_str()->check(CLI::PositiveNumber);
-    c->add_option("--columns", o.columns, "Drawings per row (default: about square)")->check(CLI::NonNegativeNumber);
+    c->add_option("--grid-size", o.grid_size, "Grid points per side")->capture_default_str()->check(number_in(1, 200));
+    c->add_option("--range", o.range, "Half-width of the grid")->capture_default_str()->check(positive());
+    c->add_option("--columns", o.columns, "Drawings per row (default: about square)")->check(non_negative());
     c->add_option("--seed", o.seed, "Seed of the latent draws")->capture_default_str();
     c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
     c->add_option("--out", o.out, "Output PNG")->capture_default_str();

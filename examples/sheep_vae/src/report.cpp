@@ -18,6 +18,7 @@
 
 #include <ewe/cluster/anomaly.hpp>
 #include <ewe/io/csv.hpp>
+#include <ewe/io/files.hpp>
 #include <ewe/io/html_report.hpp>
 #include <ewe/io/npy.hpp>
 #include <ewe/io/svg.hpp>
@@ -37,44 +38,7 @@ std::string fmt(const char* format, double v) {
     return buf;
 }
 
-// A CSV file with a header row, its columns found by name.
-struct CsvTable {
-    fs::path path;
-    std::vector<std::string> header;
-    std::vector<std::vector<std::string>> rows;
-
-    static CsvTable read(const fs::path& path) {
-        auto all = ewe::io::read_csv(path);
-        if (all.empty()) fail(path.string(), ": empty file (expected a header row)");
-        CsvTable t{path, all.front(), {}};
-        for (std::size_t r = 1; r < all.size(); ++r)
-            if (!(all[r].size() == 1 && all[r][0].empty())) {
-                if (all[r].size() != t.header.size())
-                    fail(path.string(), ": row ", r + 1, " has ", all[r].size(), " fields, the header ", t.header.size());
-                t.rows.push_back(std::move(all[r]));
-            }
-        return t;
-    }
-    bool has(const std::string& name) const { return std::find(header.begin(), header.end(), name) != header.end(); }
-    std::size_t column(const std::string& name) const {
-        const auto it = std::find(header.begin(), header.end(), name);
-        if (it == header.end()) fail(path.string(), ": no column '", name, "'");
-        return std::size_t(it - header.begin());
-    }
-    std::vector<double> numbers(const std::string& name) const {
-        const std::size_t c = column(name);
-        std::vector<double> v;
-        for (std::size_t r = 0; r < rows.size(); ++r) {
-            const std::string& cell = rows[r][c];
-            char* end = nullptr;
-            const double x = std::strtod(cell.c_str(), &end);
-            if (cell.empty() || *end != '\0')
-                fail(path.string(), ": column '", name, "', row ", r + 2, ": expected a number, found '", cell, "'");
-            v.push_back(x);
-        }
-        return v;
-    }
-};
+using ewe::io::CsvTable;
 
 // The files of folder `dir` whose names start with `prefix` and end with `suffix`, sorted.
 std::vector<fs::path> files_like(const fs::path& dir, const std::string& prefix, const std::string& suffix) {
@@ -431,13 +395,21 @@ void sweep_section(ewe::io::HtmlReport& page, const std::string& dir) {
 
 int run_report(const ReportOptions& o, const Console& io) {
     const fs::path run = o.run;
-    if (!fs::is_directory(run)) fail("--run: ", run.string(), ": no such folder (expected the --out folder of sheep_vae train)");
-    for (const char* f : {"metrics.csv", "checkpoint.safetensors"})
-        if (!fs::is_regular_file(run / f))
+    ewe::io::require_folder(run, "--run");
+    for (const char* f : {"metrics.csv", "checkpoint.safetensors"}) {
+        if (!fs::exists(run / f))
             fail("--run: ", run.string(), " has no ", f, " (expected the --out folder of sheep_vae train)");
+        ewe::io::require_file(run / f, "--run");
+    }
     const fs::path out = o.out;
     const fs::path out_dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
-    if (!fs::is_directory(out_dir)) fail("--out: ", out.string(), ": the folder ", out_dir.string(), " does not exist");
+    ewe::io::require_folder(out_dir, "--out: the folder of " + out.string());
+    // Folders given for the optional sections: one that is missing leaves its section out
+    // (with a note); one that is something else is an error.
+    for (const auto& [flag, dir] : {std::pair<const char*, const std::string&>{"--explore", o.explore},
+                                    std::pair<const char*, const std::string&>{"--anomalies", o.anomalies},
+                                    std::pair<const char*, const std::string&>{"--sweep", o.sweep}})
+        if (!dir.empty() && fs::exists(dir)) ewe::io::require_folder(dir, flag);
 
     const SheepCheckpoint ck = read_checkpoint(run / "checkpoint.safetensors", "--run");
     const CsvTable metrics = CsvTable::read(run / "metrics.csv");

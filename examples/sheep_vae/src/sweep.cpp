@@ -12,6 +12,7 @@
 // run's checkpoint; --overwrite deletes a previous sweep's files first. OUT and each run
 // folder are locked while the sweep uses them.
 #include "common.hpp"
+#include "validators.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -36,6 +37,7 @@
 #include <ewe/io/csv.hpp>
 #include <ewe/io/fingerprint.hpp>
 #include <ewe/io/run_lock.hpp>
+#include <ewe/io/files.hpp>
 #include <ewe/models/vae_inference.hpp>
 #include <ewe/train/posterior_monitor.hpp>
 #include <ewe/train/trainer.hpp>
@@ -46,6 +48,7 @@ namespace {
 
 struct SweepOptions {
     std::string data;
+    bool data_given = false;  // --data was on the command line ('' included, which load_bitmaps refuses)
     std::int64_t limit = 0;
     std::string latents = "2,3,4,8";
     std::string widths = "0.5,1";
@@ -78,6 +81,7 @@ struct SweepConfig {
     std::string origin;
 };
 
+// A width as a folder name: "%g", e.g. latent2_width0.5.
 std::string number_text(double v) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%g", v);
@@ -103,7 +107,7 @@ std::int64_t latent_value(double v, const std::string& where, const std::string&
 
 double width_value(double v, const std::string& where, const std::string& text) {
     if (!(v > 0 && v <= ewe::SheepVaeConfig::kMaxWidth))
-        fail(where, ": a width must be a number in (0, ", number_text(ewe::SheepVaeConfig::kMaxWidth),
+        fail(where, ": a width must be a number in (0, ", ewe::format_number(ewe::SheepVaeConfig::kMaxWidth),
              "] (1: the post's model, 0.5: half the filters and units), found '", text, "'");
     return v;
 }
@@ -115,7 +119,7 @@ void check_unique(const std::vector<SweepConfig>& configs) {
             const std::string also = configs[i].origin == configs[j].origin ? "" : " (also " + configs[j].origin + ")";
             if (configs[i].latent == configs[j].latent && configs[i].width == configs[j].width)
                 fail(configs[i].origin, ": duplicated configuration latent ", configs[i].latent, " width ",
-                     number_text(configs[i].width), also);
+                     ewe::format_number(configs[i].width), also);
             if (configs[i].name == configs[j].name)
                 fail(configs[i].origin, ": duplicated run name '", configs[i].name, "'", also);
         }
@@ -126,7 +130,7 @@ std::vector<SweepConfig> configs_from_flags(const std::string& latents, const st
     std::vector<std::int64_t> l;
     for (double v : parse_numbers(latents, "--latent")) l.push_back(latent_value(v, "--latent", number_text(v)));
     std::vector<double> w;
-    for (double v : parse_numbers(widths, "--width")) w.push_back(width_value(v, "--width", number_text(v)));
+    for (double v : parse_numbers(widths, "--width")) w.push_back(width_value(v, "--width", ewe::format_number(v)));
     std::vector<SweepConfig> configs;
     for (std::int64_t latent : l)
         for (double width : w) configs.push_back({default_name(latent, width), latent, width, "--latent/--width"});
@@ -136,10 +140,10 @@ std::vector<SweepConfig> configs_from_flags(const std::string& latents, const st
 
 // The --configs file: one configuration per line, `latent=N [width=W] [name=NAME]`
 // (width 1 and name latentN_widthW by default); blank lines and text after '#' are
-// ignored.
+// ignored. The file must be a regular text file of at most 1 MiB (never a FIFO or a
+// device, which could block or read without end).
 std::vector<SweepConfig> configs_from_file(const fs::path& path) {
-    std::ifstream in(path);
-    if (!in) fail("--configs: cannot read ", path.string());
+    std::istringstream in(ewe::io::read_text_file(path, "--configs", std::uintmax_t(1) << 20));
     std::vector<SweepConfig> configs;
     std::string line;
     for (int number = 1; std::getline(in, line); ++number) {
@@ -294,7 +298,7 @@ Timing time_configurations(const std::vector<SweepConfig>& configs, const ewe::S
         ewe::ContextOptions context_options;
         context_options.threads = threads;
         ewe::Context ctx(device, context_options);
-        ewe::SheepVae<float> vae(ctx, config, run.batch, run.seed);
+        ewe::SheepVae<float> vae = model_for_batch(ctx, config, run.batch, run.seed, "--batch");
         ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{}, run.batch);
         ewe::Rmsprop<float> optimizer(ctx, vae.params(), run.lr);
         ewe::VaeObjective<float> objective(vae, loss);
@@ -320,20 +324,11 @@ struct FinalMetrics {
 
 FinalMetrics final_metrics(const fs::path& path) {
     if (!fs::exists(path)) fail("sweep: ", path.string(), " is missing (the run folder is incomplete)");
-    const auto rows = ewe::io::read_csv(path);
-    if (rows.size() < 2) fail("sweep: ", path.string(), " has no epoch rows");
-    const auto column = [&](const std::string& name) {
-        const auto it = std::find(rows[0].begin(), rows[0].end(), name);
-        if (it == rows[0].end()) fail("sweep: ", path.string(), " has no '", name, "' column");
-        return std::size_t(it - rows[0].begin());
-    };
-    const std::size_t loss = column("loss"), seconds = column("seconds");
+    const ewe::io::CsvTable table = ewe::io::CsvTable::read(path);
+    if (table.rows.empty()) fail("sweep: ", path.string(), " has no epoch rows");
     FinalMetrics m;
-    for (std::size_t r = 1; r < rows.size(); ++r) {
-        if (rows[r].size() != rows[0].size()) fail("sweep: ", path.string(), ": row ", r + 1, " is incomplete");
-        m.seconds += std::atof(rows[r][seconds].c_str());
-    }
-    m.loss = std::atof(rows.back()[loss].c_str());
+    for (double s : table.numbers("seconds")) m.seconds += s;
+    m.loss = table.numbers("loss").back();
     return m;
 }
 
@@ -485,7 +480,7 @@ int run_sweep(const SweepOptions& o, const Console& io) {
         o.configs.empty() ? configs_from_flags(o.latents, o.widths) : configs_from_file(o.configs);
     const std::vector<std::int64_t> snapshots = parse_epochs(o.snapshots, "--snapshots");
     const fs::path out = o.out;
-    const Bitmaps data = o.data.empty() ? default_bitmaps(o.limit, o.seed) : load_bitmaps(o.data, o.limit);
+    const Bitmaps data = o.data_given ? load_bitmaps(o.data, o.limit) : default_bitmaps(o.limit, o.seed);
     Bitmaps scored{ewe::Tensor<float>::copy_of(data.images.view(), ewe::Device::cpu), data.source};
     const Planted planted = o.plant.empty() ? Planted{} : plant_drawings(scored, o.plant, "--plant", io.err);
 
@@ -712,34 +707,35 @@ Command add_sweep_command(CLI::App& app, const Console& io) {
     SweepOptions& o = *options;
     CLI::App* c = app.add_subcommand("sweep", "Train several model shapes (latent size x width) and compare them");
     c->add_option("--out", o.out, "Sweep folder: one run folder per configuration and sweep.csv")->required();
-    c->add_option("--data", o.data, "Bitmaps .npy (default: $EWE_DATA/sheep.npy, else procedural sheep)");
-    c->add_option("--limit", o.limit, "Use only the first N drawings (0: all)")->capture_default_str()->check(CLI::NonNegativeNumber);
+    c->add_option("--data", o.data, "Bitmaps .npy (default: $EWE_DATA/sheep.npy, else procedural sheep)")
+        ->each([&o](const std::string&) { o.data_given = true; });
+    c->add_option("--limit", o.limit, "Use only the first N drawings (0: all)")->capture_default_str()->check(non_negative());
     CLI::Option* latent = c->add_option("--latent", o.latents, "Latent sizes, comma-separated")->capture_default_str();
     CLI::Option* width = c->add_option("--width", o.widths, "Width multipliers, comma-separated (1: the post's model)")
                              ->capture_default_str();
     c->add_option("--configs", o.configs, "File of configurations instead of --latent x --width: one per line, "
                   "'latent=N [width=W] [name=NAME]', '#' starts a comment")
         ->excludes(latent)->excludes(width);
-    c->add_option("--epochs", o.epochs, "Epochs per configuration")->capture_default_str()->check(CLI::Range(1, 1000000));
-    c->add_option("--batch", o.batch, "Batch size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
-    c->add_option("--kl-start", o.kl_start, "KL weight is 0 through this epoch")->capture_default_str()->check(CLI::NonNegativeNumber);
-    c->add_option("--kl-steep", o.kl_steep, "then rises linearly to 1 over this many epochs")->capture_default_str()->check(CLI::NonNegativeNumber);
-    c->add_option("--lr", o.lr, "RMSprop learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+    c->add_option("--epochs", o.epochs, "Epochs per configuration")->capture_default_str()->check(number_in(1, 1000000));
+    c->add_option("--batch", o.batch, "Batch size")->capture_default_str()->check(number_in(1, 1 << 20));
+    c->add_option("--kl-start", o.kl_start, "KL weight is 0 through this epoch")->capture_default_str()->check(non_negative());
+    c->add_option("--kl-steep", o.kl_steep, "then rises linearly to 1 over this many epochs")->capture_default_str()->check(non_negative());
+    c->add_option("--lr", o.lr, "RMSprop learning rate")->capture_default_str()->check(positive());
     c->add_option("--seed", o.seed, "Seed of every run (weights, shuffles, dropout, sampling)")->capture_default_str();
     c->add_option("--reparam", o.reparam, "standard or post (see train --help)")
         ->capture_default_str()->check(CLI::IsMember({"standard", "post"}));
     c->add_option("--snapshots", o.snapshots, "Epochs after which each run saves its latent space ('' for none)")
         ->capture_default_str();
     c->add_option("--monitor", o.monitor, "Posterior-collapse monitor of each run on the first N drawings (0: off)")
-        ->capture_default_str()->check(CLI::NonNegativeNumber);
+        ->capture_default_str()->check(non_negative());
     c->add_option("--plant", o.plant, "OTHER.npy:N: score the training drawings with the first N of another class "
                   "planted among them (roc_auc, precision_at_n)");
     c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
-    c->add_option("--threads", o.threads, "CPU threads (0: OpenMP's default)")->check(CLI::Range(0, 4096));
+    c->add_option("--threads", o.threads, "CPU threads (0: OpenMP's default)")->check(number_in(0, 4096));
     c->add_option("--concurrent", o.concurrent, "CUDA: train this many configurations at a time on the GPU")
-        ->capture_default_str()->check(CLI::Range(1, 64));
+        ->capture_default_str()->check(number_in(1, 64));
     c->add_option("--timing-steps", o.timing_steps, "Steps timed per configuration for the estimate (0: 3 on the "
-                  "CPU, 25 on CUDA)")->capture_default_str()->check(CLI::Range(0, 100000));
+                  "CPU, 25 on CUDA)")->capture_default_str()->check(number_in(0, 100000));
     CLI::Option* resume = c->add_flag("--resume", o.resume, "Skip finished runs, continue interrupted ones from their "
                                       "checkpoints (the same data and settings; --epochs may grow)");
     c->add_flag("--overwrite", o.overwrite, "OUT holds a sweep: delete its files (sweep.csv, sweep_settings.csv and "

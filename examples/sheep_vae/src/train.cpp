@@ -11,6 +11,7 @@
 // under `mpirun -np N`, the N ranks train data-parallel (ewe/dist/mpi.hpp; --batch is
 // the global batch) and rank 0 alone writes the outputs; a build without MPI refuses it.
 #include "common.hpp"
+#include "validators.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -47,6 +48,7 @@ namespace {
 
 struct TrainOptions {
     std::string data;
+    bool data_given = false;  // --data was on the command line ('' included, which load_bitmaps refuses)
     std::int64_t limit = 0;
     std::int64_t epochs = 30;
     std::int64_t batch = 8;
@@ -69,22 +71,34 @@ struct TrainOptions {
 };
 
 void write_loss_plot(const fs::path& dir) {
-    const auto rows = ewe::io::read_csv(dir / "metrics.csv");
-    std::vector<double> e, loss, recon, kl, w;
-    for (std::size_t r = 1; r < rows.size(); ++r) {
-        if (rows[r].size() < 6) continue;
-        e.push_back(std::atof(rows[r][0].c_str()));
-        loss.push_back(std::atof(rows[r][2].c_str()));
-        recon.push_back(std::atof(rows[r][3].c_str()));
-        kl.push_back(std::atof(rows[r][4].c_str()));
-        w.push_back(std::atof(rows[r][5].c_str()));
-    }
+    const ewe::io::CsvTable metrics = ewe::io::CsvTable::read(dir / "metrics.csv");
+    const std::vector<double> e = metrics.numbers("epoch"), loss = metrics.numbers("loss"),
+                              recon = metrics.numbers("recon"), kl = metrics.numbers("kl"),
+                              w = metrics.numbers("kl_weight");
     ewe::io::SvgPlot plot("Training loss per epoch", "epoch", "mean per drawing");
     plot.line(e, loss, ewe::io::palette(0), "loss").line(e, recon, ewe::io::palette(1), "reconstruction");
     plot.write(dir / "loss.svg");
     ewe::io::SvgPlot klp("KL term and its annealed weight", "epoch", "value");
     klp.line(e, kl, ewe::io::palette(2), "KL (mean over latent dims)").line(e, w, ewe::io::palette(4), "KL weight");
     klp.write(dir / "kl.svg");
+}
+
+// What `checkpoint` holds after training diverged: every save and every resume checked
+// its weights finite, so the epoch it holds is the last good one the run kept.
+std::string kept_checkpoint(const fs::path& checkpoint) {
+    if (!fs::exists(checkpoint)) return "no checkpoint was saved before that (" + checkpoint.string() + " does not exist)";
+    try {
+        return checkpoint.string() + " keeps epoch " + std::to_string(read_checkpoint(checkpoint).progress.epoch) +
+               ", the last good one";
+    } catch (const ewe::Error& e) {
+        return checkpoint.string() + " cannot be read back (" + e.what() + ")";
+    }
+}
+
+// What to try after a divergence; a resumed run took its learning rate from the checkpoint.
+std::string divergence_hint(const ewe::TrainProgress& start) {
+    return start.epoch > 0 ? " (diverged at the checkpoint's learning rate; a new run with a smaller --lr may not)"
+                           : " (diverged; try a smaller --lr)";
 }
 
 // MPI for --distributed: the session and the communicator over all ranks.
@@ -266,10 +280,12 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
     ewe::ContextOptions context_options;
     context_options.threads = r.threads;
     ewe::Context ctx(r.device, context_options);
-    // Each rank's model holds its share of the global batch (run.batch).
+    // A batch larger than the data is one batch of all of it (as in Keras), and each
+    // rank's model holds its share of that global batch.
     const std::int64_t ranks = r.communicator ? r.communicator->size() : 1;
-    const std::int64_t rank_batch = (run.batch + ranks - 1) / ranks;
-    ewe::SheepVae<float> vae(ctx, config, rank_batch, run.seed);
+    const std::int64_t batch = std::min(run.batch, std::max<std::int64_t>(n, 1));
+    const std::int64_t rank_batch = (batch + ranks - 1) / ranks;
+    ewe::SheepVae<float> vae = model_for_batch(ctx, config, rank_batch, run.seed, "--batch");
     ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{}, rank_batch);
     ewe::Rmsprop<float> optimizer(ctx, vae.params(), run.lr);
     const ewe::TrainProgress start = resume_from ? resume_from->progress : ewe::TrainProgress{};
@@ -282,7 +298,7 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
     ewe::VaeObjective<float> objective(vae, loss);
     ewe::FitOptions fit;
     fit.epochs = r.epochs;
-    fit.batch_size = run.batch;
+    fit.batch_size = batch;
     fit.shuffle_seed = run.seed;
     fit.communicator = r.communicator;
     fit.handle_sigint = r.handle_sigint;
@@ -308,20 +324,17 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
     outcome.parameters = vae.params().total_count();
     if (r.progress_bar)
         print(log, "Training on %lld drawings (%s), batch %lld%s, epochs %lld..%lld, %s, seed %llu, %lld parameters\n",
-              (long long)n, data.source.c_str(), (long long)run.batch,
+              (long long)n, data.source.c_str(), (long long)batch,
               ranks > 1 ? (" over " + std::to_string(ranks) + " ranks").c_str() : "", (long long)start.epoch + 1,
               (long long)r.epochs, ewe::to_string(r.device), (unsigned long long)run.seed,
               (long long)outcome.parameters);
     try {
         fit_result = trainer.fit(data.images.view(), start);
-    } catch (const ewe::Error& e) {
-        const std::string what = e.what();
-        if (what.rfind("fit: the loss became", 0) != 0) throw;
-        const std::int64_t kept = checkpoint_epoch(checkpoint_path);
-        fail("train: ", what.substr(5), ". ",
-             kept >= 0 ? checkpoint_path.string() + " keeps the last good epoch, " + std::to_string(kept)
-                       : "No epoch finished, so no " + checkpoint_path.string() + " was written",
-             " (diverged; try a smaller --lr)");
+    } catch (const ewe::LossDiverged& e) {
+        fail("train: ", std::string(e.what()).substr(5), ". ", kept_checkpoint(checkpoint_path), divergence_hint(start));
+    } catch (const ewe::NonFiniteCheckpoint& e) {
+        fail("train: the weights became non-finite: ", e.what(), ". ", kept_checkpoint(checkpoint_path),
+             divergence_hint(start));
     }
     outcome.progress = fit_result.progress;
     outcome.epochs_trained = outcome.progress.epoch - start.epoch;
@@ -382,10 +395,10 @@ int run_train(const TrainOptions& o, const std::vector<std::string>& given_setti
     // resumed run without --seed draws them with its checkpoint's.
     std::uint64_t data_seed = o.seed;
     const fs::path checkpoint_path = r.dir / "checkpoint.safetensors";
-    if (o.data.empty() && o.resume && fs::exists(checkpoint_path) &&
+    if (!o.data_given && o.resume && fs::exists(checkpoint_path) &&
         std::find(given_settings.begin(), given_settings.end(), "--seed") == given_settings.end())
         data_seed = read_checkpoint(checkpoint_path, "--resume").settings.seed;
-    const Bitmaps data = o.data.empty() ? default_bitmaps(o.limit, data_seed) : load_bitmaps(o.data, o.limit);
+    const Bitmaps data = o.data_given ? load_bitmaps(o.data, o.limit) : default_bitmaps(o.limit, data_seed);
     const TrainOutcome outcome = train_run(r, data, io.err, io.redraw);
     if (outcome.status == 0 && outcome.epochs_trained > 0 && !o.quiet)
         print(io.err, "Wrote %s (checkpoint, metrics.csv, logs/, loss.svg)\n", r.dir.string().c_str());
@@ -399,19 +412,20 @@ Command add_train_command(CLI::App& app, const Console& io) {
     TrainOptions& o = *options;
     CLI::App* c = app.add_subcommand("train", "Train the sheep VAE on Quick, Draw! bitmaps");
     c->add_option("--data", o.data, "Bitmaps .npy: uint8 (N, 784) or (N, 28, 28), or float32 in [0, 1] "
-                  "(default: $EWE_DATA/sheep.npy, else procedural sheep)");
-    c->add_option("--limit", o.limit, "Use only the first N drawings (0: all)")->capture_default_str()->check(CLI::NonNegativeNumber);
-    c->add_option("--epochs", o.epochs, "Epochs to train in total")->capture_default_str()->check(CLI::Range(1, 1000000));
-    c->add_option("--batch", o.batch, "Batch size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
-    c->add_option("--latent", o.latent, "Latent dimensions")->capture_default_str()->check(CLI::Range(1, 4096));
+                  "(default: $EWE_DATA/sheep.npy, else procedural sheep)")
+        ->each([&o](const std::string&) { o.data_given = true; });
+    c->add_option("--limit", o.limit, "Use only the first N drawings (0: all)")->capture_default_str()->check(non_negative());
+    c->add_option("--epochs", o.epochs, "Epochs to train in total")->capture_default_str()->check(number_in(1, 1000000));
+    c->add_option("--batch", o.batch, "Batch size")->capture_default_str()->check(number_in(1, 1 << 20));
+    c->add_option("--latent", o.latent, "Latent dimensions")->capture_default_str()->check(number_in(1, 4096));
     c->add_option("--width", o.width, "Width multiplier of every layer (1: the post's model; 0.5: half the filters and units)")
-        ->capture_default_str()->check(CLI::Range(1e-9, ewe::SheepVaeConfig::kMaxWidth));
-    c->add_option("--kl-start", o.kl_start, "KL weight is 0 through this epoch")->capture_default_str()->check(CLI::NonNegativeNumber);
-    c->add_option("--kl-steep", o.kl_steep, "then rises linearly to 1 over this many epochs")->capture_default_str()->check(CLI::NonNegativeNumber);
-    c->add_option("--lr", o.lr, "RMSprop learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+        ->capture_default_str()->check(number_in(0, ewe::SheepVaeConfig::kMaxWidth, true));
+    c->add_option("--kl-start", o.kl_start, "KL weight is 0 through this epoch")->capture_default_str()->check(non_negative());
+    c->add_option("--kl-steep", o.kl_steep, "then rises linearly to 1 over this many epochs")->capture_default_str()->check(non_negative());
+    c->add_option("--lr", o.lr, "RMSprop learning rate")->capture_default_str()->check(positive());
     c->add_option("--seed", o.seed, "Seed of weights, shuffles, dropout and sampling")->capture_default_str();
     c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
-    c->add_option("--threads", o.threads, "CPU threads (0: OpenMP's default, e.g. OMP_NUM_THREADS)")->check(CLI::Range(0, 4096));
+    c->add_option("--threads", o.threads, "CPU threads (0: OpenMP's default, e.g. OMP_NUM_THREADS)")->check(number_in(0, 4096));
     c->add_option("--out", o.out, "Output folder")->capture_default_str();
     CLI::Option* resume = c->add_flag("--resume", o.resume, "Continue the run in OUT from its checkpoint.safetensors "
                                       "(model, optimizer, position) on the same data; a setting given must equal the "
@@ -425,13 +439,13 @@ Command add_train_command(CLI::App& app, const Console& io) {
         ->capture_default_str()->check(CLI::IsMember({"standard", "post"}));
     c->add_option("--monitor", o.monitor, "Posterior-collapse monitor on the first N drawings: active units and KL "
                   "per latent dimension each epoch, in metrics.csv and TensorBoard (0: off)")
-        ->capture_default_str()->check(CLI::NonNegativeNumber);
+        ->capture_default_str()->check(non_negative());
     c->add_flag("--quiet", o.quiet, "No progress bar");
     c->add_flag("--distributed", o.distributed, "Data-parallel over MPI, one rank per process: mpirun -np N sheep_vae "
                 "train --distributed ... (--batch is the global batch; rank 0 writes the outputs; CPU only)");
     c->add_option("--distributed-timeout", o.distributed_timeout, "Seconds a rank waits for the others in a "
                   "collective before it fails (a rank died or hangs)")
-        ->capture_default_str()->check(CLI::PositiveNumber);
+        ->capture_default_str()->check(positive());
     return [options, io, c] {
         std::vector<std::string> given;
         for (const Setting& s : run_setting_values(ewe::SheepVaeConfig{}, RunSettings{}))

@@ -161,7 +161,7 @@ inline std::vector<double> size_adjusted_errors(const std::vector<double>& error
 // (numpy.quantile's default, R's type 7).
 inline double quantile_threshold(const std::vector<double>& scores, double q) {
     detail::require_scores(scores, "quantile_threshold");
-    EWE_REQUIRE(q >= 0 && q <= 1, "quantile_threshold: q must be in [0, 1], found ", q);
+    EWE_REQUIRE(q >= 0 && q <= 1, "quantile_threshold: q must be in [0, 1], found ", format_number(q));
     std::vector<double> s = scores;
     std::sort(s.begin(), s.end());
     const double pos = q * static_cast<double>(s.size() - 1);

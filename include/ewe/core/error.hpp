@@ -1,8 +1,10 @@
-// ewe::Error, the one exception type of the library, and the EWE_REQUIRE check.
-// Messages follow one pattern: who complains (layer, file, argument), what was
-// expected, and what was found.
+// ewe::Error, the exception type of the library (OutOfMemory, ewe/core/memory.hpp,
+// derives from it), the EWE_REQUIRE check, and format_number, the one way numbers
+// are written into messages. Messages follow one pattern: who complains (layer,
+// file, argument), what was expected, and what was found.
 #pragma once
 
+#include <charconv>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -23,6 +25,14 @@ class EWE_VISIBLE Error : public std::runtime_error {
 public:
     explicit Error(const std::string& message) : std::runtime_error(message) {}
 };
+
+// `v` as the shortest text that reads back as the same double (std::to_chars):
+// 1e-09, 0.1, 16, 1.7976931348623157e+308; never 310 digits, never "0.000000".
+inline std::string format_number(double v) {
+    char buf[32];
+    const auto result = std::to_chars(buf, buf + sizeof buf, v);
+    return std::string(buf, result.ptr);
+}
 
 namespace detail {
 template <class... Parts>

@@ -2,10 +2,11 @@
 // ParameterStore under its Keras-style name ("dense_1/kernel"), the optimizer's state
 // buffers as "optimizer/<name>" (each shaped like the trainable prefix), and string
 // metadata that always carries "format" (what wrote it, e.g. "ewe.sheep_vae") and
-// "format_version". Written atomically (a crash leaves the previous file intact); read
-// back with every name, shape, dtype and metadata value checked, and errors that name
-// the file (and what it is to the caller: Checkpoint::read's source). Names, layouts
-// and keys: docs/api.md, "Checkpoints".
+// "format_version". Written atomically (a crash leaves the previous file intact) and
+// only when every value is finite; read back with every name, shape, dtype, metadata
+// value and tensor value (finite) checked, and errors that name the file (and what it
+// is to the caller: Checkpoint::read's source). Names, layouts and keys: docs/api.md,
+// "Checkpoints".
 #pragma once
 
 #include <cerrno>
@@ -21,6 +22,7 @@
 
 #include "ewe/core/error.hpp"
 #include "ewe/core/tensor.hpp"
+#include "ewe/io/files.hpp"
 #include "ewe/io/safetensors.hpp"
 #include "ewe/nn/parameters.hpp"
 #include "ewe/optim/optimizers.hpp"
@@ -53,8 +55,34 @@ inline std::string metadata_list(const std::vector<std::int64_t>& v) {
     return s;
 }
 
+// Thrown when a checkpoint would hold (save_checkpoint) or holds (Checkpoint::
+// load_parameters, load_optimizer) a NaN or an infinity: such weights are never saved
+// over a good file, and never loaded.
+class EWE_VISIBLE NonFiniteCheckpoint : public Error {
+public:
+    using Error::Error;
+};
+
+// "" when all `n` values are finite, else "holds 12 non-finite values (first: NaN at
+// index 3)", the index counting row-major within the tensor.
+template <class T>
+std::string describe_nonfinite(const T* values, std::size_t n) {
+    std::size_t count = 0, first = 0;
+    for (std::size_t i = 0; i < n; ++i)
+        if (!std::isfinite(values[i])) {
+            if (count == 0) first = i;
+            ++count;
+        }
+    if (count == 0) return {};
+    const T v = values[first];
+    return detail::concat("holds ", count, " non-finite value", count == 1 ? "" : "s", " (first: ",
+                          std::isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf", " at index ", first, ")");
+}
+
 // Writes params (and the optimizer's state when given) with `metadata`, which must
-// name its "format" and "format_version".
+// name its "format" and "format_version". Refuses (NonFiniteCheckpoint, naming the file
+// and the tensor) a parameter or state buffer holding a NaN or an infinity; the file
+// at `path`, if any, is then left as it was.
 template <class T>
 void save_checkpoint(const std::filesystem::path& path, const ParameterStore<T>& params, Optimizer<T>* optimizer,
                      const CheckpointMetadata& metadata) {
@@ -68,13 +96,18 @@ void save_checkpoint(const std::filesystem::path& path, const ParameterStore<T>&
         copies.push_back(Tensor<T>::copy_of(t, Device::cpu));
         return copies.back().view();
     };
-    const TensorView<const T> values = on_host(params.values());
     std::vector<io::SafetensorsEntry> entries;
-    for (const ParameterInfo& info : params.info())
-        entries.push_back(io::safetensors_entry<T>(info.name, values.slice(info.offset, info.shape)));
+    const auto add = [&](const std::string& name, TensorView<const T> t) {
+        const std::string bad = describe_nonfinite(t.data(), std::size_t(t.numel()));
+        if (!bad.empty())
+            throw NonFiniteCheckpoint(detail::concat("save_checkpoint: ", path.string(), ": tensor '", name, "' ", bad,
+                                                     "; not saved (a file already there is kept)"));
+        entries.push_back(io::safetensors_entry<T>(name, t));
+    };
+    const TensorView<const T> values = on_host(params.values());
+    for (const ParameterInfo& info : params.info()) add(info.name, values.slice(info.offset, info.shape));
     if (optimizer)
-        for (const auto& [name, view] : optimizer->state())
-            entries.push_back(io::safetensors_entry<T>("optimizer/" + name, on_host(view)));
+        for (const auto& [name, view] : optimizer->state()) add("optimizer/" + name, on_host(view));
     io::write_safetensors(path, entries, metadata);
 }
 
@@ -87,7 +120,7 @@ public:
     // Reads `path` and checks that it was written in `format`, version `version`.
     static Checkpoint read(const std::filesystem::path& path, const std::string& format, const std::string& version,
                            const std::string& source = "checkpoint") {
-        if (!std::filesystem::exists(path)) fail(source, " ", path.string(), ": no such file");
+        io::require_file(path, source);
         Checkpoint c;
         c.source_ = source;
         try {
@@ -123,7 +156,9 @@ public:
         const long long x = std::strtoll(v.c_str(), &end, 10);
         if (v.empty() || *end != '\0' || errno == ERANGE)
             fail(source_, " ", path(), ": metadata ", key, " = '", v, "' is not an integer");
-        if (x < lo || x > hi) fail(source_, " ", path(), ": metadata ", key, " = ", x, " is outside [", lo, ", ", hi, "]");
+        if (x < lo || x > hi)
+            fail(source_, " ", path(), ": metadata ", key, " = ", format_number(x), " is outside [", format_number(lo), ", ",
+                 format_number(hi), "]");
         return x;
     }
     std::uint64_t meta_uint64(const std::string& key) const {
@@ -141,7 +176,9 @@ public:
         const double x = std::strtod(v.c_str(), &end);
         if (v.empty() || *end != '\0' || !std::isfinite(x))
             fail(source_, " ", path(), ": metadata ", key, " = '", v, "' is not a finite number");
-        if (x < lo || x > hi) fail(source_, " ", path(), ": metadata ", key, " = ", x, " is outside [", lo, ", ", hi, "]");
+        if (x < lo || x > hi)
+            fail(source_, " ", path(), ": metadata ", key, " = ", format_number(x), " is outside [", format_number(lo), ", ",
+                 format_number(hi), "]");
         return x;
     }
     // A comma-separated list of 1 to max_count whole numbers in [1, hi].
@@ -162,7 +199,9 @@ public:
         return out;
     }
 
-    // Copies every parameter of `params` from the file, checking names and shapes.
+    // Copies every parameter of `params` from the file, checking names, shapes and that
+    // every value is finite (NonFiniteCheckpoint otherwise); `params` is left unchanged
+    // when any check fails.
     template <class T>
     void load_parameters(ParameterStore<T>& params) const {
         Tensor<T> host(params.values().shape());
@@ -181,6 +220,7 @@ public:
             } catch (const Error& e) {
                 fail(source_, " ", e.what());
             }
+            check_finite(info.name, host.data() + info.offset, std::size_t(info.shape.numel()));
         }
         copy<T>(host.view(), params.values());
     }
@@ -210,8 +250,9 @@ public:
         return false;
     }
 
-    // Copies the optimizer's state buffers from the file; sets its step count and
-    // learning rate to those given (usually read from the metadata).
+    // Copies the optimizer's state buffers from the file, each checked finite
+    // (NonFiniteCheckpoint otherwise); sets its step count and learning rate to those
+    // given (usually read from the metadata).
     template <class T>
     void load_optimizer(Optimizer<T>& optimizer, std::int64_t iterations, double learning_rate) const {
         for (auto& [name, view] : optimizer.state()) {
@@ -225,6 +266,7 @@ public:
             } catch (const Error& e) {
                 fail(source_, " ", e.what());
             }
+            check_finite(key, host.data(), std::size_t(view.numel()));
             copy<T>(host.view(), view);
         }
         optimizer.set_iterations(iterations);
@@ -232,6 +274,14 @@ public:
     }
 
 private:
+    template <class T>
+    void check_finite(const std::string& name, const T* values, std::size_t n) const {
+        const std::string bad = describe_nonfinite(values, n);
+        if (!bad.empty())
+            throw NonFiniteCheckpoint(
+                detail::concat(source_, " ", path(), ": tensor '", name, "' ", bad, "; the file cannot be used"));
+    }
+
     io::SafetensorsFile file_;
     std::string source_;
 };

@@ -17,6 +17,7 @@
 
 #include "ewe/core/error.hpp"
 #include "ewe/io/atomic_file.hpp"
+#include "ewe/io/files.hpp"
 
 namespace ewe::io {
 
@@ -59,10 +60,12 @@ inline std::string data_uri(std::string_view mime, std::string_view bytes) {
 
 // The whole file as bytes; `what` names it in the error.
 inline std::string read_file_bytes(const std::filesystem::path& path, std::string_view what) {
+    const std::uintmax_t size = require_file(path, std::string(what));
     std::ifstream in(path, std::ios::binary);
     if (!in) fail(what, ": cannot read ", path.string());
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in.bad()) fail(what, ": could not read ", path.string());
+    std::string bytes(static_cast<std::size_t>(size), '\0');
+    if (size > 0 && !in.read(bytes.data(), static_cast<std::streamsize>(size)))
+        fail(what, ": could not read ", size, " bytes from ", path.string());
     return bytes;
 }
 

@@ -1,7 +1,9 @@
 // NumPy .npy files: read (format versions 1.0, 2.0, 3.0; either byte order; C or
 // Fortran order) and write (version 1.0, or 2.0 for very long headers; C order,
 // little-endian; atomically, see ewe/io/atomic_file.hpp), following
-// numpy/lib/format.py ("NEP 1"). Bool arrays read as u8. Errors are ewe::Error.
+// numpy/lib/format.py ("NEP 1"). Bool arrays read as DType::boolean (0 or 1 per
+// byte), never as uint8: a reader that wants numbers converts them explicitly
+// (npy_to_tensor) or refuses them. Errors are ewe::Error.
 #pragma once
 
 #include <algorithm>
@@ -22,14 +24,16 @@
 #include "ewe/core/error.hpp"
 #include "ewe/core/tensor.hpp"
 #include "ewe/io/atomic_file.hpp"
+#include "ewe/io/files.hpp"
 
 namespace ewe::io {
 
-enum class DType { u8, i32, i64, f32, f64 };
+enum class DType { u8, boolean, i32, i64, f32, f64 };
 
 inline std::size_t dtype_size(DType t) {
     switch (t) {
         case DType::u8: return 1;
+        case DType::boolean: return 1;
         case DType::i32: return 4;
         case DType::i64: return 8;
         case DType::f32: return 4;
@@ -41,6 +45,7 @@ inline std::size_t dtype_size(DType t) {
 inline const char* to_string(DType t) {
     switch (t) {
         case DType::u8: return "uint8";
+        case DType::boolean: return "bool";
         case DType::i32: return "int32";
         case DType::i64: return "int64";
         case DType::f32: return "float32";
@@ -141,9 +146,7 @@ inline void byteswap_inplace(std::byte* p, std::size_t count, std::size_t item) 
 // objects, structured), a shape whose byte size disagrees with the file size.
 inline NpyArray read_npy(const std::filesystem::path& path) {
     const std::string file = path.string();
-    std::error_code ec;
-    const auto file_size = std::filesystem::file_size(path, ec);
-    if (ec) fail("read_npy: cannot open ", file, ": ", ec.message());
+    const std::uintmax_t file_size = require_file(path, "read_npy");
     std::ifstream in(path, std::ios::binary);
     if (!in) fail("read_npy: cannot open ", file);
 
@@ -207,9 +210,8 @@ inline NpyArray read_npy(const std::filesystem::path& path) {
     if (order != '<' && order != '>' && order != '|' && order != '=')
         fail("read_npy: ", file, ": expected byte order '<', '>' or '|' in dtype, found '", descr, "'");
     NpyArray out;
-    bool is_bool = false;
     if (kind == "u1") out.dtype = DType::u8;
-    else if (kind == "b1") { out.dtype = DType::u8; is_bool = true; }
+    else if (kind == "b1") out.dtype = DType::boolean;
     else if (kind == "i4") out.dtype = DType::i32;
     else if (kind == "i8") out.dtype = DType::i64;
     else if (kind == "f4") out.dtype = DType::f32;
@@ -244,7 +246,7 @@ inline NpyArray read_npy(const std::filesystem::path& path) {
     if (data_bytes > 0 && !in.read(reinterpret_cast<char*>(out.bytes.data()), static_cast<std::streamsize>(data_bytes)))
         fail("read_npy: ", file, ": could not read ", data_bytes, " bytes of data");
     if (swap) detail::byteswap_inplace(out.bytes.data(), static_cast<std::size_t>(count), item);
-    if (is_bool)
+    if (out.dtype == DType::boolean)
         for (auto& b : out.bytes) b = std::byte{b != std::byte{0}};
 
     if (fortran && dims.size() > 1 && count > 0) {
@@ -271,7 +273,7 @@ inline NpyArray read_npy(const std::filesystem::path& path) {
     return out;
 }
 
-// The array converted element by element to T (any numeric dtype to any T).
+// The array converted element by element to T (any dtype to any T; bool as 0 or 1).
 // `what` names the array in error messages (e.g. "--input X.npy").
 template <class T>
 Tensor<T> npy_to_tensor(const NpyArray& array, const std::string& what) {
@@ -292,6 +294,7 @@ Tensor<T> npy_to_tensor(const NpyArray& array, const std::string& what) {
     };
     switch (array.dtype) {
         case DType::u8: convert(std::uint8_t{}); break;
+        case DType::boolean: convert(std::uint8_t{}); break;
         case DType::i32: convert(std::int32_t{}); break;
         case DType::i64: convert(std::int64_t{}); break;
         case DType::f32: convert(float{}); break;

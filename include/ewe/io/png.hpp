@@ -1,15 +1,17 @@
 // PNG writer with no zlib dependency (RFC 2083 PNG, RFC 1950 zlib, RFC 1951 deflate):
 // 8-bit grayscale or RGB, filter type 0, one zlib stream of fixed-Huffman deflate
 // blocks with greedy LZ77 matching (hash of 3 bytes), CRC32 per chunk, Adler32.
+// Files are written atomically (ewe/io/atomic_file.hpp): the old file or the new one.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
+#include <ostream>
 #include <string>
 #include <vector>
 
 #include "ewe/core/error.hpp"
+#include "ewe/io/atomic_file.hpp"
 #include "ewe/io/crc.hpp"
 
 namespace ewe::io {
@@ -155,10 +157,9 @@ inline std::vector<std::uint8_t> encode_png(int width, int height, int channels,
 inline void write_png(const std::filesystem::path& path, int width, int height, int channels,
                       const std::uint8_t* pixels) {
     const std::vector<std::uint8_t> png = encode_png(width, height, channels, pixels);
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    if (!out) fail("write_png: cannot create ", path.string());
-    out.write(reinterpret_cast<const char*>(png.data()), std::streamsize(png.size()));
-    if (!out) fail("write_png: could not write ", path.string());
+    write_file_atomically(path, "write_png", [&](std::ostream& out) {
+        out.write(reinterpret_cast<const char*>(png.data()), std::streamsize(png.size()));
+    });
 }
 
 }  // namespace ewe::io

@@ -20,6 +20,7 @@
 #include "ewe/core/error.hpp"
 #include "ewe/core/tensor.hpp"
 #include "ewe/io/atomic_file.hpp"
+#include "ewe/io/files.hpp"
 
 namespace ewe::io {
 
@@ -240,9 +241,7 @@ inline void write_safetensors(const std::filesystem::path& path, const std::vect
 // Reads a whole safetensors file, validating the header and every data offset.
 inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
     const std::string file = path.string();
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(path, ec);
-    if (ec) fail("read_safetensors: cannot open ", file, ": ", ec.message());
+    const std::uintmax_t size = require_file(path, "read_safetensors");
     std::ifstream in(path, std::ios::binary);
     if (!in) fail("read_safetensors: cannot open ", file);
     unsigned char len[8];

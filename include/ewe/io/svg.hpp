@@ -1,20 +1,22 @@
 // A tiny SVG plot writer for figures of examples and docs: scatter, line and
 // histogram series on linear axes with "nice" ticks, axis labels, a title, vertical
 // reference lines and a legend. One plot per file; no dependencies. Also a horizontal
-// bar chart of named values (svg_bar_chart).
+// bar chart of named values (svg_bar_chart). Files are written atomically
+// (ewe/io/atomic_file.hpp).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <limits>
+#include <ostream>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "ewe/core/error.hpp"
+#include "ewe/io/atomic_file.hpp"
 
 namespace ewe::io {
 
@@ -153,10 +155,9 @@ public:
     }
 
     void write(const std::filesystem::path& path) const {
-        std::ofstream out(path, std::ios::trunc);
-        if (!out) fail("SvgPlot::write: cannot create ", path.string());
-        out << str();
-        if (!out) fail("SvgPlot::write: could not write ", path.string());
+        const std::string svg = str();
+        write_file_atomically(path, "SvgPlot::write",
+                              [&](std::ostream& out) { out.write(svg.data(), std::streamsize(svg.size())); });
     }
 
 private:

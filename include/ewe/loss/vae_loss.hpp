@@ -36,7 +36,7 @@ public:
 
     const VaeLossConfig& config() const { return config_; }
     void set_kl_weight(double w) {
-        EWE_REQUIRE(w >= 0, "VaeLoss: kl_weight must be >= 0, found ", w);
+        EWE_REQUIRE(w >= 0, "VaeLoss: kl_weight must be >= 0, found ", format_number(w));
         kl_weight_ = w;
     }
     double kl_weight() const { return kl_weight_; }
@@ -86,3 +86,8 @@ private:
 };
 
 }  // namespace ewe
+
+// With ewe::compiled, its library holds the float code (src/instantiations.cpp).
+#if defined(EWE_COMPILED_LIBRARY)
+extern template class ewe::VaeLoss<float>;
+#endif

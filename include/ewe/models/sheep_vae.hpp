@@ -44,7 +44,8 @@ struct SheepVaeConfig {
         EWE_REQUIRE(units.size() >= 2, "SheepVaeConfig: units needs at least two widths, found ", units.size());
         EWE_REQUIRE(latent > 0, "SheepVaeConfig: latent must be positive, found ", latent);
         EWE_REQUIRE(std::isfinite(width) && width > 0 && width <= kMaxWidth,
-                    "SheepVaeConfig: width must be in (0, ", kMaxWidth, "], found ", width);
+                    "SheepVaeConfig: width must be in (0, ", format_number(kMaxWidth), "], found ",
+                    format_number(width));
     }
 
 private:
@@ -115,3 +116,8 @@ private:
 };
 
 }  // namespace ewe
+
+// With ewe::compiled, its library holds the float code (src/instantiations.cpp).
+#if defined(EWE_COMPILED_LIBRARY)
+extern template class ewe::SheepVae<float>;
+#endif

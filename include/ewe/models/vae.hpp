@@ -54,6 +54,7 @@ public:
         EWE_REQUIRE(decoder_ != nullptr, "Vae '", name_, "': the decoder is null");
         random_.seed = seed;
         BuildContext<T> b{ctx, params_, random_, max_batch};
+        if (ctx.device() == Device::cpu) b.memory_limit = available_host_memory();
         const Shape features = encoder_->build(input_, b);
         EWE_REQUIRE(features.rank() == 1, "Vae '", name_, "': the encoder must end in a flat feature vector (add a "
                     "Flatten layer), it maps ", input_, " to ", features);
@@ -63,6 +64,17 @@ public:
         const Shape out = decoder_->build(Shape{latent_}, b);
         EWE_REQUIRE(out == input_, "Vae '", name_, "': the decoder must map (", latent_, ",) back to the input ",
                     input_, ", it produces ", out);
+        // The VAE's own buffers below: encoder output and its two gradients, the latent
+        // heads, z and their gradients, the reconstruction and its gradient.
+        b.add_planned(Shape{3 * features.numel() + 6 * latent_ + 2 * input_.numel()}.with_batch(max_batch).numel());
+        memory_.parameters = b.saturating_bytes(params_.total_count());
+        memory_.gradients = b.saturating_bytes(params_.trainable_count());
+        memory_.activations = b.planned_bytes;
+        if (!b.within_memory_limit())
+            throw OutOfMemory(detail::concat("Vae '", name_, "': max_batch ", max_batch, " needs ", memory_.describe(),
+                                             ", but ", format_bytes(b.memory_limit),
+                                             " are available (lower max_batch, or make the model smaller)"),
+                              memory_, b.memory_limit);
         params_.allocate(ctx.device(), seed);
         for (Tensor<T>* t : {&encoded_, &features_grad_, &head_grad_})
             *t = Tensor<T>(features.with_batch(max_batch), ctx.device());
@@ -74,6 +86,8 @@ public:
     virtual ~Vae() = default;
 
     std::int64_t max_batch() const { return max_batch_; }
+    // The bytes the model allocated for its parameters, gradients and activations.
+    const MemoryEstimate& memory() const { return memory_; }
     Shape image_shape() const { return input_; }
     std::int64_t latent() const { return latent_; }
     ParameterStore<T>& params() { return params_; }
@@ -142,6 +156,7 @@ private:
     Shape input_;
     std::int64_t latent_;
     std::int64_t max_batch_;
+    MemoryEstimate memory_;
     RandomState random_;
     ParameterStore<T> params_;
     std::shared_ptr<Sequential<T>> encoder_;
@@ -207,3 +222,8 @@ void reconstruction_sse(Context& ctx, Vae<T>& vae, std::type_identity_t<TensorVi
 }
 
 }  // namespace ewe
+
+// With ewe::compiled, its library holds the float code (src/instantiations.cpp).
+#if defined(EWE_COMPILED_LIBRARY)
+extern template class ewe::Vae<float>;
+#endif

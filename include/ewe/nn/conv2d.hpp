@@ -125,3 +125,9 @@ private:
 };
 
 }  // namespace ewe
+
+// With ewe::compiled, its library holds the float code (src/instantiations.cpp).
+#if defined(EWE_COMPILED_LIBRARY)
+extern template class ewe::Conv2D<float>;
+extern template class ewe::Conv2DTranspose<float>;
+#endif

@@ -105,3 +105,11 @@ protected:
 };
 
 }  // namespace ewe
+
+// With ewe::compiled, its library holds the float code (src/instantiations.cpp).
+#if defined(EWE_COMPILED_LIBRARY)
+extern template class ewe::Dropout<float>;
+extern template class ewe::ActivationLayer<float>;
+extern template class ewe::Reshape<float>;
+extern template class ewe::Flatten<float>;
+#endif

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "ewe/core/context.hpp"
 #include "ewe/core/error.hpp"
+#include "ewe/core/memory.hpp"
 #include "ewe/core/tensor.hpp"
 #include "ewe/nn/parameters.hpp"
 #include "ewe/ops/ops.hpp"
@@ -50,6 +52,30 @@ struct BuildContext {
     std::int64_t max_batch;
     std::uint32_t next_stream = 1;           // Philox streams of random layers (0: Reparameterization)
     std::map<std::string, int> name_counts;  // Keras-style automatic names: dense, dense_1, ...
+    // Bytes of every buffer planned so far, and the most the build may allocate: once the
+    // planned buffers and the registered parameters (values and gradients) pass
+    // memory_limit, planned buffers stay empty and the model refuses after its build (Vae
+    // checks within_memory_limit()), so a model too large is refused before it is allocated.
+    std::int64_t planned_bytes = 0;
+    std::int64_t memory_limit = std::numeric_limits<std::int64_t>::max();
+
+    // The parameters registered so far: values and gradients.
+    std::int64_t parameter_bytes() const { return saturating_bytes(params.total_count() + params.trainable_count()); }
+    bool within_memory_limit() const {
+        const std::int64_t p = parameter_bytes();
+        return planned_bytes <= memory_limit && p <= memory_limit - planned_bytes;
+    }
+    // `count` elements of T in bytes, saturating at the int64 maximum.
+    static std::int64_t saturating_bytes(std::int64_t count) {
+        constexpr std::int64_t most = std::numeric_limits<std::int64_t>::max();
+        return count > most / std::int64_t(sizeof(T)) ? most : count * std::int64_t(sizeof(T));
+    }
+    // Counts `count` more planned elements of T.
+    void add_planned(std::int64_t count) {
+        const std::int64_t bytes = saturating_bytes(count);
+        planned_bytes = bytes > std::numeric_limits<std::int64_t>::max() - planned_bytes
+                            ? std::numeric_limits<std::int64_t>::max() : planned_bytes + bytes;
+    }
 
     std::string unique_name(const std::string& base) {
         const int k = name_counts[base]++;
@@ -142,9 +168,13 @@ protected:
     TensorView<T> value(int id) const { return store_->value(id); }
     TensorView<T> grad(int id) const { return store_->grad(id); }
 
-    // A (batch, features...) tensor on the build device, sized for max_batch.
+    // A (batch, features...) tensor on the build device, sized for max_batch; counted in
+    // b.planned_bytes, and left empty once the build is past b.memory_limit.
     Tensor<T> planned(BuildContext<T>& b, const Shape& features) const {
-        return Tensor<T>(features.with_batch(b.max_batch), b.ctx.device());
+        const Shape shape = features.with_batch(b.max_batch);
+        b.add_planned(shape.numel());
+        if (!b.within_memory_limit()) return Tensor<T>();
+        return Tensor<T>(shape, b.ctx.device());
     }
 
     [[noreturn]] void invalid(const std::string& what) const { fail(label(), ": ", what); }
@@ -176,3 +206,8 @@ private:
 };
 
 }  // namespace ewe
+
+// With ewe::compiled, its library holds the float code (src/instantiations.cpp).
+#if defined(EWE_COMPILED_LIBRARY)
+extern template class ewe::Layer<float>;
+#endif

@@ -104,3 +104,8 @@ private:
 };
 
 }  // namespace ewe
+
+// With ewe::compiled, its library holds the float code (src/instantiations.cpp).
+#if defined(EWE_COMPILED_LIBRARY)
+extern template class ewe::Sequential<float>;
+#endif

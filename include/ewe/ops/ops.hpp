@@ -226,7 +226,7 @@ template <class T>
 void dropout_forward(Context& ctx, double rate, const PhiloxKey& key, TensorView<const T> x, TensorView<T> y) {
     constexpr const char* op = "ops::dropout_forward";
     EWE_ON_DEVICE(ctx, op, EWE_ARG(x), EWE_ARG(y));
-    EWE_REQUIRE(rate >= 0.0 && rate < 1.0, op, ": rate must be in [0, 1), found ", rate);
+    EWE_REQUIRE(rate >= 0.0 && rate < 1.0, op, ": rate must be in [0, 1), found ", format_number(rate));
     detail::shaped(op, "y", y, x.shape());
     ctx.backend<T>().dropout_forward(ctx, rate, key, x, y);
 }
@@ -235,7 +235,7 @@ template <class T>
 void dropout_backward(Context& ctx, double rate, const PhiloxKey& key, TensorView<const T> dy, TensorView<T> dx) {
     constexpr const char* op = "ops::dropout_backward";
     EWE_ON_DEVICE(ctx, op, EWE_ARG(dy), EWE_ARG(dx));
-    EWE_REQUIRE(rate >= 0.0 && rate < 1.0, op, ": rate must be in [0, 1), found ", rate);
+    EWE_REQUIRE(rate >= 0.0 && rate < 1.0, op, ": rate must be in [0, 1), found ", format_number(rate));
     detail::shaped(op, "dx", dx, dy.shape());
     ctx.backend<T>().dropout_backward(ctx, rate, key, dy, dx);
 }

@@ -23,7 +23,7 @@ class Optimizer {
 public:
     Optimizer(ParameterStore<T>& params, double lr) : params_(params), lr_(lr) {
         EWE_REQUIRE(params.allocated(), "Optimizer: the parameter store must be allocated first");
-        EWE_REQUIRE(lr > 0, "Optimizer: learning rate must be positive, found ", lr);
+        EWE_REQUIRE(lr > 0, "Optimizer: learning rate must be positive, found ", format_number(lr));
     }
     virtual ~Optimizer() = default;
     virtual const char* kind() const = 0;
@@ -36,7 +36,7 @@ public:
     }
 
     void set_learning_rate(double lr) {
-        EWE_REQUIRE(lr > 0, kind(), ": learning rate must be positive, found ", lr);
+        EWE_REQUIRE(lr > 0, kind(), ": learning rate must be positive, found ", format_number(lr));
         lr_ = lr;
     }
     double learning_rate() const { return lr_; }
@@ -144,3 +144,11 @@ private:
 };
 
 }  // namespace ewe
+
+// With ewe::compiled, its library holds the float code (src/instantiations.cpp).
+#if defined(EWE_COMPILED_LIBRARY)
+extern template class ewe::Optimizer<float>;
+extern template class ewe::Sgd<float>;
+extern template class ewe::Rmsprop<float>;
+extern template class ewe::Adam<float>;
+#endif

@@ -55,3 +55,8 @@ private:
 };
 
 }  // namespace ewe
+
+// With ewe::compiled, its library holds the float code (src/instantiations.cpp).
+#if defined(EWE_COMPILED_LIBRARY)
+extern template class ewe::LatentSnapshots<float>;
+#endif

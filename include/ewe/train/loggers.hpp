@@ -1,5 +1,6 @@
 // Epoch loggers: CsvLogger (Keras' CSVLogger: one row per epoch of epoch, step, every
-// metric and seconds; a resumed run keeps the rows of the epochs it continues from)
+// metric and seconds; a resumed run keeps the rows of the epochs it continues from; the
+// file is rewritten whole and atomically after each epoch, so it never holds half a row)
 // and TensorBoardLogger (scalars "epoch/<metric>" and "epoch/seconds" in an events
 // file that TensorBoard reads).
 #pragma once
@@ -32,31 +33,29 @@ public:
 
     void on_train_begin(Trainer<T>& trainer) override {
         const std::int64_t done = trainer.progress().epoch;
+        std::vector<std::string> header{"epoch", "step"};
+        for (const std::string& name : trainer.metric_names()) header.push_back(name);
+        header.push_back("seconds");
         std::vector<std::vector<std::string>> kept;
         if (done > 0 && std::filesystem::exists(path_))
             for (auto& row : io::read_csv(path_))
                 if (!row.empty() && row[0] != "epoch" && std::atoll(row[0].c_str()) <= done) kept.push_back(row);
-        std::vector<std::string> header{"epoch", "step"};
-        for (const std::string& name : trainer.metric_names()) header.push_back(name);
-        header.push_back("seconds");
-        {
-            io::CsvWriter csv(path_);
-            csv.row(header);
-            for (auto& row : kept) csv.row(row);
-        }
-        csv_ = std::make_unique<io::CsvWriter>(path_, true);
+        rows_ = {header};
+        rows_.insert(rows_.end(), kept.begin(), kept.end());
+        io::write_csv(path_, rows_);
     }
 
     void on_epoch_end(Trainer<T>&, const EpochLogs& logs) override {
         std::vector<std::string> row{std::to_string(logs.epoch), std::to_string(logs.iterations)};
         for (const auto& [name, value] : logs.mean.values) row.push_back(io::csv_number(value));
         row.push_back(io::csv_number(logs.seconds));
-        csv_->row(row);
+        rows_.push_back(std::move(row));
+        io::write_csv(path_, rows_);
     }
 
 private:
     std::filesystem::path path_;
-    std::unique_ptr<io::CsvWriter> csv_;
+    std::vector<std::vector<std::string>> rows_;  // the file's rows, header first
 };
 
 template <class T>
@@ -85,3 +84,9 @@ private:
 };
 
 }  // namespace ewe
+
+// With ewe::compiled, its library holds the float code (src/instantiations.cpp).
+#if defined(EWE_COMPILED_LIBRARY)
+extern template class ewe::CsvLogger<float>;
+extern template class ewe::TensorBoardLogger<float>;
+#endif

@@ -120,7 +120,7 @@ public:
     AutoencoderObjective(Context& ctx, Model<T>& model, double recon_scale) : model_(model), recon_scale_(recon_scale) {
         EWE_REQUIRE(model.output_shape() == model.input_shape(), "AutoencoderObjective: the model maps ",
                     model.input_shape(), " to ", model.output_shape(), "; an autoencoder reproduces its input");
-        EWE_REQUIRE(recon_scale > 0, "AutoencoderObjective: recon_scale must be positive, found ", recon_scale);
+        EWE_REQUIRE(recon_scale > 0, "AutoencoderObjective: recon_scale must be positive, found ", format_number(recon_scale));
         const Shape batch = model.input_shape().with_batch(model.max_batch());
         x_hat_ = Tensor<T>(batch, ctx.device());
         dx_hat_ = Tensor<T>(batch, ctx.device());
@@ -164,3 +164,10 @@ private:
 };
 
 }  // namespace ewe
+
+// With ewe::compiled, its library holds the float code (src/instantiations.cpp).
+#if defined(EWE_COMPILED_LIBRARY)
+extern template class ewe::TrainingObjective<float>;
+extern template class ewe::VaeObjective<float>;
+extern template class ewe::AutoencoderObjective<float>;
+#endif

@@ -59,7 +59,7 @@ public:
         : vae_(vae), images_(images), warn_(warn), threshold_(threshold) {
         EWE_REQUIRE(images.rank() >= 2 && images.dim(0) > 0, "PosteriorMonitor: needs at least one image, found ",
                     images.shape());
-        EWE_REQUIRE(threshold >= 0, "PosteriorMonitor: threshold must be >= 0, found ", threshold);
+        EWE_REQUIRE(threshold >= 0, "PosteriorMonitor: threshold must be >= 0, found ", format_number(threshold));
     }
 
     std::vector<std::string> epoch_metric_names(Trainer<T>&) override {
@@ -102,3 +102,8 @@ private:
 };
 
 }  // namespace ewe
+
+// With ewe::compiled, its library holds the float code (src/instantiations.cpp).
+#if defined(EWE_COMPILED_LIBRARY)
+extern template class ewe::PosteriorMonitor<float>;
+#endif

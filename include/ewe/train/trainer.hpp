@@ -10,8 +10,8 @@
 // loss terms are read back to the host every `metrics_every` steps (on CUDA each read
 // is a device sync; full-batch steps are replayed as a CUDA graph, ewe/core/
 // step_replay.hpp), summed in double, and checked: a non-finite loss stops training
-// with an error naming the epoch, the step and the first layer output holding a NaN or
-// Inf. SIGINT finishes the current step, calls every callback's on_interrupt and
+// with LossDiverged naming the epoch, the step and the first layer output holding a NaN
+// or Inf. SIGINT finishes the current step, calls every callback's on_interrupt and
 // returns (FitResult::interrupted).
 //
 // Data-parallel training (FitOptions::communicator, ewe/dist/communicator.hpp): every
@@ -72,6 +72,13 @@ struct FitOptions {
     // process. With R ranks, batch_size is the global batch (default max_batch * R) and
     // each rank's model must hold ceil(batch_size / R) samples.
     Communicator* communicator = nullptr;
+};
+
+// Thrown by fit() when the loss of a step is not finite: the message names the epoch,
+// the step and the first layer output holding a NaN or an Inf.
+class EWE_VISIBLE LossDiverged : public Error {
+public:
+    using Error::Error;
 };
 
 struct FitResult {
@@ -478,11 +485,12 @@ private:
                 loss += objective_.term_weight(k) * step_sums[s * terms + k] / double(rows[s].global);
             if (!std::isfinite(loss)) {
                 const std::int64_t step = first_step + std::int64_t(s), last = first_step + std::int64_t(rows.size()) - 1;
-                fail("fit: the loss became ", std::isnan(loss) ? "NaN" : loss > 0 ? "+inf" : "-inf", " at epoch ", epoch,
-                     ", step ", step, "; first non-finite",
-                     step == last ? "" : " (in the forward of step " + std::to_string(last) + ", when it was read)",
-                     comm_ ? " on rank " + std::to_string(rank()) : std::string(), ": ",
-                     objective_.first_nonfinite(rows.back().local));
+                throw LossDiverged(detail::concat(
+                    "fit: the loss became ", std::isnan(loss) ? "NaN" : loss > 0 ? "+inf" : "-inf", " at epoch ", epoch,
+                    ", step ", step, "; first non-finite",
+                    step == last ? "" : " (in the forward of step " + std::to_string(last) + ", when it was read)",
+                    comm_ ? " on rank " + std::to_string(rank()) : std::string(), ": ",
+                    objective_.first_nonfinite(rows.back().local)));
             }
             for (std::size_t k = 0; k < terms; ++k) term_sums[k] += step_sums[s * terms + k];
         }
@@ -523,3 +531,8 @@ private:
 };
 
 }  // namespace ewe
+
+// With ewe::compiled, its library holds the float code (src/instantiations.cpp).
+#if defined(EWE_COMPILED_LIBRARY)
+extern template class ewe::Trainer<float>;
+#endif

@@ -34,7 +34,7 @@ struct Bitmaps {
 
 // Reads Quick, Draw! bitmaps: uint8 (N, 784) or (N, 28, 28) with 0..255 ink, or float32
 // of those shapes with values in [0, 1]. `limit` > 0 keeps the first `limit` rows.
-// Every rejection is an ewe::Error naming `flag` and the file.
+// Every rejection is an ewe::Error naming `flag` and the file; an empty path is one.
 Bitmaps load_bitmaps(const std::filesystem::path& path, std::int64_t limit = 0, const std::string& flag = "--data");
 
 // `count` procedural sheep doodles (count x 784 bytes, 0 background, 255 ink), the same
