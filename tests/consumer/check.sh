@@ -7,6 +7,7 @@
 #   still succeed, say how to build the module, and find_package(ewe COMPONENTS cuda)
 #   must refuse naming the module); the consumer gets ewe's -march (EWE_ARCH, native by
 #   default; none with EWE_ARCH=portable) and its run prints no build warning.
+#   Likewise ewe::compiled: COMPONENTS compiled refused naming libewe_cpu.a.
 # - subdirectory: add_subdirectory(<ewe source>).
 # Then own_vae.cpp against ewe::compiled (libewe_cpu.a) of BUILD_DIR installed: the same
 # output as header-only.
@@ -40,6 +41,15 @@ if grep -q "EWE_WITH_CUDA:BOOL=ON" "$work/ewe-build/CMakeCache.txt"; then
   echo "install right after configure (CUDA on, module not built): ok; COMPONENTS cuda refused naming the module"
 else
   echo "install right after configure (CUDA off): ok"
+fi
+if [[ -f $work/fresh/lib/cmake/ewe/eweCompiledTargets.cmake ]]; then
+  if cmake -S "$source_dir/tests/consumer" -B "$work/no-archive" --no-warn-unused-cli -DEWE_CONSUME=package \
+    -DEWE_CONSUME_COMPILED=ON -DCMAKE_PREFIX_PATH="$work/fresh" "${common[@]}" >"$work/no-archive.log" 2>&1; then
+    echo "FAIL: find_package(ewe COMPONENTS compiled) succeeded without libewe_cpu.a"; exit 1
+  fi
+  tr -s ' \n' ' ' <"$work/no-archive.log" | grep -q "libewe_cpu.a is not installed .*--target ewe_compiled" ||
+    { cat "$work/no-archive.log"; echo "FAIL: find_package(ewe COMPONENTS compiled) does not name the archive"; exit 1; }
+  echo "install right after configure: COMPONENTS compiled refused naming libewe_cpu.a"
 fi
 cmake -S "$source_dir/tests/consumer" -B "$work/portable" --no-warn-unused-cli -DEWE_CONSUME=package -DEWE_ARCH=portable \
   -DCMAKE_PREFIX_PATH="$work/fresh" "${common[@]}" >/dev/null
