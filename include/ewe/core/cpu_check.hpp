@@ -4,7 +4,8 @@
 // instructions this CPU has (AVX2, FMA, AVX-512), naming the flag that fixes it, as
 // TensorFlow's "This TensorFlow binary is optimized to use..." does. Issue 26 measured
 // the sheep VAE at 15.6 s per epoch unoptimized, 0.41-0.55 s with -O3, 0.16-0.20 s with
-// -O3 -march=native. EWE_QUIET_CPU_CHECK=1 in the environment silences it.
+// -O3 -march=native. EWE_QUIET_CPU_CHECK=1 in the environment silences it; a program
+// linking ewe::compiled is not checked (the library holds the code that matters).
 #pragma once
 
 #include <cstdio>
@@ -86,7 +87,12 @@ inline bool cpu_check_silenced() {
 namespace detail {
 
 // Prints cpu_build_advice for this program and machine to stderr, once per process.
+// Not under ewe::compiled (EWE_COMPILED_LIBRARY): ewe's heavy code is then in
+// libewe_cpu.a, compiled with ewe's own flags whatever this program's are.
 inline void check_cpu_build_once() {
+#if defined(EWE_COMPILED_LIBRARY)
+    return;
+#endif
     static const bool checked = [] {
         if (cpu_check_silenced()) return true;
         const std::string advice =
