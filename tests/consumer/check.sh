@@ -81,8 +81,9 @@ header_only_out=$(cd "$work/package" && ./own_vae 2)
 [[ $compiled_out == "$header_only_out" ]] ||
   { echo "FAIL: own_vae against ewe::compiled printed '$compiled_out', header-only '$header_only_out'"; exit 1; }
 echo "own_vae via package, ewe::compiled: the same output"
-# docs/api.md shows own_vae.cpp whole: the page and the program must not drift apart.
-sed -n '/^```cpp$/,/^```$/p' "$source_dir/docs/api.md" | sed '1d;$d' >"$work/api_program.cpp"
+# docs/api.md shows own_vae.cpp whole, as its first C++ block: the page and the program
+# must not drift apart.
+sed -n '/^```cpp$/,/^```$/{p;/^```$/q}' "$source_dir/docs/api.md" | sed '1d;$d' >"$work/api_program.cpp"
 diff -u "$source_dir/tests/consumer/own_vae.cpp" "$work/api_program.cpp" >&2 ||
   { echo "FAIL: docs/api.md's program differs from tests/consumer/own_vae.cpp"; exit 1; }
 [[ -n $cuda ]] || exit 0
