@@ -252,7 +252,7 @@ TEST_CASE("load_parameters and load_optimizer refuse a non-finite tensor, naming
         const ewe::Checkpoint c = ewe::Checkpoint::read(bad, "ewe.test_tiny", "1");
         CHECK_NOTHROW(c.load_parameters(loaded.params()));
         const std::string m = error_of([&] { c.load_optimizer(optimizer, 1, 1e-3); });
-        CHECK(m == "--checkpoint " + bad.string() + ": tensor '" + name +
+        CHECK(m == "checkpoint " + bad.string() + ": tensor '" + name +
                        "' holds 2 non-finite values (first: NaN at index 3); the file cannot be used");
     }
     fs::remove_all(dir);

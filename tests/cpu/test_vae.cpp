@@ -153,7 +153,7 @@ TEST_CASE("Reparameterization shape errors name the layer, the tensor and the sh
     Tensor<double> mean(Shape{2, 3}), log_var(Shape{2, 3}), z(Shape{2, 3}), wide(Shape{2, 4}), short_z(Shape{1, 3}),
         big(Shape{3, 3});
     CHECK_THROWS_WITH_AS(unbuilt.forward(ctx, mean.view(), log_var.view(), z.view(), Phase::train),
-                         doctest::Contains("Reparameterization '' forward: the layer is not built"), Error);
+                         doctest::Contains("Reparameterization (unnamed) forward: the layer is not built"), Error);
 
     ParameterStore<double> store;
     RandomState random;
