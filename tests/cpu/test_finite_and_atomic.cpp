@@ -43,6 +43,7 @@
 namespace fs = std::filesystem;
 using sheep_test::contains;
 using sheep_test::expect_error;
+using sheep_test::small_data;
 using sheep_test::run;
 using sheep_test::RunResult;
 using sheep_test::slurp;
@@ -144,21 +145,6 @@ const ewe::ParameterInfo& big_parameter(const ewe::ParameterStore<float>& params
 }
 
 const ewe::CheckpointMetadata kTinyFormat = {{"format", "ewe.test_tiny"}, {"format_version", "1"}};
-
-// A small data set of sheep: real ones when EWE_DATA has them, else procedural ones.
-fs::path small_data(const fs::path& dir, std::int64_t n) {
-    const fs::path p = dir / "small.npy";
-    const char* d = std::getenv("EWE_DATA");
-    const fs::path real = d && *d ? fs::path(d) / "sheep.npy" : fs::path();
-    if (!real.empty() && fs::exists(real)) {
-        const auto a = ewe::io::read_npy(real);
-        ewe::io::write_npy<std::uint8_t>(p, reinterpret_cast<const std::uint8_t*>(a.bytes.data()), ewe::Shape{n, 784});
-    } else {
-        const auto bytes = sheep::procedural_sheep(n, 3);
-        ewe::io::write_npy<std::uint8_t>(p, bytes.data(), ewe::Shape{n, 784});
-    }
-    return p;
-}
 
 // A run folder trained for one epoch on 24 drawings, batch 8, a quarter of the default
 // widths (shared by the tests below).

@@ -42,6 +42,8 @@ using sheep_test::RunResult;
 using sheep_test::slurp;
 
 using sheep_test::expect_error;
+using sheep_test::folder_bytes;
+using sheep_test::small_data;
 
 fs::path temp_dir(const std::string& name) { return sheep_test::temp_dir("cli", name); }
 
@@ -50,20 +52,6 @@ fs::path real_data() {
     if (!d || !*d) return {};
     const fs::path p = fs::path(d) / "sheep.npy";
     return fs::exists(p) ? p : fs::path();
-}
-
-// A small uint8 data set: real sheep when available, else procedural ones.
-fs::path small_data(const fs::path& dir, std::int64_t n) {
-    const fs::path p = dir / "small.npy";
-    const fs::path real = real_data();
-    if (!real.empty()) {
-        const auto a = ewe::io::read_npy(real);
-        ewe::io::write_npy<std::uint8_t>(p, reinterpret_cast<const std::uint8_t*>(a.bytes.data()), ewe::Shape{n, 784});
-    } else {
-        const auto bytes = sheep::procedural_sheep(n, 3);
-        ewe::io::write_npy<std::uint8_t>(p, bytes.data(), ewe::Shape{n, 784});
-    }
-    return p;
 }
 
 // A checkpoint shared by the tests below (1 epoch on 8 drawings).
@@ -77,14 +65,6 @@ fs::path shared_checkpoint() {
     REQUIRE_MESSAGE(r.rc == 0, r.err);
     ck = dir / "run" / "checkpoint.safetensors";
     return ck;
-}
-
-// Every file under `dir` (relative path -> bytes), to show that a command changed nothing.
-std::map<std::string, std::string> folder_bytes(const fs::path& dir) {
-    std::map<std::string, std::string> files;
-    for (const auto& e : fs::recursive_directory_iterator(dir))
-        if (e.is_regular_file()) files[fs::relative(e.path(), dir).string()] = slurp(e.path());
-    return files;
 }
 
 }  // namespace

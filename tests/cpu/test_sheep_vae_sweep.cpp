@@ -50,23 +50,10 @@ using sheep_test::RunResult;
 using sheep_test::slurp;
 
 using sheep_test::expect_error;
+using sheep_test::folder_bytes;
+using sheep_test::small_data;
 
 fs::path temp_dir(const std::string& name) { return sheep_test::temp_dir("sweep", name); }
-
-// n drawings: the real sheep when $EWE_DATA has them, else procedural ones.
-fs::path sheep_file(const fs::path& dir, std::int64_t n) {
-    const fs::path p = dir / "sheep.npy";
-    const char* d = std::getenv("EWE_DATA");
-    const fs::path real = d && *d ? fs::path(d) / "sheep.npy" : fs::path();
-    if (!real.empty() && fs::exists(real)) {
-        const auto a = ewe::io::read_npy(real);
-        ewe::io::write_npy<std::uint8_t>(p, reinterpret_cast<const std::uint8_t*>(a.bytes.data()), ewe::Shape{n, 784});
-    } else {
-        const auto bytes = sheep::procedural_sheep(n, 3);
-        ewe::io::write_npy<std::uint8_t>(p, bytes.data(), ewe::Shape{n, 784});
-    }
-    return p;
-}
 
 // n drawings unlike sheep: filled boxes of varying size.
 fs::path boxes_file(const fs::path& dir, std::int64_t n) {
@@ -117,7 +104,7 @@ std::thread interrupt_when(Ready ready, const struct sigaction& before, std::ato
 
 TEST_CASE("a sweep of 2 latent sizes x 2 widths (0.25, 0.5: small models): run folders, sweep.csv from checkpoints and metrics, --resume") {
     const fs::path dir = temp_dir("main");
-    const fs::path data = sheep_file(dir, 64), planted = boxes_file(dir, 16), out = dir / "sweep";
+    const fs::path data = small_data(dir, 64, "sheep.npy"), planted = boxes_file(dir, 16), out = dir / "sweep";
     const std::vector<std::string> args = {"sweep", "--data", data.string(), "--limit", "64", "--epochs", "1",
                                            "--batch", "16", "--latent", "2,3", "--width", "0.25,0.5", "--plant",
                                            planted.string() + ":16", "--snapshots", "1", "--quiet",
@@ -223,7 +210,7 @@ TEST_CASE("a sweep of 2 latent sizes x 2 widths (0.25, 0.5: small models): run f
 
 TEST_CASE("Ctrl-C during a sweep keeps the finished runs; --resume ends as an uninterrupted sweep") {
     const fs::path dir = temp_dir("sigint");
-    const fs::path data = sheep_file(dir, 48);
+    const fs::path data = small_data(dir, 48, "sheep.npy");
     const auto args = [&](const fs::path& out) {
         return std::vector<std::string>{"sweep", "--data", data.string(), "--epochs", "3", "--batch", "16",
                                         "--latent", "2,3", "--width", "0.25", "--snapshots", "", "--quiet",
@@ -272,7 +259,7 @@ TEST_CASE("Ctrl-C during a sweep keeps the finished runs; --resume ends as an un
 
 TEST_CASE("bad sweep input names the flag, file or line") {
     const fs::path dir = temp_dir("errors");
-    const fs::path data = sheep_file(dir, 8);
+    const fs::path data = small_data(dir, 8, "sheep.npy");
     const std::string out = (dir / "out").string();
     const auto sweep = [&](std::vector<std::string> extra) {
         std::vector<std::string> a = {"sweep", "--data", data.string(), "--epochs", "1", "--timing-steps", "1",
@@ -344,7 +331,7 @@ TEST_CASE("the width multiplier: layer sizes, train --width, recorded in checkpo
     }
 
     const fs::path dir = temp_dir("width");
-    const fs::path data = sheep_file(dir, 8);
+    const fs::path data = small_data(dir, 8, "sheep.npy");
     const RunResult r = run({"train", "--data", data.string(), "--epochs", "1", "--width", "0.5", "--latent", "2",
                              "--out", (dir / "half").string(), "--quiet", "--snapshots", ""});
     REQUIRE_MESSAGE(r.rc == 0, r.err);
@@ -384,21 +371,9 @@ TEST_CASE("the width multiplier: layer sizes, train --width, recorded in checkpo
     fs::remove_all(dir);
 }
 
-namespace {
-
-// Every file under `dir` (relative path -> bytes), to show that a command changed nothing.
-std::map<std::string, std::string> folder_bytes(const fs::path& dir) {
-    std::map<std::string, std::string> files;
-    for (const auto& e : fs::recursive_directory_iterator(dir))
-        if (e.is_regular_file()) files[fs::relative(e.path(), dir).string()] = slurp(e.path());
-    return files;
-}
-
-}  // namespace
-
 TEST_CASE("sweep --resume refuses other data or settings naming both values; a previous sweep or a folder in use is refused; --overwrite starts over") {
     const fs::path dir = temp_dir("continue");
-    const fs::path data = sheep_file(dir, 8), boxes = boxes_file(dir, 8), out = dir / "sweep";
+    const fs::path data = small_data(dir, 8, "sheep.npy"), boxes = boxes_file(dir, 8), out = dir / "sweep";
     const std::vector<std::string> base = {"sweep", "--data", data.string(), "--epochs", "2", "--batch", "8",
                                            "--latent", "2", "--width", "0.25", "--timing-steps", "1", "--snapshots", "",
                                            "--quiet", "--threads", "1", "--out", out.string()};

@@ -1,17 +1,21 @@
 // Runs the sheep_vae program in-process for tests (sheep_vae_main of the sheep_vae_cli
-// library) with its output and error streams captured, plus the small string, file and
-// error-expectation helpers the program's doctest suites share (include doctest first).
+// library) with its output and error streams captured, plus the small string, file, data
+// and error-expectation helpers the program's doctest suites share (include doctest first).
 #pragma once
 
+#include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include <unistd.h>
 
+#include <ewe/io/npy.hpp>
 #include <sheep_vae/sheep_vae.hpp>
 
 namespace sheep_test {
@@ -59,6 +63,31 @@ inline std::filesystem::path temp_dir(const std::string& prefix, const std::stri
     std::filesystem::remove_all(p);
     std::filesystem::create_directories(p);
     return p;
+}
+
+// `n` drawings as a uint8 (n, 784) .npy file dir/name: the first n real sheep when
+// $EWE_DATA/sheep.npy exists, else procedural ones.
+inline std::filesystem::path small_data(const std::filesystem::path& dir, std::int64_t n,
+                                        const std::string& name = "small.npy") {
+    const std::filesystem::path p = dir / name;
+    const char* d = std::getenv("EWE_DATA");
+    const std::filesystem::path real = d && *d ? std::filesystem::path(d) / "sheep.npy" : std::filesystem::path();
+    if (!real.empty() && std::filesystem::exists(real)) {
+        const auto a = ewe::io::read_npy(real);
+        ewe::io::write_npy<std::uint8_t>(p, reinterpret_cast<const std::uint8_t*>(a.bytes.data()), ewe::Shape{n, 784});
+    } else {
+        const auto bytes = sheep::procedural_sheep(n, 3);
+        ewe::io::write_npy<std::uint8_t>(p, bytes.data(), ewe::Shape{n, 784});
+    }
+    return p;
+}
+
+// Every file under `dir` (relative path -> bytes), to show that a command changed nothing.
+inline std::map<std::string, std::string> folder_bytes(const std::filesystem::path& dir) {
+    std::map<std::string, std::string> files;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
+        if (e.is_regular_file()) files[std::filesystem::relative(e.path(), dir).string()] = slurp(e.path());
+    return files;
 }
 
 }  // namespace sheep_test
