@@ -83,18 +83,6 @@ void write_loss_plot(const fs::path& dir) {
     klp.write(dir / "kl.svg");
 }
 
-// What `checkpoint` holds after training diverged: every save and every resume checked
-// its weights finite, so the epoch it holds is the last good one the run kept.
-std::string kept_checkpoint(const fs::path& checkpoint) {
-    if (!fs::exists(checkpoint)) return "no checkpoint was saved before that (" + checkpoint.string() + " does not exist)";
-    try {
-        return checkpoint.string() + " keeps epoch " + std::to_string(read_checkpoint(checkpoint).progress.epoch) +
-               ", the last good one";
-    } catch (const ewe::Error& e) {
-        return checkpoint.string() + " cannot be read back (" + e.what() + ")";
-    }
-}
-
 // What to try after a divergence; a resumed run took its learning rate from the checkpoint.
 std::string divergence_hint(const ewe::TrainProgress& start) {
     return start.epoch > 0 ? " (diverged at the checkpoint's learning rate; a new run with a smaller --lr may not)"
@@ -125,6 +113,15 @@ std::int64_t checkpoint_epoch(const fs::path& path) {
     } catch (const ewe::Error&) {
         return -1;
     }
+}
+
+// What `checkpoint` holds after training diverged: every save and every resume checked
+// its weights finite, so the epoch it holds is the last good one the run kept.
+std::string kept_checkpoint(const fs::path& checkpoint) {
+    if (!fs::exists(checkpoint)) return "no checkpoint was saved before that (" + checkpoint.string() + " does not exist)";
+    const std::int64_t epoch = checkpoint_epoch(checkpoint);
+    return epoch >= 0 ? checkpoint.string() + " keeps epoch " + std::to_string(epoch) + ", the last good one"
+                      : checkpoint.string() + " cannot be read back";
 }
 
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
