@@ -38,6 +38,7 @@
 #include "ewe/io/safetensors.hpp"
 #include "ewe/io/svg.hpp"
 #include "ewe/io/tensorboard.hpp"
+#include "error_of.hpp"
 #include "sheep_vae_run.hpp"
 
 namespace fs = std::filesystem;
@@ -75,14 +76,7 @@ private:
     void (*handler_)(int) = nullptr;
 };
 
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const ewe::Error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
+using ewe_test::error_of;
 
 // Names in `dir` that look like temporaries of the atomic writer.
 std::vector<std::string> temporaries(const fs::path& dir) {

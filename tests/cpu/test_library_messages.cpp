@@ -18,18 +18,13 @@
 
 #include <ewe/ewe.hpp>
 
+#include "error_of.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string error_of(const auto& f) {
-    try {
-        f();
-    } catch (const ewe::Error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
+using ewe_test::error_of;
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 

@@ -16,6 +16,8 @@
 
 #include <ewe/ewe.hpp>
 
+#include "error_of.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -43,14 +45,7 @@ double reconstruction_error(ewe::Context& ctx, ewe::Model<float>& model, const e
 
 std::vector<float> values_of(const ewe::Tensor<float>& t) { return {t.data(), t.data() + t.numel()}; }
 
-std::string error_of(const auto& f) {
-    try {
-        f();
-    } catch (const ewe::Error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
+using ewe_test::error_of;
 
 }  // namespace
 

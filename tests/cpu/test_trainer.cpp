@@ -17,18 +17,13 @@
 
 #include <ewe/ewe.hpp>
 
+#include "error_of.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string error_of(const auto& f) {
-    try {
-        f();
-    } catch (const ewe::Error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
+using ewe_test::error_of;
 
 fs::path temp_dir(const std::string& name) {
     const fs::path dir = fs::temp_directory_path() / ("ewe_test_trainer_" + name + "_" + std::to_string(::getpid()));
