@@ -1,5 +1,5 @@
 // Minibatch assembly on the device: out[i, :] = images[indices[i], :] * scale from
-// uint8 images (N_all, P) already on the GPU, indices on the GPU too. A bad index
+// uint8 or T images (N_all, P) already on the GPU, indices on the GPU too. A bad index
 // cannot throw inside a kernel: its row is zeroed and the first bad (index, position)
 // is recorded in the context's error block, which ctx.synchronize() turns into the
 // same ewe::Error the CPU throws. CPU reference: Backend::gather_images in
@@ -11,8 +11,8 @@
 namespace ewe::cuda::kernels {
 
 // errors: [0] count of bad indices, [1] first bad index, [2] its position.
-template <class T>
-__global__ void gather_images_kernel(const std::uint8_t* __restrict__ images, std::int64_t count,
+template <class Source, class T>
+__global__ void gather_images_kernel(const Source* __restrict__ images, std::int64_t count,
                                      const std::int32_t* __restrict__ indices, std::int64_t n, std::int64_t pixels,
                                      StepScalar<double> scale, T* __restrict__ out, unsigned long long* errors) {
     const double s = scale.get();
@@ -32,11 +32,11 @@ __global__ void gather_images_kernel(const std::uint8_t* __restrict__ images, st
     }
 }
 
-template <class T>
-void gather_images(cudaStream_t stream, const std::uint8_t* images, std::int64_t count, const std::int32_t* indices,
+template <class Source, class T>
+void gather_images(cudaStream_t stream, const Source* images, std::int64_t count, const std::int32_t* indices,
                    std::int64_t n, std::int64_t pixels, StepScalar<double> scale, T* out, unsigned long long* errors) {
-    launch_1d("kernels::gather_images", stream, n * pixels, gather_images_kernel<T>, images, count, indices, n, pixels,
-              scale, out, errors);
+    launch_1d("kernels::gather_images", stream, n * pixels, gather_images_kernel<Source, T>, images, count, indices, n,
+              pixels, scale, out, errors);
 }
 
 }  // namespace ewe::cuda::kernels

@@ -518,18 +518,27 @@ public:
 
     void gather_images(Context&, View<const std::uint8_t> images, View<const std::int32_t> indices, double scale,
                        View<T> out) override {
+        gather_rows(images, indices, scale, out);
+    }
+    void gather_images(Context&, View<const T> images, View<const std::int32_t> indices, double scale,
+                       View<T> out) override {
+        gather_rows(images, indices, scale, out);
+    }
+
+private:
+    template <class Source>
+    static void gather_rows(View<const Source> images, View<const std::int32_t> indices, double scale, View<T> out) {
         const std::int64_t count = images.dim(0), pixels = images.numel() / std::max<std::int64_t>(count, 1);
         for (std::int64_t i = 0; i < indices.numel(); ++i) {
             const std::int64_t row = indices[i];
             EWE_REQUIRE(row >= 0 && row < count, "ops::gather_images: index ", row, " at position ", i,
                         " is outside the ", count, " images");
-            const std::uint8_t* src = images.data() + row * pixels;
+            const Source* src = images.data() + row * pixels;
             T* dst = out.data() + i * pixels;
             for (std::int64_t p = 0; p < pixels; ++p) dst[p] = T(double(src[p]) * scale);
         }
     }
 
-private:
     // Offset in the convolution's input (the transposed convolution's output) of the
     // image whose first patch row is m.
     static std::int64_t image_start(const ConvGeometry& g, std::int64_t m) {

@@ -342,6 +342,17 @@ public:
 
     void gather_images(Context& ctx, View<const std::uint8_t> images, View<const std::int32_t> indices, double scale,
                        View<T> out) override {
+        gather_rows(ctx, images, indices, scale, out);
+    }
+    void gather_images(Context& ctx, View<const T> images, View<const std::int32_t> indices, double scale,
+                       View<T> out) override {
+        gather_rows(ctx, images, indices, scale, out);
+    }
+
+private:
+    template <class Source>
+    static void gather_rows(Context& ctx, View<const Source> images, View<const std::int32_t> indices, double scale,
+                            View<T> out) {
         Resources& r = begin(ctx, Fingerprint("gather_images").add(images).add(indices).add(out), "gather_images");
         const auto s = r.scalar<double>(scale);
         const std::int64_t count = images.dim(0), pixels = images.numel() / std::max<std::int64_t>(count, 1);
@@ -350,7 +361,6 @@ public:
                                r.error_block());
     }
 
-private:
     static Resources& begin(Context& ctx, const Fingerprint& fp, const char* op) {
         Resources& r = resources(ctx);
         r.begin_op(fp, op);
@@ -430,6 +440,7 @@ public:
     void add(Context&, View<const T>, View<const T>, View<T>) override { no(); }
     void sum(Context&, View<const T>, View<T>) override { no(); }
     void gather_images(Context&, View<const std::uint8_t>, View<const std::int32_t>, double, View<T>) override { no(); }
+    void gather_images(Context&, View<const T>, View<const std::int32_t>, double, View<T>) override { no(); }
 
 private:
     [[noreturn]] static void no() {

@@ -137,9 +137,11 @@ public:
     virtual void copy(Context&, View<const T> src, View<T> dst) = 0;
     virtual void add(Context&, View<const T> a, View<const T> b, View<T> out) = 0;  // out may alias a or b
     virtual void sum(Context&, View<const T> x, View<T> out) = 0;  // out: one element
-    // out[i, :] = images[indices[i], :] * scale (uint8 images (N_all, P) to T (n, P)).
+    // out[i, :] = images[indices[i], :] * scale (images (N_all, P) of uint8 or T to T (n, P)).
     virtual void gather_images(Context&, View<const std::uint8_t> images, View<const std::int32_t> indices,
                                double scale, View<T> out) = 0;
+    virtual void gather_images(Context&, View<const T> images, View<const std::int32_t> indices, double scale,
+                               View<T> out) = 0;
 };
 
 }  // namespace ewe

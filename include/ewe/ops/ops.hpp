@@ -383,14 +383,31 @@ void sum(Context& ctx, TensorView<const T> x, TensorView<T> out) {
     ctx.backend<T>().sum(ctx, x, out);
 }
 
-template <class T>
-void gather_images(Context& ctx, TensorView<const std::uint8_t> images, TensorView<const std::int32_t> indices,
-                   double scale, TensorView<T> out) {
+namespace detail {
+template <class Source, class T>
+void check_gather(Context& ctx, TensorView<const Source> images, TensorView<const std::int32_t> indices,
+                  TensorView<T> out) {
     constexpr const char* op = "ops::gather_images";
     EWE_ON_DEVICE(ctx, op, EWE_ARG(images), EWE_ARG(indices), EWE_ARG(out));
     EWE_REQUIRE(images.rank() >= 2, op, ": images must be (count, pixels...), found ", images.shape());
     const std::int64_t pixels = images.numel() / std::max<std::int64_t>(images.dim(0), 1);
-    detail::sized(op, "out", out, indices.numel() * pixels);
+    sized(op, "out", out, indices.numel() * pixels);
+}
+}  // namespace detail
+
+// out[i, :] = images[indices[i], :] * scale: a batch gathered in one call, from uint8
+// images (scale 1/255 gives [0, 1]) or from images of T (scale 1 copies them bit for bit,
+// as Trainer::fit assembles its batches).
+template <class T>
+void gather_images(Context& ctx, TensorView<const std::uint8_t> images, TensorView<const std::int32_t> indices,
+                   double scale, TensorView<T> out) {
+    detail::check_gather(ctx, images, indices, out);
+    ctx.backend<T>().gather_images(ctx, images, indices, scale, out);
+}
+template <class T>
+void gather_images(Context& ctx, TensorView<const T> images, TensorView<const std::int32_t> indices, double scale,
+                   TensorView<T> out) {
+    detail::check_gather(ctx, images, indices, out);
     ctx.backend<T>().gather_images(ctx, images, indices, scale, out);
 }
 

@@ -11,8 +11,9 @@
 // is a device sync; full-batch steps are replayed as a CUDA graph, ewe/core/
 // step_replay.hpp), summed in double, and checked: a non-finite loss stops training
 // with LossDiverged naming the epoch, the step and the first layer output holding a NaN
-// or Inf. SIGINT finishes the current step, calls every callback's on_interrupt and
-// returns (FitResult::interrupted).
+// or Inf. A stop request (FitOptions::stop, ewe/train/interrupt.hpp; Ctrl-C requests
+// one while fit() runs unless handle_sigint is false) finishes the current step, calls
+// every callback's on_interrupt and returns (FitResult::interrupted).
 //
 // Data-parallel training (FitOptions::communicator, ewe/dist/communicator.hpp): every
 // rank runs fit() on the whole data set with the same options. batch_size is the global
@@ -26,18 +27,17 @@
 // and PyTorch's data parallelism do by default); their moving statistics are rank 0's,
 // broadcast at each epoch end. The per-sample losses are summed over ranks at each read,
 // so every rank's logs are those of one process. Callbacks whose root_only() is true
-// (files, the terminal) run on rank 0 only. SIGINT is honoured at the next loss read,
-// when the ranks agree on it. No CUDA graph replay with a communicator (yet).
+// (files, the terminal) run on rank 0 only. A stop request is honoured at the next loss
+// read, when the ranks agree on it. No CUDA graph replay with a communicator (yet).
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <optional>
@@ -52,6 +52,7 @@
 #include "ewe/io/checkpoint.hpp"
 #include "ewe/optim/optimizers.hpp"
 #include "ewe/train/callback.hpp"
+#include "ewe/train/interrupt.hpp"
 #include "ewe/train/objective.hpp"
 
 namespace ewe {
@@ -62,7 +63,12 @@ struct FitOptions {
     bool shuffle = true;              // false: every epoch in data order
     std::uint64_t shuffle_seed = 0;   // Philox seed of the epoch orders
     std::int64_t metrics_every = 0;   // steps between loss read-backs; 0: 1 on the CPU, 50 on CUDA
-    bool handle_sigint = true;        // SIGINT ends fit() cleanly (FitResult::interrupted)
+    // fit() ends after the current step once a stop is requested (FitResult::interrupted);
+    // with handle_sigint, Ctrl-C requests it while fit() runs (ewe::InterruptGuard, which
+    // clears the token when fit() starts). A caller that handles Ctrl-C itself (one guard
+    // for several trainers) passes its token and handle_sigint = false.
+    StopToken stop{};
+    bool handle_sigint = true;
     // CUDA: capture the full-batch step once and replay it as a CUDA graph
     // (ewe::StepReplay); a step that cannot be graphed runs eagerly, and on_graph_fallback
     // (default: one line on stderr) is told why, once. No effect on the CPU.
@@ -74,16 +80,25 @@ struct FitOptions {
     Communicator* communicator = nullptr;
 };
 
-// Thrown by fit() when the loss of a step is not finite: the message names the epoch,
-// the step and the first layer output holding a NaN or an Inf.
+// Thrown by fit() when the loss of a step is not finite. what() is "fit: " + reason();
+// reason() names the value, the epoch, the step and the first layer output holding a NaN
+// or an Inf, for a caller that words its own message around it.
 class EWE_VISIBLE LossDiverged : public Error {
 public:
-    using Error::Error;
+    LossDiverged(std::int64_t epoch, std::int64_t step, std::string reason)
+        : Error("fit: " + reason), epoch_(epoch), step_(step), reason_(std::move(reason)) {}
+    std::int64_t epoch() const { return epoch_; }
+    std::int64_t step() const { return step_; }  // 1-based, within the epoch
+    const std::string& reason() const { return reason_; }
+
+private:
+    std::int64_t epoch_, step_;
+    std::string reason_;
 };
 
 struct FitResult {
     TrainProgress progress;    // where training stopped
-    bool interrupted = false;  // by SIGINT, part way through epoch progress.epoch + 1
+    bool interrupted = false;  // by a stop request (Ctrl-C), part way through epoch progress.epoch + 1
     bool stopped = false;      // by a callback's stop_training()
     std::int64_t graph_launches = 0;  // steps run as a replayed CUDA graph
 };
@@ -120,33 +135,6 @@ CheckpointMetadata training_metadata(const Optimizer<T>& optimizer, const TrainP
     for (const auto& [name, value] : optimizer.hyperparameters()) m["optimizer." + name] = metadata_number(value);
     return m;
 }
-
-namespace detail {
-
-inline std::atomic<bool>& sigint_received() {
-    static std::atomic<bool> flag{false};
-    return flag;
-}
-
-// Routes SIGINT to sigint_received() while it lives; restores the previous handler.
-class SigintGuard {
-public:
-    explicit SigintGuard(bool active) : active_(active) {
-        sigint_received().store(false);
-        if (active_) previous_ = std::signal(SIGINT, [](int) { sigint_received().store(true); });
-    }
-    ~SigintGuard() {
-        if (active_) std::signal(SIGINT, previous_);
-    }
-    SigintGuard(const SigintGuard&) = delete;
-    SigintGuard& operator=(const SigintGuard&) = delete;
-
-private:
-    bool active_;
-    void (*previous_)(int) = SIG_DFL;
-};
-
-}  // namespace detail
 
 template <class T>
 class Trainer {
@@ -209,7 +197,7 @@ public:
         const bool upload = images.device() != ctx_.device();
         if (upload) data_ = Tensor<T>::copy_of(images, ctx_.device());
         const TensorView<const T> data = upload ? TensorView<const T>(data_.view()) : images;
-        const std::int64_t n = data.dim(0), b = options_.batch_size, per = sample.numel();
+        const std::int64_t n = data.dim(0), b = options_.batch_size;
         const std::int64_t shard_capacity = (b + ranks() - 1) / ranks();  // rows of this rank's largest shard
         steps_per_epoch_ = (n + b - 1) / b;
         samples_ = n;
@@ -239,23 +227,29 @@ public:
             objective_.compute_gradients(ctx_, batch, std::uint64_t(optimizer_.iterations()), 0);
             optimizer_.step(ctx_);
         };
+        // The epoch's order, as the gather's indices on the device (uploaded once an epoch).
+        EWE_REQUIRE(n < std::numeric_limits<std::int32_t>::max(), "Trainer::fit: at most 2^31 - 2 samples, found ", n);
         std::vector<std::int64_t> order(static_cast<std::size_t>(n));  // data order unless shuffled
         std::iota(order.begin(), order.end(), std::int64_t(0));
-        const detail::SigintGuard sigint(options_.handle_sigint);
+        Tensor<std::int32_t> order_host(Shape{n}), order_indices(Shape{n}, ctx_.device());
+        std::optional<InterruptGuard> sigint;
+        if (options_.handle_sigint) sigint.emplace(options_.stop);
         for (Callback<T>* c : active_) c->on_train_begin(*this);
         FitResult result;
         for (std::int64_t epoch = start.epoch + 1; epoch <= options_.epochs && !stop_requested_; ++epoch) {
             for (Callback<T>* c : active_) c->on_epoch_begin(*this, epoch);
             if (options_.shuffle) order = epoch_order(options_.shuffle_seed, epoch, n);
+            for (std::int64_t i = 0; i < n; ++i) order_host[i] = std::int32_t(order[std::size_t(i)]);
+            copy<std::int32_t>(order_host.view(), order_indices.view());
             const double t0 = seconds_now();
             std::vector<double> term_sums(terms.size(), 0.0);
             std::int64_t seen = 0;
             window_rows.clear();
             for (std::int64_t s = 0; s < steps_per_epoch_; ++s) {
                 const Rows rows = shard(std::min(b, n - s * b));
-                for (std::int64_t r = 0; r < rows.local; ++r)
-                    ops::copy<T>(ctx_, data.slice(order[std::size_t(s * b + rows.first + r)] * per, sample.with_batch(1)),
-                                 x.view().slice(r * per, sample.with_batch(1)));
+                if (rows.local > 0)
+                    ops::gather_images<T>(ctx_, data, order_indices.view().slice(s * b + rows.first, Shape{rows.local}),
+                                          1.0, x.view().leading(rows.local));
                 if (comm_) data_parallel_step(x.view().leading(rows.local), rows);
                 // Full batches replay one graph; a smaller last batch runs eagerly.
                 else if (rows.global == b) replay.run([&] { step(x.view()); });
@@ -267,8 +261,8 @@ public:
                 window_rows.push_back(rows);
                 progress_.iterations = optimizer_.iterations();
                 const bool last = s + 1 == steps_per_epoch_;
-                // One process stops at the step SIGINT arrived in; ranks agree on it at a read.
-                bool interrupt = !comm_ && detail::sigint_received().load();
+                // One process stops at the step the request arrived in; ranks agree on it at a read.
+                bool interrupt = !comm_ && options_.stop.stop_requested();
                 if (std::int64_t(window_rows.size()) == window || last) {
                     interrupt = read_window(ring, ring_host, window_rows, terms.size(), shard_capacity, term_sums, epoch,
                                             s + 1 - std::int64_t(slot));
@@ -383,7 +377,7 @@ public:
     const TrainProgress& progress() const { return progress_; }
     std::int64_t steps_per_epoch() const { return steps_per_epoch_; }
     std::int64_t samples() const { return samples_; }
-    // The step (1-based, within its epoch) at which SIGINT stopped the last fit().
+    // The step (1-based, within its epoch) at which a stop request ended the last fit().
     std::int64_t interrupted_step() const { return interrupted_step_; }
     // This process' rank and the number of ranks (0 and 1 without a communicator); rank 0
     // is the root, which alone runs root_only() callbacks.
@@ -462,12 +456,12 @@ private:
     // Reads the window's per-sample terms back (one device sync), adds them to
     // term_sums in step order (summed over ranks first, in data-parallel training), and
     // fails at the first step whose loss is not finite. Returns whether to stop for
-    // SIGINT: this process got one, or, with ranks, any rank did.
+    // a stop request: this process got one, or, with ranks, any rank did.
     bool read_window(std::vector<Tensor<T>>& ring, std::vector<Tensor<T>>& ring_host, const std::vector<Rows>& rows,
                      std::size_t terms, std::int64_t b, std::vector<double>& term_sums, std::int64_t epoch,
                      std::int64_t first_step) {
         for (std::size_t k = 0; k < terms; ++k) copy<T>(ring[k].view(), ring_host[k].view());
-        // Per step and term, the sum over this rank's rows; then the SIGINT flag.
+        // Per step and term, the sum over this rank's rows; then the stop flag.
         Tensor<double> sums(Shape{std::int64_t(rows.size() * terms + 1)});
         double* step_sums = sums.data();
         for (std::size_t s = 0; s < rows.size(); ++s)
@@ -477,7 +471,7 @@ private:
                 for (std::int64_t r = 0; r < rows[s].local; ++r) sum += double(v[r]);
                 step_sums[s * terms + k] = sum;
             }
-        step_sums[rows.size() * terms] = detail::sigint_received().load() ? 1.0 : 0.0;
+        step_sums[rows.size() * terms] = options_.stop.stop_requested() ? 1.0 : 0.0;
         if (comm_) reduce_on_device(sums);
         for (std::size_t s = 0; s < rows.size(); ++s) {
             double loss = 0;
@@ -485,8 +479,8 @@ private:
                 loss += objective_.term_weight(k) * step_sums[s * terms + k] / double(rows[s].global);
             if (!std::isfinite(loss)) {
                 const std::int64_t step = first_step + std::int64_t(s), last = first_step + std::int64_t(rows.size()) - 1;
-                throw LossDiverged(detail::concat(
-                    "fit: the loss became ", std::isnan(loss) ? "NaN" : loss > 0 ? "+inf" : "-inf", " at epoch ", epoch,
+                throw LossDiverged(epoch, step, detail::concat(
+                    "the loss became ", std::isnan(loss) ? "NaN" : loss > 0 ? "+inf" : "-inf", " at epoch ", epoch,
                     ", step ", step, "; first non-finite",
                     step == last ? "" : " (in the forward of step " + std::to_string(last) + ", when it was read)",
                     comm_ ? " on rank " + std::to_string(rank()) : std::string(), ": ",
