@@ -1,12 +1,14 @@
 // ewe::Trainer and its callbacks on small models: Keras' callback order, training that
 // lowers the loss, metrics independent of how often they are read, Trainer::resume
-// (bit-exact whatever the fresh model's seed; mismatches refused), the non-finite guard's message, stop_training, KL
+// (bit-exact whatever the fresh model's seed; mismatches refused), the non-finite guard's message, stop_training,
+// a stop request (StopToken, Ctrl-C through InterruptGuard), LossDiverged's typed fields, KL
 // annealing, best-epoch checkpoints, CSV logs, the posterior-collapse monitor and the
 // errors of bad arguments.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -378,6 +380,53 @@ TEST_CASE("fit: a non-finite loss stops training, naming the epoch, the step and
     CAPTURE(m);
     CHECK(m.find("fit: the loss became NaN at epoch 1, step 1") != std::string::npos);
     CHECK(m.find("first non-finite: the output of layer 'dense_1'") != std::string::npos);
+    // A caller reacts to the type and its fields, never to the text.
+    try {
+        trainer.fit(x.view());
+        FAIL("no LossDiverged");
+    } catch (const ewe::LossDiverged& e) {
+        CHECK(e.epoch() == 1);
+        CHECK(e.step() == 1);
+        CHECK(std::string(e.what()) == "fit: " + e.reason());
+    }
+}
+
+TEST_CASE("fit: a stop request ends after the current step as an interrupt; Ctrl-C requests it through InterruptGuard") {
+    ewe::Context ctx;
+    Autoencoder ae(ctx, 4, 4);
+    ewe::Sgd<float> optimizer(ctx, ae.params, 1e-2);
+    ewe::FitOptions options;
+    options.epochs = 3;
+    options.handle_sigint = false;  // the test's own guard routes SIGINT below
+    const ewe::StopToken stop = options.stop;
+    ewe::Trainer<float> trainer(ctx, *ae.objective, optimizer, options);
+    // A real SIGINT during step 2 of epoch 1, under the library's one handler.
+    struct RaiseAtStep final : ewe::Callback<float> {
+        std::int64_t interrupts = 0;
+        void on_batch_end(ewe::Trainer<float>&, const ewe::BatchLogs& logs) override {
+            if (logs.epoch == 1 && logs.step == 1) std::raise(SIGINT);
+        }
+        void on_interrupt(ewe::Trainer<float>&, const ewe::TrainProgress&) override { ++interrupts; }
+    };
+    auto raiser = std::make_shared<RaiseAtStep>();
+    trainer.add(raiser);
+    const ewe::Tensor<float> x = bars();
+    const auto before = std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGINT, before);
+    ewe::FitResult r;
+    {
+        const ewe::InterruptGuard guard(stop);
+        r = trainer.fit(x.view());
+        CHECK(stop.stop_requested());
+    }
+    const auto after = std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGINT, after);
+    CHECK((after == before));  // the guard gave the previous handler back
+    CHECK(r.interrupted);
+    CHECK_FALSE(r.stopped);
+    CHECK(trainer.interrupted_step() == 1);
+    CHECK(r.progress.iterations == 1);
+    CHECK(raiser->interrupts == 1);
 }
 
 TEST_CASE("fit: stop_training from a callback ends after the current step, without an epoch end") {

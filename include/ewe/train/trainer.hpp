@@ -261,8 +261,7 @@ public:
                 window_rows.push_back(rows);
                 progress_.iterations = optimizer_.iterations();
                 const bool last = s + 1 == steps_per_epoch_;
-                // One process stops at the step the request arrived in; ranks agree on it at a read.
-                bool interrupt = !comm_ && options_.stop.stop_requested();
+                bool interrupt = false;
                 if (std::int64_t(window_rows.size()) == window || last) {
                     interrupt = read_window(ring, ring_host, window_rows, terms.size(), shard_capacity, term_sums, epoch,
                                             s + 1 - std::int64_t(slot));
@@ -271,6 +270,9 @@ public:
                     BatchLogs logs{epoch, s + 1, steps_per_epoch_, metrics(term_sums, seen)};
                     for (Callback<T>* c : active_) c->on_batch_end(*this, logs);
                 }
+                // One process stops at the step the request arrived in (its callbacks
+                // included); ranks agree on it at a read.
+                if (!comm_) interrupt = options_.stop.stop_requested();
                 if (interrupt) {
                     for (Callback<T>* c : active_) c->on_interrupt(*this, progress_);
                     result.interrupted = true;
