@@ -3,7 +3,7 @@
 // file, says what was expected and what was found; no crash, no other exception, and
 // no allocation larger than kMaxAllocation on the way (sizes are checked against the
 // file before anything is allocated). Files that are well-formed arrays but not Quick,
-// Draw! bitmaps (width 100, NaN pixels, ...) are rejected by sheep_vae's load_bitmaps.
+// Draw! bitmaps (width 100, NaN pixels, ...) are rejected by ewe::io::read_quickdraw_npy.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
@@ -16,9 +16,8 @@
 #include <string>
 #include <vector>
 
-#include <sheep_vae/sheep_vae.hpp>
-
 #include "ewe/io/npy.hpp"
+#include "ewe/io/quickdraw.hpp"
 #include "ewe/io/safetensors.hpp"
 
 // Largest single operator-new request of this program: a reader that trusted a size
@@ -120,7 +119,7 @@ std::vector<Case> npy_library = {
     {"structured.npy", {"expected a simple numeric dtype, found a structured dtype"}},
 };
 
-// Valid .npy files that sheep_vae's loader must refuse.
+// Valid .npy files that read_quickdraw_npy must refuse.
 std::vector<Case> npy_bitmaps = {
     {"uint8_width_100.npy", {"--data", "expected Quick, Draw! bitmaps of shape (N, 784) or (N, 28, 28), found (4, 100)"}},
     {"uint8_28x27.npy", {"--data", "expected Quick, Draw! bitmaps of shape (N, 784) or (N, 28, 28), found (4, 28, 27)"}},
@@ -165,12 +164,14 @@ TEST_CASE("bad .npy files: read_npy names the file, what it expected and what it
     check_all_listed(kData / "bad_npy", {&npy_library, &npy_bitmaps});
 }
 
-TEST_CASE("npy files that are not 28x28 bitmaps: sheep_vae's load_bitmaps refuses them") {
-    check_cases(kData / "bad_npy", npy_bitmaps, [](const fs::path& p) { ewe::io::read_npy(p); (void)sheep::load_bitmaps(p); });
-    // Every bad file, including those read_npy refuses, fails in the loader with --data first.
+TEST_CASE("npy files that are not 28x28 bitmaps: read_quickdraw_npy refuses them") {
+    // `who` is the program's flag (sheep_vae passes --data).
+    const auto read = [](const fs::path& p) { (void)ewe::io::read_quickdraw_npy(p, 0, "--data"); };
+    check_cases(kData / "bad_npy", npy_bitmaps, [&](const fs::path& p) { ewe::io::read_npy(p); read(p); });
+    // Every bad file, including those read_npy refuses, fails in the reader with `who` first.
     std::vector<Case> all = npy_library;
     for (Case& c : all) c.says = {"--data: read_npy: "};
-    check_cases(kData / "bad_npy", all, [](const fs::path& p) { (void)sheep::load_bitmaps(p); });
+    check_cases(kData / "bad_npy", all, read);
 }
 
 TEST_CASE("bad .safetensors files: read_safetensors names the file, what it expected and what it found") {

@@ -2,7 +2,9 @@
 // a RunLock refuses a second holder at once, in the same process or another one, naming
 // the folder and the holder's pid, and a killed holder leaves no lock behind; FNV-1a
 // matches the published test vectors and content_hash tells apart any element, the
-// shape and the element type.
+// shape and the element type. The files of a training run (ewe/train/run_folder.hpp) are
+// listed, described and deleted without touching the folder's other files, and run_jobs
+// runs every job once and rethrows the first error.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
@@ -10,14 +12,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <vector>
 
 #include <ewe/io/fingerprint.hpp>
 #include <ewe/io/run_lock.hpp>
+#include <ewe/train/run_folder.hpp>
+#include <ewe/train/run_jobs.hpp>
 
 namespace fs = std::filesystem;
 
@@ -142,4 +149,52 @@ TEST_CASE("content_hash: equal contents hash equal; any element, the shape or th
     CHECK(ewe::io::content_hash<std::uint32_t>(unsigned_ints.view()) != ewe::io::content_hash<std::int32_t>(ints.view()));
     // The first rows of a data set (--limit) are other data.
     CHECK(ewe::io::content_hash<float>(a.view().leading(3)) != h);
+}
+
+TEST_CASE("run_files lists exactly a run's files; run_files_text describes them; delete_run_files keeps the rest") {
+    const fs::path dir = temp_dir("files");
+    fs::create_directories(dir / "logs");
+    const auto touch = [](const fs::path& p) { std::ofstream(p) << "x"; };
+    for (const char* name : {"metrics.csv", "loss.svg", "latent_epoch005.npy", "latent_epoch005.svg", "notes.txt",
+                             "latent_epoch.txt", "train.log"})
+        touch(dir / name);
+    touch(dir / "logs" / "events.out.tfevents.1.host");
+    touch(dir / "logs" / "mine.txt");
+    fs::create_directories(dir / "latent_epoch007.svg");  // a folder is not a run's file
+    std::vector<fs::path> files = ewe::run_files(dir);
+    std::vector<std::string> names;
+    for (const fs::path& f : files) names.push_back(f.lexically_relative(dir).string());
+    CHECK(names == std::vector<std::string>{"metrics.csv", "loss.svg", "latent_epoch005.npy", "latent_epoch005.svg",
+                                            "logs/events.out.tfevents.1.host"});
+    CHECK(ewe::run_files_text(dir, files) == "metrics.csv, loss.svg, 2 latent_epoch* files, logs/ with 1 event file");
+    CHECK(ewe::checkpoint_epoch(ewe::run_checkpoint_path(dir)) == -1);
+    CHECK(ewe::checkpoint_state(ewe::run_checkpoint_path(dir)) ==
+          "no " + ewe::run_checkpoint_path(dir).string() + " was written");
+    ewe::delete_run_files(dir, files, "--overwrite");
+    CHECK(ewe::run_files(dir).empty());
+    for (const char* kept : {"notes.txt", "latent_epoch.txt", "train.log", "logs/mine.txt", "latent_epoch007.svg"}) {
+        CAPTURE(kept);
+        CHECK(fs::exists(dir / kept));  // not a run's file: kept, and logs/ with it
+    }
+    fs::remove_all(dir);
+}
+
+TEST_CASE("run_jobs runs every job once on its workers and rethrows the first error after all have ended") {
+    for (int workers : {1, 3}) {
+        CAPTURE(workers);
+        std::vector<std::atomic<int>> runs(7);
+        ewe::run_jobs(runs.size(), workers, [&](std::size_t i) { ++runs[i]; });
+        for (const auto& r : runs) CHECK(r.load() == 1);
+    }
+    std::atomic<int> ended{0};
+    bool told = false;
+    const auto failing = [&] {
+        ewe::run_jobs(5, 2, [&](std::size_t i) {
+            ++ended;
+            if (i == 1) ewe::fail("job 1 failed");
+        }, [&] { told = true; });
+    };
+    CHECK_THROWS_WITH_AS(failing(), "job 1 failed", ewe::Error);
+    CHECK(ended.load() == 5);
+    CHECK(told);
 }

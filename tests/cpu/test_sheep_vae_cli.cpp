@@ -179,6 +179,38 @@ TEST_CASE("bad checkpoints are errors naming the file") {
     fs::remove_all(dir);
 }
 
+TEST_CASE("the run's checkpoint reader refuses edited run settings and other image sizes, naming the key") {
+    const fs::path dir = temp_dir("runck");
+    const ewe::io::SafetensorsFile file = ewe::io::read_safetensors(shared_checkpoint());
+    std::vector<ewe::io::SafetensorsEntry> entries;
+    for (const auto& [name, t] : file.tensors)
+        entries.push_back({name, t.dtype, t.shape, file.data.data() + t.begin, t.end - t.begin});
+    const auto error_of_edit = [&](const std::string& key, const std::string& value) {
+        auto meta = file.metadata;
+        meta[key] = value;
+        const fs::path edited = dir / "edited.safetensors";
+        ewe::io::write_safetensors(edited, entries, meta);
+        try {
+            (void)sheep::read_checkpoint(edited);
+        } catch (const ewe::Error& e) {
+            return std::string(e.what());
+        }
+        return std::string("(no error)");
+    };
+    const std::string edited = (dir / "edited.safetensors").string();
+    for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
+             {"train.batch", "1000000000000"}, {"optimizer.lr", "-1"}, {"rng.seed", "-3"}}) {
+        CAPTURE(key);
+        const std::string m = error_of_edit(key, value);
+        CHECK(contains(m, edited));
+        CHECK(contains(m, key));
+    }
+    const std::string m = error_of_edit("model.image_size", "32");
+    CHECK(contains(m, edited));
+    CHECK(contains(m, "the checkpoint is for 32x32x1 images"));
+    fs::remove_all(dir);
+}
+
 TEST_CASE("--resume after epoch 1 equals an uninterrupted run bit for bit") {
     const fs::path dir = temp_dir("resume");
     const fs::path data = small_data(dir, 10);

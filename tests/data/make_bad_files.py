@@ -95,12 +95,12 @@ def bad_npy():
         "object.npy": npy(dict_("'|O'", "(2,)"), b"\x00" * 16),
         "structured.npy": npy(dict_("[('x', '<f4'), ('y', '<f4')]", "(2,)"), b"\x00" * 16),
         "float16.npy": npy_of(np.zeros((4, 784), np.float16)),
-        # Well-formed arrays that are not Quick, Draw! bitmaps (sheep_vae's load_bitmaps).
+        # Well-formed arrays that are not Quick, Draw! bitmaps (ewe::io::read_quickdraw_npy).
         "uint8_width_100.npy": npy_of(images[:, :100].copy()),
         "uint8_28x27.npy": npy_of(np.zeros((4, 28, 27), np.uint8)),
         "no_drawings.npy": npy_of(np.zeros((0, 784), np.uint8)),
         "int32_bitmaps.npy": npy_of(images.astype(np.int32)),
-        # A bool array is not uint8 ink (it would read as 0/1 pixels): load_bitmaps refuses it.
+        # A bool array is not uint8 ink (it would read as 0/1 pixels): read_quickdraw_npy refuses it.
         "bool_bitmaps.npy": npy(dict_("'|b1'", "(2, 784)"), bytes([0, 1]) * 784),
         # No rows of 2^40 columns: more columns than an int holds (ewe_cluster refuses it).
         "columns_2pow40.npy": npy(dict_("'<f4'", "(0, 1099511627776)")),

@@ -14,6 +14,7 @@
 #include <ewe/core/context.hpp>
 #include <ewe/dist/communicator.hpp>
 #include <ewe/train/callback.hpp>
+#include <ewe/train/interrupt.hpp>
 
 #include "sheep_vae/sheep_vae.hpp"
 
@@ -56,8 +57,8 @@ Command add_report_command(CLI::App& app, const Console& io);
 // safetensors on Ctrl-C), metrics.csv, logs/, the latent snapshots and loss.svg/kl.svg.
 //
 // `dir` is locked while the run trains (ewe::io::RunLock). A folder that holds a run
-// (run_files) is refused unless `resume` (continue it) or `overwrite` (delete those
-// files first) says what to do with it.
+// (ewe::run_files, ewe/train/run_folder.hpp) is refused unless `resume` (continue it)
+// or `overwrite` (delete those files first) says what to do with it.
 struct TrainRun {
     fs::path dir;
     ewe::SheepVaeConfig config;  // of a new run; a resumed run's come from its checkpoint,
@@ -73,7 +74,8 @@ struct TrainRun {
     ewe::Device device = ewe::Device::cpu;
     int threads = 0;
     bool progress_bar = true;    // the progress line and the opening line on `log`
-    bool handle_sigint = true;   // Ctrl-C stops training (false: the caller stops it, e.g. by a callback)
+    ewe::StopToken stop;         // training ends after the current step once a stop is requested
+    bool handle_sigint = true;   // Ctrl-C requests `stop` (false: the caller routes Ctrl-C, e.g. one guard for a sweep)
     std::vector<std::shared_ptr<ewe::Callback<float>>> callbacks;  // run after train's own
     ewe::Communicator* communicator = nullptr;  // data-parallel over these ranks (run.settings.batch is global)
 };
@@ -88,20 +90,9 @@ struct TrainOutcome {
 // epoch the checkpoint keeps, if any).
 TrainOutcome train_run(const TrainRun& run, const Bitmaps& data, std::ostream& log, bool redraw);
 
-// The files of dir that a run of train_run writes and that exist: checkpoint.safetensors,
-// interrupted.safetensors, metrics.csv, loss.svg, kl.svg, latent_epoch*.{npy,svg} and
-// logs/events.out.tfevents.* (a sweep's train.log and the lock file are not among them).
-std::vector<fs::path> run_files(const fs::path& dir);
-// What run_files found, for messages: "checkpoint.safetensors after epoch 3, metrics.csv, ...".
-std::string run_files_text(const fs::path& dir, const std::vector<fs::path>& files);
-// Deletes `files` (from run_files) and logs/ when that leaves it empty; other files stay.
-void delete_run_files(const fs::path& dir, const std::vector<fs::path>& files);
 // Locks `dir` (created when missing) for this process: an ewe::Error naming --out, the
 // folder and the holder's pid when another train or sweep holds it.
 std::unique_ptr<ewe::io::RunLock> lock_run_folder(const fs::path& dir);
-// What a checkpoint file holds, read from it: "PATH holds epoch 3" or "no PATH was written".
-std::string checkpoint_state(const fs::path& path);
-
 // A setting of a run as its flag and value text ("--lr", "0.001"); doubles in the
 // shortest text that reads back to the same value (ewe::format_number).
 struct Setting {

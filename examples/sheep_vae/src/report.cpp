@@ -23,6 +23,7 @@
 #include <ewe/io/npy.hpp>
 #include <ewe/io/svg.hpp>
 #include <ewe/nn/summary.hpp>
+#include <ewe/train/run_report.hpp>
 
 namespace sheep {
 
@@ -39,26 +40,6 @@ std::string fmt(const char* format, double v) {
 }
 
 using ewe::io::CsvTable;
-
-// The files of folder `dir` whose names start with `prefix` and end with `suffix`, sorted.
-std::vector<fs::path> files_like(const fs::path& dir, const std::string& prefix, const std::string& suffix) {
-    std::vector<fs::path> out;
-    std::error_code ec;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-        const std::string name = it->path().filename().string();
-        if (name.size() > prefix.size() + suffix.size() && name.starts_with(prefix) && name.ends_with(suffix))
-            out.push_back(it->path());
-    }
-    std::sort(out.begin(), out.end());
-    return out;
-}
-
-// The figure `dir/name` when the file exists, else a line naming it and the command that writes it.
-void figure_or_note(ewe::io::HtmlReport& page, const fs::path& dir, const std::string& name, const std::string& caption,
-                    const std::string& command) {
-    if (fs::is_regular_file(dir / name)) page.image_file(dir / name, caption);
-    else page.note("No " + (dir / name).string() + " (written by " + command + ").");
-}
 
 void model_section(ewe::io::HtmlReport& page, const SheepCheckpoint& ck) {
     page.section("The model");
@@ -85,95 +66,9 @@ void model_section(ewe::io::HtmlReport& page, const SheepCheckpoint& ck) {
     page.table({"Layer (type)", "Output shape", "Param #"}, table, {table.size() - 1});
 }
 
-void training_section(ewe::io::HtmlReport& page, const fs::path& run, const CsvTable& metrics) {
-    page.section("Training: loss, reconstruction and KL under annealing");
-    if (metrics.rows.empty()) {
-        page.note(metrics.path.string() + " has no epochs yet (sheep_vae train writes one row per epoch).");
-        return;
-    }
-    const auto epoch = metrics.numbers("epoch"), loss = metrics.numbers("loss"), recon = metrics.numbers("recon"),
-               kl = metrics.numbers("kl"), weight = metrics.numbers("kl_weight");
-    const std::size_t last = epoch.size() - 1;
-    std::size_t rise = 0;
-    while (rise < weight.size() && weight[rise] <= 0) ++rise;
-    std::string text = "Mean per drawing over " + std::to_string(epoch.size()) + " epochs: the loss falls from " +
-                       fmt("%.2f", loss[0]) + " after epoch " + fmt("%g", epoch[0]) + " to " + fmt("%.2f", loss[last]) +
-                       " after epoch " + fmt("%g", epoch[last]) + " (reconstruction " + fmt("%.2f", recon[last]) +
-                       ", KL " + fmt("%.3f", kl[last]) + " at weight " + fmt("%g", weight[last]) + "). ";
-    if (rise < weight.size())
-        text += "The KL weight is first above 0 in epoch " + fmt("%g", epoch[rise]) + " (" + fmt("%g", weight[rise]) +
-                "); while it is 0 the KL term (unweighted) grows from " + fmt("%.3f", kl[0]) + " to " +
-                fmt("%.3f", kl[rise > 0 ? rise - 1 : 0]) + ".";
-    else
-        text += "The KL weight stays 0 in every epoch of this run.";
-    if (metrics.has("active_units")) {
-        const auto active = metrics.numbers("active_units");
-        text += " Active latent units (posterior-mean variance > 0.01) after the last epoch: " + fmt("%g", active[last]) +
-                " of " + std::to_string(std::count_if(metrics.header.begin(), metrics.header.end(), [](const std::string& h) {
-                    return h.starts_with("kl_dim_");
-                })) + ".";
-    }
-    page.paragraph(text);
-    figure_or_note(page, run, "loss.svg", "Loss and reconstruction term per epoch (loss.svg)",
-                   "sheep_vae train when a run finishes");
-    figure_or_note(page, run, "kl.svg", "KL term and its annealed weight per epoch (kl.svg)",
-                   "sheep_vae train when a run finishes");
-    page.paragraph("Every epoch as logged in metrics.csv:");
-    page.table(metrics.header, metrics.rows, {}, 320);
-}
-
-void latent_section(ewe::io::HtmlReport& page, const fs::path& run, const CsvTable& metrics) {
-    page.section("The latent space, epoch by epoch");
-    const std::vector<fs::path> snapshots = files_like(run, "latent_epoch", ".svg");
-    if (snapshots.empty()) {
-        page.note("No latent_epochNNN.svg in " + run.string() + " (sheep_vae train --snapshots E1,E2,... writes them).");
-        return;
-    }
-    std::map<long, std::size_t> row_of_epoch;
-    if (!metrics.rows.empty()) {
-        const auto epochs = metrics.numbers("epoch");
-        for (std::size_t r = 0; r < epochs.size(); ++r) row_of_epoch[long(epochs[r])] = r;
-    }
-    std::vector<std::vector<std::string>> table;
-    for (const fs::path& svg : snapshots) {
-        const std::string stem = svg.stem().string();
-        const long e = std::strtol(stem.c_str() + std::string("latent_epoch").size(), nullptr, 10);
-        std::vector<std::string> row = {std::to_string(e)};
-        fs::path npy = svg;
-        npy.replace_extension(".npy");
-        if (fs::is_regular_file(npy)) {
-            const ewe::Tensor<double> z = ewe::io::npy_to_tensor<double>(ewe::io::read_npy(npy), npy.string());
-            const std::int64_t n = z.dim(0), d = z.shape().rank() > 1 ? z.dim(1) : 1;
-            row.push_back(std::to_string(n));
-            for (std::int64_t k = 0; k < std::min<std::int64_t>(d, 2); ++k) {
-                double mean = 0, sq = 0;
-                for (std::int64_t i = 0; i < n; ++i) mean += z[i * d + k];
-                mean /= double(n);
-                for (std::int64_t i = 0; i < n; ++i) sq += (z[i * d + k] - mean) * (z[i * d + k] - mean);
-                row.push_back(fmt("%.3f", mean) + " ± " + fmt("%.3f", std::sqrt(sq / double(n))));
-            }
-            while (row.size() < 4) row.push_back("");
-        } else {
-            row.insert(row.end(), {"", "", ""});
-        }
-        const auto it = row_of_epoch.find(e);
-        row.push_back(it == row_of_epoch.end() ? "" : metrics.rows[it->second][metrics.column("kl_weight")]);
-        row.push_back(it == row_of_epoch.end() || !metrics.has("active_units")
-                          ? ""
-                          : metrics.rows[it->second][metrics.column("active_units")]);
-        table.push_back(std::move(row));
-    }
-    page.paragraph("The posterior means of the training drawings after " + std::to_string(snapshots.size()) +
-                   " snapshot epochs. While the KL weight is 0 the codes are free to spread; once it rises they are "
-                   "pulled towards N(0, I). Per snapshot (latent_epochNNN.npy): mean ± standard deviation of z[0] and "
-                   "z[1], with that epoch's KL weight and active units from metrics.csv.");
-    page.table({"epoch", "drawings", "z[0]", "z[1]", "KL weight", "active units"}, table);
-    for (const fs::path& svg : snapshots) page.image_file(svg, svg.filename().string());
-}
-
 void kmeans_section(ewe::io::HtmlReport& page, const fs::path& dir, const std::string& produce) {
     page.section("k-means: the elbow and the centres as drawings");
-    figure_or_note(page, dir, "latent_scatter.svg", "All drawings in the trained latent space (latent_scatter.svg)", produce);
+    page.image_file_or_note(dir, "latent_scatter.svg", "All drawings in the trained latent space (latent_scatter.svg)", produce);
     if (fs::is_regular_file(dir / "kmeans_elbow.csv")) {
         const CsvTable elbow = CsvTable::read(dir / "kmeans_elbow.csv");
         const auto k = elbow.numbers("k"), inertia = elbow.numbers("inertia");
@@ -188,8 +83,8 @@ void kmeans_section(ewe::io::HtmlReport& page, const fs::path& dir, const std::s
             page.paragraph(text);
         }
     }
-    figure_or_note(page, dir, "kmeans_elbow.svg", "k-means elbow (kmeans_elbow.svg)", produce);
-    const std::vector<fs::path> mosaics = files_like(dir, "kmeans_", "_centres.png");
+    page.image_file_or_note(dir, "kmeans_elbow.svg", "k-means elbow (kmeans_elbow.svg)", produce);
+    const std::vector<fs::path> mosaics = ewe::io::files_named(dir, "kmeans_", {"_centres.png"});
     if (mosaics.empty()) page.note("No kmeans_K_centres.png in " + dir.string() + " (written by " + produce + ").");
     for (const fs::path& m : mosaics) {
         const std::string name = m.filename().string();
@@ -200,7 +95,7 @@ void kmeans_section(ewe::io::HtmlReport& page, const fs::path& dir, const std::s
 
 void dbscan_section(ewe::io::HtmlReport& page, const fs::path& dir, const std::string& produce) {
     page.section("DBSCAN: k-NN distances, the parameter search and the clusters");
-    figure_or_note(page, dir, "knn_distance.svg",
+    page.image_file_or_note(dir, "knn_distance.svg",
                    "Sorted distance to the k-th nearest neighbour: its knee suggests eps (knn_distance.svg)", produce);
     if (!fs::is_regular_file(dir / "dbscan_search.csv")) {
         page.note("No " + (dir / "dbscan_search.csv").string() + " (written by " + produce + ").");
@@ -264,9 +159,9 @@ void dbscan_section(ewe::io::HtmlReport& page, const fs::path& dir, const std::s
     std::vector<std::size_t> marked;
     for (std::size_t i = 0; i < chosen.size(); ++i) marked.push_back(i);
     page.table(search.header, sorted, marked, 360);
-    figure_or_note(page, dir, "dbscan_clusters.svg", "The chosen clustering in the latent plane (dbscan_clusters.svg)",
+    page.image_file_or_note(dir, "dbscan_clusters.svg", "The chosen clustering in the latent plane (dbscan_clusters.svg)",
                    produce);
-    figure_or_note(page, dir, "dbscan_cluster_strips.png",
+    page.image_file_or_note(dir, "dbscan_cluster_strips.png",
                    "Drawings of each cluster, one row per cluster, noise last (dbscan_cluster_strips.png)", produce);
 }
 
@@ -334,10 +229,10 @@ void anomaly_section(ewe::io::HtmlReport& page, const fs::path& dir, const std::
     std::vector<std::string> ordered = names;
     if (!chosen.empty()) std::stable_partition(ordered.begin(), ordered.end(), [&](const std::string& s) { return s == chosen; });
     for (const std::string& name : ordered)
-        figure_or_note(page, dir, "histogram_" + name + ".svg",
+        page.image_file_or_note(dir, "histogram_" + name + ".svg",
                        "Histogram of " + name + (name == chosen ? ", with the cutoff" : "") + " (histogram_" + name + ".svg)",
                        produce);
-    figure_or_note(page, dir, "above_cutoff.png", "The drawings above the cutoff, highest score first (above_cutoff.png)",
+    page.image_file_or_note(dir, "above_cutoff.png", "The drawings above the cutoff, highest score first (above_cutoff.png)",
                    produce);
 }
 
@@ -418,8 +313,8 @@ int run_report(const ReportOptions& o, const Console& io) {
                    (o.explore.empty() ? "" : ", " + o.explore) + (o.anomalies.empty() ? "" : ", " + o.anomalies) +
                    (o.generate.empty() ? "" : ", " + o.generate) + (o.sweep.empty() ? "" : ", " + o.sweep) + ".");
     model_section(page, ck);
-    training_section(page, run, metrics);
-    latent_section(page, run, metrics);
+    ewe::add_training_section(page, run, metrics, "sheep_vae train");
+    ewe::add_latent_section(page, run, metrics, "sheep_vae train");
     const std::string ckp = (run / "checkpoint.safetensors").string();
     const std::string explore_cmd = "sheep_vae explore --checkpoint " + ckp + " --data sheep.npy --out DIR; then --explore DIR";
     if (o.explore.empty() || !fs::is_directory(o.explore)) {

@@ -21,25 +21,24 @@
 #include <cctype>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
-#include <exception>
 #include <fstream>
 #include <memory>
-#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <ewe/cluster/anomaly.hpp>
-#include <ewe/io/atomic_file.hpp>
 #include <ewe/io/csv.hpp>
 #include <ewe/io/fingerprint.hpp>
 #include <ewe/io/run_lock.hpp>
 #include <ewe/io/files.hpp>
 #include <ewe/models/vae_inference.hpp>
+#include <ewe/train/interrupt.hpp>
 #include <ewe/train/posterior_monitor.hpp>
+#include <ewe/train/run_folder.hpp>
+#include <ewe/train/run_jobs.hpp>
 #include <ewe/train/trainer.hpp>
 
 namespace sheep {
@@ -189,39 +188,13 @@ std::vector<SweepConfig> configs_from_file(const fs::path& path) {
     return configs;
 }
 
-// SIGINT while runs train concurrently: the trainers do not handle it themselves (one
-// handler for several threads), StopOnFlag stops each after its current step.
-std::atomic<bool>& sweep_interrupted() {
-    static std::atomic<bool> flag{false};
-    return flag;
-}
-
-class SigintToFlag {
+// Counts a run's finished epochs into `epochs_done`, for the progress lines of concurrent runs.
+class CountEpochs final : public ewe::Callback<float> {
 public:
-    SigintToFlag() {
-        sweep_interrupted().store(false);
-        previous_ = std::signal(SIGINT, [](int) { sweep_interrupted().store(true); });
-    }
-    ~SigintToFlag() { std::signal(SIGINT, previous_); }
-    SigintToFlag(const SigintToFlag&) = delete;
-    SigintToFlag& operator=(const SigintToFlag&) = delete;
-
-private:
-    void (*previous_)(int) = SIG_DFL;
-};
-
-// Stops training when `stop` is set, and counts finished epochs into `epochs_done`.
-class StopOnFlag final : public ewe::Callback<float> {
-public:
-    StopOnFlag(const std::atomic<bool>& stop, std::atomic<std::int64_t>& epochs_done)
-        : stop_(stop), epochs_done_(epochs_done) {}
-    void on_batch_end(ewe::Trainer<float>& trainer, const ewe::BatchLogs&) override {
-        if (stop_.load()) trainer.stop_training();
-    }
+    explicit CountEpochs(std::atomic<std::int64_t>& epochs_done) : epochs_done_(epochs_done) {}
     void on_epoch_end(ewe::Trainer<float>&, const ewe::EpochLogs& logs) override { epochs_done_.store(logs.epoch); }
 
 private:
-    const std::atomic<bool>& stop_;
     std::atomic<std::int64_t>& epochs_done_;
 };
 
@@ -235,34 +208,6 @@ std::string duration_text(double seconds) {
     else if (seconds < 5400) std::snprintf(buf, sizeof buf, "%.1f min", seconds / 60);
     else std::snprintf(buf, sizeof buf, "%.1f h", seconds / 3600);
     return buf;
-}
-
-// Runs job(i) for i in [0, count), `workers` at a time (each on its own thread when
-// workers > 1); the first exception is rethrown once all have ended, after `on_error`.
-template <class Job>
-void run_jobs(std::size_t count, int workers, Job&& job, const std::function<void()>& on_error = {}) {
-    if (workers <= 1) {
-        for (std::size_t i = 0; i < count; ++i) job(i);
-        return;
-    }
-    std::atomic<std::size_t> next{0};
-    std::exception_ptr error;
-    std::mutex error_mutex;
-    std::vector<std::thread> threads;
-    for (int w = 0; w < std::min<int>(workers, int(count)); ++w)
-        threads.emplace_back([&] {
-            for (std::size_t i = next++; i < count; i = next++) {
-                try {
-                    job(i);
-                } catch (...) {
-                    const std::lock_guard<std::mutex> lock(error_mutex);
-                    if (!error) error = std::current_exception();
-                    if (on_error) on_error();
-                }
-            }
-        });
-    for (std::thread& t : threads) t.join();
-    if (error) std::rethrow_exception(error);
 }
 
 // Seconds per training step of each configuration: a fresh model trains `steps` steps
@@ -291,7 +236,7 @@ Timing time_configurations(const std::vector<SweepConfig>& configs, const ewe::S
     Timing t;
     t.step_seconds.assign(configs.size(), 0.0);
     const auto t0 = std::chrono::steady_clock::now();
-    run_jobs(configs.size(), workers, [&](std::size_t i) {
+    ewe::run_jobs(configs.size(), workers, [&](std::size_t i) {
         ewe::SheepVaeConfig config = base;
         config.latent = configs[i].latent;
         config.width = configs[i].width;
@@ -394,14 +339,9 @@ std::vector<std::string> row_fields(const SweepRow& r, bool table) {
 }
 
 void write_sweep_csv(const fs::path& path, const std::vector<SweepRow>& rows) {
-    ewe::io::write_file_atomically(path, "sweep", [&](std::ostream& out) {
-        const auto line = [&](const std::vector<std::string>& fields) {
-            for (std::size_t i = 0; i < fields.size(); ++i) out << (i ? "," : "") << ewe::io::csv_field(fields[i]);
-            out << '\n';
-        };
-        line(kColumns);
-        for (const SweepRow& r : rows) line(row_fields(r, false));
-    });
+    std::vector<std::vector<std::string>> lines{kColumns};
+    for (const SweepRow& r : rows) lines.push_back(row_fields(r, false));
+    ewe::io::write_csv(path, lines);
 }
 
 // The settings a sweep's runs share and a --resume must not change, as OUT/
@@ -421,23 +361,23 @@ std::vector<Setting> sweep_setting_values(const ewe::SheepVaeConfig& base, const
 }
 
 void write_sweep_settings(const fs::path& path, const std::vector<Setting>& values) {
-    ewe::io::write_file_atomically(path, "sweep", [&](std::ostream& os) {
-        os << "setting,value\n";
-        for (const Setting& s : values) os << ewe::io::csv_field(s.flag) << ',' << ewe::io::csv_field(s.value) << '\n';
-    });
+    std::vector<std::vector<std::string>> lines{{"setting", "value"}};
+    for (const Setting& s : values) lines.push_back({s.flag, s.value});
+    ewe::io::write_csv(path, lines);
 }
 
 // Refuses to continue the sweep of `path` (OUT/sweep_settings.csv) with other data or
 // settings, naming both values; --epochs may only grow.
 void check_sweep_settings(const fs::path& path, const std::vector<Setting>& now) {
-    const auto rows = ewe::io::read_csv(path);
+    const ewe::io::CsvTable table = ewe::io::CsvTable::read(path);
+    const std::size_t setting = table.column("setting"), value = table.column("value");
     const auto recorded = [&](const std::string& key) {
-        const auto row = std::find_if(rows.begin(), rows.end(),
-                                      [&](const std::vector<std::string>& r) { return r.size() == 2 && r[0] == key; });
-        if (row == rows.end())
+        const auto row = std::find_if(table.rows.begin(), table.rows.end(),
+                                      [&](const std::vector<std::string>& r) { return r[setting] == key; });
+        if (row == table.rows.end())
             fail("--resume: ", path.string(), " has no '", key, "' row (expected setting,value rows as sweep writes "
                  "them)");
-        return (*row)[1];
+        return (*row)[value];
     };
     for (const Setting& s : now) {
         const std::string before = recorded(s.flag);
@@ -503,8 +443,9 @@ int run_sweep(const SweepOptions& o, const Console& io) {
         std::string found;
         for (const fs::path& f : sweep_files) found += (found.empty() ? "" : ", ") + f.filename().string();
         for (const SweepConfig& c : configs) {
-            const std::vector<fs::path> files = run_files(out / c.name);
-            if (!files.empty()) found += (found.empty() ? "" : ", ") + c.name + "/ (" + run_files_text(out / c.name, files) + ")";
+            const std::vector<fs::path> files = ewe::run_files(out / c.name);
+            if (!files.empty())
+                found += (found.empty() ? "" : ", ") + c.name + "/ (" + ewe::run_files_text(out / c.name, files) + ")";
         }
         if (!found.empty() && !o.overwrite)
             fail("--out: ", out.string(), " already holds a run; pass --resume to continue the sweep (finished runs "
@@ -519,7 +460,7 @@ int run_sweep(const SweepOptions& o, const Console& io) {
             for (const SweepConfig& c : configs) {
                 const fs::path dir = out / c.name;
                 const auto run_lock = lock_run_folder(dir);
-                delete_run_files(dir, run_files(dir));
+                ewe::delete_run_files(dir, ewe::run_files(dir), "--overwrite");
                 std::error_code ignore;
                 fs::remove(dir / "train.log", ignore);
             }
@@ -635,7 +576,8 @@ int run_sweep(const SweepOptions& o, const Console& io) {
     } else if (!pending.empty()) {
         // Several models at once on one GPU, each with its own Context (stream), its log
         // in OUT/<name>/train.log; Ctrl-C stops every one after its current step.
-        const SigintToFlag sigint;
+        const ewe::StopToken stop;
+        const ewe::InterruptGuard sigint(stop);
         std::vector<std::atomic<std::int64_t>> epochs_done(configs.size());
         for (std::size_t i = 0; i < configs.size(); ++i) epochs_done[i].store(done_epochs[i]);
         std::atomic<bool> finished{false};
@@ -655,17 +597,18 @@ int run_sweep(const SweepOptions& o, const Console& io) {
         print(io.err, "Training %zu configurations, %d at a time on one GPU (logs in %s/<run>/train.log)\n",
               pending.size(), workers, out.string().c_str());
         try {
-            run_jobs(pending.size(), workers, [&](std::size_t k) {
+            ewe::run_jobs(pending.size(), workers, [&](std::size_t k) {
                 const std::size_t i = pending[k];
-                if (sweep_interrupted().load()) return;
+                if (stop.stop_requested()) return;
                 TrainRun r = make_run(i);
                 r.progress_bar = false;
+                r.stop = stop;
                 r.handle_sigint = false;
-                r.callbacks.push_back(std::make_shared<StopOnFlag>(sweep_interrupted(), epochs_done[i]));
+                r.callbacks.push_back(std::make_shared<CountEpochs>(epochs_done[i]));
                 fs::create_directories(r.dir);
                 std::ofstream log(r.dir / "train.log", std::ios::app);
                 train_run(r, data, log, false);
-            }, [] { sweep_interrupted().store(true); });
+            }, [&stop] { stop.request_stop(); });
         } catch (...) {
             finished.store(true);
             reporter.join();
@@ -673,7 +616,7 @@ int run_sweep(const SweepOptions& o, const Console& io) {
         }
         finished.store(true);
         reporter.join();
-        if (sweep_interrupted().load()) {
+        if (stop.stop_requested()) {
             print(io.err, "sweep: interrupted; every finished epoch is kept in %s and --resume continues the sweep\n",
                   out.string().c_str());
             return 130;

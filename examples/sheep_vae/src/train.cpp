@@ -2,12 +2,13 @@
 // `sweep` calls for each of its configurations). RMSprop on
 // 2*28*28*MSE + w*KL with the post's KL annealing, a per-epoch shuffle drawn from
 // Philox(seed, epoch) so that --resume continues a run bit for bit, and the library's
-// callbacks: progress bar, metrics.csv, TensorBoard events, a checkpoint per epoch
-// (interrupted.safetensors on Ctrl-C), latent-space snapshots and the
-// posterior-collapse monitor (active units, KL per latent dimension). The output folder
-// is locked while training (ewe::io::RunLock); a folder that holds a run is refused
-// unless --resume continues it (the same data, by content hash, and no other setting)
-// or --overwrite deletes its run files first. With --distributed,
+// run-folder callbacks (ewe::add_run_callbacks, ewe/train/run_folder.hpp): progress bar,
+// metrics.csv, TensorBoard events, a checkpoint per epoch (interrupted.safetensors on
+// Ctrl-C), latent-space snapshots and the posterior-collapse monitor (active units, KL
+// per latent dimension). The output folder is locked while training (ewe::io::RunLock);
+// a folder that holds a run (ewe::run_files) is refused unless --resume continues it
+// (the same data, by content hash, and no other setting) or --overwrite deletes its run
+// files first. With --distributed,
 // under `mpirun -np N`, the N ranks train data-parallel (ewe/dist/mpi.hpp; --batch is
 // the global batch) and rank 0 alone writes the outputs; a build without MPI refuses it.
 #include "common.hpp"
@@ -16,27 +17,16 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
-#include <initializer_list>
-#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include <ewe/io/csv.hpp>
 #include <ewe/io/fingerprint.hpp>
 #include <ewe/io/run_lock.hpp>
-#include <ewe/io/safetensors.hpp>
-#include <ewe/io/svg.hpp>
-#include <ewe/io/tensorboard.hpp>
-#include <ewe/train/kl_annealing.hpp>
-#include <ewe/train/latent_snapshots.hpp>
-#include <ewe/train/loggers.hpp>
-#include <ewe/train/model_checkpoint.hpp>
 #include <ewe/train/objective.hpp>
-#include <ewe/train/posterior_monitor.hpp>
-#include <ewe/train/progress_bar.hpp>
+#include <ewe/train/run_folder.hpp>
 #include <ewe/train/trainer.hpp>
 #if EWE_WITH_MPI
 #include <ewe/dist/mpi.hpp>
@@ -70,19 +60,6 @@ struct TrainOptions {
     double distributed_timeout = 600;
 };
 
-void write_loss_plot(const fs::path& dir) {
-    const ewe::io::CsvTable metrics = ewe::io::CsvTable::read(dir / "metrics.csv");
-    const std::vector<double> e = metrics.numbers("epoch"), loss = metrics.numbers("loss"),
-                              recon = metrics.numbers("recon"), kl = metrics.numbers("kl"),
-                              w = metrics.numbers("kl_weight");
-    ewe::io::SvgPlot plot("Training loss per epoch", "epoch", "mean per drawing");
-    plot.line(e, loss, ewe::io::palette(0), "loss").line(e, recon, ewe::io::palette(1), "reconstruction");
-    plot.write(dir / "loss.svg");
-    ewe::io::SvgPlot klp("KL term and its annealed weight", "epoch", "value");
-    klp.line(e, kl, ewe::io::palette(2), "KL (mean over latent dims)").line(e, w, ewe::io::palette(4), "KL weight");
-    klp.write(dir / "kl.svg");
-}
-
 // What to try after a divergence; a resumed run took its learning rate from the checkpoint.
 std::string divergence_hint(const ewe::TrainProgress& start) {
     return start.epoch > 0 ? " (diverged at the checkpoint's learning rate; a new run with a smaller --lr may not)"
@@ -103,48 +80,13 @@ struct Distributed {
 #endif
 };
 
-// The epoch a checkpoint file holds, read from it; -1 when there is none or it cannot be read.
-std::int64_t checkpoint_epoch(const fs::path& path) {
-    if (!fs::exists(path)) return -1;
-    try {
-        const ewe::io::SafetensorsFile file = ewe::io::read_safetensors(path);
-        const auto it = file.metadata.find("epoch");
-        return it == file.metadata.end() ? -1 : std::atoll(it->second.c_str());
-    } catch (const ewe::Error&) {
-        return -1;
-    }
-}
-
 // What `checkpoint` holds after training diverged: every save and every resume checked
 // its weights finite, so the epoch it holds is the last good one the run kept.
 std::string kept_checkpoint(const fs::path& checkpoint) {
     if (!fs::exists(checkpoint)) return "no checkpoint was saved before that (" + checkpoint.string() + " does not exist)";
-    const std::int64_t epoch = checkpoint_epoch(checkpoint);
+    const std::int64_t epoch = ewe::checkpoint_epoch(checkpoint);
     return epoch >= 0 ? checkpoint.string() + " keeps epoch " + std::to_string(epoch) + ", the last good one"
                       : checkpoint.string() + " cannot be read back";
-}
-
-bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
-bool ends_with(const std::string& s, const std::string& suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-// The files of `folder` whose names start with `prefix` and end with one of `suffixes`, sorted.
-std::vector<fs::path> matching_files(const fs::path& folder, const std::string& prefix,
-                                     std::initializer_list<const char*> suffixes) {
-    std::vector<fs::path> files;
-    std::error_code ec;
-    for (fs::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
-        const std::string name = it->path().filename().string();
-        if (!it->is_regular_file(ec) || !starts_with(name, prefix)) continue;
-        for (const char* suffix : suffixes)
-            if (ends_with(name, suffix)) {
-                files.push_back(it->path());
-                break;
-            }
-    }
-    std::sort(files.begin(), files.end());
-    return files;
 }
 
 }  // namespace
@@ -159,59 +101,8 @@ std::unique_ptr<ewe::io::RunLock> lock_run_folder(const fs::path& dir) {
     }
 }
 
-std::vector<fs::path> run_files(const fs::path& dir) {
-    std::vector<fs::path> files;
-    std::error_code ec;
-    for (const char* name : {"checkpoint.safetensors", "interrupted.safetensors", "metrics.csv", "loss.svg", "kl.svg"})
-        if (fs::is_regular_file(dir / name, ec)) files.push_back(dir / name);
-    for (const fs::path& f : matching_files(dir, "latent_epoch", {".npy", ".svg"})) files.push_back(f);
-    for (const fs::path& f : matching_files(dir / "logs", "events.out.tfevents.", {""})) files.push_back(f);
-    return files;
-}
-
-std::string run_files_text(const fs::path& dir, const std::vector<fs::path>& files) {
-    std::string text;
-    std::size_t snapshots = 0, events = 0;
-    for (const fs::path& f : files) {
-        const std::string name = f.filename().string();
-        if (starts_with(name, "latent_epoch")) {
-            ++snapshots;
-            continue;
-        }
-        if (f.parent_path() == dir / "logs") {
-            ++events;
-            continue;
-        }
-        text += (text.empty() ? "" : ", ") + name;
-        if (name == "checkpoint.safetensors") {
-            const std::int64_t epoch = checkpoint_epoch(f);
-            text += epoch >= 0 ? " after epoch " + std::to_string(epoch) : std::string(" (unreadable)");
-        }
-    }
-    if (snapshots > 0) text += (text.empty() ? "" : ", ") + std::to_string(snapshots) + " latent_epoch* files";
-    if (events > 0) text += (text.empty() ? "" : ", ") + std::string("logs/ with ") + std::to_string(events) +
-                            " event file" + (events == 1 ? "" : "s");
-    return text;
-}
-
-void delete_run_files(const fs::path& dir, const std::vector<fs::path>& files) {
-    for (const fs::path& f : files) {
-        std::error_code ec;
-        fs::remove(f, ec);
-        if (ec) fail("--overwrite: cannot delete ", f.string(), ": ", ec.message());
-    }
-    std::error_code ec;
-    if (fs::is_directory(dir / "logs", ec) && fs::is_empty(dir / "logs", ec)) fs::remove(dir / "logs", ec);
-}
-
-std::string checkpoint_state(const fs::path& path) {
-    if (!fs::exists(path)) return "no " + path.string() + " was written";
-    const std::int64_t epoch = checkpoint_epoch(path);
-    return epoch >= 0 ? path.string() + " holds epoch " + std::to_string(epoch) : path.string() + " cannot be read";
-}
-
 TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log, bool redraw) {
-    const fs::path checkpoint_path = r.dir / "checkpoint.safetensors";
+    const fs::path checkpoint_path = ewe::run_checkpoint_path(r.dir);
     const std::int64_t n = data.count();
     ewe::SheepVaeConfig config = r.config;
     RunSettings run = r.settings;
@@ -228,7 +119,7 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
 
     TrainOutcome outcome;
     std::optional<SheepCheckpoint> resume_from;
-    const std::vector<fs::path> previous = run_files(r.dir);
+    const std::vector<fs::path> previous = ewe::run_files(r.dir);
     if (r.resume && fs::exists(checkpoint_path)) {
         resume_from = read_checkpoint(checkpoint_path, "--resume");
         check_resume(*resume_from, checkpoint_path, config, run, r.given_settings);
@@ -258,14 +149,14 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
               data_text(run).c_str(), taken.empty() ? "" : "; from the checkpoint: ", taken.c_str());
     } else if (!previous.empty() && !r.overwrite) {
         if (r.resume)
-            fail("--resume: ", r.dir.string(), " holds files of a run (", run_files_text(r.dir, previous),
+            fail("--resume: ", r.dir.string(), " holds files of a run (", ewe::run_files_text(r.dir, previous),
                  ") but no checkpoint.safetensors to continue from (it stopped before its first epoch ended); pass "
                  "--overwrite instead of --resume to delete them and start over");
         fail("--out: ", r.dir.string(), " already holds a run; pass --resume to continue it, or --overwrite to delete "
-             "its files and start over (found: ", run_files_text(r.dir, previous), "; other files are kept)");
+             "its files and start over (found: ", ewe::run_files_text(r.dir, previous), "; other files are kept)");
     } else if (!previous.empty()) {
-        const std::string deleted = run_files_text(r.dir, previous);
-        if (root) delete_run_files(r.dir, previous);
+        const std::string deleted = ewe::run_files_text(r.dir, previous);
+        if (root) ewe::delete_run_files(r.dir, previous, "--overwrite");
         print(log, "%s: deleted the files of the previous run (%s); other files are kept\n", r.dir.string().c_str(),
               deleted.c_str());
     } else if (r.resume) {
@@ -298,23 +189,18 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
     fit.batch_size = batch;
     fit.shuffle_seed = run.seed;
     fit.communicator = r.communicator;
+    fit.stop = r.stop;
     fit.handle_sigint = r.handle_sigint;
     ewe::Trainer<float> trainer(ctx, objective, optimizer, fit);
-    trainer.add(std::make_shared<ewe::KlAnnealing<float>>(ewe::KlAnnealing<float>::linear(run.kl_start, run.kl_steep),
-                                                          &log));
-    if (r.progress_bar) trainer.add(std::make_shared<ewe::ProgressBar<float>>(log, redraw));
-    trainer.add(std::make_shared<ewe::CsvLogger<float>>(r.dir / "metrics.csv"));
-    trainer.add(std::make_shared<ewe::TensorBoardLogger<float>>(
-        r.dir / "logs", std::map<std::string, std::string>{{"recon", "reconstruction"}}));
-    trainer.add(std::make_shared<ewe::LatentSnapshots<float>>(vae, data.images.view(), r.dir, r.snapshots));
-    if (r.monitor > 0)
-        trainer.add(std::make_shared<ewe::PosteriorMonitor<float>>(vae, data.images.view().leading(std::min(r.monitor, n)),
-                                                                   &log));
-    ewe::ModelCheckpointOptions saving;
-    saving.path = checkpoint_path;
-    saving.interrupted_path = r.dir / "interrupted.safetensors";
-    trainer.add(std::make_shared<ewe::ModelCheckpoint<float>>(
-        saving, [&](const ewe::TrainProgress&) { return run_metadata(config, run); }));
+    ewe::RunCallbacksOptions<float> standard;
+    standard.kl_schedule = ewe::KlAnnealing<float>::linear(run.kl_start, run.kl_steep);
+    standard.snapshots = r.snapshots;
+    standard.monitor = r.monitor;
+    standard.log = &log;
+    standard.progress_bar = r.progress_bar;
+    standard.redraw = redraw;
+    standard.metadata = [&](const ewe::TrainProgress&) { return run_metadata(config, run); };
+    ewe::add_run_callbacks<float>(trainer, vae, data.images.view(), r.dir, standard);
     for (const auto& callback : r.callbacks) trainer.add(callback);
 
     ewe::FitResult fit_result;
@@ -328,7 +214,7 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
     try {
         fit_result = trainer.fit(data.images.view(), start);
     } catch (const ewe::LossDiverged& e) {
-        fail("train: ", std::string(e.what()).substr(5), ". ", kept_checkpoint(checkpoint_path), divergence_hint(start));
+        fail("train: ", e.reason(), ". ", kept_checkpoint(checkpoint_path), divergence_hint(start));
     } catch (const ewe::NonFiniteCheckpoint& e) {
         fail("train: the weights became non-finite: ", e.what(), ". ", kept_checkpoint(checkpoint_path),
              divergence_hint(start));
@@ -337,20 +223,20 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
     outcome.epochs_trained = outcome.progress.epoch - start.epoch;
     if (fit_result.interrupted) {
         // What is on disk, read back from the files rather than assumed.
-        const std::int64_t kept = checkpoint_epoch(checkpoint_path);
+        const std::int64_t kept = ewe::checkpoint_epoch(checkpoint_path);
+        const fs::path interrupted_path = ewe::run_interrupted_path(r.dir);
         print(log, "\ntrain: interrupted at epoch %lld, step %lld: %s; %s\n", (long long)outcome.progress.epoch + 1,
               (long long)trainer.interrupted_step(),
-              fs::exists(saving.interrupted_path)
-                  ? ("the weights of that moment are in " + saving.interrupted_path.string()).c_str()
-                  : ("no " + saving.interrupted_path.string() + " was written").c_str(),
-              kept >= 0 ? (checkpoint_state(checkpoint_path) + ", and --resume continues from it").c_str()
-                        : (checkpoint_state(checkpoint_path) + " (no epoch finished): --overwrite starts the run "
+              fs::exists(interrupted_path) ? ("the weights of that moment are in " + interrupted_path.string()).c_str()
+                                           : ("no " + interrupted_path.string() + " was written").c_str(),
+              kept >= 0 ? (ewe::checkpoint_state(checkpoint_path) + ", and --resume continues from it").c_str()
+                        : (ewe::checkpoint_state(checkpoint_path) + " (no epoch finished): --overwrite starts the run "
                            "over").c_str());
         outcome.status = 130;
     } else if (outcome.progress.epoch < r.epochs) {
         outcome.status = 130;  // one of r.callbacks stopped training
     } else if (trainer.is_root()) {
-        write_loss_plot(r.dir);
+        ewe::write_loss_plots(r.dir);
     }
     return outcome;
 }

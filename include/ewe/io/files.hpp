@@ -4,6 +4,7 @@
 // unless it exists, never over a file) and read_text_file, which reads a whole text
 // file of bounded size. Each error names `who` (the caller's
 // argument, e.g. "read_csv" or a program's flag), the path, and what is there instead.
+// files_named lists the files of a folder by the start and end of their names.
 #pragma once
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <fstream>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "ewe/core/error.hpp"
 
@@ -105,6 +107,26 @@ inline std::string read_text_file(const std::filesystem::path& path, const std::
         }
     }
     return text;
+}
+
+// The entries of `folder` (whatever they are: a caller that opens them checks, e.g. with
+// require_file, and says what is there instead) whose names start with `prefix` and end
+// with one of `suffixes` (a name no longer than prefix and suffix together does not
+// count), sorted; none when the folder is missing.
+inline std::vector<std::filesystem::path> files_named(const std::filesystem::path& folder, const std::string& prefix,
+                                                      const std::vector<std::string>& suffixes) {
+    std::vector<std::filesystem::path> files;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (!name.starts_with(prefix)) continue;
+        if (std::any_of(suffixes.begin(), suffixes.end(), [&](const std::string& s) {
+                return name.size() > prefix.size() + s.size() && name.ends_with(s);
+            }))
+            files.push_back(it->path());
+    }
+    std::sort(files.begin(), files.end());
+    return files;
 }
 
 }  // namespace ewe::io

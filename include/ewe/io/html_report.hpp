@@ -159,6 +159,14 @@ public:
         fail("HtmlReport::image_file: ", path.string(), ": expected a .png or .svg file");
     }
 
+    // The figure `dir/name` when that file exists, else a note naming it and what writes
+    // it: "No DIR/NAME (written by PRODUCED_BY)."
+    HtmlReport& image_file_or_note(const std::filesystem::path& dir, const std::string& name, const std::string& caption,
+                                   const std::string& produced_by) {
+        if (std::filesystem::is_regular_file(dir / name)) return image_file(dir / name, caption);
+        return note("No " + (dir / name).string() + " (written by " + produced_by + ").");
+    }
+
     std::string str() const {
         std::string out = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" +
                           html_escape(title_) + "</title>\n<style>\n" + style() + "</style>\n</head>\n<body>\n<h1>" +

@@ -1,0 +1,126 @@
+// Report sections of a VAE's run folder (ewe/train/run_folder.hpp) for an HtmlReport
+// (ewe/io/html_report.hpp), read from the files the run wrote: add_training_section
+// quotes metrics.csv (the loss, reconstruction and KL under annealing, active units)
+// with loss.svg, kl.svg and the table of every epoch; add_latent_section summarizes each
+// latent_epochNNN.npy snapshot (mean and spread of z[0] and z[1], with that epoch's KL
+// weight and active units) and shows its scatter. A missing file leaves a note naming
+// `train_command`, the program that writes it.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "ewe/core/tensor.hpp"
+#include "ewe/io/csv.hpp"
+#include "ewe/io/files.hpp"
+#include "ewe/io/html_report.hpp"
+#include "ewe/io/npy.hpp"
+
+namespace ewe {
+
+namespace detail {
+inline std::string report_number(const char* format, double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, format, v);
+    return buf;
+}
+}  // namespace detail
+
+inline void add_training_section(io::HtmlReport& page, const std::filesystem::path& run, const io::CsvTable& metrics,
+                                 const std::string& train_command) {
+    using detail::report_number;
+    page.section("Training: loss, reconstruction and KL under annealing");
+    if (metrics.rows.empty()) {
+        page.note(metrics.path.string() + " has no epochs yet (" + train_command + " writes one row per epoch).");
+        return;
+    }
+    const auto epoch = metrics.numbers("epoch"), loss = metrics.numbers("loss"), recon = metrics.numbers("recon"),
+               kl = metrics.numbers("kl"), weight = metrics.numbers("kl_weight");
+    const std::size_t last = epoch.size() - 1;
+    std::size_t rise = 0;
+    while (rise < weight.size() && weight[rise] <= 0) ++rise;
+    std::string text = "Mean per drawing over " + std::to_string(epoch.size()) + " epochs: the loss falls from " +
+                       report_number("%.2f", loss[0]) + " after epoch " + report_number("%g", epoch[0]) + " to " + report_number("%.2f", loss[last]) +
+                       " after epoch " + report_number("%g", epoch[last]) + " (reconstruction " + report_number("%.2f", recon[last]) +
+                       ", KL " + report_number("%.3f", kl[last]) + " at weight " + report_number("%g", weight[last]) + "). ";
+    if (rise < weight.size())
+        text += "The KL weight is first above 0 in epoch " + report_number("%g", epoch[rise]) + " (" + report_number("%g", weight[rise]) +
+                "); while it is 0 the KL term (unweighted) grows from " + report_number("%.3f", kl[0]) + " to " +
+                report_number("%.3f", kl[rise > 0 ? rise - 1 : 0]) + ".";
+    else
+        text += "The KL weight stays 0 in every epoch of this run.";
+    if (metrics.has("active_units")) {
+        const auto active = metrics.numbers("active_units");
+        text += " Active latent units (posterior-mean variance > 0.01) after the last epoch: " + report_number("%g", active[last]) +
+                " of " + std::to_string(std::count_if(metrics.header.begin(), metrics.header.end(), [](const std::string& h) {
+                    return h.starts_with("kl_dim_");
+                })) + ".";
+    }
+    page.paragraph(text);
+    page.image_file_or_note(run, "loss.svg", "Loss and reconstruction term per epoch (loss.svg)",
+                            train_command + " when a run finishes");
+    page.image_file_or_note(run, "kl.svg", "KL term and its annealed weight per epoch (kl.svg)",
+                            train_command + " when a run finishes");
+    page.paragraph("Every epoch as logged in metrics.csv:");
+    page.table(metrics.header, metrics.rows, {}, 320);
+}
+
+inline void add_latent_section(io::HtmlReport& page, const std::filesystem::path& run, const io::CsvTable& metrics,
+                               const std::string& train_command) {
+    using detail::report_number;
+    page.section("The latent space, epoch by epoch");
+    const std::vector<std::filesystem::path> snapshots = io::files_named(run, "latent_epoch", {".svg"});
+    if (snapshots.empty()) {
+        page.note("No latent_epochNNN.svg in " + run.string() + " (" + train_command + " --snapshots E1,E2,... writes them).");
+        return;
+    }
+    std::map<long, std::size_t> row_of_epoch;
+    if (!metrics.rows.empty()) {
+        const auto epochs = metrics.numbers("epoch");
+        for (std::size_t r = 0; r < epochs.size(); ++r) row_of_epoch[long(epochs[r])] = r;
+    }
+    std::vector<std::vector<std::string>> table;
+    for (const std::filesystem::path& svg : snapshots) {
+        const std::string stem = svg.stem().string();
+        const long e = std::strtol(stem.c_str() + std::string("latent_epoch").size(), nullptr, 10);
+        std::vector<std::string> row = {std::to_string(e)};
+        std::filesystem::path npy = svg;
+        npy.replace_extension(".npy");
+        if (std::filesystem::is_regular_file(npy)) {
+            const Tensor<double> z = io::npy_to_tensor<double>(io::read_npy(npy), npy.string());
+            const std::int64_t n = z.dim(0), d = z.shape().rank() > 1 ? z.dim(1) : 1;
+            row.push_back(std::to_string(n));
+            for (std::int64_t k = 0; k < std::min<std::int64_t>(d, 2); ++k) {
+                double mean = 0, sq = 0;
+                for (std::int64_t i = 0; i < n; ++i) mean += z[i * d + k];
+                mean /= double(n);
+                for (std::int64_t i = 0; i < n; ++i) sq += (z[i * d + k] - mean) * (z[i * d + k] - mean);
+                row.push_back(report_number("%.3f", mean) + " ± " + report_number("%.3f", std::sqrt(sq / double(n))));
+            }
+            while (row.size() < 4) row.push_back("");
+        } else {
+            row.insert(row.end(), {"", "", ""});
+        }
+        const auto it = row_of_epoch.find(e);
+        row.push_back(it == row_of_epoch.end() ? "" : metrics.rows[it->second][metrics.column("kl_weight")]);
+        row.push_back(it == row_of_epoch.end() || !metrics.has("active_units")
+                          ? ""
+                          : metrics.rows[it->second][metrics.column("active_units")]);
+        table.push_back(std::move(row));
+    }
+    page.paragraph("The posterior means of the training drawings after " + std::to_string(snapshots.size()) +
+                   " snapshot epochs. While the KL weight is 0 the codes are free to spread; once it rises they are "
+                   "pulled towards N(0, I). Per snapshot (latent_epochNNN.npy): mean ± standard deviation of z[0] and "
+                   "z[1], with that epoch's KL weight and active units from metrics.csv.");
+    page.table({"epoch", "drawings", "z[0]", "z[1]", "KL weight", "active units"}, table);
+    for (const std::filesystem::path& svg : snapshots) page.image_file(svg, svg.filename().string());
+}
+
+}  // namespace ewe
