@@ -21,6 +21,7 @@
 #include <doctest/doctest.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "parity_util.cuh"
@@ -558,6 +559,13 @@ TEST_CASE("gather_images, and a bad index reported at synchronize") {
     const Tensor<float> gathered = to_host<float>(gout.view());
     CHECK(gathered[0] == float(double(images[49 * pixels]) * (1.0 / 255.0)));
     CHECK(gathered[pixels - 1] == float(double(images[50 * pixels - 1]) * (1.0 / 255.0)));
+    // Float images at scale 1 (Trainer::fit's batches): the rows, bit for bit.
+    Tensor<float> gfloats = out.to(Device::cuda), gpicked(Shape{3, 28, 28, 1}, Device::cuda);
+    const Tensor<std::int32_t> order = Tensor<std::int32_t>::from(Shape{3}, {2, 0, 1}).to(Device::cuda);
+    ops::gather_images<float>(d.gpu, gfloats.view(), order.view(), 1.0, gpicked.view());
+    const Tensor<float> picked = to_host<float>(gpicked.view());
+    CHECK(std::memcmp(picked.data(), out.data() + 2 * pixels, sizeof(float) * pixels) == 0);
+    CHECK(std::memcmp(picked.data() + pixels, out.data(), sizeof(float) * 2 * pixels) == 0);
 
     Tensor<std::int32_t> bad = Tensor<std::int32_t>::from(Shape{2}, {3, 50}).to(Device::cuda);
     Tensor<float> gout2(Shape{2, 28, 28, 1}, Device::cuda);
