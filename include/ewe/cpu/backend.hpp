@@ -1,11 +1,11 @@
 // The CPU backend: every op of ewe/ops/backend.hpp on the host. Work is cut into items
 // fixed by the shapes alone and handed out dynamically by the pool of
-// ewe/cpu/thread_pool.hpp; each item runs single-threaded Eigen products (so ewe's
-// CMake target defines EIGEN_DONT_PARALLELIZE) and loops, and partials of items are
+// ewe/cpu/thread_pool.hpp; each item runs single-threaded products and loops (Eigen's,
+// so ewe's CMake target defines EIGEN_DONT_PARALLELIZE), and partials of items are
 // summed in item order: results are the same for any number of threads. Convolutions
-// go through im2col (ewe/cpu/im2col.hpp) and their products through ewe/cpu/gemm.hpp's
-// AVX-512 kernel for float where compiled, Eigen's elsewhere. Reductions over a tensor accumulate in
-// double, also for float data.
+// go through im2col (ewe/cpu/im2col.hpp); their float products run on the AVX-512
+// kernel of ewe/cpu/gemm.hpp where the build targets AVX-512, on Eigen elsewhere.
+// Reductions over a tensor accumulate in double, also for float data.
 #pragma once
 
 #if defined(_OPENMP) && !defined(EIGEN_DONT_PARALLELIZE)

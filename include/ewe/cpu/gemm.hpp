@@ -1,10 +1,12 @@
 // The float matrix product of the CPU convolutions on AVX-512: C (+)= A B, with A read
 // through any row and column strides (so A may be a transposed matrix) and B row-major,
 // optionally with bias and ReLU fused into the store of the last block of the sum.
-// Register-blocked outer products: a tile of kTileRows rows x 32 columns of C stays in
-// 16 zmm registers while the k dimension streams through, one broadcast of A and two
-// loads of B per k; k is cut into blocks of kDepthBlock so a block of B (kDepthBlock x
-// n) stays in L2 while every row tile of C passes over it. The order of the sums depends
+// Register-blocked outer products: a tile of kTileRows (8) rows x up to 48 columns of C
+// stays in up to 24 zmm registers while k streams through, one broadcast of A per row
+// and up to three loads of B per step; a row-major A is first copied a tile at a time
+// into column-major order, so a step's broadcasts are adjacent; k is cut into blocks of
+// kDepthBlock so a block of B (kDepthBlock x n) stays in L2 while every row tile of C
+// passes over it. bench_cpu_layers measures it per layer. The order of the sums depends
 // on the shapes only, so results are the same on any thread. Single-threaded: the CPU
 // backend calls it inside its parallel items. Compiled only where the compiler targets
 // AVX-512F (EWE_ARCH native on such a CPU); elsewhere (EWE_ARCH=portable, AVX2 CPUs)
