@@ -1,10 +1,11 @@
 // The CPU backend: every op of ewe/ops/backend.hpp on the host. Work is cut into items
 // fixed by the shapes alone and handed out dynamically by the pool of
-// ewe/cpu/thread_pool.hpp; each item runs single-threaded Eigen products (so ewe's
-// CMake target defines EIGEN_DONT_PARALLELIZE) and loops, and partials of items are
+// ewe/cpu/thread_pool.hpp; each item runs single-threaded products and loops (Eigen's,
+// so ewe's CMake target defines EIGEN_DONT_PARALLELIZE), and partials of items are
 // summed in item order: results are the same for any number of threads. Convolutions
-// go through im2col (ewe/cpu/im2col.hpp). Reductions over a tensor accumulate in
-// double, also for float data.
+// go through im2col (ewe/cpu/im2col.hpp); their float products run on the AVX-512
+// kernel of ewe/cpu/gemm.hpp where the build targets AVX-512, on Eigen elsewhere.
+// Reductions over a tensor accumulate in double, also for float data.
 #pragma once
 
 #if defined(_OPENMP) && !defined(EIGEN_DONT_PARALLELIZE)
@@ -16,8 +17,10 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "ewe/core/context.hpp"
+#include "ewe/cpu/gemm.hpp"
 #include "ewe/cpu/im2col.hpp"
 #include "ewe/cpu/thread_pool.hpp"
 #include "ewe/ops/backend.hpp"
@@ -242,20 +245,21 @@ public:
     void conv2d_forward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w, View<const T> b,
                         Activation act, View<T> y) override {
         const std::int64_t M = g.gemm_m(), K = g.gemm_k();
-        auto W = as_matrix(w, g.out_c, K);
-        auto Y = as_matrix(y, M, g.out_c);
         const std::int64_t rows_per_item =
             std::min(im2col_block_rows(g, ctx.options().cpu_im2col_elements),
                      std::max<std::int64_t>(1, (M + kImageGroups - 1) / kImageGroups));
         ScratchPlan<T> plan;
         const std::int64_t cols_at = plan.add_values(thread_count() * rows_per_item * K);
+        const std::int64_t wt_at = plan.add_values(K * g.out_c);
         plan.allocate(ctx);
+        T* wt = plan.values(wt_at);
+        transpose_into(w.data(), g.out_c, K, wt);
         parallel_for((M + rows_per_item - 1) / rows_per_item, [&](std::int64_t item, int slot) {
             const std::int64_t m = item * rows_per_item, rows = std::min(rows_per_item, M - m);
             T* cols = plan.values(cols_at) + slot * rows_per_item * K;
             im2col(g, x.data(), m, m + rows, cols);
-            Y.middleRows(m, rows).noalias() = ConstMatrixMap<T>(cols, rows, K) * W.transpose();
-            bias_activation(act, b.data(), y.data() + m * g.out_c, rows, g.out_c);
+            product(rows, g.out_c, K, cols, K, 1, wt, g.out_c, y.data() + m * g.out_c, g.out_c, false, act,
+                    b.empty() ? nullptr : b.data());
         });
     }
 
@@ -263,23 +267,19 @@ public:
                          View<const T> dy, Activation act, View<T> dpre, View<T> dx, View<T> dw,
                          View<T> db) override {
         const std::int64_t K = g.gemm_k(), C = g.out_c, pixels = g.h.out * g.w.out;
-        auto D = ConstMatrixMap<T>(dpre.data(), g.gemm_m(), C);
-        auto W = as_matrix(w, C, K);
         for_image_groups(ctx, g, C * K, C, [&](std::int64_t n0, std::int64_t n1, std::int64_t block, T* cols,
-                                               T* dw_part, double* db_part) {
+                                               T* dw_part, double* db_part, const T*) {
             const std::int64_t m0 = n0 * pixels, m1 = n1 * pixels;
             activation_grad(act, y.data() + m0 * C, dy.data() + m0 * C, dpre.data() + m0 * C, (m1 - m0) * C);
             add_column_sums(dpre.data() + m0 * C, C, m1 - m0, C, db_part);
-            auto dW = MatrixMap<T>(dw_part, C, K);
-            dW.setZero();
             if (!dx.empty()) std::fill(dx.data() + image_start(g, m0), dx.data() + image_start(g, m1), T(0));
             for (std::int64_t m = m0; m < m1; m += block) {
                 const std::int64_t rows = std::min(block, m1 - m);
+                const T* d = dpre.data() + m * C;
                 im2col(g, x.data(), m, m + rows, cols);
-                auto P = MatrixMap<T>(cols, rows, K);
-                dW.noalias() += D.middleRows(m, rows).transpose() * P;
+                product(C, K, rows, d, 1, C, cols, K, dw_part, K, m > m0);  // dW (+)= D^T P
                 if (dx.empty()) continue;
-                P.noalias() = D.middleRows(m, rows) * W;
+                product(rows, K, C, d, C, 1, w.data(), K, cols, K, false);  // P = D W
                 col2im_add(g, cols, m, m + rows, dx.data());
             }
         }, dw.data(), db.data());
@@ -289,8 +289,6 @@ public:
     void conv2d_transpose_forward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w,
                                   View<const T> b, Activation act, View<T> y) override {
         const std::int64_t K = g.gemm_k(), pixels = g.h.out * g.w.out, image = g.h.in * g.w.in * g.in_c;
-        auto X = as_matrix(x, g.gemm_m(), g.out_c);
-        auto W = as_matrix(w, g.out_c, K);
         const std::int64_t block = std::min(im2col_block_rows(g, ctx.options().cpu_im2col_elements), pixels);
         ScratchPlan<T> plan;
         const std::int64_t cols_at = plan.add_values(thread_count() * block * K);
@@ -300,7 +298,7 @@ public:
             std::fill(y.data() + n * image, y.data() + (n + 1) * image, T(0));
             for (std::int64_t m = n * pixels; m < (n + 1) * pixels; m += block) {
                 const std::int64_t rows = std::min(block, (n + 1) * pixels - m);
-                MatrixMap<T>(cols, rows, K).noalias() = X.middleRows(m, rows) * W;
+                product(rows, K, g.out_c, x.data() + m * g.out_c, g.out_c, 1, w.data(), K, cols, K, false);
                 col2im_add(g, cols, m, m + rows, y.data());
             }
             bias_activation(act, b.data(), y.data() + n * image, g.h.in * g.w.in, g.in_c);
@@ -310,25 +308,21 @@ public:
     void conv2d_transpose_backward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w,
                                    View<const T> y, View<const T> dy, Activation act, View<T> dpre, View<T> dx,
                                    View<T> dw, View<T> db) override {
-        const std::int64_t M = g.gemm_m(), K = g.gemm_k(), C = g.in_c, pixels = g.h.out * g.w.out;
-        auto X = as_matrix(x, M, g.out_c);
-        auto W = as_matrix(w, g.out_c, K);
+        const std::int64_t K = g.gemm_k(), C = g.in_c, pixels = g.h.out * g.w.out;
         for_image_groups(ctx, g, g.out_c * K, C, [&](std::int64_t n0, std::int64_t n1, std::int64_t block,
-                                                     T* cols, T* dw_part, double* db_part) {
+                                                     T* cols, T* dw_part, double* db_part, const T* wt) {
             const std::int64_t m0 = n0 * pixels, m1 = n1 * pixels;
             const std::int64_t p0 = image_start(g, m0), p1 = image_start(g, m1);
             activation_grad(act, y.data() + p0, dy.data() + p0, dpre.data() + p0, p1 - p0);
             add_column_sums(dpre.data() + p0, C, (p1 - p0) / C, C, db_part);
-            auto dW = MatrixMap<T>(dw_part, g.out_c, K);
-            dW.setZero();
             for (std::int64_t m = m0; m < m1; m += block) {
                 const std::int64_t rows = std::min(block, m1 - m);
+                const T* xm = x.data() + m * g.out_c;
                 im2col(g, dpre.data(), m, m + rows, cols);
-                auto P = ConstMatrixMap<T>(cols, rows, K);
-                dW.noalias() += X.middleRows(m, rows).transpose() * P;
-                if (!dx.empty()) as_matrix(dx, M, g.out_c).middleRows(m, rows).noalias() = P * W.transpose();
+                product(g.out_c, K, rows, xm, 1, g.out_c, cols, K, dw_part, K, m > m0);  // dW (+)= X^T P
+                if (!dx.empty()) product(rows, g.out_c, K, cols, K, 1, wt, g.out_c, dx.data() + m * g.out_c, g.out_c, false);
             }
-        }, dw.data(), db.data());
+        }, dw.data(), db.data(), dx.empty() ? nullptr : w.data());
     }
 
     void activation_forward(Context&, Activation act, View<const T> x, View<T> y) override {
@@ -539,20 +533,63 @@ private:
         }
     }
 
+    static constexpr bool kGemmKernel = std::is_same_v<T, float> && kHasGemmKernel;
+    static constexpr std::int64_t kGemmMinColumns = 8;
+
+    // C (m x n, rows ldc apart) = A B, or C + A B with `accumulate`, then (when bias or
+    // act is given) C = act(C + bias), for the convolutions: A(i, p) at
+    // a[i * a_rs + p * a_cs] with a_cs == 1 (row-major) or a_rs == 1 (a transposed
+    // row-major matrix), B (k x n) row-major, rows ldb apart. Float runs the AVX-512
+    // kernel of ewe/cpu/gemm.hpp where compiled (bias and ReLU fused into its stores)
+    // when C has at least kGemmMinColumns columns (narrower ones, such as the last
+    // layer's single channel, fill too few vector lanes), everything else Eigen's product
+    // (the portable path); on the calling thread.
+    static void product(std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t a_rs,
+                        std::int64_t a_cs, const T* b, std::int64_t ldb, T* c, std::int64_t ldc, bool accumulate,
+                        Activation act = Activation::none, const T* bias = nullptr) {
+        if constexpr (kGemmKernel) {
+            if (n >= kGemmMinColumns) {
+                const bool fused = act == Activation::none || act == Activation::relu;
+                gemm(m, n, k, a, a_rs, a_cs, b, ldb, c, ldc, accumulate, fused ? bias : nullptr,
+                     act == Activation::relu);
+                if (!fused) bias_activation(act, bias, c, m, n, ldc);
+                return;
+            }
+        }
+        using Strided = Eigen::Map<Matrix<T>, 0, Eigen::OuterStride<>>;
+        using ConstStrided = Eigen::Map<const Matrix<T>, 0, Eigen::OuterStride<>>;
+        Strided C(c, m, n, Eigen::OuterStride<>(ldc));
+        const ConstStrided B(b, k, n, Eigen::OuterStride<>(ldb));
+        const auto multiply = [&](const auto& A) {
+            if (accumulate) C.noalias() += A * B;
+            else C.noalias() = A * B;
+        };
+        if (a_cs == 1) multiply(ConstStrided(a, m, k, Eigen::OuterStride<>(a_rs)));
+        else multiply(ConstStrided(a, k, m, Eigen::OuterStride<>(a_cs)).transpose());
+        bias_activation(act, bias, c, m, n, ldc);
+    }
+
+    // out (cols x rows, row-major) = the transpose of in (rows x cols, row-major).
+    static void transpose_into(const T* in, std::int64_t rows, std::int64_t cols, T* out) {
+        for (std::int64_t r = 0; r < rows; ++r)
+            for (std::int64_t c = 0; c < cols; ++c) out[c * rows + r] = in[r * cols + c];
+    }
+
     // Offset in the convolution's input (the transposed convolution's output) of the
     // image whose first patch row is m.
     static std::int64_t image_start(const ConvGeometry& g, std::int64_t m) {
         return m / (g.h.out * g.w.out) * g.h.in * g.w.in * g.in_c;
     }
 
-    // Runs body(n0, n1, block, cols, dw_part, db_part) for groups of whole images
+    // Runs body(n0, n1, block, cols, dw_part, db_part, wt) for groups of whole images
     // [n0, n1): min(batch, kImageGroups) groups, as items of parallel_for. cols is the
     // running thread's scratch (block patch rows); dw_part (dw_size values, which the
     // body sets) and db_part (db_size doubles, zeroed here) are the group's partial
     // gradients, summed over the groups in group order into dw and db (db may be null).
+    // wt is the filter w (out_c x K) transposed once for all groups, or null when w is.
     template <class Body>
     static void for_image_groups(Context& ctx, const ConvGeometry& g, std::int64_t dw_size, std::int64_t db_size,
-                                 Body&& body, T* dw, T* db) {
+                                 Body&& body, T* dw, T* db, const T* w = nullptr) {
         const std::int64_t groups = std::max<std::int64_t>(1, std::min(g.batch, kImageGroups));
         const std::int64_t pixels = g.h.out * g.w.out;
         const std::int64_t block = std::min(im2col_block_rows(g, ctx.options().cpu_im2col_elements),
@@ -561,14 +598,17 @@ private:
         const std::int64_t db_at = plan.add_doubles(groups * db_size);
         const std::int64_t dw_at = plan.add_values(groups * dw_size);
         const std::int64_t cols_at = plan.add_values(thread_count() * block * g.gemm_k());
+        const std::int64_t wt_at = plan.add_values(w == nullptr ? 0 : g.out_c * g.gemm_k());
         plan.allocate(ctx);
+        T* wt = w == nullptr ? nullptr : plan.values(wt_at);
+        if (w != nullptr) transpose_into(w, g.out_c, g.gemm_k(), wt);
         double* db_parts = plan.doubles(db_at);
         T* dw_parts = plan.values(dw_at);
         std::fill(db_parts, db_parts + groups * db_size, 0.0);
         parallel_for(groups, [&](std::int64_t group, int slot) {
             body(g.batch * group / groups, g.batch * (group + 1) / groups, block,
                  plan.values(cols_at) + slot * block * g.gemm_k(), dw_parts + group * dw_size,
-                 db_parts + group * db_size);
+                 db_parts + group * db_size, wt);
         });
         sum_partials(dw_parts, groups, dw_size, dw_size, dw);
         if (db != nullptr) sum_partials(db_parts, groups, db_size, db_size, db);

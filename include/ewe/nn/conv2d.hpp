@@ -37,6 +37,7 @@ public:
     }
     const char* kind() const override { return "Conv2D"; }
     const ConvGeometry& geometry() const { return g_; }
+    Activation activation() const { return o_.activation; }
 
 protected:
     std::string default_name() const override { return "conv2d"; }
@@ -86,6 +87,7 @@ public:
     const char* kind() const override { return "Conv2DTranspose"; }
     // The hidden convolution: its input is this layer's output and vice versa.
     const ConvGeometry& geometry() const { return g_; }
+    Activation activation() const { return o_.activation; }
 
 protected:
     std::string default_name() const override { return "conv2d_transpose"; }

@@ -1,0 +1,137 @@
+// The float matrix product of the CPU convolutions on AVX-512: C (+)= A B, with A read
+// through any row and column strides (so A may be a transposed matrix) and B row-major,
+// optionally with bias and ReLU fused into the store of the last block of the sum.
+// Register-blocked outer products: a tile of kTileRows (8) rows x up to 48 columns of C
+// stays in up to 24 zmm registers while k streams through, one broadcast of A per row
+// and up to three loads of B per step; a row-major A is first copied a tile at a time
+// into column-major order, so a step's broadcasts are adjacent; k is cut into blocks of
+// kDepthBlock so a block of B (kDepthBlock x n) stays in L2 while every row tile of C
+// passes over it. bench_cpu_layers measures it per layer. The order of the sums depends
+// on the shapes only, so results are the same on any thread. Single-threaded: the CPU
+// backend calls it inside its parallel items. Compiled only where the compiler targets
+// AVX-512F (EWE_ARCH native on such a CPU); elsewhere (EWE_ARCH=portable, AVX2 CPUs)
+// ewe::cpu::kHasGemmKernel is false and the backend keeps Eigen's products, the
+// portable path. Checked against a double-precision reference in tests/cpu/test_gemm.cpp.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace ewe::cpu {
+
+#if defined(__AVX512F__)
+
+inline constexpr bool kHasGemmKernel = true;
+
+namespace gemm_detail {
+
+constexpr int kTileRows = 8;
+constexpr int kLanes = 16;
+constexpr int kTileVectors = 3;  // a tile of C is kTileRows x (up to kTileVectors * kLanes)
+constexpr std::int64_t kDepthBlock = 128;
+
+inline __mmask16 lanes(std::int64_t count) {
+    return count >= kLanes ? __mmask16(0xffff) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1u);
+}
+
+// The Rows x (Vectors * 16, the last vector masked to `cols`) tile of C at c:
+// C (+)= A B over `depth`, with A(r, p) = a[r + p * a_cs] (column-major: the broadcasts
+// of one p are adjacent) and B(p, j) = b[p * ldb + j]; then bias and ReLU if given.
+template <int Rows, int Vectors>
+void tile(std::int64_t depth, const float* a, std::int64_t a_cs, const float* b, std::int64_t ldb, float* c,
+          std::int64_t ldc, std::int64_t cols, bool load_c, const float* bias, bool relu) {
+    __mmask16 mask[Vectors];
+    for (int v = 0; v < Vectors; ++v) mask[v] = lanes(cols - v * kLanes);
+    __m512 acc[Rows][Vectors];
+#pragma GCC unroll 8
+    for (int r = 0; r < Rows; ++r)
+#pragma GCC unroll 3
+        for (int v = 0; v < Vectors; ++v)
+            acc[r][v] = load_c ? _mm512_maskz_loadu_ps(mask[v], c + r * ldc + v * kLanes) : _mm512_setzero_ps();
+    for (std::int64_t p = 0; p < depth; ++p) {
+        __m512 bv[Vectors];
+#pragma GCC unroll 3
+        for (int v = 0; v < Vectors; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], b + p * ldb + v * kLanes);
+        const float* ap = a + p * a_cs;
+#pragma GCC unroll 8
+        for (int r = 0; r < Rows; ++r) {
+            const __m512 av = _mm512_set1_ps(ap[r]);
+#pragma GCC unroll 3
+            for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+        }
+    }
+#pragma GCC unroll 3
+    for (int v = 0; v < Vectors; ++v) {
+        const __m512 add = bias ? _mm512_maskz_loadu_ps(mask[v], bias + v * kLanes) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (int r = 0; r < Rows; ++r) {
+            __m512 out = _mm512_add_ps(acc[r][v], add);
+            if (relu) out = _mm512_max_ps(out, _mm512_setzero_ps());
+            _mm512_mask_storeu_ps(c + r * ldc + v * kLanes, mask[v], out);
+        }
+    }
+}
+
+// tile<Rows, Vectors> for a runtime row count (1..kTileRows).
+template <int Vectors, int Rows = kTileRows>
+void tile_rows(int rows, std::int64_t depth, const float* a, std::int64_t a_cs, const float* b, std::int64_t ldb,
+               float* c, std::int64_t ldc, std::int64_t cols, bool load_c, const float* bias, bool relu) {
+    if constexpr (Rows > 0) {
+        if (rows == Rows) return tile<Rows, Vectors>(depth, a, a_cs, b, ldb, c, ldc, cols, load_c, bias, relu);
+        return tile_rows<Vectors, Rows - 1>(rows, depth, a, a_cs, b, ldb, c, ldc, cols, load_c, bias, relu);
+    }
+}
+
+}  // namespace gemm_detail
+
+// C (m x n, rows ldc apart) = A B (accumulate: C + A B) with A (m x k) at
+// a[i * a_rs + p * a_cs] and B (k x n) row-major, rows ldb apart. bias (n values, or
+// null) and relu apply to the result: C = max(0, C + A B + bias) when both are given.
+// k must be positive. A row-major A (a_rs != 1) is copied a tile at a time into
+// column-major order first, so that the broadcasts of one step are adjacent.
+inline void gemm(std::int64_t m, std::int64_t n, std::int64_t k, const float* a, std::int64_t a_rs, std::int64_t a_cs,
+                 const float* b, std::int64_t ldb, float* c, std::int64_t ldc, bool accumulate,
+                 const float* bias = nullptr, bool relu = false) {
+    using namespace gemm_detail;
+    alignas(64) float packed[kTileRows * kDepthBlock];
+    for (std::int64_t k0 = 0; k0 < k; k0 += kDepthBlock) {
+        const std::int64_t depth = std::min(kDepthBlock, k - k0);
+        const bool last = k0 + depth == k;
+        for (std::int64_t i0 = 0; i0 < m; i0 += kTileRows) {
+            const int rows = int(std::min<std::int64_t>(kTileRows, m - i0));
+            const float* block = a + i0 * a_rs + k0 * a_cs;
+            std::int64_t block_cs = a_cs;
+            if (a_rs != 1) {
+                for (std::int64_t p = 0; p < depth; ++p)
+                    for (int r = 0; r < rows; ++r) packed[p * kTileRows + r] = block[r * a_rs + p * a_cs];
+                block = packed;
+                block_cs = kTileRows;
+            }
+            for (std::int64_t j0 = 0; j0 < n; j0 += kTileVectors * kLanes) {
+                const std::int64_t cols = std::min<std::int64_t>(kTileVectors * kLanes, n - j0);
+                const bool load_c = accumulate || k0 > 0;
+                const float* tile_bias = last && bias != nullptr ? bias + j0 : nullptr;
+                const auto run = [&](auto vectors) {
+                    tile_rows<decltype(vectors)::value>(rows, depth, block, block_cs, b + k0 * ldb + j0, ldb,
+                                                        c + i0 * ldc + j0, ldc, cols, load_c, tile_bias, last && relu);
+                };
+                if (cols > 2 * kLanes) run(std::integral_constant<int, 3>{});
+                else if (cols > kLanes) run(std::integral_constant<int, 2>{});
+                else run(std::integral_constant<int, 1>{});
+            }
+        }
+    }
+}
+
+#else
+
+inline constexpr bool kHasGemmKernel = false;
+
+#endif
+
+}  // namespace ewe::cpu
