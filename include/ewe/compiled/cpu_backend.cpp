@@ -4,7 +4,11 @@
 // includes ewe/compiled/cpu_backend.hpp, whose call of the function below registers
 // this backend with ewe::Context when the program starts.
 #include "ewe/cpu/backend.hpp"
+#include "ewe/cpu/double_backend.hpp"
 
 #include "ewe/compiled/cpu_backend.hpp"
 
-void ewe::detail::register_compiled_cpu_backend() { install_cpu_backend_hooks(cpu::backend_hooks()); }
+void ewe::detail::register_compiled_cpu_backend() {
+    install_cpu_backend(&cpu::backend_instance<float>());
+    install_cpu_backend(&cpu::backend_instance<double>());
+}

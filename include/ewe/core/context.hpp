@@ -1,8 +1,7 @@
 // ewe::Context: the device a computation runs on and the resources it owns there
 // (the CPU threads its ops use and scratch memory; on CUDA the stream, cuDNN/cuBLASLt
 // handles and workspace), plus the backend that implements every op for that device.
-// Each backend sits behind a hook table that it installs itself: the CPU one's in
-// ewe/core/cpu_hooks.hpp, the CUDA one's in ewe/core/cuda_hooks.hpp (the first
+// Each backend installs itself behind hooks: the CPU one's in ewe/core/cpu_hooks.hpp, the CUDA one's in ewe/core/cuda_hooks.hpp (the first
 // Context(Device::cuda) loads the backend module that fills them, ewe/core/cuda_loader.hpp).
 // A context changes no process-wide state but the calling thread's denormal flushing
 // (ContextOptions::flush_denormals).
@@ -94,11 +93,16 @@ public:
     Backend<T>& backend() {
         static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "ewe backends compute in float or double");
         if (device_ == Device::cpu) {
-            const detail::CpuBackendHooks* hooks = detail::cpu_backend_hooks();
-            EWE_REQUIRE(hooks != nullptr, "ewe::Context: no CPU backend is installed: include <ewe/ewe.hpp> (or "
-                        "ewe/cpu/backend.hpp) in one file of the program, or link the ewe::compiled CMake target");
-            if constexpr (std::is_same_v<T, float>) return *hooks->backend_float;
-            else return *hooks->backend_double;
+            Backend<T>* backend = detail::cpu_backend_slot<T>().load(std::memory_order_acquire);
+            if (backend == nullptr) {
+                if constexpr (std::is_same_v<T, float>)
+                    fail("ewe::Context: no CPU backend is installed: include <ewe/ewe.hpp> (or ewe/cpu/backend.hpp) "
+                         "in one file of the program, or link the ewe::compiled CMake target");
+                else
+                    fail("ewe::Context: no CPU backend for double is installed: include ewe/cpu/double_backend.hpp "
+                         "in one file of the program, or link the ewe::compiled CMake target");
+            }
+            return *backend;
         }
         // The CUDA backend computes in float only: double on a CUDA context is refused
         // here, once, for every op.

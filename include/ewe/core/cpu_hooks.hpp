@@ -1,8 +1,9 @@
-// The hook through which ewe::Context reaches the CPU backend without depending on it,
+// The slots through which ewe::Context reaches the CPU backend without depending on it,
 // as it reaches the CUDA backend through ewe/core/cuda_hooks.hpp: the CPU backend
-// (ewe/cpu/backend.hpp) installs its table here when the program starts, from every
-// file that includes that header (header-only) or from libewe_cpu.a (ewe::compiled,
-// whose registration ewe/ops/ops.hpp links in). ewe/core only forward-declares Backend.
+// installs itself here when the program starts, for float from every file that includes
+// ewe/cpu/backend.hpp, for double from every file that includes ewe/cpu/double_backend.hpp
+// (header-only), or both from libewe_cpu.a (ewe::compiled, whose registration
+// ewe/ops/ops.hpp links in). ewe/core only forward-declares Backend.
 #pragma once
 
 #include <atomic>
@@ -14,21 +15,16 @@ class Backend;  // ewe/ops/backend.hpp
 
 namespace detail {
 
-// The CPU backend's side of ewe::Context.
-struct CpuBackendHooks {
-    Backend<float>* backend_float;
-    Backend<double>* backend_double;
-};
-
-// The installed table; null until a CPU backend is installed. Atomic, since a program
-// may create its first context on any thread.
-inline std::atomic<const CpuBackendHooks*>& cpu_backend_hooks_slot() {
-    static std::atomic<const CpuBackendHooks*> hooks{nullptr};
-    return hooks;
+// The installed CPU backend for element type T; null until one is installed. Atomic,
+// since a program may create its first context on any thread.
+template <class T>
+std::atomic<Backend<T>*>& cpu_backend_slot() {
+    static std::atomic<Backend<T>*> backend{nullptr};
+    return backend;
 }
-inline const CpuBackendHooks* cpu_backend_hooks() { return cpu_backend_hooks_slot().load(std::memory_order_acquire); }
-inline void install_cpu_backend_hooks(const CpuBackendHooks* hooks) {
-    cpu_backend_hooks_slot().store(hooks, std::memory_order_release);
+template <class T>
+void install_cpu_backend(Backend<T>* backend) {
+    cpu_backend_slot<T>().store(backend, std::memory_order_release);
 }
 
 }  // namespace detail

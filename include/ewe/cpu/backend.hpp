@@ -4,8 +4,9 @@
 // CMake target defines EIGEN_DONT_PARALLELIZE) and loops, and partials of items are
 // summed in item order: results are the same for any number of threads. Convolutions
 // go through im2col (ewe/cpu/im2col.hpp). Reductions over a tensor accumulate in
-// double, also for float data. Including this header registers the backend with
-// ewe::Context (ewe/core/cpu_hooks.hpp), as the CUDA module registers its own.
+// double, also for float data. Including this header registers the float backend with
+// ewe::Context (ewe/core/cpu_hooks.hpp), as the CUDA module registers its own;
+// ewe/cpu/double_backend.hpp registers the double one.
 #pragma once
 
 #if defined(_OPENMP) && !defined(EIGEN_DONT_PARALLELIZE)
@@ -584,17 +585,18 @@ private:
 
 namespace ewe::cpu {
 
-// The program's CPU backends and their hook table (ewe/core/cpu_hooks.hpp).
-inline const detail::CpuBackendHooks* backend_hooks() {
-    static Backend<float> backend_float;
-    static Backend<double> backend_double;
-    static const detail::CpuBackendHooks hooks{&backend_float, &backend_double};
-    return &hooks;
+// The program's CPU backend for element type T.
+template <class T>
+Backend<T>& backend_instance() {
+    static Backend<T> backend;
+    return backend;
 }
 
-// The CPU backend registers itself with ewe::Context when the program starts, before
-// anything that follows this header in the same file runs; libewe_cpu.a
-// (ewe::compiled) registers it through include/ewe/compiled/cpu_backend.cpp.
-inline const bool backend_registered = (detail::install_cpu_backend_hooks(backend_hooks()), true);
+// The float backend registers itself with ewe::Context (ewe/core/cpu_hooks.hpp) when the
+// program starts, before anything that follows this header in the same file runs; the
+// double one where ewe/cpu/double_backend.hpp is included (compiling it costs a file
+// about as much again as float's, so only programs that compute in double pay it).
+// libewe_cpu.a (ewe::compiled) registers both (include/ewe/compiled/cpu_backend.cpp).
+inline const bool float_backend_registered = (detail::install_cpu_backend(&backend_instance<float>()), true);
 
 }  // namespace ewe::cpu
