@@ -8,7 +8,7 @@
 
 #include <cmath>
 
-#include "kernels/reduce.cuh"
+#include "ewe/kernels/reduce.cuh"
 
 namespace ewe::cuda::kernels {
 

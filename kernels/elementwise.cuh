@@ -5,7 +5,7 @@
 // Backend::activation_forward, Backend::add, Backend::fill.
 #pragma once
 
-#include "kernels/common.cuh"
+#include "ewe/kernels/common.cuh"
 
 namespace ewe::cuda::kernels {
 

@@ -6,7 +6,7 @@
 // include/ewe/cpu/backend.hpp.
 #pragma once
 
-#include "kernels/common.cuh"
+#include "ewe/kernels/common.cuh"
 
 namespace ewe::cuda::kernels {
 

@@ -6,7 +6,7 @@
 // CPU reference: im2col / col2im_add in include/ewe/cpu/im2col.hpp.
 #pragma once
 
-#include "kernels/common.cuh"
+#include "ewe/kernels/common.cuh"
 
 namespace ewe::cuda::kernels {
 

@@ -6,7 +6,7 @@
 // include/ewe/cpu/backend.hpp.
 #pragma once
 
-#include "kernels/reduce.cuh"
+#include "ewe/kernels/reduce.cuh"
 
 namespace ewe::cuda::kernels {
 

@@ -6,7 +6,7 @@
 // include/ewe/cpu/backend.hpp (the same float arithmetic).
 #pragma once
 
-#include "kernels/common.cuh"
+#include "ewe/kernels/common.cuh"
 
 namespace ewe::cuda::kernels {
 

@@ -9,7 +9,7 @@
 
 #include <algorithm>
 
-#include "kernels/common.cuh"
+#include "ewe/kernels/common.cuh"
 
 namespace ewe::cuda::kernels {
 

@@ -6,7 +6,7 @@
 #pragma once
 
 #include "ewe/core/philox.hpp"
-#include "kernels/common.cuh"
+#include "ewe/kernels/common.cuh"
 
 namespace ewe::cuda::kernels {
 

@@ -8,7 +8,7 @@
 # a list of objects with batch, ewe_ms_per_step (graph), ewe_eager_ms_per_step,
 # torch_eager_ms_per_step, torch_compile_ms_per_step, the memory of each, device, driver,
 # CUDA, cuDNN and PyTorch versions and the commit.
-# Usage (on the GPU machine; scripts/gpu_check.sh's compare stage calls it):
+# Usage (on the GPU machine, e.g. with the programs scripts/pack_gpu_tests.sh carries):
 #   bash bench/compare/gpu_step.sh BENCH_EXE [JSON-OUT] [steps] [budget-seconds]
 #   JSON-OUT defaults to bench/results/compare-<gpu>-<yyyymmdd>.json. With a budget, the
 #   runs (ewe, then PyTorch eager at each batch, then torch.compile at each batch) share

@@ -87,8 +87,8 @@ int main(int argc, char** argv) {
         const double per_second = timer->steps_per_second();
         if (rank == 0)
             std::printf("%s, %d rank%s x %d thread%s, global batch %lld: %.3f steps/s (%.1f ms/step, %lld timed steps)\n",
-                        comm ? "MPI" : "one process", ranks, ranks > 1 ? "s" : "", cpu::thread_count(),
-                        cpu::thread_count() > 1 ? "s" : "", (long long)batch, per_second, 1e3 / per_second, (long long)steps - 1);
+                        comm ? "MPI" : "one process", ranks, ranks > 1 ? "s" : "", cpu::thread_count(ctx),
+                        cpu::thread_count(ctx) > 1 ? "s" : "", (long long)batch, per_second, 1e3 / per_second, (long long)steps - 1);
         if (comm && ranks > 1) {
             const TensorView<float> grads = vae.params().grads();
             const double bytes = double(grads.numel()) * sizeof(float);

@@ -14,7 +14,8 @@
 # With `cuda` (ewe built with CUDA) it also builds consumer_cuda against the installed
 # ewe::cuda of BUILD_DIR, without the CUDA language, and checks that it links no CUDA
 # library and loads the installed backend module (libewe_cuda.so) when it asks for
-# Device::cuda. Run by ctest.
+# Device::cuda, and that the installed CUDA headers (kernels included) resolve from
+# the prefix's include folder alone. Run by ctest.
 #   check.sh SOURCE_DIR BUILD_DIR [cuda]
 set -euo pipefail
 source_dir=$1 build_dir=$2 cuda=${3:-}
@@ -90,6 +91,14 @@ diff -u "$source_dir/tests/consumer/own_vae.cpp" "$work/api_program.cpp" >&2 ||
 
 [[ -d $work/prefix/include/ewe/kernels && ! -e $work/prefix/include/kernels ]] ||
   { echo "FAIL: kernels/ is not installed under include/ewe/kernels (only)"; exit 1; }
+# The installed CUDA headers find their kernels ("ewe/kernels/x.cuh") in the prefix alone.
+nvcc=$(sed -n 's/^CMAKE_CUDA_COMPILER:[A-Z]*=//p' "$build_dir/CMakeCache.txt")
+cudnn_include=$(sed -n 's/^EWE_CUDNN_INCLUDE_DIR:[A-Z]*=//p' "$build_dir/CMakeCache.txt")
+printf '#include <ewe/cuda/backend.cuh>\n#include <ewe/cluster/dbscan.cuh>\n#include <ewe/cluster/kmeans.cuh>\n' \
+  >"$work/installed_headers.cu"
+"$nvcc" -E -std=c++20 -I"$work/prefix/include" -I"$cudnn_include" "$work/installed_headers.cu" -o /dev/null ||
+  { echo "FAIL: the installed CUDA headers do not resolve from $work/prefix/include"; exit 1; }
+echo "installed CUDA headers and kernels resolve from the prefix's include folder alone"
 module=$(find "$work/prefix" -name libewe_cuda.so | head -1)
 [[ -n $module ]] || { echo "FAIL: the CUDA backend module libewe_cuda.so is not installed"; exit 1; }
 echo "installed module: ${module#$work/prefix/}"

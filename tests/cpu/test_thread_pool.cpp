@@ -22,7 +22,8 @@ using namespace ewe;
 
 namespace {
 
-// Sets OpenMP's thread count (which the pool follows) for one scope.
+// Sets OpenMP's thread count, the default of contexts with threads = 0
+// (cpu::default_thread_count), for one scope.
 class ThreadsScope {
 public:
     explicit ThreadsScope(int threads) : saved_(omp_get_max_threads()) { omp_set_num_threads(threads); }
@@ -49,12 +50,11 @@ void fill_pattern(TensorView<T> t, int seed) {
 
 TEST_CASE("parallel_for runs every item once, on distinct slots, for 1 to 4 threads") {
     for (int threads : {1, 2, 4}) {
-        ThreadsScope scope(threads);
         for (std::int64_t items : {0, 1, 3, 1000}) {
             std::vector<std::atomic<int>> runs(static_cast<std::size_t>(items));
             std::vector<std::atomic<int>> inside(static_cast<std::size_t>(threads));
             std::atomic<bool> shared_slot{false}, bad_slot{false};
-            cpu::parallel_for(items, [&](std::int64_t item, int slot) {
+            cpu::parallel_for(threads, items, [&](std::int64_t item, int slot) {
                 if (slot < 0 || slot >= threads) {
                     bad_slot = true;
                     return;
@@ -74,24 +74,22 @@ TEST_CASE("parallel_for runs every item once, on distinct slots, for 1 to 4 thre
 }
 
 TEST_CASE("parallel_for: an item's exception reaches the caller, and the pool still works") {
-    ThreadsScope scope(2);
     std::atomic<int> ran{0};
-    CHECK_THROWS_WITH_AS(cpu::parallel_for(200, [&](std::int64_t item, int) {
+    CHECK_THROWS_WITH_AS(cpu::parallel_for(2, 200, [&](std::int64_t item, int) {
                              ran.fetch_add(1);
                              if (item == 17) throw std::runtime_error("item 17 failed");
                          }),
                          "item 17 failed", std::runtime_error);
     CHECK(ran.load() >= 18);
     std::atomic<std::int64_t> sum{0};
-    cpu::parallel_for(100, [&](std::int64_t item, int) { sum.fetch_add(item); });
+    cpu::parallel_for(2, 100, [&](std::int64_t item, int) { sum.fetch_add(item); });
     CHECK(sum.load() == 4950);
 }
 
 TEST_CASE("parallel_for: calls from inside an item and from two application threads all complete") {
-    ThreadsScope scope(2);
     std::atomic<std::int64_t> nested{0};
-    cpu::parallel_for(8, [&](std::int64_t, int) {
-        cpu::parallel_for(10, [&](std::int64_t item, int slot) {
+    cpu::parallel_for(2, 8, [&](std::int64_t, int) {
+        cpu::parallel_for(2, 10, [&](std::int64_t item, int slot) {
             CHECK(slot == 0);  // the pool is busy: the inner loop runs on the calling thread
             nested.fetch_add(item);
         });
@@ -101,7 +99,7 @@ TEST_CASE("parallel_for: calls from inside an item and from two application thre
     std::atomic<std::int64_t> totals[2] = {0, 0};
     auto caller = [&](int which) {
         for (int round = 0; round < 200; ++round)
-            cpu::parallel_for(50, [&](std::int64_t item, int) { totals[which].fetch_add(item); });
+            cpu::parallel_for(2, 50, [&](std::int64_t item, int) { totals[which].fetch_add(item); });
     };
     std::thread a(caller, 0), b(caller, 1);
     a.join();
@@ -112,12 +110,11 @@ TEST_CASE("parallel_for: calls from inside an item and from two application thre
 
 #if defined(__SSE2__)
 TEST_CASE("parallel_for: every thread computes with the caller's flush-to-zero mode") {
-    ThreadsScope scope(2);
     for (bool flush : {true, false, true}) {
         set_cpu_denormal_flushing(flush);
         const unsigned expected = _mm_getcsr() & ~0x3Fu;  // the control bits, not the exception flags
         std::atomic<int> different{0};
-        cpu::parallel_for(64, [&](std::int64_t, int) {
+        cpu::parallel_for(2, 64, [&](std::int64_t, int) {
             if ((_mm_getcsr() & ~0x3Fu) != expected) different.fetch_add(1);
             std::this_thread::sleep_for(std::chrono::microseconds(200));  // let the worker take items too
         });
@@ -128,9 +125,8 @@ TEST_CASE("parallel_for: every thread computes with the caller's flush-to-zero m
 #endif
 
 TEST_CASE("an idle pool sleeps: its threads use no CPU time between calls") {
-    ThreadsScope scope(2);
     std::atomic<std::int64_t> sum{0};
-    cpu::parallel_for(64, [&](std::int64_t item, int) { sum.fetch_add(item); });
+    cpu::parallel_for(2, 64, [&](std::int64_t item, int) { sum.fetch_add(item); });
     const double before = process_cpu_seconds();
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     const double used = process_cpu_seconds() - before;

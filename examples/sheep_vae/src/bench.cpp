@@ -61,7 +61,7 @@ int run_bench(const BenchOptions& o, const Console& io) {
             .add("batch", o.batch)
             .add("steps", o.steps)
             .add("warmup", o.warmup)
-            .add("threads", device == ewe::Device::cpu ? ewe::cpu::thread_count() : 0)
+            .add("threads", device == ewe::Device::cpu ? ewe::cpu::thread_count(ctx) : 0)
             .add("ms_per_step", median)
             .add("ms_min", sorted.front())
             .add("ms_max", sorted.back())
@@ -72,7 +72,7 @@ int run_bench(const BenchOptions& o, const Console& io) {
         print(io.out, "%s\n", j.str().c_str());
     } else {
         print(io.out, "sheep VAE training step on %s, batch %lld, %lld steps (%lld warmup), %d threads\n",
-              ewe::to_string(device), (long long)o.batch, (long long)o.steps, (long long)o.warmup, ewe::cpu::thread_count());
+              ewe::to_string(device), (long long)o.batch, (long long)o.steps, (long long)o.warmup, ewe::cpu::thread_count(ctx));
         print(io.out, "  median %.2f ms/step (min %.2f, max %.2f), %.1f samples/s, ~%.1f GFLOP/s, peak RSS %.0f MiB\n",
               median, sorted.front(), sorted.back(), samples_per_s, gflop_per_s, peak_rss_mb());
     }

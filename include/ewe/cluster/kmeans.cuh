@@ -16,10 +16,12 @@
 #include <vector>
 
 #include "ewe/cluster/kmeans.hpp"
+#include "ewe/core/context.hpp"
+#include "ewe/core/error.hpp"
+#include "ewe/core/tensor.hpp"
 #include "ewe/cuda/check.cuh"
 #include "ewe/cuda/resources.cuh"
-#include "ewe/ewe.hpp"
-#include "kernels/common.cuh"
+#include "ewe/kernels/common.cuh"
 
 namespace ewe::cluster {
 

@@ -1,8 +1,10 @@
 // ewe::Context: the device a computation runs on and the resources it owns there
-// (CPU threads and scratch memory; on CUDA the stream, cuDNN/cuBLASLt handles and
-// workspace), plus the backend that implements every op for that device. The CUDA
-// side sits behind the hook tables of ewe/core/cuda_hooks.hpp; the first
-// Context(Device::cuda) loads the backend module that fills them (ewe/core/cuda_loader.hpp).
+// (the CPU threads its ops use and scratch memory; on CUDA the stream, cuDNN/cuBLASLt
+// handles and workspace), plus the backend that implements every op for that device.
+// Each backend installs itself behind hooks: the CPU one's in ewe/core/cpu_hooks.hpp, the CUDA one's in ewe/core/cuda_hooks.hpp (the first
+// Context(Device::cuda) loads the backend module that fills them, ewe/core/cuda_loader.hpp).
+// A context changes no process-wide state but the calling thread's denormal flushing
+// (ContextOptions::flush_denormals).
 #pragma once
 
 #include <cstddef>
@@ -12,15 +14,12 @@
 #include <type_traits>
 
 #include "ewe/core/cpu_check.hpp"
+#include "ewe/core/cpu_hooks.hpp"
 #include "ewe/core/cuda_hooks.hpp"
 #include "ewe/core/cuda_loader.hpp"
 #include "ewe/core/error.hpp"
 #include "ewe/core/tensor.hpp"
-#include "ewe/ops/backend.hpp"
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
 #if defined(__SSE2__)
 #include <pmmintrin.h>
 #include <xmmintrin.h>
@@ -29,7 +28,10 @@
 namespace ewe {
 
 struct ContextOptions {
-    int threads = 0;             // CPU threads (ewe's pool and OpenMP's); 0 = all hardware threads
+    // CPU threads this context's ops run on; 0 = the process's default
+    // (ewe::cpu::default_thread_count(): OpenMP's, e.g. OMP_NUM_THREADS, else all
+    // hardware threads). Other contexts and OpenMP's own setting are left as they are.
+    int threads = 0;
     std::int64_t cpu_im2col_elements = 1 << 20;  // CPU convolutions build patch matrices this large
     int cuda_device = 0;         // which GPU, for Device::cuda
     bool allow_tf32 = false;     // CUDA: let cuDNN/cuBLAS use TF32 tensor cores (off: exact fp32)
@@ -66,13 +68,6 @@ inline void set_cpu_denormal_flushing(bool on) {
 #endif
 }
 
-namespace detail {
-
-template <class T>
-Backend<T>& cpu_backend();  // defined in ewe/cpu/backend.hpp
-
-}  // namespace detail
-
 class Context {
 public:
     explicit Context(Device device = Device::cpu, ContextOptions options = {}) : device_(device), options_(options) {
@@ -86,9 +81,6 @@ public:
             cuda_resources_ = detail::cuda_context_hooks()->create_resources(options);
         }
         if (device == Device::cpu && options.flush_denormals) set_cpu_denormal_flushing(true);
-#if defined(_OPENMP)
-        if (options.threads > 0) omp_set_num_threads(options.threads);
-#endif
     }
     Context(const Context&) = delete;
     Context& operator=(const Context&) = delete;
@@ -96,15 +88,27 @@ public:
     Device device() const { return device_; }
     const ContextOptions& options() const { return options_; }
 
+    // The backend of this context's device for element type T (float or double).
     template <class T>
     Backend<T>& backend() {
-        if (device_ == Device::cpu) return detail::cpu_backend<T>();
-        const detail::CudaContextHooks* hooks = detail::cuda_context_hooks();
-        Backend<T>* backend = nullptr;
-        if constexpr (std::is_same_v<T, float>) backend = hooks->backend_float;
-        else backend = hooks->backend_double;
-        EWE_REQUIRE(backend != nullptr, "ewe::Context: the CUDA backend does not support this element type");
-        return *backend;
+        static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "ewe backends compute in float or double");
+        if (device_ == Device::cpu) {
+            Backend<T>* backend = detail::cpu_backend_slot<T>().load(std::memory_order_acquire);
+            if (backend == nullptr) {
+                if constexpr (std::is_same_v<T, float>)
+                    fail("ewe::Context: no CPU backend is installed: include <ewe/ewe.hpp> (or ewe/cpu/backend.hpp) "
+                         "in one file of the program, or link the ewe::compiled CMake target");
+                else
+                    fail("ewe::Context: no CPU backend for double is installed: include ewe/cpu/double_backend.hpp "
+                         "in one file of the program, or link the ewe::compiled CMake target");
+            }
+            return *backend;
+        }
+        // The CUDA backend computes in float only: double on a CUDA context is refused
+        // here, once, for every op.
+        if constexpr (std::is_same_v<T, float>) return *detail::cuda_context_hooks()->backend;
+        else fail("ewe::Context(Device::cuda): the CUDA backend computes in float only; build the model and its "
+                  "tensors with float on Device::cuda (double runs on Device::cpu)");
     }
 
     // Waits until all work queued on this context has finished (no-op on the CPU).

@@ -62,8 +62,7 @@ struct CudaMemoryHooks {
 struct CudaContextHooks {
     std::shared_ptr<void> (*create_resources)(const ContextOptions& options);
     void (*synchronize)(void* resources);
-    Backend<float>* backend_float;
-    Backend<double>* backend_double;
+    Backend<float>* backend;  // float only: ewe::Context refuses double on CUDA
     // CUDA-graph step replay (ewe::StepReplay): an ewe::cuda::StepGraph on a context's
     // resources; run_step_graph throws for errors that are not about graphing the step.
     void* (*create_step_graph)(void* resources, int warmup_steps);
@@ -100,7 +99,7 @@ inline void install_cuda_hooks(const CudaContextHooks* context, const CudaMemory
 // ContextOptions, Context, Tensor/TensorView, Backend<T>'s virtual functions, ewe::Error),
 // and the ewe version must match exactly, so a module from another build is refused
 // with a clear error instead of calling through a mismatched table.
-inline constexpr std::uint32_t kCudaBackendAbi = 1;
+inline constexpr std::uint32_t kCudaBackendAbi = 2;
 
 struct CudaBackendModule {
     std::uint32_t abi;                 // kCudaBackendAbi

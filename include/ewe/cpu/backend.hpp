@@ -5,7 +5,9 @@
 // summed in item order: results are the same for any number of threads. Convolutions
 // go through im2col (ewe/cpu/im2col.hpp); their float products run on the AVX-512
 // kernel of ewe/cpu/gemm.hpp where the build targets AVX-512, on Eigen elsewhere.
-// Reductions over a tensor accumulate in double, also for float data.
+// Reductions over a tensor accumulate in double, also for float data. Including this
+// header registers the float backend with ewe::Context (ewe/core/cpu_hooks.hpp), as the
+// CUDA module registers its own; ewe/cpu/double_backend.hpp registers the double one.
 #pragma once
 
 #if defined(_OPENMP) && !defined(EIGEN_DONT_PARALLELIZE)
@@ -112,8 +114,9 @@ inline std::int64_t product_piece(std::int64_t long_side) {
 // parallel pieces: the fixed-order reduction of per-item partials (summed in Part, the
 // partials' type, then converted).
 template <class Part, class T>
-void sum_partials(const Part* parts, std::int64_t count_parts, std::int64_t stride, std::int64_t count, T* out) {
-    parallel_ranges(count, kParallelGrain, [&](std::int64_t begin, std::int64_t end) {
+void sum_partials(int threads, const Part* parts, std::int64_t count_parts, std::int64_t stride, std::int64_t count,
+                  T* out) {
+    parallel_ranges(threads, count, kParallelGrain, [&](std::int64_t begin, std::int64_t end) {
         for (std::int64_t i = begin; i < end; ++i) {
             Part total = parts[i];
             for (std::int64_t p = 1; p < count_parts; ++p) total += parts[p * stride + i];
@@ -166,7 +169,7 @@ public:
             return;
         }
         if (out > in) {
-            parallel_for((out + piece - 1) / piece, [&](std::int64_t item, int) {
+            parallel_for(thread_count(ctx), (out + piece - 1) / piece, [&](std::int64_t item, int) {
                 const std::int64_t c0 = item * piece, cols = std::min(piece, out - c0);
                 Y.middleCols(c0, cols).noalias() = X * W.middleCols(c0, cols);
                 bias_activation(act, b.empty() ? nullptr : b.data() + c0, y.data() + c0, n, cols, out);
@@ -175,11 +178,11 @@ public:
         }
         const std::int64_t pieces = (in + piece - 1) / piece;
         T* parts = ctx.cpu_scratch<T>(pieces * n * out);
-        parallel_for(pieces, [&](std::int64_t item, int) {
+        parallel_for(thread_count(ctx), pieces, [&](std::int64_t item, int) {
             const std::int64_t k0 = item * piece, rows = std::min(piece, in - k0);
             MatrixMap<T>(parts + item * n * out, n, out).noalias() = X.middleCols(k0, rows) * W.middleRows(k0, rows);
         });
-        sum_partials(parts, pieces, n * out, n * out, y.data());
+        sum_partials(thread_count(ctx), parts, pieces, n * out, n * out, y.data());
         bias_activation(act, b.data(), y.data(), n, out);
     }
 
@@ -217,7 +220,7 @@ public:
             return;
         }
         if (in >= out) {
-            parallel_for((in + piece - 1) / piece, [&](std::int64_t item, int) {
+            parallel_for(thread_count(ctx), (in + piece - 1) / piece, [&](std::int64_t item, int) {
                 const std::int64_t r0 = item * piece, rows = std::min(piece, in - r0);
                 dW.middleRows(r0, rows).noalias() = X.middleCols(r0, rows).transpose() * d;
                 if (!dx.empty()) as_matrix(dx, n, in).middleCols(r0, rows).noalias() = d * W.middleRows(r0, rows).transpose();
@@ -225,14 +228,14 @@ public:
             return;
         }
         T* parts = dx.empty() ? nullptr : plan.values(parts_at);
-        parallel_for(pieces, [&](std::int64_t item, int) {
+        parallel_for(thread_count(ctx), pieces, [&](std::int64_t item, int) {
             const std::int64_t c0 = item * piece, cols = std::min(piece, out - c0);
             dpre_and_db(c0, cols);
             dW.middleCols(c0, cols).noalias() = X.transpose() * d.middleCols(c0, cols);
             if (parts != nullptr)
                 MatrixMap<T>(parts + item * n * in, n, in).noalias() = d.middleCols(c0, cols) * W.middleCols(c0, cols).transpose();
         });
-        if (parts != nullptr) sum_partials(parts, pieces, n * in, n * in, dx.data());
+        if (parts != nullptr) sum_partials(thread_count(ctx), parts, pieces, n * in, n * in, dx.data());
     }
 
     // Convolutions lower to GEMMs over im2col blocks: a block's patch matrix is built,
@@ -249,12 +252,13 @@ public:
             std::min(im2col_block_rows(g, ctx.options().cpu_im2col_elements),
                      std::max<std::int64_t>(1, (M + kImageGroups - 1) / kImageGroups));
         ScratchPlan<T> plan;
-        const std::int64_t cols_at = plan.add_values(thread_count() * rows_per_item * K);
+        const int threads = thread_count(ctx);  // the slots of scratch and of parallel_for
+        const std::int64_t cols_at = plan.add_values(threads * rows_per_item * K);
         const std::int64_t wt_at = plan.add_values(K * g.out_c);
         plan.allocate(ctx);
         T* wt = plan.values(wt_at);
         transpose_into(w.data(), g.out_c, K, wt);
-        parallel_for((M + rows_per_item - 1) / rows_per_item, [&](std::int64_t item, int slot) {
+        parallel_for(threads, (M + rows_per_item - 1) / rows_per_item, [&](std::int64_t item, int slot) {
             const std::int64_t m = item * rows_per_item, rows = std::min(rows_per_item, M - m);
             T* cols = plan.values(cols_at) + slot * rows_per_item * K;
             im2col(g, x.data(), m, m + rows, cols);
@@ -291,9 +295,10 @@ public:
         const std::int64_t K = g.gemm_k(), pixels = g.h.out * g.w.out, image = g.h.in * g.w.in * g.in_c;
         const std::int64_t block = std::min(im2col_block_rows(g, ctx.options().cpu_im2col_elements), pixels);
         ScratchPlan<T> plan;
-        const std::int64_t cols_at = plan.add_values(thread_count() * block * K);
+        const int threads = thread_count(ctx);  // the slots of scratch and of parallel_for
+        const std::int64_t cols_at = plan.add_values(threads * block * K);
         plan.allocate(ctx);
-        parallel_for(g.batch, [&](std::int64_t n, int slot) {
+        parallel_for(threads, g.batch, [&](std::int64_t n, int slot) {
             T* cols = plan.values(cols_at) + slot * block * K;
             std::fill(y.data() + n * image, y.data() + (n + 1) * image, T(0));
             for (std::int64_t m = n * pixels; m < (n + 1) * pixels; m += block) {
@@ -325,14 +330,14 @@ public:
         }, dw.data(), db.data(), dx.empty() ? nullptr : w.data());
     }
 
-    void activation_forward(Context&, Activation act, View<const T> x, View<T> y) override {
-        parallel_ranges(x.numel(), kParallelGrain, [&](std::int64_t begin, std::int64_t end) {
+    void activation_forward(Context& ctx, Activation act, View<const T> x, View<T> y) override {
+        parallel_ranges(thread_count(ctx), x.numel(), kParallelGrain, [&](std::int64_t begin, std::int64_t end) {
             for (std::int64_t i = begin; i < end; ++i) y[i] = activate(act, x[i]);
         });
     }
 
-    void activation_backward(Context&, Activation act, View<const T> y, View<const T> dy, View<T> dx) override {
-        parallel_ranges(y.numel(), kParallelGrain, [&](std::int64_t begin, std::int64_t end) {
+    void activation_backward(Context& ctx, Activation act, View<const T> y, View<const T> dy, View<T> dx) override {
+        parallel_ranges(thread_count(ctx), y.numel(), kParallelGrain, [&](std::int64_t begin, std::int64_t end) {
             activation_grad(act, y.data() + begin, dy.data() + begin, dx.data() + begin, end - begin);
         });
     }
@@ -389,11 +394,11 @@ public:
         }
     }
 
-    void dropout_forward(Context&, double rate, const PhiloxKey& key, View<const T> x, View<T> y) override {
-        apply_dropout(rate, key, x.data(), y.data(), x.numel());
+    void dropout_forward(Context& ctx, double rate, const PhiloxKey& key, View<const T> x, View<T> y) override {
+        apply_dropout(thread_count(ctx), rate, key, x.data(), y.data(), x.numel());
     }
-    void dropout_backward(Context&, double rate, const PhiloxKey& key, View<const T> dy, View<T> dx) override {
-        apply_dropout(rate, key, dy.data(), dx.data(), dy.numel());
+    void dropout_backward(Context& ctx, double rate, const PhiloxKey& key, View<const T> dy, View<T> dx) override {
+        apply_dropout(thread_count(ctx), rate, key, dy.data(), dx.data(), dy.numel());
     }
 
     void reparameterize_forward(Context&, double log_var_scale, const PhiloxKey& key, View<const T> mean,
@@ -453,10 +458,10 @@ public:
 
     // The optimizers run as Eigen array expressions (vectorized square roots and
     // divisions) on pieces of kParallelGrain parameters.
-    void sgd_update(Context&, const SgdConfig& cfg, double lr, View<T> params, View<const T> grads,
+    void sgd_update(Context& ctx, const SgdConfig& cfg, double lr, View<T> params, View<const T> grads,
                     View<T> velocity) override {
         const T m = T(cfg.momentum), rate = T(lr);
-        parallel_ranges(params.numel(), kParallelGrain, [&](std::int64_t b, std::int64_t e) {
+        parallel_ranges(thread_count(ctx), params.numel(), kParallelGrain, [&](std::int64_t b, std::int64_t e) {
             ArrayMap<T> p(params.data() + b, e - b);
             ConstArrayMap<T> g(grads.data() + b, e - b);
             if (cfg.momentum == 0.0) {
@@ -470,10 +475,10 @@ public:
         });
     }
 
-    void rmsprop_update(Context&, const RmspropConfig& cfg, double lr, View<T> params, View<const T> grads,
+    void rmsprop_update(Context& ctx, const RmspropConfig& cfg, double lr, View<T> params, View<const T> grads,
                         View<T> mean_square) override {
         const T rho = T(cfg.rho), one_minus_rho = T(1.0 - cfg.rho), eps = T(cfg.epsilon), rate = T(lr);
-        parallel_ranges(params.numel(), kParallelGrain, [&](std::int64_t b, std::int64_t e) {
+        parallel_ranges(thread_count(ctx), params.numel(), kParallelGrain, [&](std::int64_t b, std::int64_t e) {
             ArrayMap<T> p(params.data() + b, e - b), s(mean_square.data() + b, e - b);
             ConstArrayMap<T> g(grads.data() + b, e - b);
             s = rho * s + one_minus_rho * g.square();
@@ -481,11 +486,11 @@ public:
         });
     }
 
-    void adam_update(Context&, const AdamConfig& cfg, double step_size, View<T> params, View<const T> grads,
+    void adam_update(Context& ctx, const AdamConfig& cfg, double step_size, View<T> params, View<const T> grads,
                      View<T> m, View<T> v) override {
         const T rate = T(step_size);
         const T b1 = T(cfg.beta1), b2 = T(cfg.beta2), eps = T(cfg.epsilon);
-        parallel_ranges(params.numel(), kParallelGrain, [&](std::int64_t b, std::int64_t e) {
+        parallel_ranges(thread_count(ctx), params.numel(), kParallelGrain, [&](std::int64_t b, std::int64_t e) {
             ArrayMap<T> p(params.data() + b, e - b), mm(m.data() + b, e - b), vv(v.data() + b, e - b);
             ConstArrayMap<T> g(grads.data() + b, e - b);
             mm = b1 * mm + (T(1) - b1) * g;
@@ -498,8 +503,8 @@ public:
 
     void copy(Context&, View<const T> src, View<T> dst) override { ewe::copy<T>(src, dst); }
 
-    void add(Context&, View<const T> a, View<const T> b, View<T> out) override {
-        parallel_ranges(a.numel(), kParallelGrain, [&](std::int64_t begin, std::int64_t end) {
+    void add(Context& ctx, View<const T> a, View<const T> b, View<T> out) override {
+        parallel_ranges(thread_count(ctx), a.numel(), kParallelGrain, [&](std::int64_t begin, std::int64_t end) {
             for (std::int64_t i = begin; i < end; ++i) out[i] = a[i] + b[i];
         });
     }
@@ -597,7 +602,8 @@ private:
         ScratchPlan<T> plan;
         const std::int64_t db_at = plan.add_doubles(groups * db_size);
         const std::int64_t dw_at = plan.add_values(groups * dw_size);
-        const std::int64_t cols_at = plan.add_values(thread_count() * block * g.gemm_k());
+        const int threads = thread_count(ctx);  // the slots of scratch and of parallel_for
+        const std::int64_t cols_at = plan.add_values(threads * block * g.gemm_k());
         const std::int64_t wt_at = plan.add_values(w == nullptr ? 0 : g.out_c * g.gemm_k());
         plan.allocate(ctx);
         T* wt = w == nullptr ? nullptr : plan.values(wt_at);
@@ -605,19 +611,19 @@ private:
         double* db_parts = plan.doubles(db_at);
         T* dw_parts = plan.values(dw_at);
         std::fill(db_parts, db_parts + groups * db_size, 0.0);
-        parallel_for(groups, [&](std::int64_t group, int slot) {
+        parallel_for(threads, groups, [&](std::int64_t group, int slot) {
             body(g.batch * group / groups, g.batch * (group + 1) / groups, block,
                  plan.values(cols_at) + slot * block * g.gemm_k(), dw_parts + group * dw_size,
                  db_parts + group * db_size, wt);
         });
-        sum_partials(dw_parts, groups, dw_size, dw_size, dw);
-        if (db != nullptr) sum_partials(db_parts, groups, db_size, db_size, db);
+        sum_partials(thread_count(ctx), dw_parts, groups, dw_size, dw_size, dw);
+        if (db != nullptr) sum_partials(thread_count(ctx), db_parts, groups, db_size, db_size, db);
     }
 
-    static void apply_dropout(double rate, const PhiloxKey& key, const T* in, T* out, std::int64_t count) {
+    static void apply_dropout(int threads, double rate, const PhiloxKey& key, const T* in, T* out, std::int64_t count) {
         const std::uint32_t threshold = dropout_threshold(rate);
         const T scale = T(1.0 / (1.0 - rate));
-        parallel_ranges(count, kParallelGrain, [&](std::int64_t begin, std::int64_t end) {
+        parallel_ranges(threads, count, kParallelGrain, [&](std::int64_t begin, std::int64_t end) {
             for (std::int64_t i = begin; i < end; ++i)
                 out[i] = philox_keep(key, key.first_element + std::uint64_t(i), threshold) ? in[i] * scale : T(0);
         });
@@ -626,10 +632,20 @@ private:
 
 }  // namespace ewe::cpu
 
-namespace ewe::detail {
+namespace ewe::cpu {
+
+// The program's CPU backend for element type T.
 template <class T>
-Backend<T>& cpu_backend() {
-    static cpu::Backend<T> backend;
+Backend<T>& backend_instance() {
+    static Backend<T> backend;
     return backend;
 }
-}  // namespace ewe::detail
+
+// The float backend registers itself with ewe::Context (ewe/core/cpu_hooks.hpp) when the
+// program starts, before anything that follows this header in the same file runs; the
+// double one where ewe/cpu/double_backend.hpp is included (compiling it costs a file
+// about as much again as float's, so only programs that compute in double pay it).
+// libewe_cpu.a (ewe::compiled) registers both (include/ewe/compiled/cpu_backend.cpp).
+inline const bool float_backend_registered = (detail::install_cpu_backend(&backend_instance<float>()), true);
+
+}  // namespace ewe::cpu

@@ -13,11 +13,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <exception>
 #include <mutex>
 #include <thread>
 #include <type_traits>
 #include <vector>
+
+#include "ewe/core/context.hpp"
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -28,14 +31,26 @@
 
 namespace ewe::cpu {
 
-// The number of threads CPU ops use: OpenMP's setting (OMP_NUM_THREADS, or
-// ContextOptions::threads, which sets it), 1 without OpenMP.
-inline int thread_count() {
+// The process's default number of threads for CPU ops: OpenMP's (OMP_NUM_THREADS, or
+// what the program set with omp_set_num_threads) when compiled with OpenMP; without it
+// OMP_NUM_THREADS if it holds a positive number, else all hardware threads. ewe itself
+// never changes it.
+inline int default_thread_count() {
 #if defined(_OPENMP)
     return omp_get_max_threads();
 #else
-    return 1;
+    if (const char* value = std::getenv("OMP_NUM_THREADS")) {
+        char* end = nullptr;
+        const long threads = std::strtol(value, &end, 10);
+        if (end != value && threads > 0) return int(std::min<long>(threads, 4096));
+    }
+    return int(std::max(1u, std::thread::hardware_concurrency()));
 #endif
+}
+
+// The number of threads the ops of `ctx` use: ContextOptions::threads, or the default.
+inline int thread_count(const Context& ctx) {
+    return ctx.options().threads > 0 ? ctx.options().threads : default_thread_count();
 }
 
 class ThreadPool {
@@ -53,15 +68,15 @@ public:
         return *pool;
     }
 
-    // Runs body(item, slot) for every item in [0, items), on up to thread_count()
-    // threads. `slot` in [0, thread_count()) is the running thread's, for per-thread
+    // Runs body(item, slot) for every item in [0, items), on up to `threads` threads
+    // (the caller's and threads - 1 workers). `slot` in [0, threads) is the running thread's, for per-thread
     // scratch memory; two items running at once never share a slot. A call made while
     // the pool is busy (from inside an item, or from a second application thread) runs
     // its items in order on the calling thread, with slot 0. The first exception an
     // item throws stops the handing out of items and is rethrown here.
     template <class Body>
-    void parallel_for(std::int64_t items, Body&& body) {
-        const int threads = int(std::min<std::int64_t>(thread_count(), items));
+    void parallel_for(int threads, std::int64_t items, Body&& body) {
+        threads = int(std::min<std::int64_t>(threads, items));
         std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
         if (threads <= 1 || !lock.owns_lock()) {
             for (std::int64_t item = 0; item < items; ++item) body(item, 0);
@@ -183,22 +198,23 @@ private:
     std::exception_ptr error_;
 };
 
-// parallel_for over the process's pool.
+// parallel_for over the process's pool, on up to `threads` threads (thread_count(ctx)
+// for a context's ops).
 template <class Body>
-void parallel_for(std::int64_t items, Body&& body) {
-    ThreadPool::instance().parallel_for(items, std::forward<Body>(body));
+void parallel_for(int threads, std::int64_t items, Body&& body) {
+    ThreadPool::instance().parallel_for(threads, items, std::forward<Body>(body));
 }
 
 // Calls body(begin, end) on consecutive pieces of [0, count) of `grain` elements (the
 // last one shorter), in parallel; one piece (no thread wakes) when count <= grain.
 template <class Body>
-void parallel_ranges(std::int64_t count, std::int64_t grain, Body&& body) {
+void parallel_ranges(int threads, std::int64_t count, std::int64_t grain, Body&& body) {
     const std::int64_t pieces = (count + grain - 1) / grain;
     if (pieces <= 1) {
         if (count > 0) body(std::int64_t(0), count);
         return;
     }
-    parallel_for(pieces, [&](std::int64_t piece, int) {
+    parallel_for(threads, pieces, [&](std::int64_t piece, int) {
         const std::int64_t begin = piece * grain;
         body(begin, std::min(count, begin + grain));
     });

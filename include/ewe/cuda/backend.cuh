@@ -5,8 +5,8 @@
 // ewe::cuda::StepGraph, graph.cuh, capture a training step once and replay it with new
 // learning rates, loss coefficients and Philox offsets), then launches: convolutions
 // through ewe/cuda/conv.cuh, dense GEMMs through ewe/cuda/gemm.cuh, the rest through
-// the launch functions of kernels/*.cuh. Only float is supported; the double backend
-// throws. The hooks that install these backends are in ewe/cuda/hooks.cuh.
+// the launch functions of kernels/*.cuh. Float only: ewe::Context refuses double on
+// CUDA (ewe/core/context.hpp). The hooks that install this backend are in ewe/cuda/hooks.cuh.
 #pragma once
 
 #include <algorithm>
@@ -19,17 +19,18 @@
 #include "ewe/cuda/gemm.cuh"
 #include "ewe/cuda/resources.cuh"
 #include "ewe/ops/backend.hpp"
-#include "kernels/batchnorm.cuh"
-#include "kernels/dropout.cuh"
-#include "kernels/elementwise.cuh"
-#include "kernels/gather.cuh"
-#include "kernels/losses.cuh"
-#include "kernels/optimizers.cuh"
-#include "kernels/reduce.cuh"
-#include "kernels/reparam.cuh"
+#include "ewe/kernels/batchnorm.cuh"
+#include "ewe/kernels/dropout.cuh"
+#include "ewe/kernels/elementwise.cuh"
+#include "ewe/kernels/gather.cuh"
+#include "ewe/kernels/losses.cuh"
+#include "ewe/kernels/optimizers.cuh"
+#include "ewe/kernels/reduce.cuh"
+#include "ewe/kernels/reparam.cuh"
 
 namespace ewe::cuda {
 
+// The CUDA backend, declared for float only (the one specialization below).
 template <class T>
 class Backend;
 
@@ -393,58 +394,6 @@ private:
         if (!r.launching()) return;
         kernels::dropout(r.stream(), in.data(), out.data(), in.numel(), dropout_threshold(rate), T(1.0 / (1.0 - rate)),
                          seed, key.stream, offset, first_element);
-    }
-};
-
-// Double on CUDA: every op throws (the backend is float-only for now).
-template <>
-class Backend<double> final : public ewe::Backend<double> {
-public:
-    using T = double;
-    template <class U>
-    using View = TensorView<U>;
-
-    void dense_forward(Context&, View<const T>, View<const T>, View<const T>, Activation, View<T>) override { no(); }
-    void dense_backward(Context&, View<const T>, View<const T>, View<const T>, View<const T>, Activation, View<T>,
-                        View<T>, View<T>, View<T>) override { no(); }
-    void conv2d_forward(Context&, const ConvGeometry&, View<const T>, View<const T>, View<const T>, Activation,
-                        View<T>) override { no(); }
-    void conv2d_backward(Context&, const ConvGeometry&, View<const T>, View<const T>, View<const T>, View<const T>,
-                         Activation, View<T>, View<T>, View<T>, View<T>) override { no(); }
-    void conv2d_transpose_forward(Context&, const ConvGeometry&, View<const T>, View<const T>, View<const T>,
-                                  Activation, View<T>) override { no(); }
-    void conv2d_transpose_backward(Context&, const ConvGeometry&, View<const T>, View<const T>, View<const T>,
-                                   View<const T>, Activation, View<T>, View<T>, View<T>, View<T>) override { no(); }
-    void activation_forward(Context&, Activation, View<const T>, View<T>) override { no(); }
-    void activation_backward(Context&, Activation, View<const T>, View<const T>, View<T>) override { no(); }
-    void batchnorm_forward(Context&, const BatchNormConfig&, Phase, View<const T>, View<const T>, View<const T>,
-                           View<T>, View<T>, View<T>, View<T>, View<T>) override { no(); }
-    void batchnorm_backward(Context&, View<const T>, View<const T>, View<const T>, View<const T>, View<const T>,
-                            View<T>, View<T>, View<T>) override { no(); }
-    void dropout_forward(Context&, double, const PhiloxKey&, View<const T>, View<T>) override { no(); }
-    void dropout_backward(Context&, double, const PhiloxKey&, View<const T>, View<T>) override { no(); }
-    void reparameterize_forward(Context&, double, const PhiloxKey&, View<const T>, View<const T>, View<T>) override {
-        no();
-    }
-    void reparameterize_backward(Context&, double, const PhiloxKey&, View<const T>, View<const T>, View<T>,
-                                 View<T>) override { no(); }
-    void mse_forward(Context&, double, View<const T>, View<const T>, View<T>) override { no(); }
-    void mse_backward(Context&, double, View<const T>, View<const T>, View<T>) override { no(); }
-    void kl_forward(Context&, double, View<const T>, View<const T>, View<T>) override { no(); }
-    void kl_backward(Context&, double, View<const T>, View<const T>, View<T>, View<T>) override { no(); }
-    void sgd_update(Context&, const SgdConfig&, double, View<T>, View<const T>, View<T>) override { no(); }
-    void rmsprop_update(Context&, const RmspropConfig&, double, View<T>, View<const T>, View<T>) override { no(); }
-    void adam_update(Context&, const AdamConfig&, double, View<T>, View<const T>, View<T>, View<T>) override { no(); }
-    void fill(Context&, T, View<T>) override { no(); }
-    void copy(Context&, View<const T>, View<T>) override { no(); }
-    void add(Context&, View<const T>, View<const T>, View<T>) override { no(); }
-    void sum(Context&, View<const T>, View<T>) override { no(); }
-    void gather_images(Context&, View<const std::uint8_t>, View<const std::int32_t>, double, View<T>) override { no(); }
-    void gather_images(Context&, View<const T>, View<const std::int32_t>, double, View<T>) override { no(); }
-
-private:
-    [[noreturn]] static void no() {
-        fail("ewe CUDA backend supports float only: build the model with float on Device::cuda (double runs on the CPU)");
     }
 };
 

@@ -19,8 +19,8 @@
 #include "ewe/cuda/gemm.cuh"
 #include "ewe/cuda/resources.cuh"
 #include "ewe/ops/geometry.hpp"
-#include "kernels/elementwise.cuh"
-#include "kernels/im2col.cuh"
+#include "ewe/kernels/elementwise.cuh"
+#include "ewe/kernels/im2col.cuh"
 
 namespace ewe::cuda {
 

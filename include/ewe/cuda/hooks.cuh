@@ -60,7 +60,6 @@ inline std::shared_ptr<void> create_resources(const ContextOptions& options) {
 inline void synchronize(void* resources) { static_cast<Resources*>(resources)->synchronize(); }
 
 inline Backend<float> float_backend;
-inline Backend<double> double_backend;
 
 // ewe::StepReplay's graph: a StepGraph whose prepare() failing means "this step cannot
 // be graphed" (StepReplay then runs it eagerly from now on); warm-up runs and launch
@@ -88,9 +87,8 @@ inline ewe::detail::StepGraphRun run_step_graph(void* graph, ewe::detail::StepRe
 inline void destroy_step_graph(void* graph) noexcept { delete static_cast<StepGraph*>(graph); }
 
 inline const ewe::detail::CudaMemoryHooks memory_hooks{&allocate, &release, &copy_bytes};
-inline const ewe::detail::CudaContextHooks context_hooks{&create_resources, &synchronize,       &float_backend,
-                                                         &double_backend,   &create_step_graph, &run_step_graph,
-                                                         &destroy_step_graph};
+inline const ewe::detail::CudaContextHooks context_hooks{&create_resources,  &synchronize,    &float_backend,
+                                                         &create_step_graph, &run_step_graph, &destroy_step_graph};
 
 // Points this binary's copies of ewe/core's hook statics at the tables above.
 inline void install_hooks() { ewe::detail::install_cuda_hooks(&context_hooks, &memory_hooks); }

@@ -28,7 +28,7 @@
 #include "ewe/core/context.hpp"
 #include "ewe/cuda/check.cuh"
 #include "ewe/ops/geometry.hpp"
-#include "kernels/common.cuh"
+#include "ewe/kernels/common.cuh"
 
 namespace ewe::cuda {
 

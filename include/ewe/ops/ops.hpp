@@ -13,6 +13,9 @@
 #include "ewe/core/context.hpp"
 #include "ewe/core/error.hpp"
 #include "ewe/ops/backend.hpp"
+#if defined(EWE_COMPILED_LIBRARY)
+#include "ewe/compiled/cpu_backend.hpp"  // links in libewe_cpu.a's CPU backend
+#endif
 
 namespace ewe::ops {
 
