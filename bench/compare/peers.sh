@@ -36,7 +36,7 @@ declare -A pins=(
 find_python() {
   local candidate
   for candidate in "${PEERS_PYTHON:-}" python3.13 python3.12 "$(pyenv root 2>/dev/null)"/versions/3.1[23]*/bin/python3 python3; do
-    [[ -n $candidate ]] && command -v "$candidate" >/dev/null 2>&1 || continue
+    if [[ -z $candidate ]] || ! command -v "$candidate" >/dev/null 2>&1; then continue; fi
     "$candidate" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 12))' 2>/dev/null &&
       { command -v "$candidate"; return; }
   done
@@ -60,7 +60,7 @@ done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads TF_NUM_INTRAOP_THREADS=$threads TF_NUM_INTEROP_THREADS=1
-export TF_CPP_MIN_LOG_LEVEL=2 JAX_PLATFORMS=cpu CUDA_VISIBLE_DEVICES= PYTHONDONTWRITEBYTECODE=1
+export TF_CPP_MIN_LOG_LEVEL=2 JAX_PLATFORMS=cpu CUDA_VISIBLE_DEVICES='' PYTHONDONTWRITEBYTECODE=1
 declare -A venv_of=([keras-tf]=tf [torch-eager]=torch [torch-compile]=torch [keras-jax]=jax [torch-bf16]=torch)
 peers=(keras-tf torch-eager torch-compile keras-jax torch-bf16)
 # XLA's CPU pool has no thread-count switch (XLA_FLAGS ignores unknown words): it sizes
@@ -92,7 +92,7 @@ measure() {  # everything that is printed; fails when a peer failed
     "ewe commit $(git -C "$root" rev-parse --short HEAD), $(date -u '+%F %H:%M UTC'), $("$python" -V)"
   for venv in tf torch jax; do
     echo "# venv $venv: $("$venvs/$venv/bin/python" -m pip list --format=freeze 2>/dev/null |
-      grep -iE '^(tensorflow-cpu|keras|torch|jax|jaxlib|numpy|ml.dtypes)==' | tr '\n' ' ')"
+      grep -iE '^(tensorflow.cpu|keras|torch|jax|jaxlib|numpy|ml.dtypes)==' | tr '\n' ' ')"
   done
   for batch in 8 64; do
     run_ewe "$batch"
@@ -115,7 +115,7 @@ if [[ -n $results ]]; then
   if ((status != 0)); then
     echo "not written: $results (a run failed, exit $status)" >&2
   else
-    tmp=$(mktemp "$results.XXXXXX")
+    tmp=$results.tmp.$$
     cp "$work/printed" "$tmp" && mv -f "$tmp" "$results"
     echo "written: $results"
   fi
