@@ -24,10 +24,17 @@ class SamePadConvTranspose(nn.Module):
     """Keras Conv2DTranspose(padding='same'): the full transposed output cropped by the
     hidden convolution's TF padding (pad_before at the start, the rest at the end).
 
-    On the CPU it is computed as the equivalent ordinary convolution (input dilated by the
-    stride, padded, kernel flipped and transposed) because Debian's torch 1.13 runs
-    ConvTranspose2d on the CPU without oneDNN, about 8x slower for this model; on a GPU
-    ConvTranspose2d itself runs (cuDNN). check_transpose() asserts the two agree."""
+    With torch 1.x on the CPU it is computed as the equivalent ordinary convolution (input
+    dilated by the stride, padded, kernel flipped and transposed) because Debian's torch
+    1.13 runs ConvTranspose2d on the CPU without oneDNN, about 8x slower for this model;
+    torch 2 has oneDNN there (ConvTranspose2d at least as fast as the rewrite, issue 27),
+    and on a GPU cuDNN: ConvTranspose2d itself runs. check_transpose() asserts the two agree."""
+
+    REWRITE_ON_CPU = int(torch.__version__.split(".")[0]) < 2
+
+    @classmethod
+    def cpu_method(cls):
+        return "conv2d rewrite" if cls.REWRITE_ON_CPU else "ConvTranspose2d"
 
     def __init__(self, cin, cout, k, stride):
         super().__init__()
@@ -38,8 +45,11 @@ class SamePadConvTranspose(nn.Module):
         return max((h - 1) * self.stride + self.k - h * self.stride, 0) // 2
 
     def forward(self, x):
-        if x.is_cuda:
+        if x.is_cuda or not self.REWRITE_ON_CPU:
             return self.reference(x)
+        return self.rewritten(x)
+
+    def rewritten(self, x):
         s, k, h = self.stride, self.k, x.shape[-1]
         if s > 1:
             dilated = x.new_zeros(x.shape[0], x.shape[1], (h - 1) * s + 1, (h - 1) * s + 1)
@@ -61,7 +71,7 @@ def check_transpose():
     for stride in (1, 2):
         layer = SamePadConvTranspose(6, 5, 4, stride)
         x = torch.randn(2, 6, 9, 9)
-        err = (layer(x) - layer.reference(x)).abs().max().item()
+        err = (layer.rewritten(x) - layer.reference(x)).abs().max().item()
         assert err < 1e-4, f"conv-transpose rewrite differs from ConvTranspose2d by {err} (stride {stride})"
 
 
