@@ -1,0 +1,5 @@
+// The main() of every area test program (tests_<area>, one per folder tests/<area>/):
+// doctest's own runner, compiled once and linked into each. ctest runs one source file's
+// cases per entry with --source-file (tests/CMakeLists.txt).
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
