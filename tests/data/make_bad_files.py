@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the hand-made bad input files of tests/cpu/test_bad_files.cpp and the seed
+"""Writes the hand-made bad input files of tests/io/test_bad_files.cpp and the seed
 corpus of the fuzz targets (tests/fuzz/run.sh). The outputs are committed, so the
 tests need no Python; rerun after changing this script:
 

@@ -1,4 +1,4 @@
-// Stand-in CUDA backend modules for tests/cpu/test_cuda_backend_loader.cpp, built by
+// Stand-in CUDA backend modules for tests/core/test_cuda_backend_loader.cpp, built by
 // the host compiler without CUDA: with EWE_FAKE_WRONG_ABI the entry point returns a
 // record of another ABI number (the loader must refuse it, naming both numbers); with
 // EWE_FAKE_NO_ENTRY the module has no entry point at all.

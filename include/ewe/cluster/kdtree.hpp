@@ -26,7 +26,7 @@ constexpr std::int64_t kParallelMin = 20000;
 // host code, vectorised loops and CUDA kernels (whose fma is also correctly rounded)
 // give the same bits. std::fma is exact-then-rounded on every host build: one FMA
 // instruction with -mfma / -march=native, a libm call otherwise. (Plain `s + t * t`
-// rounds the product first when the host has no FMA: tests/cpu/test_sq_step_rounding.cpp.)
+// rounds the product first when the host has no FMA: tests/cluster/test_sq_step_rounding.cpp.)
 #if defined(__CUDACC__)
 __host__ __device__
 #endif

@@ -1,4 +1,4 @@
-// ewe's version, as project(ewe VERSION ...) in CMakeLists.txt says (tests/cpu/
+// ewe's version, as project(ewe VERSION ...) in CMakeLists.txt says (tests/core/
 // test_cuda_backend_loader.cpp checks that the two agree). The CUDA backend module
 // (libewe_cuda.so) reports the version it was built from, and ewe refuses a module of
 // another version (ewe/core/cuda_loader.hpp).

@@ -11,7 +11,7 @@
 // backend calls it inside its parallel items. Compiled only where the compiler targets
 // AVX-512F (EWE_ARCH native on such a CPU); elsewhere (EWE_ARCH=portable, AVX2 CPUs)
 // ewe::cpu::kHasGemmKernel is false and the backend keeps Eigen's products, the
-// portable path. Checked against a double-precision reference in tests/cpu/test_gemm.cpp.
+// portable path. Checked against a double-precision reference in tests/nn/test_gemm.cpp.
 #pragma once
 
 #include <algorithm>
