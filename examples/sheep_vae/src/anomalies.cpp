@@ -2,7 +2,7 @@
 // from the posterior mean. Three scores:
 //   sse: sum over the 784 pixels of (x_hat - x)^2 (the post's reconstruction error);
 //   ink_adjusted_sse: log(1 + sse) minus its least-squares line in log(1 + ink), ink =
-//        sum x, fitted on all the drawings scored (ewe::cluster::size_adjusted_errors):
+//        sum x, fitted on all the drawings scored (ewe::anomaly::size_adjusted_errors):
 //        how much worse the reconstruction is than usual for a drawing with that much
 //        ink, so a drawing is not anomalous merely for having many strokes, nor normal
 //        for having few. The line is fitted on --reference (known-normal drawings, e.g.
@@ -16,7 +16,7 @@
 //        al. 2016; ewe::importance_weighted_log_likelihood), constants included: the
 //        likelihood itself rather than its bound;
 //   complexity_adjusted_nll (also only with --samples K): iw_nll + 784 log 255 minus the drawing's deflate-compressed
-//        length in nats (Serra et al. 2020; ewe/cluster/complexity.hpp): the
+//        length in nats (Serra et al. 2020; ewe/anomaly/complexity.hpp): the
 //        log-likelihood ratio of a general-purpose compressor to the model, so a drawing
 //        is not normal merely for being simple.
 // docs/anomaly_scores.md has the study of all five on every planted class.
@@ -34,13 +34,13 @@
 #include <string>
 #include <vector>
 
-#include <ewe/cluster/anomaly.hpp>
-#include <ewe/cluster/complexity.hpp>
+#include <ewe/anomaly/scores.hpp>
+#include <ewe/anomaly/complexity.hpp>
+#include <ewe/anomaly/feature_taps.hpp>
 #include <ewe/io/csv.hpp>
 #include <ewe/io/files.hpp>
 #include <ewe/io/npy.hpp>
 #include <ewe/io/svg.hpp>
-#include <ewe/models/vae_inference.hpp>
 #include <ewe/models/vae_likelihood.hpp>
 
 namespace sheep {
@@ -76,36 +76,32 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
     }
     const std::int64_t n = data.count(), normal = n - planted;
     LoadedModel m = load_model(o.checkpoint, parse_device(o.device));
-    const auto errors_of = [&](const Bitmaps& drawings, const ewe::VaeEncoding<float>& e) {
-        return ewe::cluster::reconstruction_errors<float>(
-            drawings.images.view(), ewe::TensorView<const float>(e.reconstruction.data(), drawings.images.shape()));
-    };
-    const ewe::VaeEncoding<float> enc = ewe::encode<float>(*m.ctx, *m.vae, data.images.view(), true);
-    const ewe::cluster::ReconstructionErrors errors = errors_of(data, enc);
-    ewe::cluster::ReconstructionErrors reference_errors;
+    const ewe::anomaly::TappedPass pass = ewe::anomaly::tapped_pass<float>(*m.ctx, *m.vae, data.images.view(), {});
+    const std::vector<double> ink = ewe::anomaly::input_mass<float>(data.images.view());
+    ewe::anomaly::SizeAdjustment ink_fit = ewe::anomaly::fit_size_adjustment(pass.sse, ink);
     if (!o.reference.empty()) {
         const Bitmaps reference = load_bitmaps(o.reference, 0, "--reference");
-        reference_errors = errors_of(reference, ewe::encode<float>(*m.ctx, *m.vae, reference.images.view(), true));
+        ink_fit = ewe::anomaly::fit_size_adjustment(
+            ewe::anomaly::tapped_pass<float>(*m.ctx, *m.vae, reference.images.view(), {}).sse,
+            ewe::anomaly::input_mass<float>(reference.images.view()));
     }
-    const ewe::cluster::ReconstructionErrors& fit_on = o.reference.empty() ? errors : reference_errors;
-    const ewe::cluster::SizeAdjustment ink_fit = ewe::cluster::fit_size_adjustment(fit_on.sse, fit_on.input_mass);
     std::vector<double> neg_elbo(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i) {
         double kl = 0;
-        for (std::int64_t k = 0; k < enc.latent; ++k) {
-            const double mu = enc.mean[std::size_t(i * enc.latent + k)], lv = enc.log_var[std::size_t(i * enc.latent + k)];
+        for (std::int64_t k = 0; k < pass.latent; ++k) {
+            const double mu = pass.mean[std::size_t(i * pass.latent + k)], lv = pass.log_var[std::size_t(i * pass.latent + k)];
             kl += -0.5 * (1 + lv - mu * mu - std::exp(lv));
         }
-        neg_elbo[std::size_t(i)] = 2 * errors.sse[std::size_t(i)] + kl;
+        neg_elbo[std::size_t(i)] = 2 * pass.sse[std::size_t(i)] + kl;
     }
     struct Score {
         std::string name, label;
         std::vector<double> values;
         double cutoff = 0;  // the --quantile of values
     };
-    std::vector<Score> scores = {{"sse", "reconstruction error (SSE)", errors.sse},
+    std::vector<Score> scores = {{"sse", "reconstruction error (SSE)", pass.sse},
                                  {"ink_adjusted_sse", "ink-adjusted reconstruction error (log SSE residual)",
-                                  ewe::cluster::size_adjusted_errors(errors.sse, errors.input_mass, ink_fit)},
+                                  ewe::anomaly::size_adjusted_errors(pass.sse, ink, ink_fit)},
                                  {"neg_elbo", "negative ELBO", std::move(neg_elbo)}};
     if (o.samples > 0) {
         ewe::ImportanceSampling sampling;
@@ -115,14 +111,14 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
         std::vector<double> iw_nll =
             ewe::importance_weighted_log_likelihood<float>(*m.ctx, *m.vae, data.images.view(), sampling);
         for (double& v : iw_nll) v = -v;
-        std::vector<double> complexity_adjusted = ewe::cluster::complexity_adjusted_nll(
-            iw_nll, ewe::cluster::compressed_length_nats<float>(data.images.view()), kSide * kSide);
+        std::vector<double> complexity_adjusted = ewe::anomaly::complexity_adjusted_nll(
+            iw_nll, ewe::anomaly::compressed_length_nats<float>(data.images.view()), kSide * kSide);
         scores.push_back({"iw_nll", "negative log-likelihood (IWAE, K = " + std::to_string(o.samples) + ")",
                           std::move(iw_nll)});
         scores.push_back({"complexity_adjusted_nll", "complexity-adjusted negative log-likelihood",
                           std::move(complexity_adjusted)});
     }
-    for (Score& s : scores) s.cutoff = ewe::cluster::quantile_threshold(s.values, o.quantile);
+    for (Score& s : scores) s.cutoff = ewe::anomaly::quantile_threshold(s.values, o.quantile);
     const Score& chosen = *std::find_if(scores.begin(), scores.end(), [&](const Score& s) { return s.name == o.score; });
     const double cutoff = chosen.cutoff;
     std::int64_t above = 0;
@@ -162,7 +158,7 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
         plot.vline(s.cutoff, ewe::io::palette(2), label).write(dir / ("histogram_" + s.name + ".svg"));
     }
     std::vector<const float*> tiles;
-    const std::vector<std::int64_t> order = ewe::cluster::top_k(chosen.values, n);
+    const std::vector<std::int64_t> order = ewe::anomaly::top_k(chosen.values, n);
     for (std::int64_t i : order) {
         if (chosen.values[std::size_t(i)] <= cutoff || std::int64_t(tiles.size()) >= o.top) break;
         tiles.push_back(data.row(i));
@@ -179,13 +175,13 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
     if (planted > 0 && normal > 0) {
         std::vector<std::uint8_t> labels(std::size_t(n), 0);
         for (std::int64_t i = normal; i < n; ++i) labels[std::size_t(i)] = 1;
-        j.add("roc_auc", ewe::cluster::roc_auc(chosen.values, labels))
-            .add("precision_at_n", ewe::cluster::precision_at_k(chosen.values, labels, planted));
+        j.add("roc_auc", ewe::anomaly::roc_auc(chosen.values, labels))
+            .add("precision_at_n", ewe::anomaly::precision_at_k(chosen.values, labels, planted));
         if (!o.json)
             print(io.out, "planted %lld drawings of %s among %lld:\n", (long long)planted, plant_file.c_str(), (long long)normal);
         for (const Score& s : scores) {
-            const double auc = ewe::cluster::roc_auc(s.values, labels);
-            const double p = ewe::cluster::precision_at_k(s.values, labels, planted);
+            const double auc = ewe::anomaly::roc_auc(s.values, labels);
+            const double p = ewe::anomaly::precision_at_k(s.values, labels, planted);
             j.add("roc_auc_" + s.name, auc).add("precision_at_n_" + s.name, p);
             if (!o.json) print(io.out, "  %-16s ROC AUC %.4f, precision@%lld %.3f\n", s.name.c_str(), auc, (long long)planted, p);
         }

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include <ewe/cluster/anomaly.hpp>
+#include <ewe/anomaly/scores.hpp>
 #include <ewe/io/csv.hpp>
 #include <ewe/io/files.hpp>
 #include <ewe/io/html_report.hpp>
@@ -326,8 +326,8 @@ void anomaly_section(ewe::io::HtmlReport& page, const fs::path& dir, const std::
         for (const std::string& name : names) {
             const auto v = scores.numbers(name);
             if (name == chosen) mark.push_back(rows.size());
-            rows.push_back({name, fmt("%.4f", ewe::cluster::roc_auc(v, planted)),
-                            fmt("%.3f", ewe::cluster::precision_at_k(v, planted, n_planted))});
+            rows.push_back({name, fmt("%.4f", ewe::anomaly::roc_auc(v, planted)),
+                            fmt("%.3f", ewe::anomaly::precision_at_k(v, planted, n_planted))});
         }
         page.table({"score", "ROC AUC", "precision@" + std::to_string(n_planted)}, rows, mark);
     }
