@@ -1,8 +1,8 @@
 // `sheep_vae anomalies`: anomaly scores of drawings under a trained VAE, x_hat decoded
-// from the posterior mean. Three scores:
+// from the posterior mean:
 //   sse: sum over the 784 pixels of (x_hat - x)^2 (the post's reconstruction error);
 //   ink_adjusted_sse: log(1 + sse) minus its least-squares line in log(1 + ink), ink =
-//        sum x, fitted on all the drawings scored (ewe::anomaly::size_adjusted_errors):
+//        sum x (ewe::anomaly::size_adjusted_errors), fitted on the reference set:
 //        how much worse the reconstruction is than usual for a drawing with that much
 //        ink, so a drawing is not anomalous merely for having many strokes, nor normal
 //        for having few. The line is fitted on --reference (known-normal drawings, e.g.
@@ -19,7 +19,16 @@
 //        length in nats (Serra et al. 2020; ewe/anomaly/complexity.hpp): the
 //        log-likelihood ratio of a general-purpose compressor to the model, so a drawing
 //        is not normal merely for being simple.
-// docs/anomaly_scores.md has the study of all five on every planted class.
+//   knn_pooled, mahalanobis_gram, ensemble: feature-space scores against a reference set
+//        of normal drawings (ewe/anomaly/reference_set.hpp): the mean cosine distance to
+//        the --k nearest reference drawings of the last convolution's map pooled to
+//        --pool x --pool, the Ledoit-Wolf Mahalanobis distance of the second
+//        convolution's Gram matrix, and the rank average of ink_adjusted_sse and these two,
+//        each a percentile of the reference's own (leave-one-out) scores. The reference is
+//        --reference (drawings, or a set saved by --save-reference), else the scored
+//        drawings themselves; a scored drawing that is in the reference is left out of it.
+// One eval pass of the model feeds every score but the likelihoods.
+// docs/anomaly_scores.md has the study of all of them on every planted class.
 // For the chosen --score: a cutoff (a quantile) and the drawings above it; for every
 // score a histogram; all scores as .npy and .csv. With --plant OTHER.npy:N, N drawings
 // of another class are mixed in and ROC AUC and precision@N (N = planted count) say how
@@ -29,6 +38,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -36,7 +46,7 @@
 
 #include <ewe/anomaly/scores.hpp>
 #include <ewe/anomaly/complexity.hpp>
-#include <ewe/anomaly/feature_taps.hpp>
+#include <ewe/anomaly/reference_set.hpp>
 #include <ewe/io/csv.hpp>
 #include <ewe/io/files.hpp>
 #include <ewe/io/npy.hpp>
@@ -53,6 +63,9 @@ struct AnomalyOptions {
     std::int64_t limit = 0;
     std::string plant;
     std::string reference;
+    std::string save_reference;
+    std::int64_t k = 5;     // knn_pooled's neighbours
+    std::int64_t pool = 4;  // knn_pooled's grid: the last conv map averaged to pool x pool cells
     std::string out = "anomalies";
     std::string score = "sse";
     double quantile = 0.99;
@@ -76,15 +89,27 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
     }
     const std::int64_t n = data.count(), normal = n - planted;
     LoadedModel m = load_model(o.checkpoint, parse_device(o.device));
-    const ewe::anomaly::TappedPass pass = ewe::anomaly::tapped_pass<float>(*m.ctx, *m.vae, data.images.view(), {});
-    const std::vector<double> ink = ewe::anomaly::input_mass<float>(data.images.view());
-    ewe::anomaly::SizeAdjustment ink_fit = ewe::anomaly::fit_size_adjustment(pass.sse, ink);
-    if (!o.reference.empty()) {
-        const Bitmaps reference = load_bitmaps(o.reference, 0, "--reference");
-        ink_fit = ewe::anomaly::fit_size_adjustment(
-            ewe::anomaly::tapped_pass<float>(*m.ctx, *m.vae, reference.images.view(), {}).sse,
-            ewe::anomaly::input_mass<float>(reference.images.view()));
-    }
+    // The reference set: loaded, fitted on --reference drawings, or on the scored ones.
+    const ewe::anomaly::ReferenceSet reference = [&] {
+        if (!o.reference.empty() && fs::path(o.reference).extension() == ".safetensors")
+            return ewe::anomaly::ReferenceSet::load(o.reference);
+        const std::int64_t convolutions = std::int64_t(m.checkpoint.config.filters.size());
+        const ewe::anomaly::EnsembleOptions options =
+            ewe::anomaly::EnsembleOptions{}
+                .set_knn_tap({std::size_t(convolutions - 1), ewe::anomaly::TapSummary::pooled, o.pool})
+                .set_k(o.k)
+                .set_mahalanobis_tap({std::size_t(std::min<std::int64_t>(1, convolutions - 1)),
+                                      ewe::anomaly::TapSummary::gram, 0});
+        if (o.reference.empty()) return ewe::anomaly::ReferenceSet::fit<float>(*m.ctx, *m.vae, data.images.view(), options);
+        const Bitmaps drawings = load_bitmaps(o.reference, 0, "--reference");
+        return ewe::anomaly::ReferenceSet::fit<float>(*m.ctx, *m.vae, drawings.images.view(), options);
+    }();
+    if (!o.save_reference.empty()) reference.save(o.save_reference);
+    const auto started = std::chrono::steady_clock::now();
+    ewe::anomaly::EnsembleScores scored = reference.score<float>(*m.ctx, *m.vae, data.images.view());
+    const double scoring_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const ewe::anomaly::TappedPass& pass = scored.pass;
+    const ewe::anomaly::SizeAdjustment& ink_fit = reference.ink_fit();
     std::vector<double> neg_elbo(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i) {
         double kl = 0;
@@ -99,10 +124,10 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
         std::vector<double> values;
         double cutoff = 0;  // the --quantile of values
     };
-    std::vector<Score> scores = {{"sse", "reconstruction error (SSE)", pass.sse},
-                                 {"ink_adjusted_sse", "ink-adjusted reconstruction error (log SSE residual)",
-                                  ewe::anomaly::size_adjusted_errors(pass.sse, ink, ink_fit)},
-                                 {"neg_elbo", "negative ELBO", std::move(neg_elbo)}};
+    std::vector<Score> scores = {
+        {"sse", "reconstruction error (SSE)", std::move(scored.sse)},
+        {"ink_adjusted_sse", "ink-adjusted reconstruction error (log SSE residual)", std::move(scored.ink_adjusted_sse)},
+        {"neg_elbo", "negative ELBO", std::move(neg_elbo)}};
     if (o.samples > 0) {
         ewe::ImportanceSampling sampling;
         sampling.samples = o.samples;
@@ -118,6 +143,12 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
         scores.push_back({"complexity_adjusted_nll", "complexity-adjusted negative log-likelihood",
                           std::move(complexity_adjusted)});
     }
+    scores.push_back({"knn_pooled", "mean cosine distance to the k nearest reference drawings (pooled last conv map)",
+                      std::move(scored.knn_pooled)});
+    scores.push_back({"mahalanobis_gram", "Mahalanobis distance of the second conv layer's Gram matrix",
+                      std::move(scored.mahalanobis_gram)});
+    scores.push_back({"ensemble", "ensemble (mean reference percentile of ink_adjusted_sse, knn_pooled, mahalanobis_gram)",
+                      std::move(scored.ensemble)});
     for (Score& s : scores) s.cutoff = ewe::anomaly::quantile_threshold(s.values, o.quantile);
     const Score& chosen = *std::find_if(scores.begin(), scores.end(), [&](const Score& s) { return s.name == o.score; });
     const double cutoff = chosen.cutoff;
@@ -170,7 +201,8 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
     j.add("samples", n).add("planted", planted).add("score", o.score).add("quantile", o.quantile).add("cutoff", cutoff)
         .add("above_cutoff", above)
         .add("ink_fit_intercept", ink_fit.intercept).add("ink_fit_slope", ink_fit.slope)
-        .add("iw_samples", o.samples);
+        .add("iw_samples", o.samples).add("reference_size", reference.size()).add("k", reference.options().k)
+        .add("pool", reference.options().knn_tap.grid).add("scoring_seconds", scoring_seconds);
     if (o.samples > 0) j.add("iw_seed", std::int64_t(o.seed));
     if (planted > 0 && normal > 0) {
         std::vector<std::uint8_t> labels(std::size_t(n), 0);
@@ -198,16 +230,23 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
 Command add_anomalies_command(CLI::App& app, const Console& io) {
     const auto options = std::make_shared<AnomalyOptions>();
     AnomalyOptions& o = *options;
-    CLI::App* c = app.add_subcommand("anomalies", "Score drawings by reconstruction error (plain, adjusted for ink), negative ELBO and log-likelihood");
+    CLI::App* c = app.add_subcommand("anomalies", "Score drawings by reconstruction error (plain, adjusted for ink), negative ELBO, log-likelihood, feature-space distances and their ensemble");
     c->add_option("--checkpoint", o.checkpoint, "checkpoint.safetensors written by train")->required();
     c->add_option("--data", o.data, "Bitmaps .npy to score (uint8 (N, 784) or (N, 28, 28), or float32 in [0, 1])")->required();
     c->add_option("--limit", o.limit, "Score only the first N drawings (0: all)")->check(non_negative());
     c->add_option("--plant", o.plant, "OTHER.npy:N: mix in the first N drawings of another class and measure detection");
     c->add_option("--reference", o.reference,
-                  "Normal drawings .npy (e.g. the training data) to fit ink_adjusted_sse's line on (default: the scored drawings)");
+                  "Normal drawings .npy (e.g. the training data) to fit the reference set on (ink_adjusted_sse's line, "
+                  "the k-NN and Mahalanobis references, the ensemble's calibration), or a reference set .safetensors "
+                  "written by --save-reference (default: fit on the scored drawings)");
+    c->add_option("--save-reference", o.save_reference, "Write the fitted reference set here (.safetensors)");
+    c->add_option("--k", o.k, "Neighbours of knn_pooled")->capture_default_str()->check(number_in(1, 100000));
+    c->add_option("--pool", o.pool, "knn_pooled's grid: the last convolution's map averaged to POOL x POOL cells")
+        ->capture_default_str()->check(number_in(1, 1024));
     c->add_option("--out", o.out, "Output folder")->capture_default_str();
     c->add_option("--score", o.score, "Score behind the cutoff and the drawings above it")
-        ->capture_default_str()->check(CLI::IsMember({"sse", "ink_adjusted_sse", "neg_elbo", "iw_nll", "complexity_adjusted_nll"}));
+        ->capture_default_str()->check(CLI::IsMember({"sse", "ink_adjusted_sse", "neg_elbo", "iw_nll", "complexity_adjusted_nll", "knn_pooled",
+                                                 "mahalanobis_gram", "ensemble"}));
     c->add_option("--quantile", o.quantile, "Cutoff: this quantile of the chosen score")->capture_default_str()->check(number_in(0.0, 1.0));
     c->add_option("--top", o.top, "At most this many drawings above the cutoff in the picture")->capture_default_str()->check(number_in(1, 10000));
     c->add_option("--samples", o.samples, "Importance samples K per drawing for the likelihood scores iw_nll and "
