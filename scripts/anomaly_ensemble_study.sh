@@ -105,7 +105,7 @@ def table(folder, per_class):
         start += n
     classes = [c for c, _ in per_class]
     auc = {s: {c: roc_auc([float(r[s]) for r in sheep], [float(r[s]) for r in mine[c]]) for c in classes} for s in scores}
-    print(f"\nROC AUC, {len(sheep)} sheep vs {folder.replace('_', ' ').replace('rows ', 'rows ', 1)} of each class"
+    print(f"\nROC AUC, {len(sheep)} sheep vs {folder.replace('_', ' ', 1).replace('_', '-')} of each class"
           f" ({', '.join(f'{c} {len(mine[c])}' for c in classes)})")
     print("score".ljust(18) + "".join(c.rjust(8) for c in classes) + "mean".rjust(8) + "worst".rjust(16))
     for s in scores:

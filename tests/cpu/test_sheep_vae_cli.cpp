@@ -367,11 +367,13 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
     r = run({"anomalies", "--checkpoint", ckp, "--data", real.string(), "--samples", "-1"});
     CHECK(r.rc != 0);
     CHECK(contains(r.err, "--samples"));
-    // Without --samples the likelihood scores (K decoder passes a drawing) are left out.
-    r = run({"anomalies", "--checkpoint", ckp, "--data", real.string(), "--limit", "20", "--out",
+    // Without --samples the likelihood scores (K decoder passes a drawing) are left out:
+    // sse, ink_adjusted_sse, neg_elbo, knn_pooled, mahalanobis_gram, ensemble.
+    r = run({"anomalies", "--checkpoint", ckp, "--data", real.string(), "--limit", "20", "--score", "ensemble", "--out",
              (dir / "anomalies_plain").string()});
     REQUIRE_MESSAGE(r.rc == 0, r.err);
-    CHECK(ewe::io::read_npy(dir / "anomalies_plain" / "scores.npy").shape[1] == 3);
+    CHECK(contains(r.out, "cutoff ensemble"));
+    CHECK(ewe::io::read_npy(dir / "anomalies_plain" / "scores.npy").shape[1] == 6);
     CHECK_FALSE(fs::exists(dir / "anomalies_plain" / "histogram_iw_nll.svg"));
 
     r = run({"explore", "--checkpoint", ckp, "--data", real.string(), "--limit", "40", "--k-max", "6", "--mosaic-k",
