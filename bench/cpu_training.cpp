@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include <ewe/anomaly/reference_set.hpp>
 #include <ewe/ewe.hpp>
 
 namespace {
@@ -92,6 +93,23 @@ void BM_ScoringPass(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * drawings);
 }
 BENCHMARK(BM_ScoringPass)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Every anomaly score of ewe::anomaly::ReferenceSet (sse, ink_adjusted_sse, knn_pooled,
+// mahalanobis_gram, ensemble) for the same 1,024 drawings as BM_ScoringPass, against a
+// reference set of 1,000 others fitted beforehand: one tapped pass plus the members.
+// Compare its time per drawing with BM_ScoringPass/128's in the same run. Items: drawings.
+void BM_EnsembleScoring(benchmark::State& state) {
+    const std::int64_t batch = state.range(0), drawings = 1024;
+    Context ctx;
+    SheepVae<float> vae(ctx, SheepVaeConfig{}, batch, 1);
+    const Tensor<float> all = sheep_like_batch(drawings + 1000);
+    const TensorView<const float> x = all.view().slice(0, Shape{drawings, 28, 28, 1});
+    const ewe::anomaly::ReferenceSet reference =
+        ewe::anomaly::ReferenceSet::fit<float>(ctx, vae, all.view().slice(drawings * 784, Shape{1000, 28, 28, 1}));
+    for (auto _ : state) benchmark::DoNotOptimize(reference.score<float>(ctx, vae, x));
+    state.SetItemsProcessed(state.iterations() * drawings);
+}
+BENCHMARK(BM_EnsembleScoring)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Forward + backward of one layer of the seed model at batch 8.
 template <class MakeLayer>

@@ -72,7 +72,7 @@ out, ks = sys.argv[1], sys.argv[2:]
 classes = open(os.path.join(out, "planted_classes.txt")).read().split()
 scores = ["sse", "ink_adjusted_sse", "neg_elbo", "iw_nll", "complexity_adjusted_nll"]
 
-def roc_auc(normal, anomalous):  # P(anomaly outscores normal), ties one half (as ewe::cluster::roc_auc)
+def roc_auc(normal, anomalous):  # P(anomaly outscores normal), ties one half (as ewe::anomaly::roc_auc)
     wins = 0.0
     for a in anomalous:
         for b in normal:

@@ -1,4 +1,4 @@
-// Anomaly scoring: reconstruction errors, thresholds, top-k, ROC AUC, precision@k,
+// Anomaly scoring: input mass, size-adjusted errors, thresholds, top-k, ROC AUC, precision@k,
 // with values checked by hand (and against numpy / scikit-learn conventions); input
 // complexity (deflate length) and the complexity-adjusted likelihood.
 #include <doctest/doctest.h>
@@ -7,22 +7,18 @@
 #include <cstdint>
 #include <vector>
 
-#include "ewe/cluster/anomaly.hpp"
-#include "ewe/cluster/complexity.hpp"
+#include "ewe/anomaly/scores.hpp"
+#include "ewe/anomaly/complexity.hpp"
 #include "ewe/core/philox.hpp"
 
 using namespace ewe;
-using namespace ewe::cluster;
+using namespace ewe::anomaly;
 
-TEST_CASE("per-sample SSE, MSE and input mass") {
+TEST_CASE("input mass: sum |x| of each sample") {
     const Tensor<float> x = Tensor<float>::from({3, 2, 2}, {0, 0, 0, 0, 1, 1, 1, 1, 0, -2, 0, 0});
-    const Tensor<float> y = Tensor<float>::from({3, 2, 2}, {1, 0, 0, 0, 1, 3, 1, 0, 0, -2, 0, 0});
-    const ReconstructionErrors e = reconstruction_errors<float>(x, y);
-    CHECK(e.sse == std::vector<double>{1, 5, 0});
-    CHECK(e.mse == std::vector<double>{0.25, 1.25, 0});
-    CHECK(e.input_mass == std::vector<double>{0, 4, 2});  // sum |x|
-    const Tensor<float> wrong({2, 4});
-    CHECK_THROWS_AS(reconstruction_errors<float>(x, wrong), Error);
+    CHECK(input_mass<float>(x) == std::vector<double>{0, 4, 2});
+    const Tensor<float> scalar(Shape{});
+    CHECK_THROWS_AS(input_mass<float>(scalar), Error);
 }
 
 TEST_CASE("size-adjusted errors: the log-log least-squares line and its residuals") {
@@ -56,23 +52,6 @@ TEST_CASE("size-adjusted errors: the log-log least-squares line and its residual
     CHECK_THROWS_AS(fit_size_adjustment({1, 2}, {1}), Error);
     CHECK_THROWS_AS(fit_size_adjustment({-1}, {1}), Error);
     CHECK_THROWS_AS(size_adjusted_errors({1}, {std::nan("")}, fit), Error);
-}
-
-TEST_CASE("errors from a model callable, in batches") {
-    Tensor<double> x({5, 3});
-    for (int i = 0; i < 15; ++i) x[i] = i;
-    int calls = 0;
-    // The "model" reconstructs every value as 0 except it adds 1 to the first column.
-    auto model = [&](TensorView<const double> batch) {
-        ++calls;
-        Tensor<double> out(batch.shape());
-        for (std::int64_t i = 0; i < batch.numel(); ++i) out[i] = batch[i] + (i % 3 == 0 ? 1.0 : 0.0);
-        return out;
-    };
-    const ReconstructionErrors e = reconstruction_errors<double>(x, model, 2);
-    CHECK(calls == 3);
-    CHECK(e.sse == std::vector<double>(5, 1.0));
-    CHECK(e.mse[4] == doctest::Approx(1.0 / 3));
 }
 
 TEST_CASE("thresholds") {

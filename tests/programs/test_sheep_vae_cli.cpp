@@ -313,21 +313,23 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
     CHECK(contains(r.out, "\"iw_samples\": 8"));
     for (const char* f : {"scores.npy", "scores.csv", "histogram_sse.svg", "histogram_ink_adjusted_sse.svg",
                           "histogram_neg_elbo.svg", "histogram_iw_nll.svg", "histogram_complexity_adjusted_nll.svg",
+                          "histogram_knn_pooled.svg", "histogram_mahalanobis_gram.svg", "histogram_ensemble.svg",
                           "above_cutoff.png"})
         CHECK_MESSAGE(fs::exists(dir / "anomalies" / f), f);
     {
-        // Columns sse, ink_adjusted_sse, neg_elbo, iw_nll, complexity_adjusted_nll: the
+        // Columns sse, ink_adjusted_sse, neg_elbo, iw_nll, complexity_adjusted_nll (then
+        // knn_pooled, mahalanobis_gram, ensemble, checked below): the
         // ink-adjusted scores are least-squares residuals over these drawings (with an
         // intercept), so they sum to 0; neg ELBO >= 2 sse (KL >= 0); iw_nll includes the
         // decoder's constant: -log p(x|z) >= (784 / 2) log(2 pi / 4) for every z, and the
         // sheep's 2 SSE (> 50) dwarfs log p(z) / q(z|x); the complexity-adjusted one adds
         // 784 log 255 and subtracts a deflate length of at most 784 * 9 / 8 + 7 < 900 bytes.
         const auto scores = ewe::io::read_npy(dir / "anomalies" / "scores.npy");
-        REQUIRE(scores.shape[1] == 5);
+        REQUIRE(scores.shape[1] == 8);
         const ewe::Tensor<float> v = ewe::io::npy_to_tensor<float>(scores, "scores.npy");
         double residual_sum = 0, residual_abs = 0;
         for (std::int64_t i = 0; i < scores.shape[0]; ++i) {
-            const float* row = &v[5 * i];
+            const float* row = &v[8 * i];
             CHECK(row[0] > 0);
             residual_sum += row[1];
             residual_abs += std::abs(row[1]);
@@ -337,6 +339,11 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
             const double adjustment = row[4] - row[3];
             CHECK(adjustment > 784 * std::log(255.0) - 8 * std::log(2.0) * 900);
             CHECK(adjustment < 784 * std::log(255.0));
+            CHECK(row[5] >= 0);  // a mean cosine distance of non-negative (ReLU) maps: in [0, 1]
+            CHECK(row[5] <= 1);
+            CHECK(row[6] > 0);  // a squared Mahalanobis distance
+            CHECK(row[7] >= 0);  // a mean of percentiles
+            CHECK(row[7] <= 1);
         }
         CHECK(residual_abs > 0);
         CHECK(std::abs(residual_sum) <= 1e-5 * residual_abs);
@@ -365,6 +372,22 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
         REQUIRE_MESSAGE(r.rc == 0, r.err);
         CHECK(std::isfinite(slope(r.out)));
         CHECK(slope(r.out) != mixed_slope);
+        // The reference set saved once and loaded again scores every drawing the same.
+        const fs::path saved = dir / "reference_set.safetensors";
+        with_reference.insert(with_reference.end(), {"--save-reference", saved.string()});
+        r = run(with_reference);
+        REQUIRE_MESSAGE(r.rc == 0, r.err);
+        const std::string fitted = slurp(dir / "anomalies" / "scores.csv");
+        std::vector<std::string> loaded = anomaly;
+        loaded.insert(loaded.end(), {"--reference", saved.string()});
+        r = run(loaded);
+        REQUIRE_MESSAGE(r.rc == 0, r.err);
+        CHECK(contains(r.out, "\"reference_size\": 40"));
+        CHECK(slurp(dir / "anomalies" / "scores.csv") == fitted);
+        loaded.back() = ckp;  // a model checkpoint is not a reference set
+        r = run(loaded);
+        CHECK(r.rc != 0);
+        CHECK(contains(r.err, "not a reference set"));
     }
     r = run({"anomalies", "--checkpoint", ckp, "--data", real.string(), "--score", "ssim"});
     CHECK(r.rc != 0);
@@ -375,11 +398,13 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
     r = run({"anomalies", "--checkpoint", ckp, "--data", real.string(), "--samples", "-1"});
     CHECK(r.rc != 0);
     CHECK(contains(r.err, "--samples"));
-    // Without --samples the likelihood scores (K decoder passes a drawing) are left out.
-    r = run({"anomalies", "--checkpoint", ckp, "--data", real.string(), "--limit", "20", "--out",
+    // Without --samples the likelihood scores (K decoder passes a drawing) are left out:
+    // sse, ink_adjusted_sse, neg_elbo, knn_pooled, mahalanobis_gram, ensemble.
+    r = run({"anomalies", "--checkpoint", ckp, "--data", real.string(), "--limit", "20", "--score", "ensemble", "--out",
              (dir / "anomalies_plain").string()});
     REQUIRE_MESSAGE(r.rc == 0, r.err);
-    CHECK(ewe::io::read_npy(dir / "anomalies_plain" / "scores.npy").shape[1] == 3);
+    CHECK(contains(r.out, "cutoff ensemble"));
+    CHECK(ewe::io::read_npy(dir / "anomalies_plain" / "scores.npy").shape[1] == 6);
     CHECK_FALSE(fs::exists(dir / "anomalies_plain" / "histogram_iw_nll.svg"));
 
     r = run({"explore", "--checkpoint", ckp, "--data", real.string(), "--limit", "40", "--k-max", "6", "--mosaic-k",

@@ -28,7 +28,7 @@
 #include <thread>
 #include <vector>
 
-#include <ewe/cluster/anomaly.hpp>
+#include <ewe/anomaly/scores.hpp>
 #include <ewe/io/csv.hpp>
 #include <ewe/io/npy.hpp>
 #include <ewe/io/run_lock.hpp>
@@ -164,8 +164,8 @@ TEST_CASE("a sweep of 2 latent sizes x 2 widths (0.25, 0.5: small models): run f
         double mean = 0;
         for (int i = 0; i < 64; ++i) mean += scores[std::size_t(i)] / 64;
         CHECK(close(cell(t, row, "reconstruction_sse"), mean, 1e-5));
-        CHECK(close(cell(t, row, "roc_auc"), ewe::cluster::roc_auc(scores, labels), 1e-6));
-        CHECK(close(cell(t, row, "precision_at_n"), ewe::cluster::precision_at_k(scores, labels, 16), 1e-6));
+        CHECK(close(cell(t, row, "roc_auc"), ewe::anomaly::roc_auc(scores, labels), 1e-6));
+        CHECK(close(cell(t, row, "precision_at_n"), ewe::anomaly::precision_at_k(scores, labels, 16), 1e-6));
     }
 
     // generate, anomalies and explore work on a run of the sweep (width 0.25 reloaded).

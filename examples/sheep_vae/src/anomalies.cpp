@@ -1,8 +1,8 @@
 // `sheep_vae anomalies`: anomaly scores of drawings under a trained VAE, x_hat decoded
-// from the posterior mean. Three scores:
+// from the posterior mean:
 //   sse: sum over the 784 pixels of (x_hat - x)^2 (the post's reconstruction error);
 //   ink_adjusted_sse: log(1 + sse) minus its least-squares line in log(1 + ink), ink =
-//        sum x, fitted on all the drawings scored (ewe::cluster::size_adjusted_errors):
+//        sum x (ewe::anomaly::size_adjusted_errors), fitted on the reference set:
 //        how much worse the reconstruction is than usual for a drawing with that much
 //        ink, so a drawing is not anomalous merely for having many strokes, nor normal
 //        for having few. The line is fitted on --reference (known-normal drawings, e.g.
@@ -16,10 +16,19 @@
 //        al. 2016; ewe::importance_weighted_log_likelihood), constants included: the
 //        likelihood itself rather than its bound;
 //   complexity_adjusted_nll (also only with --samples K): iw_nll + 784 log 255 minus the drawing's deflate-compressed
-//        length in nats (Serra et al. 2020; ewe/cluster/complexity.hpp): the
+//        length in nats (Serra et al. 2020; ewe/anomaly/complexity.hpp): the
 //        log-likelihood ratio of a general-purpose compressor to the model, so a drawing
 //        is not normal merely for being simple.
-// docs/anomaly_scores.md has the study of all five on every planted class.
+//   knn_pooled, mahalanobis_gram, ensemble: feature-space scores against a reference set
+//        of normal drawings (ewe/anomaly/reference_set.hpp): the mean cosine distance to
+//        the --k nearest reference drawings of the last convolution's map pooled to
+//        --pool x --pool, the Ledoit-Wolf Mahalanobis distance of the second
+//        convolution's Gram matrix, and the rank average of ink_adjusted_sse and these two,
+//        each a percentile of the reference's own (leave-one-out) scores. The reference is
+//        --reference (drawings, or a set saved by --save-reference), else the scored
+//        drawings themselves; a scored drawing that is in the reference is left out of it.
+// One eval pass of the model feeds every score but the likelihoods.
+// docs/anomaly_scores.md has the study of all of them on every planted class.
 // For the chosen --score: a cutoff (a quantile) and the drawings above it; for every
 // score a histogram; all scores as .npy and .csv. With --plant OTHER.npy:N, N drawings
 // of another class are mixed in and ROC AUC and precision@N (N = planted count) say how
@@ -29,18 +38,19 @@
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
 
-#include <ewe/cluster/anomaly.hpp>
-#include <ewe/cluster/complexity.hpp>
+#include <ewe/anomaly/scores.hpp>
+#include <ewe/anomaly/complexity.hpp>
+#include <ewe/anomaly/reference_set.hpp>
 #include <ewe/io/csv.hpp>
 #include <ewe/io/files.hpp>
 #include <ewe/io/npy.hpp>
 #include <ewe/io/svg.hpp>
-#include <ewe/models/vae_inference.hpp>
 #include <ewe/models/vae_likelihood.hpp>
 
 namespace sheep {
@@ -53,6 +63,9 @@ struct AnomalyOptions {
     std::int64_t limit = 0;
     std::string plant;
     std::string reference;
+    std::string save_reference;
+    std::int64_t k = 5;     // knn_pooled's neighbours
+    std::int64_t pool = 4;  // knn_pooled's grid: the last conv map averaged to pool x pool cells
     std::string out = "anomalies";
     std::string score = "sse";
     double quantile = 0.99;
@@ -76,37 +89,45 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
     }
     const std::int64_t n = data.count(), normal = n - planted;
     LoadedModel m = load_model(o.checkpoint, parse_device(o.device));
-    const auto errors_of = [&](const Bitmaps& drawings, const ewe::VaeEncoding<float>& e) {
-        return ewe::cluster::reconstruction_errors<float>(
-            drawings.images.view(), ewe::TensorView<const float>(e.reconstruction.data(), drawings.images.shape()));
-    };
-    const ewe::VaeEncoding<float> enc = ewe::encode<float>(*m.ctx, *m.vae, data.images.view(), true);
-    const ewe::cluster::ReconstructionErrors errors = errors_of(data, enc);
-    ewe::cluster::ReconstructionErrors reference_errors;
-    if (!o.reference.empty()) {
-        const Bitmaps reference = load_bitmaps(o.reference, 0, "--reference");
-        reference_errors = errors_of(reference, ewe::encode<float>(*m.ctx, *m.vae, reference.images.view(), true));
-    }
-    const ewe::cluster::ReconstructionErrors& fit_on = o.reference.empty() ? errors : reference_errors;
-    const ewe::cluster::SizeAdjustment ink_fit = ewe::cluster::fit_size_adjustment(fit_on.sse, fit_on.input_mass);
+    // The reference set: loaded, fitted on --reference drawings, or on the scored ones.
+    const ewe::anomaly::ReferenceSet reference = [&] {
+        if (!o.reference.empty() && fs::path(o.reference).extension() == ".safetensors")
+            return ewe::anomaly::ReferenceSet::load(o.reference);
+        const std::int64_t convolutions = std::int64_t(m.checkpoint.config.filters.size());
+        const ewe::anomaly::EnsembleOptions options =
+            ewe::anomaly::EnsembleOptions{}
+                .set_knn_tap({std::size_t(convolutions - 1), ewe::anomaly::TapSummary::pooled, o.pool})
+                .set_k(o.k)
+                .set_mahalanobis_tap({std::size_t(std::min<std::int64_t>(1, convolutions - 1)),
+                                      ewe::anomaly::TapSummary::gram, 0});
+        if (o.reference.empty()) return ewe::anomaly::ReferenceSet::fit<float>(*m.ctx, *m.vae, data.images.view(), options);
+        const Bitmaps drawings = load_bitmaps(o.reference, 0, "--reference");
+        return ewe::anomaly::ReferenceSet::fit<float>(*m.ctx, *m.vae, drawings.images.view(), options);
+    }();
+    if (!o.save_reference.empty()) reference.save(o.save_reference);
+    const auto started = std::chrono::steady_clock::now();
+    ewe::anomaly::EnsembleScores scored = reference.score<float>(*m.ctx, *m.vae, data.images.view());
+    const double scoring_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const ewe::anomaly::TappedPass& pass = scored.pass;
+    const ewe::anomaly::SizeAdjustment& ink_fit = reference.ink_fit();
     std::vector<double> neg_elbo(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i) {
         double kl = 0;
-        for (std::int64_t k = 0; k < enc.latent; ++k) {
-            const double mu = enc.mean[std::size_t(i * enc.latent + k)], lv = enc.log_var[std::size_t(i * enc.latent + k)];
+        for (std::int64_t k = 0; k < pass.latent; ++k) {
+            const double mu = pass.mean[std::size_t(i * pass.latent + k)], lv = pass.log_var[std::size_t(i * pass.latent + k)];
             kl += -0.5 * (1 + lv - mu * mu - std::exp(lv));
         }
-        neg_elbo[std::size_t(i)] = 2 * errors.sse[std::size_t(i)] + kl;
+        neg_elbo[std::size_t(i)] = 2 * pass.sse[std::size_t(i)] + kl;
     }
     struct Score {
         std::string name, label;
         std::vector<double> values;
         double cutoff = 0;  // the --quantile of values
     };
-    std::vector<Score> scores = {{"sse", "reconstruction error (SSE)", errors.sse},
-                                 {"ink_adjusted_sse", "ink-adjusted reconstruction error (log SSE residual)",
-                                  ewe::cluster::size_adjusted_errors(errors.sse, errors.input_mass, ink_fit)},
-                                 {"neg_elbo", "negative ELBO", std::move(neg_elbo)}};
+    std::vector<Score> scores = {
+        {"sse", "reconstruction error (SSE)", std::move(scored.sse)},
+        {"ink_adjusted_sse", "ink-adjusted reconstruction error (log SSE residual)", std::move(scored.ink_adjusted_sse)},
+        {"neg_elbo", "negative ELBO", std::move(neg_elbo)}};
     if (o.samples > 0) {
         ewe::ImportanceSampling sampling;
         sampling.samples = o.samples;
@@ -115,14 +136,20 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
         std::vector<double> iw_nll =
             ewe::importance_weighted_log_likelihood<float>(*m.ctx, *m.vae, data.images.view(), sampling);
         for (double& v : iw_nll) v = -v;
-        std::vector<double> complexity_adjusted = ewe::cluster::complexity_adjusted_nll(
-            iw_nll, ewe::cluster::compressed_length_nats<float>(data.images.view()), kSide * kSide);
+        std::vector<double> complexity_adjusted = ewe::anomaly::complexity_adjusted_nll(
+            iw_nll, ewe::anomaly::compressed_length_nats<float>(data.images.view()), kSide * kSide);
         scores.push_back({"iw_nll", "negative log-likelihood (IWAE, K = " + std::to_string(o.samples) + ")",
                           std::move(iw_nll)});
         scores.push_back({"complexity_adjusted_nll", "complexity-adjusted negative log-likelihood",
                           std::move(complexity_adjusted)});
     }
-    for (Score& s : scores) s.cutoff = ewe::cluster::quantile_threshold(s.values, o.quantile);
+    scores.push_back({"knn_pooled", "mean cosine distance to the k nearest reference drawings (pooled last conv map)",
+                      std::move(scored.knn_pooled)});
+    scores.push_back({"mahalanobis_gram", "Mahalanobis distance of the second conv layer's Gram matrix",
+                      std::move(scored.mahalanobis_gram)});
+    scores.push_back({"ensemble", "ensemble (mean reference percentile of ink_adjusted_sse, knn_pooled, mahalanobis_gram)",
+                      std::move(scored.ensemble)});
+    for (Score& s : scores) s.cutoff = ewe::anomaly::quantile_threshold(s.values, o.quantile);
     const Score& chosen = *std::find_if(scores.begin(), scores.end(), [&](const Score& s) { return s.name == o.score; });
     const double cutoff = chosen.cutoff;
     std::int64_t above = 0;
@@ -162,7 +189,7 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
         plot.vline(s.cutoff, ewe::io::palette(2), label).write(dir / ("histogram_" + s.name + ".svg"));
     }
     std::vector<const float*> tiles;
-    const std::vector<std::int64_t> order = ewe::cluster::top_k(chosen.values, n);
+    const std::vector<std::int64_t> order = ewe::anomaly::top_k(chosen.values, n);
     for (std::int64_t i : order) {
         if (chosen.values[std::size_t(i)] <= cutoff || std::int64_t(tiles.size()) >= o.top) break;
         tiles.push_back(data.row(i));
@@ -174,18 +201,19 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
     j.add("samples", n).add("planted", planted).add("score", o.score).add("quantile", o.quantile).add("cutoff", cutoff)
         .add("above_cutoff", above)
         .add("ink_fit_intercept", ink_fit.intercept).add("ink_fit_slope", ink_fit.slope)
-        .add("iw_samples", o.samples);
+        .add("iw_samples", o.samples).add("reference_size", reference.size()).add("k", reference.options().k)
+        .add("pool", reference.options().knn_tap.grid).add("scoring_seconds", scoring_seconds);
     if (o.samples > 0) j.add("iw_seed", std::int64_t(o.seed));
     if (planted > 0 && normal > 0) {
         std::vector<std::uint8_t> labels(std::size_t(n), 0);
         for (std::int64_t i = normal; i < n; ++i) labels[std::size_t(i)] = 1;
-        j.add("roc_auc", ewe::cluster::roc_auc(chosen.values, labels))
-            .add("precision_at_n", ewe::cluster::precision_at_k(chosen.values, labels, planted));
+        j.add("roc_auc", ewe::anomaly::roc_auc(chosen.values, labels))
+            .add("precision_at_n", ewe::anomaly::precision_at_k(chosen.values, labels, planted));
         if (!o.json)
             print(io.out, "planted %lld drawings of %s among %lld:\n", (long long)planted, plant_file.c_str(), (long long)normal);
         for (const Score& s : scores) {
-            const double auc = ewe::cluster::roc_auc(s.values, labels);
-            const double p = ewe::cluster::precision_at_k(s.values, labels, planted);
+            const double auc = ewe::anomaly::roc_auc(s.values, labels);
+            const double p = ewe::anomaly::precision_at_k(s.values, labels, planted);
             j.add("roc_auc_" + s.name, auc).add("precision_at_n_" + s.name, p);
             if (!o.json) print(io.out, "  %-16s ROC AUC %.4f, precision@%lld %.3f\n", s.name.c_str(), auc, (long long)planted, p);
         }
@@ -202,16 +230,23 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
 Command add_anomalies_command(CLI::App& app, const Console& io) {
     const auto options = std::make_shared<AnomalyOptions>();
     AnomalyOptions& o = *options;
-    CLI::App* c = app.add_subcommand("anomalies", "Score drawings by reconstruction error (plain, adjusted for ink), negative ELBO and log-likelihood");
+    CLI::App* c = app.add_subcommand("anomalies", "Score drawings by reconstruction error (plain, adjusted for ink), negative ELBO, log-likelihood, feature-space distances and their ensemble");
     c->add_option("--checkpoint", o.checkpoint, "checkpoint.safetensors written by train")->required();
     c->add_option("--data", o.data, "Bitmaps .npy to score (uint8 (N, 784) or (N, 28, 28), or float32 in [0, 1])")->required();
     c->add_option("--limit", o.limit, "Score only the first N drawings (0: all)")->check(non_negative());
     c->add_option("--plant", o.plant, "OTHER.npy:N: mix in the first N drawings of another class and measure detection");
     c->add_option("--reference", o.reference,
-                  "Normal drawings .npy (e.g. the training data) to fit ink_adjusted_sse's line on (default: the scored drawings)");
+                  "Normal drawings .npy (e.g. the training data) to fit the reference set on (ink_adjusted_sse's line, "
+                  "the k-NN and Mahalanobis references, the ensemble's calibration), or a reference set .safetensors "
+                  "written by --save-reference (default: fit on the scored drawings)");
+    c->add_option("--save-reference", o.save_reference, "Write the fitted reference set here (.safetensors)");
+    c->add_option("--k", o.k, "Neighbours of knn_pooled")->capture_default_str()->check(number_in(1, 100000));
+    c->add_option("--pool", o.pool, "knn_pooled's grid: the last convolution's map averaged to POOL x POOL cells")
+        ->capture_default_str()->check(number_in(1, 1024));
     c->add_option("--out", o.out, "Output folder")->capture_default_str();
     c->add_option("--score", o.score, "Score behind the cutoff and the drawings above it")
-        ->capture_default_str()->check(CLI::IsMember({"sse", "ink_adjusted_sse", "neg_elbo", "iw_nll", "complexity_adjusted_nll"}));
+        ->capture_default_str()->check(CLI::IsMember({"sse", "ink_adjusted_sse", "neg_elbo", "iw_nll", "complexity_adjusted_nll", "knn_pooled",
+                                                 "mahalanobis_gram", "ensemble"}));
     c->add_option("--quantile", o.quantile, "Cutoff: this quantile of the chosen score")->capture_default_str()->check(number_in(0.0, 1.0));
     c->add_option("--top", o.top, "At most this many drawings above the cutoff in the picture")->capture_default_str()->check(number_in(1, 10000));
     c->add_option("--samples", o.samples, "Importance samples K per drawing for the likelihood scores iw_nll and "

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include <ewe/cluster/anomaly.hpp>
+#include <ewe/anomaly/scores.hpp>
 #include <ewe/io/csv.hpp>
 #include <ewe/io/files.hpp>
 #include <ewe/io/html_report.hpp>
@@ -218,13 +218,18 @@ void anomaly_section(ewe::io::HtmlReport& page, const fs::path& dir, const std::
                        " highest scores):");
         std::vector<std::vector<std::string>> rows;
         std::vector<std::size_t> mark;
+        std::string best;
+        double best_auc = -1;
         for (const std::string& name : names) {
             const auto v = scores.numbers(name);
+            const double auc = ewe::anomaly::roc_auc(v, planted);
             if (name == chosen) mark.push_back(rows.size());
-            rows.push_back({name, fmt("%.4f", ewe::cluster::roc_auc(v, planted)),
-                            fmt("%.3f", ewe::cluster::precision_at_k(v, planted, n_planted))});
+            if (auc > best_auc) best = name, best_auc = auc;
+            rows.push_back({name, fmt("%.4f", auc), fmt("%.3f", ewe::anomaly::precision_at_k(v, planted, n_planted))});
         }
         page.table({"score", "ROC AUC", "precision@" + std::to_string(n_planted)}, rows, mark);
+        page.paragraph("The score that separates the planted drawings best here is " + best + " (ROC AUC " +
+                       fmt("%.4f", best_auc) + ").");
     }
     std::vector<std::string> ordered = names;
     if (!chosen.empty()) std::stable_partition(ordered.begin(), ordered.end(), [&](const std::string& s) { return s == chosen; });

@@ -29,7 +29,8 @@
 #include <thread>
 #include <vector>
 
-#include <ewe/cluster/anomaly.hpp>
+#include <ewe/anomaly/feature_taps.hpp>
+#include <ewe/anomaly/scores.hpp>
 #include <ewe/io/csv.hpp>
 #include <ewe/io/fingerprint.hpp>
 #include <ewe/io/run_lock.hpp>
@@ -300,9 +301,7 @@ SweepRow score_run(const SweepConfig& c, const fs::path& dir, const Bitmaps& sco
     row.seconds = metrics.seconds;
     row.loss = metrics.loss;
     const std::int64_t n = scored.count(), normal = n - planted;
-    const ewe::VaeEncoding<float> all = ewe::encode<float>(*m.ctx, *m.vae, scored.images.view(), true);
-    const ewe::cluster::ReconstructionErrors errors = ewe::cluster::reconstruction_errors<float>(
-        scored.images.view(), ewe::TensorView<const float>(all.reconstruction.data(), scored.images.shape()));
+    const ewe::anomaly::TappedPass all = ewe::anomaly::tapped_pass<float>(*m.ctx, *m.vae, scored.images.view(), {});
     ewe::VaeEncoding<float> training;
     training.latent = all.latent;
     training.mean.assign(all.mean.begin(), all.mean.begin() + normal * all.latent);
@@ -310,13 +309,13 @@ SweepRow score_run(const SweepConfig& c, const fs::path& dir, const Bitmaps& sco
     const ewe::PosteriorStatistics posterior = ewe::posterior_statistics(training);
     for (double kl : posterior.kl_per_dimension) row.kl += kl;
     row.active_units = posterior.active_units;
-    for (std::int64_t i = 0; i < normal; ++i) row.reconstruction_sse += errors.sse[std::size_t(i)];
+    for (std::int64_t i = 0; i < normal; ++i) row.reconstruction_sse += all.sse[std::size_t(i)];
     row.reconstruction_sse /= double(normal);
     if (planted > 0) {
         std::vector<std::uint8_t> labels(std::size_t(n), 0);
         std::fill(labels.begin() + normal, labels.end(), 1);
-        row.roc_auc = ewe::cluster::roc_auc(errors.sse, labels);
-        row.precision_at_n = ewe::cluster::precision_at_k(errors.sse, labels, planted);
+        row.roc_auc = ewe::anomaly::roc_auc(all.sse, labels);
+        row.precision_at_n = ewe::anomaly::precision_at_k(all.sse, labels, planted);
     }
     return row;
 }

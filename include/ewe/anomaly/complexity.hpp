@@ -20,7 +20,7 @@
 #include "ewe/core/tensor.hpp"
 #include "ewe/io/png.hpp"
 
-namespace ewe::cluster {
+namespace ewe::anomaly {
 
 // L(x) in nats for each sample (dimension 0) of `inputs` (host, values in [0, 1]):
 // 8 ln 2 times the bytes of zlib_compress of its 8-bit quantization.
@@ -59,4 +59,4 @@ inline std::vector<double> complexity_adjusted_nll(const std::vector<double>& nl
     return out;
 }
 
-}  // namespace ewe::cluster
+}  // namespace ewe::anomaly

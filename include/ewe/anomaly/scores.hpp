@@ -1,7 +1,6 @@
-// Anomaly scoring from reconstruction error: per-sample SSE and MSE (from a pair of
-// tensors or from any model callable), the error adjusted for the sample's size (its
-// ink, for drawings) by a log-log least-squares fit on reference samples, thresholds
-// (numpy-style linear quantile, mean + k*sd with the population sd, median + k*MAD with
+// Anomaly scores from reconstruction error and their evaluation: each sample's size (its
+// ink, for drawings), the reconstruction error adjusted for that size by a log-log
+// least-squares fit on reference samples, thresholds (numpy-style linear quantile, mean + k*sd with the population sd, median + k*MAD with
 // R's 1.4826 consistency constant by default), top-k, and, with known labels, ROC AUC
 // (Mann-Whitney, ties counted half, as scikit-learn's roc_auc_score) and precision@k.
 #pragma once
@@ -10,52 +9,15 @@
 #include <cmath>
 #include <cstdint>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
 #include "ewe/core/error.hpp"
 #include "ewe/core/tensor.hpp"
 
-namespace ewe::cluster {
-
-// Per sample (dimension 0): sse = sum of squared differences over all other
-// dimensions, mse = sse / (number of values per sample), input_mass = sum |x| (the
-// sample's size: the ink of a drawing), the regressor of size_adjusted_errors below.
-struct ReconstructionErrors {
-    std::vector<double> sse;
-    std::vector<double> mse;
-    std::vector<double> input_mass;
-};
+namespace ewe::anomaly {
 
 namespace detail {
-
-template <class T>
-Tensor<T> host_copy(TensorView<const T> v) {
-    Tensor<T> out(v.shape());
-    copy<T>(v, out.view());
-    return out;
-}
-
-template <class T>
-void append_errors(TensorView<const T> x, TensorView<const T> y, ReconstructionErrors& out, const char* who) {
-    EWE_REQUIRE(x.shape() == y.shape(), who, ": inputs are ", x.shape(), " but reconstructions are ", y.shape());
-    EWE_REQUIRE(x.rank() >= 1, who, ": expected a batch dimension, found a rank-0 tensor");
-    Tensor<T> xh, yh;
-    if (x.device() != Device::cpu) { xh = host_copy(x); x = xh.view(); }
-    if (y.device() != Device::cpu) { yh = host_copy(y); y = yh.view(); }
-    const std::int64_t n = x.dim(0);
-    const std::int64_t per = n == 0 ? 0 : x.numel() / n;
-    for (std::int64_t i = 0; i < n; ++i) {
-        double s = 0, mass = 0;
-        for (std::int64_t j = 0; j < per; ++j) {
-            const double a = static_cast<double>(x[i * per + j]), b = static_cast<double>(y[i * per + j]);
-            s += (a - b) * (a - b);
-            mass += std::abs(a);
-        }
-        out.sse.push_back(s);
-        out.mse.push_back(per > 0 ? s / static_cast<double>(per) : 0.0);
-        out.input_mass.push_back(mass);
-    }
-}
 
 inline void require_scores(const std::vector<double>& s, const char* who) {
     EWE_REQUIRE(!s.empty(), who, ": expected at least one score, found none");
@@ -74,32 +36,19 @@ inline double median_of(std::vector<double> v) {
 
 }  // namespace detail
 
-// Errors between inputs and their reconstructions (same shape, any devices).
+// The size of each sample (dimension 0) of host `inputs`: sum |x| over its values (the
+// ink of a drawing), the regressor of size_adjusted_errors below. The reconstruction
+// error itself is ewe::reconstruction_sse (ewe/models/vae.hpp), computed on the device.
 template <class T>
-ReconstructionErrors reconstruction_errors(TensorView<const T> inputs, TensorView<const T> reconstructions) {
-    ReconstructionErrors out;
-    detail::append_errors(inputs, reconstructions, out, "reconstruction_errors");
-    return out;
-}
-
-// Errors of any model: `model(batch)` takes a TensorView<const T> of up to batch_size
-// samples and returns their reconstructions (a Tensor<T> or TensorView<T> of the same
-// shape, on any device). Batches are contiguous slices along dimension 0.
-template <class T, class Model>
-ReconstructionErrors reconstruction_errors(TensorView<const T> inputs, Model&& model, std::int64_t batch_size) {
-    EWE_REQUIRE(batch_size >= 1, "reconstruction_errors: batch_size must be >= 1, found ", batch_size);
-    EWE_REQUIRE(inputs.rank() >= 1, "reconstruction_errors: expected a batch dimension");
-    ReconstructionErrors out;
-    const std::int64_t n = inputs.dim(0);
-    const std::int64_t per = n == 0 ? 0 : inputs.numel() / n;
-    for (std::int64_t b = 0; b < n; b += batch_size) {
-        const std::int64_t rows = std::min(batch_size, n - b);
-        Shape shape = inputs.shape();
-        shape[0] = rows;
-        const TensorView<const T> batch = inputs.slice(b * per, shape);
-        const auto reconstruction = model(batch);
-        const TensorView<const T> view = reconstruction;
-        detail::append_errors(batch, view, out, "reconstruction_errors (model output)");
+std::vector<double> input_mass(std::type_identity_t<TensorView<const T>> inputs) {
+    EWE_REQUIRE(inputs.device() == Device::cpu, "input_mass: inputs must be on the host");
+    EWE_REQUIRE(inputs.rank() >= 1, "input_mass: expected a batch dimension, found a rank-0 tensor");
+    const std::int64_t n = inputs.dim(0), per = n == 0 ? 0 : inputs.numel() / n;
+    std::vector<double> out(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) {
+        double mass = 0;
+        for (std::int64_t j = 0; j < per; ++j) mass += std::abs(static_cast<double>(inputs[i * per + j]));
+        out[static_cast<std::size_t>(i)] = mass;
     }
     return out;
 }
@@ -262,4 +211,4 @@ double precision_at_k(const std::vector<double>& scores, const std::vector<L>& l
     return static_cast<double>(hits) / static_cast<double>(k);
 }
 
-}  // namespace ewe::cluster
+}  // namespace ewe::anomaly
