@@ -212,7 +212,7 @@ void layer_benchmark(benchmark::State& state, const SheepLayer& layer, Pass pass
     const double flops = layer.flops(batch) * (pass == Pass::backward ? 2.0 : 1.0);
     state.counters["GFLOP"] = flops / 1e9;
     state.counters["GFLOP/s"] = benchmark::Counter(flops / 1e9 * double(state.iterations()), benchmark::Counter::kIsRate);
-    state.counters["%peak"] = benchmark::Counter(100.0 * flops * double(state.iterations()) / peak_flops(cpu::thread_count()),
+    state.counters["%peak"] = benchmark::Counter(100.0 * flops * double(state.iterations()) / peak_flops(cpu::thread_count(ctx)),
                                                  benchmark::Counter::kIsRate);
     state.SetLabel(std::string(ewe::bench::to_string(layer.kind)) + " " + layer.shape());
 }

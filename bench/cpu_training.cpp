@@ -59,9 +59,9 @@ private:
 void train_step_benchmark(benchmark::State& state, bool busy_core) {
     const std::int64_t batch = state.range(0);
     Context ctx;
-    SheepVae<float> vae(ctx, SheepVaeConfig{}, batch, 1);
-    VaeLoss<float> loss(ctx, VaeLossConfig{}, batch);
-    Rmsprop<float> optimizer(ctx, vae.params(), 1e-3);
+    SheepVae<float> vae(ctx, SheepVaeOptions{}, batch, 1);
+    VaeLoss<float> loss(ctx, VaeLossOptions{}, batch);
+    Rmsprop<float> optimizer(ctx, vae.params(), {.lr = 1e-3});
     Tensor<float> x = sheep_like_batch(batch);
     train_step(ctx, vae, loss, optimizer, x.view());  // warm-up: scratch memory grows once
     std::optional<BusyCore> busy;
@@ -86,7 +86,7 @@ BENCHMARK(BM_TrainStepContended)->Arg(8)->Unit(benchmark::kMillisecond)->UseReal
 void BM_ScoringPass(benchmark::State& state) {
     const std::int64_t batch = state.range(0), drawings = 1024;
     Context ctx;
-    SheepVae<float> vae(ctx, SheepVaeConfig{}, batch, 1);
+    SheepVae<float> vae(ctx, SheepVaeOptions{}, batch, 1);
     const Tensor<float> x = sheep_like_batch(drawings);
     Tensor<float> sse(Shape{drawings});
     for (auto _ : state) reconstruction_sse<float>(ctx, vae, x.view(), sse.view());
@@ -101,7 +101,7 @@ BENCHMARK(BM_ScoringPass)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime(
 void BM_EnsembleScoring(benchmark::State& state) {
     const std::int64_t batch = state.range(0), drawings = 1024;
     Context ctx;
-    SheepVae<float> vae(ctx, SheepVaeConfig{}, batch, 1);
+    SheepVae<float> vae(ctx, SheepVaeOptions{}, batch, 1);
     const Tensor<float> all = sheep_like_batch(drawings + 1000);
     const TensorView<const float> x = all.view().slice(0, Shape{drawings, 28, 28, 1});
     const ewe::anomaly::ReferenceSet reference =
@@ -183,7 +183,7 @@ void BM_RmspropUpdate(benchmark::State& state) {
         state.PauseTiming();
         reset_state();
         state.ResumeTiming();
-        ops::rmsprop_update<float>(ctx, RmspropConfig{}, 1e-3, p.view(), g.view(), s.view());
+        ops::rmsprop_update<float>(ctx, RmspropOptions{}, 1e-3, p.view(), g.view(), s.view());
     }
     set_cpu_denormal_flushing(true);
     state.SetBytesProcessed(state.iterations() * n * 5 * std::int64_t(sizeof(float)));

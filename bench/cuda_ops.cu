@@ -153,7 +153,7 @@ void register_memory_bound(std::int64_t batch) {
         Tensor<float> mm = device_uniform(Shape{80}, 4), mv = device_uniform(Shape{80}, 5, 0.5f, 1.5f);
         Tensor<float> sm(Shape{80}, Device::cuda), si(Shape{80}, Device::cuda);
         timed(state, [&] {
-            ops::batchnorm_forward<float>(*g_ctx, BatchNormConfig{}, Phase::train, x, gamma, beta, mm, mv, sm, si, y);
+            ops::batchnorm_forward<float>(*g_ctx, BatchNormOptions{}, Phase::train, x, gamma, beta, mm, mv, sm, si, y);
         }, 4 * act_bytes, false);  // two statistics passes, one read + one write to normalize
     })->UseManualTime();
     benchmark::RegisterBenchmark(("batchnorm_backward" + suffix).c_str(), [=](benchmark::State& state) {
@@ -191,13 +191,13 @@ void register_optimizers() {
         Tensor<float> p = device_uniform(Shape{count}, 1), g = device_uniform(Shape{count}, 2);
         Tensor<float> m = device_uniform(Shape{count}, 3), v = device_uniform(Shape{count}, 4, 0, 1);
         std::int64_t step = 1;
-        timed(state, [&] { ops::adam_update<float>(*g_ctx, AdamConfig{}, 1e-3, step++, p, g, m, v); }, 7 * bytes,
+        timed(state, [&] { ops::adam_update<float>(*g_ctx, AdamOptions{}, 1e-3, step++, p, g, m, v); }, 7 * bytes,
               false);
     })->UseManualTime();
     benchmark::RegisterBenchmark("rmsprop_update/params:12857495", [=](benchmark::State& state) {
         Tensor<float> p = device_uniform(Shape{count}, 1), g = device_uniform(Shape{count}, 2);
         Tensor<float> ms = device_uniform(Shape{count}, 3, 0, 1);
-        timed(state, [&] { ops::rmsprop_update<float>(*g_ctx, RmspropConfig{}, 1e-3, p, g, ms); }, 5 * bytes, false);
+        timed(state, [&] { ops::rmsprop_update<float>(*g_ctx, RmspropOptions{}, 1e-3, p, g, ms); }, 5 * bytes, false);
     })->UseManualTime();
     benchmark::RegisterBenchmark("sum/params:12857495", [=](benchmark::State& state) {
         Tensor<float> x = device_uniform(Shape{count}, 1), out(Shape{1}, Device::cuda);
@@ -219,9 +219,9 @@ void register_train_step(std::int64_t batch, bool graphed) {
         EWE_CUDA_CHECK(cudaDeviceSynchronize());
         EWE_CUDA_CHECK(cudaMemGetInfo(&free_before, &total));
         Context ctx(Device::cuda);
-        SheepVae<float> vae(ctx, SheepVaeConfig{}, batch, 1);
-        VaeLoss<float> loss(ctx, VaeLossConfig{}, batch);
-        Rmsprop<float> rmsprop(ctx, vae.params(), 1e-3);
+        SheepVae<float> vae(ctx, SheepVaeOptions{}, batch, 1);
+        VaeLoss<float> loss(ctx, VaeLossOptions{}, batch);
+        Rmsprop<float> rmsprop(ctx, vae.params(), {.lr = 1e-3});
         Tensor<float> x = device_uniform(Shape{batch, 28, 28, 1}, 9, 0, 1);
         cuda::StepGraph graph(ctx);
         auto step = [&] {
@@ -246,7 +246,7 @@ void register_scoring_pass(std::int64_t batch) {
     const std::string name = "scoring_pass/drawings:126121/batch:" + std::to_string(batch);
     benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
         const std::int64_t drawings = 126121;
-        SheepVae<float> vae(*g_ctx, SheepVaeConfig{}, batch, 1);
+        SheepVae<float> vae(*g_ctx, SheepVaeOptions{}, batch, 1);
         const Tensor<float> x = device_uniform(Shape{drawings, 28, 28, 1}, 11, 0, 1);
         Tensor<float> sse(Shape{drawings}, Device::cuda);
         timed(state, [&] { reconstruction_sse<float>(*g_ctx, vae, x.view(), sse.view()); }, 0.0, false);

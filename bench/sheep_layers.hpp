@@ -1,4 +1,4 @@
-// The conv, conv-transpose and dense layers of the seed sheep VAE (SheepVaeConfig{}),
+// The conv, conv-transpose and dense layers of the seed sheep VAE (SheepVaeOptions{}),
 // read from the model itself, with their shapes and FLOPs per pass: what the per-layer
 // benchmarks (bench/cpu_layers.cpp through ewe, bench/onednn/cpu_layers.cpp through
 // oneDNN) time, so both time the same list.
@@ -62,7 +62,7 @@ inline void add_layer(const std::string& part, const Layer<float>& layer, std::v
 // The layers in the order a forward pass runs them.
 inline std::vector<SheepLayer> sheep_layers() {
     Context ctx;
-    SheepVae<float> vae(ctx, SheepVaeConfig{}, 1, 1);
+    SheepVae<float> vae(ctx, SheepVaeOptions{}, 1, 1);
     std::vector<SheepLayer> layers;
     for (std::size_t i = 0; i < vae.encoder().size(); ++i) detail::add_layer("encoder", vae.encoder()[i], layers);
     detail::add_layer("heads", vae.z_mean(), layers);

@@ -39,8 +39,8 @@ except ImportError:  # reported as a user error by main(), naming the file to co
 FORMAT, FORMAT_VERSION = "ewe.sheep_vae", "1"
 KINDS = ("conv2d", "conv2d_transpose", "dense", "batch_normalization", "z_mean", "z_log_var")
 BN_ROLES = ("gamma", "beta", "moving_mean", "moving_variance")
-MAX_WIDTH = 16.0  # SheepVaeConfig::kMaxWidth
-DEFAULT_FILTERS, DEFAULT_UNITS = [10, 20, 40, 80], [100, 50, 25]  # SheepVaeConfig's
+MAX_WIDTH = 16.0  # SheepVaeOptions::kMaxWidth
+DEFAULT_FILTERS, DEFAULT_UNITS = [10, 20, 40, 80], [100, 50, 25]  # SheepVaeOptions's
 # Where an export keeps the checkpoint's model.* metadata so that importing the file
 # restores it: a JSON attribute of the Keras file's root group, and an entry of the
 # PyTorch state_dict's _metadata (torch's per-module side table, which load_state_dict
@@ -70,8 +70,8 @@ def need(module, path, purpose):
 # ---------------------------------------------------------------------------------
 # The architecture: ewe's layers in order, with ewe's names and tensor shapes.
 
-class Config:
-    """SheepVaeConfig: the listed filters and units, and the width that scales each of them."""
+class SheepVaeOptions:
+    """SheepVaeOptions: the listed filters and units, and the width that scales each of them."""
 
     def __init__(self, filters, units, latent, kernel, image_size, channels, dropout=0.1, reparam="standard",
                  width=1.0):
@@ -94,7 +94,7 @@ class Config:
 
 
 def scaled(sizes, width):
-    """max(1, llround(width * n)) of each n, as SheepVaeConfig::scaled (halves round away from zero)."""
+    """max(1, llround(width * n)) of each n, as SheepVaeOptions::scaled (halves round away from zero)."""
     out = []
     for n in sizes:
         x = width * n
@@ -153,7 +153,7 @@ def by_kind(layers):
     return groups
 
 
-def infer_config(groups, source):
+def infer_options(groups, source):
     """The architecture from per-kind lists of {role: array} already in ewe layouts."""
     n_t, n_c, n_d = len(groups["conv2d_transpose"]), len(groups["conv2d"]), len(groups["dense"])
     if n_t == 0 or n_c != n_t + 1 or n_d < 5 or (n_d - 1) % 2 or len(groups["batch_normalization"]) != (n_d - 1) // 2 \
@@ -174,16 +174,16 @@ def infer_config(groups, source):
     if size * size * filters[-1] != flat:
         fail(source, ": not a sheep VAE: the first Dense takes ", flat, " inputs, not (size * size * ", filters[-1],
              ") of the last convolution's flattened output")
-    return Config(filters, units, latent, kernel, size, channels)
+    return SheepVaeOptions(filters, units, latent, kernel, size, channels)
 
 
 def with_width(found, width, carried, source):
     """The configuration at `width` whose layers have the sizes found (`found`: width 1).
     The listed filters and units are the first that give the sizes found at that width of:
-    the carried model.* metadata (when it is of that width), SheepVaeConfig's defaults,
+    the carried model.* metadata (when it is of that width), SheepVaeOptions's defaults,
     and per layer the n nearest size / width with max(1, round(width * n)) == size."""
-    c = Config(found.filters, found.units, found.latent, found.kernel, found.image_size, found.channels,
-               width=width)
+    c = SheepVaeOptions(found.filters, found.units, found.latent, found.kernel, found.image_size, found.channels,
+                        width=width)
     same_width = number(carried.get("model.width", "1"), source, "model.width") == width
     for attr, default in (("filters", DEFAULT_FILTERS), ("units", DEFAULT_UNITS)):
         sizes, key = getattr(found, attr), "model." + attr
@@ -248,7 +248,7 @@ def parse_list(text, source, key):
 
 
 def model_metadata(c):
-    """The model.* keys of SheepVaeConfig (ewe::sheep_vae_metadata)."""
+    """The model.* keys of SheepVaeOptions (ewe::sheep_vae_metadata)."""
     return {"model.image_size": str(c.image_size), "model.channels": str(c.channels), "model.kernel": str(c.kernel),
             "model.filters": list_text(c.filters), "model.units": list_text(c.units), "model.latent": str(c.latent),
             "model.dropout": fmt(c.dropout), "model.reparam": c.reparam, "model.width": fmt(c.width)}
@@ -313,14 +313,14 @@ def read_safetensors(path):
     return meta, tensors
 
 
-def checkpoint_config(meta, path):
-    """SheepVaeConfig from the model.* metadata (ewe::sheep_vae_config)."""
+def checkpoint_options(meta, path):
+    """SheepVaeOptions from the model.* metadata (ewe::sheep_vae_options)."""
     try:
-        c = Config(parse_list(meta["model.filters"], path, "model.filters"),
-                   parse_list(meta["model.units"], path, "model.units"),
-                   int(meta["model.latent"]), int(meta["model.kernel"]), int(meta["model.image_size"]),
-                   int(meta["model.channels"]), number(meta["model.dropout"], path, "model.dropout"),
-                   meta["model.reparam"], number(meta.get("model.width", "1"), path, "model.width"))
+        c = SheepVaeOptions(parse_list(meta["model.filters"], path, "model.filters"),
+                            parse_list(meta["model.units"], path, "model.units"),
+                            int(meta["model.latent"]), int(meta["model.kernel"]), int(meta["model.image_size"]),
+                            int(meta["model.channels"]), number(meta["model.dropout"], path, "model.dropout"),
+                            meta["model.reparam"], number(meta.get("model.width", "1"), path, "model.width"))
     except KeyError as e:
         fail(path, ": metadata has no ", e)
     except ValueError as e:
@@ -331,14 +331,14 @@ def checkpoint_config(meta, path):
 
 
 def read_checkpoint(path):
-    """(Config, {name: array}, model.* metadata) of an ewe sheep_vae checkpoint, every tensor checked."""
+    """(SheepVaeOptions, {name: array}, model.* metadata) of an ewe sheep_vae checkpoint, every tensor checked."""
     meta, tensors = read_safetensors(path)
     if meta.get("format") != FORMAT:
         fail(path, ": not an ewe sheep_vae checkpoint (metadata 'format' is ", repr(meta.get("format")),
              ", expected ", FORMAT, ")")
     if meta.get("format_version") != FORMAT_VERSION:
         fail(path, ": checkpoint format_version ", meta.get("format_version"), ", this tool reads ", FORMAT_VERSION)
-    c = checkpoint_config(meta, path)
+    c = checkpoint_options(meta, path)
     out = OrderedDict()
     for name, _, roles in ewe_layers(c):
         for role, shape in roles.items():
@@ -830,7 +830,7 @@ def carried_setting(carried, key, source):
 
 def cmd_import(args):
     groups, carried = import_keras(args.input) if args.frm == "keras" else import_torch(args.input)
-    found = infer_config(groups, args.input)
+    found = infer_options(groups, args.input)
     c = with_width(found, args.width if args.width is not None else carried_setting(carried, "model.width", args.input),
                    carried, args.input)
     c.dropout = args.dropout if args.dropout is not None else carried_setting(carried, "model.dropout", args.input)

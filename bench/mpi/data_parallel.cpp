@@ -72,9 +72,9 @@ int main(int argc, char** argv) {
         const std::int64_t warmup = 3;
         const Tensor<float> data = images(batch * (steps + warmup));
         Context ctx;
-        SheepVae<float> vae(ctx, SheepVaeConfig{}, (batch + ranks - 1) / ranks, 42);
-        VaeLoss<float> loss(ctx, VaeLossConfig{}, vae.max_batch());
-        Rmsprop<float> optimizer(ctx, vae.params(), 1e-3);
+        SheepVae<float> vae(ctx, SheepVaeOptions{}, (batch + ranks - 1) / ranks, 42);
+        VaeLoss<float> loss(ctx, VaeLossOptions{}, vae.max_batch());
+        Rmsprop<float> optimizer(ctx, vae.params(), {.lr = 1e-3});
         VaeObjective<float> objective(vae, loss);
         FitOptions options;
         options.batch_size = batch;

@@ -35,8 +35,8 @@ FeatureMatrix random_matrix(std::int64_t rows, std::int64_t cols, std::uint64_t 
     return m;
 }
 
-SheepVaeConfig small_config() {
-    SheepVaeConfig c;
+SheepVaeOptions small_model_options() {
+    SheepVaeOptions c;
     c.image_size = 8;
     c.filters = {2, 3};
     c.units = {6, 5, 4};
@@ -103,7 +103,7 @@ TEST_CASE("pooled maps (adaptive average cells) and Gram matrices by hand") {
 
 TEST_CASE("tapped_pass: one eval pass gives the SSE, the posterior and each tap's summary, in any batch size") {
     Context ctx;
-    SheepVae<double> batched(ctx, small_config(), 3, 7), whole(ctx, small_config(), 7, 7);
+    SheepVae<double> batched(ctx, small_model_options(), 3, 7), whole(ctx, small_model_options(), 7, 7);
     const Tensor<double> x = small_images(7, 2);
     const std::vector<FeatureTap> taps = {{1, TapSummary::pooled, 3}, {0, TapSummary::gram, 0}};
     const TappedPass pass = tapped_pass<double>(ctx, batched, x.view(), taps);  // batches of 3, 3 and 1
@@ -240,7 +240,7 @@ TEST_CASE("ensemble calibration: percentiles of the reference's own scores, ties
 
 TEST_CASE("a reference set: members as the direct computations, saved and loaded exactly, bad files refused") {
     Context ctx;
-    SheepVae<double> vae(ctx, small_config(), 4, 11);
+    SheepVae<double> vae(ctx, small_model_options(), 4, 11);
     const Tensor<double> normal = small_images(30, 3), scored = small_images(6, 4);
     const EnsembleOptions options = EnsembleOptions{}.set_knn_tap({1, TapSummary::pooled, 2}).set_k(3).set_mahalanobis_tap(
         {0, TapSummary::gram, 0});
@@ -289,7 +289,7 @@ TEST_CASE("a reference set: members as the direct computations, saved and loaded
         CHECK(again.knn_pooled[i] == s.knn_pooled[i]);
         CHECK(again.ink_adjusted_sse[i] == s.ink_adjusted_sse[i]);
     }
-    SheepVae<double> other(ctx, small_config(), 4, 12);
+    SheepVae<double> other(ctx, small_model_options(), 4, 12);
     CHECK(error_of([&] { loaded.score<double>(ctx, other, mixed.view()); }).find("the set was fitted on model") !=
           std::string::npos);
     {

@@ -54,8 +54,8 @@ TEST_CASE("ewe::compiled: the library's float layers, loss, Adam and Trainer tra
     decoder->add<Reshape>(Shape{8, 8, 1});
     Context ctx;
     Vae<float> vae(ctx, VaeOptions<float>{Shape{8, 8, 1}, encoder, 2, decoder}, 4, /*seed=*/5);
-    VaeLoss<float> loss(ctx, VaeLossConfig{64.0}, 4);
-    Adam<float> optimizer(ctx, vae.params(), 1e-2);
+    VaeLoss<float> loss(ctx, VaeLossOptions{64.0}, 4);
+    Adam<float> optimizer(ctx, vae.params(), {.lr = 1e-2});
     VaeObjective<float> objective(vae, loss);
     FitOptions options;
     options.epochs = 3;

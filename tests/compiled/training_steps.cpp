@@ -52,8 +52,8 @@ int main(int argc, char** argv) {
 
     Context ctx(Device::cpu, ContextOptions{.threads = 2});
     Vae<float> vae(ctx, small_vae(), batch, /*seed=*/3);
-    VaeLoss<float> loss(ctx, VaeLossConfig{16.0 * 16}, batch);
-    Adam<float> optimizer(ctx, vae.params(), 1e-3);
+    VaeLoss<float> loss(ctx, VaeLossOptions{16.0 * 16}, batch);
+    Adam<float> optimizer(ctx, vae.params(), {.lr = 1e-3});
     VaeObjective<float> objective(vae, loss);
     FitOptions options;
     options.epochs = 2;

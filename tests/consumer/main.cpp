@@ -24,8 +24,8 @@ ewe::Tensor<float> images(std::int64_t batch) {
 
 int check() {
     ewe::Context ctx;
-    ewe::SheepVae<float> vae(ctx, ewe::SheepVaeConfig{}, 2, 1);
-    ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{}, 2);
+    ewe::SheepVae<float> vae(ctx, ewe::SheepVaeOptions{}, 2, 1);
+    ewe::VaeLoss<float> loss(ctx, ewe::VaeLossOptions{}, 2);
     ewe::Rmsprop<float> optimizer(ctx, vae.params());
     const ewe::Tensor<float> x = images(2);
     ewe::train_step(ctx, vae, loss, optimizer, x.view());
@@ -37,9 +37,9 @@ int check() {
 int bench(std::int64_t steps) {
     constexpr std::int64_t kBatch = 8;
     ewe::Context ctx;
-    ewe::SheepVae<float> vae(ctx, ewe::SheepVaeConfig{}, kBatch, 42);
-    ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{}, kBatch);
-    ewe::Rmsprop<float> optimizer(ctx, vae.params(), 1e-3);
+    ewe::SheepVae<float> vae(ctx, ewe::SheepVaeOptions{}, kBatch, 42);
+    ewe::VaeLoss<float> loss(ctx, ewe::VaeLossOptions{}, kBatch);
+    ewe::Rmsprop<float> optimizer(ctx, vae.params(), {.lr = 1e-3});
     const ewe::Tensor<float> x = images(kBatch);
     for (int i = 0; i < 3; ++i) ewe::train_step(ctx, vae, loss, optimizer, x.view());
     std::vector<double> ms;

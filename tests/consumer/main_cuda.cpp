@@ -13,8 +13,8 @@
 int main() {
     try {
         ewe::Context ctx(ewe::Device::cuda);
-        ewe::SheepVae<float> vae(ctx, ewe::SheepVaeConfig{}, 2, 1);
-        ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{}, 2);
+        ewe::SheepVae<float> vae(ctx, ewe::SheepVaeOptions{}, 2, 1);
+        ewe::VaeLoss<float> loss(ctx, ewe::VaeLossOptions{}, 2);
         ewe::Rmsprop<float> optimizer(ctx, vae.params());
         ewe::Tensor<float> host(ewe::Shape{2, 28, 28, 1});
         for (std::int64_t i = 0; i < host.numel(); ++i) host[i] = float(i % 3) / 2.0f;

@@ -34,8 +34,8 @@ int main(int argc, char** argv) {
 
     Context ctx;  // Context(Device::cuda) trains on the GPU
     Vae<float> vae(ctx, disc_vae(), batch, /*seed=*/7);
-    VaeLoss<float> loss(ctx, VaeLossConfig{2.0 * 64 * 64}, batch);
-    Adam<float> optimizer(ctx, vae.params(), 1e-3);
+    VaeLoss<float> loss(ctx, VaeLossOptions{2.0 * 64 * 64}, batch);
+    Adam<float> optimizer(ctx, vae.params(), {.lr = 1e-3});
     VaeObjective<float> objective(vae, loss);
     FitOptions options;
     options.epochs = epochs;

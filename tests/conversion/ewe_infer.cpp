@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
 
         const ewe::Checkpoint ck = ewe::Checkpoint::read(checkpoint, ewe::kSheepVaeFormat, ewe::kSheepVaeFormatVersion);
         ewe::Context ctx;
-        ewe::SheepVae<float> vae(ctx, ewe::sheep_vae_config(ck), n, 0);
+        ewe::SheepVae<float> vae(ctx, ewe::sheep_vae_options(ck), n, 0);
         ck.load_parameters(vae.params());
         const ewe::Shape image = vae.image_shape();
         if (x_file.numel() != n * image.numel())

@@ -68,7 +68,7 @@ def run_tool(*args, blocked=(), file_size_limit=None):
 def make_checkpoint(path, width=1.0, filters=(4, 6), units=(10, 6, 5), latent=2, image_size=8, kernel=3, seed=0,
                     drop_keys=()):
     """A checkpoint of random weights at `width`, in the format sheep_vae train writes."""
-    c = ewe_weights.Config(filters, units, latent, kernel, image_size, 1, width=width)
+    c = ewe_weights.SheepVaeOptions(filters, units, latent, kernel, image_size, 1, width=width)
     rng = np.random.default_rng(seed)
     tensors = {f"{name}/{role}": rng.standard_normal(shape).astype(np.float32)
                for name, _, roles in ewe_weights.ewe_layers(c) for role, shape in roles.items()}
@@ -342,7 +342,7 @@ class Width(Case):
         _, tensors, _ = ewe_weights.read_checkpoint(self.path("ck.safetensors"))
         state = ewe_weights.torch_state(c, tensors)
         self.assertEqual(state["encoder.0.conv.weight"].shape, (2, 1, 3, 3))
-        found = ewe_weights.infer_config(ewe_weights.torch_groups(state, "state"), "state")
+        found = ewe_weights.infer_options(ewe_weights.torch_groups(state, "state"), "state")
         back = ewe_weights.check_against(ewe_weights.with_width(found, 0.25, {}, "state"),
                                          ewe_weights.torch_groups(state, "state"), "state")
         self.assertEqual(list(back), list(tensors))

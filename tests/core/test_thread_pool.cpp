@@ -248,14 +248,14 @@ TEST_CASE("convolutions: a batch cut into groups of images equals the images one
 TEST_CASE("training steps of the sheep VAE are bit-identical for 1, 2 and 3 threads") {
     // Width 0.5 keeps every parallel path of the seed model (dense layers cut along in and
     // along out, image groups, element-wise pieces) at a quarter of its cost.
-    SheepVaeConfig config;
-    config.width = 0.5;
+    SheepVaeOptions model_options;
+    model_options.width = 0.5;
     auto run = [&](int threads, std::int64_t batch) {
         ThreadsScope scope(threads);
         Context ctx;
-        SheepVae<float> vae(ctx, config, batch, 7);
-        VaeLoss<float> loss(ctx, VaeLossConfig{}, batch);
-        Rmsprop<float> optimizer(ctx, vae.params(), 1e-3);
+        SheepVae<float> vae(ctx, model_options, batch, 7);
+        VaeLoss<float> loss(ctx, VaeLossOptions{}, batch);
+        Rmsprop<float> optimizer(ctx, vae.params(), {.lr = 1e-3});
         Tensor<float> x(Shape{batch, 28, 28, 1});
         std::vector<double> losses;
         for (int step = 0; step < 3; ++step) {

@@ -27,7 +27,7 @@ TEST_CASE("dbscan_is_core on the kernel's grid gives dbscan's labels") {
                 detail::DbscanGrid grid;
                 REQUIRE(grid.build(x.data(), n, d, eps));
                 const auto L = grid.layout();
-                const cuda_kernels::GridParams g = cuda_kernels::grid_params(L);
+                const cuda_kernels::KernelGridLayout g = cuda_kernels::kernel_grid_layout(L);
                 const std::vector<std::int32_t> cell_of = cuda_kernels::cell_of_points(L);
                 const std::int32_t cap = static_cast<std::int32_t>(std::min<std::int64_t>(m, n + 1));
                 std::vector<std::uint8_t> core(n, 0xFF);

@@ -23,11 +23,11 @@ ContextOptions deterministic() {
 
 TEST_CASE("a replayed train step matches eager steps with changing scalars and data") {
     Context eager(Device::cuda, deterministic()), graphed(Device::cuda, deterministic());
-    const SheepVaeConfig config;
+    const SheepVaeOptions model_options;
     const std::int64_t batch = 8;
-    SheepVae<float> a(eager, config, batch, 11), b(graphed, config, batch, 11);
-    VaeLoss<float> la(eager, VaeLossConfig{}, batch), lb(graphed, VaeLossConfig{}, batch);
-    Adam<float> oa(eager, a.params(), 1e-3), ob(graphed, b.params(), 1e-3);
+    SheepVae<float> a(eager, model_options, batch, 11), b(graphed, model_options, batch, 11);
+    VaeLoss<float> la(eager, VaeLossOptions{}, batch), lb(graphed, VaeLossOptions{}, batch);
+    Adam<float> oa(eager, a.params(), {.lr = 1e-3}), ob(graphed, b.params(), {.lr = 1e-3});
     Tensor<float> xa(Shape{batch, 28, 28, 1}, Device::cuda), xb(Shape{batch, 28, 28, 1}, Device::cuda);
     cuda::StepGraph graph(graphed);
     for (int step = 0; step < 5; ++step) {
@@ -55,11 +55,11 @@ TEST_CASE("a replayed train step matches eager steps with changing scalars and d
 
 TEST_CASE("a replay with other tensors is refused, and reset() recaptures") {
     Context ctx(Device::cuda);
-    const SheepVaeConfig config;
+    const SheepVaeOptions model_options;
     const std::int64_t batch = 2;
-    SheepVae<float> vae(ctx, config, batch, 3);
-    VaeLoss<float> loss(ctx, VaeLossConfig{}, batch);
-    Sgd<float> opt(ctx, vae.params(), 1e-3);
+    SheepVae<float> vae(ctx, model_options, batch, 3);
+    VaeLoss<float> loss(ctx, VaeLossOptions{}, batch);
+    Sgd<float> opt(ctx, vae.params(), {.lr = 1e-3});
     const Tensor<float> data = test::uniform(Shape{batch, 28, 28, 1}, 600, 0, 1);
     Tensor<float> x = data.to(Device::cuda), other = data.to(Device::cuda);
     cuda::StepGraph graph(ctx);
@@ -76,9 +76,9 @@ TEST_CASE("a replay with other tensors is refused, and reset() recaptures") {
 TEST_CASE("prepare() captures without launching and launch() runs the graph (StepReplay's two halves)") {
     Context ctx(Device::cuda, deterministic());
     const std::int64_t batch = 2;
-    SheepVae<float> vae(ctx, SheepVaeConfig{}, batch, 5);
-    VaeLoss<float> loss(ctx, VaeLossConfig{}, batch);
-    Sgd<float> opt(ctx, vae.params(), 1e-3);
+    SheepVae<float> vae(ctx, SheepVaeOptions{}, batch, 5);
+    VaeLoss<float> loss(ctx, VaeLossOptions{}, batch);
+    Sgd<float> opt(ctx, vae.params(), {.lr = 1e-3});
     const Tensor<float> x = test::uniform(Shape{batch, 28, 28, 1}, 700, 0, 1).to(Device::cuda);
     const auto step = [&] { train_step(ctx, vae, loss, opt, x.view()); };
     cuda::StepGraph graph(ctx, 2);

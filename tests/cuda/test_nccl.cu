@@ -59,14 +59,14 @@ TEST_CASE("Trainer over a one-rank NCCL communicator trains as one process does"
     deterministic.deterministic = true;
     const std::int64_t batch = 8;
     const Tensor<float> images = test::uniform(Shape{20, 28, 28, 1}, 9, 0, 1);
-    SheepVaeConfig config;
-    config.filters = {4, 8};
-    config.units = {16, 8};
+    SheepVaeOptions model_options;
+    model_options.filters = {4, 8};
+    model_options.units = {16, 8};
     auto train = [&](bool with_communicator) {
         Context ctx(Device::cuda, deterministic);
-        SheepVae<float> vae(ctx, config, batch, 5);
-        VaeLoss<float> loss(ctx, VaeLossConfig{}, batch);
-        Adam<float> optimizer(ctx, vae.params(), 1e-3);
+        SheepVae<float> vae(ctx, model_options, batch, 5);
+        VaeLoss<float> loss(ctx, VaeLossOptions{}, batch);
+        Adam<float> optimizer(ctx, vae.params(), {.lr = 1e-3});
         VaeObjective<float> objective(vae, loss);
         std::unique_ptr<NcclCommunicator> comm;
         if (with_communicator)

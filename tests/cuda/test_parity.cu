@@ -350,7 +350,7 @@ TEST_CASE("activation forward and backward") {
 
 TEST_CASE("batchnorm forward (train, eval) and backward") {
     Devices d;
-    const BatchNormConfig cfg;
+    const BatchNormOptions options;
     for (Shape shape : {Shape{3, 5, 4, 6}, Shape{64, 25}, Shape{1, 50}, Shape{1000, 3}}) {
         CAPTURE(shape.str());
         const std::int64_t c = shape[shape.rank() - 1];
@@ -363,14 +363,14 @@ TEST_CASE("batchnorm forward (train, eval) and backward") {
         Tensor<float> y(shape), gy(shape, Device::cuda);
 
         fill_nan({y, gy});
-        ops::batchnorm_forward<float>(d.cpu, cfg, Phase::eval, x, gamma, beta, mm, mv, sm, si, y);
-        ops::batchnorm_forward<float>(d.gpu, cfg, Phase::eval, gx, ggamma, gbeta, gmm, gmv, gsm, gsi, gy);
+        ops::batchnorm_forward<float>(d.cpu, options, Phase::eval, x, gamma, beta, mm, mv, sm, si, y);
+        ops::batchnorm_forward<float>(d.gpu, options, Phase::eval, gx, ggamma, gbeta, gmm, gmv, gsm, gsi, gy);
         EWE_CHECK_CLOSE(gy.view(), y.view(), kOp);
 
         // The moving statistics are updated in place (from equal values on both devices).
         fill_nan({y, gy, sm, si, gsm, gsi});
-        ops::batchnorm_forward<float>(d.cpu, cfg, Phase::train, x, gamma, beta, mm, mv, sm, si, y);
-        ops::batchnorm_forward<float>(d.gpu, cfg, Phase::train, gx, ggamma, gbeta, gmm, gmv, gsm, gsi, gy);
+        ops::batchnorm_forward<float>(d.cpu, options, Phase::train, x, gamma, beta, mm, mv, sm, si, y);
+        ops::batchnorm_forward<float>(d.gpu, options, Phase::train, gx, ggamma, gbeta, gmm, gmv, gsm, gsi, gy);
         EWE_CHECK_CLOSE(gy.view(), y.view(), kOp);
         EWE_CHECK_CLOSE(gsm.view(), sm.view(), kOp);
         EWE_CHECK_CLOSE(gsi.view(), si.view(), kOp);
@@ -478,13 +478,15 @@ TEST_CASE("optimizers over a flat buffer") {
     const std::int64_t count = 100003;
     const Shape s{count};
     SUBCASE("sgd") {
-        for (SgdConfig cfg : {SgdConfig{0.0, false}, SgdConfig{0.9, false}, SgdConfig{0.9, true}}) {
+        for (SgdOptions options : {SgdOptions{.momentum = 0.0, .nesterov = false},
+                                   SgdOptions{.momentum = 0.9, .nesterov = false},
+                                   SgdOptions{.momentum = 0.9, .nesterov = true}}) {
             Tensor<float> p = uniform(s, 61), g = uniform(s, 62), v = uniform(s, 63);
             Tensor<float> gp = gpu_copy(p), gg = gpu_copy(g), gv = gpu_copy(v);
             const Tensor<float> before = to_host<float>(p.view());
             for (int step = 0; step < 3; ++step) {
-                ops::sgd_update<float>(d.cpu, cfg, 0.01 * (step + 1), p, g, v);
-                ops::sgd_update<float>(d.gpu, cfg, 0.01 * (step + 1), gp, gg, gv);
+                ops::sgd_update<float>(d.cpu, options, 0.01 * (step + 1), p, g, v);
+                ops::sgd_update<float>(d.gpu, options, 0.01 * (step + 1), gp, gg, gv);
             }
             CHECK(update_error(gp.view(), p.view(), before) <= kOp);
             EWE_CHECK_CLOSE(gv.view(), v.view(), kOp);
@@ -495,8 +497,8 @@ TEST_CASE("optimizers over a flat buffer") {
         Tensor<float> gp = gpu_copy(p), gg = gpu_copy(g), gms = gpu_copy(ms);
         const Tensor<float> before = to_host<float>(p.view());
         for (int step = 0; step < 3; ++step) {
-            ops::rmsprop_update<float>(d.cpu, RmspropConfig{}, 1e-3, p, g, ms);
-            ops::rmsprop_update<float>(d.gpu, RmspropConfig{}, 1e-3, gp, gg, gms);
+            ops::rmsprop_update<float>(d.cpu, RmspropOptions{}, 1e-3, p, g, ms);
+            ops::rmsprop_update<float>(d.gpu, RmspropOptions{}, 1e-3, gp, gg, gms);
         }
         CHECK(update_error(gp.view(), p.view(), before) <= kOp);
         EWE_CHECK_CLOSE(gms.view(), ms.view(), kOp);
@@ -506,8 +508,8 @@ TEST_CASE("optimizers over a flat buffer") {
         Tensor<float> gp = gpu_copy(p), gg = gpu_copy(g), gm = gpu_copy(m), gv = gpu_copy(v);
         const Tensor<float> before = to_host<float>(p.view());
         for (std::int64_t step = 1; step <= 3; ++step) {
-            ops::adam_update<float>(d.cpu, AdamConfig{}, 1e-3, step, p, g, m, v);
-            ops::adam_update<float>(d.gpu, AdamConfig{}, 1e-3, step, gp, gg, gm, gv);
+            ops::adam_update<float>(d.cpu, AdamOptions{}, 1e-3, step, p, g, m, v);
+            ops::adam_update<float>(d.gpu, AdamOptions{}, 1e-3, step, gp, gg, gm, gv);
         }
         CHECK(update_error(gp.view(), p.view(), before) <= kOp);
         EWE_CHECK_CLOSE(gm.view(), m.view(), kOp);
@@ -582,11 +584,11 @@ TEST_CASE("double on CUDA throws a clear error") {
 
 TEST_CASE("one SheepVae train_step gives the same loss and parameters on both devices") {
     Devices d;
-    const SheepVaeConfig config;  // the seed model: 28x28x1, 12,857,845 parameters
+    const SheepVaeOptions model_options;  // the seed model: 28x28x1, 12,857,845 parameters
     const std::int64_t batch = 3;
     const std::uint64_t seed = 7;
-    SheepVae<float> cpu_vae(d.cpu, config, batch, seed), gpu_vae(d.gpu, config, batch, seed);
-    VaeLoss<float> cpu_loss(d.cpu, VaeLossConfig{}, batch), gpu_loss(d.gpu, VaeLossConfig{}, batch);
+    SheepVae<float> cpu_vae(d.cpu, model_options, batch, seed), gpu_vae(d.gpu, model_options, batch, seed);
+    VaeLoss<float> cpu_loss(d.cpu, VaeLossOptions{}, batch), gpu_loss(d.gpu, VaeLossOptions{}, batch);
     cpu_loss.set_kl_weight(0.5);
     gpu_loss.set_kl_weight(0.5);
     // SGD without momentum: the update is exactly -lr * gradient, so its error is the
@@ -594,7 +596,7 @@ TEST_CASE("one SheepVae train_step gives the same loss and parameters on both de
     // difference near zero into a full lr). lr 1e-2 makes the update (|update| ~ 2 for
     // |params| ~ 35) dwarf the float rounding of the parameters it is added to (~1e-6).
     const double lr = 1e-2;
-    Sgd<float> cpu_opt(d.cpu, cpu_vae.params(), lr), gpu_opt(d.gpu, gpu_vae.params(), lr);
+    Sgd<float> cpu_opt(d.cpu, cpu_vae.params(), {.lr = lr}), gpu_opt(d.gpu, gpu_vae.params(), {.lr = lr});
     Tensor<float> x = uniform(Shape{batch, 28, 28, 1}, 81, 0, 1), gx = gpu_copy(x);
 
     // Identical initial weights (drawn on the host from the same seed).
@@ -651,8 +653,8 @@ TEST_CASE("one SheepVae train_step gives the same loss and parameters on both de
 
 TEST_CASE("reconstruction_sse (the scoring pass) agrees on both devices") {
     Devices d;
-    const SheepVaeConfig config;
-    SheepVae<float> cpu_vae(d.cpu, config, 2, 11), gpu_vae(d.gpu, config, 2, 11);
+    const SheepVaeOptions model_options;
+    SheepVae<float> cpu_vae(d.cpu, model_options, 2, 11), gpu_vae(d.gpu, model_options, 2, 11);
     Tensor<float> x = uniform(Shape{5, 28, 28, 1}, 83, 0, 1), gx = gpu_copy(x);  // batches of 2, 2 and 1
     Tensor<float> cpu_sse(Shape{5}), gpu_sse(Shape{5}, Device::cuda);
     fill_nan({cpu_sse, gpu_sse});

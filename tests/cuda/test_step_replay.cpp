@@ -32,9 +32,9 @@ ContextOptions deterministic() {
 struct Run {
     explicit Run(Context& c) : ctx(c) {}
     Context& ctx;
-    SheepVae<float> vae{ctx, SheepVaeConfig{}, kBatch, 11};
-    VaeLoss<float> loss{ctx, VaeLossConfig{}, kBatch};
-    Adam<float> opt{ctx, vae.params(), 1e-3};
+    SheepVae<float> vae{ctx, SheepVaeOptions{}, kBatch, 11};
+    VaeLoss<float> loss{ctx, VaeLossOptions{}, kBatch};
+    Adam<float> opt{ctx, vae.params(), {.lr = 1e-3}};
     Tensor<float> x{Shape{kBatch, 28, 28, 1}, Device::cuda}, other{Shape{kBatch, 28, 28, 1}, Device::cuda};
 
     // Step `step`'s data and scalars, as test_graph.cu changes them.

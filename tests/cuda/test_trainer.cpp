@@ -45,9 +45,9 @@ struct Training {
         ctx.synchronize();
     }
     Context ctx;
-    SheepVae<float> vae{ctx, SheepVaeConfig{}, 8, 5};
-    VaeLoss<float> loss{ctx, VaeLossConfig{}, 8};
-    Rmsprop<float> optimizer{ctx, vae.params(), 1e-3};
+    SheepVae<float> vae{ctx, SheepVaeOptions{}, 8, 5};
+    VaeLoss<float> loss{ctx, VaeLossOptions{}, 8};
+    Rmsprop<float> optimizer{ctx, vae.params(), {.lr = 1e-3}};
     VaeObjective<float> objective{vae, loss};
     std::shared_ptr<BatchCounter> counter = std::make_shared<BatchCounter>();
     FitResult result;

@@ -19,10 +19,10 @@ TEST_CASE("IWAE log p(x) of the sheep VAE: CUDA follows the CPU for the same see
     deterministic.deterministic = true;
     Context cpu, gpu(Device::cuda, deterministic);
     constexpr std::int64_t kBatch = 16, kImages = 5;
-    SheepVae<float> on_cpu(cpu, SheepVaeConfig{}, kBatch, 21), on_gpu(gpu, SheepVaeConfig{}, kBatch, 99);
+    SheepVae<float> on_cpu(cpu, SheepVaeOptions{}, kBatch, 21), on_gpu(gpu, SheepVaeOptions{}, kBatch, 99);
     ewe::copy<float>(on_cpu.params().values(), on_gpu.params().values());
     const Tensor<float> images = test::uniform(Shape{kImages, 28, 28, 1}, 7, 0, 1);
-    const ImportanceSampling options{24, 5, 0.25};  // 120 pairs: several decoder batches, the last one partial
+    const ImportanceSamplingOptions options{24, 5, 0.25};  // 120 pairs: several decoder batches, the last one partial
     const std::vector<double> expected = importance_weighted_log_likelihood<float>(cpu, on_cpu, images.view(), options);
     const std::vector<double> actual = importance_weighted_log_likelihood<float>(gpu, on_gpu, images.view(), options);
     REQUIRE(actual.size() == expected.size());

@@ -116,8 +116,8 @@ Run train(Communicator* comm, std::int64_t epochs, const fs::path& checkpoint = 
     Context ctx;
     const std::int64_t ranks = comm ? comm->size() : 1;
     Vae<T> vae(ctx, small_vae<T>(), (kGlobalBatch + ranks - 1) / ranks, 7);
-    VaeLoss<T> loss(ctx, VaeLossConfig{}, vae.max_batch());
-    Adam<T> optimizer(ctx, vae.params(), 1e-3);
+    VaeLoss<T> loss(ctx, VaeLossOptions{}, vae.max_batch());
+    Adam<T> optimizer(ctx, vae.params(), {.lr = 1e-3});
     TrainProgress start;
     if (!resume.empty()) {
         const Checkpoint c = Checkpoint::read(resume, kFormat.at("format"), kFormat.at("format_version"));

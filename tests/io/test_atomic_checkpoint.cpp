@@ -6,7 +6,7 @@
 // The next save (write_safetensors, write_npy) removes the temporaries of dead writers
 // and nothing else; a failed save leaves no temporary (ewe/io/atomic_file.hpp).
 // Then: loading a checkpoint of another architecture, dtype, format or format version
-// fails with a message naming the mismatch (ewe::Checkpoint::read, sheep_vae_config and
+// fails with a message naming the mismatch (ewe::Checkpoint::read, sheep_vae_options and
 // load_parameters; sheep_vae's own checks of its run settings are in test_sheep_vae_cli).
 #include <doctest/doctest.h>
 
@@ -153,8 +153,8 @@ TEST_CASE("a checkpoint writer SIGKILLed at random moments never leaves a torn c
 namespace {
 
 // A small sheep VAE and its optimizer (the default architecture with fewer units).
-ewe::SheepVaeConfig small_config(std::int64_t latent = 2) {
-    ewe::SheepVaeConfig c;
+ewe::SheepVaeOptions small_model_options(std::int64_t latent = 2) {
+    ewe::SheepVaeOptions c;
     c.filters = {4, 8};
     c.units = {16, 8};
     c.latent = latent;
@@ -165,12 +165,12 @@ ewe::SheepVaeConfig small_config(std::int64_t latent = 2) {
 // the model's configuration.
 struct ReadBack {
     ewe::Checkpoint file;
-    ewe::SheepVaeConfig config;
+    ewe::SheepVaeOptions model_options;
 };
 ReadBack read_sheep_checkpoint(const fs::path& path) {
     ewe::Checkpoint file = ewe::Checkpoint::read(path, ewe::kSheepVaeFormat, ewe::kSheepVaeFormatVersion, "--checkpoint");
-    const ewe::SheepVaeConfig config = ewe::sheep_vae_config(file);
-    return {std::move(file), config};
+    const ewe::SheepVaeOptions model_options = ewe::sheep_vae_options(file);
+    return {std::move(file), model_options};
 }
 
 std::string error_of(const std::function<void()>& f) {
@@ -212,21 +212,21 @@ TEST_CASE("loading a checkpoint of another architecture, dtype, format or versio
     const fs::path dir = temp_dir("mismatch");
     const fs::path good = dir / "good.safetensors";
     ewe::Context ctx;
-    ewe::SheepVae<float> vae(ctx, small_config(2), 2, 1);
-    ewe::Rmsprop<float> opt(ctx, vae.params(), 1e-3);
-    ewe::CheckpointMetadata meta = ewe::sheep_vae_metadata(vae.config());
+    ewe::SheepVae<float> vae(ctx, small_model_options(2), 2, 1);
+    ewe::Rmsprop<float> opt(ctx, vae.params(), {.lr = 1e-3});
+    ewe::CheckpointMetadata meta = ewe::sheep_vae_metadata(vae.options());
     meta.merge(ewe::training_metadata(opt, ewe::TrainProgress{}));
     ewe::save_checkpoint<float>(good, vae.params(), &opt, meta);
     {
         // The good checkpoint loads into the same architecture.
         const ReadBack c = read_sheep_checkpoint(good);
-        ewe::SheepVae<float> same(ctx, c.config, 2, 1);
+        ewe::SheepVae<float> same(ctx, c.model_options, 2, 1);
         CHECK_NOTHROW(c.file.load_parameters(same.params()));
     }
 
     SUBCASE("another architecture: tensor shapes differ") {
         const ReadBack c = read_sheep_checkpoint(good);
-        ewe::SheepVae<float> other(ctx, small_config(5), 2, 1);
+        ewe::SheepVae<float> other(ctx, small_model_options(5), 2, 1);
         const std::string m = error_of([&] { c.file.load_parameters(other.params()); });
         CHECK(m.find(good.string()) != std::string::npos);
         CHECK(m.find("the model expects") != std::string::npos);
@@ -236,7 +236,7 @@ TEST_CASE("loading a checkpoint of another architecture, dtype, format or versio
         const fs::path f64 = dir / "f64.safetensors";
         rewrite(good, f64, {}, "F64");
         const ReadBack c = read_sheep_checkpoint(f64);
-        ewe::SheepVae<float> same(ctx, c.config, 2, 1);
+        ewe::SheepVae<float> same(ctx, c.model_options, 2, 1);
         const std::string m = error_of([&] { c.file.load_parameters(same.params()); });
         CHECK(m.find(f64.string()) != std::string::npos);
         CHECK(m.find("is F64, expected F32") != std::string::npos);

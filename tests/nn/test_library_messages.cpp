@@ -102,7 +102,7 @@ TEST_CASE("Trainer: metrics_every's message states its check (>= 0, 0 picks the 
     layers->add<ewe::Reshape>(ewe::Shape{2, 2, 1});
     ewe::Model<float> model(ctx, layers, ewe::Shape{2, 2, 1}, 2, 1);
     ewe::AutoencoderObjective<float> objective(ctx, model, 4.0);
-    ewe::Rmsprop<float> optimizer(ctx, model.params(), 1e-3);
+    ewe::Rmsprop<float> optimizer(ctx, model.params(), {.lr = 1e-3});
     ewe::FitOptions options;
     options.metrics_every = -1;
     CHECK(error_of([&] { ewe::Trainer<float>(ctx, objective, optimizer, options); }) ==

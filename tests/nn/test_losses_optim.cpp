@@ -16,7 +16,7 @@ TEST_CASE("VAE loss: values and gradients for both KL reductions and any KL weig
     for (KlReduction reduction : {KlReduction::mean, KlReduction::sum}) {
         for (double weight : {0.0, 0.35, 1.0}) {
             CAPTURE(weight);
-            VaeLoss<double> loss(ctx, VaeLossConfig{1568.0, reduction}, n);
+            VaeLoss<double> loss(ctx, VaeLossOptions{1568.0, reduction}, n);
             loss.set_kl_weight(weight);
             Tensor<double> x = random_tensor(Shape{n, pixels}, 0, 1), x_hat = random_tensor(Shape{n, pixels}, 0, 1);
             Tensor<double> mean = random_tensor(Shape{n, latent}), log_var = random_tensor(Shape{n, latent});
@@ -81,7 +81,7 @@ struct OneParameter {
 
 TEST_CASE("RMSprop step by hand: s = 0.1 g^2, p -= lr g / (sqrt(s) + 1e-7)") {
     OneParameter one;
-    Rmsprop<double> opt(one.ctx, one.store, 0.1);
+    Rmsprop<double> opt(one.ctx, one.store, {.lr = 0.1});
     one.grad(0.5);
     opt.step(one.ctx);
     CHECK(one.p() == doctest::Approx(0.6837724339830356).epsilon(1e-14));
@@ -90,7 +90,7 @@ TEST_CASE("RMSprop step by hand: s = 0.1 g^2, p -= lr g / (sqrt(s) + 1e-7)") {
 
 TEST_CASE("Adam first step by hand (Keras epsilon placement)") {
     OneParameter one;
-    Adam<double> opt(one.ctx, one.store, 0.1);
+    Adam<double> opt(one.ctx, one.store, {.lr = 0.1});
     one.grad(0.5);
     opt.step(one.ctx);
     CHECK(one.p() == doctest::Approx(0.900000632451532).epsilon(1e-14));
@@ -100,7 +100,7 @@ TEST_CASE("Adam first step by hand (Keras epsilon placement)") {
 // step must use 1 - beta^2, not the first step's 1 - beta.
 TEST_CASE("Adam second step by hand: step size lr * sqrt(1 - b2^t) / (1 - b1^t) at t = 2") {
     OneParameter one;
-    Adam<double> opt(one.ctx, one.store, 0.1);
+    Adam<double> opt(one.ctx, one.store, {.lr = 0.1});
     const double b1 = 0.9, b2 = 0.999, eps = 1e-7;
     one.grad(0.5);
     opt.step(one.ctx);
@@ -114,14 +114,14 @@ TEST_CASE("Adam second step by hand: step size lr * sqrt(1 - b2^t) / (1 - b1^t) 
 
 TEST_CASE("SGD with Nesterov momentum, two steps by hand") {
     OneParameter one;
-    Sgd<double> opt(one.ctx, one.store, 0.1, SgdConfig{0.9, true});
+    Sgd<double> opt(one.ctx, one.store, {.lr = 0.1, .momentum = 0.9, .nesterov = true});
     one.grad(0.5);
     opt.step(one.ctx);  // v = -0.05, p = 1 + 0.9 * -0.05 - 0.05
     CHECK(one.p() == doctest::Approx(0.905).epsilon(1e-14));
     one.grad(0.25);
     opt.step(one.ctx);  // v = 0.9 * -0.05 - 0.025 = -0.07, p = 0.905 - 0.063 - 0.025
     CHECK(one.p() == doctest::Approx(0.817).epsilon(1e-14));
-    Sgd<double> plain(one.ctx, one.store, 0.1);
+    Sgd<double> plain(one.ctx, one.store, {.lr = 0.1});
     plain.step(one.ctx);
     CHECK(one.p() == doctest::Approx(0.792).epsilon(1e-14));
 }
@@ -135,7 +135,7 @@ TEST_CASE("CPU contexts flush denormals to zero unless told not to, so RMSprop s
         const auto rmsprop_decay = [](Context& ctx) {  // s = 0.9 s + 0.1 g^2 with g = 0
             Tensor<float> p = Tensor<float>::from({2}, {1, 1}), g = Tensor<float>::from({2}, {0, 0});
             Tensor<float> s = Tensor<float>::from({2}, {FLT_MIN, 1});
-            ops::rmsprop_update<float>(ctx, RmspropConfig{}, 1e-3, p, g, s);
+            ops::rmsprop_update<float>(ctx, RmspropOptions{}, 1e-3, p, g, s);
             CHECK(s[1] == doctest::Approx(0.9));
             return s[0];
         };
@@ -159,10 +159,10 @@ TEST_CASE("CPU contexts flush denormals to zero unless told not to, so RMSprop s
 
 TEST_CASE("optimizers reject invalid hyperparameters") {
     OneParameter one;
-    CHECK_THROWS_WITH_AS(Rmsprop<double>(one.ctx, one.store, -1.0), doctest::Contains("learning rate must be positive"),
+    CHECK_THROWS_WITH_AS(Rmsprop<double>(one.ctx, one.store, {.lr = -1.0}), doctest::Contains("learning rate must be positive"),
                          ewe::Error);
-    CHECK_THROWS_WITH_AS(Rmsprop<double>(one.ctx, one.store, 0.1, RmspropConfig{1.5, 1e-7}),
+    CHECK_THROWS_WITH_AS(Rmsprop<double>(one.ctx, one.store, {.lr = 0.1, .rho = 1.5, .epsilon = 1e-7}),
                          doctest::Contains("rho must be in [0, 1), found 1.5"), ewe::Error);
-    CHECK_THROWS_WITH_AS(Sgd<double>(one.ctx, one.store, 0.1, SgdConfig{0.0, true}),
+    CHECK_THROWS_WITH_AS(Sgd<double>(one.ctx, one.store, {.lr = 0.1, .momentum = 0.0, .nesterov = true}),
                          doctest::Contains("nesterov needs a momentum"), ewe::Error);
 }

@@ -70,7 +70,7 @@ TEST_CASE("Model: a plain autoencoder of sheep is built, trained, saved and relo
     CHECK(model.params().total_count() == 784 * 32 + 32 + 32 * 784 + 784);
     CHECK(model.summary().find("Total params: 50,992") != std::string::npos);
     ewe::AutoencoderObjective<float> objective(ctx, model, 28.0 * 28.0);
-    ewe::Adam<float> optimizer(ctx, model.params(), 1e-2);
+    ewe::Adam<float> optimizer(ctx, model.params(), {.lr = 1e-2});
     ewe::FitOptions options;
     options.epochs = 4;
     ewe::Trainer<float> trainer(ctx, objective, optimizer, options);

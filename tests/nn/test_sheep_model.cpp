@@ -13,7 +13,7 @@ using namespace ewe;
 
 TEST_CASE("the seed model has the original's 12,857,845 parameters (350 non-trainable), decoder 6,511,206") {
     Context ctx;
-    SheepVae<float> vae(ctx, SheepVaeConfig{}, 2, 1);
+    SheepVae<float> vae(ctx, SheepVaeOptions{}, 2, 1);
     CHECK(vae.params().total_count() == 12857845);
     CHECK(vae.params().non_trainable_count() == 350);
     CHECK(vae.decoder().param_count() == 6511206);
@@ -28,7 +28,7 @@ TEST_CASE("the seed model has the original's 12,857,845 parameters (350 non-trai
 
 TEST_CASE("the seed model's parameter names and order (checkpoints store them) are those of the Keras original") {
     Context ctx;
-    SheepVae<float> vae(ctx, SheepVaeConfig{}, 1, 0);
+    SheepVae<float> vae(ctx, SheepVaeOptions{}, 1, 0);
     std::vector<std::string> names;
     for (const ParameterInfo& p : vae.params().info()) names.push_back(p.name);
     const std::vector<std::string> expected{
@@ -53,8 +53,8 @@ TEST_CASE("the seed model's parameter names and order (checkpoints store them) a
 }
 
 namespace {
-SheepVaeConfig small_config() {
-    SheepVaeConfig c;
+SheepVaeOptions small_model_options() {
+    SheepVaeOptions c;
     c.image_size = 8;
     c.filters = {2, 3};
     c.units = {6, 5, 4};
@@ -66,11 +66,11 @@ SheepVaeConfig small_config() {
 TEST_CASE("gradient check of the whole VAE and its loss, every parameter tensor") {
     for (ReparamVariant variant : {ReparamVariant::standard, ReparamVariant::post}) {
         Context ctx;
-        SheepVaeConfig config = small_config();
-        config.reparam = variant;
+        SheepVaeOptions model_options = small_model_options();
+        model_options.reparam = variant;
         const std::int64_t batch = 4;
-        SheepVae<double> vae(ctx, config, batch, 3);
-        VaeLoss<double> loss(ctx, VaeLossConfig{2.0 * 64, KlReduction::mean}, batch);
+        SheepVae<double> vae(ctx, model_options, batch, 3);
+        VaeLoss<double> loss(ctx, VaeLossOptions{2.0 * 64, KlReduction::mean}, batch);
         loss.set_kl_weight(0.7);
         const std::size_t checked = testing::check_vae_gradients(ctx, vae, loss, batch, 2).size();
         // kernel and bias of 2 convs, 3 + 4 dense, 2 heads, 2 transposed convs and the
@@ -82,12 +82,12 @@ TEST_CASE("gradient check of the whole VAE and its loss, every parameter tensor"
 TEST_CASE("the sampling noise is Philox stream 0 at the step's offset, in both variants") {
     for (ReparamVariant variant : {ReparamVariant::standard, ReparamVariant::post}) {
         Context ctx;
-        SheepVaeConfig config = small_config();
-        config.reparam = variant;
-        SheepVae<double> vae(ctx, config, 3, 17);
+        SheepVaeOptions model_options = small_model_options();
+        model_options.reparam = variant;
+        SheepVae<double> vae(ctx, model_options, 3, 17);
         CHECK(vae.sampling().variant() == variant);
         vae.random().offset = 9;
-        Tensor<double> x = testing::random_tensor(Shape{3, 8, 8, 1}, 0, 1), z(Shape{3, config.latent});
+        Tensor<double> x = testing::random_tensor(Shape{3, 8, 8, 1}, 0, 1), z(Shape{3, model_options.latent});
         vae.forward(ctx, x.view(), Phase::train);
         ops::reparameterize_forward<double>(ctx, variant, PhiloxKey{17, 0, 9}, vae.mean(3), vae.log_var(3), z.view());
         for (std::int64_t i = 0; i < z.numel(); ++i) CHECK(vae.z(3)[i] == z[i]);
@@ -97,9 +97,9 @@ TEST_CASE("the sampling noise is Philox stream 0 at the step's offset, in both v
 TEST_CASE("training is deterministic for a seed, and the loss falls") {
     auto run = [](std::uint64_t seed) {
         Context ctx;
-        SheepVae<float> vae(ctx, small_config(), 4, seed);
-        VaeLoss<float> loss(ctx, VaeLossConfig{2.0 * 64, KlReduction::mean}, 4);
-        Rmsprop<float> opt(ctx, vae.params(), 1e-2);
+        SheepVae<float> vae(ctx, small_model_options(), 4, seed);
+        VaeLoss<float> loss(ctx, VaeLossOptions{2.0 * 64, KlReduction::mean}, 4);
+        Rmsprop<float> opt(ctx, vae.params(), {.lr = 1e-2});
         Tensor<float> x(Shape{4, 8, 8, 1});
         for (std::int64_t i = 0; i < x.numel(); ++i) {  // a soft disc, offset per sample
             const double r = double(i % 8) - 3.5 - double(i / 64), c = double(i / 8 % 8) - 3.5;
@@ -121,7 +121,7 @@ TEST_CASE("training is deterministic for a seed, and the loss falls") {
 
 TEST_CASE("reconstruction_sse: the eval-mode SSE of every image, in batches of max_batch") {
     Context ctx;
-    SheepVae<double> batched(ctx, small_config(), 2, 3), whole(ctx, small_config(), 5, 3);
+    SheepVae<double> batched(ctx, small_model_options(), 2, 3), whole(ctx, small_model_options(), 5, 3);
     Tensor<double> x(Shape{5, 8, 8, 1});
     for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = double((i * 37) % 11) / 10.0;
     Tensor<double> sse(Shape{5});
@@ -166,7 +166,7 @@ TEST_CASE("bad configurations and inputs throw ewe::Error naming the layer and w
                          ewe::Error);
     CHECK_THROWS_WITH_AS(ok.forward(ctx, big.view(), y3.view(), Phase::train),
                          doctest::Contains("batch 3 exceeds the max_batch 2"), ewe::Error);
-    CHECK_THROWS_WITH_AS(SheepVae<float>(ctx, SheepVaeConfig{27}, 2, 0), doctest::Contains("image_size must be a positive even"),
+    CHECK_THROWS_WITH_AS(SheepVae<float>(ctx, SheepVaeOptions{27}, 2, 0), doctest::Contains("image_size must be a positive even"),
                          ewe::Error);
 }
 
@@ -182,10 +182,10 @@ TEST_CASE("smoke: the seed model's loss falls over a few steps on real sheep") {
     REQUIRE(sheep.shape.numel() >= 64 * 784);
     const std::int64_t batch = 8;
     Context ctx;
-    SheepVae<float> vae(ctx, SheepVaeConfig{}, batch, 2026);
-    VaeLoss<float> loss(ctx, VaeLossConfig{}, batch);
+    SheepVae<float> vae(ctx, SheepVaeOptions{}, batch, 2026);
+    VaeLoss<float> loss(ctx, VaeLossOptions{}, batch);
     loss.set_kl_weight(0.0);  // the post's schedule starts without the KL term
-    Rmsprop<float> optimizer(ctx, vae.params(), 1e-3);
+    Rmsprop<float> optimizer(ctx, vae.params(), {.lr = 1e-3});
     Tensor<float> x(Shape{batch, 28, 28, 1});
     auto load = [&](std::int64_t first) {
         const auto* pixels = reinterpret_cast<const std::uint8_t*>(sheep.bytes.data()) + first * 784;

@@ -47,7 +47,7 @@ TEST_CASE("a user-defined VAE: gradient check of every parameter tensor through 
         Context ctx;
         const std::int64_t batch = 3;
         Vae<double> vae(ctx, toy_options(variant), batch, 9);
-        VaeLoss<double> loss(ctx, VaeLossConfig{2.0 * 144, KlReduction::sum}, batch);
+        VaeLoss<double> loss(ctx, VaeLossOptions{2.0 * 144, KlReduction::sum}, batch);
         loss.set_kl_weight(0.7);
         const std::vector<std::string> checked = testing::check_vae_gradients(ctx, vae, loss, batch, 5);
         // The encoder's, the two heads', then the decoder's, with Keras' automatic names.
@@ -93,8 +93,8 @@ TEST_CASE("a user-defined VAE: eval decodes the mean with the standalone decoder
 TEST_CASE("train_step and reconstruction_sse work on a user-defined VAE") {
     Context ctx;
     Vae<double> vae(ctx, toy_options(), 4, 2);
-    VaeLoss<double> loss(ctx, VaeLossConfig{2.0 * 144, KlReduction::mean}, 4);
-    Rmsprop<double> optimizer(ctx, vae.params(), 1e-2);
+    VaeLoss<double> loss(ctx, VaeLossOptions{2.0 * 144, KlReduction::mean}, 4);
+    Rmsprop<double> optimizer(ctx, vae.params(), {.lr = 1e-2});
     const Tensor<double> x = toy_images(4);
     std::vector<double> losses;
     for (int step = 0; step < 30; ++step) {

@@ -96,8 +96,8 @@ Quadrature quadrature(Context& ctx, Vae<double>& vae, const Tensor<double>& imag
     return out;
 }
 
-ImportanceSampling sampling(std::int64_t k, std::uint64_t seed = 1) {
-    return ImportanceSampling{k, seed, kVariance};
+ImportanceSamplingOptions sampling(std::int64_t k, std::uint64_t seed = 1) {
+    return ImportanceSamplingOptions{k, seed, kVariance};
 }
 
 struct Moments {
@@ -214,17 +214,17 @@ TEST_CASE("bad arguments give clear errors") {
     CHECK_THROWS_WITH_AS(importance_weighted_log_likelihood<double>(ctx, *vae, images.view(), sampling(0)),
                          "importance_weighted_log_likelihood: samples (K) must be >= 1, found 0", Error);
     CHECK_THROWS_WITH_AS(
-        importance_weighted_log_likelihood<double>(ctx, *vae, images.view(), ImportanceSampling{4, 0, -1.0}),
+        importance_weighted_log_likelihood<double>(ctx, *vae, images.view(), ImportanceSamplingOptions{4, 0, -1.0}),
         "importance_weighted_log_likelihood: decoder_variance must be positive and finite, found -1", Error);
     const Tensor<double> wrong(Shape{2, 5});
     CHECK_THROWS_WITH_AS(importance_weighted_log_likelihood<double>(ctx, *vae, wrong.view(), sampling(4)),
                          "importance_weighted_log_likelihood: images should be (n, 4,), found (2, 5)", Error);
-    CHECK_THROWS_WITH_AS(gaussian_decoder_variance(VaeLossConfig{}, 0),
+    CHECK_THROWS_WITH_AS(gaussian_decoder_variance(VaeLossOptions{}, 0),
                          "gaussian_decoder_variance: values_per_sample must be positive, found 0", Error);
 }
 
 TEST_CASE("gaussian_decoder_variance: the post's 2 * 28 * 28 * MSE is a Gaussian decoder of variance 1/4") {
-    CHECK(gaussian_decoder_variance(VaeLossConfig{}, 28 * 28) == 0.25);
-    CHECK(gaussian_decoder_variance(VaeLossConfig{2.0 * 64 * 64}, 64 * 64) == 0.25);
-    CHECK(gaussian_decoder_variance(VaeLossConfig{10.0}, 4) == 0.2);
+    CHECK(gaussian_decoder_variance(VaeLossOptions{}, 28 * 28) == 0.25);
+    CHECK(gaussian_decoder_variance(VaeLossOptions{2.0 * 64 * 64}, 64 * 64) == 0.25);
+    CHECK(gaussian_decoder_variance(VaeLossOptions{10.0}, 4) == 0.2);
 }

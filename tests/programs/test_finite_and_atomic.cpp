@@ -121,8 +121,8 @@ void rewrite_checkpoint(const fs::path& from, const fs::path& to, const std::str
     ewe::io::write_safetensors(to, entries, metadata);
 }
 
-ewe::SheepVaeConfig tiny_config() {
-    ewe::SheepVaeConfig c;
+ewe::SheepVaeOptions tiny_model_options() {
+    ewe::SheepVaeOptions c;
     c.image_size = 8;
     c.filters = {2, 3};
     c.units = {6, 5, 4};
@@ -173,8 +173,8 @@ TEST_CASE("save_checkpoint refuses a NaN or Inf parameter or optimizer state and
     const fs::path dir = temp_dir("save");
     const fs::path path = dir / "tiny.safetensors";
     ewe::Context ctx;
-    ewe::SheepVae<float> vae(ctx, tiny_config(), 2, 1);
-    ewe::Rmsprop<float> optimizer(ctx, vae.params(), 1e-3);
+    ewe::SheepVae<float> vae(ctx, tiny_model_options(), 2, 1);
+    ewe::Rmsprop<float> optimizer(ctx, vae.params(), {.lr = 1e-3});
     ewe::save_checkpoint<float>(path, vae.params(), &optimizer, kTinyFormat);
     const std::string good = slurp(path);
 
@@ -206,12 +206,12 @@ TEST_CASE("load_parameters and load_optimizer refuse a non-finite tensor, naming
     const fs::path dir = temp_dir("load");
     const fs::path good = dir / "good.safetensors", bad = dir / "bad.safetensors";
     ewe::Context ctx;
-    ewe::SheepVae<float> saved(ctx, tiny_config(), 2, 1);
-    ewe::Rmsprop<float> saved_optimizer(ctx, saved.params(), 1e-3);
+    ewe::SheepVae<float> saved(ctx, tiny_model_options(), 2, 1);
+    ewe::Rmsprop<float> saved_optimizer(ctx, saved.params(), {.lr = 1e-3});
     ewe::save_checkpoint<float>(good, saved.params(), &saved_optimizer, kTinyFormat);
 
-    ewe::SheepVae<float> loaded(ctx, tiny_config(), 2, 7);  // other weights than `saved`
-    ewe::Rmsprop<float> optimizer(ctx, loaded.params(), 1e-3);
+    ewe::SheepVae<float> loaded(ctx, tiny_model_options(), 2, 7);  // other weights than `saved`
+    ewe::Rmsprop<float> optimizer(ctx, loaded.params(), {.lr = 1e-3});
     const std::vector<float> before(loaded.params().values().data(),
                                     loaded.params().values().data() + loaded.params().values().numel());
     SUBCASE("a parameter") {
@@ -252,10 +252,10 @@ private:
 TEST_CASE("ModelCheckpoint never saves non-finite weights over the last good checkpoint") {
     const fs::path dir = temp_dir("model_checkpoint");
     ewe::Context ctx;
-    ewe::SheepVae<float> vae(ctx, tiny_config(), 4, 1);
-    ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{}, 4);
+    ewe::SheepVae<float> vae(ctx, tiny_model_options(), 4, 1);
+    ewe::VaeLoss<float> loss(ctx, ewe::VaeLossOptions{}, 4);
     ewe::VaeObjective<float> objective(vae, loss);
-    ewe::Rmsprop<float> optimizer(ctx, vae.params(), 1e-3);
+    ewe::Rmsprop<float> optimizer(ctx, vae.params(), {.lr = 1e-3});
     ewe::FitOptions options;
     options.epochs = 4;
     options.batch_size = 4;
@@ -276,7 +276,7 @@ TEST_CASE("ModelCheckpoint never saves non-finite weights over the last good che
     // The file still holds epoch 1, and it loads.
     const ewe::Checkpoint kept = ewe::Checkpoint::read(saving.path, "ewe.test_tiny", "1");
     CHECK(ewe::read_progress(kept).epoch == 1);
-    ewe::SheepVae<float> fresh(ctx, tiny_config(), 4, 2);
+    ewe::SheepVae<float> fresh(ctx, tiny_model_options(), 4, 2);
     CHECK_NOTHROW(kept.load_parameters(fresh.params()));
     CHECK(temporaries(dir).empty());
     fs::remove_all(dir);
@@ -329,7 +329,7 @@ TEST_CASE("a run that diverges after a good epoch names the epoch its checkpoint
     CHECK(contains(r.err, (dir / "checkpoint.safetensors").string() + " keeps epoch " +
                               std::to_string(kept.progress.epoch) + ", the last good one"));
     ewe::Context ctx;
-    ewe::SheepVae<float> vae(ctx, kept.config, 1, kept.settings.seed);
+    ewe::SheepVae<float> vae(ctx, kept.model_options, 1, kept.settings.seed);
     CHECK_NOTHROW(kept.file.load_parameters(vae.params()));
     fs::remove_all(dir);
 }

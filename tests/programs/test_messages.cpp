@@ -75,9 +75,9 @@ TEST_CASE("format_number writes the shortest text that reads back as the same do
     CHECK(ewe::format_number(std::numeric_limits<double>::max()) == "1.7976931348623157e+308");
     // The library's range messages use it: a width just above 16 is not printed as "16".
     const std::string message = error_of([] {
-        ewe::SheepVaeConfig config;
-        config.width = 16.000000000000004;
-        config.validate();
+        ewe::SheepVaeOptions model_options;
+        model_options.width = 16.000000000000004;
+        model_options.validate();
     });
     CHECK(contains(message, "width must be in (0, 16], found 16.000000000000004"));
 }
@@ -181,19 +181,19 @@ TEST_CASE("a bool .npy reads as bool, not uint8; load_bitmaps refuses it naming 
 
 TEST_CASE("a Vae too large for the available memory is refused before it is allocated, naming max_batch") {
     ewe::Context ctx(ewe::Device::cpu);
-    const ewe::SheepVae<float> small(ctx, ewe::SheepVaeConfig{}, 4, 1);
+    const ewe::SheepVae<float> small(ctx, ewe::SheepVaeOptions{}, 4, 1);
     const ewe::MemoryEstimate fits = small.memory();
     CHECK(fits.parameters == 12857845 * 4);
     CHECK(fits.gradients == (12857845 - 350) * 4);
     CHECK(fits.activations > 0);
     // Activations grow with max_batch, parameters do not.
-    const ewe::SheepVae<float> double_batch(ctx, ewe::SheepVaeConfig{}, 8, 1);
+    const ewe::SheepVae<float> double_batch(ctx, ewe::SheepVaeOptions{}, 8, 1);
     CHECK(double_batch.memory().parameters == fits.parameters);
     CHECK(double_batch.memory().activations == 2 * fits.activations);
 
     const MemoryLimit limit(std::to_string(fits.total() + fits.activations / 2));
     try {
-        const ewe::SheepVae<float> too_big(ctx, ewe::SheepVaeConfig{}, 1 << 20, 1);
+        const ewe::SheepVae<float> too_big(ctx, ewe::SheepVaeOptions{}, 1 << 20, 1);
         FAIL("a model of max_batch 2^20 was built within ", fits.total() + fits.activations / 2, " bytes");
     } catch (const ewe::OutOfMemory& e) {
         const std::string message = e.what();
@@ -204,7 +204,7 @@ TEST_CASE("a Vae too large for the available memory is refused before it is allo
         CHECK(e.available() == fits.total() + fits.activations / 2);
     }
     // Within the limit the same model builds.
-    const ewe::SheepVae<float> again(ctx, ewe::SheepVaeConfig{}, 4, 1);
+    const ewe::SheepVae<float> again(ctx, ewe::SheepVaeOptions{}, 4, 1);
     CHECK(again.memory().total() == fits.total());
 }
 
@@ -213,7 +213,7 @@ TEST_CASE("sheep_vae refuses a model too large for memory up front, naming --bat
     const fs::path data = small_data(dir);
     // Room for the post's model with 8 rows of activations.
     ewe::Context ctx(ewe::Device::cpu);
-    const ewe::MemoryEstimate one_row = ewe::SheepVae<float>(ctx, ewe::SheepVaeConfig{}, 1, 1).memory();
+    const ewe::MemoryEstimate one_row = ewe::SheepVae<float>(ctx, ewe::SheepVaeOptions{}, 1, 1).memory();
     const std::int64_t room = one_row.fixed() + 8 * one_row.activations;
     const MemoryLimit limit(std::to_string(room));
     expect_error({"train", "--data", data.string(), "--width", "16", "--epochs", "1", "--out", (dir / "w").string()},

@@ -156,7 +156,7 @@ TEST_CASE("bad checkpoints are errors naming the file") {
         std::ofstream(dir / "cut.safetensors", std::ios::binary).write(whole.data(), std::streamsize(whole.size() / 2));
     }
     expect_error({"generate", "--checkpoint", (dir / "cut.safetensors").string(), "--out", png}, "cut.safetensors");
-    // Another architecture: the same tensors under a config with other dense widths.
+    // Another architecture: the same tensors under options with other dense widths.
     auto file = ewe::io::read_safetensors(ck);
     std::vector<ewe::io::SafetensorsEntry> entries;
     for (const auto& [name, t] : file.tensors)

@@ -136,13 +136,13 @@ TEST_CASE("a sweep of 2 latent sizes x 2 widths (0.25, 0.5: small models): run f
         // From the checkpoint: the shape, the parameters, the epochs.
         ewe::Context ctx;
         const sheep::SheepCheckpoint ck = sheep::read_checkpoint(run_dir / "checkpoint.safetensors");
-        CHECK(ck.config.latent == (k < 2 ? 2 : 3));
-        CHECK(ck.config.width == (k % 2 == 0 ? 0.25 : 0.5));
-        CHECK(cell(t, row, "latent") == ck.config.latent);
-        CHECK(cell(t, row, "width") == ck.config.width);
+        CHECK(ck.model_options.latent == (k < 2 ? 2 : 3));
+        CHECK(ck.model_options.width == (k % 2 == 0 ? 0.25 : 0.5));
+        CHECK(cell(t, row, "latent") == ck.model_options.latent);
+        CHECK(cell(t, row, "width") == ck.model_options.width);
         CHECK(ck.progress.epoch == 1);
         CHECK(cell(t, row, "epochs") == 1);
-        ewe::SheepVae<float> vae(ctx, ck.config, 16, 0);
+        ewe::SheepVae<float> vae(ctx, ck.model_options, 16, 0);
         ck.file.load_parameters(vae.params());
         CHECK(cell(t, row, "parameters") == double(vae.params().total_count()));
         // From metrics.csv: the last epoch's loss, its seconds, and the posterior
@@ -153,7 +153,7 @@ TEST_CASE("a sweep of 2 latent sizes x 2 widths (0.25, 0.5: small models): run f
         CHECK(close(cell(t, row, "seconds"), cell(m, 1, "seconds"), 1e-7));
         CHECK(cell(t, row, "active_units") == cell(m, 1, "active_units"));
         double kl = 0;
-        for (std::int64_t d = 0; d < ck.config.latent; ++d) kl += cell(m, 1, "kl_dim_" + std::to_string(d));
+        for (std::int64_t d = 0; d < ck.model_options.latent; ++d) kl += cell(m, 1, "kl_dim_" + std::to_string(d));
         CHECK(close(cell(t, row, "kl"), kl, 1e-6));
         // The scoring pass of the library (reconstruction_sse), on the sheep and the boxes.
         ewe::Tensor<float> sse(ewe::Shape{80});
@@ -316,15 +316,15 @@ TEST_CASE("bad sweep input names the flag, file or line") {
 }
 
 TEST_CASE("the width multiplier: layer sizes, train --width, recorded in checkpoints; none recorded means 1") {
-    ewe::SheepVaeConfig half;
+    ewe::SheepVaeOptions half;
     half.width = 0.5;
     CHECK(half.scaled_filters() == std::vector<std::int64_t>{5, 10, 20, 40});
     CHECK(half.scaled_units() == std::vector<std::int64_t>{50, 25, 13});
-    ewe::SheepVaeConfig seed;
+    ewe::SheepVaeOptions seed;
     CHECK(seed.scaled_filters() == seed.filters);
     CHECK(seed.scaled_units() == seed.units);
     for (double bad : {0.0, -1.0, 17.0, double(NAN)}) {
-        ewe::SheepVaeConfig c;
+        ewe::SheepVaeOptions c;
         c.width = bad;
         CHECK_THROWS_WITH_AS(c.validate(), doctest::Contains("width must be in (0, 16]"), ewe::Error);
     }
@@ -337,9 +337,9 @@ TEST_CASE("the width multiplier: layer sizes, train --width, recorded in checkpo
     const fs::path ck = dir / "half" / "checkpoint.safetensors";
     CHECK(ewe::io::read_safetensors(ck).metadata.at("model.width") == "0.5");
     const sheep::SheepCheckpoint loaded = sheep::read_checkpoint(ck);
-    CHECK(loaded.config.width == 0.5);
+    CHECK(loaded.model_options.width == 0.5);
     ewe::Context ctx;
-    ewe::SheepVae<float> vae(ctx, loaded.config, 8, 0);
+    ewe::SheepVae<float> vae(ctx, loaded.model_options, 8, 0);
     CHECK_NOTHROW(loaded.file.load_parameters(vae.params()));
     CHECK(vae.params().total_count() == 3230631);
     expect_error({"train", "--width", "0", "--out", (dir / "x").string()}, "--width");
@@ -357,8 +357,8 @@ TEST_CASE("the width multiplier: layer sizes, train --width, recorded in checkpo
     const fs::path old = dir / "old.safetensors";
     ewe::io::write_safetensors(old, entries, meta);
     const sheep::SheepCheckpoint old_ck = sheep::read_checkpoint(old);
-    CHECK(old_ck.config.width == 1.0);
-    ewe::SheepVae<float> old_vae(ctx, old_ck.config, 8, 0);
+    CHECK(old_ck.model_options.width == 1.0);
+    ewe::SheepVae<float> old_vae(ctx, old_ck.model_options, 8, 0);
     CHECK_NOTHROW(old_ck.file.load_parameters(old_vae.params()));
     CHECK(old_vae.params().total_count() == 12857845);
     const RunResult g = run({"generate", "--checkpoint", old.string(), "--out", (dir / "g").string()});

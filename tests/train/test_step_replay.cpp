@@ -16,8 +16,8 @@
 using namespace ewe;
 
 namespace {
-SheepVaeConfig small_config() {
-    SheepVaeConfig c;
+SheepVaeOptions small_model_options() {
+    SheepVaeOptions c;
     c.image_size = 8;
     c.filters = {2, 3};
     c.units = {6, 5, 4};
@@ -30,9 +30,9 @@ SheepVaeConfig small_config() {
 // cannot pass).
 template <class RunStep>
 std::vector<float> train(Context& ctx, int steps, RunStep&& run_step) {
-    SheepVae<float> vae(ctx, small_config(), 4, 7);
-    VaeLoss<float> loss(ctx, VaeLossConfig{2.0 * 64, KlReduction::mean}, 4);
-    Adam<float> opt(ctx, vae.params(), 1e-2);
+    SheepVae<float> vae(ctx, small_model_options(), 4, 7);
+    VaeLoss<float> loss(ctx, VaeLossOptions{2.0 * 64, KlReduction::mean}, 4);
+    Adam<float> opt(ctx, vae.params(), {.lr = 1e-2});
     Tensor<float> x(Shape{4, 8, 8, 1});
     for (int step = 0; step < steps; ++step) {
         for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = float((i * 7 + step * 13) % 17) / 16.0f;

@@ -71,12 +71,12 @@ std::vector<float> values_of(const ewe::ParameterStore<float>& p) {
 }
 
 // The sheep VAE's shape at 6x6 with a few units: seconds to train.
-ewe::SheepVaeConfig tiny_sheep_vae() {
-    ewe::SheepVaeConfig config;
-    config.filters = {2, 3};
-    config.units = {6, 4, 3};
-    config.image_size = 6;
-    return config;
+ewe::SheepVaeOptions tiny_sheep_vae() {
+    ewe::SheepVaeOptions model_options;
+    model_options.filters = {2, 3};
+    model_options.units = {6, 4, 3};
+    model_options.image_size = 6;
+    return model_options;
 }
 
 // Records every callback in order, and every epoch's logs.
@@ -102,7 +102,7 @@ struct Recorder final : ewe::Callback<float> {
 TEST_CASE("fit: callbacks in Keras' order, and the loss of a plain autoencoder falls") {
     ewe::Context ctx;
     Autoencoder ae(ctx, 8, 3);
-    ewe::Adam<float> optimizer(ctx, ae.params, 1e-2);
+    ewe::Adam<float> optimizer(ctx, ae.params, {.lr = 1e-2});
     ewe::FitOptions options;
     options.epochs = 2;
     options.shuffle_seed = 5;
@@ -141,7 +141,7 @@ TEST_CASE("fit: the epoch metrics and weights do not depend on how often the los
     auto train = [&](std::int64_t every) {
         ewe::Context ctx;
         Autoencoder ae(ctx, 8, 11);
-        ewe::Rmsprop<float> optimizer(ctx, ae.params, 1e-3);
+        ewe::Rmsprop<float> optimizer(ctx, ae.params, {.lr = 1e-3});
         ewe::FitOptions options;
         options.epochs = 3;
         options.metrics_every = every;
@@ -196,12 +196,12 @@ TEST_CASE("Trainer::resume: one call continues a checkpoint bit for bit, whateve
     const fs::path dir = temp_dir("resume");
     ewe::Context ctx;
     Autoencoder whole(ctx, 8, 21);
-    ewe::Rmsprop<float> whole_optimizer(ctx, whole.params, 1e-3);
+    ewe::Rmsprop<float> whole_optimizer(ctx, whole.params, {.lr = 1e-3});
     const std::vector<ewe::EpochLogs> whole_logs =
         train_autoencoder(ctx, whole, whole_optimizer, 3, dir / "whole.safetensors");
 
     Autoencoder first(ctx, 8, 21);
-    ewe::Rmsprop<float> first_optimizer(ctx, first.params, 1e-3);
+    ewe::Rmsprop<float> first_optimizer(ctx, first.params, {.lr = 1e-3});
     train_autoencoder(ctx, first, first_optimizer, 1, dir / "split.safetensors");
     const fs::path split = dir / "split.safetensors";
     const ewe::Checkpoint c = read_test_checkpoint(split);
@@ -217,7 +217,7 @@ TEST_CASE("Trainer::resume: one call continues a checkpoint bit for bit, whateve
     // A fresh model of another seed and an optimizer of another learning rate: the
     // checkpoint's seed and learning rate replace theirs.
     Autoencoder rest(ctx, 8, 99);
-    ewe::Rmsprop<float> rest_optimizer(ctx, rest.params, 0.5);
+    ewe::Rmsprop<float> rest_optimizer(ctx, rest.params, {.lr = 0.5});
     const std::vector<ewe::EpochLogs> rest_logs =
         train_autoencoder(ctx, rest, rest_optimizer, 3, dir / "rest.safetensors", &split);
     CHECK(values_of(rest.params) == values_of(whole.params));
@@ -234,7 +234,7 @@ TEST_CASE("Trainer::resume: one call continues a checkpoint bit for bit, whateve
     // The seed matters: the parameters and optimizer state alone, loaded into the model
     // of seed 99, continue with other dropout masks.
     Autoencoder unseeded(ctx, 8, 99);
-    ewe::Rmsprop<float> unseeded_optimizer(ctx, unseeded.params, 1e-3);
+    ewe::Rmsprop<float> unseeded_optimizer(ctx, unseeded.params, {.lr = 1e-3});
     c.load_parameters(unseeded.params);
     c.load_optimizer(unseeded_optimizer, 3, 1e-3);
     ewe::FitOptions options;
@@ -254,9 +254,9 @@ TEST_CASE("Trainer::resume: a VAE under KL annealing continues bit for bit from 
     auto run = [&](std::uint64_t seed, std::int64_t epochs, const fs::path& checkpoint, const fs::path* resume) {
         ewe::Context ctx;
         ewe::SheepVae<float> vae(ctx, tiny_sheep_vae(), 4, seed);
-        ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{36.0 * 2}, 4);
+        ewe::VaeLoss<float> loss(ctx, ewe::VaeLossOptions{36.0 * 2}, 4);
         ewe::VaeObjective<float> objective(vae, loss);
-        ewe::Adam<float> optimizer(ctx, vae.params(), 1e-2);
+        ewe::Adam<float> optimizer(ctx, vae.params(), {.lr = 1e-2});
         ewe::FitOptions options;
         options.epochs = epochs;
         options.shuffle_seed = 3;
@@ -284,7 +284,7 @@ TEST_CASE("Trainer::resume refuses a checkpoint of another optimizer, setting, a
     const fs::path saved = dir / "saved.safetensors";
     ewe::Context ctx;
     Autoencoder original(ctx, 8, 1);
-    ewe::Rmsprop<float> original_optimizer(ctx, original.params, 1e-3);
+    ewe::Rmsprop<float> original_optimizer(ctx, original.params, {.lr = 1e-3});
     train_autoencoder(ctx, original, original_optimizer, 1, saved);
     const ewe::Checkpoint c = read_test_checkpoint(saved);
 
@@ -309,12 +309,12 @@ TEST_CASE("Trainer::resume refuses a checkpoint of another optimizer, setting, a
     {
         Autoencoder ae(ctx, 8, 1);
         const std::vector<float> before = values_of(ae.params);
-        ewe::Adam<float> adam(ctx, ae.params, 1e-3);
+        ewe::Adam<float> adam(ctx, ae.params, {.lr = 1e-3});
         has(refusal(ae, adam, {}), "saved.safetensors was trained with the optimizer RMSprop, this trainer has Adam");
         CHECK(values_of(ae.params) == before);  // refused before loading anything
-        ewe::Rmsprop<float> other_rho(ctx, ae.params, 1e-3, ewe::RmspropConfig{0.95, 1e-7});
+        ewe::Rmsprop<float> other_rho(ctx, ae.params, {.lr = 1e-3, .rho = 0.95, .epsilon = 1e-7});
         has(refusal(ae, other_rho, {}), "was trained with RMSprop rho 0.9, this trainer has 0.95");
-        ewe::Rmsprop<float> same(ctx, ae.params, 1e-3);
+        ewe::Rmsprop<float> same(ctx, ae.params, {.lr = 1e-3});
         ewe::FitOptions small;
         small.batch_size = 4;
         has(refusal(ae, same, small), "was trained with batch_size 8, this trainer has 4");
@@ -329,13 +329,13 @@ TEST_CASE("Trainer::resume refuses a checkpoint of another optimizer, setting, a
     }
     {
         Autoencoder wider(ctx, 8, 1, 12);
-        ewe::Rmsprop<float> optimizer(ctx, wider.params, 1e-3);
+        ewe::Rmsprop<float> optimizer(ctx, wider.params, {.lr = 1e-3});
         has(refusal(wider, optimizer, {}), "tensor 'dense/kernel' has shape (36, 8), the model's is (36, 12)");
     }
     {
         // Weights saved part way through epoch 2 (after step 4 of 3 per epoch): fit refuses.
         Autoencoder ae(ctx, 8, 1);
-        ewe::Rmsprop<float> optimizer(ctx, ae.params, 1e-3);
+        ewe::Rmsprop<float> optimizer(ctx, ae.params, {.lr = 1e-3});
         ewe::FitOptions options;
         options.batch_size = 8;
         options.shuffle_seed = 9;
@@ -352,7 +352,7 @@ TEST_CASE("Trainer::resume refuses a checkpoint of another optimizer, setting, a
         // A checkpoint without the keys of an exact resume (saved by hand, or by an older
         // ewe) is refused naming the first missing key.
         Autoencoder ae(ctx, 8, 1);
-        ewe::Rmsprop<float> optimizer(ctx, ae.params, 1e-3);
+        ewe::Rmsprop<float> optimizer(ctx, ae.params, {.lr = 1e-3});
         ewe::CheckpointMetadata m = ewe::training_metadata(optimizer, ewe::TrainProgress{1, 3});
         m.merge(ewe::CheckpointMetadata(kFormat));
         ewe::save_checkpoint<float>(dir / "old.safetensors", ae.params, &optimizer, m);
@@ -372,7 +372,7 @@ TEST_CASE("fit: a non-finite loss stops training, naming the epoch, the step and
         if (info.name == "dense_1/bias") bias = &info;
     REQUIRE(bias != nullptr);
     ae.params.values()[bias->offset + 3] = std::numeric_limits<float>::quiet_NaN();
-    ewe::Rmsprop<float> optimizer(ctx, ae.params, 1e-3);
+    ewe::Rmsprop<float> optimizer(ctx, ae.params, {.lr = 1e-3});
     ewe::Trainer<float> trainer(ctx, *ae.objective, optimizer, ewe::FitOptions{});
     const ewe::Tensor<float> x = bars();
     const std::string m = error_of([&] { trainer.fit(x.view()); });
@@ -393,7 +393,7 @@ TEST_CASE("fit: a non-finite loss stops training, naming the epoch, the step and
 TEST_CASE("fit: a stop request ends after the current step as an interrupt; Ctrl-C requests it through InterruptGuard") {
     ewe::Context ctx;
     Autoencoder ae(ctx, 4, 4);
-    ewe::Sgd<float> optimizer(ctx, ae.params, 1e-2);
+    ewe::Sgd<float> optimizer(ctx, ae.params, {.lr = 1e-2});
     ewe::FitOptions options;
     options.epochs = 3;
     options.handle_sigint = false;  // the test's own guard routes SIGINT below
@@ -431,7 +431,7 @@ TEST_CASE("fit: a stop request ends after the current step as an interrupt; Ctrl
 TEST_CASE("fit: stop_training from a callback ends after the current step, without an epoch end") {
     ewe::Context ctx;
     Autoencoder ae(ctx, 4, 4);
-    ewe::Sgd<float> optimizer(ctx, ae.params, 1e-2);
+    ewe::Sgd<float> optimizer(ctx, ae.params, {.lr = 1e-2});
     ewe::FitOptions options;
     options.epochs = 3;
     ewe::Trainer<float> trainer(ctx, *ae.objective, optimizer, options);
@@ -462,9 +462,9 @@ TEST_CASE("KlAnnealing: the post's schedule sets the VAE loss' KL weight each ep
 
     ewe::Context ctx;
     ewe::SheepVae<float> vae(ctx, tiny_sheep_vae(), 4, 1);
-    ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{36.0 * 2}, 4);
+    ewe::VaeLoss<float> loss(ctx, ewe::VaeLossOptions{36.0 * 2}, 4);
     ewe::VaeObjective<float> objective(vae, loss);
-    ewe::Rmsprop<float> optimizer(ctx, vae.params(), 1e-3);
+    ewe::Rmsprop<float> optimizer(ctx, vae.params(), {.lr = 1e-3});
     ewe::FitOptions options;
     options.epochs = 4;
     ewe::Trainer<float> trainer(ctx, objective, optimizer, options);
@@ -489,7 +489,7 @@ TEST_CASE("ModelCheckpoint keeps the best epoch; CsvLogger writes one row per ep
     const fs::path dir = temp_dir("best");
     ewe::Context ctx;
     Autoencoder ae(ctx, 8, 2);
-    ewe::Adam<float> optimizer(ctx, ae.params, 3e-2);
+    ewe::Adam<float> optimizer(ctx, ae.params, {.lr = 3e-2});
     ewe::FitOptions options;
     options.epochs = 6;
     ewe::Trainer<float> trainer(ctx, *ae.objective, optimizer, options);
@@ -524,13 +524,13 @@ TEST_CASE("ModelCheckpoint keeps the best epoch; CsvLogger writes one row per ep
 TEST_CASE("Trainer: bad arguments are refused, naming what was expected") {
     ewe::Context ctx;
     Autoencoder ae(ctx, 4, 1);
-    ewe::Rmsprop<float> optimizer(ctx, ae.params, 1e-3);
+    ewe::Rmsprop<float> optimizer(ctx, ae.params, {.lr = 1e-3});
     ewe::FitOptions big;
     big.batch_size = 5;
     CHECK(error_of([&] { ewe::Trainer<float>(ctx, *ae.objective, optimizer, big); })
               .find("batch_size 5 must be in [1, 4] (the model's max_batch)") != std::string::npos);
     Autoencoder other(ctx, 4, 1);
-    ewe::Rmsprop<float> elsewhere(ctx, other.params, 1e-3);
+    ewe::Rmsprop<float> elsewhere(ctx, other.params, {.lr = 1e-3});
     CHECK(error_of([&] { ewe::Trainer<float>(ctx, *ae.objective, elsewhere); })
               .find("another parameter store") != std::string::npos);
     ewe::Trainer<float> trainer(ctx, *ae.objective, optimizer);
@@ -564,9 +564,9 @@ TEST_CASE("PosteriorMonitor: active units and per-dimension KL in every epoch's 
     for (const ewe::ParameterInfo& info : vae.params().info())
         if (info.name.rfind("z_mean/", 0) == 0)
             for (std::int64_t i = 0; i < info.shape.numel(); ++i) vae.params().values()[info.offset + i] = 0.0f;
-    ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{72.0}, 4);
+    ewe::VaeLoss<float> loss(ctx, ewe::VaeLossOptions{72.0}, 4);
     ewe::VaeObjective<float> objective(vae, loss);
-    ewe::Sgd<float> optimizer(ctx, vae.params(), 1e-30);
+    ewe::Sgd<float> optimizer(ctx, vae.params(), {.lr = 1e-30});
     ewe::FitOptions options;
     options.epochs = 3;
     ewe::Trainer<float> trainer(ctx, objective, optimizer, options);

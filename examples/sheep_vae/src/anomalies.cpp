@@ -93,7 +93,7 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
     const ewe::anomaly::ReferenceSet reference = [&] {
         if (!o.reference.empty() && fs::path(o.reference).extension() == ".safetensors")
             return ewe::anomaly::ReferenceSet::load(o.reference);
-        const std::int64_t convolutions = std::int64_t(m.checkpoint.config.filters.size());
+        const std::int64_t convolutions = std::int64_t(m.checkpoint.model_options.filters.size());
         const ewe::anomaly::EnsembleOptions options =
             ewe::anomaly::EnsembleOptions{}
                 .set_knn_tap({std::size_t(convolutions - 1), ewe::anomaly::TapSummary::pooled, o.pool})
@@ -129,10 +129,10 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
         {"ink_adjusted_sse", "ink-adjusted reconstruction error (log SSE residual)", std::move(scored.ink_adjusted_sse)},
         {"neg_elbo", "negative ELBO", std::move(neg_elbo)}};
     if (o.samples > 0) {
-        ewe::ImportanceSampling sampling;
+        ewe::ImportanceSamplingOptions sampling;
         sampling.samples = o.samples;
         sampling.seed = o.seed;
-        sampling.decoder_variance = ewe::gaussian_decoder_variance(ewe::VaeLossConfig{}, kSide * kSide);  // train's loss
+        sampling.decoder_variance = ewe::gaussian_decoder_variance(ewe::VaeLossOptions{}, kSide * kSide);  // train's loss
         std::vector<double> iw_nll =
             ewe::importance_weighted_log_likelihood<float>(*m.ctx, *m.vae, data.images.view(), sampling);
         for (double& v : iw_nll) v = -v;

@@ -23,7 +23,7 @@ int sheep_vae_main(int argc, char** argv, std::ostream& out, std::ostream& err) 
     app.add_subcommand("summary", "Print the Keras-style summaries of the VAE and its decoder");
     commands["summary"] = [&] {
         ewe::Context ctx(ewe::Device::cpu);
-        ewe::SheepVae<float> vae(ctx, ewe::SheepVaeConfig{}, 1, 0);
+        ewe::SheepVae<float> vae(ctx, ewe::SheepVaeOptions{}, 1, 0);
         out << vae.summary() << "\n" << vae.decoder_summary();
         return 0;
     };

@@ -31,9 +31,9 @@ int run_bench(const BenchOptions& o, const Console& io) {
     ewe::ContextOptions context_options;
     context_options.threads = o.threads;
     ewe::Context ctx(device, context_options);
-    ewe::SheepVae<float> vae = model_for_batch(ctx, ewe::SheepVaeConfig{}, o.batch, o.seed, "bench --batch");
-    ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{}, o.batch);
-    ewe::Rmsprop<float> optimizer(ctx, vae.params(), 1e-3);
+    ewe::SheepVae<float> vae = model_for_batch(ctx, ewe::SheepVaeOptions{}, o.batch, o.seed, "bench --batch");
+    ewe::VaeLoss<float> loss(ctx, ewe::VaeLossOptions{}, o.batch);
+    ewe::Rmsprop<float> optimizer(ctx, vae.params(), {.lr = 1e-3});
     const auto bytes = procedural_sheep(o.batch, o.seed);
     const Bitmaps host = bitmaps_from_bytes(bytes.data(), o.batch, "procedural");
     const ewe::Tensor<float> x = host.images.to(device);

@@ -1,5 +1,5 @@
 // sheep_vae's checkpoints: ewe checkpoints (ewe/io/checkpoint.hpp) of format
-// ewe.sheep_vae holding the model config and what --resume needs (seed, batch, lr, KL
+// ewe.sheep_vae holding the model options and what --resume needs (seed, batch, lr, KL
 // schedule, data size and content hash), read back with this program's own check
 // (28x28x1 images), the check that a resumed run continues the same data and settings,
 // and models loaded from them for inference.
@@ -14,8 +14,8 @@
 
 namespace sheep {
 
-ewe::CheckpointMetadata run_metadata(const ewe::SheepVaeConfig& config, const RunSettings& s) {
-    ewe::CheckpointMetadata m = ewe::sheep_vae_metadata(config);
+ewe::CheckpointMetadata run_metadata(const ewe::SheepVaeOptions& model_options, const RunSettings& s) {
+    ewe::CheckpointMetadata m = ewe::sheep_vae_metadata(model_options);
     m["loss"] = "2*28*28*MSE + kl_weight*KL (KL averaged over latent dimensions)";
     m["rng.seed"] = std::to_string(s.seed);
     m["train.batch"] = std::to_string(s.batch);
@@ -29,10 +29,10 @@ ewe::CheckpointMetadata run_metadata(const ewe::SheepVaeConfig& config, const Ru
 
 SheepCheckpoint read_checkpoint(const fs::path& path, const std::string& flag) {
     SheepCheckpoint c{ewe::Checkpoint::read(path, ewe::kSheepVaeFormat, ewe::kSheepVaeFormatVersion, flag), {}, {}, {}};
-    c.config = ewe::sheep_vae_config(c.file);
-    if (c.config.image_size != kSide || c.config.channels != 1)
-        fail(flag, ": ", path.string(), ": the checkpoint is for ", c.config.image_size, "x", c.config.image_size, "x",
-             c.config.channels, " images; this program handles 28x28x1 Quick, Draw! bitmaps");
+    c.model_options = ewe::sheep_vae_options(c.file);
+    if (c.model_options.image_size != kSide || c.model_options.channels != 1)
+        fail(flag, ": ", path.string(), ": the checkpoint is for ", c.model_options.image_size, "x", c.model_options.image_size, "x",
+             c.model_options.channels, " images; this program handles 28x28x1 Quick, Draw! bitmaps");
     c.progress = ewe::read_progress(c.file);
     c.settings.seed = c.file.meta_uint64("rng.seed");
     c.settings.batch = c.file.meta_int("train.batch", 1, 1 << 20);
@@ -56,10 +56,10 @@ std::string data_text(const RunSettings& s) {
            " drawings)";
 }
 
-std::vector<Setting> run_setting_values(const ewe::SheepVaeConfig& config, const RunSettings& s) {
-    return {{"--latent", std::to_string(config.latent)},
-            {"--width", ewe::format_number(config.width)},
-            {"--reparam", config.reparam == ewe::ReparamVariant::post ? "post" : "standard"},
+std::vector<Setting> run_setting_values(const ewe::SheepVaeOptions& model_options, const RunSettings& s) {
+    return {{"--latent", std::to_string(model_options.latent)},
+            {"--width", ewe::format_number(model_options.width)},
+            {"--reparam", model_options.reparam == ewe::ReparamVariant::post ? "post" : "standard"},
             {"--seed", std::to_string(s.seed)},
             {"--batch", std::to_string(s.batch)},
             {"--lr", ewe::format_number(s.lr)},
@@ -67,7 +67,7 @@ std::vector<Setting> run_setting_values(const ewe::SheepVaeConfig& config, const
             {"--kl-steep", ewe::format_number(s.kl_steep)}};
 }
 
-void check_resume(const SheepCheckpoint& c, const fs::path& path, const ewe::SheepVaeConfig& config,
+void check_resume(const SheepCheckpoint& c, const fs::path& path, const ewe::SheepVaeOptions& model_options,
                   const RunSettings& s, const std::vector<std::string>& compared) {
     if (c.settings.data_hash == 0) {  // an older checkpoint: only the drawing count is known
         if (c.settings.samples != s.samples)
@@ -77,7 +77,7 @@ void check_resume(const SheepCheckpoint& c, const fs::path& path, const ewe::She
         fail("--resume: ", path.string(), " was trained on ", data_text(c.settings), ", this run's ", data_text(s),
              "; use the same --data and --limit");
     }
-    const std::vector<Setting> before = run_setting_values(c.config, c.settings), now = run_setting_values(config, s);
+    const std::vector<Setting> before = run_setting_values(c.model_options, c.settings), now = run_setting_values(model_options, s);
     for (std::size_t i = 0; i < before.size(); ++i) {
         if (std::find(compared.begin(), compared.end(), before[i].flag) == compared.end()) continue;
         if (before[i].value != now[i].value)
@@ -87,15 +87,15 @@ void check_resume(const SheepCheckpoint& c, const fs::path& path, const ewe::She
     }
 }
 
-ewe::SheepVae<float> model_for_batch(ewe::Context& ctx, const ewe::SheepVaeConfig& config, std::int64_t max_batch,
+ewe::SheepVae<float> model_for_batch(ewe::Context& ctx, const ewe::SheepVaeOptions& model_options, std::int64_t max_batch,
                                      std::uint64_t seed, const std::string& batch_flag) {
     try {
-        return ewe::SheepVae<float>(ctx, config, max_batch, seed);
+        return ewe::SheepVae<float>(ctx, model_options, max_batch, seed);
     } catch (const ewe::OutOfMemory& e) {
         const std::string available = ewe::format_bytes(e.available()) + " are available (MemAvailable, or "
                                       "EWE_MEMORY_LIMIT when lower)";
         if (e.needed().fixed() > e.available())
-            fail("--width ", ewe::format_number(config.width), ": the model's parameters and gradients alone need ",
+            fail("--width ", ewe::format_number(model_options.width), ": the model's parameters and gradients alone need ",
                  ewe::format_bytes(e.needed().fixed()), ", but ", available, "; lower --width");
         fail(batch_flag, " ", max_batch, ": a model for batches of ", max_batch, " drawings needs ",
              e.needed().describe(), ", but ", available, "; lower ", batch_flag, " (or --width)");
@@ -109,7 +109,7 @@ LoadedModel load_model(const fs::path& path, ewe::Device device, std::int64_t ma
     m.ctx = std::make_unique<ewe::Context>(device, options);
     // new, not make_unique: the model is built in place from model_for_batch's result (it cannot move).
     m.vae.reset(new ewe::SheepVae<float>(
-        model_for_batch(*m.ctx, m.checkpoint.config, max_batch, m.checkpoint.settings.seed, "--batch")));
+        model_for_batch(*m.ctx, m.checkpoint.model_options, max_batch, m.checkpoint.settings.seed, "--batch")));
     m.checkpoint.file.load_parameters(m.vae->params());
     return m;
 }

@@ -61,7 +61,7 @@ Command add_report_command(CLI::App& app, const Console& io);
 // or `overwrite` (delete those files first) says what to do with it.
 struct TrainRun {
     fs::path dir;
-    ewe::SheepVaeConfig config;  // of a new run; a resumed run's come from its checkpoint,
+    ewe::SheepVaeOptions model_options;  // of a new run; a resumed run's come from its checkpoint,
     RunSettings settings;        // as do these (samples, data and data_hash are the data's)
     // The setting flags of run_setting_values that were given: on resume each must equal
     // the checkpoint's (refused naming both values); the others come from the checkpoint.
@@ -100,12 +100,12 @@ struct Setting {
 };
 // The settings that change what a run computes, besides its data: --latent, --width,
 // --reparam, --seed, --batch, --lr, --kl-start and --kl-steep, in that order.
-std::vector<Setting> run_setting_values(const ewe::SheepVaeConfig& config, const RunSettings& settings);
+std::vector<Setting> run_setting_values(const ewe::SheepVaeOptions& model_options, const RunSettings& settings);
 // "data with hash 0x... (sheep.npy, 1000 drawings)".
 std::string data_text(const RunSettings& settings);
 // Refuses (ewe::Error naming --resume, `path`, the setting and both values) to continue
 // checkpoint `c` on other data, or with another value of a setting in `compared`.
-void check_resume(const SheepCheckpoint& c, const fs::path& path, const ewe::SheepVaeConfig& config,
+void check_resume(const SheepCheckpoint& c, const fs::path& path, const ewe::SheepVaeOptions& model_options,
                   const RunSettings& settings, const std::vector<std::string>& compared);
 
 Bitmaps bitmaps_from_bytes(const std::uint8_t* bytes, std::int64_t n, std::string source);
@@ -122,10 +122,10 @@ struct Planted {
 };
 Planted plant_drawings(Bitmaps& data, const std::string& spec, const std::string& flag, std::ostream& log);
 
-// The sheep VAE of `config` for batches up to `max_batch`, refused up front when it
+// The sheep VAE of `model_options` for batches up to `max_batch`, refused up front when it
 // needs more memory than is available (ewe::OutOfMemory): the error names `batch_flag`
 // (e.g. "--batch", "bench --batch") when the batch is what does not fit, else --width.
-ewe::SheepVae<float> model_for_batch(ewe::Context& ctx, const ewe::SheepVaeConfig& config, std::int64_t max_batch,
+ewe::SheepVae<float> model_for_batch(ewe::Context& ctx, const ewe::SheepVaeOptions& model_options, std::int64_t max_batch,
                                      std::uint64_t seed, const std::string& batch_flag);
 
 // A model for inference from a checkpoint, with room for `max_batch` rows, on a context

@@ -36,7 +36,7 @@ struct GenerateOptions {
 
 int run_generate(const GenerateOptions& o, const Console& io) {
     LoadedModel m = load_model(o.checkpoint, parse_device(o.device));
-    const std::int64_t d = m.checkpoint.config.latent;
+    const std::int64_t d = m.checkpoint.model_options.latent;
     std::vector<float> z;
     std::int64_t columns = o.columns;
     if (o.grid) {

@@ -44,21 +44,21 @@ using ewe::io::CsvTable;
 void model_section(ewe::io::HtmlReport& page, const SheepCheckpoint& ck) {
     page.section("The model");
     ewe::Context ctx(ewe::Device::cpu);
-    const ewe::SheepVae<float> vae(ctx, ck.config, 1, ck.settings.seed);
+    const ewe::SheepVae<float> vae(ctx, ck.model_options, 1, ck.settings.seed);
     const std::vector<ewe::SummaryRow> rows = vae.summary_rows();
     const ewe::SummaryTotals totals = ewe::summary_totals(rows);
     const RunSettings& s = ck.settings;
     page.paragraph("A VAE of " + ewe::with_thousands(totals.total) + " parameters (" +
-                   ewe::with_thousands(totals.trainable) + " trainable) with a " + std::to_string(ck.config.latent) +
+                   ewe::with_thousands(totals.trainable) + " trainable) with a " + std::to_string(ck.model_options.latent) +
                    "-dimensional latent space, trained for " + std::to_string(ck.progress.epoch) + " epochs (" +
                    ewe::with_thousands(ck.progress.iterations) + " steps) on " + ewe::with_thousands(s.samples) +
                    " drawings of " + s.data + ": batch " + std::to_string(s.batch) + ", RMSprop with learning rate " +
                    fmt("%g", s.lr) + ", seed " + std::to_string(s.seed) + "; the KL weight is 0 through epoch " +
                    fmt("%g", s.kl_start) + ", then rises linearly to 1 over " + fmt("%g", s.kl_steep) +
                    " epochs. The layers, rebuilt from the checkpoint's configuration:");
-    std::vector<std::vector<std::string>> table = {{"input (InputLayer)", ewe::batch_shape(ewe::Shape{ck.config.image_size,
-                                                                                                      ck.config.image_size,
-                                                                                                      ck.config.channels}),
+    std::vector<std::vector<std::string>> table = {{"input (InputLayer)", ewe::batch_shape(ewe::Shape{ck.model_options.image_size,
+                                                                                                      ck.model_options.image_size,
+                                                                                                      ck.model_options.channels}),
                                                     "0"}};
     for (const ewe::SummaryRow& r : rows)
         table.push_back({r.name + " (" + r.kind + ")", ewe::batch_shape(r.output), ewe::with_thousands(r.params)});

@@ -52,7 +52,7 @@ struct SweepOptions {
     std::int64_t limit = 0;
     std::string latents = "2,3,4,8";
     std::string widths = "0.5,1";
-    std::string configs;
+    std::string configs_file;
     std::int64_t epochs = 30;
     std::int64_t batch = 8;
     double kl_start = 10, kl_steep = 10;
@@ -74,7 +74,7 @@ struct SweepOptions {
 
 // One configuration of the sweep; `origin` says where it was given ("--latent/--width"
 // or FILE:LINE), for errors.
-struct SweepConfig {
+struct SweepRun {
     std::string name;
     std::int64_t latent = 2;
     double width = 1;
@@ -106,52 +106,52 @@ std::int64_t latent_value(double v, const std::string& where, const std::string&
 }
 
 double width_value(double v, const std::string& where, const std::string& text) {
-    if (!(v > 0 && v <= ewe::SheepVaeConfig::kMaxWidth))
-        fail(where, ": a width must be a number in (0, ", ewe::format_number(ewe::SheepVaeConfig::kMaxWidth),
+    if (!(v > 0 && v <= ewe::SheepVaeOptions::kMaxWidth))
+        fail(where, ": a width must be a number in (0, ", ewe::format_number(ewe::SheepVaeOptions::kMaxWidth),
              "] (1: the post's model, 0.5: half the filters and units), found '", text, "'");
     return v;
 }
 
 // Refuses two configurations with the same shape or the same name.
-void check_unique(const std::vector<SweepConfig>& configs) {
-    for (std::size_t i = 0; i < configs.size(); ++i)
+void check_unique(const std::vector<SweepRun>& runs) {
+    for (std::size_t i = 0; i < runs.size(); ++i)
         for (std::size_t j = 0; j < i; ++j) {
-            const std::string also = configs[i].origin == configs[j].origin ? "" : " (also " + configs[j].origin + ")";
-            if (configs[i].latent == configs[j].latent && configs[i].width == configs[j].width)
-                fail(configs[i].origin, ": duplicated configuration latent ", configs[i].latent, " width ",
-                     ewe::format_number(configs[i].width), also);
-            if (configs[i].name == configs[j].name)
-                fail(configs[i].origin, ": duplicated run name '", configs[i].name, "'", also);
+            const std::string also = runs[i].origin == runs[j].origin ? "" : " (also " + runs[j].origin + ")";
+            if (runs[i].latent == runs[j].latent && runs[i].width == runs[j].width)
+                fail(runs[i].origin, ": duplicated configuration latent ", runs[i].latent, " width ",
+                     ewe::format_number(runs[i].width), also);
+            if (runs[i].name == runs[j].name)
+                fail(runs[i].origin, ": duplicated run name '", runs[i].name, "'", also);
         }
 }
 
 // --latent A,B,... x --width U,V,...: every latent size at every width.
-std::vector<SweepConfig> configs_from_flags(const std::string& latents, const std::string& widths) {
+std::vector<SweepRun> runs_from_flags(const std::string& latents, const std::string& widths) {
     std::vector<std::int64_t> l;
     for (double v : parse_numbers(latents, "--latent")) l.push_back(latent_value(v, "--latent", number_text(v)));
     std::vector<double> w;
     for (double v : parse_numbers(widths, "--width")) w.push_back(width_value(v, "--width", ewe::format_number(v)));
-    std::vector<SweepConfig> configs;
+    std::vector<SweepRun> runs;
     for (std::int64_t latent : l)
-        for (double width : w) configs.push_back({default_name(latent, width), latent, width, "--latent/--width"});
-    check_unique(configs);
-    return configs;
+        for (double width : w) runs.push_back({default_name(latent, width), latent, width, "--latent/--width"});
+    check_unique(runs);
+    return runs;
 }
 
 // The --configs file: one configuration per line, `latent=N [width=W] [name=NAME]`
 // (width 1 and name latentN_widthW by default); blank lines and text after '#' are
 // ignored. The file must be a regular text file of at most 1 MiB (never a FIFO or a
 // device, which could block or read without end).
-std::vector<SweepConfig> configs_from_file(const fs::path& path) {
+std::vector<SweepRun> runs_from_file(const fs::path& path) {
     std::istringstream in(ewe::io::read_text_file(path, "--configs", std::uintmax_t(1) << 20));
-    std::vector<SweepConfig> configs;
+    std::vector<SweepRun> runs;
     std::string line;
     for (int number = 1; std::getline(in, line); ++number) {
         const std::string where = "--configs " + path.string() + ":" + std::to_string(number);
         line = line.substr(0, line.find('#'));
         std::istringstream fields(line);
         std::string field;
-        SweepConfig c;
+        SweepRun c;
         c.origin = where;
         bool has_latent = false, has_name = false, has_width = false, any = false;
         while (fields >> field) {
@@ -181,12 +181,12 @@ std::vector<SweepConfig> configs_from_file(const fs::path& path) {
         if (!any) continue;
         if (!has_latent) fail(where, ": no latent=N on the line");
         if (!has_name) c.name = default_name(c.latent, c.width);
-        configs.push_back(c);
+        runs.push_back(c);
     }
-    if (configs.empty())
+    if (runs.empty())
         fail("--configs ", path.string(), ": no configuration (expected lines like 'latent=2 width=0.5')");
-    check_unique(configs);
-    return configs;
+    check_unique(runs);
+    return runs;
 }
 
 // Counts a run's finished epochs into `epochs_done`, for the progress lines of concurrent runs.
@@ -219,7 +219,7 @@ struct Timing {
     double wall_seconds = 0;
 };
 
-Timing time_configurations(const std::vector<SweepConfig>& configs, const ewe::SheepVaeConfig& base,
+Timing time_configurations(const std::vector<SweepRun>& runs, const ewe::SheepVaeOptions& base,
                            const RunSettings& run, const Bitmaps& data, ewe::Device device, int threads,
                            std::int64_t steps, int workers) {
     const std::int64_t rows = 2 * steps * run.batch, n = data.count();
@@ -235,18 +235,18 @@ Timing time_configurations(const std::vector<SweepConfig>& configs, const ewe::S
         }
     };
     Timing t;
-    t.step_seconds.assign(configs.size(), 0.0);
+    t.step_seconds.assign(runs.size(), 0.0);
     const auto t0 = std::chrono::steady_clock::now();
-    ewe::run_jobs(configs.size(), workers, [&](std::size_t i) {
-        ewe::SheepVaeConfig config = base;
-        config.latent = configs[i].latent;
-        config.width = configs[i].width;
+    ewe::run_jobs(runs.size(), workers, [&](std::size_t i) {
+        ewe::SheepVaeOptions model_options = base;
+        model_options.latent = runs[i].latent;
+        model_options.width = runs[i].width;
         ewe::ContextOptions context_options;
         context_options.threads = threads;
         ewe::Context ctx(device, context_options);
-        ewe::SheepVae<float> vae = model_for_batch(ctx, config, run.batch, run.seed, "--batch");
-        ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{}, run.batch);
-        ewe::Rmsprop<float> optimizer(ctx, vae.params(), run.lr);
+        ewe::SheepVae<float> vae = model_for_batch(ctx, model_options, run.batch, run.seed, "--batch");
+        ewe::VaeLoss<float> loss(ctx, ewe::VaeLossOptions{}, run.batch);
+        ewe::Rmsprop<float> optimizer(ctx, vae.params(), {.lr = run.lr});
         ewe::VaeObjective<float> objective(vae, loss);
         ewe::FitOptions fit;
         fit.batch_size = run.batch;
@@ -288,13 +288,13 @@ struct SweepRow {
 
 // `scored` holds the training drawings and then the `planted` ones.
 // The thread count is --threads, as in training (the scores do not depend on it).
-SweepRow score_run(const SweepConfig& c, const fs::path& dir, const Bitmaps& scored, std::int64_t planted,
+SweepRow score_run(const SweepRun& c, const fs::path& dir, const Bitmaps& scored, std::int64_t planted,
                    ewe::Device device, int threads) {
     LoadedModel m = load_model(dir / "checkpoint.safetensors", device, 128, threads);
     SweepRow row;
     row.run = c.name;
-    row.latent = m.checkpoint.config.latent;
-    row.width = m.checkpoint.config.width;
+    row.latent = m.checkpoint.model_options.latent;
+    row.width = m.checkpoint.model_options.width;
     row.parameters = m.vae->params().total_count();
     row.epochs = m.checkpoint.progress.epoch;
     const FinalMetrics metrics = final_metrics(dir / "metrics.csv");
@@ -348,7 +348,7 @@ void write_sweep_csv(const fs::path& path, const std::vector<SweepRow>& rows) {
 // drawing count that are compared: the same file under another path is the same data),
 // the run settings but the shape (--latent and --width differ between runs) and --epochs
 // (which a resume may raise).
-std::vector<Setting> sweep_setting_values(const ewe::SheepVaeConfig& base, const RunSettings& settings,
+std::vector<Setting> sweep_setting_values(const ewe::SheepVaeOptions& base, const RunSettings& settings,
                                           std::int64_t epochs) {
     std::vector<Setting> values{{"data", data_text(settings)},
                                 {"data_hash", ewe::io::hash_text(settings.data_hash)},
@@ -415,15 +415,15 @@ int run_sweep(const SweepOptions& o, const Console& io) {
     if (o.concurrent > 1 && device != ewe::Device::cuda)
         fail("--concurrent: configurations train concurrently on CUDA only (--device cuda); on the CPU they run "
              "one after another");
-    const std::vector<SweepConfig> configs =
-        o.configs.empty() ? configs_from_flags(o.latents, o.widths) : configs_from_file(o.configs);
+    const std::vector<SweepRun> runs =
+        o.configs_file.empty() ? runs_from_flags(o.latents, o.widths) : runs_from_file(o.configs_file);
     const std::vector<std::int64_t> snapshots = parse_epochs(o.snapshots, "--snapshots");
     const fs::path out = o.out;
     const Bitmaps data = o.data_given ? load_bitmaps(o.data, o.limit) : default_bitmaps(o.limit, o.seed);
     Bitmaps scored{ewe::Tensor<float>::copy_of(data.images.view(), ewe::Device::cpu), data.source};
     const Planted planted = o.plant.empty() ? Planted{} : plant_drawings(scored, o.plant, "--plant", io.err);
 
-    ewe::SheepVaeConfig base;
+    ewe::SheepVaeOptions base;
     base.reparam = o.reparam == "post" ? ewe::ReparamVariant::post : ewe::ReparamVariant::standard;
     const RunSettings settings{o.seed,         o.batch,     o.lr, o.kl_start, o.kl_steep, data.count(), data.source,
                                ewe::io::content_hash<float>(data.images.view())};
@@ -441,7 +441,7 @@ int run_sweep(const SweepOptions& o, const Console& io) {
     if (!o.resume) {
         std::string found;
         for (const fs::path& f : sweep_files) found += (found.empty() ? "" : ", ") + f.filename().string();
-        for (const SweepConfig& c : configs) {
+        for (const SweepRun& c : runs) {
             const std::vector<fs::path> files = ewe::run_files(out / c.name);
             if (!files.empty())
                 found += (found.empty() ? "" : ", ") + c.name + "/ (" + ewe::run_files_text(out / c.name, files) + ")";
@@ -456,7 +456,7 @@ int run_sweep(const SweepOptions& o, const Console& io) {
                 fs::remove(f, ec);
                 if (ec) fail("--overwrite: cannot delete ", f.string(), ": ", ec.message());
             }
-            for (const SweepConfig& c : configs) {
+            for (const SweepRun& c : runs) {
                 const fs::path dir = out / c.name;
                 const auto run_lock = lock_run_folder(dir);
                 ewe::delete_run_files(dir, ewe::run_files(dir), "--overwrite");
@@ -471,39 +471,39 @@ int run_sweep(const SweepOptions& o, const Console& io) {
 
     // Which runs are finished, which continue, which start.
     std::vector<std::size_t> pending;
-    std::vector<std::int64_t> done_epochs(configs.size(), 0);
-    for (std::size_t i = 0; i < configs.size(); ++i) {
-        const fs::path checkpoint = out / configs[i].name / "checkpoint.safetensors";
+    std::vector<std::int64_t> done_epochs(runs.size(), 0);
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+        const fs::path checkpoint = out / runs[i].name / "checkpoint.safetensors";
         if (!fs::exists(checkpoint)) {
             pending.push_back(i);
             continue;
         }
         const SheepCheckpoint c = read_checkpoint(checkpoint, "--resume");
-        if (c.config.latent != configs[i].latent || c.config.width != configs[i].width)
-            fail("--resume: ", checkpoint.string(), " is a run of latent ", c.config.latent, " width ",
-                 number_text(c.config.width), ", not of ", configs[i].origin, "'s latent ", configs[i].latent,
-                 " width ", number_text(configs[i].width));
-        ewe::SheepVaeConfig config = base;
-        config.latent = configs[i].latent;
-        config.width = configs[i].width;
-        check_resume(c, checkpoint, config, settings, every_setting);
+        if (c.model_options.latent != runs[i].latent || c.model_options.width != runs[i].width)
+            fail("--resume: ", checkpoint.string(), " is a run of latent ", c.model_options.latent, " width ",
+                 number_text(c.model_options.width), ", not of ", runs[i].origin, "'s latent ", runs[i].latent,
+                 " width ", number_text(runs[i].width));
+        ewe::SheepVaeOptions model_options = base;
+        model_options.latent = runs[i].latent;
+        model_options.width = runs[i].width;
+        check_resume(c, checkpoint, model_options, settings, every_setting);
         done_epochs[i] = c.progress.epoch;
         if (c.progress.epoch < o.epochs) pending.push_back(i);
-        else print(io.err, "%s: finished (%lld epochs), skipped\n", configs[i].name.c_str(), (long long)c.progress.epoch);
+        else print(io.err, "%s: finished (%lld epochs), skipped\n", runs[i].name.c_str(), (long long)c.progress.epoch);
     }
     write_sweep_settings(settings_path, shared_settings);
 
     const int workers = device == ewe::Device::cuda ? std::max(1, o.concurrent) : 1;
     const std::int64_t steps_per_epoch = (data.count() + o.batch - 1) / o.batch;
-    std::vector<double> estimate(configs.size(), 0.0);  // seconds, one after another
+    std::vector<double> estimate(runs.size(), 0.0);  // seconds, one after another
     double speedup = 1, timed_sequential = 0, timed_concurrent = 0;
-    std::vector<SweepConfig> pending_configs;
-    for (std::size_t i : pending) pending_configs.push_back(configs[i]);
+    std::vector<SweepRun> pending_runs;
+    for (std::size_t i : pending) pending_runs.push_back(runs[i]);
     if (!pending.empty()) {
         const std::int64_t steps = o.timing_steps > 0 ? o.timing_steps : device == ewe::Device::cuda ? 25 : 3;
         print(io.err, "Timing %zu configuration%s (%lld steps each after %lld of warm-up)...\n", pending.size(),
               pending.size() == 1 ? "" : "s", (long long)steps, (long long)steps);
-        const Timing sequential = time_configurations(pending_configs, base, settings, data, device, o.threads, steps, 1);
+        const Timing sequential = time_configurations(pending_runs, base, settings, data, device, o.threads, steps, 1);
         timed_sequential = sequential.wall_seconds;
         double total = 0;
         for (std::size_t k = 0; k < pending.size(); ++k) {
@@ -513,14 +513,14 @@ int run_sweep(const SweepOptions& o, const Console& io) {
         }
         if (workers > 1) {
             const Timing together =
-                time_configurations(pending_configs, base, settings, data, device, o.threads, steps, workers);
+                time_configurations(pending_runs, base, settings, data, device, o.threads, steps, workers);
             timed_concurrent = together.wall_seconds;
             speedup = timed_sequential / std::max(timed_concurrent, 1e-9);
             print(io.err, "Timing: one after another %.2f s, %d at a time %.2f s: speed-up %.2fx\n", timed_sequential,
                   workers, timed_concurrent, speedup);
         }
         print(io.err, "Sweep of %zu configurations (%zu to train, %lld epochs of %lld steps each) on %s: about %s%s\n",
-              configs.size(), pending.size(), (long long)o.epochs, (long long)steps_per_epoch, ewe::to_string(device),
+              runs.size(), pending.size(), (long long)o.epochs, (long long)steps_per_epoch, ewe::to_string(device),
               duration_text(total / speedup).c_str(),
               workers > 1 ? (" (" + duration_text(total) + " one after another)").c_str() : "");
     }
@@ -528,10 +528,10 @@ int run_sweep(const SweepOptions& o, const Console& io) {
     const auto train_start = std::chrono::steady_clock::now();
     const auto make_run = [&](std::size_t i) {
         TrainRun r;
-        r.dir = out / configs[i].name;
-        r.config = base;
-        r.config.latent = configs[i].latent;
-        r.config.width = configs[i].width;
+        r.dir = out / runs[i].name;
+        r.model_options = base;
+        r.model_options.latent = runs[i].latent;
+        r.model_options.width = runs[i].width;
         r.settings = settings;
         r.given_settings = every_setting;
         r.epochs = o.epochs;
@@ -551,8 +551,8 @@ int run_sweep(const SweepOptions& o, const Console& io) {
         for (std::size_t k = 0; k < pending.size(); ++k) {
             const std::size_t i = pending[k];
             print(io.err, "[%zu/%zu] %s: latent %lld, width %s, epochs %lld..%lld (about %s; %s left in the sweep)\n",
-                  k + 1, pending.size(), configs[i].name.c_str(), (long long)configs[i].latent,
-                  number_text(configs[i].width).c_str(), (long long)done_epochs[i] + 1, (long long)o.epochs,
+                  k + 1, pending.size(), runs[i].name.c_str(), (long long)runs[i].latent,
+                  number_text(runs[i].width).c_str(), (long long)done_epochs[i] + 1, (long long)o.epochs,
                   duration_text(estimate[i]).c_str(), duration_text(remaining).c_str());
             TrainRun r = make_run(i);
             r.progress_bar = !o.quiet;
@@ -560,7 +560,7 @@ int run_sweep(const SweepOptions& o, const Console& io) {
             const TrainOutcome outcome = train_run(r, data, io.err, io.redraw);
             if (outcome.status != 0) {
                 print(io.err, "sweep: interrupted during %s; finished runs are kept in %s and --resume continues the "
-                      "sweep\n", configs[i].name.c_str(), out.string().c_str());
+                      "sweep\n", runs[i].name.c_str(), out.string().c_str());
                 return outcome.status;
             }
             estimated_done += estimate[i];
@@ -568,7 +568,7 @@ int run_sweep(const SweepOptions& o, const Console& io) {
             remaining = 0;
             for (std::size_t j = k + 1; j < pending.size(); ++j) remaining += estimate[pending[j]];
             remaining *= estimated_done > 0 ? actual_done / estimated_done : 1.0;
-            print(io.err, "[%zu/%zu] %s: done in %s%s\n", k + 1, pending.size(), configs[i].name.c_str(),
+            print(io.err, "[%zu/%zu] %s: done in %s%s\n", k + 1, pending.size(), runs[i].name.c_str(),
                   duration_text(seconds_since(t0)).c_str(),
                   k + 1 < pending.size() ? (", about " + duration_text(remaining) + " left").c_str() : "");
         }
@@ -577,8 +577,8 @@ int run_sweep(const SweepOptions& o, const Console& io) {
         // in OUT/<name>/train.log; Ctrl-C stops every one after its current step.
         const ewe::StopToken stop;
         const ewe::InterruptGuard sigint(stop);
-        std::vector<std::atomic<std::int64_t>> epochs_done(configs.size());
-        for (std::size_t i = 0; i < configs.size(); ++i) epochs_done[i].store(done_epochs[i]);
+        std::vector<std::atomic<std::int64_t>> epochs_done(runs.size());
+        for (std::size_t i = 0; i < runs.size(); ++i) epochs_done[i].store(done_epochs[i]);
         std::atomic<bool> finished{false};
         std::thread reporter([&] {
             auto last = std::chrono::steady_clock::now();
@@ -589,7 +589,7 @@ int run_sweep(const SweepOptions& o, const Console& io) {
                 std::ostringstream line;
                 line << "sweep: " << duration_text(seconds_since(train_start)) << ":";
                 for (std::size_t i : pending)
-                    line << " " << configs[i].name << " " << epochs_done[i].load() << "/" << o.epochs;
+                    line << " " << runs[i].name << " " << epochs_done[i].load() << "/" << o.epochs;
                 print(io.err, "%s\n", line.str().c_str());
             }
         });
@@ -624,7 +624,7 @@ int run_sweep(const SweepOptions& o, const Console& io) {
     const double train_seconds = seconds_since(train_start);
 
     std::vector<SweepRow> rows;
-    for (const SweepConfig& c : configs) rows.push_back(score_run(c, out / c.name, scored, planted.count, device, o.threads));
+    for (const SweepRun& c : runs) rows.push_back(score_run(c, out / c.name, scored, planted.count, device, o.threads));
     write_sweep_csv(out / "sweep.csv", rows);
     print_table(io.out, rows);
     if (planted.count > 0)
@@ -655,7 +655,7 @@ Command add_sweep_command(CLI::App& app, const Console& io) {
     CLI::Option* latent = c->add_option("--latent", o.latents, "Latent sizes, comma-separated")->capture_default_str();
     CLI::Option* width = c->add_option("--width", o.widths, "Width multipliers, comma-separated (1: the post's model)")
                              ->capture_default_str();
-    c->add_option("--configs", o.configs, "File of configurations instead of --latent x --width: one per line, "
+    c->add_option("--configs", o.configs_file, "File of configurations instead of --latent x --width: one per line, "
                   "'latent=N [width=W] [name=NAME]', '#' starts a comment")
         ->excludes(latent)->excludes(width);
     c->add_option("--epochs", o.epochs, "Epochs per configuration")->capture_default_str()->check(number_in(1, 1000000));

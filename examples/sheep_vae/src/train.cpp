@@ -104,7 +104,7 @@ std::unique_ptr<ewe::io::RunLock> lock_run_folder(const fs::path& dir) {
 TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log, bool redraw) {
     const fs::path checkpoint_path = ewe::run_checkpoint_path(r.dir);
     const std::int64_t n = data.count();
-    ewe::SheepVaeConfig config = r.config;
+    ewe::SheepVaeOptions model_options = r.model_options;
     RunSettings run = r.settings;
     run.samples = n;
     run.data = data.source;
@@ -122,8 +122,8 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
     const std::vector<fs::path> previous = ewe::run_files(r.dir);
     if (r.resume && fs::exists(checkpoint_path)) {
         resume_from = read_checkpoint(checkpoint_path, "--resume");
-        check_resume(*resume_from, checkpoint_path, config, run, r.given_settings);
-        config = resume_from->config;
+        check_resume(*resume_from, checkpoint_path, model_options, run, r.given_settings);
+        model_options = resume_from->model_options;
         const RunSettings data_settings = run;
         run = resume_from->settings;
         run.samples = data_settings.samples;
@@ -141,7 +141,7 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
             return outcome;
         }
         std::string taken;
-        for (const Setting& s : run_setting_values(config, run))
+        for (const Setting& s : run_setting_values(model_options, run))
             if (std::find(r.given_settings.begin(), r.given_settings.end(), s.flag) == r.given_settings.end())
                 taken += (taken.empty() ? "" : ", ") + s.flag + " " + s.value;
         print(log, "Resuming from %s after epoch %lld (%lld steps) on the same %s%s%s\n",
@@ -173,9 +173,9 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
     const std::int64_t ranks = r.communicator ? r.communicator->size() : 1;
     const std::int64_t batch = std::min(run.batch, std::max<std::int64_t>(n, 1));
     const std::int64_t rank_batch = (batch + ranks - 1) / ranks;
-    ewe::SheepVae<float> vae = model_for_batch(ctx, config, rank_batch, run.seed, "--batch");
-    ewe::VaeLoss<float> loss(ctx, ewe::VaeLossConfig{}, rank_batch);
-    ewe::Rmsprop<float> optimizer(ctx, vae.params(), run.lr);
+    ewe::SheepVae<float> vae = model_for_batch(ctx, model_options, rank_batch, run.seed, "--batch");
+    ewe::VaeLoss<float> loss(ctx, ewe::VaeLossOptions{}, rank_batch);
+    ewe::Rmsprop<float> optimizer(ctx, vae.params(), {.lr = run.lr});
     const ewe::TrainProgress start = resume_from ? resume_from->progress : ewe::TrainProgress{};
     if (resume_from) {
         resume_from->file.load_parameters(vae.params());
@@ -199,7 +199,7 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
     standard.log = &log;
     standard.progress_bar = r.progress_bar;
     standard.redraw = redraw;
-    standard.metadata = [&](const ewe::TrainProgress&) { return run_metadata(config, run); };
+    standard.metadata = [&](const ewe::TrainProgress&) { return run_metadata(model_options, run); };
     ewe::add_run_callbacks<float>(trainer, vae, data.images.view(), r.dir, standard);
     for (const auto& callback : r.callbacks) trainer.add(callback);
 
@@ -247,9 +247,9 @@ namespace {
 int run_train(const TrainOptions& o, const std::vector<std::string>& given_settings, const Console& io_all) {
     TrainRun r;
     r.dir = o.out;
-    r.config.latent = o.latent;
-    r.config.width = o.width;
-    r.config.reparam = o.reparam == "post" ? ewe::ReparamVariant::post : ewe::ReparamVariant::standard;
+    r.model_options.latent = o.latent;
+    r.model_options.width = o.width;
+    r.model_options.reparam = o.reparam == "post" ? ewe::ReparamVariant::post : ewe::ReparamVariant::standard;
     r.settings = RunSettings{o.seed, o.batch, o.lr, o.kl_start, o.kl_steep, 0, ""};
     r.given_settings = given_settings;
     r.epochs = o.epochs;
@@ -302,7 +302,7 @@ Command add_train_command(CLI::App& app, const Console& io) {
     c->add_option("--batch", o.batch, "Batch size")->capture_default_str()->check(number_in(1, 1 << 20));
     c->add_option("--latent", o.latent, "Latent dimensions")->capture_default_str()->check(number_in(1, 4096));
     c->add_option("--width", o.width, "Width multiplier of every layer (1: the post's model; 0.5: half the filters and units)")
-        ->capture_default_str()->check(number_in(0, ewe::SheepVaeConfig::kMaxWidth, true));
+        ->capture_default_str()->check(number_in(0, ewe::SheepVaeOptions::kMaxWidth, true));
     c->add_option("--kl-start", o.kl_start, "KL weight is 0 through this epoch")->capture_default_str()->check(non_negative());
     c->add_option("--kl-steep", o.kl_steep, "then rises linearly to 1 over this many epochs")->capture_default_str()->check(non_negative());
     c->add_option("--lr", o.lr, "RMSprop learning rate")->capture_default_str()->check(positive());
@@ -331,7 +331,7 @@ Command add_train_command(CLI::App& app, const Console& io) {
         ->capture_default_str()->check(positive());
     return [options, io, c] {
         std::vector<std::string> given;
-        for (const Setting& s : run_setting_values(ewe::SheepVaeConfig{}, RunSettings{}))
+        for (const Setting& s : run_setting_values(ewe::SheepVaeOptions{}, RunSettings{}))
             if (c->count(s.flag) > 0) given.push_back(s.flag);
         return run_train(*options, given, io);
     };

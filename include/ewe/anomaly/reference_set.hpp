@@ -33,7 +33,7 @@
 
 namespace ewe::anomaly {
 
-// The members' settings. The defaults are the sheep VAE's (SheepVaeConfig: four
+// The members' settings. The defaults are the sheep VAE's (SheepVaeOptions: four
 // convolutions, layers 0-3 of its encoder): k = 5 on the last convolution's map pooled
 // to 4 x 4, and the second convolution's Gram matrix (docs/anomaly_scores.md).
 struct EnsembleOptions {

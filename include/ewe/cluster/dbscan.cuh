@@ -29,7 +29,7 @@ namespace ewe::cluster {
 namespace cuda_kernels {
 
 // The grid as the kernel needs it (DbscanGrid::Layout without the host pointers).
-struct GridParams {
+struct KernelGridLayout {
     int d;
     std::int64_t cells;
     double eps2;
@@ -52,7 +52,7 @@ __host__ __device__ inline std::int64_t lower_bound_key(const std::uint64_t* key
 template <class Real>
 __host__ __device__ bool dbscan_is_core(std::int64_t p, const Real* __restrict__ pts,
                                       const std::int32_t* __restrict__ cell_of, const std::int32_t* __restrict__ start,
-                                      const std::uint64_t* __restrict__ keys, const GridParams& g, std::int32_t cap) {
+                                      const std::uint64_t* __restrict__ keys, const KernelGridLayout& g, std::int32_t cap) {
     const int d = g.d;
     const std::int32_t c = cell_of[p];
     std::int32_t count = start[c + 1] - start[c];  // a cell is narrower than eps: all of it is in reach
@@ -102,14 +102,14 @@ __host__ __device__ bool dbscan_is_core(std::int64_t p, const Real* __restrict__
 template <class Real>
 __global__ void dbscan_count(const Real* __restrict__ pts, std::int64_t n, const std::int32_t* __restrict__ cell_of,
                              const std::int32_t* __restrict__ start, const std::uint64_t* __restrict__ keys,
-                             GridParams g, std::int32_t cap, std::uint8_t* __restrict__ core) {
+                             KernelGridLayout g, std::int32_t cap, std::uint8_t* __restrict__ core) {
     for (std::int64_t p = ewe::cuda::kernels::global_index(); p < n; p += ewe::cuda::kernels::grid_stride())
         core[p] = dbscan_is_core(p, pts, cell_of, start, keys, g, cap) ? 1 : 0;
 }
 
 // The kernel's view of a grid, and each sorted point's cell.
-inline GridParams grid_params(const detail::DbscanGrid::Layout& L) {
-    GridParams g{};
+inline KernelGridLayout kernel_grid_layout(const detail::DbscanGrid::Layout& L) {
+    KernelGridLayout g{};
     g.d = L.d;
     g.cells = L.cells;
     g.eps2 = L.eps2;
@@ -156,7 +156,7 @@ DbscanResult dbscan_gpu(Context& ctx, const T* points, std::int64_t n, int d, co
     const auto dkeys = Tensor<std::uint64_t>::copy_of({L.keys, Shape{L.cells}}, Device::cuda);
     Tensor<std::uint8_t> dcore(Shape{n}, Device::cuda);
 
-    const cuda_kernels::GridParams g = cuda_kernels::grid_params(L);
+    const cuda_kernels::KernelGridLayout g = cuda_kernels::kernel_grid_layout(L);
     const std::int32_t cap = static_cast<std::int32_t>(std::min<std::int64_t>(options.min_pts, n + 1));
     // All bits set (255, neither 0 nor 1): a flag the kernel misses cannot keep an earlier result.
     EWE_CUDA_CHECK(cudaMemsetAsync(dcore.data(), 0xFF, static_cast<std::size_t>(n), stream));

@@ -342,7 +342,7 @@ public:
         });
     }
 
-    void batchnorm_forward(Context&, const BatchNormConfig& cfg, Phase phase, View<const T> x, View<const T> gamma,
+    void batchnorm_forward(Context&, const BatchNormOptions& options, Phase phase, View<const T> x, View<const T> gamma,
                            View<const T> beta, View<T> moving_mean, View<T> moving_var, View<T> saved_mean,
                            View<T> saved_invstd, View<T> y) override {
         const std::int64_t C = gamma.numel(), M = x.numel() / C;
@@ -358,16 +358,16 @@ public:
                 }
                 var /= double(M);
                 saved_mean[c] = T(mean);
-                saved_invstd[c] = T(1.0 / std::sqrt(var + cfg.epsilon));
-                moving_mean[c] = T(cfg.momentum * moving_mean[c] + (1.0 - cfg.momentum) * mean);
-                moving_var[c] = T(cfg.momentum * moving_var[c] + (1.0 - cfg.momentum) * var);
+                saved_invstd[c] = T(1.0 / std::sqrt(var + options.epsilon));
+                moving_mean[c] = T(options.momentum * moving_mean[c] + (1.0 - options.momentum) * mean);
+                moving_var[c] = T(options.momentum * moving_var[c] + (1.0 - options.momentum) * var);
             }
         }
         for (std::int64_t r = 0; r < M; ++r) {
             for (std::int64_t c = 0; c < C; ++c) {
                 const T mean = phase == Phase::train ? saved_mean[c] : moving_mean[c];
                 const T invstd = phase == Phase::train ? saved_invstd[c]
-                                                       : T(1.0 / std::sqrt(double(moving_var[c]) + cfg.epsilon));
+                                                       : T(1.0 / std::sqrt(double(moving_var[c]) + options.epsilon));
                 y[r * C + c] = gamma[c] * (x[r * C + c] - mean) * invstd + beta[c];
             }
         }
@@ -458,26 +458,26 @@ public:
 
     // The optimizers run as Eigen array expressions (vectorized square roots and
     // divisions) on pieces of kParallelGrain parameters.
-    void sgd_update(Context& ctx, const SgdConfig& cfg, double lr, View<T> params, View<const T> grads,
+    void sgd_update(Context& ctx, const SgdOptions& options, double lr, View<T> params, View<const T> grads,
                     View<T> velocity) override {
-        const T m = T(cfg.momentum), rate = T(lr);
+        const T m = T(options.momentum), rate = T(lr);
         parallel_ranges(thread_count(ctx), params.numel(), kParallelGrain, [&](std::int64_t b, std::int64_t e) {
             ArrayMap<T> p(params.data() + b, e - b);
             ConstArrayMap<T> g(grads.data() + b, e - b);
-            if (cfg.momentum == 0.0) {
+            if (options.momentum == 0.0) {
                 p -= rate * g;
                 return;
             }
             ArrayMap<T> v(velocity.data() + b, e - b);
             v = m * v - rate * g;
-            if (cfg.nesterov) p += m * v - rate * g;
+            if (options.nesterov) p += m * v - rate * g;
             else p += v;
         });
     }
 
-    void rmsprop_update(Context& ctx, const RmspropConfig& cfg, double lr, View<T> params, View<const T> grads,
+    void rmsprop_update(Context& ctx, const RmspropOptions& options, double lr, View<T> params, View<const T> grads,
                         View<T> mean_square) override {
-        const T rho = T(cfg.rho), one_minus_rho = T(1.0 - cfg.rho), eps = T(cfg.epsilon), rate = T(lr);
+        const T rho = T(options.rho), one_minus_rho = T(1.0 - options.rho), eps = T(options.epsilon), rate = T(lr);
         parallel_ranges(thread_count(ctx), params.numel(), kParallelGrain, [&](std::int64_t b, std::int64_t e) {
             ArrayMap<T> p(params.data() + b, e - b), s(mean_square.data() + b, e - b);
             ConstArrayMap<T> g(grads.data() + b, e - b);
@@ -486,10 +486,10 @@ public:
         });
     }
 
-    void adam_update(Context& ctx, const AdamConfig& cfg, double step_size, View<T> params, View<const T> grads,
+    void adam_update(Context& ctx, const AdamOptions& options, double step_size, View<T> params, View<const T> grads,
                      View<T> m, View<T> v) override {
         const T rate = T(step_size);
-        const T b1 = T(cfg.beta1), b2 = T(cfg.beta2), eps = T(cfg.epsilon);
+        const T b1 = T(options.beta1), b2 = T(options.beta2), eps = T(options.epsilon);
         parallel_ranges(thread_count(ctx), params.numel(), kParallelGrain, [&](std::int64_t b, std::int64_t e) {
             ArrayMap<T> p(params.data() + b, e - b), mm(m.data() + b, e - b), vv(v.data() + b, e - b);
             ConstArrayMap<T> g(grads.data() + b, e - b);

@@ -138,11 +138,11 @@ public:
     }
 
     // ------------------------------------------------------------ batch normalization
-    void batchnorm_forward(Context& ctx, const BatchNormConfig& cfg, Phase phase, View<const T> x, View<const T> gamma,
+    void batchnorm_forward(Context& ctx, const BatchNormOptions& options, Phase phase, View<const T> x, View<const T> gamma,
                            View<const T> beta, View<T> moving_mean, View<T> moving_var, View<T> saved_mean,
                            View<T> saved_invstd, View<T> y) override {
         Resources& r = begin(ctx,
-                             Fingerprint("batchnorm_forward").add(cfg.momentum).add(cfg.epsilon).add(int(phase)).add(x)
+                             Fingerprint("batchnorm_forward").add(options.momentum).add(options.epsilon).add(int(phase)).add(x)
                                  .add(gamma).add(beta).add(moving_mean).add(moving_var).add(saved_mean)
                                  .add(saved_invstd).add(y),
                              "batchnorm_forward");
@@ -161,11 +161,11 @@ public:
             kernels::column_reduce<1>(r.stream(), plan, partials, kernels::ColumnValue<T>{x.data(), C},
                                       kernels::StoreMean{mean, double(M)});
             kernels::column_reduce<1>(r.stream(), plan, partials, kernels::SquaredDeviation<T>{x.data(), mean, C},
-                                      kernels::FinishStatistics<T>{mean, double(M), cfg.epsilon, cfg.momentum,
+                                      kernels::FinishStatistics<T>{mean, double(M), options.epsilon, options.momentum,
                                                                    saved_mean.data(), saved_invstd.data(),
                                                                    moving_mean.data(), moving_var.data()});
         }
-        kernels::batchnorm_normalize(r.stream(), train, cfg.epsilon, x.data(), gamma.data(), beta.data(),
+        kernels::batchnorm_normalize(r.stream(), train, options.epsilon, x.data(), gamma.data(), beta.data(),
                                      train ? saved_mean.data() : moving_mean.data(),
                                      train ? saved_invstd.data() : moving_var.data(), y.data(), x.numel(), C);
     }
@@ -272,42 +272,42 @@ public:
     }
 
     // ------------------------------------------------------------ optimizers
-    void sgd_update(Context& ctx, const SgdConfig& cfg, double lr, View<T> params, View<const T> grads,
+    void sgd_update(Context& ctx, const SgdOptions& options, double lr, View<T> params, View<const T> grads,
                     View<T> velocity) override {
         Resources& r = begin(ctx,
-                             Fingerprint("sgd_update").add(cfg.momentum).add(cfg.nesterov).add(params).add(grads)
+                             Fingerprint("sgd_update").add(options.momentum).add(options.nesterov).add(params).add(grads)
                                  .add(velocity),
                              "sgd_update");
         const auto rate = r.scalar<double>(lr);
         const std::int64_t count = params.numel();
         if (!r.launching()) return;
-        if (cfg.momentum == 0.0) return kernels::sgd_plain(r.stream(), rate, params.data(), grads.data(), count);
-        kernels::sgd_momentum(r.stream(), rate, T(cfg.momentum), cfg.nesterov, params.data(), grads.data(),
+        if (options.momentum == 0.0) return kernels::sgd_plain(r.stream(), rate, params.data(), grads.data(), count);
+        kernels::sgd_momentum(r.stream(), rate, T(options.momentum), options.nesterov, params.data(), grads.data(),
                               velocity.data(), count);
     }
 
-    void rmsprop_update(Context& ctx, const RmspropConfig& cfg, double lr, View<T> params, View<const T> grads,
+    void rmsprop_update(Context& ctx, const RmspropOptions& options, double lr, View<T> params, View<const T> grads,
                         View<T> mean_square) override {
         Resources& r = begin(ctx,
-                             Fingerprint("rmsprop_update").add(cfg.rho).add(cfg.epsilon).add(params).add(grads)
+                             Fingerprint("rmsprop_update").add(options.rho).add(options.epsilon).add(params).add(grads)
                                  .add(mean_square),
                              "rmsprop_update");
         const auto rate = r.scalar<double>(lr);
         const std::int64_t count = params.numel();
         if (!r.launching()) return;
-        kernels::rmsprop(r.stream(), rate, T(cfg.rho), T(1.0 - cfg.rho), T(cfg.epsilon), params.data(), grads.data(),
+        kernels::rmsprop(r.stream(), rate, T(options.rho), T(1.0 - options.rho), T(options.epsilon), params.data(), grads.data(),
                          mean_square.data(), count);
     }
 
-    void adam_update(Context& ctx, const AdamConfig& cfg, double step_size, View<T> params, View<const T> grads,
+    void adam_update(Context& ctx, const AdamOptions& options, double step_size, View<T> params, View<const T> grads,
                      View<T> m, View<T> v) override {
         Resources& r = begin(ctx,
-                             Fingerprint("adam_update").add(cfg.beta1).add(cfg.beta2).add(cfg.epsilon).add(params)
+                             Fingerprint("adam_update").add(options.beta1).add(options.beta2).add(options.epsilon).add(params)
                                  .add(grads).add(m).add(v),
                              "adam_update");
         const auto rate = r.scalar<double>(step_size);
         if (!r.launching()) return;
-        kernels::adam(r.stream(), rate, T(cfg.beta1), T(cfg.beta2), T(cfg.epsilon), params.data(), grads.data(),
+        kernels::adam(r.stream(), rate, T(options.beta1), T(options.beta2), T(options.epsilon), params.data(), grads.data(),
                       m.data(), v.data(), params.numel());
     }
 

@@ -12,7 +12,7 @@
 
 namespace ewe {
 
-struct VaeLossConfig {
+struct VaeLossOptions {
     double recon_scale = 2.0 * 28 * 28;
     KlReduction kl_reduction = KlReduction::mean;
 };
@@ -25,16 +25,16 @@ struct VaeLossValues {
 template <class T>
 class VaeLoss {
 public:
-    VaeLoss(Context& ctx, VaeLossConfig config, std::int64_t max_batch)
-        : config_(config),
+    VaeLoss(Context& ctx, VaeLossOptions options, std::int64_t max_batch)
+        : options_(options),
           recon_(Shape{max_batch}, ctx.device()),
           kl_(Shape{max_batch}, ctx.device()),
           recon_host_(Shape{max_batch}),
           kl_host_(Shape{max_batch}) {
-        EWE_REQUIRE(config.recon_scale > 0, "VaeLoss: recon_scale must be positive, found ", config.recon_scale);
+        EWE_REQUIRE(options.recon_scale > 0, "VaeLoss: recon_scale must be positive, found ", options.recon_scale);
     }
 
-    const VaeLossConfig& config() const { return config_; }
+    const VaeLossOptions& options() const { return options_; }
     void set_kl_weight(double w) {
         EWE_REQUIRE(w >= 0, "VaeLoss: kl_weight must be >= 0, found ", format_number(w));
         kl_weight_ = w;
@@ -45,8 +45,8 @@ public:
     void forward(Context& ctx, TensorView<const T> x, TensorView<const T> x_hat, TensorView<const T> mean,
                  TensorView<const T> log_var) {
         const std::int64_t n = x.dim(0);
-        ops::mse_forward<T>(ctx, config_.recon_scale, x_hat, x, recon_.view().leading(n));
-        ops::kl_forward<T>(ctx, config_.kl_reduction, mean, log_var, kl_.view().leading(n));
+        ops::mse_forward<T>(ctx, options_.recon_scale, x_hat, x, recon_.view().leading(n));
+        ops::kl_forward<T>(ctx, options_.kl_reduction, mean, log_var, kl_.view().leading(n));
         batch_ = n;
     }
 
@@ -54,8 +54,8 @@ public:
     void backward(Context& ctx, TensorView<const T> x, TensorView<const T> x_hat, TensorView<const T> mean,
                   TensorView<const T> log_var, TensorView<T> dx_hat, TensorView<T> dmean, TensorView<T> dlog_var) {
         const double n = double(x.dim(0));
-        ops::mse_backward<T>(ctx, config_.recon_scale / n, x_hat, x, dx_hat);
-        ops::kl_backward<T>(ctx, config_.kl_reduction, kl_weight_ / n, mean, log_var, dmean, dlog_var);
+        ops::mse_backward<T>(ctx, options_.recon_scale / n, x_hat, x, dx_hat);
+        ops::kl_backward<T>(ctx, options_.kl_reduction, kl_weight_ / n, mean, log_var, dmean, dlog_var);
     }
 
     TensorView<const T> per_sample_reconstruction() const { return recon_.view().leading(batch_); }
@@ -78,7 +78,7 @@ public:
     }
 
 private:
-    VaeLossConfig config_;
+    VaeLossOptions options_;
     double kl_weight_ = 1.0;
     Tensor<T> recon_, kl_;
     Tensor<T> recon_host_, kl_host_;  // host copies for values(), allocated once

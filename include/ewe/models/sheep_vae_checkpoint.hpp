@@ -1,6 +1,6 @@
 // The sheep VAE's configuration as checkpoint metadata ("model.*" keys of format
 // ewe.sheep_vae, version 1) and back, every value range-checked on the way in.
-// model.width (SheepVaeConfig::width) came later: a checkpoint without it is of the
+// model.width (SheepVaeOptions::width) came later: a checkpoint without it is of the
 // post's widths (1).
 #pragma once
 
@@ -14,7 +14,7 @@ namespace ewe {
 inline constexpr const char* kSheepVaeFormat = "ewe.sheep_vae";
 inline constexpr const char* kSheepVaeFormatVersion = "1";
 
-inline CheckpointMetadata sheep_vae_metadata(const SheepVaeConfig& c) {
+inline CheckpointMetadata sheep_vae_metadata(const SheepVaeOptions& c) {
     return {{"format", kSheepVaeFormat},
             {"format_version", kSheepVaeFormatVersion},
             {"model.image_size", std::to_string(c.image_size)},
@@ -28,26 +28,26 @@ inline CheckpointMetadata sheep_vae_metadata(const SheepVaeConfig& c) {
             {"model.width", metadata_number(c.width)}};
 }
 
-inline SheepVaeConfig sheep_vae_config(const Checkpoint& c) {
-    SheepVaeConfig config;
-    config.image_size = c.meta_int("model.image_size", 2, 4096);
-    config.channels = c.meta_int("model.channels", 1, 64);
-    config.kernel = c.meta_int("model.kernel", 1, 64);
-    config.filters = c.meta_list("model.filters", 16, 4096);
-    config.units = c.meta_list("model.units", 16, 1 << 16);
-    config.latent = c.meta_int("model.latent", 1, 4096);
-    config.dropout = c.meta_double("model.dropout", 0.0, 0.999);
+inline SheepVaeOptions sheep_vae_options(const Checkpoint& c) {
+    SheepVaeOptions options;
+    options.image_size = c.meta_int("model.image_size", 2, 4096);
+    options.channels = c.meta_int("model.channels", 1, 64);
+    options.kernel = c.meta_int("model.kernel", 1, 64);
+    options.filters = c.meta_list("model.filters", 16, 4096);
+    options.units = c.meta_list("model.units", 16, 1 << 16);
+    options.latent = c.meta_int("model.latent", 1, 4096);
+    options.dropout = c.meta_double("model.dropout", 0.0, 0.999);
     const std::string& reparam = c.meta("model.reparam");
     if (reparam != "standard" && reparam != "post")
         fail(c.source(), " ", c.path(), ": metadata model.reparam = '", reparam, "' (expected standard or post)");
-    config.reparam = reparam == "post" ? ReparamVariant::post : ReparamVariant::standard;
-    if (c.file().metadata.count("model.width")) config.width = c.meta_double("model.width", 1e-9, SheepVaeConfig::kMaxWidth);
+    options.reparam = reparam == "post" ? ReparamVariant::post : ReparamVariant::standard;
+    if (c.file().metadata.count("model.width")) options.width = c.meta_double("model.width", 1e-9, SheepVaeOptions::kMaxWidth);
     try {
-        config.validate();
+        options.validate();
     } catch (const Error& e) {
         fail(c.source(), " ", c.path(), ": ", e.what());
     }
-    return config;
+    return options;
 }
 
 }  // namespace ewe

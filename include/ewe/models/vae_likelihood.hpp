@@ -37,7 +37,7 @@ namespace ewe {
 
 // The variance of the Gaussian decoder that VaeLoss's reconstruction term is the
 // negative log-likelihood of (up to a constant), for `values_per_sample` values per sample.
-inline double gaussian_decoder_variance(const VaeLossConfig& loss, std::int64_t values_per_sample) {
+inline double gaussian_decoder_variance(const VaeLossOptions& loss, std::int64_t values_per_sample) {
     EWE_REQUIRE(values_per_sample > 0, "gaussian_decoder_variance: values_per_sample must be positive, found ",
                 values_per_sample);
     EWE_REQUIRE(loss.recon_scale > 0, "gaussian_decoder_variance: recon_scale must be positive, found ",
@@ -45,10 +45,10 @@ inline double gaussian_decoder_variance(const VaeLossConfig& loss, std::int64_t 
     return double(values_per_sample) / (2.0 * loss.recon_scale);
 }
 
-struct ImportanceSampling {
+struct ImportanceSamplingOptions {
     std::int64_t samples = 64;     // K >= 1 draws from q(z|x) per image
     std::uint64_t seed = 0;        // the Philox seed of the draws
-    double decoder_variance = 0.25;  // of p(x|z); gaussian_decoder_variance(loss config, P)
+    double decoder_variance = 0.25;  // of p(x|z); gaussian_decoder_variance(loss options, P)
 };
 
 // The Philox stream of the importance samples (the model's own sampler uses stream 0 and
@@ -62,7 +62,7 @@ inline constexpr std::uint32_t kImportanceSamplingStream = 0x1f5a;
 template <class T>
 std::vector<double> importance_weighted_log_likelihood(Context& ctx, Vae<T>& vae,
                                                        std::type_identity_t<TensorView<const T>> images,
-                                                       const ImportanceSampling& options) {
+                                                       const ImportanceSamplingOptions& options) {
     constexpr const char* who = "importance_weighted_log_likelihood";
     const std::int64_t k_samples = options.samples;
     EWE_REQUIRE(k_samples >= 1, who, ": samples (K) must be >= 1, found ", k_samples);

@@ -12,11 +12,11 @@ namespace ewe {
 template <class T>
 class BatchNormalization final : public Layer<T> {
 public:
-    explicit BatchNormalization(BatchNormConfig config = {}, std::string name = {})
-        : Layer<T>(std::move(name)), config_(config) {
-        if (!(config.momentum >= 0.0 && config.momentum <= 1.0))
-            this->invalid("momentum must be in [0, 1], found " + std::to_string(config.momentum));
-        if (!(config.epsilon > 0.0)) this->invalid("epsilon must be positive, found " + std::to_string(config.epsilon));
+    explicit BatchNormalization(BatchNormOptions options = {}, std::string name = {})
+        : Layer<T>(std::move(name)), options_(options) {
+        if (!(options.momentum >= 0.0 && options.momentum <= 1.0))
+            this->invalid("momentum must be in [0, 1], found " + std::to_string(options.momentum));
+        if (!(options.epsilon > 0.0)) this->invalid("epsilon must be positive, found " + std::to_string(options.epsilon));
     }
     const char* kind() const override { return "BatchNormalization"; }
 
@@ -36,7 +36,7 @@ protected:
     }
 
     void forward_impl(Context& ctx, TensorView<const T> x, TensorView<T> y, Phase phase) override {
-        ops::batchnorm_forward<T>(ctx, config_, phase, x, this->value(gamma_), this->value(beta_),
+        ops::batchnorm_forward<T>(ctx, options_, phase, x, this->value(gamma_), this->value(beta_),
                                   this->value(moving_mean_), this->value(moving_var_), saved_mean_.view(),
                                   saved_invstd_.view(), y);
     }
@@ -51,7 +51,7 @@ protected:
 private:
     [[noreturn]] void invalid_first() const { this->invalid("backward needs dx (cannot be the first layer)"); }
 
-    BatchNormConfig config_;
+    BatchNormOptions options_;
     int gamma_ = -1, beta_ = -1, moving_mean_ = -1, moving_var_ = -1;
     Tensor<T> saved_mean_, saved_invstd_;
 };

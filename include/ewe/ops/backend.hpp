@@ -29,19 +29,22 @@ enum class ReparamVariant { standard, post };
 // mean (the sheep post: k_mean(..., axis = -1)) or by sum (the textbook ELBO).
 enum class KlReduction { mean, sum };
 
-struct BatchNormConfig {
+struct BatchNormOptions {
     double momentum = 0.99;  // moving = momentum * moving + (1 - momentum) * batch
     double epsilon = 1e-3;
 };
-struct SgdConfig {
+struct SgdOptions {
+    double lr = 0.01;  // the initial learning rate (the update ops take each step's rate as an argument)
     double momentum = 0.0;
     bool nesterov = false;
 };
-struct RmspropConfig {
+struct RmspropOptions {
+    double lr = 1e-3;  // the initial learning rate (the update ops take each step's rate as an argument)
     double rho = 0.9;
     double epsilon = 1e-7;  // added outside the square root, as Keras and PyTorch
 };
-struct AdamConfig {
+struct AdamOptions {
+    double lr = 1e-3;  // the initial learning rate (the update ops take each step's rate as an argument)
     double beta1 = 0.9, beta2 = 0.999;
     double epsilon = 1e-7;  // Keras' default; PyTorch uses 1e-8
 };
@@ -83,7 +86,7 @@ public:
     // training it normalises by the batch mean and biased variance, saves them
     // (saved_invstd = 1 / sqrt(var + eps)) and updates the moving statistics; in
     // evaluation it uses the moving statistics.
-    virtual void batchnorm_forward(Context&, const BatchNormConfig& cfg, Phase phase, View<const T> x,
+    virtual void batchnorm_forward(Context&, const BatchNormOptions& options, Phase phase, View<const T> x,
                                    View<const T> gamma, View<const T> beta, View<T> moving_mean, View<T> moving_var,
                                    View<T> saved_mean, View<T> saved_invstd, View<T> y) = 0;
     // Training-mode gradient (through the batch statistics).
@@ -123,13 +126,13 @@ public:
 
     // --- Optimizers over flat buffers (all parameters at once). Per-step factors arrive
     // in double; the backends round them to T once.
-    virtual void sgd_update(Context&, const SgdConfig& cfg, double lr, View<T> params, View<const T> grads,
+    virtual void sgd_update(Context&, const SgdOptions& options, double lr, View<T> params, View<const T> grads,
                             View<T> velocity) = 0;
-    virtual void rmsprop_update(Context&, const RmspropConfig& cfg, double lr, View<T> params,
+    virtual void rmsprop_update(Context&, const RmspropOptions& options, double lr, View<T> params,
                                 View<const T> grads, View<T> mean_square) = 0;
     // m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, p -= step_size * m / (sqrt(v) + eps). The
     // door passes Keras' bias-corrected step_size = lr * sqrt(1 - b2^step) / (1 - b1^step).
-    virtual void adam_update(Context&, const AdamConfig& cfg, double step_size, View<T> params,
+    virtual void adam_update(Context&, const AdamOptions& options, double step_size, View<T> params,
                              View<const T> grads, View<T> m, View<T> v) = 0;
 
     // --- Utilities.

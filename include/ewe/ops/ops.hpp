@@ -185,7 +185,7 @@ void activation_backward(Context& ctx, Activation act, TensorView<const T> y, Te
 
 // ---------------------------------------------------------------- batch normalization
 template <class T>
-void batchnorm_forward(Context& ctx, const BatchNormConfig& cfg, Phase phase, TensorView<const T> x,
+void batchnorm_forward(Context& ctx, const BatchNormOptions& options, Phase phase, TensorView<const T> x,
                        TensorView<const T> gamma, TensorView<const T> beta, TensorView<T> moving_mean,
                        TensorView<T> moving_var, TensorView<T> saved_mean, TensorView<T> saved_invstd,
                        TensorView<T> y) {
@@ -203,7 +203,7 @@ void batchnorm_forward(Context& ctx, const BatchNormConfig& cfg, Phase phase, Te
         detail::sized(op, "saved_invstd", saved_invstd, c);
     }
     detail::shaped(op, "y", y, x.shape());
-    ctx.backend<T>().batchnorm_forward(ctx, cfg, phase, x, gamma, beta, moving_mean, moving_var, saved_mean,
+    ctx.backend<T>().batchnorm_forward(ctx, options, phase, x, gamma, beta, moving_mean, moving_var, saved_mean,
                                        saved_invstd, y);
 }
 
@@ -323,27 +323,27 @@ void kl_backward(Context& ctx, KlReduction reduction, double coefficient, Tensor
 
 // ---------------------------------------------------------------- optimizers
 template <class T>
-void sgd_update(Context& ctx, const SgdConfig& cfg, double lr, TensorView<T> params, TensorView<const T> grads,
+void sgd_update(Context& ctx, const SgdOptions& options, double lr, TensorView<T> params, TensorView<const T> grads,
                 TensorView<T> velocity) {
     constexpr const char* op = "ops::sgd_update";
     EWE_ON_DEVICE(ctx, op, EWE_ARG(params), EWE_ARG(grads), EWE_ARG(velocity));
     detail::sized(op, "grads", grads, params.numel());
-    if (cfg.momentum != 0.0) detail::sized(op, "velocity", velocity, params.numel());
-    ctx.backend<T>().sgd_update(ctx, cfg, lr, params, grads, velocity);
+    if (options.momentum != 0.0) detail::sized(op, "velocity", velocity, params.numel());
+    ctx.backend<T>().sgd_update(ctx, options, lr, params, grads, velocity);
 }
 
 template <class T>
-void rmsprop_update(Context& ctx, const RmspropConfig& cfg, double lr, TensorView<T> params,
+void rmsprop_update(Context& ctx, const RmspropOptions& options, double lr, TensorView<T> params,
                     TensorView<const T> grads, TensorView<T> mean_square) {
     constexpr const char* op = "ops::rmsprop_update";
     EWE_ON_DEVICE(ctx, op, EWE_ARG(params), EWE_ARG(grads), EWE_ARG(mean_square));
     detail::sized(op, "grads", grads, params.numel());
     detail::sized(op, "mean_square", mean_square, params.numel());
-    ctx.backend<T>().rmsprop_update(ctx, cfg, lr, params, grads, mean_square);
+    ctx.backend<T>().rmsprop_update(ctx, options, lr, params, grads, mean_square);
 }
 
 template <class T>
-void adam_update(Context& ctx, const AdamConfig& cfg, double lr, std::int64_t step, TensorView<T> params,
+void adam_update(Context& ctx, const AdamOptions& options, double lr, std::int64_t step, TensorView<T> params,
                  TensorView<const T> grads, TensorView<T> m, TensorView<T> v) {
     constexpr const char* op = "ops::adam_update";
     EWE_ON_DEVICE(ctx, op, EWE_ARG(params), EWE_ARG(grads), EWE_ARG(m), EWE_ARG(v));
@@ -352,9 +352,9 @@ void adam_update(Context& ctx, const AdamConfig& cfg, double lr, std::int64_t st
     detail::sized(op, "m", m, params.numel());
     detail::sized(op, "v", v, params.numel());
     // Keras' form: the bias corrections fold into the step size; eps is added to sqrt(v).
-    const double correction1 = 1.0 - std::pow(cfg.beta1, double(step));
-    const double correction2 = 1.0 - std::pow(cfg.beta2, double(step));
-    ctx.backend<T>().adam_update(ctx, cfg, lr * std::sqrt(correction2) / correction1, params, grads, m, v);
+    const double correction1 = 1.0 - std::pow(options.beta1, double(step));
+    const double correction2 = 1.0 - std::pow(options.beta2, double(step));
+    ctx.backend<T>().adam_update(ctx, options, lr * std::sqrt(correction2) / correction1, params, grads, m, v);
 }
 
 // ---------------------------------------------------------------- utilities

@@ -71,75 +71,75 @@ protected:
 template <class T>
 class Sgd final : public Optimizer<T> {
 public:
-    Sgd(Context& ctx, ParameterStore<T>& params, double lr = 0.01, SgdConfig config = {})
-        : Optimizer<T>(params, lr), config_(config) {
-        EWE_REQUIRE(config.momentum >= 0 && config.momentum < 1, "SGD: momentum must be in [0, 1), found ",
-                    config.momentum);
-        EWE_REQUIRE(!config.nesterov || config.momentum > 0, "SGD: nesterov needs a momentum > 0");
-        if (config.momentum > 0) velocity_ = this->add_state(ctx, "velocity");
+    Sgd(Context& ctx, ParameterStore<T>& params, SgdOptions options = {})
+        : Optimizer<T>(params, options.lr), options_(options) {
+        EWE_REQUIRE(options.momentum >= 0 && options.momentum < 1, "SGD: momentum must be in [0, 1), found ",
+                    options.momentum);
+        EWE_REQUIRE(!options.nesterov || options.momentum > 0, "SGD: nesterov needs a momentum > 0");
+        if (options.momentum > 0) velocity_ = this->add_state(ctx, "velocity");
     }
     const char* kind() const override { return "SGD"; }
     std::vector<std::pair<std::string, double>> hyperparameters() const override {
-        return {{"momentum", config_.momentum}, {"nesterov", config_.nesterov ? 1.0 : 0.0}};
+        return {{"momentum", options_.momentum}, {"nesterov", options_.nesterov ? 1.0 : 0.0}};
     }
 
 protected:
     void update(Context& ctx, TensorView<T> p, TensorView<const T> g) override {
-        ops::sgd_update<T>(ctx, config_, this->lr_, p, g, velocity_);
+        ops::sgd_update<T>(ctx, options_, this->lr_, p, g, velocity_);
     }
 
 private:
-    SgdConfig config_;
+    SgdOptions options_;
     TensorView<T> velocity_;
 };
 
 template <class T>
 class Rmsprop final : public Optimizer<T> {
 public:
-    Rmsprop(Context& ctx, ParameterStore<T>& params, double lr = 1e-3, RmspropConfig config = {})
-        : Optimizer<T>(params, lr), config_(config) {
-        EWE_REQUIRE(config.rho >= 0 && config.rho < 1, "RMSprop: rho must be in [0, 1), found ", config.rho);
-        EWE_REQUIRE(config.epsilon > 0, "RMSprop: epsilon must be positive, found ", config.epsilon);
+    Rmsprop(Context& ctx, ParameterStore<T>& params, RmspropOptions options = {})
+        : Optimizer<T>(params, options.lr), options_(options) {
+        EWE_REQUIRE(options.rho >= 0 && options.rho < 1, "RMSprop: rho must be in [0, 1), found ", options.rho);
+        EWE_REQUIRE(options.epsilon > 0, "RMSprop: epsilon must be positive, found ", options.epsilon);
         mean_square_ = this->add_state(ctx, "mean_square");
     }
     const char* kind() const override { return "RMSprop"; }
     std::vector<std::pair<std::string, double>> hyperparameters() const override {
-        return {{"rho", config_.rho}, {"epsilon", config_.epsilon}};
+        return {{"rho", options_.rho}, {"epsilon", options_.epsilon}};
     }
 
 protected:
     void update(Context& ctx, TensorView<T> p, TensorView<const T> g) override {
-        ops::rmsprop_update<T>(ctx, config_, this->lr_, p, g, mean_square_);
+        ops::rmsprop_update<T>(ctx, options_, this->lr_, p, g, mean_square_);
     }
 
 private:
-    RmspropConfig config_;
+    RmspropOptions options_;
     TensorView<T> mean_square_;
 };
 
 template <class T>
 class Adam final : public Optimizer<T> {
 public:
-    Adam(Context& ctx, ParameterStore<T>& params, double lr = 1e-3, AdamConfig config = {})
-        : Optimizer<T>(params, lr), config_(config) {
-        EWE_REQUIRE(config.beta1 >= 0 && config.beta1 < 1 && config.beta2 >= 0 && config.beta2 < 1,
-                    "Adam: betas must be in [0, 1), found ", config.beta1, " and ", config.beta2);
-        EWE_REQUIRE(config.epsilon > 0, "Adam: epsilon must be positive, found ", config.epsilon);
+    Adam(Context& ctx, ParameterStore<T>& params, AdamOptions options = {})
+        : Optimizer<T>(params, options.lr), options_(options) {
+        EWE_REQUIRE(options.beta1 >= 0 && options.beta1 < 1 && options.beta2 >= 0 && options.beta2 < 1,
+                    "Adam: betas must be in [0, 1), found ", options.beta1, " and ", options.beta2);
+        EWE_REQUIRE(options.epsilon > 0, "Adam: epsilon must be positive, found ", options.epsilon);
         m_ = this->add_state(ctx, "m");
         v_ = this->add_state(ctx, "v");
     }
     const char* kind() const override { return "Adam"; }
     std::vector<std::pair<std::string, double>> hyperparameters() const override {
-        return {{"beta_1", config_.beta1}, {"beta_2", config_.beta2}, {"epsilon", config_.epsilon}};
+        return {{"beta_1", options_.beta1}, {"beta_2", options_.beta2}, {"epsilon", options_.epsilon}};
     }
 
 protected:
     void update(Context& ctx, TensorView<T> p, TensorView<const T> g) override {
-        ops::adam_update<T>(ctx, config_, this->lr_, this->iterations_, p, g, m_, v_);
+        ops::adam_update<T>(ctx, options_, this->lr_, this->iterations_, p, g, m_, v_);
     }
 
 private:
-    AdamConfig config_;
+    AdamOptions options_;
     TensorView<T> m_, v_;
 };
 

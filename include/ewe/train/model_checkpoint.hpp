@@ -1,7 +1,7 @@
 // ModelCheckpoint: saves the model's parameters and the optimizer's state (ewe/io/
 // checkpoint.hpp) every `every` epochs to `path`, optionally the best epoch so far by a
 // metric (lower is better) to `best_path`, and on SIGINT the weights of that moment
-// to `interrupted_path`. Each file's metadata is the caller's (format, model config)
+// to `interrupted_path`. Each file's metadata is the caller's (format, model options)
 // plus everything Trainer::resume needs to continue the run exactly
 // (Trainer::resume_metadata: position, optimizer kind and settings, the model's seed,
 // batch and shuffle settings). Saves are atomic.

@@ -53,11 +53,11 @@ struct RunSettings {
 };
 
 // The metadata of a training checkpoint: the model's (ewe::sheep_vae_metadata) and the run's.
-ewe::CheckpointMetadata run_metadata(const ewe::SheepVaeConfig& config, const RunSettings& settings);
+ewe::CheckpointMetadata run_metadata(const ewe::SheepVaeOptions& model_options, const RunSettings& settings);
 
 struct SheepCheckpoint {
     ewe::Checkpoint file;
-    ewe::SheepVaeConfig config;
+    ewe::SheepVaeOptions model_options;
     RunSettings settings;
     ewe::TrainProgress progress;
 };
