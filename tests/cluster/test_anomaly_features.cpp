@@ -17,11 +17,13 @@
 #include <unistd.h>
 
 #include "error_of.hpp"
+#include "small_sheep_vae.hpp"
 #include "ewe/anomaly/reference_set.hpp"
 #include "ewe/core/philox.hpp"
 #include "ewe/models/sheep_vae.hpp"
 
 using namespace ewe;
+using ewe_test::small_model_options;
 using namespace ewe::anomaly;
 using ewe_test::error_of;
 
@@ -33,15 +35,6 @@ FeatureMatrix random_matrix(std::int64_t rows, std::int64_t cols, std::uint64_t 
     for (std::size_t i = 0; i < m.values.size(); ++i)
         m.values[i] = double(philox_bits(PhiloxKey{seed, 0, 0}, std::uint64_t(i)) >> 11) / 9007199254740992.0;
     return m;
-}
-
-SheepVaeOptions small_model_options() {
-    SheepVaeOptions c;
-    c.image_size = 8;
-    c.filters = {2, 3};
-    c.units = {6, 5, 4};
-    c.latent = 2;
-    return c;
 }
 
 Tensor<double> small_images(std::int64_t n, std::uint64_t seed) {

@@ -2,6 +2,7 @@
 // gradient check of the complete model and loss (double, reduced sizes), CPU
 // determinism, and the errors that bad configurations and inputs produce.
 #include "gradcheck.hpp"
+#include "small_sheep_vae.hpp"
 
 #include <cmath>
 #include <cstdlib>
@@ -10,6 +11,7 @@
 #include <ewe/io/npy.hpp>
 
 using namespace ewe;
+using ewe_test::small_model_options;
 
 TEST_CASE("the seed model has the original's 12,857,845 parameters (350 non-trainable), decoder 6,511,206") {
     Context ctx;
@@ -51,17 +53,6 @@ TEST_CASE("the seed model's parameter names and order (checkpoints store them) a
     CHECK(info[47].offset == 12857494);  // conv2d_4/bias, the last trainable value
     CHECK(info[12].offset == 12857495);  // batch_normalization/moving_mean, the first non-trainable one
 }
-
-namespace {
-SheepVaeOptions small_model_options() {
-    SheepVaeOptions c;
-    c.image_size = 8;
-    c.filters = {2, 3};
-    c.units = {6, 5, 4};
-    c.latent = 2;
-    return c;
-}
-}  // namespace
 
 TEST_CASE("gradient check of the whole VAE and its loss, every parameter tensor") {
     for (ReparamVariant variant : {ReparamVariant::standard, ReparamVariant::post}) {

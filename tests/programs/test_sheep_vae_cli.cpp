@@ -384,6 +384,21 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
         REQUIRE_MESSAGE(r.rc == 0, r.err);
         CHECK(contains(r.out, "\"reference_size\": 40"));
         CHECK(slurp(dir / "anomalies" / "scores.csv") == fitted);
+        // --k or --pool other than the saved set's is refused, naming both values; the same value is accepted.
+        std::vector<std::string> other_k = loaded;
+        other_k.insert(other_k.end(), {"--k", "7"});
+        r = run(other_k);
+        CHECK(r.rc != 0);
+        CHECK(contains(r.err, "--k 7: the reference set " + saved.string() + " was fitted with k = 5"));
+        std::vector<std::string> other_pool = loaded;
+        other_pool.insert(other_pool.end(), {"--pool", "2"});
+        r = run(other_pool);
+        CHECK(r.rc != 0);
+        CHECK(contains(r.err, "--pool 2: the reference set " + saved.string() + " was fitted with pool = 4"));
+        std::vector<std::string> same_k = loaded;
+        same_k.insert(same_k.end(), {"--k", "5", "--pool", "4"});
+        r = run(same_k);
+        CHECK_MESSAGE(r.rc == 0, r.err);
         loaded.back() = ckp;  // a model checkpoint is not a reference set
         r = run(loaded);
         CHECK(r.rc != 0);

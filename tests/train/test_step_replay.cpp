@@ -13,18 +13,12 @@
 
 #include <ewe/ewe.hpp>
 
+#include "small_sheep_vae.hpp"
+
 using namespace ewe;
+using ewe_test::small_model_options;
 
 namespace {
-SheepVaeOptions small_model_options() {
-    SheepVaeOptions c;
-    c.image_size = 8;
-    c.filters = {2, 3};
-    c.units = {6, 5, 4};
-    c.latent = 2;
-    return c;
-}
-
 // The parameters after `steps` train steps with changing learning rate, KL weight and
 // data, each step through `run_step` (outputs start as NaN, so a step that never ran
 // cannot pass).

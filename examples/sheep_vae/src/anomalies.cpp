@@ -66,6 +66,7 @@ struct AnomalyOptions {
     std::string save_reference;
     std::int64_t k = 5;     // knn_pooled's neighbours
     std::int64_t pool = 4;  // knn_pooled's grid: the last conv map averaged to pool x pool cells
+    bool k_given = false, pool_given = false;  // a saved reference set fixes both
     std::string out = "anomalies";
     std::string score = "sse";
     double quantile = 0.99;
@@ -91,8 +92,17 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
     LoadedModel m = load_model(o.checkpoint, parse_device(o.device));
     // The reference set: loaded, fitted on --reference drawings, or on the scored ones.
     const ewe::anomaly::ReferenceSet reference = [&] {
-        if (!o.reference.empty() && fs::path(o.reference).extension() == ".safetensors")
-            return ewe::anomaly::ReferenceSet::load(o.reference);
+        if (!o.reference.empty() && fs::path(o.reference).extension() == ".safetensors") {
+            ewe::anomaly::ReferenceSet loaded = ewe::anomaly::ReferenceSet::load(o.reference);
+            const ewe::anomaly::EnsembleOptions& fitted = loaded.options();
+            if (o.k_given && o.k != fitted.k)
+                fail("--k ", o.k, ": the reference set ", o.reference, " was fitted with k = ", fitted.k,
+                     "; leave --k out to use it, or fit a new set from drawings (--reference DRAWINGS.npy)");
+            if (o.pool_given && o.pool != fitted.knn_tap.grid)
+                fail("--pool ", o.pool, ": the reference set ", o.reference, " was fitted with pool = ",
+                     fitted.knn_tap.grid, "; leave --pool out to use it, or fit a new set from drawings (--reference DRAWINGS.npy)");
+            return loaded;
+        }
         const std::int64_t convolutions = std::int64_t(m.checkpoint.model_options.filters.size());
         const ewe::anomaly::EnsembleOptions options =
             ewe::anomaly::EnsembleOptions{}
@@ -240,9 +250,10 @@ Command add_anomalies_command(CLI::App& app, const Console& io) {
                   "the k-NN and Mahalanobis references, the ensemble's calibration), or a reference set .safetensors "
                   "written by --save-reference (default: fit on the scored drawings)");
     c->add_option("--save-reference", o.save_reference, "Write the fitted reference set here (.safetensors)");
-    c->add_option("--k", o.k, "Neighbours of knn_pooled")->capture_default_str()->check(number_in(1, 100000));
+    c->add_option("--k", o.k, "Neighbours of knn_pooled")->capture_default_str()->check(number_in(1, 100000))
+        ->each([&o](const std::string&) { o.k_given = true; });
     c->add_option("--pool", o.pool, "knn_pooled's grid: the last convolution's map averaged to POOL x POOL cells")
-        ->capture_default_str()->check(number_in(1, 1024));
+        ->capture_default_str()->check(number_in(1, 1024))->each([&o](const std::string&) { o.pool_given = true; });
     c->add_option("--out", o.out, "Output folder")->capture_default_str();
     c->add_option("--score", o.score, "Score behind the cutoff and the drawings above it")
         ->capture_default_str()->check(CLI::IsMember({"sse", "ink_adjusted_sse", "neg_elbo", "iw_nll", "complexity_adjusted_nll", "knn_pooled",

@@ -32,7 +32,6 @@
 #pragma once
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -46,6 +45,7 @@
 #include <vector>
 
 #include "ewe/core/context.hpp"
+#include "ewe/core/error.hpp"
 #include "ewe/core/philox.hpp"
 #include "ewe/core/step_replay.hpp"
 #include "ewe/dist/communicator.hpp"
@@ -343,7 +343,7 @@ public:
         for (const auto& [name, value] : optimizer_.hyperparameters()) require("optimizer." + name);
         for (const auto& [name, ours] : optimizer_.hyperparameters()) {
             const double theirs = checkpoint.meta_double("optimizer." + name, -1e300, 1e300);
-            if (theirs != ours) refuse(std::string(optimizer_.kind()) + " " + name, shortest(theirs), shortest(ours));
+            if (theirs != ours) refuse(std::string(optimizer_.kind()) + " " + name, format_number(theirs), format_number(ours));
         }
         const std::int64_t batch = checkpoint.meta_int("fit.batch_size", 1, std::int64_t(1) << 40);
         if (batch != options_.batch_size) refuse("batch_size", std::to_string(batch), std::to_string(options_.batch_size));
@@ -499,12 +499,6 @@ private:
         Tensor<double> device = Tensor<double>::copy_of(host.view(), comm_->device());
         comm_->all_reduce(device.view(), 1.0);
         copy<double>(device.view(), host.view());
-    }
-
-    // The shortest text that reads back as v (0.9, not 0.90000000000000002).
-    static std::string shortest(double v) {
-        char buf[32];
-        return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
     }
 
     Context& ctx_;
