@@ -28,10 +28,14 @@ fs::path temp_dir(const std::string& name) {
     return dir;
 }
 
+// $EWE_DATA/sheep.npy, or empty (and a message saying the case is skipped) where it is
+// absent, as test_sheep_model's real-data case does.
 fs::path sheep_file() {
     const char* dir = std::getenv("EWE_DATA");
-    REQUIRE_MESSAGE(dir != nullptr, "EWE_DATA must name the Quick, Draw! folder (the test CMake sets it)");
-    return fs::path(dir) / "sheep.npy";
+    const fs::path file = fs::path(dir ? dir : "") / "sheep.npy";
+    if (dir && fs::exists(file)) return file;
+    MESSAGE("skipped: " << file << " not found (set EWE_DATA to the Quick, Draw! folder)");
+    return {};
 }
 
 // Mean squared error of the model's reconstructions of `images`.
@@ -49,10 +53,11 @@ using ewe_test::error_of;
 }  // namespace
 
 TEST_CASE("Model: a plain autoencoder of sheep is built, trained, saved and reloaded in a few lines") {
+    const fs::path sheep = sheep_file();
+    if (sheep.empty()) return;
     const fs::path dir = temp_dir("plain");
     ewe::Context ctx;
-    const ewe::Tensor<float> images =
-        ewe::io::read_images_npy<float>(sheep_file(), ewe::Shape{28, 28, 1}, 1.0 / 255, /*limit=*/64);
+    const ewe::Tensor<float> images = ewe::io::read_images_npy<float>(sheep, ewe::Shape{28, 28, 1}, 1.0 / 255, /*limit=*/64);
     REQUIRE(images.shape() == ewe::Shape{64, 28, 28, 1});
     CHECK(*std::min_element(images.data(), images.data() + images.numel()) == 0.0f);
     CHECK(*std::max_element(images.data(), images.data() + images.numel()) == 1.0f);

@@ -22,6 +22,14 @@
 #include <immintrin.h>
 #endif
 
+// GCC's unroll hint for the tile loops; nvcc's front end, which reads this header in the
+// CUDA programs' host code, does not know the pragma, so it is left out there.
+#if defined(__CUDACC__) || !defined(__GNUC__)
+#define EWE_GEMM_UNROLL(n)
+#else
+#define EWE_GEMM_UNROLL(n) _Pragma(#n)
+#endif
+
 namespace ewe::cpu {
 
 #if defined(__AVX512F__)
@@ -48,27 +56,27 @@ void tile(std::int64_t depth, const float* a, std::int64_t a_cs, const float* b,
     __mmask16 mask[Vectors];
     for (int v = 0; v < Vectors; ++v) mask[v] = lanes(cols - v * kLanes);
     __m512 acc[Rows][Vectors];
-#pragma GCC unroll 8
+EWE_GEMM_UNROLL(GCC unroll 8)
     for (int r = 0; r < Rows; ++r)
-#pragma GCC unroll 3
+EWE_GEMM_UNROLL(GCC unroll 3)
         for (int v = 0; v < Vectors; ++v)
             acc[r][v] = load_c ? _mm512_maskz_loadu_ps(mask[v], c + r * ldc + v * kLanes) : _mm512_setzero_ps();
     for (std::int64_t p = 0; p < depth; ++p) {
         __m512 bv[Vectors];
-#pragma GCC unroll 3
+EWE_GEMM_UNROLL(GCC unroll 3)
         for (int v = 0; v < Vectors; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], b + p * ldb + v * kLanes);
         const float* ap = a + p * a_cs;
-#pragma GCC unroll 8
+EWE_GEMM_UNROLL(GCC unroll 8)
         for (int r = 0; r < Rows; ++r) {
             const __m512 av = _mm512_set1_ps(ap[r]);
-#pragma GCC unroll 3
+EWE_GEMM_UNROLL(GCC unroll 3)
             for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
         }
     }
-#pragma GCC unroll 3
+EWE_GEMM_UNROLL(GCC unroll 3)
     for (int v = 0; v < Vectors; ++v) {
         const __m512 add = bias ? _mm512_maskz_loadu_ps(mask[v], bias + v * kLanes) : _mm512_setzero_ps();
-#pragma GCC unroll 8
+EWE_GEMM_UNROLL(GCC unroll 8)
         for (int r = 0; r < Rows; ++r) {
             __m512 out = _mm512_add_ps(acc[r][v], add);
             if (relu) out = _mm512_max_ps(out, _mm512_setzero_ps());
