@@ -222,21 +222,8 @@ void layer_benchmark(benchmark::State& state, const SheepLayer& layer, Pass pass
 int main(int argc, char** argv) {
     const int all_threads = int(std::max(1u, std::thread::hardware_concurrency()));
     benchmark::RegisterBenchmark("BM_PeakFma", BM_PeakFma)->Arg(1)->Arg(all_threads)->Unit(benchmark::kMillisecond)->UseRealTime();
-    static const std::vector<SheepLayer> layers = ewe::bench::sheep_layers();
-    for (std::size_t i = 0; i < layers.size(); ++i) {
-        for (Pass pass : {Pass::forward, Pass::backward_weights, Pass::backward}) {
-            // The model's first layer gets no input gradient in training.
-            if (i == 0 && pass == Pass::backward) continue;
-            const SheepLayer& layer = layers[i];
-            benchmark::RegisterBenchmark(("ewe/" + layer.name + "/" + to_string(pass)).c_str(),
-                                         [&layer, pass](benchmark::State& s) { layer_benchmark(s, layer, pass); })
-                ->ArgName("batch")
-                ->Arg(8)
-                ->Arg(64)
-                ->Unit(benchmark::kMillisecond)
-                ->UseRealTime();
-        }
-    }
+    ewe::bench::register_layer_benchmarks("ewe", {Pass::forward, Pass::backward_weights, Pass::backward}, Pass::backward,
+                                          layer_benchmark);
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     benchmark::RunSpecifiedBenchmarks();

@@ -5,8 +5,11 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
+
+#include <benchmark/benchmark.h>
 
 #include <ewe/ewe.hpp>
 
@@ -69,6 +72,27 @@ inline std::vector<SheepLayer> sheep_layers() {
     detail::add_layer("heads", vae.z_log_var(), layers);
     for (std::size_t i = 0; i < vae.decoder().size(); ++i) detail::add_layer("decoder", vae.decoder()[i], layers);
     return layers;
+}
+
+// Registers `run(state, layer, pass)` as PREFIX/LAYER/PASS (to_string(pass)) at batch 8
+// and 64 for every layer of the seed model and every pass but `input_gradient` of the
+// first layer: the model's input needs no gradient in training.
+template <class Pass, class Run>
+void register_layer_benchmarks(const std::string& prefix, std::initializer_list<Pass> passes, Pass input_gradient,
+                               Run run) {
+    static const std::vector<SheepLayer> layers = sheep_layers();
+    for (std::size_t i = 0; i < layers.size(); ++i)
+        for (Pass pass : passes) {
+            if (i == 0 && pass == input_gradient) continue;
+            const SheepLayer& layer = layers[i];
+            benchmark::RegisterBenchmark((prefix + "/" + layer.name + "/" + to_string(pass)).c_str(),
+                                         [&layer, pass, run](benchmark::State& s) { run(s, layer, pass); })
+                ->ArgName("batch")
+                ->Arg(8)
+                ->Arg(64)
+                ->Unit(benchmark::kMillisecond)
+                ->UseRealTime();
+        }
 }
 
 }  // namespace ewe::bench

@@ -155,20 +155,8 @@ void layer_benchmark(benchmark::State& state, const SheepLayer& layer, Pass pass
 }  // namespace
 
 int main(int argc, char** argv) {
-    static const std::vector<SheepLayer> layers = ewe::bench::sheep_layers();
-    for (std::size_t i = 0; i < layers.size(); ++i) {
-        for (Pass pass : {Pass::forward, Pass::backward_data, Pass::backward_weights}) {
-            if (i == 0 && pass == Pass::backward_data) continue;  // the model's input needs no gradient
-            const SheepLayer& layer = layers[i];
-            benchmark::RegisterBenchmark(("onednn/" + layer.name + "/" + to_string(pass)).c_str(),
-                                         [&layer, pass](benchmark::State& s) { layer_benchmark(s, layer, pass); })
-                ->ArgName("batch")
-                ->Arg(8)
-                ->Arg(64)
-                ->Unit(benchmark::kMillisecond)
-                ->UseRealTime();
-        }
-    }
+    ewe::bench::register_layer_benchmarks("onednn", {Pass::forward, Pass::backward_data, Pass::backward_weights},
+                                          Pass::backward_data, layer_benchmark);
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     benchmark::RunSpecifiedBenchmarks();
