@@ -4,7 +4,8 @@
 // so ewe's CMake target defines EIGEN_DONT_PARALLELIZE), and partials of items are
 // summed in item order: results are the same for any number of threads. Convolutions
 // go through im2col (ewe/cpu/im2col.hpp); their float products run on the AVX-512
-// kernel of ewe/cpu/gemm.hpp where the build targets AVX-512, on Eigen elsewhere.
+// kernel of ewe/cpu/gemm.hpp where the build targets AVX-512, on Eigen elsewhere, and so
+// do the dense layers' (through ewe/cpu/dense_kernels.hpp).
 // Reductions over a tensor accumulate in double, also for float data. Including this
 // header registers the float backend with ewe::Context (ewe/core/cpu_hooks.hpp), as the
 // CUDA module registers its own; ewe/cpu/double_backend.hpp registers the double one.
@@ -22,6 +23,7 @@
 #include <type_traits>
 
 #include "ewe/core/context.hpp"
+#include "ewe/cpu/dense_kernels.hpp"
 #include "ewe/cpu/gemm.hpp"
 #include "ewe/cpu/im2col.hpp"
 #include "ewe/cpu/thread_pool.hpp"
@@ -31,19 +33,6 @@ namespace ewe::cpu {
 
 template <class T>
 using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using MatrixMap = Eigen::Map<Matrix<T>>;
-template <class T>
-using ConstMatrixMap = Eigen::Map<const Matrix<T>>;
-
-template <class T>
-MatrixMap<T> as_matrix(TensorView<T> t, std::int64_t rows, std::int64_t cols) {
-    return MatrixMap<T>(t.data(), rows, cols);
-}
-template <class T>
-ConstMatrixMap<T> as_matrix(TensorView<const T> t, std::int64_t rows, std::int64_t cols) {
-    return ConstMatrixMap<T>(t.data(), rows, cols);
-}
 
 // Element-wise loops run in pieces of this many elements (one piece: no thread wakes).
 constexpr std::int64_t kParallelGrain = 1 << 15;
@@ -154,24 +143,24 @@ public:
 
     // y = act(x w + b). Small products run as one item. Otherwise w's long side is cut
     // into pieces: `out` pieces give blocks of y's columns (bias and activation applied
-    // while the block is in cache); `in` pieces (the encoder's 62720 -> 100) give
-    // partial products over a block of w's rows, each read once, summed in piece order.
+    // while the block is in cache; x transposed once, so no item packs it again); `in`
+    // pieces (the encoder's 62720 -> 100) give partial products over a block of w's rows,
+    // each read once, summed in piece order.
     void dense_forward(Context& ctx, View<const T> x, View<const T> w, View<const T> b, Activation act,
                        View<T> y) override {
         const std::int64_t n = x.dim(0), in = x.dim(1), out = w.dim(1);
-        auto X = as_matrix(x, n, in);
-        auto W = as_matrix(w, in, out);
-        auto Y = as_matrix(y, n, out);
         const std::int64_t piece = product_piece(std::max(in, out));
         if (n * in * out <= kSerialProduct || std::max(in, out) <= piece) {
-            Y.noalias() = X * W;
+            dense_product(n, out, in, x.data(), in, 1, w.data(), out, false, y.data(), out);
             bias_activation(act, b.data(), y.data(), n, out);
             return;
         }
         if (out > in) {
+            T* xt = ctx.cpu_scratch<T>(in * n);
+            transpose_into(x.data(), n, in, xt);
             parallel_for(thread_count(ctx), (out + piece - 1) / piece, [&](std::int64_t item, int) {
                 const std::int64_t c0 = item * piece, cols = std::min(piece, out - c0);
-                Y.middleCols(c0, cols).noalias() = X * W.middleCols(c0, cols);
+                dense_product(n, cols, in, xt, 1, n, w.data() + c0, out, false, y.data() + c0, out);
                 bias_activation(act, b.empty() ? nullptr : b.data() + c0, y.data() + c0, n, cols, out);
             });
             return;
@@ -180,7 +169,7 @@ public:
         T* parts = ctx.cpu_scratch<T>(pieces * n * out);
         parallel_for(thread_count(ctx), pieces, [&](std::int64_t item, int) {
             const std::int64_t k0 = item * piece, rows = std::min(piece, in - k0);
-            MatrixMap<T>(parts + item * n * out, n, out).noalias() = X.middleCols(k0, rows) * W.middleRows(k0, rows);
+            dense_product(n, out, rows, x.data() + k0, in, 1, w.data() + k0 * out, out, false, parts + item * n * out, out);
         });
         sum_partials(thread_count(ctx), parts, pieces, n * out, n * out, y.data());
         bias_activation(act, b.data(), y.data(), n, out);
@@ -193,10 +182,6 @@ public:
     void dense_backward(Context& ctx, View<const T> x, View<const T> w, View<const T> y, View<const T> dy,
                         Activation act, View<T> dpre, View<T> dx, View<T> dw, View<T> db) override {
         const std::int64_t n = x.dim(0), in = x.dim(1), out = w.dim(1);
-        auto d = as_matrix(View<const T>(dpre), n, out);
-        auto X = as_matrix(x, n, in);
-        auto W = as_matrix(w, in, out);
-        auto dW = as_matrix(dw, in, out);
         const std::int64_t piece = product_piece(std::max(in, out));
         const bool serial = n * in * out <= kSerialProduct || std::max(in, out) <= piece;
         const std::int64_t pieces = (out + piece - 1) / piece;
@@ -215,15 +200,16 @@ public:
         };
         if (serial || in >= out) dpre_and_db(0, out);
         if (serial) {
-            dW.noalias() = X.transpose() * d;
-            if (!dx.empty()) as_matrix(dx, n, in).noalias() = d * W.transpose();
+            dense_product(in, out, n, x.data(), 1, in, dpre.data(), out, false, dw.data(), out);  // dW = X^T D
+            if (!dx.empty()) dense_product(n, in, out, dpre.data(), out, 1, w.data(), out, true, dx.data(), in);  // D W^T
             return;
         }
         if (in >= out) {
             parallel_for(thread_count(ctx), (in + piece - 1) / piece, [&](std::int64_t item, int) {
                 const std::int64_t r0 = item * piece, rows = std::min(piece, in - r0);
-                dW.middleRows(r0, rows).noalias() = X.middleCols(r0, rows).transpose() * d;
-                if (!dx.empty()) as_matrix(dx, n, in).middleCols(r0, rows).noalias() = d * W.middleRows(r0, rows).transpose();
+                dense_product(rows, out, n, x.data() + r0, 1, in, dpre.data(), out, false, dw.data() + r0 * out, out);
+                if (!dx.empty())
+                    dense_product(n, rows, out, dpre.data(), out, 1, w.data() + r0 * out, out, true, dx.data() + r0, in);
             });
             return;
         }
@@ -231,11 +217,39 @@ public:
         parallel_for(thread_count(ctx), pieces, [&](std::int64_t item, int) {
             const std::int64_t c0 = item * piece, cols = std::min(piece, out - c0);
             dpre_and_db(c0, cols);
-            dW.middleCols(c0, cols).noalias() = X.transpose() * d.middleCols(c0, cols);
+            dense_product(in, cols, n, x.data(), 1, in, dpre.data() + c0, out, false, dw.data() + c0, out);
             if (parts != nullptr)
-                MatrixMap<T>(parts + item * n * in, n, in).noalias() = d.middleCols(c0, cols) * W.middleCols(c0, cols).transpose();
+                dense_product(n, in, cols, dpre.data() + c0, out, 1, w.data() + c0, out, true, parts + item * n * in, in);
         });
         if (parts != nullptr) sum_partials(thread_count(ctx), parts, pieces, n * in, n * in, dx.data());
+    }
+
+    // C (m x n, rows ldc apart) = A B, the dense layers' products: A(i, p) at
+    // a[i * a_rs + p * a_cs] (a_cs == 1 or a_rs == 1), B (k x n) row-major, rows ldb
+    // apart, or with b_transposed B^T (n x k) row-major, rows ldb apart (B = w^T; A then
+    // row-major, a_cs == 1). Float
+    // runs the kernels of ewe/cpu/dense_kernels.hpp where compiled, when C has at least
+    // kGemmMinColumns columns; everything else Eigen's product (the portable path); on
+    // the calling thread.
+    static void dense_product(std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t a_rs,
+                              std::int64_t a_cs, const T* b, std::int64_t ldb, bool b_transposed, T* c,
+                              std::int64_t ldc) {
+        if constexpr (kGemmKernel) {
+            if (n >= kGemmMinColumns) {
+                if (b_transposed) streamed_product_bt(m, n, k, a, a_rs, b, ldb, c, ldc, false);
+                else streamed_product(m, n, k, a, a_rs, a_cs, b, ldb, c, ldc, false);
+                return;
+            }
+        }
+        using Strided = Eigen::Map<Matrix<T>, 0, Eigen::OuterStride<>>;
+        using ConstStrided = Eigen::Map<const Matrix<T>, 0, Eigen::OuterStride<>>;
+        Strided C(c, m, n, Eigen::OuterStride<>(ldc));
+        const auto times_b = [&](const auto& A) {
+            if (b_transposed) C.noalias() = A * ConstStrided(b, n, k, Eigen::OuterStride<>(ldb)).transpose();
+            else C.noalias() = A * ConstStrided(b, k, n, Eigen::OuterStride<>(ldb));
+        };
+        if (a_cs == 1) times_b(ConstStrided(a, m, k, Eigen::OuterStride<>(a_rs)));
+        else times_b(ConstStrided(a, k, m, Eigen::OuterStride<>(a_cs)).transpose());
     }
 
     // Convolutions lower to GEMMs over im2col blocks: a block's patch matrix is built,
