@@ -33,13 +33,14 @@ struct ProductCase {
     Kernel kernel;
     std::int64_t m, n, k;
     bool transposed_a, accumulate;
+    std::int64_t c_padding = 3;  // C's rows are n + c_padding apart
 };
 
 // The largest |kernel - reference| over C relative to the largest |reference|; entries
 // of C's rows past column n must stay untouched.
 double product_error(const ProductCase& t) {
     const bool transposed_b = t.kernel != Kernel::streamed;
-    const std::int64_t ldc = t.n + 3, ldb = (transposed_b ? t.k : t.n) + 5;
+    const std::int64_t ldc = t.n + t.c_padding, ldb = (transposed_b ? t.k : t.n) + 5;
     const std::vector<float> a = pattern(t.m * t.k, 11, 0.45f), b = pattern((transposed_b ? t.n : t.k) * ldb, 7, 0.5f);
     std::vector<float> c = pattern(t.m * ldc, 3, 0.4f);
     const std::vector<float> c0 = c;
@@ -150,12 +151,14 @@ TEST_CASE("the dense kernels' transpose and products match a double reference at
 #endif
     using enum Kernel;
     // Column blocks and depth groups (m <= 16, k <= 128, transposed A) with remainders;
+    // non-temporal stores of a large C (k <= 16), of whole rows and of blocks of rows;
     // dot tiles with partial tiles and a partial last vector; panels with partial 16 x 16
     // blocks, several panels in both directions.
     for (const ProductCase& t :
          {ProductCase{streamed, 1, 8, 1, false, false}, ProductCase{streamed, 8, 100, 1000, false, false},
           ProductCase{streamed, 9, 401, 100, true, false}, ProductCase{streamed, 13, 100, 7, true, true},
-          ProductCase{streamed, 17, 450, 101, true, true}, ProductCase{dot, 1, 1, 1, false, false},
+          ProductCase{streamed, 17, 450, 101, true, true}, ProductCase{streamed, 1337, 101, 7, true, false, 0},
+          ProductCase{streamed, 101, 1400, 9, true, false}, ProductCase{dot, 1, 1, 1, false, false},
           ProductCase{dot, 8, 103, 100, false, false}, ProductCase{dot, 7, 5, 33, false, true},
           ProductCase{dot, 16, 9, 128, false, true}, ProductCase{panel, 3, 8, 5, false, false},
           ProductCase{panel, 8, 100, 300, false, false}, ProductCase{panel, 17, 250, 100, false, true},
