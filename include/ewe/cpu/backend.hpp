@@ -224,18 +224,22 @@ public:
         if (parts != nullptr) sum_partials(thread_count(ctx), parts, pieces, n * in, n * in, dx.data());
     }
 
+    // A w^T smaller than this (128 KB) stays in cache, where Eigen's product is as fast
+    // or faster: the small layers' input gradients ran 1-2 us slower on the kernels.
+    static constexpr std::int64_t kDenseTransposedMinValues = std::int64_t(1) << 15;
+
     // C (m x n, rows ldc apart) = A B, the dense layers' products: A(i, p) at
     // a[i * a_rs + p * a_cs] (a_cs == 1 or a_rs == 1), B (k x n) row-major, rows ldb
     // apart, or with b_transposed B^T (n x k) row-major, rows ldb apart (B = w^T; A then
-    // row-major, a_cs == 1). Float
-    // runs the kernels of ewe/cpu/dense_kernels.hpp where compiled, when C has at least
-    // kGemmMinColumns columns; everything else Eigen's product (the portable path); on
-    // the calling thread.
+    // row-major, a_cs == 1). Float runs the kernels of ewe/cpu/dense_kernels.hpp where
+    // compiled, when C has at least kGemmMinColumns columns and, with b_transposed, B at
+    // least kDenseTransposedMinValues values; everything else Eigen's product (the
+    // portable path); on the calling thread.
     static void dense_product(std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t a_rs,
                               std::int64_t a_cs, const T* b, std::int64_t ldb, bool b_transposed, T* c,
                               std::int64_t ldc) {
         if constexpr (kGemmKernel) {
-            if (n >= kGemmMinColumns) {
+            if (n >= kGemmMinColumns && (!b_transposed || n * k >= kDenseTransposedMinValues)) {
                 if (b_transposed) streamed_product_bt(m, n, k, a, a_rs, b, ldb, c, ldc, false);
                 else streamed_product(m, n, k, a, a_rs, a_cs, b, ldb, c, ldc, false);
                 return;

@@ -1,19 +1,24 @@
-// The float matrix products of the CPU dense layers on AVX-512, built on the register
-// tiles of ewe/cpu/gemm.hpp. The big dense layers' weight matrix (62720 x 100 floats,
-// 25 MB) does not fit in any cache, and at a small batch each of its elements takes part
-// in only a few multiply-adds: their products are bound by streaming W from memory, so
-// both products here read W (the matrix B) once, a cache-sized block at a time, and run
-// every row tile of A over the block while it is in L1/L2:
-// - streamed_product: C (+)= A B, B row-major (forward; weight gradient X^T dY), B cut into
-//   blocks of kDenseColumnBlock columns;
-// - streamed_product_bt: C (+)= A B^T with B row-major (the input gradient dY W^T), B
-//   transposed a panel at a time (16 x 16 blocks transposed in registers) into a buffer
-//   on the stack, so that the tiles broadcast A and load rows of the panel as in
-//   gemm(). Single-threaded: the CPU backend cuts the layer into items (ewe/cpu/
-//   backend.hpp) and calls these inside them. The order of the sums depends on the shapes
-//   only. Compiled where ewe::cpu::kHasGemmKernel is (AVX-512F); elsewhere the backend
-//   keeps Eigen's products. Checked against a double-precision reference in
-//   tests/nn/test_dense_kernels.cpp; bench_cpu_layers measures them per layer.
+// The float matrix products of the CPU dense layers on AVX-512, built on gemm() of
+// ewe/cpu/gemm.hpp (its 8 x 48 register tiles). The big layers' weight matrix W
+// (62720 x 100 floats, 25 MB) fits in no cache, and at batch 8 each of its elements takes
+// part in 8 multiply-adds: those products are bound by memory, so each reads W once, in
+// long sequential runs, and writes each output once:
+// - streamed_product: C = A B, B row-major (the forward x w; the weight gradient x^T d).
+//   B in blocks of kDenseColumnBlock columns that every row tile of A uses while they are
+//   in L2; for few rows of A and a shallow, wide B (the decoder's 100 -> 62720 forward
+//   at batch 8) in groups of kDepthGroup whole rows of B instead; for a large C over a
+//   short depth (the weight gradients at batch 8) through a buffer, with non-temporal
+//   stores.
+// - streamed_product_bt: C = A B^T, B row-major (the input gradient d w^T): for few,
+//   short rows (the encoder's 62720 -> 100 at batch 8) dot products of rows of A and B,
+//   reading B in memory order; otherwise B transposed a panel at a time (16 x 16 blocks
+//   transposed in registers) for gemm().
+// Each choice was measured on the seed model's shapes (the constants below say by how
+// much). Single-threaded: the CPU backend (ewe/cpu/backend.hpp) cuts a layer into items
+// fixed by the shapes and calls these inside them; the order of the sums depends on the
+// shapes only. Compiled where ewe::cpu::kHasGemmKernel is (AVX-512F); elsewhere the
+// backend keeps Eigen's products. Checked against a double-precision reference in
+// tests/nn/test_dense_kernels.cpp; bench_cpu_layers measures them per layer.
 #pragma once
 
 #include <algorithm>
@@ -24,6 +29,14 @@
 namespace ewe::cpu {
 
 #if defined(__AVX512F__)
+
+// GCC 12's intrinsics (_mm512_unpacklo_ps and the like, through _mm512_undefined_ps)
+// trip its own -W(maybe-)uninitialized once inlined (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace dense_detail {
 
@@ -142,8 +155,8 @@ inline void stream_copy(float* dst, const float* src, std::int64_t count) {
 
 }  // namespace dense_detail
 
-// Columns of B per block of streamed_product: a block of k rows stays in L2 (100 rows: 77 KB)
-// while every row tile of A passes over it.
+// Columns of B per block of streamed_product: a block of k rows (100 rows: 77 KB) stays
+// in L2 while every row tile of A passes over it.
 inline constexpr std::int64_t kDenseColumnBlock = 192;
 // The panel of panel_product_bt: kDensePanelDepth x kDensePanelColumns floats (56 KB;
 // 112 columns: the 100 features of the big layers in one panel).
@@ -170,10 +183,11 @@ inline constexpr std::int64_t kStoreRows = 16;
 inline constexpr std::int64_t kDepthGroupRows = 16;
 inline constexpr std::int64_t kDepthBlockedAbove = 128;
 inline constexpr std::int64_t kDepthGroup = 8;
+
 // C (m x n, rows ldc apart) = A B (accumulate: C + A B), A (m x k) at
-// a[i * a_rs + p * a_cs], B (k x n) row-major, rows ldb apart, in blocks of
-// kDenseColumnBlock columns of B. A row-major A (a_rs != 1) is packed by gemm() once per
-// block: callers that pass many blocks transpose it first (a_rs == 1).
+// a[i * a_rs + p * a_cs], B (k x n) row-major, rows ldb apart. A row-major A
+// (a_rs != 1) is packed by gemm() once per block of B: callers that pass many blocks
+// transpose it first (a_rs == 1).
 inline void streamed_product(std::int64_t m, std::int64_t n, std::int64_t k, const float* a, std::int64_t a_rs,
                              std::int64_t a_cs, const float* b, std::int64_t ldb, float* c, std::int64_t ldc,
                              bool accumulate) {
@@ -248,6 +262,10 @@ inline void streamed_product_bt(std::int64_t m, std::int64_t n, std::int64_t k, 
     if (m <= kDotProductRows && k <= kDotProductDepth) dot_product_bt(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
     else panel_product_bt(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 #endif
 
