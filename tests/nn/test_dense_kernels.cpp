@@ -1,10 +1,11 @@
 // The dense layers' float products (ewe/cpu/dense_kernels.hpp) against a double
-// reference at shapes with remainders in every dimension (partial 16 x 16 transpose
-// blocks, row and column tiles, panels and column blocks), then the float CPU dense ops
-// through the backend in each of their blockings (one item, pieces of w's rows, pieces of
-// w's columns) against the same reference, and identical for 1, 2 and 3 threads. The
-// kernel cases are skipped, with a message, where the build has no AVX-512 (the backend
-// then uses Eigen's products; the op cases run either way).
+// reference at shapes with remainders in every dimension: the 16 x 16 register
+// transpose; streamed_product's column blocks, depth groups and non-temporal stores;
+// streamed_product_bt's two ways, dot-product tiles and transposed panels. Then the
+// float CPU dense ops through the backend in each of their blockings (one item, pieces
+// of w's rows, pieces of w's columns) against the same reference, and identical for 1, 2
+// and 3 threads. The kernel cases are skipped, with a message, where the build has no
+// AVX-512 (the backend then uses Eigen's products; the op cases run either way).
 #include <doctest/doctest.h>
 
 #include <algorithm>
