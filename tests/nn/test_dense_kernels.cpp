@@ -53,7 +53,9 @@ double product_error(const ProductCase& t) {
         case Kernel::streamed:
             cpu::streamed_product(t.m, t.n, t.k, a.data(), a_rs, a_cs, b.data(), ldb, c.data(), ldc, t.accumulate);
             break;
-        case Kernel::dot: cpu::dot_product_bt(t.m, t.n, t.k, a.data(), t.k, b.data(), ldb, c.data(), ldc, t.accumulate); break;
+        case Kernel::dot:
+            cpu::dot_product_bt(t.m, t.n, t.k, a.data(), t.k, b.data(), ldb, c.data(), ldc, t.accumulate);
+            break;
         case Kernel::panel:
             cpu::panel_product_bt(t.m, t.n, t.k, a.data(), t.k, b.data(), ldb, c.data(), ldc, t.accumulate);
             break;

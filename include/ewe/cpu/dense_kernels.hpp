@@ -209,7 +209,8 @@ inline void streamed_product(std::int64_t m, std::int64_t n, std::int64_t k, con
     }
     if (m <= kDepthGroupRows && k <= kDepthBlockedAbove && a_rs == 1) {
         for (std::int64_t p0 = 0; p0 < k; p0 += kDepthGroup)
-            gemm(m, n, std::min(kDepthGroup, k - p0), a + p0 * a_cs, a_rs, a_cs, b + p0 * ldb, ldb, c, ldc, accumulate || p0 > 0);
+            gemm(m, n, std::min(kDepthGroup, k - p0), a + p0 * a_cs, a_rs, a_cs, b + p0 * ldb, ldb, c, ldc,
+                 accumulate || p0 > 0);
         return;
     }
     for (std::int64_t j0 = 0; j0 < n; j0 += kDenseColumnBlock)
@@ -235,8 +236,9 @@ inline void dot_product_bt(std::int64_t m, std::int64_t n, std::int64_t k, const
     using dense_detail::kDotRows;
     for (std::int64_t j0 = 0; j0 < n; j0 += kDotRows)
         for (std::int64_t i0 = 0; i0 < m; i0 += kDotRows)
-            dense_detail::dot_tile(int(std::min<std::int64_t>(kDotRows, m - i0)), int(std::min<std::int64_t>(kDotRows, n - j0)),
-                                   k, a + i0 * lda, lda, b + j0 * ldb, ldb, c + i0 * ldc + j0, ldc, accumulate);
+            dense_detail::dot_tile(int(std::min<std::int64_t>(kDotRows, m - i0)),
+                                   int(std::min<std::int64_t>(kDotRows, n - j0)), k, a + i0 * lda, lda, b + j0 * ldb, ldb,
+                                   c + i0 * ldc + j0, ldc, accumulate);
 }
 
 // The same product through gemm(): B^T transposed a kDensePanelDepth x
