@@ -397,7 +397,7 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
         other_pool.insert(other_pool.end(), {"--pool", "2"});
         r = run(other_pool);
         CHECK(r.rc != 0);
-        CHECK(contains(r.err, "--pool 2: the reference set " + saved.string() + " was fitted with pool = 4"));
+        CHECK(contains(r.err, "--pool 2: the reference set " + saved.string() + " was fitted with pool = 7"));
         std::vector<std::string> same_k = loaded;
         same_k.insert(same_k.end(), {"--k", "5", "--pool", "7"});
         r = run(same_k);
