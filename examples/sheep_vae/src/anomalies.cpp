@@ -21,7 +21,7 @@
 //        is not normal merely for being simple.
 //   knn_pooled, knn_dense, mahalanobis_gram, ensemble: feature-space scores against a
 //        reference set of normal drawings (ewe/anomaly/reference_set.hpp): the cosine
-//        distance to the --k nearest reference drawings of the third convolution's map
+//        distance to the --k nearest reference drawings of the last but one convolution's map
 //        pooled to --pool x --pool (square-rooted) and of the first dense layer's units,
 //        each adjusted for ink as sse is, the Ledoit-Wolf Mahalanobis distance of the
 //        second convolution's (square-rooted) Gram matrix, and the rank average of these
@@ -65,8 +65,8 @@ struct AnomalyOptions {
     std::string plant;
     std::string reference;
     std::string save_reference;
-    std::int64_t k = 5;     // knn_pooled's neighbours
-    std::int64_t pool = 7;  // knn_pooled's grid: the third conv map averaged to pool x pool cells
+    std::int64_t k = 5;     // knn_pooled's and knn_dense's neighbours
+    std::int64_t pool = 7;  // knn_pooled's grid: the last but one conv map averaged to pool x pool cells
     bool k_given = false, pool_given = false;  // a saved reference set fixes both
     std::string out = "anomalies";
     std::string score = "sse";
@@ -149,7 +149,7 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
         scores.push_back({"complexity_adjusted_nll", "complexity-adjusted negative log-likelihood",
                           std::move(complexity_adjusted)});
     }
-    scores.push_back({"knn_pooled", "ink-adjusted k-NN cosine distance (pooled third conv map)", std::move(scored.knn_pooled)});
+    scores.push_back({"knn_pooled", "ink-adjusted k-NN cosine distance (pooled conv map)", std::move(scored.knn_pooled)});
     scores.push_back({"knn_dense", "ink-adjusted k-NN cosine distance (first dense layer)", std::move(scored.knn_dense)});
     scores.push_back({"mahalanobis_gram", "Mahalanobis distance of the second conv layer's Gram matrix",
                       std::move(scored.mahalanobis_gram)});
@@ -248,7 +248,7 @@ Command add_anomalies_command(CLI::App& app, const Console& io) {
     c->add_option("--save-reference", o.save_reference, "Write the fitted reference set here (.safetensors)");
     c->add_option("--k", o.k, "Neighbours of knn_pooled and knn_dense")->capture_default_str()->check(number_in(1, 100000))
         ->each([&o](const std::string&) { o.k_given = true; });
-    c->add_option("--pool", o.pool, "knn_pooled's grid: the third convolution's map averaged to POOL x POOL cells")
+    c->add_option("--pool", o.pool, "knn_pooled's grid: the last but one convolution's map averaged to POOL x POOL cells")
         ->capture_default_str()->check(number_in(1, 1024))->each([&o](const std::string&) { o.pool_given = true; });
     c->add_option("--out", o.out, "Output folder")->capture_default_str();
     c->add_option("--score", o.score, "Score behind the cutoff and the drawings above it")

@@ -61,10 +61,9 @@ inline std::int64_t summary_size(const FeatureTap& tap, const Shape& map) {
 
 // The summary of one (h, w, c) map, channels last, into `out` (summary_size values); a
 // values tap reads any output as h = w = 1 and c = its size.
-
 template <class T>
 void summarize_map(const FeatureTap& tap, const T* map, std::int64_t h, std::int64_t w, std::int64_t c, double* out) {
-    const std::int64_t size = tap.summary == TapSummary::values ? h * w * c : summary_size(tap, Shape{h, w, c});
+    const std::int64_t size = summary_size(tap, Shape{h, w, c});
     if (tap.summary == TapSummary::values) {
         for (std::int64_t k = 0; k < size; ++k) out[k] = double(map[k]);
     } else if (tap.summary == TapSummary::pooled) {
@@ -116,8 +115,8 @@ void check_taps(Vae<T>& vae, const std::vector<FeatureTap>& taps) {
         EWE_REQUIRE(t.layer + 1 < layers, "feature tap: layer ", t.layer, " is not an inner layer of the encoder (",
                     layers, " layers, the last one not tappable)");
         const Shape& map = vae.encoder()[t.layer].output_shape();
-        EWE_REQUIRE(map.rank() == 3 || t.summary == TapSummary::values, "feature tap: encoder layer ", t.layer, " (", vae.encoder()[t.layer].label(),
-                    ") gives ", map, ", expected an (h, w, c) map");
+        EWE_REQUIRE(map.rank() == 3 || t.summary == TapSummary::values, "feature tap: encoder layer ", t.layer, " (",
+                    vae.encoder()[t.layer].label(), ") gives ", map, ", expected an (h, w, c) map");
         if (t.summary == TapSummary::pooled)
             EWE_REQUIRE(t.grid >= 1 && t.grid <= std::min(map[0], map[1]), "feature tap: grid must be in [1, ",
                         std::min(map[0], map[1]), "] for encoder layer ", t.layer, "'s ", map, " map, found ", t.grid);

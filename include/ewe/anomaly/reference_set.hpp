@@ -18,6 +18,7 @@
 // from a safetensors file (written atomically), which records the model it was fitted on.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
