@@ -95,7 +95,7 @@ void BM_ScoringPass(benchmark::State& state) {
 BENCHMARK(BM_ScoringPass)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Every anomaly score of ewe::anomaly::ReferenceSet (sse, ink_adjusted_sse, knn_pooled,
-// mahalanobis_gram, ensemble) for the same 1,024 drawings as BM_ScoringPass, against a
+// knn_dense, mahalanobis_gram, ensemble) for the same 1,024 drawings as BM_ScoringPass, against a
 // reference set of 1,000 others fitted beforehand: one tapped pass plus the members.
 // Compare its time per drawing with BM_ScoringPass/128's in the same run. Items: drawings.
 void BM_EnsembleScoring(benchmark::State& state) {

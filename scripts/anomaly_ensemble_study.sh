@@ -10,61 +10,17 @@
 # Prints, for both row ranges, a table of ROC AUC by score and class with each score's
 # mean and worst class, and the seconds of each scoring pass.
 # Usage: EWE_DATA=DIR bash scripts/anomaly_ensemble_study.sh CHECKPOINT [build-dir] [out-dir]
-#   K=5 (knn_pooled's neighbours), POOL=4 (its grid), THREADS=2 (OMP threads).
+#   K=5 (knn_pooled's and knn_dense's neighbours), POOL=7 (knn_pooled's grid), THREADS=2 (OMP threads).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-data=${EWE_DATA:?set EWE_DATA to a folder holding sheep.npy and the other classes}
-checkpoint=${1:?usage: EWE_DATA=DIR bash scripts/anomaly_ensemble_study.sh CHECKPOINT [build-dir] [out-dir]}
-build=${2:-$root/build}
-out=${3:-$root/out/anomaly_ensemble_study}
+source "$(dirname "$0")/anomaly_common.sh"
 k=${K:-5}
-pool=${POOL:-4}
-sheep_vae=$build/examples/sheep_vae/sheep_vae
-[[ -f $checkpoint ]] || { echo "anomaly_ensemble_study.sh: checkpoint $checkpoint not found" >&2; exit 1; }
-[[ -f $data/sheep.npy ]] || { echo "anomaly_ensemble_study.sh: $data/sheep.npy not found" >&2; exit 1; }
-[[ -x $sheep_vae ]] || { echo "anomaly_ensemble_study.sh: $sheep_vae not built (cmake --build $build --target sheep_vae)" >&2; exit 1; }
-export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=${THREADS:-2}
-mkdir -p "$out"
-
-echo "# scripts/anomaly_ensemble_study.sh: commit $(git -C "$root" rev-parse --short HEAD), $(date -u +%F)," \
-     "$(lscpu | sed -n 's/^Model name: *//p'), $(nproc --all) cores, OMP_NUM_THREADS=$OMP_NUM_THREADS, K=$k, POOL=$pool"
-echo "# checkpoint $checkpoint ($(sha256sum "$checkpoint" | cut -c1-16))"
-# rows_0_49.npy, rows_50_999.npy: those rows of each class, in the order of planted_classes.txt.
-python3 - "$data" "$out" <<'EOF'
-import ast, os, struct, sys
-data, out = sys.argv[1], sys.argv[2]
-classes, first, rest, counts = [], [], [], []
-for c in ["bear", "cat", "dog", "duck", "fish", "lion", "monkey", "rabbit"]:
-    path = os.path.join(data, c + ".npy")
-    if not os.path.exists(path):
-        print(f"# {c}.npy not in {data}: skipped")
-        continue
-    raw = open(path, "rb").read()
-    offset = 10 if raw[6] == 1 else 12
-    (header_len,) = struct.unpack("<H", raw[8:10]) if raw[6] == 1 else struct.unpack("<I", raw[8:12])
-    header = ast.literal_eval(raw[offset:offset + header_len].decode("latin1"))
-    if header["descr"] != "|u1" or header["shape"][1:] not in [(784,), (28, 28)] or header["shape"][0] < 51:
-        sys.exit(f"anomaly_ensemble_study.sh: {path}: expected uint8 (N > 50, 784), found {header}")
-    rows = min(header["shape"][0], 1000)
-    body = raw[offset + header_len:]
-    classes.append(c)
-    counts.append(rows - 50)
-    first.append(body[:50 * 784])
-    rest.append(body[50 * 784:rows * 784])
-
-def write(name, chunks, n):
-    header = "{'descr': '|u1', 'fortran_order': False, 'shape': (%d, 784), }" % n
-    header += " " * (63 - (10 + len(header)) % 64) + "\n"
-    with open(os.path.join(out, name), "wb") as f:
-        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1") + b"".join(chunks))
-
-write("rows_0_49.npy", first, 50 * len(classes))
-write("rows_50_999.npy", rest, sum(counts))
-with open(os.path.join(out, "planted_classes.txt"), "w") as f:
-    f.write("".join(f"{c} {n}\n" for c, n in zip(classes, counts)))
-EOF
-n_first=$(awk '{s += 50} END {print s}' "$out/planted_classes.txt")
-n_rest=$(awk '{s += $2} END {print s}' "$out/planted_classes.txt")
+pool=${POOL:-7}
+EXTRA_HEADER="K=$k, POOL=$pool" anomaly_setup anomaly_ensemble_study.sh anomaly_ensemble_study "$@"
+# rows_0_49.npy, rows_50_999.npy: those rows of each class, in the order of rows_*_classes.txt.
+plant_rows rows_0_49 0 50
+plant_rows rows_50_999 50 1000
+n_first=$(awk '{s += $2} END {print s}' "$out/rows_0_49_classes.txt")
+n_rest=$(awk '{s += $2} END {print s}' "$out/rows_50_999_classes.txt")
 reference=$out/reference_set.safetensors
 echo "\$ sheep_vae anomalies --checkpoint CHECKPOINT --data sheep.npy --plant rows_0_49.npy:$n_first --reference sheep.npy --k $k --pool $pool --save-reference reference_set.safetensors --json --out rows_0_49"
 start=$(date +%s)
@@ -80,8 +36,9 @@ echo "# rows 50-999: $(( $(date +%s) - start )) s (load the reference set, score
 python3 - "$out" <<'EOF'
 import csv, os, sys
 out = sys.argv[1]
-planted = [line.split() for line in open(os.path.join(out, "planted_classes.txt"))]
-scores = ["sse", "ink_adjusted_sse", "neg_elbo", "knn_pooled", "mahalanobis_gram", "ensemble"]
+planted = {name: [(c, int(n)) for c, n in (line.split() for line in open(os.path.join(out, name + "_classes.txt")))]
+           for name in ["rows_0_49", "rows_50_999"]}
+scores = ["sse", "ink_adjusted_sse", "neg_elbo", "knn_pooled", "knn_dense", "mahalanobis_gram", "ensemble"]
 
 def roc_auc(normal, anomalous):  # P(anomaly outscores normal), ties one half (as ewe::anomaly::roc_auc)
     ranked = sorted([(v, 0) for v in normal] + [(v, 1) for v in anomalous])
@@ -114,8 +71,8 @@ def table(folder, per_class):
               + f"{sum(auc[s].values()) / len(classes):.3f}".rjust(8) + f"{auc[s][worst]:.3f} ({worst})".rjust(16))
     return auc
 
-table("rows_0_49", [(c, 50) for c, _ in planted])
-auc = table("rows_50_999", [(c, int(n)) for c, n in planted])
+table("rows_0_49", planted["rows_0_49"])
+auc = table("rows_50_999", planted["rows_50_999"])
 worst = min(auc["ensemble"].values())
 print(f"\nensemble worst class on rows 50-999: {worst:.3f}; target 0.87 " + ("met" if worst >= 0.87 else "NOT met"))
 EOF

@@ -16,48 +16,12 @@
 # Usage: EWE_DATA=DIR bash scripts/anomaly_study.sh CHECKPOINT [build-dir] [out-dir]
 #   SAMPLES="1 8 64" (K values, the last one the table's), THREADS=2 (OMP threads).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-data=${EWE_DATA:?set EWE_DATA to a folder holding sheep.npy and the other classes}
-checkpoint=${1:?usage: EWE_DATA=DIR bash scripts/anomaly_study.sh CHECKPOINT [build-dir] [out-dir]}
-build=${2:-$root/build}
-out=${3:-$root/out/anomaly_study}
+source "$(dirname "$0")/anomaly_common.sh"
 samples=(${SAMPLES:-1 8 64})
-sheep_vae=$build/examples/sheep_vae/sheep_vae
-[[ -f $checkpoint ]] || { echo "anomaly_study.sh: checkpoint $checkpoint not found" >&2; exit 1; }
-[[ -f $data/sheep.npy ]] || { echo "anomaly_study.sh: $data/sheep.npy not found" >&2; exit 1; }
-[[ -x $sheep_vae ]] || { echo "anomaly_study.sh: $sheep_vae not built (cmake --build $build --target sheep_vae)" >&2; exit 1; }
-cores=$(nproc --all)
-export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=${THREADS:-2}
-mkdir -p "$out"
-
-echo "# scripts/anomaly_study.sh: commit $(git -C "$root" rev-parse --short HEAD), $(date -u +%F)," \
-     "$(lscpu | sed -n 's/^Model name: *//p'), $cores cores, OMP_NUM_THREADS=$OMP_NUM_THREADS"
-echo "# checkpoint $checkpoint ($(sha256sum "$checkpoint" | cut -c1-16))"
+anomaly_setup anomaly_study.sh anomaly_study "$@"
 # planted.npy: the first 50 drawings of each class, in the order of planted_classes.txt.
-python3 - "$data" "$out" <<'EOF'
-import ast, os, struct, sys
-data, out = sys.argv[1], sys.argv[2]
-classes, rows = [], []
-for c in ["bear", "cat", "dog", "duck", "fish", "lion", "monkey", "rabbit"]:
-    path = os.path.join(data, c + ".npy")
-    if not os.path.exists(path):
-        print(f"# {c}.npy not in {data}: skipped")
-        continue
-    raw = open(path, "rb").read()
-    (header_len,) = struct.unpack("<H", raw[8:10]) if raw[6] == 1 else struct.unpack("<I", raw[8:12])
-    start = (10 if raw[6] == 1 else 12) + header_len
-    header = ast.literal_eval(raw[(10 if raw[6] == 1 else 12):start].decode("latin1"))
-    if header["descr"] != "|u1" or header["shape"][1:] not in [(784,), (28, 28)] or header["shape"][0] < 50:
-        sys.exit(f"anomaly_study.sh: {path}: expected uint8 (N >= 50, 784), found {header}")
-    classes.append(c)
-    rows.append(raw[start:start + 50 * 784])
-header = "{'descr': '|u1', 'fortran_order': False, 'shape': (%d, 784), }" % (50 * len(classes))
-header += " " * (63 - (10 + len(header)) % 64) + "\n"
-with open(os.path.join(out, "planted.npy"), "wb") as f:
-    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1") + b"".join(rows))
-open(os.path.join(out, "planted_classes.txt"), "w").write("\n".join(classes) + "\n")
-EOF
-planted=$(( 50 * $(wc -l < "$out/planted_classes.txt") ))
+plant_rows planted 0 50
+planted=$(awk '{s += $2} END {print s}' "$out/planted_classes.txt")
 for k in "${samples[@]}"; do
   echo "\$ sheep_vae anomalies --checkpoint CHECKPOINT --data sheep.npy --plant planted.npy:$planted --reference sheep.npy --samples $k --json --out K$k"
   start=$(date +%s)
@@ -69,7 +33,7 @@ done
 python3 - "$out" "${samples[@]}" <<'EOF'
 import csv, os, sys
 out, ks = sys.argv[1], sys.argv[2:]
-classes = open(os.path.join(out, "planted_classes.txt")).read().split()
+classes = [line.split()[0] for line in open(os.path.join(out, "planted_classes.txt"))]
 scores = ["sse", "ink_adjusted_sse", "neg_elbo", "iw_nll", "complexity_adjusted_nll"]
 
 def roc_auc(normal, anomalous):  # P(anomaly outscores normal), ties one half (as ewe::anomaly::roc_auc)

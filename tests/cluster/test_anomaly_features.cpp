@@ -1,8 +1,10 @@
-// Feature-space anomaly scores, each against a direct computation in double: pooled maps
-// and Gram matrices by hand, the tapped pass against a whole-batch forward, cosine k-NN
+// Feature-space anomaly scores, each against a direct computation in double: pooled maps,
+// Gram matrices, values taps and square roots by hand, the tapped pass against a
+// whole-batch forward, cosine k-NN
 // and Mahalanobis against brute force (leave-one-out against a refit without the row),
 // Ledoit-Wolf against its defining formula, the percentile calibration and rank
-// average, and a reference set's save/load round trip and bad files.
+// average, a reference set's members (the size-adjusted k-NN against a least-squares
+// line by the normal equations), its save/load round trip and bad files.
 #include <doctest/doctest.h>
 
 #include <Eigen/LU>
@@ -92,18 +94,31 @@ TEST_CASE("pooled maps (adaptive average cells) and Gram matrices by hand") {
     CHECK(gram[0] == doctest::Approx((0 + 1 + 4 + 9 + 16 + 25 + 36 + 49 + 64) / 9.0));  // sum p^2 / 9
     CHECK(gram[1] == doctest::Approx(36 / 9.0));                                          // sum p / 9
     CHECK(gram[2] == doctest::Approx(1.0));
+    // Square-rooted summaries: sign(v) sqrt(|v|) of each value; a values tap copies the output.
+    std::vector<double> rooted(8);
+    summarize_map(FeatureTap{0, TapSummary::pooled, 2, true}, map.data(), 3, 3, 2, rooted.data());
+    for (std::size_t i = 0; i < 8; ++i) CHECK(rooted[i] == doctest::Approx(std::sqrt(pooled[i])).epsilon(1e-15));
+    const std::vector<double> signed_values = {-4, 0, 9, 2.25};
+    std::vector<double> copied(4), rooted_values(4);
+    summarize_map(FeatureTap{0, TapSummary::values, 0}, signed_values.data(), 1, 1, 4, copied.data());
+    summarize_map(FeatureTap{0, TapSummary::values, 0, true}, signed_values.data(), 1, 1, 4, rooted_values.data());
+    CHECK(copied == signed_values);
+    CHECK(rooted_values == std::vector<double>{-2, 0, 3, 1.5});
 }
 
 TEST_CASE("tapped_pass: one eval pass gives the SSE, the posterior and each tap's summary, in any batch size") {
     Context ctx;
     SheepVae<double> batched(ctx, small_model_options(), 3, 7), whole(ctx, small_model_options(), 7, 7);
     const Tensor<double> x = small_images(7, 2);
-    const std::vector<FeatureTap> taps = {{1, TapSummary::pooled, 3}, {0, TapSummary::gram, 0}};
+    // Small encoder: conv, conv, Flatten, Dense (3), Dropout, BatchNormalization (5), ...
+    const std::vector<FeatureTap> taps = {
+        {1, TapSummary::pooled, 3}, {0, TapSummary::gram, 0, true}, {5, TapSummary::values, 0}};
     const TappedPass pass = tapped_pass<double>(ctx, batched, x.view(), taps);  // batches of 3, 3 and 1
     whole.forward(ctx, x.view(), Phase::eval);
-    REQUIRE(pass.features.size() == 2);
+    REQUIRE(pass.features.size() == 3);
     CHECK(pass.features[0].cols == 3 * 3 * 3);
     CHECK(pass.features[1].cols == 2 * 3 / 2);
+    CHECK(pass.features[2].cols == 6);
     for (std::int64_t i = 0; i < 7; ++i) {
         double sse = 0;
         for (std::int64_t j = 0; j < 64; ++j) {
@@ -119,7 +134,8 @@ TEST_CASE("tapped_pass: one eval pass gives the SSE, the posterior and each tap'
             const TensorView<const double> map = whole.encoder().activation(taps[t].layer, 7);
             const std::int64_t size = map.numel() / 7;
             std::vector<double> expected(std::size_t(pass.features[t].cols));
-            summarize_map(taps[t], map.data() + i * size, 8, 8, map.dim(3), expected.data());
+            if (map.rank() == 4) summarize_map(taps[t], map.data() + i * size, 8, 8, map.dim(3), expected.data());
+            else summarize_map(taps[t], map.data() + i * size, 1, 1, size, expected.data());
             for (std::int64_t j = 0; j < pass.features[t].cols; ++j)
                 CHECK(pass.features[t].row(i)[j] == doctest::Approx(expected[std::size_t(j)]).epsilon(1e-12));
         }
@@ -231,38 +247,68 @@ TEST_CASE("ensemble calibration: percentiles of the reference's own scores, ties
     CHECK(error_of([] { PercentileCalibration(std::vector<double>{}); }).find("at least one") != std::string::npos);
 }
 
+// The least-squares line of log(1 + y) in log(1 + x), by the normal equations, and
+// each y's residual from it: the size adjustment, computed directly.
+std::vector<double> direct_size_residuals(const std::vector<double>& fit_y, const std::vector<double>& fit_x,
+                                          const std::vector<double>& y, const std::vector<double>& x) {
+    Eigen::MatrixXd design(Eigen::Index(fit_x.size()), 2);
+    Eigen::VectorXd target(Eigen::Index(fit_y.size()));
+    for (std::size_t i = 0; i < fit_x.size(); ++i) {
+        design(Eigen::Index(i), 0) = 1;
+        design(Eigen::Index(i), 1) = std::log1p(fit_x[i]);
+        target(Eigen::Index(i)) = std::log1p(fit_y[i]);
+    }
+    const Eigen::Vector2d line = (design.transpose() * design).inverse() * (design.transpose() * target);
+    std::vector<double> out;
+    for (std::size_t i = 0; i < y.size(); ++i) out.push_back(std::log1p(y[i]) - line(0) - line(1) * std::log1p(x[i]));
+    return out;
+}
+
 TEST_CASE("a reference set: members as the direct computations, saved and loaded exactly, bad files refused") {
     Context ctx;
     SheepVae<double> vae(ctx, small_model_options(), 4, 11);
     const Tensor<double> normal = small_images(30, 3), scored = small_images(6, 4);
-    const EnsembleOptions options = EnsembleOptions{}.set_knn_tap({1, TapSummary::pooled, 2}).set_k(3).set_mahalanobis_tap(
-        {0, TapSummary::gram, 0});
+    // The small model's encoder: conv 0, conv 1, Flatten, Dense, Dropout, BatchNormalization 5.
+    const EnsembleOptions options = EnsembleOptions::for_sheep_vae(2, 3, 2);
+    CHECK(options.knn_tap.layer == 0);
+    CHECK(options.dense_tap.layer == 5);
+    CHECK(options.mahalanobis_tap.layer == 1);
+    const EnsembleOptions sheep = EnsembleOptions::for_sheep_vae(4, 5, 7), defaults;
+    CHECK((sheep.knn_tap.layer == defaults.knn_tap.layer && sheep.knn_tap.grid == defaults.knn_tap.grid &&
+           sheep.dense_tap.layer == defaults.dense_tap.layer && sheep.mahalanobis_tap.layer == defaults.mahalanobis_tap.layer));
     const ReferenceSet set = ReferenceSet::fit<double>(ctx, vae, normal.view(), options);
     // Scored: the 6 new images and then 2 of the reference images.
     Tensor<double> mixed(Shape{8, 8, 8, 1});
     std::copy(scored.data(), scored.data() + 6 * 64, mixed.data());
     std::copy(normal.data() + 5 * 64, normal.data() + 7 * 64, mixed.data() + 6 * 64);
     const EnsembleScores s = set.score<double>(ctx, vae, mixed.view());
-    const TappedPass ref = tapped_pass<double>(ctx, vae, normal.view(), {options.knn_tap, options.mahalanobis_tap});
-    const TappedPass new_pass = tapped_pass<double>(ctx, vae, mixed.view(), {options.knn_tap, options.mahalanobis_tap});
-    const std::vector<double> knn_new = cosine_knn_scores(ref.features[0], new_pass.features[0], 3);
-    const std::vector<double> knn_own = cosine_knn_scores(ref.features[0], ref.features[0], 3,
-                                                          [] { std::vector<std::int64_t> v(30); for (int i = 0; i < 30; ++i) v[std::size_t(i)] = i; return v; }());
-    for (int i = 0; i < 6; ++i) CHECK(s.knn_pooled[std::size_t(i)] == doctest::Approx(knn_new[std::size_t(i)]));
-    CHECK(s.knn_pooled[6] == doctest::Approx(knn_own[5]));  // the reference rows: leave-one-out
-    CHECK(s.knn_pooled[7] == doctest::Approx(knn_own[6]));
-    const LedoitWolfFit fit = ledoit_wolf(ref.features[1]);
-    CHECK(s.mahalanobis_gram[0] == doctest::Approx(mahalanobis_scores(fit, new_pass.features[1])[0]));
+    const TappedPass ref = tapped_pass<double>(ctx, vae, normal.view(), options.taps());
+    const TappedPass new_pass = tapped_pass<double>(ctx, vae, mixed.view(), options.taps());
+    const std::vector<double> mass = input_mass<double>(normal.view()), new_mass = input_mass<double>(mixed.view());
+    std::vector<std::int64_t> all(30);
+    for (int i = 0; i < 30; ++i) all[std::size_t(i)] = i;
+    // knn_pooled (tap 0) and knn_dense (tap 1): the distances' residuals from their line in
+    // ink, fitted on the reference's leave-one-out distances.
+    for (const auto& [tap, member] : {std::pair{0, &s.knn_pooled}, std::pair{1, &s.knn_dense}}) {
+        INFO("tap " << tap);
+        const std::vector<double> own = cosine_knn_scores(ref.features[std::size_t(tap)], ref.features[std::size_t(tap)], 3, all);
+        std::vector<double> distances = cosine_knn_scores(ref.features[std::size_t(tap)], new_pass.features[std::size_t(tap)], 3);
+        distances[6] = own[5];  // the reference rows: leave-one-out
+        distances[7] = own[6];
+        const std::vector<double> expected = direct_size_residuals(own, mass, distances, new_mass);
+        for (std::size_t i = 0; i < 8; ++i) CHECK((*member)[i] == doctest::Approx(expected[i]).epsilon(1e-9));
+    }
+    const LedoitWolfFit fit = ledoit_wolf(ref.features[2]);
+    CHECK(s.mahalanobis_gram[0] == doctest::Approx(mahalanobis_scores(fit, new_pass.features[2])[0]));
     CHECK(s.mahalanobis_gram[6] ==
-          doctest::Approx(direct_mahalanobis(ref.features[1], 5, fit.shrinkage, fit.target, ref.features[1].row(5))));
-    const std::vector<double> mass = input_mass<double>(normal.view());
-    const SizeAdjustment ink = fit_size_adjustment(ref.sse, mass);
-    CHECK(set.ink_fit().slope == doctest::Approx(ink.slope));
+          doctest::Approx(direct_mahalanobis(ref.features[2], 5, fit.shrinkage, fit.target, ref.features[2].row(5))));
+    const std::vector<double> ink = direct_size_residuals(ref.sse, mass, new_pass.sse, new_mass);
+    for (std::size_t i = 0; i < 8; ++i) CHECK(s.ink_adjusted_sse[i] == doctest::Approx(ink[i]).epsilon(1e-9));
     // Each ensemble score is the mean of the members' percentiles among the reference's own scores.
     for (std::size_t i = 0; i < 8; ++i) {
         double expected = 0;
         for (const auto& [member, scores] :
-             {std::pair{0, &s.ink_adjusted_sse}, std::pair{1, &s.knn_pooled}, std::pair{2, &s.mahalanobis_gram}}) {
+             {std::pair{0, &s.knn_pooled}, std::pair{1, &s.knn_dense}, std::pair{2, &s.mahalanobis_gram}}) {
             const std::vector<double>& own = set.calibration()[std::size_t(member)].reference_scores();
             double below = 0;
             for (double r : own) below += r < (*scores)[i] ? 1.0 : r == (*scores)[i] ? 0.5 : 0.0;
@@ -280,6 +326,7 @@ TEST_CASE("a reference set: members as the direct computations, saved and loaded
         CHECK(again.ensemble[i] == s.ensemble[i]);  // bit for bit
         CHECK(again.mahalanobis_gram[i] == s.mahalanobis_gram[i]);
         CHECK(again.knn_pooled[i] == s.knn_pooled[i]);
+        CHECK(again.knn_dense[i] == s.knn_dense[i]);
         CHECK(again.ink_adjusted_sse[i] == s.ink_adjusted_sse[i]);
     }
     SheepVae<double> other(ctx, small_model_options(), 4, 12);
@@ -292,6 +339,10 @@ TEST_CASE("a reference set: members as the direct computations, saved and loaded
         io::write_safetensors(dir / "weights.safetensors", {}, {{"format", "something else"}});
         CHECK(error_of([&] { ReferenceSet::load(dir / "weights.safetensors"); }).find("not a reference set") !=
               std::string::npos);
+        io::write_safetensors(dir / "v1.safetensors", {}, {{"format", "ewe.anomaly.reference_set.v1"}});
+        const std::string v1 = error_of([&] { ReferenceSet::load(dir / "v1.safetensors"); });
+        CHECK(v1.find("format ewe.anomaly.reference_set.v1") != std::string::npos);
+        CHECK(v1.find("fit the set again") != std::string::npos);
         CHECK(error_of([&] { ReferenceSet::load(dir / "missing.safetensors"); }).find("missing.safetensors") !=
               std::string::npos);
     }

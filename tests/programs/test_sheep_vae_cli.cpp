@@ -313,40 +313,43 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
     CHECK(contains(r.out, "\"iw_samples\": 8"));
     for (const char* f : {"scores.npy", "scores.csv", "histogram_sse.svg", "histogram_ink_adjusted_sse.svg",
                           "histogram_neg_elbo.svg", "histogram_iw_nll.svg", "histogram_complexity_adjusted_nll.svg",
-                          "histogram_knn_pooled.svg", "histogram_mahalanobis_gram.svg", "histogram_ensemble.svg",
+                          "histogram_knn_pooled.svg", "histogram_knn_dense.svg", "histogram_mahalanobis_gram.svg", "histogram_ensemble.svg",
                           "above_cutoff.png"})
         CHECK_MESSAGE(fs::exists(dir / "anomalies" / f), f);
     {
-        // Columns sse, ink_adjusted_sse, neg_elbo, iw_nll, complexity_adjusted_nll (then
-        // knn_pooled, mahalanobis_gram, ensemble, checked below): the
-        // ink-adjusted scores are least-squares residuals over these drawings (with an
-        // intercept), so they sum to 0; neg ELBO >= 2 sse (KL >= 0); iw_nll includes the
+        // Columns sse, ink_adjusted_sse, neg_elbo, iw_nll, complexity_adjusted_nll, then
+        // knn_pooled, knn_dense, mahalanobis_gram, ensemble: the ink-adjusted scores
+        // (ink_adjusted_sse and the two k-NN distances, all fitted on these drawings, the
+        // k-NN ones leave-one-out) are least-squares residuals with an intercept, so they sum to 0; neg ELBO >= 2 sse (KL >= 0); iw_nll includes the
         // decoder's constant: -log p(x|z) >= (784 / 2) log(2 pi / 4) for every z, and the
         // sheep's 2 SSE (> 50) dwarfs log p(z) / q(z|x); the complexity-adjusted one adds
         // 784 log 255 and subtracts a deflate length of at most 784 * 9 / 8 + 7 < 900 bytes.
         const auto scores = ewe::io::read_npy(dir / "anomalies" / "scores.npy");
-        REQUIRE(scores.shape[1] == 8);
+        REQUIRE(scores.shape[1] == 9);
         const ewe::Tensor<float> v = ewe::io::npy_to_tensor<float>(scores, "scores.npy");
-        double residual_sum = 0, residual_abs = 0;
+        double residual_sum[3] = {0, 0, 0}, residual_abs[3] = {0, 0, 0};
         for (std::int64_t i = 0; i < scores.shape[0]; ++i) {
-            const float* row = &v[8 * i];
+            const float* row = &v[9 * i];
             CHECK(row[0] > 0);
-            residual_sum += row[1];
-            residual_abs += std::abs(row[1]);
+            for (int r = 0; r < 3; ++r) {
+                const float residual = row[r == 0 ? 1 : 4 + r];
+                residual_sum[r] += residual;
+                residual_abs[r] += std::abs(residual);
+            }
             CHECK(row[2] >= 2 * row[0] * (1 - 1e-6));
             CHECK(std::isfinite(row[3]));
             CHECK(row[3] > 392 * std::log(2 * 3.141592653589793 / 4));
             const double adjustment = row[4] - row[3];
             CHECK(adjustment > 784 * std::log(255.0) - 8 * std::log(2.0) * 900);
             CHECK(adjustment < 784 * std::log(255.0));
-            CHECK(row[5] >= 0);  // a mean cosine distance of non-negative (ReLU) maps: in [0, 1]
-            CHECK(row[5] <= 1);
-            CHECK(row[6] > 0);  // a squared Mahalanobis distance
-            CHECK(row[7] >= 0);  // a mean of percentiles
-            CHECK(row[7] <= 1);
+            CHECK(row[7] > 0);  // a squared Mahalanobis distance
+            CHECK(row[8] >= 0);  // a mean of percentiles
+            CHECK(row[8] <= 1);
         }
-        CHECK(residual_abs > 0);
-        CHECK(std::abs(residual_sum) <= 1e-5 * residual_abs);
+        for (int r = 0; r < 3; ++r) {
+            CHECK(residual_abs[r] > 0);
+            CHECK(std::abs(residual_sum[r]) <= 1e-5 * residual_abs[r]);
+        }
     }
     anomaly.push_back("--score");
     anomaly.push_back("ink_adjusted_sse");
@@ -394,9 +397,9 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
         other_pool.insert(other_pool.end(), {"--pool", "2"});
         r = run(other_pool);
         CHECK(r.rc != 0);
-        CHECK(contains(r.err, "--pool 2: the reference set " + saved.string() + " was fitted with pool = 4"));
+        CHECK(contains(r.err, "--pool 2: the reference set " + saved.string() + " was fitted with pool = 7"));
         std::vector<std::string> same_k = loaded;
-        same_k.insert(same_k.end(), {"--k", "5", "--pool", "4"});
+        same_k.insert(same_k.end(), {"--k", "5", "--pool", "7"});
         r = run(same_k);
         CHECK_MESSAGE(r.rc == 0, r.err);
         loaded.back() = ckp;  // a model checkpoint is not a reference set
@@ -414,12 +417,12 @@ TEST_CASE("end to end on the real sheep: train, generate, anomalies, explore") {
     CHECK(r.rc != 0);
     CHECK(contains(r.err, "--samples"));
     // Without --samples the likelihood scores (K decoder passes a drawing) are left out:
-    // sse, ink_adjusted_sse, neg_elbo, knn_pooled, mahalanobis_gram, ensemble.
+    // sse, ink_adjusted_sse, neg_elbo, knn_pooled, knn_dense, mahalanobis_gram, ensemble.
     r = run({"anomalies", "--checkpoint", ckp, "--data", real.string(), "--limit", "20", "--score", "ensemble", "--out",
              (dir / "anomalies_plain").string()});
     REQUIRE_MESSAGE(r.rc == 0, r.err);
     CHECK(contains(r.out, "cutoff ensemble"));
-    CHECK(ewe::io::read_npy(dir / "anomalies_plain" / "scores.npy").shape[1] == 6);
+    CHECK(ewe::io::read_npy(dir / "anomalies_plain" / "scores.npy").shape[1] == 7);
     CHECK_FALSE(fs::exists(dir / "anomalies_plain" / "histogram_iw_nll.svg"));
 
     r = run({"explore", "--checkpoint", ckp, "--data", real.string(), "--limit", "40", "--k-max", "6", "--mosaic-k",

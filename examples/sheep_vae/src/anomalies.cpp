@@ -19,14 +19,15 @@
 //        length in nats (Serra et al. 2020; ewe/anomaly/complexity.hpp): the
 //        log-likelihood ratio of a general-purpose compressor to the model, so a drawing
 //        is not normal merely for being simple.
-//   knn_pooled, mahalanobis_gram, ensemble: feature-space scores against a reference set
-//        of normal drawings (ewe/anomaly/reference_set.hpp): the mean cosine distance to
-//        the --k nearest reference drawings of the last convolution's map pooled to
-//        --pool x --pool, the Ledoit-Wolf Mahalanobis distance of the second
-//        convolution's Gram matrix, and the rank average of ink_adjusted_sse and these two,
-//        each a percentile of the reference's own (leave-one-out) scores. The reference is
-//        --reference (drawings, or a set saved by --save-reference), else the scored
-//        drawings themselves; a scored drawing that is in the reference is left out of it.
+//   knn_pooled, knn_dense, mahalanobis_gram, ensemble: feature-space scores against a
+//        reference set of normal drawings (ewe/anomaly/reference_set.hpp): the cosine
+//        distance to the --k nearest reference drawings of the last but one convolution's map
+//        pooled to --pool x --pool (square-rooted) and of the first dense layer's units,
+//        each adjusted for ink as sse is, the Ledoit-Wolf Mahalanobis distance of the
+//        second convolution's (square-rooted) Gram matrix, and the rank average of these
+//        three, each a percentile of the reference's own (leave-one-out) scores. The
+//        reference is --reference (drawings, or a set saved by --save-reference), else the
+//        scored drawings themselves; a scored drawing that is in the reference is left out of it.
 // One eval pass of the model feeds every score but the likelihoods.
 // docs/anomaly_scores.md has the study of all of them on every planted class.
 // For the chosen --score: a cutoff (a quantile) and the drawings above it; for every
@@ -64,8 +65,8 @@ struct AnomalyOptions {
     std::string plant;
     std::string reference;
     std::string save_reference;
-    std::int64_t k = 5;     // knn_pooled's neighbours
-    std::int64_t pool = 4;  // knn_pooled's grid: the last conv map averaged to pool x pool cells
+    std::int64_t k = 5;     // knn_pooled's and knn_dense's neighbours
+    std::int64_t pool = 7;  // knn_pooled's grid: the last but one conv map averaged to pool x pool cells
     bool k_given = false, pool_given = false;  // a saved reference set fixes both
     std::string out = "anomalies";
     std::string score = "sse";
@@ -103,13 +104,8 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
                      fitted.knn_tap.grid, "; leave --pool out to use it, or fit a new set from drawings (--reference DRAWINGS.npy)");
             return loaded;
         }
-        const std::int64_t convolutions = std::int64_t(m.checkpoint.model_options.filters.size());
-        const ewe::anomaly::EnsembleOptions options =
-            ewe::anomaly::EnsembleOptions{}
-                .set_knn_tap({std::size_t(convolutions - 1), ewe::anomaly::TapSummary::pooled, o.pool})
-                .set_k(o.k)
-                .set_mahalanobis_tap({std::size_t(std::min<std::int64_t>(1, convolutions - 1)),
-                                      ewe::anomaly::TapSummary::gram, 0});
+        const ewe::anomaly::EnsembleOptions options = ewe::anomaly::EnsembleOptions::for_sheep_vae(
+            std::int64_t(m.checkpoint.model_options.filters.size()), o.k, o.pool);
         if (o.reference.empty()) return ewe::anomaly::ReferenceSet::fit<float>(*m.ctx, *m.vae, data.images.view(), options);
         const Bitmaps drawings = load_bitmaps(o.reference, 0, "--reference");
         return ewe::anomaly::ReferenceSet::fit<float>(*m.ctx, *m.vae, drawings.images.view(), options);
@@ -153,11 +149,11 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
         scores.push_back({"complexity_adjusted_nll", "complexity-adjusted negative log-likelihood",
                           std::move(complexity_adjusted)});
     }
-    scores.push_back({"knn_pooled", "mean cosine distance to the k nearest reference drawings (pooled last conv map)",
-                      std::move(scored.knn_pooled)});
+    scores.push_back({"knn_pooled", "ink-adjusted k-NN cosine distance (pooled conv map)", std::move(scored.knn_pooled)});
+    scores.push_back({"knn_dense", "ink-adjusted k-NN cosine distance (first dense layer)", std::move(scored.knn_dense)});
     scores.push_back({"mahalanobis_gram", "Mahalanobis distance of the second conv layer's Gram matrix",
                       std::move(scored.mahalanobis_gram)});
-    scores.push_back({"ensemble", "ensemble (mean reference percentile of ink_adjusted_sse, knn_pooled, mahalanobis_gram)",
+    scores.push_back({"ensemble", "ensemble (mean reference percentile of knn_pooled, knn_dense, mahalanobis_gram)",
                       std::move(scored.ensemble)});
     for (Score& s : scores) s.cutoff = ewe::anomaly::quantile_threshold(s.values, o.quantile);
     const Score& chosen = *std::find_if(scores.begin(), scores.end(), [&](const Score& s) { return s.name == o.score; });
@@ -250,14 +246,14 @@ Command add_anomalies_command(CLI::App& app, const Console& io) {
                   "the k-NN and Mahalanobis references, the ensemble's calibration), or a reference set .safetensors "
                   "written by --save-reference (default: fit on the scored drawings)");
     c->add_option("--save-reference", o.save_reference, "Write the fitted reference set here (.safetensors)");
-    c->add_option("--k", o.k, "Neighbours of knn_pooled")->capture_default_str()->check(number_in(1, 100000))
+    c->add_option("--k", o.k, "Neighbours of knn_pooled and knn_dense")->capture_default_str()->check(number_in(1, 100000))
         ->each([&o](const std::string&) { o.k_given = true; });
-    c->add_option("--pool", o.pool, "knn_pooled's grid: the last convolution's map averaged to POOL x POOL cells")
+    c->add_option("--pool", o.pool, "knn_pooled's grid: the last but one convolution's map averaged to POOL x POOL cells")
         ->capture_default_str()->check(number_in(1, 1024))->each([&o](const std::string&) { o.pool_given = true; });
     c->add_option("--out", o.out, "Output folder")->capture_default_str();
     c->add_option("--score", o.score, "Score behind the cutoff and the drawings above it")
         ->capture_default_str()->check(CLI::IsMember({"sse", "ink_adjusted_sse", "neg_elbo", "iw_nll", "complexity_adjusted_nll", "knn_pooled",
-                                                 "mahalanobis_gram", "ensemble"}));
+                                                 "knn_dense", "mahalanobis_gram", "ensemble"}));
     c->add_option("--quantile", o.quantile, "Cutoff: this quantile of the chosen score")->capture_default_str()->check(number_in(0.0, 1.0));
     c->add_option("--top", o.top, "At most this many drawings above the cutoff in the picture")->capture_default_str()->check(number_in(1, 10000));
     c->add_option("--samples", o.samples, "Importance samples K per drawing for the likelihood scores iw_nll and "

@@ -1,12 +1,14 @@
 // Feature taps: one eval-mode pass of a VAE over many images that keeps, besides each
 // image's posterior mean, log variance and reconstruction error, summaries of chosen
 // encoder layers' activations: the map average-pooled to a small grid (what is drawn
-// where) or its Gram matrix of channel correlations (stroke texture, Gatys et al. 2015).
+// where), its Gram matrix of channel correlations (stroke texture, Gatys et al. 2015),
+// or a layer's values as they are (a dense layer's units), optionally square-rooted.
 // It works through the model's layer API (Vae::forward, Sequential::activation), so it
 // runs on the CPU and on CUDA alike; summaries are computed on the host in double.
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <type_traits>
@@ -33,27 +35,38 @@ struct FeatureMatrix {
 enum class TapSummary {
     pooled,  // the (h, w, c) map averaged over grid x grid cells: (grid, grid, c) values
     gram,    // G_cd = mean over the h w positions of a_c a_d, upper triangle c <= d row by row
+    values,  // the layer's output as it is, flattened (any shape: a dense layer's units)
 };
 
-// A tap on layer `layer` (index into vae.encoder(), whose output is an (h, w, c) map).
+// A tap on layer `layer` (index into vae.encoder(); pooled and gram need an (h, w, c) map).
 struct FeatureTap {
     std::size_t layer = 0;
     TapSummary summary = TapSummary::pooled;
     std::int64_t grid = 4;  // pooled only; cell a of `grid` spans [floor(a h / grid), ceil((a + 1) h / grid))
                             // (adaptive average pooling, PyTorch's AdaptiveAvgPool2d rule)
+    bool square_root = false;  // each summary value v becomes sign(v) sqrt(|v|) ("power normalization"):
+                               // fewer, stronger strokes weigh less against many faint ones
 };
 
-inline std::string to_string(TapSummary s) { return s == TapSummary::pooled ? "pooled" : "gram"; }
+inline std::string to_string(TapSummary s) {
+    return s == TapSummary::pooled ? "pooled" : s == TapSummary::gram ? "gram" : "values";
+}
 
-// The summary of one (h, w, c) map, channels last, into `out` (summary_size values).
+// The summary's length for a layer output of shape `map` (per sample).
 inline std::int64_t summary_size(const FeatureTap& tap, const Shape& map) {
+    if (tap.summary == TapSummary::values) return map.numel();
     const std::int64_t c = map[2];
     return tap.summary == TapSummary::pooled ? tap.grid * tap.grid * c : c * (c + 1) / 2;
 }
 
+// The summary of one (h, w, c) map, channels last, into `out` (summary_size values); a
+// values tap reads any output as h = w = 1 and c = its size.
 template <class T>
 void summarize_map(const FeatureTap& tap, const T* map, std::int64_t h, std::int64_t w, std::int64_t c, double* out) {
-    if (tap.summary == TapSummary::pooled) {
+    const std::int64_t size = summary_size(tap, Shape{h, w, c});
+    if (tap.summary == TapSummary::values) {
+        for (std::int64_t k = 0; k < size; ++k) out[k] = double(map[k]);
+    } else if (tap.summary == TapSummary::pooled) {
         const std::int64_t g = tap.grid;
         for (std::int64_t a = 0; a < g; ++a) {
             const std::int64_t y0 = a * h / g, y1 = ((a + 1) * h + g - 1) / g;
@@ -68,18 +81,20 @@ void summarize_map(const FeatureTap& tap, const T* map, std::int64_t h, std::int
                 for (std::int64_t k = 0; k < c; ++k) cell[k] /= area;
             }
         }
-        return;
+    } else {
+        std::vector<double> gram(std::size_t(c * c), 0.0);
+        for (std::int64_t p = 0; p < h * w; ++p)
+            for (std::int64_t i = 0; i < c; ++i) {
+                const double ai = double(map[p * c + i]);
+                if (ai == 0) continue;
+                for (std::int64_t j = i; j < c; ++j) gram[std::size_t(i * c + j)] += ai * double(map[p * c + j]);
+            }
+        std::int64_t k = 0;
+        for (std::int64_t i = 0; i < c; ++i)
+            for (std::int64_t j = i; j < c; ++j) out[k++] = gram[std::size_t(i * c + j)] / double(h * w);
     }
-    std::vector<double> gram(std::size_t(c * c), 0.0);
-    for (std::int64_t p = 0; p < h * w; ++p)
-        for (std::int64_t i = 0; i < c; ++i) {
-            const double ai = double(map[p * c + i]);
-            if (ai == 0) continue;
-            for (std::int64_t j = i; j < c; ++j) gram[std::size_t(i * c + j)] += ai * double(map[p * c + j]);
-        }
-    std::int64_t k = 0;
-    for (std::int64_t i = 0; i < c; ++i)
-        for (std::int64_t j = i; j < c; ++j) out[k++] = gram[std::size_t(i * c + j)] / double(h * w);
+    if (tap.square_root)
+        for (std::int64_t k = 0; k < size; ++k) out[k] = std::copysign(std::sqrt(std::abs(out[k])), out[k]);
 }
 
 // What one pass gives, one row per image.
@@ -90,8 +105,9 @@ struct TappedPass {
     std::vector<FeatureMatrix> features;  // one per tap, (n, summary_size)
 };
 
-// Checks that every tap names an encoder layer with an (h, w, c) output that the pass
-// can read (not the encoder's last layer), and a positive grid no larger than the map.
+// Checks that every tap names an encoder layer whose output the pass can read (not the
+// encoder's last layer), an (h, w, c) map for pooled and gram, and a positive grid no
+// larger than the map.
 template <class T>
 void check_taps(Vae<T>& vae, const std::vector<FeatureTap>& taps) {
     const std::size_t layers = vae.encoder().size();
@@ -99,8 +115,8 @@ void check_taps(Vae<T>& vae, const std::vector<FeatureTap>& taps) {
         EWE_REQUIRE(t.layer + 1 < layers, "feature tap: layer ", t.layer, " is not an inner layer of the encoder (",
                     layers, " layers, the last one not tappable)");
         const Shape& map = vae.encoder()[t.layer].output_shape();
-        EWE_REQUIRE(map.rank() == 3, "feature tap: encoder layer ", t.layer, " (", vae.encoder()[t.layer].label(),
-                    ") gives ", map, ", expected an (h, w, c) map");
+        EWE_REQUIRE(map.rank() == 3 || t.summary == TapSummary::values, "feature tap: encoder layer ", t.layer, " (",
+                    vae.encoder()[t.layer].label(), ") gives ", map, ", expected an (h, w, c) map");
         if (t.summary == TapSummary::pooled)
             EWE_REQUIRE(t.grid >= 1 && t.grid <= std::min(map[0], map[1]), "feature tap: grid must be in [1, ",
                         std::min(map[0], map[1]), "] for encoder layer ", t.layer, "'s ", map, " map, found ", t.grid);
@@ -149,9 +165,11 @@ TappedPass tapped_pass(Context& ctx, Vae<T>& vae, std::type_identity_t<TensorVie
                 map = maps_host[t].view().leading(m);
             }
             const Shape& s = map.shape();
-            const std::int64_t map_size = s[1] * s[2] * s[3];
+            const std::int64_t map_size = map.numel() / m;
+            const bool spatial = s.rank() == 4;
             for (std::int64_t r = 0; r < m; ++r)
-                summarize_map(taps[t], map.data() + r * map_size, s[1], s[2], s[3], out.features[t].row(i + r));
+                summarize_map(taps[t], map.data() + r * map_size, spatial ? s[1] : 1, spatial ? s[2] : 1,
+                              spatial ? s[3] : map_size, out.features[t].row(i + r));
         }
     }
     return out;

@@ -57,7 +57,7 @@ inline std::vector<double> cosine_knn_scores(const FeatureMatrix& reference, con
             const std::int64_t left_out = self.empty() ? -1 : self[std::size_t(b + i)];
             distances.clear();
             for (Eigen::Index j = 0; j < r.rows(); ++j)
-                if (j != left_out) distances.push_back(1.0 - similarity(i, j));
+                if (j != left_out) distances.push_back(std::max(0.0, 1.0 - similarity(i, j)));  // not below 0 by rounding
             std::nth_element(distances.begin(), distances.begin() + (k - 1), distances.end());
             double sum = 0;
             for (std::int64_t t = 0; t < k; ++t) sum += distances[std::size_t(t)];
