@@ -46,12 +46,12 @@ inline std::filesystem::path run_interrupted_path(const std::filesystem::path& d
     return dir / "interrupted.safetensors";
 }
 
-// The epoch a checkpoint file holds (its metadata's "epoch"); -1 when there is no file
-// or it cannot be read.
+// The epoch a checkpoint file holds (its metadata's "epoch", from the header alone); -1
+// when there is no file or it cannot be read.
 inline std::int64_t checkpoint_epoch(const std::filesystem::path& path) {
     if (!std::filesystem::exists(path)) return -1;
     try {
-        const io::SafetensorsFile file = io::read_safetensors(path);
+        const io::SafetensorsFile file = io::read_safetensors_header(path);
         const auto it = file.metadata.find("epoch");
         return it == file.metadata.end() ? -1 : std::atoll(it->second.c_str());
     } catch (const Error&) {
