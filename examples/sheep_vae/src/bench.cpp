@@ -5,7 +5,9 @@
 #include "validators.hpp"
 
 #include <CLI/CLI.hpp>
+#include <ewe/core/memory.hpp>
 #include <ewe/cpu/thread_pool.hpp>
+#include <ewe/io/json_line.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -59,7 +61,7 @@ int run_bench(const BenchOptions& o, const Console& io) {
     const double samples_per_s = double(o.batch) / (median / 1e3);
     const double gflop_per_s = ewe::training_step_flops(vae, o.batch) / (median / 1e3) / 1e9;
     if (o.json) {
-        JsonLine j;
+        ewe::io::JsonLine j;
         j.add("benchmark", "sheep_vae_train_step")
             .add("device", std::string(ewe::to_string(device)))
             .add("batch", o.batch)
@@ -72,13 +74,13 @@ int run_bench(const BenchOptions& o, const Console& io) {
             .add("samples_per_s", samples_per_s)
             .add("gflop_per_s_est", gflop_per_s)
             .add("final_loss", final_loss)
-            .add("peak_rss_mb", peak_rss_mb());
+            .add("peak_rss_mb", double(ewe::peak_resident_memory()) / (1 << 20));
         print(io.out, "%s\n", j.str().c_str());
     } else {
         print(io.out, "sheep VAE training step on %s, batch %lld, %lld steps (%lld warmup), %d threads\n",
               ewe::to_string(device), (long long)o.batch, (long long)o.steps, (long long)o.warmup, ewe::cpu::thread_count(ctx));
         print(io.out, "  median %.2f ms/step (min %.2f, max %.2f), %.1f samples/s, ~%.1f GFLOP/s, peak RSS %.0f MiB\n",
-              median, sorted.front(), sorted.back(), samples_per_s, gflop_per_s, peak_rss_mb());
+              median, sorted.front(), sorted.back(), samples_per_s, gflop_per_s, double(ewe::peak_resident_memory()) / (1 << 20));
     }
     return 0;
 }
