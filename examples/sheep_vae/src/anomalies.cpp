@@ -30,9 +30,9 @@
 // One eval pass of the model feeds every score but the likelihoods.
 // docs/anomaly_scores.md has the study of all of them on every planted class.
 // For the chosen --score: a cutoff (a quantile) and the drawings above it; for every
-// score a histogram; all scores as .npy and .csv. With --plant OTHER.npy:N, N drawings
-// of another class are mixed in and ROC AUC and precision@N (N = planted count) say how
-// well each score separates them.
+// score a histogram; all scores as .npy and .csv (ewe::anomaly::ScoreTable). With
+// --plant OTHER.npy:N, N drawings of another class are mixed in and ROC AUC and
+// precision@N (N = planted count) say how well each score separates them.
 #include "common.hpp"
 #include "validators.hpp"
 
