@@ -1,14 +1,18 @@
 // Anomaly scoring: input mass, size-adjusted errors, thresholds, top-k, ROC AUC, precision@k,
 // with values checked by hand (and against numpy / scikit-learn conventions); input
-// complexity (deflate length) and the complexity-adjusted likelihood.
+// complexity (deflate length) and the complexity-adjusted likelihood; ScoreTable and the
+// negative ELBO.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
+#include <string>
 #include <vector>
 
 #include "ewe/anomaly/scores.hpp"
 #include "ewe/anomaly/complexity.hpp"
+#include "ewe/anomaly/score_table.hpp"
 #include "ewe/core/philox.hpp"
 
 using namespace ewe;
@@ -116,4 +120,40 @@ TEST_CASE("input complexity: deflate length of the 8-bit drawing, and the comple
     CHECK(s[1] == doctest::Approx(200 + 4 * std::log(255.0) - 10));
     CHECK_THROWS_WITH_AS(complexity_adjusted_nll({1, 2}, {1}, 4), "complexity_adjusted_nll: 2 likelihoods but 1 lengths",
                          Error);
+}
+
+TEST_CASE("ScoreTable: cutoffs, detection of the planted samples, and its files") {
+    // Six samples, the last two planted: "sse" ranks them on top, "noise" does not.
+    ScoreTable table(6, 2, 0.5);
+    table.add("sse", "reconstruction error", {1, 2, 3, 4, 10, 11}).add("noise", "a poor score", {5, 1, 6, 2, 3, 4});
+    CHECK(table.at("sse").cutoff == doctest::Approx(quantile_threshold({1, 2, 3, 4, 10, 11}, 0.5)));
+    CHECK(table.above_cutoff("sse") == 3);
+    CHECK_THROWS_AS(table.at("missing"), Error);
+    CHECK_THROWS_AS(table.add("short", "three values", {1, 2, 3}), Error);
+    const std::vector<ScoreDetection> found = table.detection();
+    REQUIRE(found.size() == 2);
+    CHECK(found[0].name == "sse");
+    CHECK(found[0].roc_auc == 1.0);
+    CHECK(found[0].precision == 1.0);
+    // noise ranks the planted 3 and 4 above 1 and 2 only: 4 of 8 pairs.
+    CHECK(found[1].roc_auc == doctest::Approx(0.5));
+    CHECK(ScoreTable(3, 0, 0.9).add("sse", "", {1, 2, 3}).detection().empty());  // nothing planted: nothing to detect
+
+    const std::filesystem::path dir = std::filesystem::temp_directory_path() / "ewe_test_score_table";
+    std::filesystem::create_directories(dir);
+    table.write(dir, "sse", {"data.npy", "other.npy", "drawings"});
+    const auto csv = io::read_csv(dir / "scores.csv");
+    REQUIRE(csv.size() == 7);
+    CHECK(csv[0] == std::vector<std::string>{"index", "source", "planted", "sse", "noise", "above_cutoff"});
+    CHECK(csv[5] == std::vector<std::string>{"0", "other.npy", "1", "10", "3", "1"});
+    CHECK(csv[1][5] == "0");
+    for (const char* f : {"scores.npy", "histogram_sse.svg", "histogram_noise.svg"}) CHECK(std::filesystem::exists(dir / f));
+    // The negative ELBO: 2 * SSE plus the KL of each sample's posterior.
+    TappedPass pass;
+    pass.sse = {1.5};
+    pass.mean = {0.5, 0};
+    pass.log_var = {0, std::log(2.0)};
+    pass.latent = 2;
+    CHECK(negative_elbo(pass, 2)[0] == doctest::Approx(3 + 0.125 + -0.5 * (1 + std::log(2.0) - 2)));
+    std::filesystem::remove_all(dir);
 }

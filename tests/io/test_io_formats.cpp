@@ -210,6 +210,12 @@ TEST_CASE("safetensors round trip, metadata and rejections") {
     CHECK_THROWS_AS(f.meta("nope"), ewe::Error);
     CHECK(fs::directory_iterator(dir) != fs::directory_iterator());
     for (const auto& e : fs::directory_iterator(dir)) CHECK(e.path().filename() == "a.safetensors");  // no temp left
+    // The header alone: the same metadata and tensor table, no tensor bytes.
+    const auto header = ewe::io::read_safetensors_header(file);
+    CHECK(header.metadata == f.metadata);
+    CHECK(header.tensors.size() == f.tensors.size());
+    CHECK(header.tensors.at("ids").end == f.tensors.at("ids").end);
+    CHECK(header.data.empty());
 
     // Truncated, garbage and missing files are errors naming the file.
     const fs::path cut = dir / "cut.safetensors";
@@ -220,10 +226,12 @@ TEST_CASE("safetensors round trip, metadata and rejections") {
     } catch (const ewe::Error& e) {
         CHECK(std::string(e.what()).find("cut.safetensors") != std::string::npos);
     }
+    CHECK_THROWS_AS(ewe::io::read_safetensors_header(cut), ewe::Error);  // offsets beyond the file's end
     const fs::path junk = dir / "junk.safetensors";
     std::ofstream(junk, std::ios::binary) << "not a safetensors file at all";
     CHECK_THROWS_AS(ewe::io::read_safetensors(junk), ewe::Error);
     CHECK_THROWS_AS(ewe::io::read_safetensors(dir / "missing.safetensors"), ewe::Error);
+    CHECK_THROWS_AS(ewe::io::read_safetensors_header(junk), ewe::Error);
     std::vector<ewe::io::SafetensorsEntry> bad = {{"x", "F32", {4}, b.data(), 12}};
     CHECK_THROWS_AS(ewe::io::write_safetensors(dir / "bad.safetensors", bad, {}), ewe::Error);
     fs::remove_all(dir);

@@ -3,8 +3,9 @@
 // the folder and the holder's pid, and a killed holder leaves no lock behind; FNV-1a
 // matches the published test vectors and content_hash tells apart any element, the
 // shape and the element type. The files of a training run (ewe/train/run_folder.hpp) are
-// listed, described and deleted without touching the folder's other files, and run_jobs
-// runs every job once and rethrows the first error.
+// listed, described and deleted without touching the folder's other files; a RunFolder
+// starts, refuses, resumes (bit for bit), finishes and overwrites a run as asked; and
+// run_jobs runs every job once and rethrows the first error.
 #include <doctest/doctest.h>
 
 #include <signal.h>
@@ -17,13 +18,20 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include <ewe/io/fingerprint.hpp>
+#include <ewe/loss/vae_loss.hpp>
+#include <ewe/models/sheep_vae_checkpoint.hpp>
+#include <ewe/optim/optimizers.hpp>
 #include <ewe/io/run_lock.hpp>
 #include <ewe/train/run_folder.hpp>
 #include <ewe/train/run_jobs.hpp>
+
+#include "error_of.hpp"
+#include "small_sheep_vae.hpp"
 
 namespace fs = std::filesystem;
 
@@ -196,4 +204,81 @@ TEST_CASE("run_jobs runs every job once on its workers and rethrows the first er
     CHECK_THROWS_WITH_AS(failing(), "job 1 failed", ewe::Error);
     CHECK(ended.load() == 5);
     CHECK(told);
+}
+
+// A run of the small sheep VAE trained in `dir` through RunFolder through `epochs`; the
+// parameters it ends with.
+static std::vector<float> train_in_folder(const fs::path& dir, const ewe::RunFolderOptions& options, std::ostream& log) {
+    const ewe::SheepVaeOptions model_options = ewe_test::small_model_options();
+    ewe::Context ctx;
+    ewe::RunFolder folder(dir, options, [](const fs::path& path) {
+        return ewe::Checkpoint::read(path, ewe::kSheepVaeFormat, ewe::kSheepVaeFormatVersion, "--resume");
+    });
+    ewe::SheepVae<float> vae(ctx, model_options, 4, 3);
+    ewe::VaeLoss<float> loss(ctx, ewe::VaeLossOptions{}, 4);
+    ewe::Rmsprop<float> optimizer(ctx, vae.params(), {.lr = 1e-3});
+    ewe::VaeObjective<float> objective(vae, loss);
+    ewe::Trainer<float> trainer(ctx, objective, optimizer, {.epochs = options.epochs, .batch_size = 4, .shuffle_seed = 5});
+    ewe::Tensor<float> images(ewe::Shape{10, 8, 8, 1});
+    for (std::int64_t i = 0; i < images.numel(); ++i) images[i] = float((i * 37) % 11) / 10.0f;
+    ewe::RunCallbacksOptions<float> callbacks;
+    callbacks.kl_schedule = ewe::KlAnnealing<float>::linear(1, 1);
+    callbacks.monitor = 0;
+    callbacks.log = &log;
+    callbacks.progress_bar = false;
+    callbacks.metadata = [&](const ewe::TrainProgress&) { return ewe::sheep_vae_metadata(model_options); };
+    folder.train<float>(trainer, vae, images.view(), callbacks);
+    const ewe::Tensor<float> values = ewe::Tensor<float>::copy_of(vae.params().values(), ewe::Device::cpu);
+    return std::vector<float>(values.data(), values.data() + values.numel());
+}
+
+TEST_CASE("RunFolder: a new run, a refused rerun, a resume equal to the straight run bit for bit, an overwrite") {
+    const fs::path dir = temp_dir("run_folder"), straight = temp_dir("run_folder_straight");
+    std::ostringstream log;
+    ewe::RunFolderOptions options;
+    options.log = &log;
+    options.epochs = 2;
+    const std::vector<float> two_epochs = train_in_folder(straight, options, log);
+    options.epochs = 1;
+    train_in_folder(dir, options, log);
+    CHECK(ewe::checkpoint_epoch(ewe::run_checkpoint_path(dir)) == 1);
+    CHECK(fs::exists(dir / "loss.svg"));
+
+    // The folder holds a run: refused without resume or overwrite, naming its files.
+    const std::string refused = ewe_test::error_of([&] { train_in_folder(dir, options, log); });
+    CHECK(refused.find("--out: " + dir.string() + " already holds a run; pass --resume") != std::string::npos);
+    CHECK(refused.find("checkpoint.safetensors after epoch 1") != std::string::npos);
+    // Held by another RunFolder: refused at once.
+    {
+        const ewe::io::RunLock held(dir);
+        CHECK(ewe_test::error_of([&] { train_in_folder(dir, options, log); }).find("is in use by process") !=
+              std::string::npos);
+    }
+
+    // Resumed through epoch 2: the straight run's parameters, bit for bit.
+    options.resume = true;
+    options.epochs = 2;
+    CHECK(train_in_folder(dir, options, log) == two_epochs);
+    CHECK(ewe::checkpoint_epoch(ewe::run_checkpoint_path(dir)) == 2);
+    // Through epoch 2 again: nothing to train; through epoch 1: refused.
+    log.str("");
+    const auto saved = fs::last_write_time(ewe::run_checkpoint_path(dir));
+    train_in_folder(dir, options, log);
+    CHECK(log.str().find("already holds epoch 2 of --epochs 2: nothing left to train") != std::string::npos);
+    CHECK(fs::last_write_time(ewe::run_checkpoint_path(dir)) == saved);
+    options.epochs = 1;
+    CHECK(ewe_test::error_of([&] { train_in_folder(dir, options, log); }).find("--epochs 1 is the total to reach") !=
+          std::string::npos);
+
+    // Overwritten: the run's files go, a user's file stays, and a new run starts.
+    std::ofstream(dir / "notes.txt") << "mine";
+    options.resume = false;
+    options.overwrite = true;
+    log.str("");
+    train_in_folder(dir, options, log);
+    CHECK(log.str().find("deleted the files of the previous run") != std::string::npos);
+    CHECK(ewe::checkpoint_epoch(ewe::run_checkpoint_path(dir)) == 1);
+    CHECK(fs::exists(dir / "notes.txt"));
+    fs::remove_all(dir);
+    fs::remove_all(straight);
 }

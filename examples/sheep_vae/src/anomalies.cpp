@@ -31,27 +31,24 @@
 // One eval pass of the model feeds every score but the likelihoods.
 // docs/anomaly_scores.md has the study of all of them on every planted class.
 // For the chosen --score: a cutoff (a quantile) and the drawings above it; for every
-// score a histogram; all scores as .npy and .csv. With --plant OTHER.npy:N, N drawings
-// of another class are mixed in and ROC AUC and precision@N (N = planted count) say how
-// well each score separates them.
+// score a histogram; all scores as .npy and .csv (ewe::anomaly::ScoreTable). With
+// --plant OTHER.npy:N, N drawings of another class are mixed in and ROC AUC and
+// precision@N (N = planted count) say how well each score separates them.
 #include "common.hpp"
 #include "validators.hpp"
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
-#include <cmath>
-#include <cstdio>
 #include <string>
 #include <vector>
 
-#include <ewe/anomaly/scores.hpp>
 #include <ewe/anomaly/complexity.hpp>
 #include <ewe/anomaly/reference_set.hpp>
-#include <ewe/io/csv.hpp>
+#include <ewe/anomaly/score_table.hpp>
 #include <ewe/io/files.hpp>
-#include <ewe/io/npy.hpp>
-#include <ewe/io/svg.hpp>
+#include <ewe/io/json_line.hpp>
 #include <ewe/models/vae_likelihood.hpp>
 
 namespace sheep {
@@ -114,26 +111,10 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
     const auto started = std::chrono::steady_clock::now();
     ewe::anomaly::EnsembleScores scored = reference.score<float>(*m.ctx, *m.vae, data.images.view());
     const double scoring_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    const ewe::anomaly::TappedPass& pass = scored.pass;
-    const ewe::anomaly::SizeAdjustment& ink_fit = reference.ink_fit();
-    std::vector<double> neg_elbo(static_cast<std::size_t>(n));
-    for (std::int64_t i = 0; i < n; ++i) {
-        double kl = 0;
-        for (std::int64_t k = 0; k < pass.latent; ++k) {
-            const double mu = pass.mean[std::size_t(i * pass.latent + k)], lv = pass.log_var[std::size_t(i * pass.latent + k)];
-            kl += -0.5 * (1 + lv - mu * mu - std::exp(lv));
-        }
-        neg_elbo[std::size_t(i)] = 2 * pass.sse[std::size_t(i)] + kl;
-    }
-    struct Score {
-        std::string name, label;
-        std::vector<double> values;
-        double cutoff = 0;  // the --quantile of values
-    };
-    std::vector<Score> scores = {
-        {"sse", "reconstruction error (SSE)", std::move(scored.sse)},
-        {"ink_adjusted_sse", "ink-adjusted reconstruction error (log SSE residual)", std::move(scored.ink_adjusted_sse)},
-        {"neg_elbo", "negative ELBO", std::move(neg_elbo)}};
+    ewe::anomaly::ScoreTable table(n, planted, o.quantile);
+    table.add("sse", "reconstruction error (SSE)", std::move(scored.sse))
+        .add("ink_adjusted_sse", "ink-adjusted reconstruction error (log SSE residual)", std::move(scored.ink_adjusted_sse))
+        .add("neg_elbo", "negative ELBO", ewe::anomaly::negative_elbo(scored.pass, 2));
     if (o.samples > 0) {
         ewe::ImportanceSamplingOptions sampling;
         sampling.samples = o.samples;
@@ -144,90 +125,54 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
         for (double& v : iw_nll) v = -v;
         std::vector<double> complexity_adjusted = ewe::anomaly::complexity_adjusted_nll(
             iw_nll, ewe::anomaly::compressed_length_nats<float>(data.images.view()), kSide * kSide);
-        scores.push_back({"iw_nll", "negative log-likelihood (IWAE, K = " + std::to_string(o.samples) + ")",
-                          std::move(iw_nll)});
-        scores.push_back({"complexity_adjusted_nll", "complexity-adjusted negative log-likelihood",
-                          std::move(complexity_adjusted)});
+        table.add("iw_nll", "negative log-likelihood (IWAE, K = " + std::to_string(o.samples) + ")", std::move(iw_nll))
+            .add("complexity_adjusted_nll", "complexity-adjusted negative log-likelihood", std::move(complexity_adjusted));
     }
-    scores.push_back({"knn_pooled", "ink-adjusted k-NN cosine distance (pooled conv map)", std::move(scored.knn_pooled)});
-    scores.push_back({"knn_dense", "ink-adjusted k-NN cosine distance (first dense layer)", std::move(scored.knn_dense)});
-    scores.push_back({"mahalanobis_gram", "Mahalanobis distance of the second conv layer's Gram matrix",
-                      std::move(scored.mahalanobis_gram)});
-    scores.push_back({"ensemble", "ensemble (mean reference percentile of knn_pooled, knn_dense, mahalanobis_gram)",
-                      std::move(scored.ensemble)});
-    for (Score& s : scores) s.cutoff = ewe::anomaly::quantile_threshold(s.values, o.quantile);
-    const Score& chosen = *std::find_if(scores.begin(), scores.end(), [&](const Score& s) { return s.name == o.score; });
-    const double cutoff = chosen.cutoff;
-    std::int64_t above = 0;
-    for (double v : chosen.values) above += v > cutoff;
-
+    table.add("knn_pooled", "ink-adjusted k-NN cosine distance (pooled conv map)", std::move(scored.knn_pooled))
+        .add("knn_dense", "ink-adjusted k-NN cosine distance (first dense layer)", std::move(scored.knn_dense))
+        .add("mahalanobis_gram", "Mahalanobis distance of the second conv layer's Gram matrix",
+             std::move(scored.mahalanobis_gram))
+        .add("ensemble", "ensemble (mean reference percentile of knn_pooled, knn_dense, mahalanobis_gram)",
+             std::move(scored.ensemble));
+    const ewe::anomaly::NamedScore& chosen = table.at(o.score);
     const fs::path dir = o.out;
     ewe::io::create_folder(dir, "--out");
-    std::vector<float> table;
-    for (std::int64_t i = 0; i < n; ++i)
-        for (const Score& s : scores) table.push_back(float(s.values[std::size_t(i)]));
-    ewe::io::write_npy<float>(dir / "scores.npy", table.data(), ewe::Shape{n, std::int64_t(scores.size())});
-    {
-        std::vector<std::vector<std::string>> csv(1, {"index", "source", "planted"});
-        for (const Score& s : scores) csv[0].push_back(s.name);
-        csv[0].push_back("above_cutoff");
-        for (std::int64_t i = 0; i < n; ++i) {
-            std::vector<std::string> row = {std::to_string(i < normal ? i : i - normal),
-                                            i < normal ? data.source : plant_file, i < normal ? "0" : "1"};
-            for (const Score& s : scores) row.push_back(ewe::io::csv_number(s.values[std::size_t(i)]));
-            row.push_back(chosen.values[std::size_t(i)] > cutoff ? "1" : "0");
-            csv.push_back(std::move(row));
-        }
-        ewe::io::write_csv(dir / "scores.csv", csv);
-    }
-    for (const Score& s : scores) {
-        ewe::io::SvgPlot plot("Anomaly score: " + s.label, s.label, "drawings");
-        if (planted > 0) {
-            const double lo = *std::min_element(s.values.begin(), s.values.end());
-            const double hi = *std::max_element(s.values.begin(), s.values.end());
-            plot.histogram(std::vector<double>(s.values.begin(), s.values.begin() + normal), 60, ewe::io::palette(0), "data", lo, hi);
-            plot.histogram(std::vector<double>(s.values.begin() + normal, s.values.end()), 60, ewe::io::palette(1), "planted", lo, hi);
-        } else {
-            plot.histogram(s.values, 60, ewe::io::palette(0), "drawings");
-        }
-        char label[64];
-        std::snprintf(label, sizeof label, "cutoff (q=%.3g)", o.quantile);
-        plot.vline(s.cutoff, ewe::io::palette(2), label).write(dir / ("histogram_" + s.name + ".svg"));
-    }
+    table.write(dir, o.score, {data.source, plant_file, "drawings"});
     std::vector<const float*> tiles;
     const std::vector<std::int64_t> order = ewe::anomaly::top_k(chosen.values, n);
     for (std::int64_t i : order) {
-        if (chosen.values[std::size_t(i)] <= cutoff || std::int64_t(tiles.size()) >= o.top) break;
+        if (chosen.values[std::size_t(i)] <= chosen.cutoff || std::int64_t(tiles.size()) >= o.top) break;
         tiles.push_back(data.row(i));
     }
     if (tiles.empty()) tiles.push_back(data.row(order.front()));
     write_sheet(dir / "above_cutoff.png", tiles, 10);
 
-    JsonLine j;
-    j.add("samples", n).add("planted", planted).add("score", o.score).add("quantile", o.quantile).add("cutoff", cutoff)
-        .add("above_cutoff", above)
+    const ewe::anomaly::SizeAdjustment& ink_fit = reference.ink_fit();
+    ewe::io::JsonLine j;
+    j.add("samples", n).add("planted", planted).add("score", o.score).add("quantile", o.quantile)
+        .add("cutoff", chosen.cutoff).add("above_cutoff", table.above_cutoff(o.score))
         .add("ink_fit_intercept", ink_fit.intercept).add("ink_fit_slope", ink_fit.slope)
         .add("iw_samples", o.samples).add("reference_size", reference.size()).add("k", reference.options().k)
         .add("pool", reference.options().knn_tap.grid).add("scoring_seconds", scoring_seconds);
     if (o.samples > 0) j.add("iw_seed", std::int64_t(o.seed));
-    if (planted > 0 && normal > 0) {
-        std::vector<std::uint8_t> labels(std::size_t(n), 0);
-        for (std::int64_t i = normal; i < n; ++i) labels[std::size_t(i)] = 1;
-        j.add("roc_auc", ewe::anomaly::roc_auc(chosen.values, labels))
-            .add("precision_at_n", ewe::anomaly::precision_at_k(chosen.values, labels, planted));
+    const std::vector<ewe::anomaly::ScoreDetection> detection = table.detection();
+    if (!detection.empty()) {
+        const ewe::anomaly::ScoreDetection& pick = *std::find_if(
+            detection.begin(), detection.end(), [&](const auto& d) { return d.name == o.score; });
+        j.add("roc_auc", pick.roc_auc).add("precision_at_n", pick.precision);
         if (!o.json)
             print(io.out, "planted %lld drawings of %s among %lld:\n", (long long)planted, plant_file.c_str(), (long long)normal);
-        for (const Score& s : scores) {
-            const double auc = ewe::anomaly::roc_auc(s.values, labels);
-            const double p = ewe::anomaly::precision_at_k(s.values, labels, planted);
-            j.add("roc_auc_" + s.name, auc).add("precision_at_n_" + s.name, p);
-            if (!o.json) print(io.out, "  %-16s ROC AUC %.4f, precision@%lld %.3f\n", s.name.c_str(), auc, (long long)planted, p);
+        for (const ewe::anomaly::ScoreDetection& d : detection) {
+            j.add("roc_auc_" + d.name, d.roc_auc).add("precision_at_n_" + d.name, d.precision);
+            if (!o.json)
+                print(io.out, "  %-16s ROC AUC %.4f, precision@%lld %.3f\n", d.name.c_str(), d.roc_auc,
+                      (long long)planted, d.precision);
         }
     }
     if (o.json) print(io.out, "%s\n", j.str().c_str());
     else
         print(io.out, "%lld drawings scored; cutoff %s %.4g (quantile %.3g): %lld above; wrote %s\n", (long long)n,
-              o.score.c_str(), cutoff, o.quantile, (long long)above, dir.string().c_str());
+              o.score.c_str(), chosen.cutoff, o.quantile, (long long)table.above_cutoff(o.score), dir.string().c_str());
     return 0;
 }
 

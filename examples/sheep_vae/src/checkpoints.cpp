@@ -6,8 +6,6 @@
 #include "common.hpp"
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 
 #include <ewe/io/fingerprint.hpp>
 #include <ewe/train/model_checkpoint.hpp>
@@ -41,13 +39,9 @@ SheepCheckpoint read_checkpoint(const fs::path& path, const std::string& flag) {
     c.settings.kl_steep = c.file.meta_double("train.kl_steep", 0.0, 1e9);
     c.settings.samples = c.file.meta_int("train.samples", 0, std::int64_t(1) << 62);
     c.settings.data = c.file.meta("train.data");
-    if (c.file.file().metadata.count("train.data_hash")) {
-        const std::string& text = c.file.meta("train.data_hash");
-        char* end = nullptr;
-        c.settings.data_hash = std::strtoull(text.c_str(), &end, 16);
-        if (text.size() != 18 || text.rfind("0x", 0) != 0 || *end != '\0' || c.settings.data_hash == 0)
-            fail(flag, " ", path.string(), ": metadata train.data_hash = '", text, "' is not 0x and 16 hexadecimal digits");
-    }
+    if (c.file.file().metadata.count("train.data_hash"))
+        c.settings.data_hash = ewe::io::parse_hash_text(c.file.meta("train.data_hash"),
+                                                        flag + " " + path.string() + ": metadata train.data_hash");
     return c;
 }
 

@@ -1,12 +1,11 @@
 // sheep_vae's small helpers (src/common.hpp): printf into a stream, --device and
-// comma-separated numbers, peak memory and JSON lines.
+// comma-separated numbers.
 #include "common.hpp"
 
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <sstream>
 
 namespace sheep {
@@ -52,50 +51,6 @@ std::vector<std::int64_t> parse_epochs(const std::string& text, const std::strin
         epochs.push_back(std::int64_t(e));
     }
     return epochs;
-}
-
-double peak_rss_mb() {
-    std::ifstream in("/proc/self/status");
-    std::string line;
-    while (std::getline(in, line))
-        if (line.rfind("VmHWM:", 0) == 0) return std::strtod(line.c_str() + 6, nullptr) / 1024.0;
-    return 0.0;
-}
-
-namespace {
-
-std::string json_escape(const std::string& s) {
-    std::string out;
-    for (char c : s) {
-        if (c == '"' || c == '\\') out += '\\', out += c;
-        else if (static_cast<unsigned char>(c) < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
-            out += buf;
-        } else out += c;
-    }
-    return out;
-}
-
-}  // namespace
-
-JsonLine& JsonLine::add(const std::string& key, double v) {
-    char buf[64];
-    if (std::isfinite(v)) std::snprintf(buf, sizeof buf, "%.6g", v);
-    else std::snprintf(buf, sizeof buf, "null");
-    return raw(key, buf);
-}
-
-JsonLine& JsonLine::add(const std::string& key, const std::string& v) {
-    std::string quoted = "\"";
-    quoted += json_escape(v);
-    quoted += '"';
-    return raw(key, quoted);
-}
-
-JsonLine& JsonLine::raw(const std::string& key, const std::string& v) {
-    body_ += (body_.empty() ? "\"" : ", \"") + json_escape(key) + "\": " + v;
-    return *this;
 }
 
 }  // namespace sheep

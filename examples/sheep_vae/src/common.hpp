@@ -1,6 +1,6 @@
 // What sheep_vae's source files share (private to sheep_vae_cli): where the program
 // writes, the subcommands' registration, bitmaps from bytes or the default source,
-// models loaded from checkpoints, and small helpers (devices, numbers, JSON lines).
+// models loaded from checkpoints, and small helpers (devices, numbers).
 #pragma once
 
 #include <cstdint>
@@ -13,6 +13,7 @@
 
 #include <ewe/core/context.hpp>
 #include <ewe/dist/communicator.hpp>
+#include <ewe/io/run_lock.hpp>
 #include <ewe/train/callback.hpp>
 #include <ewe/train/interrupt.hpp>
 
@@ -20,9 +21,6 @@
 
 namespace CLI {
 class App;
-}
-namespace ewe::io {
-class RunLock;
 }
 
 namespace sheep {
@@ -56,9 +54,9 @@ Command add_report_command(CLI::App& app, const Console& io);
 // post's KL annealing, and in `dir` checkpoint.safetensors (each epoch; interrupted.
 // safetensors on Ctrl-C), metrics.csv, logs/, the latent snapshots and loss.svg/kl.svg.
 //
-// `dir` is locked while the run trains (ewe::io::RunLock). A folder that holds a run
-// (ewe::run_files, ewe/train/run_folder.hpp) is refused unless `resume` (continue it)
-// or `overwrite` (delete those files first) says what to do with it.
+// `dir` is an ewe::RunFolder (ewe/train/run_folder.hpp): locked while the run trains,
+// and a run in it is refused unless `resume` (continue it) or `overwrite` (delete its
+// files first) says what to do with it.
 struct TrainRun {
     fs::path dir;
     ewe::SheepVaeOptions model_options;  // of a new run; a resumed run's come from its checkpoint,
@@ -92,7 +90,9 @@ TrainOutcome train_run(const TrainRun& run, const Bitmaps& data, std::ostream& l
 
 // Locks `dir` (created when missing) for this process: an ewe::Error naming --out, the
 // folder and the holder's pid when another train or sweep holds it.
-std::unique_ptr<ewe::io::RunLock> lock_run_folder(const fs::path& dir);
+inline std::unique_ptr<ewe::io::RunLock> lock_run_folder(const fs::path& dir) {
+    return ewe::io::lock_run_folder(dir, "--out");
+}
 // A setting of a run as its flag and value text ("--lr", "0.001"); doubles in the
 // shortest text that reads back to the same value (ewe::format_number).
 struct Setting {
@@ -145,22 +145,5 @@ ewe::Device parse_device(const std::string& name);
 std::vector<double> parse_numbers(const std::string& text, const std::string& flag);
 // Parses "a,b,c" into epoch numbers >= 1; "" is none.
 std::vector<std::int64_t> parse_epochs(const std::string& text, const std::string& flag);
-// Peak resident set size in MiB (VmHWM of /proc/self/status); 0 where unavailable.
-double peak_rss_mb();
-
-// One JSON object on one line, built field by field.
-class JsonLine {
-public:
-    JsonLine& add(const std::string& key, double v);
-    JsonLine& add(const std::string& key, std::int64_t v) { return raw(key, std::to_string(v)); }
-    JsonLine& add(const std::string& key, int v) { return raw(key, std::to_string(v)); }
-    JsonLine& add(const std::string& key, const std::string& v);
-    JsonLine& add(const std::string& key, const char* v) { return add(key, std::string(v)); }
-    std::string str() const { return "{" + body_ + "}"; }
-
-private:
-    JsonLine& raw(const std::string& key, const std::string& v);
-    std::string body_;
-};
 
 }  // namespace sheep

@@ -1,16 +1,14 @@
 // `sheep_vae train`: the post's training run through ewe::Trainer (train_run, which
-// `sweep` calls for each of its configurations). RMSprop on
-// 2*28*28*MSE + w*KL with the post's KL annealing, a per-epoch shuffle drawn from
-// Philox(seed, epoch) so that --resume continues a run bit for bit, and the library's
-// run-folder callbacks (ewe::add_run_callbacks, ewe/train/run_folder.hpp): progress bar,
-// metrics.csv, TensorBoard events, a checkpoint per epoch (interrupted.safetensors on
-// Ctrl-C), latent-space snapshots and the posterior-collapse monitor (active units, KL
-// per latent dimension). The output folder is locked while training (ewe::io::RunLock);
-// a folder that holds a run (ewe::run_files) is refused unless --resume continues it
-// (the same data, by content hash, and no other setting) or --overwrite deletes its run
-// files first. With --distributed,
-// under `mpirun -np N`, the N ranks train data-parallel (ewe/dist/mpi.hpp; --batch is
-// the global batch) and rank 0 alone writes the outputs; a build without MPI refuses it.
+// `sweep` calls for each of its configurations). RMSprop on 2*28*28*MSE + w*KL with the
+// post's KL annealing, in a run folder (ewe::RunFolder, ewe/train/run_folder.hpp: the
+// folder locked while training, a run in it refused unless --resume continues it or
+// --overwrite deletes its files; progress bar, metrics.csv, TensorBoard events, a
+// checkpoint per epoch, latent snapshots, the posterior-collapse monitor). This file
+// adds the program's side: a resumed run must have the same data (by content hash) and
+// no other given setting (check_resume), and takes the others from the checkpoint. With
+// --distributed, under `mpirun -np N`, the N ranks train data-parallel (ewe/dist/mpi.hpp;
+// --batch is the global batch) and rank 0 alone writes the outputs; a build without MPI
+// refuses it.
 #include "common.hpp"
 #include "validators.hpp"
 
@@ -24,7 +22,6 @@
 #include <vector>
 
 #include <ewe/io/fingerprint.hpp>
-#include <ewe/io/run_lock.hpp>
 #include <ewe/train/objective.hpp>
 #include <ewe/train/run_folder.hpp>
 #include <ewe/train/trainer.hpp>
@@ -60,12 +57,6 @@ struct TrainOptions {
     double distributed_timeout = 600;
 };
 
-// What to try after a divergence; a resumed run took its learning rate from the checkpoint.
-std::string divergence_hint(const ewe::TrainProgress& start) {
-    return start.epoch > 0 ? " (diverged at the checkpoint's learning rate; a new run with a smaller --lr may not)"
-                           : " (diverged; try a smaller --lr)";
-}
-
 // MPI for --distributed: the session and the communicator over all ranks.
 struct Distributed {
 #if EWE_WITH_MPI
@@ -80,91 +71,45 @@ struct Distributed {
 #endif
 };
 
-// What `checkpoint` holds after training diverged: every save and every resume checked
-// its weights finite, so the epoch it holds is the last good one the run kept.
-std::string kept_checkpoint(const fs::path& checkpoint) {
-    if (!fs::exists(checkpoint)) return "no checkpoint was saved before that (" + checkpoint.string() + " does not exist)";
-    const std::int64_t epoch = ewe::checkpoint_epoch(checkpoint);
-    return epoch >= 0 ? checkpoint.string() + " keeps epoch " + std::to_string(epoch) + ", the last good one"
-                      : checkpoint.string() + " cannot be read back";
-}
-
 }  // namespace
 
-std::unique_ptr<ewe::io::RunLock> lock_run_folder(const fs::path& dir) {
-    try {
-        return std::make_unique<ewe::io::RunLock>(dir);
-    } catch (const ewe::io::RunFolderBusy& e) {
-        fail("--out: ", dir.string(), " is in use by ",
-             e.holder_pid() > 0 ? "process " + std::to_string(e.holder_pid()) : std::string("another process"),
-             " (a train or sweep writing there); wait for it to end, or choose another --out");
-    }
-}
-
 TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log, bool redraw) {
-    const fs::path checkpoint_path = ewe::run_checkpoint_path(r.dir);
     const std::int64_t n = data.count();
     ewe::SheepVaeOptions model_options = r.model_options;
     RunSettings run = r.settings;
     run.samples = n;
     run.data = data.source;
     run.data_hash = ewe::io::content_hash<float>(data.images.view());
-    // Rank 0 alone writes the run's files, so it alone locks the folder.
-    const bool root = r.communicator == nullptr || r.communicator->rank() == 0;
-    std::unique_ptr<ewe::io::RunLock> lock;
-    if (root) lock = lock_run_folder(r.dir);
-    std::error_code ec;
-    fs::create_directories(r.dir, ec);
-    if (ec) fail("--out: cannot create ", r.dir.string(), ": ", ec.message());
-
+    ewe::RunFolderOptions folder_options;
+    folder_options.resume = r.resume;
+    folder_options.overwrite = r.overwrite;
+    folder_options.epochs = r.epochs;
+    folder_options.log = &log;
+    folder_options.communicator = r.communicator;
+    // A resumed run continues the same data with the checkpoint's model and settings.
+    ewe::RunFolder folder(r.dir, folder_options, [&](const fs::path& path) {
+        SheepCheckpoint c = read_checkpoint(path, "--resume");
+        check_resume(c, path, model_options, run, r.given_settings);
+        model_options = c.model_options;
+        c.settings.samples = run.samples;
+        c.settings.data = run.data;
+        c.settings.data_hash = run.data_hash;
+        run = c.settings;
+        return std::move(c.file);
+    });
     TrainOutcome outcome;
-    std::optional<SheepCheckpoint> resume_from;
-    const std::vector<fs::path> previous = ewe::run_files(r.dir);
-    if (r.resume && fs::exists(checkpoint_path)) {
-        resume_from = read_checkpoint(checkpoint_path, "--resume");
-        check_resume(*resume_from, checkpoint_path, model_options, run, r.given_settings);
-        model_options = resume_from->model_options;
-        const RunSettings data_settings = run;
-        run = resume_from->settings;
-        run.samples = data_settings.samples;
-        run.data = data_settings.data;
-        run.data_hash = data_settings.data_hash;
-        const std::int64_t done = resume_from->progress.epoch;
-        if (done > r.epochs)
-            fail("--epochs: ", checkpoint_path.string(), " already holds epoch ", done, "; --epochs ", r.epochs,
-                 " is the total to reach, not a number to add: pass --epochs ", done + 1, " or more to continue");
-        if (done == r.epochs) {
-            print(log, "train: %s already holds epoch %lld of --epochs %lld: nothing left to train, nothing written "
-                  "(pass a larger --epochs to continue)\n", checkpoint_path.string().c_str(), (long long)done,
-                  (long long)r.epochs);
-            outcome.progress = resume_from->progress;
-            return outcome;
-        }
+    outcome.progress = folder.start();
+    if (folder.finished()) return outcome;
+    if (folder.checkpoint()) {
         std::string taken;
         for (const Setting& s : run_setting_values(model_options, run))
             if (std::find(r.given_settings.begin(), r.given_settings.end(), s.flag) == r.given_settings.end())
                 taken += (taken.empty() ? "" : ", ") + s.flag + " " + s.value;
         print(log, "Resuming from %s after epoch %lld (%lld steps) on the same %s%s%s\n",
-              checkpoint_path.string().c_str(), (long long)done, (long long)resume_from->progress.iterations,
-              data_text(run).c_str(), taken.empty() ? "" : "; from the checkpoint: ", taken.c_str());
-    } else if (!previous.empty() && !r.overwrite) {
-        if (r.resume)
-            fail("--resume: ", r.dir.string(), " holds files of a run (", ewe::run_files_text(r.dir, previous),
-                 ") but no checkpoint.safetensors to continue from (it stopped before its first epoch ended); pass "
-                 "--overwrite instead of --resume to delete them and start over");
-        fail("--out: ", r.dir.string(), " already holds a run; pass --resume to continue it, or --overwrite to delete "
-             "its files and start over (found: ", ewe::run_files_text(r.dir, previous), "; other files are kept)");
-    } else if (!previous.empty()) {
-        const std::string deleted = ewe::run_files_text(r.dir, previous);
-        if (root) ewe::delete_run_files(r.dir, previous, "--overwrite");
-        print(log, "%s: deleted the files of the previous run (%s); other files are kept\n", r.dir.string().c_str(),
-              deleted.c_str());
-    } else if (r.resume) {
-        print(log, "--resume: no %s yet, starting a new run\n", checkpoint_path.string().c_str());
+              folder.checkpoint()->path().c_str(), (long long)folder.start().epoch,
+              (long long)folder.start().iterations, data_text(run).c_str(), taken.empty() ? "" : "; from the checkpoint: ",
+              taken.c_str());
     }
-    // Every rank has looked at the folder before rank 0 writes into it.
-    if (r.communicator) r.communicator->barrier();
-
     ewe::ContextOptions context_options;
     context_options.threads = r.threads;
     ewe::Context ctx(r.device, context_options);
@@ -176,13 +121,6 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
     ewe::SheepVae<float> vae = model_for_batch(ctx, model_options, rank_batch, run.seed, "--batch");
     ewe::VaeLoss<float> loss(ctx, ewe::VaeLossOptions{}, rank_batch);
     ewe::Rmsprop<float> optimizer(ctx, vae.params(), {.lr = run.lr});
-    const ewe::TrainProgress start = resume_from ? resume_from->progress : ewe::TrainProgress{};
-    if (resume_from) {
-        resume_from->file.load_parameters(vae.params());
-        resume_from->file.load_optimizer(optimizer, start.iterations, run.lr);
-    }
-    resume_from.reset();
-
     ewe::VaeObjective<float> objective(vae, loss);
     ewe::FitOptions fit;
     fit.epochs = r.epochs;
@@ -200,44 +138,18 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
     standard.progress_bar = r.progress_bar;
     standard.redraw = redraw;
     standard.metadata = [&](const ewe::TrainProgress&) { return run_metadata(model_options, run); };
-    ewe::add_run_callbacks<float>(trainer, vae, data.images.view(), r.dir, standard);
-    for (const auto& callback : r.callbacks) trainer.add(callback);
-
-    ewe::FitResult fit_result;
+    standard.callbacks = r.callbacks;
     outcome.parameters = vae.params().total_count();
     if (r.progress_bar)
         print(log, "Training on %lld drawings (%s), batch %lld%s, epochs %lld..%lld, %s, seed %llu, %lld parameters\n",
               (long long)n, data.source.c_str(), (long long)batch,
-              ranks > 1 ? (" over " + std::to_string(ranks) + " ranks").c_str() : "", (long long)start.epoch + 1,
+              ranks > 1 ? (" over " + std::to_string(ranks) + " ranks").c_str() : "", (long long)folder.start().epoch + 1,
               (long long)r.epochs, ewe::to_string(r.device), (unsigned long long)run.seed,
               (long long)outcome.parameters);
-    try {
-        fit_result = trainer.fit(data.images.view(), start);
-    } catch (const ewe::LossDiverged& e) {
-        fail("train: ", e.reason(), ". ", kept_checkpoint(checkpoint_path), divergence_hint(start));
-    } catch (const ewe::NonFiniteCheckpoint& e) {
-        fail("train: the weights became non-finite: ", e.what(), ". ", kept_checkpoint(checkpoint_path),
-             divergence_hint(start));
-    }
+    const ewe::FitResult fit_result = folder.train<float>(trainer, vae, data.images.view(), standard);
     outcome.progress = fit_result.progress;
-    outcome.epochs_trained = outcome.progress.epoch - start.epoch;
-    if (fit_result.interrupted) {
-        // What is on disk, read back from the files rather than assumed.
-        const std::int64_t kept = ewe::checkpoint_epoch(checkpoint_path);
-        const fs::path interrupted_path = ewe::run_interrupted_path(r.dir);
-        print(log, "\ntrain: interrupted at epoch %lld, step %lld: %s; %s\n", (long long)outcome.progress.epoch + 1,
-              (long long)trainer.interrupted_step(),
-              fs::exists(interrupted_path) ? ("the weights of that moment are in " + interrupted_path.string()).c_str()
-                                           : ("no " + interrupted_path.string() + " was written").c_str(),
-              kept >= 0 ? (ewe::checkpoint_state(checkpoint_path) + ", and --resume continues from it").c_str()
-                        : (ewe::checkpoint_state(checkpoint_path) + " (no epoch finished): --overwrite starts the run "
-                           "over").c_str());
-        outcome.status = 130;
-    } else if (outcome.progress.epoch < r.epochs) {
-        outcome.status = 130;  // one of r.callbacks stopped training
-    } else if (trainer.is_root()) {
-        ewe::write_loss_plots(r.dir);
-    }
+    outcome.epochs_trained = outcome.progress.epoch - folder.start().epoch;
+    if (outcome.progress.epoch < r.epochs) outcome.status = 130;  // Ctrl-C or one of r.callbacks stopped training
     return outcome;
 }
 

@@ -2,7 +2,7 @@
 // of parameters, gradients and activations), the host memory ewe
 // may use (MemAvailable of /proc/meminfo, lowered by EWE_MEMORY_LIMIT), and
 // OutOfMemory, the ewe::Error a refusal throws, which carries both numbers so that a
-// program can name its own flag.
+// program can name its own flag; and the process' peak resident memory.
 #pragma once
 
 #include <algorithm>
@@ -82,6 +82,21 @@ inline std::int64_t available_host_memory() {
         available = std::min<std::int64_t>(available, v);
     }
     return available;
+}
+
+// The most resident memory this process has held so far, in bytes (VmHWM of
+// /proc/self/status); 0 where it cannot be read.
+inline std::int64_t peak_resident_memory() {
+    std::ifstream in("/proc/self/status");
+    std::string key;
+    while (in >> key) {
+        if (key == "VmHWM:") {
+            std::int64_t kib = 0;
+            return in >> kib ? kib * 1024 : 0;
+        }
+        in.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+    }
+    return 0;
 }
 
 }  // namespace ewe

@@ -14,7 +14,7 @@
 // The step's rules are StepGraph's: the same ops on the same buffers every call (copy
 // a new batch into one input buffer; learning rate, KL weight and the like may change,
 // they travel as per-step scalars), and no host reads of device data inside it (read
-// loss.values() after run()). After the warm-up, runs are asynchronous as eager CUDA
+// the loss terms, e.g. loss.per_sample_kl(), after run()). After the warm-up, runs are asynchronous as eager CUDA
 // steps are: ctx.synchronize() or a host read waits for them.
 //
 // Falling back. The capture run (and each replay, whose ops are checked against the

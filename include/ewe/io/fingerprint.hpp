@@ -1,12 +1,13 @@
 // Content fingerprints: 64-bit FNV-1a of bytes, and of a host tensor's element type,
 // shape and elements, to record what data a run was trained on and to recognise it
-// when the run is resumed. FNV-1a catches other data, not an adversary: it is not a
-// cryptographic hash.
+// when the run is resumed (as text: hash_text, parse_hash_text). FNV-1a catches other
+// data, not an adversary: it is not a cryptographic hash.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <type_traits>
 
@@ -50,6 +51,16 @@ inline std::string hash_text(std::uint64_t hash) {
     char text[24];
     std::snprintf(text, sizeof text, "0x%016llx", static_cast<unsigned long long>(hash));
     return text;
+}
+
+// hash_text read back; anything else (and 0, which no hash is recorded as) is an
+// ewe::Error "WHAT = 'TEXT' is not 0x and 16 hexadecimal digits".
+inline std::uint64_t parse_hash_text(const std::string& text, const std::string& what) {
+    char* end = nullptr;
+    const std::uint64_t hash = std::strtoull(text.c_str(), &end, 16);
+    if (text.size() != 18 || text.rfind("0x", 0) != 0 || *end != '\0' || hash == 0)
+        fail(what, " = '", text, "' is not 0x and 16 hexadecimal digits");
+    return hash;
 }
 
 }  // namespace ewe::io

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -94,5 +95,18 @@ private:
     std::filesystem::path folder_;
     int fd_ = -1;
 };
+
+// Locks `folder` (created when missing) for this process; a folder another RunLock holds
+// is an ewe::Error naming `who` (the caller's name for the folder, e.g. a program's
+// "--out"), the folder and the holder's pid.
+inline std::unique_ptr<RunLock> lock_run_folder(const std::filesystem::path& folder, const std::string& who) {
+    try {
+        return std::make_unique<RunLock>(folder);
+    } catch (const RunFolderBusy& e) {
+        fail(who, ": ", folder.string(), " is in use by ",
+             e.holder_pid() > 0 ? "process " + std::to_string(e.holder_pid()) : std::string("another process"),
+             " (another run writing there); wait for it to end, or choose another ", who);
+    }
+}
 
 }  // namespace ewe::io

@@ -238,11 +238,14 @@ inline void write_safetensors(const std::filesystem::path& path, const std::vect
     });
 }
 
-// Reads a whole safetensors file, validating the header and every data offset.
-inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
+namespace detail {
+
+// Parses the header of the safetensors file `path` of `size` bytes from `in` (left at
+// the first data byte), validating every data offset against the file's size; `data`
+// stays empty and `data_bytes` is the size of the byte buffer after the header.
+inline SafetensorsFile read_safetensors_header(std::ifstream& in, const std::filesystem::path& path,
+                                               std::uintmax_t size, std::size_t& data_bytes) {
     const std::string file = path.string();
-    const std::uintmax_t size = require_file(path, "read_safetensors");
-    std::ifstream in(path, std::ios::binary);
     if (!in) fail("read_safetensors: cannot open ", file);
     unsigned char len[8];
     if (size < 8 || !in.read(reinterpret_cast<char*>(len), 8))
@@ -314,9 +317,31 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
         else if (!j.peek('}')) j.bad("expected ',' or '}'");
     }
     j.expect('}');
-    out.data.resize(size - 8 - n);
+    data_bytes = std::size_t(size - 8 - n);
+    return out;
+}
+
+}  // namespace detail
+
+// The metadata and tensor table of a safetensors file, validated as read_safetensors
+// validates them, without reading the tensors' bytes (`data` stays empty): a few
+// kilobytes of a checkpoint of any size.
+inline SafetensorsFile read_safetensors_header(const std::filesystem::path& path) {
+    const std::uintmax_t size = require_file(path, "read_safetensors");
+    std::ifstream in(path, std::ios::binary);
+    std::size_t data_bytes = 0;
+    return detail::read_safetensors_header(in, path, size, data_bytes);
+}
+
+// Reads a whole safetensors file, validating the header and every data offset.
+inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
+    const std::uintmax_t size = require_file(path, "read_safetensors");
+    std::ifstream in(path, std::ios::binary);
+    std::size_t data_bytes = 0;
+    SafetensorsFile out = detail::read_safetensors_header(in, path, size, data_bytes);
+    out.data.resize(data_bytes);
     if (!out.data.empty() && !in.read(reinterpret_cast<char*>(out.data.data()), std::streamsize(out.data.size())))
-        fail("read_safetensors: ", file, ": could not read the data");
+        fail("read_safetensors: ", path.string(), ": could not read the data");
     return out;
 }
 

@@ -17,20 +17,13 @@ struct VaeLossOptions {
     KlReduction kl_reduction = KlReduction::mean;
 };
 
-// Batch means of the last forward().
-struct VaeLossValues {
-    double total = 0, reconstruction = 0, kl = 0, kl_weight = 0;
-};
-
 template <class T>
 class VaeLoss {
 public:
     VaeLoss(Context& ctx, VaeLossOptions options, std::int64_t max_batch)
         : options_(options),
           recon_(Shape{max_batch}, ctx.device()),
-          kl_(Shape{max_batch}, ctx.device()),
-          recon_host_(Shape{max_batch}),
-          kl_host_(Shape{max_batch}) {
+          kl_(Shape{max_batch}, ctx.device()) {
         EWE_REQUIRE(options.recon_scale > 0, "VaeLoss: recon_scale must be positive, found ", options.recon_scale);
     }
 
@@ -41,7 +34,9 @@ public:
     }
     double kl_weight() const { return kl_weight_; }
 
-    // Per-sample terms into the loss' own buffers (read them with per_sample_*()).
+    // Per-sample terms into the loss' own buffers, on the context's device: read them with
+    // per_sample_*() (the trainer reads them through TrainingObjective::per_sample_term
+    // and sums them on the host, ewe/train/trainer.hpp).
     void forward(Context& ctx, TensorView<const T> x, TensorView<const T> x_hat, TensorView<const T> mean,
                  TensorView<const T> log_var) {
         const std::int64_t n = x.dim(0);
@@ -61,27 +56,10 @@ public:
     TensorView<const T> per_sample_reconstruction() const { return recon_.view().leading(batch_); }
     TensorView<const T> per_sample_kl() const { return kl_.view().leading(batch_); }
 
-    // Batch means of the last forward, read back to the host (a device sync on CUDA).
-    VaeLossValues values() const {
-        copy<T>(per_sample_reconstruction(), recon_host_.view().leading(batch_));
-        copy<T>(per_sample_kl(), kl_host_.view().leading(batch_));
-        VaeLossValues v;
-        for (std::int64_t i = 0; i < batch_; ++i) {
-            v.reconstruction += double(recon_host_[i]);
-            v.kl += double(kl_host_[i]);
-        }
-        v.reconstruction /= double(std::max<std::int64_t>(batch_, 1));
-        v.kl /= double(std::max<std::int64_t>(batch_, 1));
-        v.kl_weight = kl_weight_;
-        v.total = v.reconstruction + kl_weight_ * v.kl;
-        return v;
-    }
-
 private:
     VaeLossOptions options_;
     double kl_weight_ = 1.0;
     Tensor<T> recon_, kl_;
-    Tensor<T> recon_host_, kl_host_;  // host copies for values(), allocated once
     std::int64_t batch_ = 0;
 };
 

@@ -169,8 +169,8 @@ private:
 // The gradients of `loss` on the batch x: forward in Phase::train with the random
 // draws of optimizer step `step` (Philox offset) for samples first_sample, first_sample
 // + 1, ... of the step's global batch (RandomState::first_sample; 0 in one process),
-// loss, backward; the parameter gradients are overwritten. Loss values stay on the
-// device until loss.values().
+// loss, backward; the parameter gradients are overwritten. The per-sample loss terms
+// stay on the device (loss.per_sample_reconstruction(), per_sample_kl()).
 template <class T>
 void vae_gradients(Context& ctx, Vae<T>& vae, VaeLoss<T>& loss, std::type_identity_t<TensorView<const T>> x,
                    std::uint64_t step, std::uint64_t first_sample = 0) {
