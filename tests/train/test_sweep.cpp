@@ -133,7 +133,7 @@ TEST_CASE("SweepFolder: a previous sweep is refused, resumed with the recorded s
                                     .overwrite_name = "--overwrite"};
     {
         ewe::SweepFolder folder(dir, {"a", "b"}, settings("1", "h1", "2"), options);
-        CHECK_THROWS_AS(ewe::io::RunLock(dir), ewe::io::RunFolderBusy);  // locked while it lives
+        CHECK_THROWS_AS(ewe::io::RunLock{dir}, ewe::io::RunFolderBusy);  // locked while it lives
         folder.record_settings();
         fs::create_directories(folder.run_dir("a"));
         std::ofstream(folder.run_dir("a") / "metrics.csv") << "epoch\n1\n";
@@ -218,7 +218,7 @@ TEST_CASE("SweepFolder::train: jobs in turn or two at a time; a stop or Ctrl-C e
         }) == 130);
         const auto after = std::signal(SIGINT, SIG_DFL);
         std::signal(SIGINT, after);
-        CHECK(after == before);
+        CHECK((after == before));
     }
     {  // Two at a time: every job once, its messages in DIR/<run>/train.log, its epochs counted.
         std::mutex mutex;
