@@ -2,7 +2,8 @@
 // the points in order with their default names and refuse bad lines naming the file and
 // line; a SweepFolder refuses a previous sweep, continues it only with the recorded
 // settings (naming both values), overwrites only the sweep's files, and trains jobs in turn
-// or several at a time, stopping all of them on a stop request or Ctrl-C (exit status 130).
+// or several at a time, stopping all of them on a stop request or Ctrl-C (exit status 130);
+// add_sweep_section quotes sweep.csv with the best run marked and charted.
 #include <doctest/doctest.h>
 
 #include <unistd.h>
@@ -19,6 +20,8 @@
 #include <vector>
 
 #include <ewe/io/csv.hpp>
+#include <ewe/io/html_report.hpp>
+#include <ewe/train/run_report.hpp>
 #include <ewe/train/sweep.hpp>
 
 namespace fs = std::filesystem;
@@ -248,5 +251,28 @@ TEST_CASE("SweepFolder::train: jobs in turn or two at a time; a stop or Ctrl-C e
     CHECK(ewe::duration_text(5) == "5 s");
     CHECK(ewe::duration_text(150) == "2.5 min");
     CHECK(ewe::duration_text(7200) == "2.0 h");
+    fs::remove_all(dir);
+}
+
+TEST_CASE("add_sweep_section: the table of sweep.csv, the highest score marked and charted; a note without it") {
+    const fs::path dir = temp_dir("report");
+    ewe::io::HtmlReport empty("t");
+    ewe::add_sweep_section(empty, "Sweep", dir, "auc", "anomaly ROC AUC", "my_sweep writes it");
+    CHECK(contains(empty.str(), "No " + (dir / "sweep.csv").string() + " (my_sweep writes it)."));
+    ewe::io::write_csv(dir / "sweep.csv", {{"run", "auc", "note"}, {"a", "0.5", "x<y"}, {"b", "0.75", ""}, {"c", "", ""}});
+    ewe::io::HtmlReport page("t");
+    ewe::add_sweep_section(page, "Sweep", dir, "auc", "anomaly ROC AUC", "my_sweep writes it");
+    const std::string html = page.str();
+    CHECK(contains(html, "3 configurations trained with the same seed and data, one row each (sweep.csv). The highest "
+                         "anomaly ROC AUC, 0.7500, is b&#39;s."));
+    CHECK(contains(html, "<tr class=\"marked\"><td>b</td>"));
+    CHECK(contains(html, "<td>x&lt;y</td>"));
+    CHECK(contains(html, "Anomaly ROC AUC by run"));
+    CHECK(contains(html, ">n/a</text>"));  // c has no score
+    CHECK(contains(html, "auc of each run (sweep.csv)"));
+    ewe::io::HtmlReport without("t");  // no such column: the table alone
+    ewe::add_sweep_section(without, "Sweep", dir, "loss", "loss", "my_sweep writes it");
+    CHECK_FALSE(contains(without.str(), "<svg"));
+    CHECK_FALSE(contains(without.str(), "marked\"><td>"));
     fs::remove_all(dir);
 }
