@@ -56,12 +56,8 @@ void model_section(ewe::io::HtmlReport& page, const SheepCheckpoint& ck) {
                    fmt("%g", s.lr) + ", seed " + std::to_string(s.seed) + "; the KL weight is 0 through epoch " +
                    fmt("%g", s.kl_start) + ", then rises linearly to 1 over " + fmt("%g", s.kl_steep) +
                    " epochs. The layers, rebuilt from the checkpoint's configuration:");
-    std::vector<std::vector<std::string>> table = {{"input (InputLayer)", ewe::batch_shape(ewe::Shape{ck.model_options.image_size,
-                                                                                                      ck.model_options.image_size,
-                                                                                                      ck.model_options.channels}),
-                                                    "0"}};
-    for (const ewe::SummaryRow& r : rows)
-        table.push_back({r.name + " (" + r.kind + ")", ewe::batch_shape(r.output), ewe::with_thousands(r.params)});
+    const std::int64_t side = ck.model_options.image_size;
+    std::vector<std::vector<std::string>> table = ewe::summary_cells({side, side, ck.model_options.channels}, rows);
     table.push_back({"Total", "", ewe::with_thousands(totals.total)});
     page.table({"Layer (type)", "Output shape", "Param #"}, table, {table.size() - 1});
 }

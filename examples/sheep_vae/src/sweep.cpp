@@ -197,7 +197,6 @@ int run_sweep(const SweepOptions& o, const Console& io) {
                              .lock = lock_run_folder});
 
     // Which runs are finished, which continue, which start.
-    std::vector<std::size_t> pending;
     std::vector<ewe::SweepPoint> pending_points;
     std::vector<ewe::SweepJob> jobs;
     for (std::size_t i = 0; i < runs.size(); ++i) {
@@ -216,7 +215,6 @@ int run_sweep(const SweepOptions& o, const Console& io) {
                 continue;
             }
         }
-        pending.push_back(i);
         pending_points.push_back(runs[i]);
         char description[96];
         std::snprintf(description, sizeof description, "latent %g, width %g", runs[i].values[0], runs[i].values[1]);
@@ -227,10 +225,10 @@ int run_sweep(const SweepOptions& o, const Console& io) {
     const int workers = device == ewe::Device::cuda ? std::max(1, o.concurrent) : 1;
     const std::int64_t steps_per_epoch = (data.count() + o.batch - 1) / o.batch;
     double speedup = 1, timed_sequential = 0, timed_concurrent = 0, sequential_estimate = 0;
-    if (!pending.empty()) {
+    if (!jobs.empty()) {
         const std::int64_t steps = o.timing_steps > 0 ? o.timing_steps : device == ewe::Device::cuda ? 25 : 3;
-        print(io.err, "Timing %zu configuration%s (%lld steps each after %lld of warm-up)...\n", pending.size(),
-              pending.size() == 1 ? "" : "s", (long long)steps, (long long)steps);
+        print(io.err, "Timing %zu configuration%s (%lld steps each after %lld of warm-up)...\n", jobs.size(),
+              jobs.size() == 1 ? "" : "s", (long long)steps, (long long)steps);
         const Timing sequential = time_configurations(pending_points, base, settings, data, device, o.threads, steps, 1);
         timed_sequential = sequential.wall_seconds;
         for (std::size_t k = 0; k < jobs.size(); ++k) {
@@ -246,7 +244,7 @@ int run_sweep(const SweepOptions& o, const Console& io) {
                   workers, timed_concurrent, speedup);
         }
         print(io.err, "Sweep of %zu configurations (%zu to train, %lld epochs of %lld steps each) on %s: about %s%s\n",
-              runs.size(), pending.size(), (long long)o.epochs, (long long)steps_per_epoch, ewe::to_string(device),
+              runs.size(), jobs.size(), (long long)o.epochs, (long long)steps_per_epoch, ewe::to_string(device),
               ewe::duration_text(sequential_estimate / speedup).c_str(),
               workers > 1 ? (" (" + ewe::duration_text(sequential_estimate) + " one after another)").c_str() : "");
     }
@@ -287,7 +285,7 @@ int run_sweep(const SweepOptions& o, const Console& io) {
     if (planted.count > 0)
         print(io.out, "roc_auc and precision_at_n: reconstruction SSE of the %lld drawings with %lld of %s planted "
               "among them\n", (long long)scored.count(), (long long)planted.count, planted.file.c_str());
-    if (workers > 1 && !pending.empty())
+    if (workers > 1 && !jobs.empty())
         print(io.out, "concurrent: %d at a time on one GPU: timing %.2f s one after another vs %.2f s together "
               "(speed-up %.2fx); the sweep trained in %.1f s, %.1f s one after another by the timing (%.2fx)\n",
               workers, timed_sequential, timed_concurrent, speedup, train_seconds, sequential_estimate,
