@@ -56,12 +56,8 @@ void model_section(ewe::io::HtmlReport& page, const SheepCheckpoint& ck) {
                    fmt("%g", s.lr) + ", seed " + std::to_string(s.seed) + "; the KL weight is 0 through epoch " +
                    fmt("%g", s.kl_start) + ", then rises linearly to 1 over " + fmt("%g", s.kl_steep) +
                    " epochs. The layers, rebuilt from the checkpoint's configuration:");
-    std::vector<std::vector<std::string>> table = {{"input (InputLayer)", ewe::batch_shape(ewe::Shape{ck.model_options.image_size,
-                                                                                                      ck.model_options.image_size,
-                                                                                                      ck.model_options.channels}),
-                                                    "0"}};
-    for (const ewe::SummaryRow& r : rows)
-        table.push_back({r.name + " (" + r.kind + ")", ewe::batch_shape(r.output), ewe::with_thousands(r.params)});
+    const std::int64_t side = ck.model_options.image_size;
+    std::vector<std::vector<std::string>> table = ewe::summary_cells({side, side, ck.model_options.channels}, rows);
     table.push_back({"Total", "", ewe::with_thousands(totals.total)});
     page.table({"Layer (type)", "Output shape", "Param #"}, table, {table.size() - 1});
 }
@@ -258,41 +254,6 @@ void generate_section(ewe::io::HtmlReport& page, const std::string& file) {
     page.png(bytes, fs::path(file).filename().string(), "--generate " + file);
 }
 
-void sweep_section(ewe::io::HtmlReport& page, const std::string& dir) {
-    page.section("Sweep of model shapes");
-    const std::string produce = "sheep_vae sweep writes DIR/sweep.csv; then --sweep DIR";
-    if (dir.empty() || !fs::is_regular_file(fs::path(dir) / "sweep.csv")) {
-        page.note((dir.empty() ? std::string("No --sweep folder given") : "No " + (fs::path(dir) / "sweep.csv").string()) +
-                  " (" + produce + ").");
-        return;
-    }
-    const CsvTable sweep = CsvTable::read(fs::path(dir) / "sweep.csv");
-    std::string text = std::to_string(sweep.rows.size()) + " configurations trained with the same seed and data, one row "
-                       "each (sweep.csv).";
-    if (sweep.has("roc_auc") && !sweep.rows.empty()) {
-        std::vector<std::string> labels;
-        std::vector<double> auc;
-        const std::size_t c = sweep.column("roc_auc");
-        for (std::size_t r = 0; r < sweep.rows.size(); ++r) {
-            labels.push_back(sweep.has("run") ? sweep.rows[r][sweep.column("run")] : "row " + std::to_string(r + 1));
-            char* end = nullptr;
-            const double v = std::strtod(sweep.rows[r][c].c_str(), &end);
-            auc.push_back(sweep.rows[r][c].empty() || *end != '\0' ? NAN : v);
-        }
-        std::size_t best = auc.size();
-        for (std::size_t r = 0; r < auc.size(); ++r)
-            if (std::isfinite(auc[r]) && (best == auc.size() || auc[r] > auc[best])) best = r;
-        if (best < auc.size())
-            text += " The highest anomaly ROC AUC, " + fmt("%.4f", auc[best]) + ", is " + labels[best] + "'s.";
-        page.paragraph(text);
-        page.table(sweep.header, sweep.rows, best < auc.size() ? std::vector<std::size_t>{best} : std::vector<std::size_t>{});
-        page.inline_svg(ewe::io::svg_bar_chart("Anomaly ROC AUC by run", labels, auc), "roc_auc of each run (sweep.csv)");
-    } else {
-        page.paragraph(text);
-        page.table(sweep.header, sweep.rows);
-    }
-}
-
 int run_report(const ReportOptions& o, const Console& io) {
     const fs::path run = o.run;
     ewe::io::require_folder(run, "--run");
@@ -339,7 +300,11 @@ int run_report(const ReportOptions& o, const Console& io) {
     else
         anomaly_section(page, o.anomalies, "sheep_vae anomalies");
     generate_section(page, o.generate);
-    sweep_section(page, o.sweep);
+    const std::string sweep_cmd = "sheep_vae sweep writes DIR/sweep.csv; then --sweep DIR";
+    if (o.sweep.empty())
+        page.section("Sweep of model shapes").note("No --sweep folder given (" + sweep_cmd + ").");
+    else
+        ewe::add_sweep_section(page, "Sweep of model shapes", o.sweep, "roc_auc", "anomaly ROC AUC", sweep_cmd);
     page.write(out, "--out");
     print(io.err, "Wrote %s (%lld bytes)\n", out.string().c_str(), (long long)fs::file_size(out));
     return 0;

@@ -1,5 +1,6 @@
 // Keras-style model summaries: one row per layer (name and type, output shape with
-// the batch as None, parameter count), then total / trainable / non-trainable.
+// the batch as None, parameter count), then total / trainable / non-trainable; the same
+// rows as table cells for a report (summary_cells).
 #pragma once
 
 #include <cstdio>
@@ -40,6 +41,14 @@ inline std::string batch_shape(const Shape& s) {
     return "(None" + (s.rank() ? ", " + inner.substr(1, inner.size() - 1 - (s.rank() == 1 ? 2 : 1)) : "") + ")";
 }
 
+// The summary as table cells, one row per layer: "name (type)", output shape, parameter
+// count; an "input (InputLayer)" row of shape `input` first.
+inline std::vector<std::vector<std::string>> summary_cells(const Shape& input, const std::vector<SummaryRow>& rows) {
+    std::vector<std::vector<std::string>> cells{{"input (InputLayer)", batch_shape(input), "0"}};
+    for (const SummaryRow& r : rows) cells.push_back({r.name + " (" + r.kind + ")", batch_shape(r.output), with_thousands(r.params)});
+    return cells;
+}
+
 inline std::string format_summary(const std::string& model_name, const Shape& input,
                                   const std::vector<SummaryRow>& rows) {
     auto line = [](const std::string& a, const std::string& b, const std::string& c) {
@@ -50,8 +59,7 @@ inline std::string format_summary(const std::string& model_name, const Shape& in
     const std::string thin(81, '_'), thick(81, '=');
     std::string out = "Model: \"" + model_name + "\"\n" + thin + "\n";
     out += line("Layer (type)", "Output Shape", "Param #") + thick + "\n";
-    out += line("input (InputLayer)", batch_shape(input), "0");
-    for (const SummaryRow& r : rows) out += line(r.name + " (" + r.kind + ")", batch_shape(r.output), with_thousands(r.params));
+    for (const std::vector<std::string>& c : summary_cells(input, rows)) out += line(c[0], c[1], c[2]);
     const SummaryTotals t = summary_totals(rows);
     out += thick + "\n";
     out += "Total params: " + with_thousands(t.total) + "\n";

@@ -3,11 +3,13 @@
 // quotes metrics.csv (the loss, reconstruction and KL under annealing, active units)
 // with loss.svg, kl.svg and the table of every epoch; add_latent_section summarizes each
 // latent_epochNNN.npy snapshot (mean and spread of z[0] and z[1], with that epoch's KL
-// weight and active units) and shows its scatter. A missing file leaves a note naming
-// `train_command`, the program that writes it.
+// weight and active units) and shows its scatter. add_sweep_section quotes a sweep's
+// DIR/sweep.csv (ewe/train/sweep.hpp): its table, with the run of the highest score marked
+// and charted. A missing file leaves a note naming the program that writes it.
 #pragma once
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -22,6 +24,7 @@
 #include "ewe/io/files.hpp"
 #include "ewe/io/html_report.hpp"
 #include "ewe/io/npy.hpp"
+#include "ewe/io/svg.hpp"
 
 namespace ewe {
 
@@ -121,6 +124,49 @@ inline void add_latent_section(io::HtmlReport& page, const std::filesystem::path
                    "z[1], with that epoch's KL weight and active units from metrics.csv.");
     page.table({"epoch", "drawings", "z[0]", "z[1]", "KL weight", "active units"}, table);
     for (const std::filesystem::path& svg : snapshots) page.image_file(svg, svg.filename().string());
+}
+
+// A sweep's DIR/sweep.csv as a section headed `heading`: the table of runs (one per row,
+// named by the "run" column) with the run of the highest `score_column` value (e.g.
+// "roc_auc", described as `score_name` in the text, e.g. "anomaly ROC AUC") marked, and a
+// bar chart of that score per run (an empty or unreadable cell is charted as n/a). No
+// sweep.csv in `dir`: a note naming `sweep_command`, the program that writes it.
+inline void add_sweep_section(io::HtmlReport& page, const std::string& heading, const std::filesystem::path& dir,
+                              const std::string& score_column, const std::string& score_name,
+                              const std::string& sweep_command) {
+    page.section(heading);
+    if (!std::filesystem::is_regular_file(dir / "sweep.csv")) {
+        page.note("No " + (dir / "sweep.csv").string() + " (" + sweep_command + ").");
+        return;
+    }
+    const io::CsvTable sweep = io::CsvTable::read(dir / "sweep.csv");
+    std::string text = std::to_string(sweep.rows.size()) + " configurations trained with the same seed and data, one "
+                       "row each (sweep.csv).";
+    if (!sweep.has(score_column) || sweep.rows.empty()) {
+        page.paragraph(text);
+        page.table(sweep.header, sweep.rows);
+        return;
+    }
+    std::vector<std::string> labels;
+    std::vector<double> scores;
+    const std::size_t c = sweep.column(score_column);
+    for (std::size_t r = 0; r < sweep.rows.size(); ++r) {
+        labels.push_back(sweep.has("run") ? sweep.rows[r][sweep.column("run")] : "row " + std::to_string(r + 1));
+        char* end = nullptr;
+        const double v = std::strtod(sweep.rows[r][c].c_str(), &end);
+        scores.push_back(sweep.rows[r][c].empty() || *end != '\0' ? NAN : v);
+    }
+    std::size_t best = scores.size();
+    for (std::size_t r = 0; r < scores.size(); ++r)
+        if (std::isfinite(scores[r]) && (best == scores.size() || scores[r] > scores[best])) best = r;
+    if (best < scores.size())
+        text += " The highest " + score_name + ", " + detail::report_number("%.4f", scores[best]) + ", is " + labels[best] +
+                "'s.";
+    page.paragraph(text);
+    page.table(sweep.header, sweep.rows, best < scores.size() ? std::vector<std::size_t>{best} : std::vector<std::size_t>{});
+    std::string title = score_name + " by run";
+    title[0] = char(std::toupper(static_cast<unsigned char>(title[0])));
+    page.inline_svg(io::svg_bar_chart(title, labels, scores), score_column + " of each run (sweep.csv)");
 }
 
 }  // namespace ewe
