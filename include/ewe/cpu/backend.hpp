@@ -4,7 +4,9 @@
 // so ewe's CMake target defines EIGEN_DONT_PARALLELIZE), and partials of items are
 // summed in item order: results are the same for any number of threads. Convolutions
 // go through im2col (ewe/cpu/im2col.hpp); their float products run on the AVX-512
-// kernel of ewe/cpu/gemm.hpp where the build targets AVX-512, on Eigen elsewhere.
+// kernel of ewe/cpu/gemm.hpp where the build targets AVX-512, on Eigen elsewhere (and
+// a float convolution of one output channel on the direct kernels of
+// ewe/cpu/conv_kernels.hpp).
 // Reductions over a tensor accumulate in double, also for float data. Including this
 // header registers the float backend with ewe::Context (ewe/core/cpu_hooks.hpp), as the
 // CUDA module registers its own; ewe/cpu/double_backend.hpp registers the double one.
@@ -22,6 +24,7 @@
 #include <type_traits>
 
 #include "ewe/core/context.hpp"
+#include "ewe/cpu/conv_kernels.hpp"
 #include "ewe/cpu/gemm.hpp"
 #include "ewe/cpu/im2col.hpp"
 #include "ewe/cpu/thread_pool.hpp"
@@ -244,13 +247,23 @@ public:
     // applied to each while in cache). Ops whose items write overlapping pixels or sum a
     // filter gradient take whole images: a group of images per item (at most
     // kImageGroups, fixed by the batch), each group with its own partial filter and bias
-    // gradient, summed in group order afterwards.
+    // gradient, summed in group order afterwards. A float convolution with one output
+    // channel skips im2col: the direct kernels of ewe/cpu/conv_kernels.hpp, same items.
     void conv2d_forward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w, View<const T> b,
                         Activation act, View<T> y) override {
         const std::int64_t M = g.gemm_m(), K = g.gemm_k();
         const std::int64_t rows_per_item =
             std::min(im2col_block_rows(g, ctx.options().cpu_im2col_elements),
                      std::max<std::int64_t>(1, (M + kImageGroups - 1) / kImageGroups));
+        if (direct_one_channel(g)) {
+            if constexpr (kDirectConv)
+                parallel_for(thread_count(ctx), (M + rows_per_item - 1) / rows_per_item, [&](std::int64_t item, int) {
+                    const std::int64_t m = item * rows_per_item, rows = std::min(rows_per_item, M - m);
+                    conv_one_channel_forward(g, x.data(), w.data(), m, m + rows, y.data());
+                    bias_activation(act, b.empty() ? nullptr : b.data(), y.data() + m, rows, 1);
+                });
+            return;
+        }
         ScratchPlan<T> plan;
         const int threads = thread_count(ctx);  // the slots of scratch and of parallel_for
         const std::int64_t cols_at = plan.add_values(threads * rows_per_item * K);
@@ -277,6 +290,14 @@ public:
             activation_grad(act, y.data() + m0 * C, dy.data() + m0 * C, dpre.data() + m0 * C, (m1 - m0) * C);
             add_column_sums(dpre.data() + m0 * C, C, m1 - m0, C, db_part);
             if (!dx.empty()) std::fill(dx.data() + image_start(g, m0), dx.data() + image_start(g, m1), T(0));
+            if (direct_one_channel(g)) {
+                if constexpr (kDirectConv) {
+                    std::fill(dw_part, dw_part + K, T(0));
+                    conv_one_channel_backward_weights(g, x.data(), dpre.data(), m0, m1, dw_part);
+                    if (!dx.empty()) conv_one_channel_backward_data(g, dpre.data(), w.data(), m0, m1, dx.data());
+                }
+                return;
+            }
             for (std::int64_t m = m0; m < m1; m += block) {
                 const std::int64_t rows = std::min(block, m1 - m);
                 const T* d = dpre.data() + m * C;
@@ -540,6 +561,11 @@ private:
 
     static constexpr bool kGemmKernel = std::is_same_v<T, float> && kHasGemmKernel;
     static constexpr std::int64_t kGemmMinColumns = 8;
+    static constexpr bool kDirectConv = std::is_same_v<T, float> && kHasDirectConvKernels;
+
+    // Whether a convolution runs on the direct kernels of ewe/cpu/conv_kernels.hpp
+    // instead of im2col and a product: float filters of one output channel, where built.
+    static bool direct_one_channel(const ConvGeometry& g) { return kDirectConv && g.out_c == 1; }
 
     // C (m x n, rows ldc apart) = A B, or C + A B with `accumulate`, then (when bias or
     // act is given) C = act(C + bias), for the convolutions: A(i, p) at

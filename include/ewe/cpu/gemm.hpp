@@ -66,23 +66,25 @@ EWE_GEMM_UNROLL(GCC unroll 12)
 EWE_GEMM_UNROLL(GCC unroll 5)
         for (int v = 0; v < Vectors; ++v)
             acc[r][v] = load_c ? _mm512_maskz_loadu_ps(mask[v], c + r * ldc + v * kLanes) : _mm512_setzero_ps();
-    const auto step = [&](const float* const* rows, std::int64_t p, std::int64_t stride) {
-        __m512 bv[Vectors];
+    // a_at(r, p): A(r, p) of the tile.
+    const auto sum = [&](auto a_at) {
+        for (std::int64_t p = 0; p < depth; ++p) {
+            __m512 bv[Vectors];
 EWE_GEMM_UNROLL(GCC unroll 5)
-        for (int v = 0; v < Vectors; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], b + p * ldb + v * kLanes);
+            for (int v = 0; v < Vectors; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], b + p * ldb + v * kLanes);
 EWE_GEMM_UNROLL(GCC unroll 12)
-        for (int r = 0; r < Rows; ++r) {
-            const __m512 av = _mm512_set1_ps(rows[r][p * stride]);
+            for (int r = 0; r < Rows; ++r) {
+                const __m512 av = _mm512_set1_ps(a_at(r, p));
 EWE_GEMM_UNROLL(GCC unroll 5)
-            for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+                for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+            }
         }
     };
-    const float* rows[Rows];
-    for (int r = 0; r < Rows; ++r) rows[r] = a + r * a_rs;
-    if (a_cs == 1)
-        for (std::int64_t p = 0; p < depth; ++p) step(rows, p, 1);
-    else
-        for (std::int64_t p = 0; p < depth; ++p) step(rows, p, a_cs);
+    const float* row[Rows];
+    for (int r = 0; r < Rows; ++r) row[r] = a + r * a_rs;
+    if (a_rs == 1) sum([&](int r, std::int64_t p) { return a[p * a_cs + r]; });
+    else if (a_cs == 1) sum([&](int r, std::int64_t p) { return row[r][p]; });
+    else sum([&](int r, std::int64_t p) { return row[r][p * a_cs]; });
 EWE_GEMM_UNROLL(GCC unroll 5)
     for (int v = 0; v < Vectors; ++v) {
         const __m512 add = bias ? _mm512_maskz_loadu_ps(mask[v], bias + v * kLanes) : _mm512_setzero_ps();
