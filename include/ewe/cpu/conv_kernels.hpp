@@ -1,14 +1,16 @@
-// Direct float convolutions on AVX-512 for a filter bank of one output channel
-// (out_c == 1, as the sheep VAE's last layer, 10 channels -> 1): im2col + GEMM would
-// copy the whole patch matrix to fill one vector lane of sixteen. Here each output
-// pixel reads its patch straight from the NHWC image: per filter row, the pixels under
-// the filter that lie inside the image are one contiguous run of (kw, c) values, met by
-// the same run of the filter, and the kernels go along that run 16 values at a time
-// (the last vector masked). Forward, input gradient and filter gradient, each over a
-// range of output pixels on the calling thread (the backend runs them inside its
-// parallel items); the order of every sum depends on the shapes only. Compiled where
-// the compiler targets AVX-512F, as ewe/cpu/gemm.hpp; elsewhere the backend keeps
-// im2col and Eigen. Checked against a double reference in
+// Direct float convolutions on AVX-512 for the narrow layers, where im2col + GEMM
+// would copy the whole patch matrix to fill a few vector lanes: each output pixel reads
+// its patch straight from the NHWC image, where per filter row the pixels under the
+// filter that lie inside the image are one contiguous run of (kw, c) values.
+// - One output channel (out_c == 1, as the sheep VAE's last layer, 10 -> 1): forward,
+//   input and filter gradients go along each run 16 values at a time (the last vector
+//   masked), against the same run of the filter.
+// - One input channel and at most 16 output channels (the first layer, 1 -> 10):
+//   forward and filter gradient with the output channels as the vector lanes.
+// Each kernel covers a range of output pixels on the calling thread (the backend runs
+// them inside its parallel items); the order of every sum depends on the shapes only.
+// Compiled where the compiler targets AVX-512F, as ewe/cpu/gemm.hpp; elsewhere the
+// backend keeps im2col and Eigen. Checked against a double reference in
 // tests/nn/test_conv_kernels.cpp.
 #pragma once
 
@@ -109,6 +111,46 @@ inline void conv_one_channel_backward_weights(const ConvGeometry& g, const float
                 const __m512 sum = _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(mask, x + xo + i),
                                                    _mm512_maskz_loadu_ps(mask, dw + wo + i));
                 _mm512_mask_storeu_ps(dw + wo + i, mask, sum);
+            }
+        });
+    }
+}
+
+// A single input channel (in_c == 1, as the sheep VAE's first layer, 1 -> 10) and at
+// most 16 output channels: y[m, o] = the sum over the patch's pixels t of x[t] times
+// wt[t, o], wt (kh * kw, out_c) being the filter transposed, for output pixels m in
+// [first, last); the output channels are the vector lanes (masked), so each tap is one
+// broadcast and one multiply-add, with no patch copied. No bias, no activation.
+inline void conv_single_input_forward(const ConvGeometry& g, const float* x, const float* wt, std::int64_t first,
+                                      std::int64_t last, float* y) {
+    const std::int64_t C = g.out_c;
+    const __mmask16 mask = gemm_detail::lanes(C);
+    for (std::int64_t m = first; m < last; ++m) {
+        __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};  // alternate filter rows: two chains
+        int row = 0;
+        direct_conv_detail::patch_runs(g, m, [&](std::int64_t xo, std::int64_t wo, std::int64_t length) {
+            __m512& sum = acc[row++ & 1];
+            for (std::int64_t i = 0; i < length; ++i)
+                sum = _mm512_fmadd_ps(_mm512_set1_ps(x[xo + i]), _mm512_maskz_loadu_ps(mask, wt + (wo + i) * C), sum);
+        });
+        _mm512_mask_storeu_ps(y + m * C, mask, _mm512_add_ps(acc[0], acc[1]));
+    }
+}
+
+// Its filter gradient, transposed: dwt (kh * kw, out_c) (+)= x[t] times dy[m, 0..out_c)
+// for every pixel t of the patch of each output pixel m in [first, last), in order of m
+// (dwt is not cleared).
+inline void conv_single_input_backward_weights(const ConvGeometry& g, const float* x, const float* dy,
+                                               std::int64_t first, std::int64_t last, float* dwt) {
+    const std::int64_t C = g.out_c;
+    const __mmask16 mask = gemm_detail::lanes(C);
+    for (std::int64_t m = first; m < last; ++m) {
+        const __m512 d = _mm512_maskz_loadu_ps(mask, dy + m * C);
+        direct_conv_detail::patch_runs(g, m, [&](std::int64_t xo, std::int64_t wo, std::int64_t length) {
+            for (std::int64_t i = 0; i < length; ++i) {
+                float* at = dwt + (wo + i) * C;
+                _mm512_mask_storeu_ps(at, mask,
+                                      _mm512_fmadd_ps(_mm512_set1_ps(x[xo + i]), d, _mm512_maskz_loadu_ps(mask, at)));
             }
         });
     }
