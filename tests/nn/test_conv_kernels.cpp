@@ -88,10 +88,10 @@ TEST_CASE("direct one-channel convolutions match a double reference") {
             dx_want[std::size_t(xi)] += double(dy[std::size_t(m)]) * double(w[std::size_t(wi)]);
             dw_want[std::size_t(wi)] += double(dy[std::size_t(m)]) * double(x[std::size_t(xi)]);
         });
-        // Two calls over pixel ranges split inside the first image, as the backend's items.
-        const std::int64_t split = g.h.out * g.w.out / 2 + 1;
         std::vector<float> y(std::size_t(pixels), 0.0f), dx(std::size_t(inputs), 0.0f), dw(std::size_t(taps), 0.0f);
 #if defined(__AVX512F__)
+        // Two calls over pixel ranges split inside the first image, as the backend's items.
+        const std::int64_t split = g.h.out * g.w.out / 2 + 1;
         for (const auto& [first, last] : {std::pair{std::int64_t(0), split}, std::pair{split, pixels}}) {
             ewe::cpu::conv_one_channel_forward(g, x.data(), w.data(), first, last, y.data());
             ewe::cpu::conv_one_channel_backward_data(g, dy.data(), w.data(), first, last, dx.data());
@@ -137,9 +137,9 @@ TEST_CASE("direct single-input-channel convolutions match a double reference") {
                 dwt_want[std::size_t(ti * C + o)] += double(x[std::size_t(xi)]) * double(dy[std::size_t(m * C + o)]);
             }
         });
-        const std::int64_t split = g.h.out * g.w.out / 2 + 1;
         std::vector<float> y(std::size_t(pixels * C), 0.0f), dwt(std::size_t(taps * C), 0.0f);
 #if defined(__AVX512F__)
+        const std::int64_t split = g.h.out * g.w.out / 2 + 1;
         for (const auto& [first, last] : {std::pair{std::int64_t(0), split}, std::pair{split, pixels}}) {
             ewe::cpu::conv_single_input_forward(g, x.data(), wt.data(), first, last, y.data());
             ewe::cpu::conv_single_input_backward_weights(g, x.data(), dy.data(), first, last, dwt.data());
