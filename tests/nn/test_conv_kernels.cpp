@@ -137,12 +137,13 @@ TEST_CASE("direct single-input-channel convolutions match a double reference") {
                 dwt_want[std::size_t(ti * C + o)] += double(x[std::size_t(xi)]) * double(dy[std::size_t(m * C + o)]);
             }
         });
-        std::vector<float> y(std::size_t(pixels * C), 0.0f), dwt(std::size_t(taps * C), 0.0f);
+        std::vector<float> y(std::size_t(pixels * C), 0.0f), dwt(std::size_t(taps * C), 0.0f),
+            sums(std::size_t(taps * 16));
 #if defined(__AVX512F__)
         const std::int64_t split = g.h.out * g.w.out / 2 + 1;
         for (const auto& [first, last] : {std::pair{std::int64_t(0), split}, std::pair{split, pixels}}) {
             ewe::cpu::conv_single_input_forward(g, x.data(), wt.data(), first, last, y.data());
-            ewe::cpu::conv_single_input_backward_weights(g, x.data(), dy.data(), first, last, dwt.data());
+            ewe::cpu::conv_single_input_backward_weights(g, x.data(), dy.data(), first, last, dwt.data(), sums.data());
         }
 #endif
         CHECK(relative_error(y, y_want) < 1e-5);

@@ -306,25 +306,24 @@ public:
                 }
                 return;
             }
-            if (direct_single_input(g) && dx.empty() && block >= C) {  // cols holds dW for untranspose
+            // cols (block x K values) holds the kernel's sums (K x 16), then dW^T (K x C).
+            if (direct_single_input(g) && dx.empty() && block >= 16) {
                 if constexpr (kDirectConv) {
                     std::fill(dw_part, dw_part + C * K, T(0));
-                    conv_single_input_backward_weights(g, x.data(), dpre.data(), m0, m1, dw_part);
+                    conv_single_input_backward_weights(g, x.data(), dpre.data(), m0, m1, dw_part, cols);
                     untranspose_filter_gradient(C, K, dw_part, cols);
                 }
                 return;
             }
-            const bool transposed = transposed_filter_gradient(C, block);
             for (std::int64_t m = m0; m < m1; m += block) {
                 const std::int64_t rows = std::min(block, m1 - m);
                 const T* d = dpre.data() + m * C;
                 im2col(g, x.data(), m, m + rows, cols);
-                add_filter_gradient(transposed, C, K, rows, d, cols, dw_part, m > m0);
+                product(C, K, rows, d, 1, C, cols, K, dw_part, K, m > m0);  // dW (+)= D^T P
                 if (dx.empty()) continue;
                 product(rows, K, C, d, C, 1, w.data(), K, cols, K, false);  // P = D W
                 col2im_add(g, cols, m, m + rows, dx.data());
             }
-            if (transposed) untranspose_filter_gradient(C, K, dw_part, cols);
         }, dw.data(), db.data());
     }
 
@@ -359,15 +358,13 @@ public:
             const std::int64_t p0 = image_start(g, m0), p1 = image_start(g, m1);
             activation_grad(act, y.data() + p0, dy.data() + p0, dpre.data() + p0, p1 - p0);
             add_column_sums(dpre.data() + p0, C, (p1 - p0) / C, C, db_part);
-            const bool transposed = transposed_filter_gradient(g.out_c, block);
             for (std::int64_t m = m0; m < m1; m += block) {
                 const std::int64_t rows = std::min(block, m1 - m);
                 const T* xm = x.data() + m * g.out_c;
                 im2col(g, dpre.data(), m, m + rows, cols);
-                add_filter_gradient(transposed, g.out_c, K, rows, xm, cols, dw_part, m > m0);
+                product(g.out_c, K, rows, xm, 1, g.out_c, cols, K, dw_part, K, m > m0);  // dW (+)= X^T P
                 if (!dx.empty()) product(rows, g.out_c, K, cols, K, 1, wt, g.out_c, dx.data() + m * g.out_c, g.out_c, false);
             }
-            if (transposed) untranspose_filter_gradient(g.out_c, K, dw_part, cols);
         }, dw.data(), db.data(), dx.empty() ? nullptr : w.data());
     }
 
@@ -581,7 +578,6 @@ private:
 
     static constexpr bool kGemmKernel = std::is_same_v<T, float> && kHasGemmKernel;
     static constexpr std::int64_t kGemmMinColumns = 8;
-    static constexpr std::int64_t kTransposedGradientMinChannels = 32;
     static constexpr bool kDirectConv = std::is_same_v<T, float> && kHasDirectConvKernels;
 
     // Whether a convolution runs on the direct kernels of ewe/cpu/conv_kernels.hpp
@@ -624,21 +620,8 @@ private:
         bias_activation(act, bias, c, m, n, ldc);
     }
 
-    // A filter gradient dW (C x K) = D^T P summed over blocks of patch rows (D: rows x C,
-    // the output gradient; P: rows x K, the patches) is accumulated transposed,
-    // dW^T = P^T D, where the AVX-512 kernel runs and C is over two vectors wide (the
-    // 40 and 80 channels of the sheep VAE): the product is then one panel of C columns
-    // with P's values broadcast in order, about 10-20% faster than D^T P with P as the
-    // panels. The block's patch scratch (block x K) must hold dW for the final transpose.
-    static bool transposed_filter_gradient(std::int64_t C, std::int64_t block) {
-        return kGemmKernel && C > kTransposedGradientMinChannels && block >= C;
-    }
-    static void add_filter_gradient(bool transposed, std::int64_t C, std::int64_t K, std::int64_t rows, const T* d,
-                                    const T* patches, T* dw, bool accumulate) {
-        if (transposed) product(K, C, rows, patches, 1, K, d, C, dw, C, accumulate);  // dW^T (+)= P^T D
-        else product(C, K, rows, d, 1, C, patches, K, dw, K, accumulate);             // dW (+)= D^T P
-    }
-    // dw (K x C, as add_filter_gradient left it) becomes C x K, through scratch (C * K values).
+    // dw (K x C, a filter gradient as conv_single_input_backward_weights leaves it)
+    // becomes C x K, through scratch (C * K values).
     static void untranspose_filter_gradient(std::int64_t C, std::int64_t K, T* dw, T* scratch) {
         transpose_into(dw, K, C, scratch);
         std::copy(scratch, scratch + C * K, dw);

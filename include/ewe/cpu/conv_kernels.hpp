@@ -28,33 +28,31 @@ inline constexpr bool kHasDirectConvKernels = true;
 
 namespace direct_conv_detail {
 
-// Calls run(x_offset, w_offset, length) for each filter row of output pixel m that lies
-// inside the image: `length` values of x at x_offset (from the start of the batch) meet
-// the filter's values at w_offset.
-template <class Run>
-void patch_runs(const ConvGeometry& g, std::int64_t m, Run&& run) {
-    const std::int64_t C = g.in_c, KW = g.w.kernel;
-    const std::int64_t ow = m % g.w.out, oh = m / g.w.out % g.h.out, n = m / (g.w.out * g.h.out);
-    const std::int64_t iw0 = ow * g.w.stride - g.w.pad_before;
-    const std::int64_t lo = std::clamp<std::int64_t>(-iw0, 0, KW);
-    const std::int64_t hi = std::max(lo, std::clamp<std::int64_t>(g.w.in - iw0, 0, KW));
-    if (hi == lo) return;
-    const std::int64_t image = n * g.h.in * g.w.in * C;
-    for (std::int64_t kh = 0; kh < g.h.kernel; ++kh) {
-        const std::int64_t ih = oh * g.h.stride - g.h.pad_before + kh;
-        if (ih < 0 || ih >= g.h.in) continue;
-        run(image + (ih * g.w.in + iw0 + lo) * C, (kh * KW + lo) * C, (hi - lo) * C);
+// Calls run(m, x_offset, w_offset, length) for each output pixel m in [first, last)
+// and each of its filter rows that lies inside the image: `length` values of x at
+// x_offset (from the start of the batch) meet the filter's values at w_offset; then
+// finish(m). The pixel's coordinates are stepped, not divided out, pixel by pixel.
+template <class Run, class Finish>
+void patch_runs(const ConvGeometry& g, std::int64_t first, std::int64_t last, Run&& run, Finish&& finish) {
+    const std::int64_t C = g.in_c, KW = g.w.kernel, image_size = g.h.in * g.w.in * C;
+    std::int64_t ow = first % g.w.out, oh = first / g.w.out % g.h.out, n = first / (g.w.out * g.h.out);
+    for (std::int64_t m = first; m < last; ++m) {
+        const std::int64_t iw0 = ow * g.w.stride - g.w.pad_before;
+        const std::int64_t lo = std::clamp<std::int64_t>(-iw0, 0, KW);
+        const std::int64_t hi = std::max(lo, std::clamp<std::int64_t>(g.w.in - iw0, 0, KW));
+        const std::int64_t ih0 = oh * g.h.stride - g.h.pad_before;
+        const std::int64_t kh0 = std::max<std::int64_t>(0, -ih0), kh1 = std::min(g.h.kernel, g.h.in - ih0);
+        for (std::int64_t kh = kh0; kh < kh1 && hi > lo; ++kh)
+            run(m, n * image_size + ((ih0 + kh) * g.w.in + iw0 + lo) * C, (kh * KW + lo) * C, (hi - lo) * C);
+        finish(m);
+        if (++ow == g.w.out) {
+            ow = 0;
+            if (++oh == g.h.out) {
+                oh = 0;
+                ++n;
+            }
+        }
     }
-}
-
-// The sum of the 16 lanes of v, pairwise in a fixed order (GCC 12 warns on the
-// shuffles of _mm512_reduce_add_ps at -O2).
-inline float lane_sum(__m512 v) {
-    alignas(64) float lane[16];
-    _mm512_store_ps(lane, v);
-    for (int width = 8; width > 0; width /= 2)
-        for (int i = 0; i < width; ++i) lane[i] += lane[i + width];
-    return lane[0];
 }
 
 }  // namespace direct_conv_detail
@@ -65,17 +63,20 @@ inline void conv_one_channel_forward(const ConvGeometry& g, const float* x, cons
                                      std::int64_t last, float* y) {
     using gemm_detail::kLanes;
     using gemm_detail::lanes;
-    for (std::int64_t m = first; m < last; ++m) {
-        __m512 acc = _mm512_setzero_ps();
-        direct_conv_detail::patch_runs(g, m, [&](std::int64_t xo, std::int64_t wo, std::int64_t length) {
+    __m512 acc = _mm512_setzero_ps();
+    direct_conv_detail::patch_runs(
+        g, first, last,
+        [&](std::int64_t, std::int64_t xo, std::int64_t wo, std::int64_t length) {
             for (std::int64_t i = 0; i < length; i += kLanes) {
                 const __mmask16 mask = lanes(length - i);
                 acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, x + xo + i), _mm512_maskz_loadu_ps(mask, w + wo + i),
                                       acc);
             }
+        },
+        [&](std::int64_t m) {
+            y[m] = _mm512_reduce_add_ps(acc);
+            acc = _mm512_setzero_ps();
         });
-        y[m] = direct_conv_detail::lane_sum(acc);
-    }
 }
 
 // The input gradient: dx (+)= dy[m] times the filter over the patch of each output pixel
@@ -84,17 +85,18 @@ inline void conv_one_channel_backward_data(const ConvGeometry& g, const float* d
                                            std::int64_t first, std::int64_t last, float* dx) {
     using gemm_detail::kLanes;
     using gemm_detail::lanes;
-    for (std::int64_t m = first; m < last; ++m) {
-        const __m512 d = _mm512_set1_ps(dy[m]);
-        direct_conv_detail::patch_runs(g, m, [&](std::int64_t xo, std::int64_t wo, std::int64_t length) {
+    direct_conv_detail::patch_runs(
+        g, first, last,
+        [&](std::int64_t m, std::int64_t xo, std::int64_t wo, std::int64_t length) {
+            const __m512 d = _mm512_set1_ps(dy[m]);
             for (std::int64_t i = 0; i < length; i += kLanes) {
                 const __mmask16 mask = lanes(length - i);
                 const __m512 sum = _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(mask, w + wo + i),
                                                    _mm512_maskz_loadu_ps(mask, dx + xo + i));
                 _mm512_mask_storeu_ps(dx + xo + i, mask, sum);
             }
-        });
-    }
+        },
+        [](std::int64_t) {});
 }
 
 // The filter gradient: dw (1, kh, kw, in_c) (+)= dy[m] times the patch of each output
@@ -103,17 +105,18 @@ inline void conv_one_channel_backward_weights(const ConvGeometry& g, const float
                                               std::int64_t first, std::int64_t last, float* dw) {
     using gemm_detail::kLanes;
     using gemm_detail::lanes;
-    for (std::int64_t m = first; m < last; ++m) {
-        const __m512 d = _mm512_set1_ps(dy[m]);
-        direct_conv_detail::patch_runs(g, m, [&](std::int64_t xo, std::int64_t wo, std::int64_t length) {
+    direct_conv_detail::patch_runs(
+        g, first, last,
+        [&](std::int64_t m, std::int64_t xo, std::int64_t wo, std::int64_t length) {
+            const __m512 d = _mm512_set1_ps(dy[m]);
             for (std::int64_t i = 0; i < length; i += kLanes) {
                 const __mmask16 mask = lanes(length - i);
                 const __m512 sum = _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(mask, x + xo + i),
                                                    _mm512_maskz_loadu_ps(mask, dw + wo + i));
                 _mm512_mask_storeu_ps(dw + wo + i, mask, sum);
             }
-        });
-    }
+        },
+        [](std::int64_t) {});
 }
 
 // A single input channel (in_c == 1, as the sheep VAE's first layer, 1 -> 10) and at
@@ -125,35 +128,40 @@ inline void conv_single_input_forward(const ConvGeometry& g, const float* x, con
                                       std::int64_t last, float* y) {
     const std::int64_t C = g.out_c;
     const __mmask16 mask = gemm_detail::lanes(C);
-    for (std::int64_t m = first; m < last; ++m) {
-        __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};  // alternate filter rows: two chains
-        int row = 0;
-        direct_conv_detail::patch_runs(g, m, [&](std::int64_t xo, std::int64_t wo, std::int64_t length) {
-            __m512& sum = acc[row++ & 1];
+    __m512 acc = _mm512_setzero_ps();
+    direct_conv_detail::patch_runs(
+        g, first, last,
+        [&](std::int64_t, std::int64_t xo, std::int64_t wo, std::int64_t length) {
             for (std::int64_t i = 0; i < length; ++i)
-                sum = _mm512_fmadd_ps(_mm512_set1_ps(x[xo + i]), _mm512_maskz_loadu_ps(mask, wt + (wo + i) * C), sum);
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(x[xo + i]), _mm512_maskz_loadu_ps(mask, wt + (wo + i) * C), acc);
+        },
+        [&](std::int64_t m) {
+            _mm512_mask_storeu_ps(y + m * C, mask, acc);
+            acc = _mm512_setzero_ps();
         });
-        _mm512_mask_storeu_ps(y + m * C, mask, _mm512_add_ps(acc[0], acc[1]));
-    }
 }
 
 // Its filter gradient, transposed: dwt (kh * kw, out_c) (+)= x[t] times dy[m, 0..out_c)
 // for every pixel t of the patch of each output pixel m in [first, last), in order of m
-// (dwt is not cleared).
+// (dwt is not cleared). `sums` (kh * kw * 16 values) holds the sums meanwhile, one whole
+// vector per tap (a masked store followed by a masked load of the same address stalls).
 inline void conv_single_input_backward_weights(const ConvGeometry& g, const float* x, const float* dy,
-                                               std::int64_t first, std::int64_t last, float* dwt) {
-    const std::int64_t C = g.out_c;
+                                               std::int64_t first, std::int64_t last, float* dwt, float* sums) {
+    using gemm_detail::kLanes;
+    const std::int64_t C = g.out_c, taps = g.h.kernel * g.w.kernel;
     const __mmask16 mask = gemm_detail::lanes(C);
-    for (std::int64_t m = first; m < last; ++m) {
-        const __m512 d = _mm512_maskz_loadu_ps(mask, dy + m * C);
-        direct_conv_detail::patch_runs(g, m, [&](std::int64_t xo, std::int64_t wo, std::int64_t length) {
+    for (std::int64_t t = 0; t < taps; ++t) _mm512_storeu_ps(sums + t * kLanes, _mm512_maskz_loadu_ps(mask, dwt + t * C));
+    direct_conv_detail::patch_runs(
+        g, first, last,
+        [&](std::int64_t m, std::int64_t xo, std::int64_t wo, std::int64_t length) {
+            const __m512 d = _mm512_maskz_loadu_ps(mask, dy + m * C);
             for (std::int64_t i = 0; i < length; ++i) {
-                float* at = dwt + (wo + i) * C;
-                _mm512_mask_storeu_ps(at, mask,
-                                      _mm512_fmadd_ps(_mm512_set1_ps(x[xo + i]), d, _mm512_maskz_loadu_ps(mask, at)));
+                float* at = sums + (wo + i) * kLanes;
+                _mm512_storeu_ps(at, _mm512_fmadd_ps(_mm512_set1_ps(x[xo + i]), d, _mm512_loadu_ps(at)));
             }
-        });
-    }
+        },
+        [](std::int64_t) {});
+    for (std::int64_t t = 0; t < taps; ++t) _mm512_mask_storeu_ps(dwt + t * C, mask, _mm512_loadu_ps(sums + t * kLanes));
 }
 
 #else
