@@ -4,9 +4,9 @@
 // so ewe's CMake target defines EIGEN_DONT_PARALLELIZE), and partials of items are
 // summed in item order: results are the same for any number of threads. Convolutions
 // go through im2col (ewe/cpu/im2col.hpp); their float products run on the AVX-512
-// kernel of ewe/cpu/gemm.hpp where the build targets AVX-512, on Eigen elsewhere (and
-// a float convolution of one output channel on the direct kernels of
-// ewe/cpu/conv_kernels.hpp).
+// kernel of ewe/cpu/gemm.hpp where the build targets AVX-512, on Eigen elsewhere (float
+// convolutions of one output or one input channel skip im2col there: the direct kernels
+// of ewe/cpu/conv_kernels.hpp).
 // Reductions over a tensor accumulate in double, also for float data. Including this
 // header registers the float backend with ewe::Context (ewe/core/cpu_hooks.hpp), as the
 // CUDA module registers its own; ewe/cpu/double_backend.hpp registers the double one.
