@@ -2,8 +2,9 @@
 // reference over odd image sizes, both paddings, strides 1 and 2, and pixel ranges that
 // split an image: one output channel (forward, input and filter gradients; input
 // channels 1, 3, 10, 17 leave partial vectors) and one input channel (forward and
-// filter gradient; 1 to 16 output channels). Skipped, with a message, where the build
-// has no AVX-512 (the backend then uses im2col and Eigen).
+// filter gradient; 1 to 16 output channels); the forward passes also with bias and
+// ReLU. Skipped, with a message, where the build has no AVX-512 (the backend then uses
+// im2col and Eigen).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -93,7 +94,7 @@ TEST_CASE("direct one-channel convolutions match a double reference") {
         // Two calls over pixel ranges split inside the first image, as the backend's items.
         const std::int64_t split = g.h.out * g.w.out / 2 + 1;
         for (const auto& [first, last] : {std::pair{std::int64_t(0), split}, std::pair{split, pixels}}) {
-            ewe::cpu::conv_one_channel_forward(g, x.data(), w.data(), first, last, y.data());
+            ewe::cpu::conv_one_channel_forward(g, x.data(), w.data(), nullptr, false, first, last, y.data());
             ewe::cpu::conv_one_channel_backward_data(g, dy.data(), w.data(), first, last, dx.data());
             ewe::cpu::conv_one_channel_backward_weights(g, x.data(), dy.data(), first, last, dw.data());
         }
@@ -101,6 +102,13 @@ TEST_CASE("direct one-channel convolutions match a double reference") {
         CHECK(relative_error(y, y_want) < 1e-5);
         CHECK(relative_error(dx, dx_want) < 1e-5);
         CHECK(relative_error(dw, dw_want) < 1e-5);
+        // Bias and ReLU fused into the forward pass.
+        const float bias = -0.1f;
+        for (double& v : y_want) v = std::max(v + double(bias), 0.0);
+#if defined(__AVX512F__)
+        ewe::cpu::conv_one_channel_forward(g, x.data(), w.data(), &bias, true, 0, pixels, y.data());
+#endif
+        CHECK(relative_error(y, y_want) < 1e-5);
     }
 }
 
@@ -142,11 +150,19 @@ TEST_CASE("direct single-input-channel convolutions match a double reference") {
 #if defined(__AVX512F__)
         const std::int64_t split = g.h.out * g.w.out / 2 + 1;
         for (const auto& [first, last] : {std::pair{std::int64_t(0), split}, std::pair{split, pixels}}) {
-            ewe::cpu::conv_single_input_forward(g, x.data(), wt.data(), first, last, y.data());
+            ewe::cpu::conv_single_input_forward(g, x.data(), wt.data(), nullptr, false, first, last, y.data());
             ewe::cpu::conv_single_input_backward_weights(g, x.data(), dy.data(), first, last, dwt.data(), sums.data());
         }
 #endif
         CHECK(relative_error(y, y_want) < 1e-5);
         CHECK(relative_error(dwt, dwt_want) < 1e-5);
+        // Bias and ReLU fused into the forward pass.
+        const std::vector<float> bias = pattern(C, 3, 0.5f);
+        for (std::int64_t i = 0; i < pixels * C; ++i)
+            y_want[std::size_t(i)] = std::max(y_want[std::size_t(i)] + double(bias[std::size_t(i % C)]), 0.0);
+#if defined(__AVX512F__)
+        ewe::cpu::conv_single_input_forward(g, x.data(), wt.data(), bias.data(), true, 0, pixels, y.data());
+#endif
+        CHECK(relative_error(y, y_want) < 1e-5);
     }
 }

@@ -260,8 +260,9 @@ public:
             if constexpr (kDirectConv)
                 parallel_for(thread_count(ctx), (M + rows_per_item - 1) / rows_per_item, [&](std::int64_t item, int) {
                     const std::int64_t m = item * rows_per_item, rows = std::min(rows_per_item, M - m);
-                    conv_one_channel_forward(g, x.data(), w.data(), m, m + rows, y.data());
-                    bias_activation(act, b.empty() ? nullptr : b.data(), y.data() + m, rows, 1);
+                    conv_one_channel_forward(g, x.data(), w.data(), b.empty() ? nullptr : b.data(),
+                                             act == Activation::relu, m, m + rows, y.data());
+                    if (act != Activation::relu) bias_activation(act, nullptr, y.data() + m, rows, 1);
                 });
             return;
         }
@@ -276,8 +277,9 @@ public:
             const std::int64_t m = item * rows_per_item, rows = std::min(rows_per_item, M - m);
             if (direct_single_input(g)) {
                 if constexpr (kDirectConv) {
-                    conv_single_input_forward(g, x.data(), wt, m, m + rows, y.data());
-                    bias_activation(act, b.empty() ? nullptr : b.data(), y.data() + m * g.out_c, rows, g.out_c);
+                    conv_single_input_forward(g, x.data(), wt, b.empty() ? nullptr : b.data(),
+                                              act == Activation::relu, m, m + rows, y.data());
+                    if (act != Activation::relu) bias_activation(act, nullptr, y.data() + m * g.out_c, rows, g.out_c);
                 }
                 return;
             }

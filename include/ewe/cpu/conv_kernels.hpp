@@ -28,55 +28,74 @@ inline constexpr bool kHasDirectConvKernels = true;
 
 namespace direct_conv_detail {
 
-// Calls run(m, x_offset, w_offset, length) for each output pixel m in [first, last)
-// and each of its filter rows that lies inside the image: `length` values of x at
-// x_offset (from the start of the batch) meet the filter's values at w_offset; then
-// finish(m). The pixel's coordinates are stepped, not divided out, pixel by pixel.
-template <class Run, class Finish>
-void patch_runs(const ConvGeometry& g, std::int64_t first, std::int64_t last, Run&& run, Finish&& finish) {
-    const std::int64_t C = g.in_c, KW = g.w.kernel, image_size = g.h.in * g.w.in * C;
-    std::int64_t ow = first % g.w.out, oh = first / g.w.out % g.h.out, n = first / (g.w.out * g.h.out);
-    for (std::int64_t m = first; m < last; ++m) {
-        const std::int64_t iw0 = ow * g.w.stride - g.w.pad_before;
+// The patch of one output pixel as `rows` runs of `length` values: run r is x from
+// x + r * x_stride (offsets from the start of the batch) against the filter from
+// w + r * w_stride; the filter rows and columns outside the image are left out.
+struct PatchRuns {
+    std::int64_t x = 0, w = 0, length = 0, rows = 0, x_stride = 0, w_stride = 0;
+};
+
+// The output pixels first, first + 1, ... in order, their coordinates stepped rather
+// than divided out pixel by pixel. A plain loop (no callback), so that a kernel's sums
+// stay in registers however much the compiler inlines.
+class PixelWalk {
+public:
+    PixelWalk(const ConvGeometry& g, std::int64_t first)
+        : g_(g), ow_(first % g.w.out), oh_(first / g.w.out % g.h.out), n_(first / (g.w.out * g.h.out)) {}
+
+    PatchRuns runs() const {
+        const std::int64_t C = g_.in_c, KW = g_.w.kernel;
+        const std::int64_t iw0 = ow_ * g_.w.stride - g_.w.pad_before, ih0 = oh_ * g_.h.stride - g_.h.pad_before;
         const std::int64_t lo = std::clamp<std::int64_t>(-iw0, 0, KW);
-        const std::int64_t hi = std::max(lo, std::clamp<std::int64_t>(g.w.in - iw0, 0, KW));
-        const std::int64_t ih0 = oh * g.h.stride - g.h.pad_before;
-        const std::int64_t kh0 = std::max<std::int64_t>(0, -ih0), kh1 = std::min(g.h.kernel, g.h.in - ih0);
-        for (std::int64_t kh = kh0; kh < kh1 && hi > lo; ++kh)
-            run(m, n * image_size + ((ih0 + kh) * g.w.in + iw0 + lo) * C, (kh * KW + lo) * C, (hi - lo) * C);
-        finish(m);
-        if (++ow == g.w.out) {
-            ow = 0;
-            if (++oh == g.h.out) {
-                oh = 0;
-                ++n;
-            }
-        }
+        const std::int64_t hi = std::max(lo, std::clamp<std::int64_t>(g_.w.in - iw0, 0, KW));
+        const std::int64_t kh0 = std::max<std::int64_t>(0, -ih0), kh1 = std::min(g_.h.kernel, g_.h.in - ih0);
+        PatchRuns p;
+        p.x = (n_ * g_.h.in * g_.w.in + (ih0 + kh0) * g_.w.in + iw0 + lo) * C;
+        p.w = (kh0 * KW + lo) * C;
+        p.length = (hi - lo) * C;
+        p.rows = hi > lo ? std::max<std::int64_t>(0, kh1 - kh0) : 0;
+        p.x_stride = g_.w.in * C;
+        p.w_stride = KW * C;
+        return p;
     }
-}
+
+    void next() {
+        if (++ow_ < g_.w.out) return;
+        ow_ = 0;
+        if (++oh_ < g_.h.out) return;
+        oh_ = 0;
+        ++n_;
+    }
+
+private:
+    const ConvGeometry& g_;
+    std::int64_t ow_, oh_, n_;
+};
 
 }  // namespace direct_conv_detail
 
 // y[m] = the sum over the patch of output pixel m of x times the filter w
-// (1, kh, kw, in_c), for m in [first, last); no bias, no activation.
-inline void conv_one_channel_forward(const ConvGeometry& g, const float* x, const float* w, std::int64_t first,
-                                     std::int64_t last, float* y) {
+// (1, kh, kw, in_c), plus bias (if not null), then max(0, .) with relu, for m in
+// [first, last).
+inline void conv_one_channel_forward(const ConvGeometry& g, const float* x, const float* w, const float* bias,
+                                     bool relu, std::int64_t first, std::int64_t last, float* y) {
     using gemm_detail::kLanes;
     using gemm_detail::lanes;
-    __m512 acc = _mm512_setzero_ps();
-    direct_conv_detail::patch_runs(
-        g, first, last,
-        [&](std::int64_t, std::int64_t xo, std::int64_t wo, std::int64_t length) {
-            for (std::int64_t i = 0; i < length; i += kLanes) {
-                const __mmask16 mask = lanes(length - i);
-                acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, x + xo + i), _mm512_maskz_loadu_ps(mask, w + wo + i),
-                                      acc);
+    direct_conv_detail::PixelWalk walk(g, first);
+    for (std::int64_t m = first; m < last; ++m, walk.next()) {
+        const direct_conv_detail::PatchRuns p = walk.runs();
+        __m512 acc = _mm512_setzero_ps();
+        for (std::int64_t r = 0; r < p.rows; ++r) {
+            const float* xr = x + p.x + r * p.x_stride;
+            const float* wr = w + p.w + r * p.w_stride;
+            for (std::int64_t i = 0; i < p.length; i += kLanes) {
+                const __mmask16 mask = lanes(p.length - i);
+                acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, xr + i), _mm512_maskz_loadu_ps(mask, wr + i), acc);
             }
-        },
-        [&](std::int64_t m) {
-            y[m] = _mm512_reduce_add_ps(acc);
-            acc = _mm512_setzero_ps();
-        });
+        }
+        const float sum = _mm512_reduce_add_ps(acc) + (bias != nullptr ? *bias : 0.0f);
+        y[m] = relu ? std::max(sum, 0.0f) : sum;
+    }
 }
 
 // The input gradient: dx (+)= dy[m] times the filter over the patch of each output pixel
@@ -85,18 +104,21 @@ inline void conv_one_channel_backward_data(const ConvGeometry& g, const float* d
                                            std::int64_t first, std::int64_t last, float* dx) {
     using gemm_detail::kLanes;
     using gemm_detail::lanes;
-    direct_conv_detail::patch_runs(
-        g, first, last,
-        [&](std::int64_t m, std::int64_t xo, std::int64_t wo, std::int64_t length) {
-            const __m512 d = _mm512_set1_ps(dy[m]);
-            for (std::int64_t i = 0; i < length; i += kLanes) {
-                const __mmask16 mask = lanes(length - i);
-                const __m512 sum = _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(mask, w + wo + i),
-                                                   _mm512_maskz_loadu_ps(mask, dx + xo + i));
-                _mm512_mask_storeu_ps(dx + xo + i, mask, sum);
+    direct_conv_detail::PixelWalk walk(g, first);
+    for (std::int64_t m = first; m < last; ++m, walk.next()) {
+        const direct_conv_detail::PatchRuns p = walk.runs();
+        const __m512 d = _mm512_set1_ps(dy[m]);
+        for (std::int64_t r = 0; r < p.rows; ++r) {
+            float* xr = dx + p.x + r * p.x_stride;
+            const float* wr = w + p.w + r * p.w_stride;
+            for (std::int64_t i = 0; i < p.length; i += kLanes) {
+                const __mmask16 mask = lanes(p.length - i);
+                _mm512_mask_storeu_ps(xr + i, mask,
+                                      _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(mask, wr + i),
+                                                      _mm512_maskz_loadu_ps(mask, xr + i)));
             }
-        },
-        [](std::int64_t) {});
+        }
+    }
 }
 
 // The filter gradient: dw (1, kh, kw, in_c) (+)= dy[m] times the patch of each output
@@ -105,40 +127,49 @@ inline void conv_one_channel_backward_weights(const ConvGeometry& g, const float
                                               std::int64_t first, std::int64_t last, float* dw) {
     using gemm_detail::kLanes;
     using gemm_detail::lanes;
-    direct_conv_detail::patch_runs(
-        g, first, last,
-        [&](std::int64_t m, std::int64_t xo, std::int64_t wo, std::int64_t length) {
-            const __m512 d = _mm512_set1_ps(dy[m]);
-            for (std::int64_t i = 0; i < length; i += kLanes) {
-                const __mmask16 mask = lanes(length - i);
-                const __m512 sum = _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(mask, x + xo + i),
-                                                   _mm512_maskz_loadu_ps(mask, dw + wo + i));
-                _mm512_mask_storeu_ps(dw + wo + i, mask, sum);
+    direct_conv_detail::PixelWalk walk(g, first);
+    for (std::int64_t m = first; m < last; ++m, walk.next()) {
+        const direct_conv_detail::PatchRuns p = walk.runs();
+        const __m512 d = _mm512_set1_ps(dy[m]);
+        for (std::int64_t r = 0; r < p.rows; ++r) {
+            const float* xr = x + p.x + r * p.x_stride;
+            float* wr = dw + p.w + r * p.w_stride;
+            for (std::int64_t i = 0; i < p.length; i += kLanes) {
+                const __mmask16 mask = lanes(p.length - i);
+                _mm512_mask_storeu_ps(wr + i, mask,
+                                      _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(mask, xr + i),
+                                                      _mm512_maskz_loadu_ps(mask, wr + i)));
             }
-        },
-        [](std::int64_t) {});
+        }
+    }
 }
 
 // A single input channel (in_c == 1, as the sheep VAE's first layer, 1 -> 10) and at
 // most 16 output channels: y[m, o] = the sum over the patch's pixels t of x[t] times
-// wt[t, o], wt (kh * kw, out_c) being the filter transposed, for output pixels m in
-// [first, last); the output channels are the vector lanes (masked), so each tap is one
-// broadcast and one multiply-add, with no patch copied. No bias, no activation.
-inline void conv_single_input_forward(const ConvGeometry& g, const float* x, const float* wt, std::int64_t first,
-                                      std::int64_t last, float* y) {
+// wt[t, o], wt (kh * kw, out_c) being the filter transposed, plus bias[o] (if not null),
+// then max(0, .) with relu, for output pixels m in [first, last); the output channels
+// are the vector lanes (masked), so each tap is one broadcast and one multiply-add,
+// with no patch copied.
+inline void conv_single_input_forward(const ConvGeometry& g, const float* x, const float* wt, const float* bias,
+                                      bool relu, std::int64_t first, std::int64_t last, float* y) {
     const std::int64_t C = g.out_c;
     const __mmask16 mask = gemm_detail::lanes(C);
-    __m512 acc = _mm512_setzero_ps();
-    direct_conv_detail::patch_runs(
-        g, first, last,
-        [&](std::int64_t, std::int64_t xo, std::int64_t wo, std::int64_t length) {
-            for (std::int64_t i = 0; i < length; ++i)
-                acc = _mm512_fmadd_ps(_mm512_set1_ps(x[xo + i]), _mm512_maskz_loadu_ps(mask, wt + (wo + i) * C), acc);
-        },
-        [&](std::int64_t m) {
-            _mm512_mask_storeu_ps(y + m * C, mask, acc);
-            acc = _mm512_setzero_ps();
-        });
+    const __m512 add = bias != nullptr ? _mm512_maskz_loadu_ps(mask, bias) : _mm512_setzero_ps();
+    direct_conv_detail::PixelWalk walk(g, first);
+    for (std::int64_t m = first; m < last; ++m, walk.next()) {
+        const direct_conv_detail::PatchRuns p = walk.runs();
+        __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};  // two chains: even and odd filter rows
+        for (std::int64_t r = 0; r < p.rows; ++r) {
+            const float* xr = x + p.x + r * p.x_stride;
+            const float* wr = wt + (p.w + r * p.w_stride) * C;
+            __m512& sum = acc[r & 1];
+            for (std::int64_t i = 0; i < p.length; ++i)
+                sum = _mm512_fmadd_ps(_mm512_set1_ps(xr[i]), _mm512_maskz_loadu_ps(mask, wr + i * C), sum);
+        }
+        __m512 out = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), add);
+        if (relu) out = _mm512_max_ps(out, _mm512_setzero_ps());
+        _mm512_mask_storeu_ps(y + m * C, mask, out);
+    }
 }
 
 // Its filter gradient, transposed: dwt (kh * kw, out_c) (+)= x[t] times dy[m, 0..out_c)
@@ -151,16 +182,18 @@ inline void conv_single_input_backward_weights(const ConvGeometry& g, const floa
     const std::int64_t C = g.out_c, taps = g.h.kernel * g.w.kernel;
     const __mmask16 mask = gemm_detail::lanes(C);
     for (std::int64_t t = 0; t < taps; ++t) _mm512_storeu_ps(sums + t * kLanes, _mm512_maskz_loadu_ps(mask, dwt + t * C));
-    direct_conv_detail::patch_runs(
-        g, first, last,
-        [&](std::int64_t m, std::int64_t xo, std::int64_t wo, std::int64_t length) {
-            const __m512 d = _mm512_maskz_loadu_ps(mask, dy + m * C);
-            for (std::int64_t i = 0; i < length; ++i) {
-                float* at = sums + (wo + i) * kLanes;
-                _mm512_storeu_ps(at, _mm512_fmadd_ps(_mm512_set1_ps(x[xo + i]), d, _mm512_loadu_ps(at)));
-            }
-        },
-        [](std::int64_t) {});
+    direct_conv_detail::PixelWalk walk(g, first);
+    for (std::int64_t m = first; m < last; ++m, walk.next()) {
+        const direct_conv_detail::PatchRuns p = walk.runs();
+        const __m512 d = _mm512_maskz_loadu_ps(mask, dy + m * C);
+        for (std::int64_t r = 0; r < p.rows; ++r) {
+            const float* xr = x + p.x + r * p.x_stride;
+            float* sr = sums + (p.w + r * p.w_stride) * kLanes;
+            for (std::int64_t i = 0; i < p.length; ++i)
+                _mm512_storeu_ps(sr + i * kLanes,
+                                 _mm512_fmadd_ps(_mm512_set1_ps(xr[i]), d, _mm512_loadu_ps(sr + i * kLanes)));
+        }
+    }
     for (std::int64_t t = 0; t < taps; ++t) _mm512_mask_storeu_ps(dwt + t * C, mask, _mm512_loadu_ps(sums + t * kLanes));
 }
 
