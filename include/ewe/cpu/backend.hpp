@@ -262,7 +262,7 @@ public:
                     const std::int64_t m = item * rows_per_item, rows = std::min(rows_per_item, M - m);
                     conv_one_channel_forward(g, x.data(), w.data(), b.empty() ? nullptr : b.data(),
                                              act == Activation::relu, m, m + rows, y.data());
-                    if (act != Activation::relu) bias_activation(act, nullptr, y.data() + m, rows, 1);
+                    if (act != Activation::relu) bias_activation<T>(act, nullptr, y.data() + m, rows, 1);
                 });
             return;
         }
@@ -279,7 +279,7 @@ public:
                 if constexpr (kDirectConv) {
                     conv_single_input_forward(g, x.data(), wt, b.empty() ? nullptr : b.data(),
                                               act == Activation::relu, m, m + rows, y.data());
-                    if (act != Activation::relu) bias_activation(act, nullptr, y.data() + m * g.out_c, rows, g.out_c);
+                    if (act != Activation::relu) bias_activation<T>(act, nullptr, y.data() + m * g.out_c, rows, g.out_c);
                 }
                 return;
             }
