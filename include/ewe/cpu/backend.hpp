@@ -248,8 +248,8 @@ public:
     // filter gradient take whole images: a group of images per item (at most
     // kImageGroups, fixed by the batch), each group with its own partial filter and bias
     // gradient, summed in group order afterwards. A float convolution with one output
-    // channel, or one input channel, skips im2col: the direct kernels of
-    // ewe/cpu/conv_kernels.hpp, on the same items.
+    // channel (and the forward pass of one with one input channel) skips im2col: the
+    // direct kernels of ewe/cpu/conv_kernels.hpp, on the same items.
     void conv2d_forward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w, View<const T> b,
                         Activation act, View<T> y) override {
         const std::int64_t M = g.gemm_m(), K = g.gemm_k();
@@ -305,15 +305,6 @@ public:
                     std::fill(dw_part, dw_part + K, T(0));
                     conv_one_channel_backward_weights(g, x.data(), dpre.data(), m0, m1, dw_part);
                     if (!dx.empty()) conv_one_channel_backward_data(g, dpre.data(), w.data(), m0, m1, dx.data());
-                }
-                return;
-            }
-            // cols (block x K values) holds the kernel's sums (K x 16), then dW^T (K x C).
-            if (direct_single_input(g) && dx.empty() && block >= 16) {
-                if constexpr (kDirectConv) {
-                    std::fill(dw_part, dw_part + C * K, T(0));
-                    conv_single_input_backward_weights(g, x.data(), dpre.data(), m0, m1, dw_part, cols);
-                    untranspose_filter_gradient(C, K, dw_part, cols);
                 }
                 return;
             }
@@ -585,8 +576,7 @@ private:
     // Whether a convolution runs on the direct kernels of ewe/cpu/conv_kernels.hpp
     // instead of im2col and a product: float filters of one output channel, where built.
     static bool direct_one_channel(const ConvGeometry& g) { return kDirectConv && g.out_c == 1; }
-    // Or one input channel and at most 16 output channels: the forward pass, and the
-    // filter gradient where no input gradient is asked for (a first layer's call).
+    // Or, for the forward pass, one input channel and at most 16 output channels.
     static bool direct_single_input(const ConvGeometry& g) { return kDirectConv && g.in_c == 1 && g.out_c <= 16; }
 
     // C (m x n, rows ldc apart) = A B, or C + A B with `accumulate`, then (when bias or
@@ -620,13 +610,6 @@ private:
         if (a_cs == 1) multiply(ConstStrided(a, m, k, Eigen::OuterStride<>(a_rs)));
         else multiply(ConstStrided(a, k, m, Eigen::OuterStride<>(a_cs)).transpose());
         bias_activation(act, bias, c, m, n, ldc);
-    }
-
-    // dw (K x C, a filter gradient as conv_single_input_backward_weights leaves it)
-    // becomes C x K, through scratch (C * K values).
-    static void untranspose_filter_gradient(std::int64_t C, std::int64_t K, T* dw, T* scratch) {
-        transpose_into(dw, K, C, scratch);
-        std::copy(scratch, scratch + C * K, dw);
     }
 
     // out (cols x rows, row-major) = the transpose of in (rows x cols, row-major).

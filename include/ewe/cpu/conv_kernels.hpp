@@ -5,8 +5,10 @@
 // - One output channel (out_c == 1, as the sheep VAE's last layer, 10 -> 1): forward,
 //   input and filter gradients go along each run 16 values at a time (the last vector
 //   masked), against the same run of the filter.
-// - One input channel and at most 16 output channels (the first layer, 1 -> 10):
-//   forward and filter gradient with the output channels as the vector lanes.
+// - One input channel and at most 16 output channels (the first layer, 1 -> 10): the
+//   forward pass, with the output channels as the vector lanes. (Its filter gradient
+//   this way measured no faster in bench_cpu_layers than im2col + GEMM: that pass's
+//   time goes to the activation gradient and the bias sums.)
 // Each kernel covers a range of output pixels on the calling thread (the backend runs
 // them inside its parallel items); the order of every sum depends on the shapes only.
 // Compiled where the compiler targets AVX-512F, as ewe/cpu/gemm.hpp; elsewhere the
@@ -158,43 +160,21 @@ inline void conv_single_input_forward(const ConvGeometry& g, const float* x, con
     direct_conv_detail::PixelWalk walk(g, first);
     for (std::int64_t m = first; m < last; ++m, walk.next()) {
         const direct_conv_detail::PatchRuns p = walk.runs();
-        __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};  // two chains: even and odd filter rows
+        __m512 even = _mm512_setzero_ps(), odd = _mm512_setzero_ps();  // two chains: even and odd taps of a row
         for (std::int64_t r = 0; r < p.rows; ++r) {
             const float* xr = x + p.x + r * p.x_stride;
             const float* wr = wt + (p.w + r * p.w_stride) * C;
-            __m512& sum = acc[r & 1];
-            for (std::int64_t i = 0; i < p.length; ++i)
-                sum = _mm512_fmadd_ps(_mm512_set1_ps(xr[i]), _mm512_maskz_loadu_ps(mask, wr + i * C), sum);
+            std::int64_t i = 0;
+            for (; i + 1 < p.length; i += 2) {
+                even = _mm512_fmadd_ps(_mm512_set1_ps(xr[i]), _mm512_maskz_loadu_ps(mask, wr + i * C), even);
+                odd = _mm512_fmadd_ps(_mm512_set1_ps(xr[i + 1]), _mm512_maskz_loadu_ps(mask, wr + (i + 1) * C), odd);
+            }
+            if (i < p.length) even = _mm512_fmadd_ps(_mm512_set1_ps(xr[i]), _mm512_maskz_loadu_ps(mask, wr + i * C), even);
         }
-        __m512 out = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), add);
+        __m512 out = _mm512_add_ps(_mm512_add_ps(even, odd), add);
         if (relu) out = _mm512_max_ps(out, _mm512_setzero_ps());
         _mm512_mask_storeu_ps(y + m * C, mask, out);
     }
-}
-
-// Its filter gradient, transposed: dwt (kh * kw, out_c) (+)= x[t] times dy[m, 0..out_c)
-// for every pixel t of the patch of each output pixel m in [first, last), in order of m
-// (dwt is not cleared). `sums` (kh * kw * 16 values) holds the sums meanwhile, one whole
-// vector per tap (a masked store followed by a masked load of the same address stalls).
-inline void conv_single_input_backward_weights(const ConvGeometry& g, const float* x, const float* dy,
-                                               std::int64_t first, std::int64_t last, float* dwt, float* sums) {
-    using gemm_detail::kLanes;
-    const std::int64_t C = g.out_c, taps = g.h.kernel * g.w.kernel;
-    const __mmask16 mask = gemm_detail::lanes(C);
-    for (std::int64_t t = 0; t < taps; ++t) _mm512_storeu_ps(sums + t * kLanes, _mm512_maskz_loadu_ps(mask, dwt + t * C));
-    direct_conv_detail::PixelWalk walk(g, first);
-    for (std::int64_t m = first; m < last; ++m, walk.next()) {
-        const direct_conv_detail::PatchRuns p = walk.runs();
-        const __m512 d = _mm512_maskz_loadu_ps(mask, dy + m * C);
-        for (std::int64_t r = 0; r < p.rows; ++r) {
-            const float* xr = x + p.x + r * p.x_stride;
-            float* sr = sums + (p.w + r * p.w_stride) * kLanes;
-            for (std::int64_t i = 0; i < p.length; ++i)
-                _mm512_storeu_ps(sr + i * kLanes,
-                                 _mm512_fmadd_ps(_mm512_set1_ps(xr[i]), d, _mm512_loadu_ps(sr + i * kLanes)));
-        }
-    }
-    for (std::int64_t t = 0; t < taps; ++t) _mm512_mask_storeu_ps(dwt + t * C, mask, _mm512_loadu_ps(sums + t * kLanes));
 }
 
 #else
