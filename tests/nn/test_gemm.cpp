@@ -68,7 +68,13 @@ TEST_CASE("gemm matches a double reference at every tile edge") {
     for (const Case& t : {Case{1, 1, 1, false, false, false, false}, Case{8, 32, 128, false, false, false, false},
                           Case{9, 33, 129, false, false, false, false}, Case{15, 80, 160, false, false, true, true},
                           Case{7, 17, 300, true, false, false, false}, Case{80, 1280, 257, true, true, false, false},
-                          Case{100, 10, 40, false, true, true, false}, Case{3, 47, 5, true, true, true, true}}) {
+                          Case{100, 10, 40, false, true, true, false}, Case{3, 47, 5, true, true, true, true},
+                          // one panel as wide as C: 4 vectors x 6 rows, 5 vectors x 5 rows (partial
+                          // row tiles, masked last vector), and panels of 3 with a 1- or 2-vector tail
+                          Case{13, 64, 131, false, true, true, true}, Case{11, 70, 260, false, false, true, false},
+                          Case{17, 57, 33, true, true, false, true}, Case{19, 80, 720, false, false, false, false},
+                          Case{9, 100, 129, false, true, true, true}, Case{10, 120, 9, true, false, true, false},
+                          Case{21, 20, 90, false, false, true, true}}) {
         CAPTURE(t.m);
         CAPTURE(t.n);
         CAPTURE(t.k);

@@ -4,8 +4,10 @@
 // so ewe's CMake target defines EIGEN_DONT_PARALLELIZE), and partials of items are
 // summed in item order: results are the same for any number of threads. Convolutions
 // go through im2col (ewe/cpu/im2col.hpp); their float products run on the AVX-512
-// kernel of ewe/cpu/gemm.hpp where the build targets AVX-512, on Eigen elsewhere, and so
-// do the dense layers' (through ewe/cpu/dense_kernels.hpp).
+// kernel of ewe/cpu/gemm.hpp where the build targets AVX-512, on Eigen elsewhere (float
+// convolutions of one output or one input channel skip im2col there: the direct kernels
+// of ewe/cpu/conv_kernels.hpp), and so do the dense layers' (through
+// ewe/cpu/dense_kernels.hpp).
 // Reductions over a tensor accumulate in double, also for float data. Including this
 // header registers the float backend with ewe::Context (ewe/core/cpu_hooks.hpp), as the
 // CUDA module registers its own; ewe/cpu/double_backend.hpp registers the double one.
@@ -23,6 +25,7 @@
 #include <type_traits>
 
 #include "ewe/core/context.hpp"
+#include "ewe/cpu/conv_kernels.hpp"
 #include "ewe/cpu/dense_kernels.hpp"
 #include "ewe/cpu/gemm.hpp"
 #include "ewe/cpu/im2col.hpp"
@@ -262,22 +265,42 @@ public:
     // applied to each while in cache). Ops whose items write overlapping pixels or sum a
     // filter gradient take whole images: a group of images per item (at most
     // kImageGroups, fixed by the batch), each group with its own partial filter and bias
-    // gradient, summed in group order afterwards.
+    // gradient, summed in group order afterwards. A float convolution with one output
+    // channel (and the forward pass of one with one input channel) skips im2col: the
+    // direct kernels of ewe/cpu/conv_kernels.hpp, on the same items.
     void conv2d_forward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w, View<const T> b,
                         Activation act, View<T> y) override {
         const std::int64_t M = g.gemm_m(), K = g.gemm_k();
         const std::int64_t rows_per_item =
             std::min(im2col_block_rows(g, ctx.options().cpu_im2col_elements),
                      std::max<std::int64_t>(1, (M + kImageGroups - 1) / kImageGroups));
+        if (direct_one_channel(g)) {
+            if constexpr (kDirectConv)
+                parallel_for(thread_count(ctx), (M + rows_per_item - 1) / rows_per_item, [&](std::int64_t item, int) {
+                    const std::int64_t m = item * rows_per_item, rows = std::min(rows_per_item, M - m);
+                    conv_one_channel_forward(g, x.data(), w.data(), b.empty() ? nullptr : b.data(),
+                                             act == Activation::relu, m, m + rows, y.data());
+                    if (act != Activation::relu) bias_activation<T>(act, nullptr, y.data() + m, rows, 1);
+                });
+            return;
+        }
         ScratchPlan<T> plan;
         const int threads = thread_count(ctx);  // the slots of scratch and of parallel_for
-        const std::int64_t cols_at = plan.add_values(threads * rows_per_item * K);
+        const std::int64_t cols_at = plan.add_values(direct_single_input(g) ? 0 : threads * rows_per_item * K);
         const std::int64_t wt_at = plan.add_values(K * g.out_c);
         plan.allocate(ctx);
         T* wt = plan.values(wt_at);
         transpose_into(w.data(), g.out_c, K, wt);
         parallel_for(threads, (M + rows_per_item - 1) / rows_per_item, [&](std::int64_t item, int slot) {
             const std::int64_t m = item * rows_per_item, rows = std::min(rows_per_item, M - m);
+            if (direct_single_input(g)) {
+                if constexpr (kDirectConv) {
+                    conv_single_input_forward(g, x.data(), wt, b.empty() ? nullptr : b.data(),
+                                              act == Activation::relu, m, m + rows, y.data());
+                    if (act != Activation::relu) bias_activation<T>(act, nullptr, y.data() + m * g.out_c, rows, g.out_c);
+                }
+                return;
+            }
             T* cols = plan.values(cols_at) + slot * rows_per_item * K;
             im2col(g, x.data(), m, m + rows, cols);
             product(rows, g.out_c, K, cols, K, 1, wt, g.out_c, y.data() + m * g.out_c, g.out_c, false, act,
@@ -295,6 +318,14 @@ public:
             activation_grad(act, y.data() + m0 * C, dy.data() + m0 * C, dpre.data() + m0 * C, (m1 - m0) * C);
             add_column_sums(dpre.data() + m0 * C, C, m1 - m0, C, db_part);
             if (!dx.empty()) std::fill(dx.data() + image_start(g, m0), dx.data() + image_start(g, m1), T(0));
+            if (direct_one_channel(g)) {
+                if constexpr (kDirectConv) {
+                    std::fill(dw_part, dw_part + K, T(0));
+                    conv_one_channel_backward_weights(g, x.data(), dpre.data(), m0, m1, dw_part);
+                    if (!dx.empty()) conv_one_channel_backward_data(g, dpre.data(), w.data(), m0, m1, dx.data());
+                }
+                return;
+            }
             for (std::int64_t m = m0; m < m1; m += block) {
                 const std::int64_t rows = std::min(block, m1 - m);
                 const T* d = dpre.data() + m * C;
@@ -558,6 +589,13 @@ private:
 
     static constexpr bool kGemmKernel = std::is_same_v<T, float> && kHasGemmKernel;
     static constexpr std::int64_t kGemmMinColumns = 8;
+    static constexpr bool kDirectConv = std::is_same_v<T, float> && kHasDirectConvKernels;
+
+    // Whether a convolution runs on the direct kernels of ewe/cpu/conv_kernels.hpp
+    // instead of im2col and a product: float filters of one output channel, where built.
+    static bool direct_one_channel(const ConvGeometry& g) { return kDirectConv && g.out_c == 1; }
+    // Or, for the forward pass, one input channel and at most 16 output channels.
+    static bool direct_single_input(const ConvGeometry& g) { return kDirectConv && g.in_c == 1 && g.out_c <= 16; }
 
     // C (m x n, rows ldc apart) = A B, or C + A B with `accumulate`, then (when bias or
     // act is given) C = act(C + bias), for the convolutions: A(i, p) at

@@ -1,10 +1,13 @@
 // The float matrix product of the CPU convolutions on AVX-512: C (+)= A B, with A read
 // through any row and column strides (so A may be a transposed matrix) and B row-major,
 // optionally with bias and ReLU fused into the store of the last block of the sum.
-// Register-blocked outer products: a tile of kTileRows (8) rows x up to 48 columns of C
-// stays in up to 24 zmm registers while k streams through, one broadcast of A per row
-// and up to three loads of B per step; a row-major A is first copied a tile at a time
-// into column-major order, so a step's broadcasts are adjacent; k is cut into blocks of
+// Register-blocked outer products: a tile of C of up to kTileRows (8) rows x up to five
+// vectors of 16 columns stays in registers while k streams through, one broadcast of A
+// per row (read straight from A: a row-major A along its tile's rows at once) and one
+// load of B per vector per step. A C at most five vectors wide (the convolutions' 10 to
+// 80 channels) is one panel as wide as C, with fewer rows as it widens (4 vectors x 6
+// rows, 5 x 5), so each value of A is read once per depth block; a wider C goes in
+// panels of three vectors across each tile of 8 rows. k is cut into blocks of
 // kDepthBlock so a block of B (kDepthBlock x n) stays in L2 while every row tile of C
 // passes over it. bench_cpu_layers measures it per layer. The order of the sums depends
 // on the shapes only, so results are the same on any thread. Single-threaded: the CPU
@@ -40,7 +43,7 @@ namespace gemm_detail {
 
 constexpr int kTileRows = 8;
 constexpr int kLanes = 16;
-constexpr int kTileVectors = 3;  // a tile of C is kTileRows x (up to kTileVectors * kLanes)
+constexpr int kTileVectors = 3;  // the panels of a C wider than five vectors
 constexpr std::int64_t kDepthBlock = 128;
 
 inline __mmask16 lanes(std::int64_t count) {
@@ -48,35 +51,44 @@ inline __mmask16 lanes(std::int64_t count) {
 }
 
 // The Rows x (Vectors * 16, the last vector masked to `cols`) tile of C at c:
-// C (+)= A B over `depth`, with A(r, p) = a[r + p * a_cs] (column-major: the broadcasts
-// of one p are adjacent) and B(p, j) = b[p * ldb + j]; then bias and ReLU if given.
+// C (+)= A B over `depth`, with A(r, p) = a[r * a_rs + p * a_cs] and
+// B(p, j) = b[p * ldb + j]; then bias and ReLU if given. Each step broadcasts one A
+// value per row straight from A (a row-major A is read along its Rows rows at once).
 template <int Rows, int Vectors>
-void tile(std::int64_t depth, const float* a, std::int64_t a_cs, const float* b, std::int64_t ldb, float* c,
-          std::int64_t ldc, std::int64_t cols, bool load_c, const float* bias, bool relu) {
+void tile(std::int64_t depth, const float* a, std::int64_t a_rs, std::int64_t a_cs, const float* b,
+          std::int64_t ldb, float* c, std::int64_t ldc, std::int64_t cols, bool load_c, const float* bias,
+          bool relu) {
     __mmask16 mask[Vectors];
     for (int v = 0; v < Vectors; ++v) mask[v] = lanes(cols - v * kLanes);
     __m512 acc[Rows][Vectors];
-EWE_GEMM_UNROLL(GCC unroll 8)
+EWE_GEMM_UNROLL(GCC unroll 12)
     for (int r = 0; r < Rows; ++r)
-EWE_GEMM_UNROLL(GCC unroll 3)
+EWE_GEMM_UNROLL(GCC unroll 5)
         for (int v = 0; v < Vectors; ++v)
             acc[r][v] = load_c ? _mm512_maskz_loadu_ps(mask[v], c + r * ldc + v * kLanes) : _mm512_setzero_ps();
-    for (std::int64_t p = 0; p < depth; ++p) {
-        __m512 bv[Vectors];
-EWE_GEMM_UNROLL(GCC unroll 3)
-        for (int v = 0; v < Vectors; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], b + p * ldb + v * kLanes);
-        const float* ap = a + p * a_cs;
-EWE_GEMM_UNROLL(GCC unroll 8)
-        for (int r = 0; r < Rows; ++r) {
-            const __m512 av = _mm512_set1_ps(ap[r]);
-EWE_GEMM_UNROLL(GCC unroll 3)
-            for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+    // a_at(r, p): A(r, p) of the tile.
+    const auto sum = [&](auto a_at) {
+        for (std::int64_t p = 0; p < depth; ++p) {
+            __m512 bv[Vectors];
+EWE_GEMM_UNROLL(GCC unroll 5)
+            for (int v = 0; v < Vectors; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], b + p * ldb + v * kLanes);
+EWE_GEMM_UNROLL(GCC unroll 12)
+            for (int r = 0; r < Rows; ++r) {
+                const __m512 av = _mm512_set1_ps(a_at(r, p));
+EWE_GEMM_UNROLL(GCC unroll 5)
+                for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+            }
         }
-    }
-EWE_GEMM_UNROLL(GCC unroll 3)
+    };
+    const float* row[Rows];
+    for (int r = 0; r < Rows; ++r) row[r] = a + r * a_rs;
+    if (a_rs == 1) sum([&](int r, std::int64_t p) { return a[p * a_cs + r]; });
+    else if (a_cs == 1) sum([&](int r, std::int64_t p) { return row[r][p]; });
+    else sum([&](int r, std::int64_t p) { return row[r][p * a_cs]; });
+EWE_GEMM_UNROLL(GCC unroll 5)
     for (int v = 0; v < Vectors; ++v) {
         const __m512 add = bias ? _mm512_maskz_loadu_ps(mask[v], bias + v * kLanes) : _mm512_setzero_ps();
-EWE_GEMM_UNROLL(GCC unroll 8)
+EWE_GEMM_UNROLL(GCC unroll 12)
         for (int r = 0; r < Rows; ++r) {
             __m512 out = _mm512_add_ps(acc[r][v], add);
             if (relu) out = _mm512_max_ps(out, _mm512_setzero_ps());
@@ -85,14 +97,32 @@ EWE_GEMM_UNROLL(GCC unroll 8)
     }
 }
 
-// tile<Rows, Vectors> for a runtime row count (1..kTileRows).
-template <int Vectors, int Rows = kTileRows>
-void tile_rows(int rows, std::int64_t depth, const float* a, std::int64_t a_cs, const float* b, std::int64_t ldb,
-               float* c, std::int64_t ldc, std::int64_t cols, bool load_c, const float* bias, bool relu) {
+// Rows of a tile of Vectors vectors: as many as the 32 vector registers hold beside
+// the Vectors loads of B and one broadcast, at most kTileRows.
+template <int Vectors>
+constexpr int tile_rows_for() {
+    return std::min(kTileRows, (32 - Vectors - 1) / Vectors);
+}
+
+// tile<Rows, Vectors> for a runtime row count (1..Rows).
+template <int Vectors, int Rows = tile_rows_for<Vectors>()>
+void tile_rows(int rows, std::int64_t depth, const float* a, std::int64_t a_rs, std::int64_t a_cs, const float* b,
+               std::int64_t ldb, float* c, std::int64_t ldc, std::int64_t cols, bool load_c, const float* bias,
+               bool relu) {
     if constexpr (Rows > 0) {
-        if (rows == Rows) return tile<Rows, Vectors>(depth, a, a_cs, b, ldb, c, ldc, cols, load_c, bias, relu);
-        return tile_rows<Vectors, Rows - 1>(rows, depth, a, a_cs, b, ldb, c, ldc, cols, load_c, bias, relu);
+        if (rows == Rows) return tile<Rows, Vectors>(depth, a, a_rs, a_cs, b, ldb, c, ldc, cols, load_c, bias, relu);
+        return tile_rows<Vectors, Rows - 1>(rows, depth, a, a_rs, a_cs, b, ldb, c, ldc, cols, load_c, bias, relu);
     }
+}
+
+// The tiles of Vectors vectors over rows [i0, i0 + rows) x columns [j0, j0 + cols) of C
+// and depth [k0, k0 + depth).
+template <int Vectors>
+void block(std::int64_t i0, int rows, std::int64_t j0, std::int64_t cols, std::int64_t k0, std::int64_t depth,
+           bool last, const float* a, std::int64_t a_rs, std::int64_t a_cs, const float* b, std::int64_t ldb, float* c,
+           std::int64_t ldc, bool accumulate, const float* bias, bool relu) {
+    tile_rows<Vectors>(rows, depth, a + i0 * a_rs + k0 * a_cs, a_rs, a_cs, b + k0 * ldb + j0, ldb, c + i0 * ldc + j0,
+                       ldc, cols, accumulate || k0 > 0, last && bias != nullptr ? bias + j0 : nullptr, last && relu);
 }
 
 }  // namespace gemm_detail
@@ -100,33 +130,37 @@ void tile_rows(int rows, std::int64_t depth, const float* a, std::int64_t a_cs, 
 // C (m x n, rows ldc apart) = A B (accumulate: C + A B) with A (m x k) at
 // a[i * a_rs + p * a_cs] and B (k x n) row-major, rows ldb apart. bias (n values, or
 // null) and relu apply to the result: C = max(0, C + A B + bias) when both are given.
-// k must be positive. A row-major A (a_rs != 1) is copied a tile at a time into
-// column-major order first, so that the broadcasts of one step are adjacent.
+// k must be positive.
 inline void gemm(std::int64_t m, std::int64_t n, std::int64_t k, const float* a, std::int64_t a_rs, std::int64_t a_cs,
                  const float* b, std::int64_t ldb, float* c, std::int64_t ldc, bool accumulate,
                  const float* bias = nullptr, bool relu = false) {
     using namespace gemm_detail;
-    alignas(64) float packed[kTileRows * kDepthBlock];
+    const std::int64_t vectors = (n + kLanes - 1) / kLanes;
     for (std::int64_t k0 = 0; k0 < k; k0 += kDepthBlock) {
         const std::int64_t depth = std::min(kDepthBlock, k - k0);
         const bool last = k0 + depth == k;
+        // One panel as wide as C: tiles down the rows.
+        const auto one_panel = [&](auto panel_vectors) {
+            constexpr int kVectors = decltype(panel_vectors)::value, kRows = tile_rows_for<kVectors>();
+            for (std::int64_t i0 = 0; i0 < m; i0 += kRows)
+                block<kVectors>(i0, int(std::min<std::int64_t>(kRows, m - i0)), 0, n, k0, depth, last, a, a_rs, a_cs,
+                                b, ldb, c, ldc, accumulate, bias, relu);
+        };
+        switch (vectors) {
+            case 1: one_panel(std::integral_constant<int, 1>{}); continue;
+            case 2: one_panel(std::integral_constant<int, 2>{}); continue;
+            case 4: one_panel(std::integral_constant<int, 4>{}); continue;
+            case 5: one_panel(std::integral_constant<int, 5>{}); continue;
+            default: break;
+        }
+        // Panels of kTileVectors vectors (the last one narrower) across each row tile.
         for (std::int64_t i0 = 0; i0 < m; i0 += kTileRows) {
             const int rows = int(std::min<std::int64_t>(kTileRows, m - i0));
-            const float* block = a + i0 * a_rs + k0 * a_cs;
-            std::int64_t block_cs = a_cs;
-            if (a_rs != 1) {
-                for (std::int64_t p = 0; p < depth; ++p)
-                    for (int r = 0; r < rows; ++r) packed[p * kTileRows + r] = block[r * a_rs + p * a_cs];
-                block = packed;
-                block_cs = kTileRows;
-            }
             for (std::int64_t j0 = 0; j0 < n; j0 += kTileVectors * kLanes) {
                 const std::int64_t cols = std::min<std::int64_t>(kTileVectors * kLanes, n - j0);
-                const bool load_c = accumulate || k0 > 0;
-                const float* tile_bias = last && bias != nullptr ? bias + j0 : nullptr;
-                const auto run = [&](auto vectors) {
-                    tile_rows<decltype(vectors)::value>(rows, depth, block, block_cs, b + k0 * ldb + j0, ldb,
-                                                        c + i0 * ldc + j0, ldc, cols, load_c, tile_bias, last && relu);
+                const auto run = [&](auto panel_vectors) {
+                    block<decltype(panel_vectors)::value>(i0, rows, j0, cols, k0, depth, last, a, a_rs, a_cs, b, ldb,
+                                                          c, ldc, accumulate, bias, relu);
                 };
                 if (cols > 2 * kLanes) run(std::integral_constant<int, 3>{});
                 else if (cols > kLanes) run(std::integral_constant<int, 2>{});

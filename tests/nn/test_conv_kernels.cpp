@@ -1,0 +1,161 @@
+// The direct convolutions (ewe/cpu/conv_kernels.hpp) against a double-precision
+// reference over odd image sizes, both paddings, strides 1 and 2, and pixel ranges that
+// split an image: one output channel (forward, input and filter gradients; input
+// channels 1, 3, 10, 17 leave partial vectors) and one input channel (forward; 1 to
+// 16 output channels); the forward passes also with bias and ReLU. Skipped, with a message, where the build has no AVX-512 (the backend then uses
+// im2col and Eigen).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include <ewe/cpu/conv_kernels.hpp>
+
+namespace {
+
+using ewe::ConvAxis;
+using ewe::ConvGeometry;
+using ewe::Padding;
+
+std::vector<float> pattern(std::int64_t count, int period, float offset) {
+    std::vector<float> v(std::size_t(count), 0.0f);
+    for (std::int64_t i = 0; i < count; ++i) v[std::size_t(i)] = float((i * 37) % period) / float(period) - offset;
+    return v;
+}
+
+// Calls visit(m, x_index, w_index) for every (output pixel, filter tap, channel) of g
+// whose input pixel lies inside the image: the reference's loop nest.
+template <class Visit>
+void for_each_tap(const ConvGeometry& g, Visit&& visit) {
+    for (std::int64_t n = 0; n < g.batch; ++n)
+        for (std::int64_t oh = 0; oh < g.h.out; ++oh)
+            for (std::int64_t ow = 0; ow < g.w.out; ++ow)
+                for (std::int64_t kh = 0; kh < g.h.kernel; ++kh)
+                    for (std::int64_t kw = 0; kw < g.w.kernel; ++kw) {
+                        const std::int64_t ih = oh * g.h.stride - g.h.pad_before + kh;
+                        const std::int64_t iw = ow * g.w.stride - g.w.pad_before + kw;
+                        if (ih < 0 || ih >= g.h.in || iw < 0 || iw >= g.w.in) continue;
+                        for (std::int64_t c = 0; c < g.in_c; ++c)
+                            visit((n * g.h.out + oh) * g.w.out + ow, ((n * g.h.in + ih) * g.w.in + iw) * g.in_c + c,
+                                  (kh * g.w.kernel + kw) * g.in_c + c);
+                    }
+}
+
+// The largest |got - want| relative to the largest |want|.
+double relative_error(const std::vector<float>& got, const std::vector<double>& want) {
+    double worst = 0, largest = 1e-30;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+        worst = std::max(worst, std::abs(double(got[i]) - want[i]));
+        largest = std::max(largest, std::abs(want[i]));
+    }
+    return worst / largest;
+}
+
+}  // namespace
+
+TEST_CASE("direct one-channel convolutions match a double reference") {
+    if (!ewe::cpu::kHasDirectConvKernels) {
+        MESSAGE("this build has no AVX-512: the CPU backend uses im2col and Eigen, nothing to check here");
+        return;
+    }
+    struct Case {
+        std::int64_t height, width, channels, kernel, stride;
+        Padding padding;
+    };
+    for (const Case& t : {Case{7, 9, 1, 3, 1, Padding::same}, Case{8, 6, 3, 4, 2, Padding::same},
+                          Case{11, 5, 10, 4, 2, Padding::same}, Case{9, 10, 17, 3, 1, Padding::valid},
+                          Case{6, 7, 10, 4, 1, Padding::same}, Case{10, 9, 2, 5, 2, Padding::valid}}) {
+        CAPTURE(t.height);
+        CAPTURE(t.width);
+        CAPTURE(t.channels);
+        CAPTURE(t.kernel);
+        CAPTURE(t.stride);
+        ConvGeometry g;
+        g.batch = 2;
+        g.in_c = t.channels;
+        g.out_c = 1;
+        g.h = ConvAxis::forward(t.height, t.kernel, t.stride, t.padding);
+        g.w = ConvAxis::forward(t.width, t.kernel, t.stride, t.padding);
+        const std::int64_t pixels = g.gemm_m(), inputs = g.input_shape().numel(), taps = g.gemm_k();
+        const std::vector<float> x = pattern(inputs, 13, 0.45f), w = pattern(taps, 7, 0.5f),
+                                 dy = pattern(pixels, 5, 0.4f);
+        std::vector<double> y_want(std::size_t(pixels), 0.0), dx_want(std::size_t(inputs), 0.0),
+            dw_want(std::size_t(taps), 0.0);
+        for_each_tap(g, [&](std::int64_t m, std::int64_t xi, std::int64_t wi) {
+            y_want[std::size_t(m)] += double(x[std::size_t(xi)]) * double(w[std::size_t(wi)]);
+            dx_want[std::size_t(xi)] += double(dy[std::size_t(m)]) * double(w[std::size_t(wi)]);
+            dw_want[std::size_t(wi)] += double(dy[std::size_t(m)]) * double(x[std::size_t(xi)]);
+        });
+        std::vector<float> y(std::size_t(pixels), 0.0f), dx(std::size_t(inputs), 0.0f), dw(std::size_t(taps), 0.0f);
+#if defined(__AVX512F__)
+        // Two calls over pixel ranges split inside the first image, as the backend's items.
+        const std::int64_t split = g.h.out * g.w.out / 2 + 1;
+        for (const auto& [first, last] : {std::pair{std::int64_t(0), split}, std::pair{split, pixels}}) {
+            ewe::cpu::conv_one_channel_forward(g, x.data(), w.data(), nullptr, false, first, last, y.data());
+            ewe::cpu::conv_one_channel_backward_data(g, dy.data(), w.data(), first, last, dx.data());
+            ewe::cpu::conv_one_channel_backward_weights(g, x.data(), dy.data(), first, last, dw.data());
+        }
+#endif
+        CHECK(relative_error(y, y_want) < 1e-5);
+        CHECK(relative_error(dx, dx_want) < 1e-5);
+        CHECK(relative_error(dw, dw_want) < 1e-5);
+        // Bias and ReLU fused into the forward pass.
+        const float bias = -0.1f;
+        for (double& v : y_want) v = std::max(v + double(bias), 0.0);
+#if defined(__AVX512F__)
+        ewe::cpu::conv_one_channel_forward(g, x.data(), w.data(), &bias, true, 0, pixels, y.data());
+#endif
+        CHECK(relative_error(y, y_want) < 1e-5);
+    }
+}
+
+TEST_CASE("the direct single-input-channel forward convolution matches a double reference") {
+    if (!ewe::cpu::kHasDirectConvKernels) {
+        MESSAGE("this build has no AVX-512: the CPU backend uses im2col and Eigen, nothing to check here");
+        return;
+    }
+    struct Case {
+        std::int64_t height, width, out_channels, kernel, stride;
+        Padding padding;
+    };
+    for (const Case& t : {Case{7, 9, 10, 4, 1, Padding::same}, Case{8, 5, 16, 3, 2, Padding::same},
+                          Case{9, 11, 1, 5, 1, Padding::valid}, Case{6, 6, 7, 4, 2, Padding::valid}}) {
+        CAPTURE(t.height);
+        CAPTURE(t.width);
+        CAPTURE(t.out_channels);
+        CAPTURE(t.kernel);
+        CAPTURE(t.stride);
+        ConvGeometry g;
+        g.batch = 2;
+        g.in_c = 1;
+        g.out_c = t.out_channels;
+        g.h = ConvAxis::forward(t.height, t.kernel, t.stride, t.padding);
+        g.w = ConvAxis::forward(t.width, t.kernel, t.stride, t.padding);
+        const std::int64_t pixels = g.gemm_m(), C = g.out_c, taps = g.gemm_k();
+        // wt (taps x C): the filter transposed, as the kernels take it.
+        const std::vector<float> x = pattern(g.input_shape().numel(), 13, 0.45f), wt = pattern(taps * C, 7, 0.5f);
+        std::vector<double> y_want(std::size_t(pixels * C), 0.0);
+        for_each_tap(g, [&](std::int64_t m, std::int64_t xi, std::int64_t ti) {
+            for (std::int64_t o = 0; o < C; ++o)
+                y_want[std::size_t(m * C + o)] += double(x[std::size_t(xi)]) * double(wt[std::size_t(ti * C + o)]);
+        });
+        std::vector<float> y(std::size_t(pixels * C), 0.0f);
+#if defined(__AVX512F__)
+        const std::int64_t split = g.h.out * g.w.out / 2 + 1;
+        for (const auto& [first, last] : {std::pair{std::int64_t(0), split}, std::pair{split, pixels}}) {
+            ewe::cpu::conv_single_input_forward(g, x.data(), wt.data(), nullptr, false, first, last, y.data());
+        }
+#endif
+        CHECK(relative_error(y, y_want) < 1e-5);
+        // Bias and ReLU fused into the forward pass.
+        const std::vector<float> bias = pattern(C, 3, 0.5f);
+        for (std::int64_t i = 0; i < pixels * C; ++i)
+            y_want[std::size_t(i)] = std::max(y_want[std::size_t(i)] + double(bias[std::size_t(i % C)]), 0.0);
+#if defined(__AVX512F__)
+        ewe::cpu::conv_single_input_forward(g, x.data(), wt.data(), bias.data(), true, 0, pixels, y.data());
+#endif
+        CHECK(relative_error(y, y_want) < 1e-5);
+    }
+}
