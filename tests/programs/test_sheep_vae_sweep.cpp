@@ -83,7 +83,7 @@ const std::vector<std::string> kHeader = {"run",     "latent",   "width",    "pa
                                           "epochs",  "seconds",  "loss",     "reconstruction_sse",
                                           "kl",      "active_units", "roc_auc", "precision_at_n"};
 
-// The sweep's two widths, small models: (0.25, 0.5); under the sanitizers
+// The widths the sweeps below train, small models: 0.25 and 0.5; under the sanitizers
 // (EWE_UNDER_SANITIZER), where a width-0.5 step takes long, half as wide again, through
 // the same code paths and checks.
 #ifdef EWE_UNDER_SANITIZER
@@ -220,9 +220,10 @@ TEST_CASE("a sweep of 2 latent sizes x 2 widths (small models): run folders, swe
 TEST_CASE("Ctrl-C during a sweep keeps the finished runs; --resume ends as an uninterrupted sweep") {
     const fs::path dir = temp_dir("sigint");
     const fs::path data = small_data(dir, 48, "sheep.npy");
+    const std::string first_run = "latent2_width" + kSweptWidths[0], second_run = "latent3_width" + kSweptWidths[0];
     const auto args = [&](const fs::path& out) {
         return std::vector<std::string>{"sweep", "--data", data.string(), "--epochs", "3", "--batch", "16",
-                                        "--latent", "2,3", "--width", "0.25", "--snapshots", "", "--quiet",
+                                        "--latent", "2,3", "--width", kSweptWidths[0], "--snapshots", "", "--quiet",
                                         "--timing-steps", "1", "--out", out.string()};
     };
     const fs::path interrupted = dir / "interrupted", reference = dir / "reference";
@@ -231,15 +232,15 @@ TEST_CASE("Ctrl-C during a sweep keeps the finished runs; --resume ends as an un
     struct sigaction before {};
     ::sigaction(SIGINT, nullptr, &before);
     std::atomic<bool> done{false};
-    const fs::path second = interrupted / "latent3_width0.25" / "checkpoint.safetensors";
+    const fs::path second = interrupted / second_run / "checkpoint.safetensors";
     std::thread sender = interrupt_when([second] { return fs::exists(second); }, before, done);
     const RunResult r = run(args(interrupted));
     done.store(true);
     sender.join();
     REQUIRE_MESSAGE(r.rc == 130, r.err);
-    CHECK(contains(r.err, "interrupted during latent3_width0.25"));
+    CHECK(contains(r.err, "interrupted during " + second_run));
     CHECK(contains(r.err, "--resume continues the sweep"));
-    CHECK(sheep::read_checkpoint(interrupted / "latent2_width0.25" / "checkpoint.safetensors").progress.epoch == 3);
+    CHECK(sheep::read_checkpoint(interrupted / first_run / "checkpoint.safetensors").progress.epoch == 3);
     CHECK(sheep::read_checkpoint(second).progress.epoch < 3);
     CHECK_FALSE(fs::exists(interrupted / "sweep.csv"));
     struct sigaction after {};
@@ -250,7 +251,7 @@ TEST_CASE("Ctrl-C during a sweep keeps the finished runs; --resume ends as an un
     resume.push_back("--resume");
     const RunResult r2 = run(resume);
     REQUIRE_MESSAGE(r2.rc == 0, r2.err);
-    CHECK(contains(r2.err, "latent2_width0.25: finished (3 epochs), skipped"));
+    CHECK(contains(r2.err, first_run + ": finished (3 epochs), skipped"));
     CHECK(contains(r2.err, "Resuming from"));
     const RunResult r3 = run(args(reference));
     REQUIRE_MESSAGE(r3.rc == 0, r3.err);
