@@ -83,6 +83,15 @@ const std::vector<std::string> kHeader = {"run",     "latent",   "width",    "pa
                                           "epochs",  "seconds",  "loss",     "reconstruction_sse",
                                           "kl",      "active_units", "roc_auc", "precision_at_n"};
 
+// The widths the sweeps below train, small models: 0.25 and 0.5; under the sanitizers
+// (EWE_UNDER_SANITIZER), where a width-0.5 step takes long, half as wide again, through
+// the same code paths and checks.
+#ifdef EWE_UNDER_SANITIZER
+const std::vector<std::string> kSweptWidths = {"0.125", "0.25"};
+#else
+const std::vector<std::string> kSweptWidths = {"0.25", "0.5"};
+#endif
+
 // Raises SIGINT once `ready()` holds and a handler other than `before` is installed.
 template <class Ready>
 std::thread interrupt_when(Ready ready, const struct sigaction& before, std::atomic<bool>& done) {
@@ -101,24 +110,25 @@ std::thread interrupt_when(Ready ready, const struct sigaction& before, std::ato
 
 }  // namespace
 
-TEST_CASE("a sweep of 2 latent sizes x 2 widths (0.25, 0.5: small models): run folders, sweep.csv from checkpoints and metrics, --resume") {
+TEST_CASE("a sweep of 2 latent sizes x 2 widths (small models): run folders, sweep.csv from checkpoints and metrics, --resume") {
     const fs::path dir = temp_dir("main");
     const fs::path data = small_data(dir, 64, "sheep.npy"), planted = boxes_file(dir, 16), out = dir / "sweep";
     const std::vector<std::string> args = {"sweep", "--data", data.string(), "--limit", "64", "--epochs", "1",
-                                           "--batch", "16", "--latent", "2,3", "--width", "0.25,0.5", "--plant",
-                                           planted.string() + ":16", "--snapshots", "1", "--quiet",
+                                           "--batch", "16", "--latent", "2,3",
+                                           "--width", kSweptWidths[0] + "," + kSweptWidths[1],
+                                           "--plant", planted.string() + ":16", "--snapshots", "1", "--quiet",
                                            "--timing-steps", "1", "--threads", "1", "--out", out.string()};
     const RunResult r = run(args);
     REQUIRE_MESSAGE(r.rc == 0, r.err);
     CHECK(contains(r.err, "Sweep of 4 configurations"));
     CHECK(contains(r.err, "about "));
-    CHECK(contains(r.err, "[4/4] latent3_width0.5: done"));
+    CHECK(contains(r.err, "[4/4] latent3_width" + kSweptWidths[1] + ": done"));
 
     const Table t = ewe::io::read_csv(out / "sweep.csv");
     REQUIRE(t.size() == 5);
     CHECK(t[0] == kHeader);
-    const std::vector<std::string> names = {"latent2_width0.25", "latent2_width0.5", "latent3_width0.25",
-                                            "latent3_width0.5"};
+    const std::vector<std::string> names = {"latent2_width" + kSweptWidths[0], "latent2_width" + kSweptWidths[1],
+                                            "latent3_width" + kSweptWidths[0], "latent3_width" + kSweptWidths[1]};
     const sheep::Bitmaps sheep = sheep::load_bitmaps(data);
     const sheep::Bitmaps boxes = sheep::load_bitmaps(planted);
     ewe::Tensor<float> scored(ewe::Shape{80, 28, 28, 1});
@@ -137,7 +147,7 @@ TEST_CASE("a sweep of 2 latent sizes x 2 widths (0.25, 0.5: small models): run f
         ewe::Context ctx;
         const sheep::SheepCheckpoint ck = sheep::read_checkpoint(run_dir / "checkpoint.safetensors");
         CHECK(ck.model_options.latent == (k < 2 ? 2 : 3));
-        CHECK(ck.model_options.width == (k % 2 == 0 ? 0.25 : 0.5));
+        CHECK(ck.model_options.width == std::stod(kSweptWidths[k % 2]));
         CHECK(cell(t, row, "latent") == ck.model_options.latent);
         CHECK(cell(t, row, "width") == ck.model_options.width);
         CHECK(ck.progress.epoch == 1);
@@ -168,8 +178,8 @@ TEST_CASE("a sweep of 2 latent sizes x 2 widths (0.25, 0.5: small models): run f
         CHECK(close(cell(t, row, "precision_at_n"), ewe::anomaly::precision_at_k(scores, labels, 16), 1e-6));
     }
 
-    // generate, anomalies and explore work on a run of the sweep (width 0.25 reloaded).
-    const fs::path half = out / "latent2_width0.25" / "checkpoint.safetensors";
+    // generate, anomalies and explore work on a run of the sweep (the smaller width reloaded).
+    const fs::path half = out / names[0] / "checkpoint.safetensors";
     const RunResult g = run({"generate", "--checkpoint", half.string(), "--out", (dir / "g").string()});
     CHECK_MESSAGE(g.rc == 0, g.err);
     const RunResult a = run({"anomalies", "--checkpoint", half.string(), "--data", data.string(), "--out",
@@ -178,7 +188,7 @@ TEST_CASE("a sweep of 2 latent sizes x 2 widths (0.25, 0.5: small models): run f
     CHECK(contains(a.out, "\"roc_auc\": " + std::string(t[1][column(t, "roc_auc")]).substr(0, 5)));
 
     {  // without --resume an existing run is refused; with it finished runs are skipped, same sweep.csv
-        const std::string before = slurp(out / "sweep.csv"), metrics = slurp(out / "latent2_width0.5" / "metrics.csv");
+        const std::string before = slurp(out / "sweep.csv"), metrics = slurp(out / names[1] / "metrics.csv");
         expect_error(args, "already holds a run; pass --resume");
         std::vector<std::string> again = args;
         again.push_back("--resume");
@@ -190,7 +200,7 @@ TEST_CASE("a sweep of 2 latent sizes x 2 widths (0.25, 0.5: small models): run f
         for (const std::string& name : names) CHECK(contains(r2.err, name + ": finished (1 epochs), skipped"));
         CHECK_FALSE(contains(r2.err, "Timing"));
         CHECK(slurp(out / "sweep.csv") == before);
-        CHECK(slurp(out / "latent2_width0.5" / "metrics.csv") == metrics);
+        CHECK(slurp(out / names[1] / "metrics.csv") == metrics);
     }
     {  // --resume with more epochs continues every run from its checkpoint
         std::vector<std::string> more = args;
@@ -202,7 +212,7 @@ TEST_CASE("a sweep of 2 latent sizes x 2 widths (0.25, 0.5: small models): run f
         const Table t2 = ewe::io::read_csv(out / "sweep.csv");
         REQUIRE(t2.size() == 5);
         for (std::size_t row = 1; row < 5; ++row) CHECK(cell(t2, row, "epochs") == 2);
-        CHECK(ewe::io::read_csv(out / "latent3_width0.25" / "metrics.csv").size() == 3);
+        CHECK(ewe::io::read_csv(out / names[2] / "metrics.csv").size() == 3);
     }
     fs::remove_all(dir);
 }
@@ -210,9 +220,10 @@ TEST_CASE("a sweep of 2 latent sizes x 2 widths (0.25, 0.5: small models): run f
 TEST_CASE("Ctrl-C during a sweep keeps the finished runs; --resume ends as an uninterrupted sweep") {
     const fs::path dir = temp_dir("sigint");
     const fs::path data = small_data(dir, 48, "sheep.npy");
+    const std::string first_run = "latent2_width" + kSweptWidths[0], second_run = "latent3_width" + kSweptWidths[0];
     const auto args = [&](const fs::path& out) {
         return std::vector<std::string>{"sweep", "--data", data.string(), "--epochs", "3", "--batch", "16",
-                                        "--latent", "2,3", "--width", "0.25", "--snapshots", "", "--quiet",
+                                        "--latent", "2,3", "--width", kSweptWidths[0], "--snapshots", "", "--quiet",
                                         "--timing-steps", "1", "--out", out.string()};
     };
     const fs::path interrupted = dir / "interrupted", reference = dir / "reference";
@@ -221,15 +232,15 @@ TEST_CASE("Ctrl-C during a sweep keeps the finished runs; --resume ends as an un
     struct sigaction before {};
     ::sigaction(SIGINT, nullptr, &before);
     std::atomic<bool> done{false};
-    const fs::path second = interrupted / "latent3_width0.25" / "checkpoint.safetensors";
+    const fs::path second = interrupted / second_run / "checkpoint.safetensors";
     std::thread sender = interrupt_when([second] { return fs::exists(second); }, before, done);
     const RunResult r = run(args(interrupted));
     done.store(true);
     sender.join();
     REQUIRE_MESSAGE(r.rc == 130, r.err);
-    CHECK(contains(r.err, "interrupted during latent3_width0.25"));
+    CHECK(contains(r.err, "interrupted during " + second_run));
     CHECK(contains(r.err, "--resume continues the sweep"));
-    CHECK(sheep::read_checkpoint(interrupted / "latent2_width0.25" / "checkpoint.safetensors").progress.epoch == 3);
+    CHECK(sheep::read_checkpoint(interrupted / first_run / "checkpoint.safetensors").progress.epoch == 3);
     CHECK(sheep::read_checkpoint(second).progress.epoch < 3);
     CHECK_FALSE(fs::exists(interrupted / "sweep.csv"));
     struct sigaction after {};
@@ -240,7 +251,7 @@ TEST_CASE("Ctrl-C during a sweep keeps the finished runs; --resume ends as an un
     resume.push_back("--resume");
     const RunResult r2 = run(resume);
     REQUIRE_MESSAGE(r2.rc == 0, r2.err);
-    CHECK(contains(r2.err, "latent2_width0.25: finished (3 epochs), skipped"));
+    CHECK(contains(r2.err, first_run + ": finished (3 epochs), skipped"));
     CHECK(contains(r2.err, "Resuming from"));
     const RunResult r3 = run(args(reference));
     REQUIRE_MESSAGE(r3.rc == 0, r3.err);
