@@ -44,12 +44,10 @@
 #include <string>
 #include <vector>
 
-#include <ewe/anomaly/complexity.hpp>
 #include <ewe/anomaly/reference_set.hpp>
-#include <ewe/anomaly/score_table.hpp>
+#include <ewe/anomaly/standard_scores.hpp>
 #include <ewe/io/files.hpp>
 #include <ewe/io/json_line.hpp>
-#include <ewe/models/vae_likelihood.hpp>
 
 namespace sheep {
 
@@ -111,29 +109,13 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
     const auto started = std::chrono::steady_clock::now();
     ewe::anomaly::EnsembleScores scored = reference.score<float>(*m.ctx, *m.vae, data.images.view());
     const double scoring_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    ewe::anomaly::ScoreTable table(n, planted, o.quantile);
-    table.add("sse", "reconstruction error (SSE)", std::move(scored.sse))
-        .add("ink_adjusted_sse", "ink-adjusted reconstruction error (log SSE residual)", std::move(scored.ink_adjusted_sse))
-        .add("neg_elbo", "negative ELBO", ewe::anomaly::negative_elbo(scored.pass, 2));
-    if (o.samples > 0) {
-        ewe::ImportanceSamplingOptions sampling;
-        sampling.samples = o.samples;
-        sampling.seed = o.seed;
-        sampling.decoder_variance = ewe::gaussian_decoder_variance(ewe::VaeLossOptions{}, kSide * kSide);  // train's loss
-        std::vector<double> iw_nll =
-            ewe::importance_weighted_log_likelihood<float>(*m.ctx, *m.vae, data.images.view(), sampling);
-        for (double& v : iw_nll) v = -v;
-        std::vector<double> complexity_adjusted = ewe::anomaly::complexity_adjusted_nll(
-            iw_nll, ewe::anomaly::compressed_length_nats<float>(data.images.view()), kSide * kSide);
-        table.add("iw_nll", "negative log-likelihood (IWAE, K = " + std::to_string(o.samples) + ")", std::move(iw_nll))
-            .add("complexity_adjusted_nll", "complexity-adjusted negative log-likelihood", std::move(complexity_adjusted));
-    }
-    table.add("knn_pooled", "ink-adjusted k-NN cosine distance (pooled conv map)", std::move(scored.knn_pooled))
-        .add("knn_dense", "ink-adjusted k-NN cosine distance (first dense layer)", std::move(scored.knn_dense))
-        .add("mahalanobis_gram", "Mahalanobis distance of the second conv layer's Gram matrix",
-             std::move(scored.mahalanobis_gram))
-        .add("ensemble", "ensemble (mean reference percentile of knn_pooled, knn_dense, mahalanobis_gram)",
-             std::move(scored.ensemble));
+    ewe::anomaly::StandardScoreOptions scoring;
+    scoring.quantile = o.quantile;
+    if (o.samples > 0)  // the decoder variance of train's loss
+        scoring.likelihood = ewe::ImportanceSamplingOptions{
+            o.samples, o.seed, ewe::gaussian_decoder_variance(ewe::VaeLossOptions{}, kSide * kSide)};
+    const ewe::anomaly::ScoreTable table =
+        ewe::anomaly::standard_scores<float>(*m.ctx, *m.vae, data.images.view(), std::move(scored), planted, scoring);
     const ewe::anomaly::NamedScore& chosen = table.at(o.score);
     const fs::path dir = o.out;
     ewe::io::create_folder(dir, "--out");
@@ -197,8 +179,7 @@ Command add_anomalies_command(CLI::App& app, const Console& io) {
         ->capture_default_str()->check(number_in(1, 1024))->each([&o](const std::string&) { o.pool_given = true; });
     c->add_option("--out", o.out, "Output folder")->capture_default_str();
     c->add_option("--score", o.score, "Score behind the cutoff and the drawings above it")
-        ->capture_default_str()->check(CLI::IsMember({"sse", "ink_adjusted_sse", "neg_elbo", "iw_nll", "complexity_adjusted_nll", "knn_pooled",
-                                                 "knn_dense", "mahalanobis_gram", "ensemble"}));
+        ->capture_default_str()->check(CLI::IsMember(ewe::anomaly::standard_score_names()));
     c->add_option("--quantile", o.quantile, "Cutoff: this quantile of the chosen score")->capture_default_str()->check(number_in(0.0, 1.0));
     c->add_option("--top", o.top, "At most this many drawings above the cutoff in the picture")->capture_default_str()->check(number_in(1, 10000));
     c->add_option("--samples", o.samples, "Importance samples K per drawing for the likelihood scores iw_nll and "

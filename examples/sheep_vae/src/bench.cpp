@@ -8,11 +8,9 @@
 #include <ewe/core/memory.hpp>
 #include <ewe/cpu/thread_pool.hpp>
 #include <ewe/io/json_line.hpp>
+#include <ewe/train/step_timing.hpp>
 
-#include <algorithm>
-#include <chrono>
 #include <string>
-#include <vector>
 
 namespace sheep {
 
@@ -40,24 +38,8 @@ int run_bench(const BenchOptions& o, const Console& io) {
     const Bitmaps host = bitmaps_from_bytes(bytes.data(), o.batch, "procedural");
     const ewe::Tensor<float> x = host.images.to(device);
 
-    for (std::int64_t i = 0; i < o.warmup; ++i) ewe::train_step<float>(ctx, vae, loss, optimizer, x.view());
-    ctx.synchronize();
-    std::vector<double> ms;
-    for (std::int64_t i = 0; i < o.steps; ++i) {
-        const auto t0 = std::chrono::steady_clock::now();
-        ewe::train_step<float>(ctx, vae, loss, optimizer, x.view());
-        ctx.synchronize();
-        ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    }
-    // The last step's loss, its per-sample terms averaged on the host as the trainer does.
-    const ewe::Tensor<float> recon = ewe::Tensor<float>::copy_of(loss.per_sample_reconstruction(), ewe::Device::cpu),
-                             kl = ewe::Tensor<float>::copy_of(loss.per_sample_kl(), ewe::Device::cpu);
-    double final_loss = 0;
-    for (std::int64_t i = 0; i < o.batch; ++i) final_loss += (double(recon[i]) + loss.kl_weight() * double(kl[i])) / double(o.batch);
-    std::vector<double> sorted = ms;
-    std::sort(sorted.begin(), sorted.end());
-    const std::size_t m = sorted.size();
-    const double median = m % 2 ? sorted[m / 2] : 0.5 * (sorted[m / 2 - 1] + sorted[m / 2]);
+    const ewe::StepTimes t = ewe::time_train_steps<float>(ctx, vae, loss, optimizer, x.view(), o.warmup, o.steps);
+    const double median = t.median_ms;
     const double samples_per_s = double(o.batch) / (median / 1e3);
     const double gflop_per_s = ewe::training_step_flops(vae, o.batch) / (median / 1e3) / 1e9;
     if (o.json) {
@@ -69,18 +51,18 @@ int run_bench(const BenchOptions& o, const Console& io) {
             .add("warmup", o.warmup)
             .add("threads", device == ewe::Device::cpu ? ewe::cpu::thread_count(ctx) : 0)
             .add("ms_per_step", median)
-            .add("ms_min", sorted.front())
-            .add("ms_max", sorted.back())
+            .add("ms_min", t.min_ms)
+            .add("ms_max", t.max_ms)
             .add("samples_per_s", samples_per_s)
             .add("gflop_per_s_est", gflop_per_s)
-            .add("final_loss", final_loss)
+            .add("final_loss", t.last_loss)
             .add("peak_rss_mb", double(ewe::peak_resident_memory()) / (1 << 20));
         print(io.out, "%s\n", j.str().c_str());
     } else {
         print(io.out, "sheep VAE training step on %s, batch %lld, %lld steps (%lld warmup), %d threads\n",
               ewe::to_string(device), (long long)o.batch, (long long)o.steps, (long long)o.warmup, ewe::cpu::thread_count(ctx));
         print(io.out, "  median %.2f ms/step (min %.2f, max %.2f), %.1f samples/s, ~%.1f GFLOP/s, peak RSS %.0f MiB\n",
-              median, sorted.front(), sorted.back(), samples_per_s, gflop_per_s, double(ewe::peak_resident_memory()) / (1 << 20));
+              median, t.min_ms, t.max_ms, samples_per_s, gflop_per_s, double(ewe::peak_resident_memory()) / (1 << 20));
     }
     return 0;
 }

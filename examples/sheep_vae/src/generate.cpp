@@ -11,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include <ewe/core/philox.hpp>
 #include <ewe/io/npy.hpp>
 #include <ewe/models/vae_inference.hpp>
 
@@ -43,14 +42,8 @@ int run_generate(const GenerateOptions& o, const Console& io) {
         if (d != 2)
             fail("--grid: needs a 2-D latent space, but ", o.checkpoint, " has ", d, " latent dimensions (use --center/--sd)");
         if (!o.center.empty()) fail("--grid and --center exclude each other");
-        const std::int64_t g = o.grid_size;
-        for (std::int64_t r = 0; r < g; ++r)
-            for (std::int64_t c = 0; c < g; ++c) {
-                const double t = g == 1 ? 0.5 : 1.0 / double(g - 1);
-                z.push_back(float(-o.range + 2 * o.range * double(c) * t));  // x left to right
-                z.push_back(float(o.range - 2 * o.range * double(r) * t));   // y top to bottom
-            }
-        if (columns == 0) columns = g;
+        z = ewe::latent_grid<float>(o.grid_size, o.range);
+        if (columns == 0) columns = o.grid_size;
     } else {
         std::vector<double> center(std::size_t(d), 0.0);
         if (!o.center.empty()) {
@@ -59,10 +52,7 @@ int run_generate(const GenerateOptions& o, const Console& io) {
                 fail("--center: ", o.checkpoint, " has a ", d, "-dimensional latent space, but --center gives ",
                      center.size(), " numbers ('", o.center, "')");
         }
-        const ewe::PhiloxKey key{o.seed, 0x47454eu, 0};
-        for (std::int64_t i = 0; i < o.count; ++i)
-            for (std::int64_t k = 0; k < d; ++k)
-                z.push_back(float(center[std::size_t(k)] + o.sd * double(ewe::philox_normal(key, std::uint64_t(i * d + k)))));
+        z = ewe::latent_draws<float>(o.count, center, o.sd, o.seed);
         if (columns == 0) columns = std::int64_t(std::ceil(std::sqrt(double(o.count))));
     }
     const std::vector<float> images = ewe::decode<float>(*m.ctx, *m.vae, z);

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -20,6 +21,14 @@
 #include "ewe/io/files.hpp"
 
 namespace ewe::io {
+
+// `v` printed with the printf `format` (one double conversion, e.g. "%.4g"): the numbers
+// a report quotes in its text and tables (messages use ewe::format_number).
+inline std::string report_number(const char* format, double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, format, v);
+    return buf;
+}
 
 // `s` with & < > " ' replaced by character references: safe as element text and as a
 // quoted attribute value.

@@ -5,7 +5,10 @@
 // latent_epochNNN.npy snapshot (mean and spread of z[0] and z[1], with that epoch's KL
 // weight and active units) and shows its scatter. add_sweep_section quotes a sweep's
 // DIR/sweep.csv (ewe/train/sweep.hpp): its table, with the run of the highest score marked
-// and charted. A missing file leaves a note naming the program that writes it.
+// and charted. add_kmeans_section and add_dbscan_section quote the folder that
+// tour_latent_space wrote (ewe/train/latent_tour.hpp): the k-means elbow and centres, the
+// DBSCAN search and the clustering it kept. A missing file leaves a note naming the
+// program that writes it.
 #pragma once
 
 #include <algorithm>
@@ -28,17 +31,9 @@
 
 namespace ewe {
 
-namespace detail {
-inline std::string report_number(const char* format, double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, format, v);
-    return buf;
-}
-}  // namespace detail
-
 inline void add_training_section(io::HtmlReport& page, const std::filesystem::path& run, const io::CsvTable& metrics,
                                  const std::string& train_command) {
-    using detail::report_number;
+    using io::report_number;
     page.section("Training: loss, reconstruction and KL under annealing");
     if (metrics.rows.empty()) {
         page.note(metrics.path.string() + " has no epochs yet (" + train_command + " writes one row per epoch).");
@@ -77,7 +72,7 @@ inline void add_training_section(io::HtmlReport& page, const std::filesystem::pa
 
 inline void add_latent_section(io::HtmlReport& page, const std::filesystem::path& run, const io::CsvTable& metrics,
                                const std::string& train_command) {
-    using detail::report_number;
+    using io::report_number;
     page.section("The latent space, epoch by epoch");
     const std::vector<std::filesystem::path> snapshots = io::files_named(run, "latent_epoch", {".svg"});
     if (snapshots.empty()) {
@@ -160,13 +155,124 @@ inline void add_sweep_section(io::HtmlReport& page, const std::string& heading, 
     for (std::size_t r = 0; r < scores.size(); ++r)
         if (std::isfinite(scores[r]) && (best == scores.size() || scores[r] > scores[best])) best = r;
     if (best < scores.size())
-        text += " The highest " + score_name + ", " + detail::report_number("%.4f", scores[best]) + ", is " + labels[best] +
+        text += " The highest " + score_name + ", " + io::report_number("%.4f", scores[best]) + ", is " + labels[best] +
                 "'s.";
     page.paragraph(text);
     page.table(sweep.header, sweep.rows, best < scores.size() ? std::vector<std::size_t>{best} : std::vector<std::size_t>{});
     std::string title = score_name + " by run";
     title[0] = char(std::toupper(static_cast<unsigned char>(title[0])));
     page.inline_svg(io::svg_bar_chart(title, labels, scores), score_column + " of each run (sweep.csv)");
+}
+
+// The k-means part of a latent tour's folder `dir` (ewe/train/latent_tour.hpp): the scatter
+// of every code, the elbow's inertia quoted at k = 1, 2, 5, 10, 20 and the last k with
+// kmeans_elbow.svg, and every kmeans_<k>_centres.png mosaic. A missing file leaves a note
+// naming `produce`, the program that writes it.
+inline void add_kmeans_section(io::HtmlReport& page, const std::filesystem::path& dir, const std::string& produce) {
+    using io::report_number;
+    page.section("k-means: the elbow and the centres as drawings");
+    page.image_file_or_note(dir, "latent_scatter.svg", "All drawings in the trained latent space (latent_scatter.svg)", produce);
+    if (std::filesystem::is_regular_file(dir / "kmeans_elbow.csv")) {
+        const io::CsvTable elbow = io::CsvTable::read(dir / "kmeans_elbow.csv");
+        const auto k = elbow.numbers("k"), inertia = elbow.numbers("inertia");
+        if (!k.empty()) {
+            std::string text = "Inertia (sum of squared distances to the nearest centre) for k = " + report_number("%g", k.front()) +
+                               ".." + report_number("%g", k.back()) + ":";
+            for (std::size_t i = 0; i < k.size(); ++i)
+                if (k[i] == 1 || k[i] == 2 || k[i] == 5 || k[i] == 10 || k[i] == 20 || i + 1 == k.size())
+                    text += " " + report_number("%g", k[i]) + ": " + report_number("%.4g", inertia[i]) + ";";
+            text.back() = '.';
+            text += " The bend of the curve is where more centres stop paying off.";
+            page.paragraph(text);
+        }
+    }
+    page.image_file_or_note(dir, "kmeans_elbow.svg", "k-means elbow (kmeans_elbow.svg)", produce);
+    const std::vector<std::filesystem::path> mosaics = io::files_named(dir, "kmeans_", {"_centres.png"});
+    if (mosaics.empty()) page.note("No kmeans_K_centres.png in " + dir.string() + " (written by " + produce + ").");
+    for (const std::filesystem::path& m : mosaics) {
+        const std::string name = m.filename().string();
+        const std::string k = name.substr(7, name.size() - 7 - 12);
+        page.image_file(m, "The " + k + " k-means centres decoded into drawings (" + name + ")");
+    }
+}
+
+// The DBSCAN part of a latent tour's folder `dir`: the k-NN distance plot, the search of
+// dbscan_search.csv (its ranges of eps and minPts) and, with dbscan_labels.npy, the kept
+// clustering (clusters, noise points, the largest cluster sizes) and the trials that had
+// its outcome, marked at the top of the table of trials, which lists the others by
+// clusters found (most first), then noise points (fewest first); then the clusters'
+// scatter and strips. A missing file leaves a note naming `produce`.
+inline void add_dbscan_section(io::HtmlReport& page, const std::filesystem::path& dir, const std::string& produce) {
+    using io::report_number;
+    page.section("DBSCAN: k-NN distances, the parameter search and the clusters");
+    page.image_file_or_note(dir, "knn_distance.svg",
+                   "Sorted distance to the k-th nearest neighbour: its knee suggests eps (knn_distance.svg)", produce);
+    if (!std::filesystem::is_regular_file(dir / "dbscan_search.csv")) {
+        page.note("No " + (dir / "dbscan_search.csv").string() + " (written by " + produce + ").");
+        return;
+    }
+    const io::CsvTable search = io::CsvTable::read(dir / "dbscan_search.csv");
+    std::vector<std::size_t> chosen;
+    std::string text = "A random search over " + std::to_string(search.rows.size()) + " (eps, minPts) pairs";
+    if (!search.rows.empty()) {
+        const auto eps = search.numbers("eps"), pts = search.numbers("min_pts");
+        text += ", eps in [" + report_number("%.4g", *std::min_element(eps.begin(), eps.end())) + ", " +
+                report_number("%.4g", *std::max_element(eps.begin(), eps.end())) + "], minPts in [" +
+                report_number("%g", *std::min_element(pts.begin(), pts.end())) + ", " +
+                report_number("%g", *std::max_element(pts.begin(), pts.end())) + "]";
+    }
+    text += ".";
+    if (std::filesystem::is_regular_file(dir / "dbscan_labels.npy")) {
+        const Tensor<double> labels =
+            io::npy_to_tensor<double>(io::read_npy(dir / "dbscan_labels.npy"), (dir / "dbscan_labels.npy").string());
+        std::map<long, long> sizes;
+        for (std::int64_t i = 0; i < labels.numel(); ++i) ++sizes[long(labels[i])];
+        const long noise = sizes.count(-1) ? sizes[-1] : 0;
+        const long clusters = long(sizes.size()) - (noise > 0);
+        text += " The clustering kept (dbscan_labels.npy) has " + std::to_string(clusters) + " clusters and " +
+                std::to_string(noise) + " noise points among " + std::to_string(labels.numel()) + " drawings";
+        std::vector<long> by_size;
+        for (const auto& [label, count] : sizes)
+            if (label >= 0) by_size.push_back(count);
+        std::sort(by_size.rbegin(), by_size.rend());
+        if (!by_size.empty()) {
+            text += "; cluster sizes";
+            for (std::size_t i = 0; i < std::min<std::size_t>(by_size.size(), 12); ++i)
+                text += (i ? ", " : " ") + std::to_string(by_size[i]);
+            if (by_size.size() > 12) text += ", ...";
+        }
+        const std::size_t c = search.column("clusters"), z = search.column("noise");
+        std::string trials;
+        for (std::size_t r = 0; r < search.rows.size(); ++r)
+            if (search.rows[r][c] == std::to_string(clusters) && search.rows[r][z] == std::to_string(noise)) {
+                chosen.push_back(r);
+                trials += (trials.empty() ? "" : ", ") +
+                          (search.has("trial") ? search.rows[r][search.column("trial")] : "row " + std::to_string(r + 1));
+            }
+        text += chosen.empty() ? ". No trial of the search had that outcome (explore --eps/--min-pts chose it)."
+                               : ". Marked at the top of the table, the trials with that outcome: " + trials + ".";
+    }
+    text += " The table lists the trials by clusters found (most first), then noise points (fewest first).";
+    page.paragraph(text);
+    // Kept trials first, then by clusters (descending) and noise (ascending); the sort is stable.
+    std::vector<std::size_t> order(search.rows.size());
+    for (std::size_t r = 0; r < order.size(); ++r) order[r] = r;
+    const std::vector<double> clusters_of = search.numbers("clusters"), noise_of = search.numbers("noise");
+    const auto kept = [&](std::size_t r) { return std::find(chosen.begin(), chosen.end(), r) != chosen.end(); };
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        if (kept(a) != kept(b)) return kept(a);
+        if (clusters_of[a] != clusters_of[b]) return clusters_of[a] > clusters_of[b];
+        return noise_of[a] < noise_of[b];
+    });
+    std::vector<std::vector<std::string>> sorted;
+    for (std::size_t r : order) sorted.push_back(search.rows[r]);
+    std::vector<std::size_t> marked;
+    for (std::size_t i = 0; i < chosen.size(); ++i) marked.push_back(i);
+    page.table(search.header, sorted, marked, 360);
+    page.image_file_or_note(dir, "dbscan_clusters.svg", "The chosen clustering in the latent plane (dbscan_clusters.svg)",
+                   produce);
+    page.image_file_or_note(dir, "dbscan_cluster_strips.png",
+                   "Drawings of each cluster, one row per cluster, noise last (dbscan_cluster_strips.png)", produce);
 }
 
 }  // namespace ewe
