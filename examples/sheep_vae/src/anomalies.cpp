@@ -41,6 +41,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -88,17 +89,10 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
     LoadedModel m = load_model(o.checkpoint, parse_device(o.device));
     // The reference set: loaded, fitted on --reference drawings, or on the scored ones.
     const ewe::anomaly::ReferenceSet reference = [&] {
-        if (!o.reference.empty() && fs::path(o.reference).extension() == ".safetensors") {
-            ewe::anomaly::ReferenceSet loaded = ewe::anomaly::ReferenceSet::load(o.reference);
-            const ewe::anomaly::EnsembleOptions& fitted = loaded.options();
-            if (o.k_given && o.k != fitted.k)
-                fail("--k ", o.k, ": the reference set ", o.reference, " was fitted with k = ", fitted.k,
-                     "; leave --k out to use it, or fit a new set from drawings (--reference DRAWINGS.npy)");
-            if (o.pool_given && o.pool != fitted.knn_tap.grid)
-                fail("--pool ", o.pool, ": the reference set ", o.reference, " was fitted with pool = ",
-                     fitted.knn_tap.grid, "; leave --pool out to use it, or fit a new set from drawings (--reference DRAWINGS.npy)");
-            return loaded;
-        }
+        if (!o.reference.empty() && fs::path(o.reference).extension() == ".safetensors")
+            return ewe::anomaly::load_reference_set(
+                o.reference, {o.k_given ? std::optional(o.k) : std::nullopt, o.pool_given ? std::optional(o.pool) : std::nullopt,
+                              "--k", "--pool", "fit a new set from drawings (--reference DRAWINGS.npy)"});
         const ewe::anomaly::EnsembleOptions options = ewe::anomaly::EnsembleOptions::for_sheep_vae(
             std::int64_t(m.checkpoint.model_options.filters.size()), o.k, o.pool);
         if (o.reference.empty()) return ewe::anomaly::ReferenceSet::fit<float>(*m.ctx, *m.vae, data.images.view(), options);

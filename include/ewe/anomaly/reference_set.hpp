@@ -15,7 +15,8 @@
 // docs/anomaly_scores.md says how the members and settings were chosen (on rows 0-49 of
 // each planted class only). A sample that is itself in the reference set (same values,
 // recognised by a fingerprint) is scored leave-one-out. The set is saved to and loaded
-// from a safetensors file (written atomically), which records the model it was fitted on.
+// from a safetensors file (written atomically), which records the model it was fitted on;
+// load_reference_set loads one for a program that may also have been given its settings.
 #pragma once
 
 #include <algorithm>
@@ -24,6 +25,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -341,6 +343,30 @@ inline ReferenceSet ReferenceSet::load(const std::filesystem::path& path) {
     std::vector<std::int64_t> fingerprints(static_cast<std::size_t>(n));
     file.copy_to("fingerprints", fingerprints.data(), fingerprints.size());
     for (std::int64_t f : fingerprints) set.fingerprints_.push_back(std::uint64_t(f));
+    return set;
+}
+
+// What a program asked of a saved reference set: the k and knn grid it was given (none:
+// take the set's), the flags that give them ("--k", "--pool"; a message names the value
+// by the flag without its dashes) and what to do instead of using the set.
+struct SavedReferenceRequest {
+    std::optional<std::int64_t> k, grid;
+    std::string k_flag = "--k", grid_flag = "--grid";
+    std::string instead = "fit a new set";
+};
+
+// The reference set saved at `path`, refusing a requested k or grid other than the set's:
+// "--k 7: the reference set PATH was fitted with k = 5; leave --k out to use it, or INSTEAD".
+inline ReferenceSet load_reference_set(const std::filesystem::path& path, const SavedReferenceRequest& request) {
+    ReferenceSet set = ReferenceSet::load(path);
+    const auto check = [&](const std::optional<std::int64_t>& asked, std::int64_t fitted, const std::string& flag) {
+        if (asked && *asked != fitted)
+            fail(flag, " ", *asked, ": the reference set ", path.string(), " was fitted with ",
+                 flag.substr(flag.find_first_not_of('-')), " = ", fitted, "; leave ", flag, " out to use it, or ",
+                 request.instead);
+    };
+    check(request.k, set.options().k, request.k_flag);
+    check(request.grid, set.options().knn_tap.grid, request.grid_flag);
     return set;
 }
 
