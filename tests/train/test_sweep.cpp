@@ -124,9 +124,9 @@ TEST_CASE("read_sweep_points: one point per line, defaults and names; bad lines 
 
 TEST_CASE("SweepFolder: a previous sweep is refused, resumed with the recorded settings only, or overwritten") {
     const fs::path dir = temp_dir("folder");
-    using Rule = ewe::SweepSetting::Rule;
+    using Rule = ewe::RunSetting::Rule;
     const auto settings = [](const std::string& seed, const std::string& hash, const std::string& epochs) {
-        return std::vector<ewe::SweepSetting>{{"data", "data " + hash, Rule::note, "", ""},
+        return std::vector<ewe::RunSetting>{{"data", "data " + hash, Rule::note, "", ""},
                                               {"data_hash", hash, Rule::same, "data", "--data"},
                                               {"--seed", seed, Rule::same, "", ""},
                                               {"--epochs", epochs, Rule::at_least, "", ""}};
@@ -145,7 +145,7 @@ TEST_CASE("SweepFolder: a previous sweep is refused, resumed with the recorded s
     CHECK(ewe::io::read_csv(dir / "sweep.csv") == std::vector<std::vector<std::string>>{{"run", "x"}, {"a", "1"}});
     CHECK(slurp(dir / "sweep_settings.csv") == "setting,value\ndata,data h1\ndata_hash,h1\n--seed,1\n--epochs,2\n");
     std::ofstream(dir / "notes.txt") << "kept";
-    const auto refused = [&](std::vector<ewe::SweepSetting> s, const ewe::SweepFolderOptions& o) {
+    const auto refused = [&](std::vector<ewe::RunSetting> s, const ewe::SweepFolderOptions& o) {
         try {
             ewe::SweepFolder folder(dir, {"a", "b"}, std::move(s), o);
         } catch (const ewe::SweepRefused& e) {

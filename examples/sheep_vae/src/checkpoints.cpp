@@ -6,6 +6,7 @@
 #include "common.hpp"
 
 #include <algorithm>
+#include <optional>
 
 #include <ewe/io/fingerprint.hpp>
 #include <ewe/train/model_checkpoint.hpp>
@@ -50,7 +51,7 @@ std::string data_text(const RunSettings& s) {
            " drawings)";
 }
 
-std::vector<Setting> run_setting_values(const ewe::SheepVaeOptions& model_options, const RunSettings& s) {
+std::vector<ewe::RunSetting> run_setting_values(const ewe::SheepVaeOptions& model_options, const RunSettings& s) {
     return {{"--latent", std::to_string(model_options.latent)},
             {"--width", ewe::format_number(model_options.width)},
             {"--reparam", model_options.reparam == ewe::ReparamVariant::post ? "post" : "standard"},
@@ -71,14 +72,18 @@ void check_resume(const SheepCheckpoint& c, const fs::path& path, const ewe::She
         fail("--resume: ", path.string(), " was trained on ", data_text(c.settings), ", this run's ", data_text(s),
              "; use the same --data and --limit");
     }
-    const std::vector<Setting> before = run_setting_values(c.model_options, c.settings), now = run_setting_values(model_options, s);
-    for (std::size_t i = 0; i < before.size(); ++i) {
-        if (std::find(compared.begin(), compared.end(), before[i].flag) == compared.end()) continue;
-        if (before[i].value != now[i].value)
-            fail("--resume: ", path.string(), " was trained with ", before[i].flag, " ", before[i].value,
-                 ", this run asks for ", now[i].flag, " ", now[i].value, "; leave ", now[i].flag,
-                 " out to continue with the checkpoint's, or train into another --out");
-    }
+    const std::vector<ewe::RunSetting> before = run_setting_values(c.model_options, c.settings);
+    std::vector<ewe::RunSetting> now = run_setting_values(model_options, s);
+    std::erase_if(now, [&](const ewe::RunSetting& n) {
+        return std::find(compared.begin(), compared.end(), n.key) == compared.end();
+    });
+    const std::optional<ewe::ChangedSetting> changed = ewe::first_changed_setting(now, [&](const std::string& flag) {
+        return std::find_if(before.begin(), before.end(), [&](const ewe::RunSetting& b) { return b.key == flag; })->value;
+    });
+    if (changed)
+        fail("--resume: ", path.string(), " was trained with ", changed->now->key, " ", changed->before, ", this run asks for ",
+             changed->now->key, " ", changed->now->value, "; leave ", changed->now->key,
+             " out to continue with the checkpoint's, or train into another --out");
 }
 
 ewe::SheepVae<float> model_for_batch(ewe::Context& ctx, const ewe::SheepVaeOptions& model_options, std::int64_t max_batch,

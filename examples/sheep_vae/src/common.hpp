@@ -16,6 +16,7 @@
 #include <ewe/io/run_lock.hpp>
 #include <ewe/train/callback.hpp>
 #include <ewe/train/interrupt.hpp>
+#include <ewe/train/run_folder.hpp>
 
 #include "sheep_vae/sheep_vae.hpp"
 
@@ -93,14 +94,11 @@ TrainOutcome train_run(const TrainRun& run, const Bitmaps& data, std::ostream& l
 inline std::unique_ptr<ewe::io::RunLock> lock_run_folder(const fs::path& dir) {
     return ewe::io::lock_run_folder(dir, "--out");
 }
-// A setting of a run as its flag and value text ("--lr", "0.001"); doubles in the
-// shortest text that reads back to the same value (ewe::format_number).
-struct Setting {
-    std::string flag, value;
-};
 // The settings that change what a run computes, besides its data: --latent, --width,
-// --reparam, --seed, --batch, --lr, --kl-start and --kl-steep, in that order.
-std::vector<Setting> run_setting_values(const ewe::SheepVaeOptions& model_options, const RunSettings& settings);
+// --reparam, --seed, --batch, --lr, --kl-start and --kl-steep, in that order, each keyed
+// by its flag with its value as text ("--lr", "0.001"; doubles in the shortest text that
+// reads back to the same value, ewe::format_number) and compared as the same.
+std::vector<ewe::RunSetting> run_setting_values(const ewe::SheepVaeOptions& model_options, const RunSettings& settings);
 // "data with hash 0x... (sheep.npy, 1000 drawings)".
 std::string data_text(const RunSettings& settings);
 // Refuses (ewe::Error naming --resume, `path`, the setting and both values) to continue

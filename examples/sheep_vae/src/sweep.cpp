@@ -179,15 +179,15 @@ int run_sweep(const SweepOptions& o, const Console& io) {
     // What the runs share and a --resume must not change: the data (its description, then
     // the content hash and drawing count that are compared: the same file under another
     // path is the same data), the run settings but the shape, and --epochs, which may grow.
-    using Rule = ewe::SweepSetting::Rule;
-    std::vector<ewe::SweepSetting> shared{
+    using Rule = ewe::RunSetting::Rule;
+    std::vector<ewe::RunSetting> shared{
         {"data", data_text(settings), Rule::note, "", ""},
         {"data_hash", ewe::io::hash_text(settings.data_hash), Rule::same, "data", "--data and --limit"},
         {"drawings", std::to_string(settings.samples), Rule::same, "data", "--data and --limit"}};
     std::vector<std::string> every_setting, names;
-    for (const Setting& s : run_setting_values(base, settings)) {
-        every_setting.push_back(s.flag);
-        if (s.flag != "--latent" && s.flag != "--width") shared.push_back({s.flag, s.value, Rule::same, "", ""});
+    for (const ewe::RunSetting& s : run_setting_values(base, settings)) {
+        every_setting.push_back(s.key);
+        if (s.key != "--latent" && s.key != "--width") shared.push_back(s);
     }
     shared.push_back({"--epochs", std::to_string(o.epochs), Rule::at_least, "", ""});
     for (const ewe::SweepPoint& p : runs) names.push_back(p.name);

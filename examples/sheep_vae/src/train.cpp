@@ -102,9 +102,9 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
     if (folder.finished()) return outcome;
     if (folder.checkpoint()) {
         std::string taken;
-        for (const Setting& s : run_setting_values(model_options, run))
-            if (std::find(r.given_settings.begin(), r.given_settings.end(), s.flag) == r.given_settings.end())
-                taken += (taken.empty() ? "" : ", ") + s.flag + " " + s.value;
+        for (const ewe::RunSetting& s : run_setting_values(model_options, run))
+            if (std::find(r.given_settings.begin(), r.given_settings.end(), s.key) == r.given_settings.end())
+                taken += (taken.empty() ? "" : ", ") + s.key + " " + s.value;
         print(log, "Resuming from %s after epoch %lld (%lld steps) on the same %s%s%s\n",
               folder.checkpoint()->path().c_str(), (long long)folder.start().epoch,
               (long long)folder.start().iterations, data_text(run).c_str(), taken.empty() ? "" : "; from the checkpoint: ",
@@ -243,8 +243,8 @@ Command add_train_command(CLI::App& app, const Console& io) {
         ->capture_default_str()->check(positive());
     return [options, io, c] {
         std::vector<std::string> given;
-        for (const Setting& s : run_setting_values(ewe::SheepVaeOptions{}, RunSettings{}))
-            if (c->count(s.flag) > 0) given.push_back(s.flag);
+        for (const ewe::RunSetting& s : run_setting_values(ewe::SheepVaeOptions{}, RunSettings{}))
+            if (c->count(s.key) > 0) given.push_back(s.key);
         return run_train(*options, given, io);
     };
 }

@@ -8,7 +8,8 @@
 // (delete_run_files), so a program can refuse, continue or replace a run without
 // touching the other files a user keeps in the folder. RunFolder puts it together:
 // train into a folder, locked while the run writes there (ewe/io/run_lock.hpp),
-// resuming the run it holds, replacing it or refusing it, as the user asked.
+// resuming the run it holds, replacing it or refusing it, as the user asked. RunSetting
+// and first_changed_setting compare the settings a run recorded with a continuation's.
 #pragma once
 
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include <ostream>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "ewe/core/error.hpp"
@@ -40,6 +42,42 @@
 #include "ewe/train/trainer.hpp"
 
 namespace ewe {
+
+// A setting a run records and compares when it continues (a sweep's sweep_settings.csv,
+// a run's checkpoint): its key (e.g. the flag that gives it), its value as text and the
+// rule it is compared by: `same` must be equal (when `described_by` names a `note`, a
+// mismatch is told with that note's values instead, e.g. a data hash by the data's name;
+// `flags` says what gives it, by default the key); `at_least` is an integer that may grow
+// (e.g. the epochs); a `note` is recorded and never compared.
+struct RunSetting {
+    enum class Rule { same, at_least, note };
+    RunSetting(std::string key, std::string value, Rule rule = Rule::same, std::string described_by = "",
+               std::string flags = "")
+        : key(std::move(key)), value(std::move(value)), rule(rule), described_by(std::move(described_by)),
+          flags(std::move(flags)) {}
+    std::string key, value;
+    Rule rule;
+    std::string described_by, flags;
+};
+
+// A setting whose recorded value breaks its rule: the setting as it is now, and the value before.
+struct ChangedSetting {
+    const RunSetting* now = nullptr;
+    std::string before;
+};
+
+// The first setting of `now` whose recorded value, `recorded(key)` (asked of notes too,
+// so it may refuse a record without one), breaks its rule; none when every rule holds.
+inline std::optional<ChangedSetting> first_changed_setting(
+    const std::vector<RunSetting>& now, const std::function<std::string(const std::string& key)>& recorded) {
+    for (const RunSetting& s : now) {
+        std::string before = recorded(s.key);
+        if (before == s.value || s.rule == RunSetting::Rule::note) continue;
+        if (s.rule == RunSetting::Rule::at_least && std::atoll(before.c_str()) <= std::atoll(s.value.c_str())) continue;
+        return ChangedSetting{&s, std::move(before)};
+    }
+    return std::nullopt;
+}
 
 // The checkpoint files of a run folder.
 inline std::filesystem::path run_checkpoint_path(const std::filesystem::path& dir) {

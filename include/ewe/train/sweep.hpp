@@ -195,18 +195,6 @@ inline std::vector<SweepPoint> read_sweep_points(const std::filesystem::path& pa
     return points;
 }
 
-// A setting the runs of a sweep share, as DIR/sweep_settings.csv records it (key, value).
-// A resume compares it by its rule: `same` must be equal (when `described_by` names a
-// `note`, a mismatch quotes that note's values instead, e.g. a data hash described by the
-// data's name, and says to use the same `flags`, by default the key); `at_least` is an
-// integer that may grow (e.g. the epochs); a `note` is recorded and never compared.
-struct SweepSetting {
-    enum class Rule { same, at_least, note };
-    std::string key, value;
-    Rule rule = Rule::same;
-    std::string described_by, flags;
-};
-
 // "3 s", "2.5 min", "1.2 h".
 inline std::string duration_text(double seconds) {
     char buf[64];
@@ -305,7 +293,7 @@ public:
     // of runs `run_names` left there: refused (SweepRefused) unless options.resume (the
     // settings in sweep_settings.csv must match `settings`) or options.overwrite (its
     // sweep.csv, sweep_settings.csv and each run's files are deleted, with a note).
-    SweepFolder(std::filesystem::path dir, std::vector<std::string> run_names, std::vector<SweepSetting> settings,
+    SweepFolder(std::filesystem::path dir, std::vector<std::string> run_names, std::vector<RunSetting> settings,
                 SweepFolderOptions options = {})
         : dir_(std::move(dir)),
           names_(std::move(run_names)),
@@ -353,7 +341,7 @@ public:
     // Writes sweep_settings.csv (once the program has checked what it continues).
     void record_settings() const {
         std::vector<std::vector<std::string>> lines{{"setting", "value"}};
-        for (const SweepSetting& s : settings_) lines.push_back({s.key, s.value});
+        for (const RunSetting& s : settings_) lines.push_back({s.key, s.value});
         io::write_csv(settings_path(), lines);
     }
 
@@ -395,20 +383,18 @@ private:
             return (*row)[value_column];
         };
         const auto now = [&](const std::string& key) {
-            for (const SweepSetting& s : settings_)
+            for (const RunSetting& s : settings_)
                 if (s.key == key) return s.value;
             return std::string();
         };
-        for (const SweepSetting& s : settings_) {
-            const std::string before = recorded(s.key);
-            if (before == s.value || s.rule == SweepSetting::Rule::note) continue;
+        if (const std::optional<ChangedSetting> changed = first_changed_setting(settings_, recorded)) {
+            const RunSetting& s = *changed->now;
+            const std::string& before = changed->before;
             const std::string flags = s.flags.empty() ? s.key : s.flags;
-            if (s.rule == SweepSetting::Rule::at_least) {
-                if (std::atoll(before.c_str()) <= std::atoll(s.value.c_str())) continue;
+            if (s.rule == RunSetting::Rule::at_least)
                 throw SweepRefused(detail::concat(who, ": the sweep was run with ", s.key, " ", before, ", this one asks "
                                                   "for ", s.key, " ", s.value, ", which would leave runs of both lengths "
                                                   "in sweep.csv; pass ", s.key, " ", before, " or more"));
-            }
             if (!s.described_by.empty())
                 throw SweepRefused(detail::concat(who, ": the sweep was run on ", recorded(s.described_by), ", this one's ",
                                                   now(s.described_by), "; use the same ", flags, " to continue it, or "
@@ -493,7 +479,7 @@ private:
 
     std::filesystem::path dir_;
     std::vector<std::string> names_;
-    std::vector<SweepSetting> settings_;
+    std::vector<RunSetting> settings_;
     SweepFolderOptions options_;
     std::ostream& log_;
     std::unique_ptr<io::RunLock> lock_;
