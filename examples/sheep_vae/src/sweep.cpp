@@ -23,13 +23,10 @@
 #include <string>
 #include <vector>
 
-#include <ewe/anomaly/feature_taps.hpp>
-#include <ewe/anomaly/scores.hpp>
+#include <ewe/anomaly/vae_evaluation.hpp>
 #include <ewe/io/csv.hpp>
 #include <ewe/io/fingerprint.hpp>
 #include <ewe/io/run_lock.hpp>
-#include <ewe/models/vae_inference.hpp>
-#include <ewe/train/posterior_monitor.hpp>
 #include <ewe/train/run_jobs.hpp>
 #include <ewe/train/sweep.hpp>
 #include <ewe/train/trainer.hpp>
@@ -121,23 +118,9 @@ std::array<std::vector<std::string>, 2> score_run(const fs::path& dir, const std
     if (!fs::exists(metrics_path)) fail("sweep: ", metrics_path.string(), " is missing (the run folder is incomplete)");
     const ewe::io::CsvTable metrics = ewe::io::CsvTable::read(metrics_path);
     if (metrics.rows.empty()) fail("sweep: ", metrics_path.string(), " has no epoch rows");
-    double seconds = 0, kl = 0, sse = 0, roc_auc = NAN, precision = NAN;
+    double seconds = 0;
     for (double s : metrics.numbers("seconds")) seconds += s;
-    const std::int64_t n = scored.count(), normal = n - planted;
-    const ewe::anomaly::TappedPass all = ewe::anomaly::tapped_pass<float>(*m.ctx, *m.vae, scored.images.view(), {});
-    ewe::VaeEncoding<float> training;
-    training.latent = all.latent;
-    training.mean.assign(all.mean.begin(), all.mean.begin() + normal * all.latent);
-    training.log_var.assign(all.log_var.begin(), all.log_var.begin() + normal * all.latent);
-    const ewe::PosteriorStatistics posterior = ewe::posterior_statistics(training);
-    for (double d : posterior.kl_per_dimension) kl += d;
-    for (std::int64_t i = 0; i < normal; ++i) sse += all.sse[std::size_t(i)];
-    if (planted > 0) {
-        std::vector<std::uint8_t> labels(std::size_t(n), 0);
-        std::fill(labels.begin() + normal, labels.end(), 1);
-        roc_auc = ewe::anomaly::roc_auc(all.sse, labels);
-        precision = ewe::anomaly::precision_at_k(all.sse, labels, planted);
-    }
+    const ewe::anomaly::VaeEvaluation e = ewe::anomaly::evaluate_vae<float>(*m.ctx, *m.vae, scored.images.view(), planted);
     char width[32];
     std::snprintf(width, sizeof width, "%g", m.checkpoint.model_options.width);
     std::array<std::vector<std::string>, 2> rows;
@@ -150,9 +133,9 @@ std::array<std::vector<std::string>, 2> score_run(const fs::path& dir, const std
         rows[table] = {name, std::to_string(m.checkpoint.model_options.latent),
                        width, std::to_string(m.vae->params().total_count()),
                        std::to_string(m.checkpoint.progress.epoch), number(seconds, "%.1f"),
-                       number(metrics.numbers("loss").back(), "%.3f"), number(sse / double(normal), "%.3f"),
-                       number(kl, "%.4f"), std::to_string(posterior.active_units), number(roc_auc, "%.4f"),
-                       number(precision, "%.3f")};
+                       number(metrics.numbers("loss").back(), "%.3f"), number(e.mean_sse, "%.3f"),
+                       number(e.kl, "%.4f"), std::to_string(e.active_units), number(e.roc_auc, "%.4f"),
+                       number(e.precision_at_planted, "%.3f")};
     }
     return rows;
 }
