@@ -9,6 +9,7 @@
 #include <optional>
 
 #include <ewe/io/fingerprint.hpp>
+#include <ewe/models/memory_refusal.hpp>
 #include <ewe/train/model_checkpoint.hpp>
 
 namespace sheep {
@@ -88,17 +89,8 @@ void check_resume(const SheepCheckpoint& c, const fs::path& path, const ewe::She
 
 ewe::SheepVae<float> model_for_batch(ewe::Context& ctx, const ewe::SheepVaeOptions& model_options, std::int64_t max_batch,
                                      std::uint64_t seed, const std::string& batch_flag) {
-    try {
-        return ewe::SheepVae<float>(ctx, model_options, max_batch, seed);
-    } catch (const ewe::OutOfMemory& e) {
-        const std::string available = ewe::format_bytes(e.available()) + " are available (MemAvailable, or "
-                                      "EWE_MEMORY_LIMIT when lower)";
-        if (e.needed().fixed() > e.available())
-            fail("--width ", ewe::format_number(model_options.width), ": the model's parameters and gradients alone need ",
-                 ewe::format_bytes(e.needed().fixed()), ", but ", available, "; lower --width");
-        fail(batch_flag, " ", max_batch, ": a model for batches of ", max_batch, " drawings needs ",
-             e.needed().describe(), ", but ", available, "; lower ", batch_flag, " (or --width)");
-    }
+    return ewe::build_within_memory([&] { return ewe::SheepVae<float>(ctx, model_options, max_batch, seed); },
+                                    {"--width", ewe::format_number(model_options.width), batch_flag, max_batch, "drawings"});
 }
 
 LoadedModel load_model(const fs::path& path, ewe::Device device, std::int64_t max_batch, int threads) {
