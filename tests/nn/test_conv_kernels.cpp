@@ -11,9 +11,13 @@
 #include <cstdint>
 #include <vector>
 
+#include "relative_error.hpp"
+
 #include <ewe/cpu/conv_kernels.hpp>
 
 namespace {
+
+using ewe_test::relative_error;
 
 using ewe::ConvAxis;
 using ewe::ConvGeometry;
@@ -41,16 +45,6 @@ void for_each_tap(const ConvGeometry& g, Visit&& visit) {
                             visit((n * g.h.out + oh) * g.w.out + ow, ((n * g.h.in + ih) * g.w.in + iw) * g.in_c + c,
                                   (kh * g.w.kernel + kw) * g.in_c + c);
                     }
-}
-
-// The largest |got - want| relative to the largest |want|.
-double relative_error(const std::vector<float>& got, const std::vector<double>& want) {
-    double worst = 0, largest = 1e-30;
-    for (std::size_t i = 0; i < want.size(); ++i) {
-        worst = std::max(worst, std::abs(double(got[i]) - want[i]));
-        largest = std::max(largest, std::abs(want[i]));
-    }
-    return worst / largest;
 }
 
 }  // namespace

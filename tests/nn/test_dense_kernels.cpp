@@ -13,10 +13,14 @@
 #include <cstdint>
 #include <vector>
 
+#include "relative_error.hpp"
+
 #include <ewe/cpu/dense_kernels.hpp>
 #include <ewe/ewe.hpp>
 
 namespace {
+
+using ewe_test::relative_error;
 
 using namespace ewe;
 
@@ -115,16 +119,6 @@ double activation_slope(Activation act, double y) {
     if (act == Activation::relu) return y > 0 ? 1.0 : 0.0;
     if (act == Activation::sigmoid) return y * (1.0 - y);
     return 1.0;
-}
-
-// max |got - want| / max |want|.
-double relative_error(const std::vector<float>& got, const std::vector<double>& want) {
-    double worst = 0, largest = 1e-30;
-    for (std::size_t i = 0; i < want.size(); ++i) {
-        worst = std::max(worst, std::abs(double(got[i]) - want[i]));
-        largest = std::max(largest, std::abs(want[i]));
-    }
-    return worst / largest;
 }
 
 }  // namespace
