@@ -145,11 +145,15 @@ int run_sweep(const SweepOptions& o, const Console& io) {
     if (o.concurrent > 1 && device != ewe::Device::cuda)
         fail("--concurrent: configurations train concurrently on CUDA only (--device cuda); on the CPU they run "
              "one after another");
-    const std::vector<ewe::SweepPoint> runs =
-        o.configs_file.empty()
-            ? ewe::sweep_grid(kParameters, {parse_numbers(o.latents, "--latent"), parse_numbers(o.widths, "--width")},
-                              {"--latent", "--width"})
-            : ewe::read_sweep_points(o.configs_file, kParameters, "--configs");
+    // The flags are parsed into named vectors first: a parse error thrown while a braced
+    // list of temporaries is being built trips GCC 12's AddressSanitizer
+    // (stack-use-after-scope in the unwinding), though the code is valid.
+    const std::vector<ewe::SweepPoint> runs = [&] {
+        if (!o.configs_file.empty()) return ewe::read_sweep_points(o.configs_file, kParameters, "--configs");
+        const std::vector<double> latents = parse_numbers(o.latents, "--latent");
+        const std::vector<double> widths = parse_numbers(o.widths, "--width");
+        return ewe::sweep_grid(kParameters, {latents, widths}, {"--latent", "--width"});
+    }();
     const std::vector<std::int64_t> snapshots = parse_epochs(o.snapshots, "--snapshots");
     const Bitmaps data = o.data_given ? load_bitmaps(o.data, o.limit) : default_bitmaps(o.limit, o.seed);
     Bitmaps scored{ewe::Tensor<float>::copy_of(data.images.view(), ewe::Device::cpu), data.source};
