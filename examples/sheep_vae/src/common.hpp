@@ -89,11 +89,6 @@ struct TrainOutcome {
 // epoch the checkpoint keeps, if any).
 TrainOutcome train_run(const TrainRun& run, const Bitmaps& data, std::ostream& log, bool redraw);
 
-// Locks `dir` (created when missing) for this process: an ewe::Error naming --out, the
-// folder and the holder's pid when another train or sweep holds it.
-inline std::unique_ptr<ewe::io::RunLock> lock_run_folder(const fs::path& dir) {
-    return ewe::io::lock_run_folder(dir, "--out");
-}
 // The settings that change what a run computes, besides its data: --latent, --width,
 // --reparam, --seed, --batch, --lr, --kl-start and --kl-steep, in that order, each keyed
 // by its flag with its value as text ("--lr", "0.001"; doubles in the shortest text that

@@ -181,7 +181,7 @@ int run_sweep(const SweepOptions& o, const Console& io) {
     ewe::SweepFolder folder(o.out, names, shared,
                             {.resume = o.resume, .overwrite = o.overwrite, .log = &io.err, .redraw = io.redraw,
                              .folder_name = "--out", .resume_name = "--resume", .overwrite_name = "--overwrite",
-                             .lock = lock_run_folder});
+                             .lock = [](const fs::path& dir) { return ewe::io::lock_run_folder(dir, "--out"); }});
 
     // Which runs are finished, which continue, which start.
     std::vector<ewe::SweepPoint> pending_points;
