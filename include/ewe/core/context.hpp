@@ -27,6 +27,26 @@
 
 namespace ewe {
 
+// The inputs of the CPU float backend's matrix products (convolutions, transposed
+// convolutions, dense layers; forward and backward): fp32 as stored, or rounded to
+// bfloat16 (ties to even) with the products still summed in fp32, on AVX512_BF16
+// (ewe/cpu/gemm_bf16.hpp), as oneDNN's fpmath_mode=bf16 or PyTorch's
+// set_float32_matmul_precision("medium"). Weights, activations, gradients and optimizer
+// state stay fp32; bf16 keeps 8 bits of mantissa, so each product carries a relative
+// error of about 2^-8 per input. Results stay the same on any thread count.
+enum class CpuProductPrecision { fp32, bf16 };
+
+// Whether this program can run CpuProductPrecision::bf16: compiled for AVX512_BF16
+// (EWE_ARCH native on such a CPU) and running on a CPU that has it.
+inline bool cpu_bf16_products_available() {
+#if defined(__AVX512BF16__) && defined(__AVX512BW__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+}
+
 struct ContextOptions {
     // CPU threads this context's ops run on; 0 = the process's default
     // (ewe::cpu::default_thread_count(): OpenMP's, e.g. OMP_NUM_THREADS, else all
@@ -36,6 +56,9 @@ struct ContextOptions {
     int cuda_device = 0;         // which GPU, for Device::cuda
     bool allow_tf32 = false;     // CUDA: let cuDNN/cuBLAS use TF32 tensor cores (off: exact fp32)
     bool deterministic = false;  // CUDA: deterministic algorithms and fixed-order reductions
+    // CPU, float: the precision of the products' inputs (bf16: the opt-in mode above;
+    // refused where the build or the CPU lacks AVX512_BF16, on CUDA and for double).
+    CpuProductPrecision cpu_product_precision = CpuProductPrecision::fp32;
     // CPU: flush denormal floats to zero (x86 FTZ and DAZ) on the creating thread, and so
     // on ewe's pool workers, which compute each job in the calling thread's modes, and
     // OpenMP's threads, as TensorFlow's CPU runtime does. Optimizer state of weights whose
@@ -74,6 +97,14 @@ public:
         EWE_REQUIRE(options.threads >= 0, "ewe::Context: threads must be >= 0, found ", options.threads);
         EWE_REQUIRE(options.cpu_im2col_elements > 0, "ewe::Context: cpu_im2col_elements must be positive, found ",
                     options.cpu_im2col_elements);
+        if (options.cpu_product_precision == CpuProductPrecision::bf16) {
+            EWE_REQUIRE(device == Device::cpu,
+                        "ewe::Context: cpu_product_precision bf16 is a CPU mode; on CUDA use allow_tf32");
+            EWE_REQUIRE(cpu_bf16_products_available(),
+                        "ewe::Context: cpu_product_precision bf16 needs AVX512_BF16 in both the CPU and the build "
+                        "(EWE_ARCH native on such a CPU); this ",
+                        compiled_for_bf16() ? "CPU lacks it" : "program was compiled without it");
+        }
         detail::check_cpu_build_once();
         if (device == Device::cuda) {
             // The first CUDA context loads the backend module (ewe/core/cuda_loader.hpp).
@@ -93,6 +124,10 @@ public:
     Backend<T>& backend() {
         static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "ewe backends compute in float or double");
         if (device_ == Device::cpu) {
+            if constexpr (std::is_same_v<T, double>)
+                EWE_REQUIRE(options_.cpu_product_precision == CpuProductPrecision::fp32,
+                            "ewe::Context: cpu_product_precision bf16 applies to float; this context computes in "
+                            "double: use a context with the default fp32");
             Backend<T>* backend = detail::cpu_backend_slot<T>().load(std::memory_order_acquire);
             if (backend == nullptr) {
                 if constexpr (std::is_same_v<T, float>)
@@ -132,6 +167,14 @@ public:
     }
 
 private:
+    static constexpr bool compiled_for_bf16() {
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+        return true;
+#else
+        return false;
+#endif
+    }
+
     Device device_;
     ContextOptions options_;
     std::shared_ptr<void> cuda_resources_;

@@ -28,6 +28,7 @@
 #include "ewe/cpu/conv_kernels.hpp"
 #include "ewe/cpu/dense_kernels.hpp"
 #include "ewe/cpu/gemm.hpp"
+#include "ewe/cpu/gemm_bf16.hpp"
 #include "ewe/cpu/im2col.hpp"
 #include "ewe/cpu/thread_pool.hpp"
 #include "ewe/ops/backend.hpp"
@@ -151,10 +152,11 @@ public:
     // each read once, summed in piece order.
     void dense_forward(Context& ctx, View<const T> x, View<const T> w, View<const T> b, Activation act,
                        View<T> y) override {
+        const bool bf16 = rounds_to_bf16(ctx);
         const std::int64_t n = x.dim(0), in = x.dim(1), out = w.dim(1);
         const std::int64_t piece = product_piece(std::max(in, out));
         if (n * in * out <= kSerialProduct || std::max(in, out) <= piece) {
-            dense_product(n, out, in, x.data(), in, 1, w.data(), out, false, y.data(), out);
+            dense_product(bf16, n, out, in, x.data(), in, 1, w.data(), out, false, y.data(), out);
             bias_activation(act, b.data(), y.data(), n, out);
             return;
         }
@@ -163,7 +165,7 @@ public:
             transpose_into(x.data(), n, in, xt);
             parallel_for(thread_count(ctx), (out + piece - 1) / piece, [&](std::int64_t item, int) {
                 const std::int64_t c0 = item * piece, cols = std::min(piece, out - c0);
-                dense_product(n, cols, in, xt, 1, n, w.data() + c0, out, false, y.data() + c0, out);
+                dense_product(bf16, n, cols, in, xt, 1, n, w.data() + c0, out, false, y.data() + c0, out);
                 bias_activation(act, b.empty() ? nullptr : b.data() + c0, y.data() + c0, n, cols, out);
             });
             return;
@@ -172,7 +174,7 @@ public:
         T* parts = ctx.cpu_scratch<T>(pieces * n * out);
         parallel_for(thread_count(ctx), pieces, [&](std::int64_t item, int) {
             const std::int64_t k0 = item * piece, rows = std::min(piece, in - k0);
-            dense_product(n, out, rows, x.data() + k0, in, 1, w.data() + k0 * out, out, false, parts + item * n * out, out);
+            dense_product(bf16, n, out, rows, x.data() + k0, in, 1, w.data() + k0 * out, out, false, parts + item * n * out, out);
         });
         sum_partials(thread_count(ctx), parts, pieces, n * out, n * out, y.data());
         bias_activation(act, b.data(), y.data(), n, out);
@@ -184,6 +186,7 @@ public:
     // blocks of dpre, db and dw's columns, and partial dx products summed in piece order.
     void dense_backward(Context& ctx, View<const T> x, View<const T> w, View<const T> y, View<const T> dy,
                         Activation act, View<T> dpre, View<T> dx, View<T> dw, View<T> db) override {
+        const bool bf16 = rounds_to_bf16(ctx);
         const std::int64_t n = x.dim(0), in = x.dim(1), out = w.dim(1);
         const std::int64_t piece = product_piece(std::max(in, out));
         const bool serial = n * in * out <= kSerialProduct || std::max(in, out) <= piece;
@@ -203,16 +206,16 @@ public:
         };
         if (serial || in >= out) dpre_and_db(0, out);
         if (serial) {
-            dense_product(in, out, n, x.data(), 1, in, dpre.data(), out, false, dw.data(), out);  // dW = X^T D
-            if (!dx.empty()) dense_product(n, in, out, dpre.data(), out, 1, w.data(), out, true, dx.data(), in);  // D W^T
+            dense_product(bf16, in, out, n, x.data(), 1, in, dpre.data(), out, false, dw.data(), out);  // dW = X^T D
+            if (!dx.empty()) dense_product(bf16, n, in, out, dpre.data(), out, 1, w.data(), out, true, dx.data(), in);  // D W^T
             return;
         }
         if (in >= out) {
             parallel_for(thread_count(ctx), (in + piece - 1) / piece, [&](std::int64_t item, int) {
                 const std::int64_t r0 = item * piece, rows = std::min(piece, in - r0);
-                dense_product(rows, out, n, x.data() + r0, 1, in, dpre.data(), out, false, dw.data() + r0 * out, out);
+                dense_product(bf16, rows, out, n, x.data() + r0, 1, in, dpre.data(), out, false, dw.data() + r0 * out, out);
                 if (!dx.empty())
-                    dense_product(n, rows, out, dpre.data(), out, 1, w.data() + r0 * out, out, true, dx.data() + r0, in);
+                    dense_product(bf16, n, rows, out, dpre.data(), out, 1, w.data() + r0 * out, out, true, dx.data() + r0, in);
             });
             return;
         }
@@ -220,9 +223,9 @@ public:
         parallel_for(thread_count(ctx), pieces, [&](std::int64_t item, int) {
             const std::int64_t c0 = item * piece, cols = std::min(piece, out - c0);
             dpre_and_db(c0, cols);
-            dense_product(in, cols, n, x.data(), 1, in, dpre.data() + c0, out, false, dw.data() + c0, out);
+            dense_product(bf16, in, cols, n, x.data(), 1, in, dpre.data() + c0, out, false, dw.data() + c0, out);
             if (parts != nullptr)
-                dense_product(n, in, cols, dpre.data() + c0, out, 1, w.data() + c0, out, true, parts + item * n * in, in);
+                dense_product(bf16, n, in, cols, dpre.data() + c0, out, 1, w.data() + c0, out, true, parts + item * n * in, in);
         });
         if (parts != nullptr) sum_partials(thread_count(ctx), parts, pieces, n * in, n * in, dx.data());
     }
@@ -238,9 +241,13 @@ public:
     // compiled, when C has at least kGemmMinColumns columns and, with b_transposed, B at
     // least kDenseTransposedMinValues values; everything else Eigen's product (the
     // portable path); on the calling thread.
-    static void dense_product(std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t a_rs,
+    static void dense_product(bool bf16, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t a_rs,
                               std::int64_t a_cs, const T* b, std::int64_t ldb, bool b_transposed, T* c,
                               std::int64_t ldc) {
+        if constexpr (kBf16Kernel) {
+            if (bf16) return gemm_bf16(m, n, k, a, a_rs, a_cs, b, b_transposed ? 1 : ldb, b_transposed ? ldb : 1, c, ldc,
+                                       false);
+        }
         if constexpr (kGemmKernel) {
             if (n >= kGemmMinColumns && (!b_transposed || n * k >= kDenseTransposedMinValues)) {
                 if (b_transposed) streamed_product_bt(m, n, k, a, a_rs, b, ldb, c, ldc, false);
@@ -270,6 +277,7 @@ public:
     // direct kernels of ewe/cpu/conv_kernels.hpp, on the same items.
     void conv2d_forward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w, View<const T> b,
                         Activation act, View<T> y) override {
+        const bool bf16 = rounds_to_bf16(ctx);
         const std::int64_t M = g.gemm_m(), K = g.gemm_k();
         const std::int64_t rows_per_item =
             std::min(im2col_block_rows(g, ctx.options().cpu_im2col_elements),
@@ -303,7 +311,7 @@ public:
             }
             T* cols = plan.values(cols_at) + slot * rows_per_item * K;
             im2col(g, x.data(), m, m + rows, cols);
-            product(rows, g.out_c, K, cols, K, 1, wt, g.out_c, y.data() + m * g.out_c, g.out_c, false, act,
+            product(bf16, rows, g.out_c, K, cols, K, 1, wt, g.out_c, y.data() + m * g.out_c, g.out_c, false, act,
                     b.empty() ? nullptr : b.data());
         });
     }
@@ -311,6 +319,7 @@ public:
     void conv2d_backward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w, View<const T> y,
                          View<const T> dy, Activation act, View<T> dpre, View<T> dx, View<T> dw,
                          View<T> db) override {
+        const bool bf16 = rounds_to_bf16(ctx);
         const std::int64_t K = g.gemm_k(), C = g.out_c, pixels = g.h.out * g.w.out;
         for_image_groups(ctx, g, C * K, C, [&](std::int64_t n0, std::int64_t n1, std::int64_t block, T* cols,
                                                T* dw_part, double* db_part, const T*) {
@@ -330,9 +339,9 @@ public:
                 const std::int64_t rows = std::min(block, m1 - m);
                 const T* d = dpre.data() + m * C;
                 im2col(g, x.data(), m, m + rows, cols);
-                product(C, K, rows, d, 1, C, cols, K, dw_part, K, m > m0);  // dW (+)= D^T P
+                product(bf16, C, K, rows, d, 1, C, cols, K, dw_part, K, m > m0);  // dW (+)= D^T P
                 if (dx.empty()) continue;
-                product(rows, K, C, d, C, 1, w.data(), K, cols, K, false);  // P = D W
+                product(bf16, rows, K, C, d, C, 1, w.data(), K, cols, K, false);  // P = D W
                 col2im_add(g, cols, m, m + rows, dx.data());
             }
         }, dw.data(), db.data());
@@ -341,6 +350,7 @@ public:
     // Items are single images: each one's output pixels are written by its item alone.
     void conv2d_transpose_forward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w,
                                   View<const T> b, Activation act, View<T> y) override {
+        const bool bf16 = rounds_to_bf16(ctx);
         const std::int64_t K = g.gemm_k(), pixels = g.h.out * g.w.out, image = g.h.in * g.w.in * g.in_c;
         const std::int64_t block = std::min(im2col_block_rows(g, ctx.options().cpu_im2col_elements), pixels);
         ScratchPlan<T> plan;
@@ -352,7 +362,7 @@ public:
             std::fill(y.data() + n * image, y.data() + (n + 1) * image, T(0));
             for (std::int64_t m = n * pixels; m < (n + 1) * pixels; m += block) {
                 const std::int64_t rows = std::min(block, (n + 1) * pixels - m);
-                product(rows, K, g.out_c, x.data() + m * g.out_c, g.out_c, 1, w.data(), K, cols, K, false);
+                product(bf16, rows, K, g.out_c, x.data() + m * g.out_c, g.out_c, 1, w.data(), K, cols, K, false);
                 col2im_add(g, cols, m, m + rows, y.data());
             }
             bias_activation(act, b.data(), y.data() + n * image, g.h.in * g.w.in, g.in_c);
@@ -362,6 +372,7 @@ public:
     void conv2d_transpose_backward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w,
                                    View<const T> y, View<const T> dy, Activation act, View<T> dpre, View<T> dx,
                                    View<T> dw, View<T> db) override {
+        const bool bf16 = rounds_to_bf16(ctx);
         const std::int64_t K = g.gemm_k(), C = g.in_c, pixels = g.h.out * g.w.out;
         for_image_groups(ctx, g, g.out_c * K, C, [&](std::int64_t n0, std::int64_t n1, std::int64_t block,
                                                      T* cols, T* dw_part, double* db_part, const T* wt) {
@@ -373,8 +384,8 @@ public:
                 const std::int64_t rows = std::min(block, m1 - m);
                 const T* xm = x.data() + m * g.out_c;
                 im2col(g, dpre.data(), m, m + rows, cols);
-                product(g.out_c, K, rows, xm, 1, g.out_c, cols, K, dw_part, K, m > m0);  // dW (+)= X^T P
-                if (!dx.empty()) product(rows, g.out_c, K, cols, K, 1, wt, g.out_c, dx.data() + m * g.out_c, g.out_c, false);
+                product(bf16, g.out_c, K, rows, xm, 1, g.out_c, cols, K, dw_part, K, m > m0);  // dW (+)= X^T P
+                if (!dx.empty()) product(bf16, rows, g.out_c, K, cols, K, 1, wt, g.out_c, dx.data() + m * g.out_c, g.out_c, false);
             }
         }, dw.data(), db.data(), dx.empty() ? nullptr : w.data());
     }
@@ -587,7 +598,14 @@ private:
         }
     }
 
+    // Whether ctx's float products take bf16 inputs (ContextOptions::cpu_product_precision;
+    // ewe::Context refuses the mode where ewe/cpu/gemm_bf16.hpp is not compiled).
+    static bool rounds_to_bf16(const Context& ctx) {
+        return kBf16Kernel && ctx.options().cpu_product_precision == CpuProductPrecision::bf16;
+    }
+
     static constexpr bool kGemmKernel = std::is_same_v<T, float> && kHasGemmKernel;
+    static constexpr bool kBf16Kernel = std::is_same_v<T, float> && kHasBf16GemmKernel;
     static constexpr std::int64_t kGemmMinColumns = 8;
     static constexpr bool kDirectConv = std::is_same_v<T, float> && kHasDirectConvKernels;
 
@@ -605,9 +623,18 @@ private:
     // when C has at least kGemmMinColumns columns (narrower ones, such as the last
     // layer's single channel, fill too few vector lanes), everything else Eigen's product
     // (the portable path); on the calling thread.
-    static void product(std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t a_rs,
+    static void product(bool bf16, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t a_rs,
                         std::int64_t a_cs, const T* b, std::int64_t ldb, T* c, std::int64_t ldc, bool accumulate,
                         Activation act = Activation::none, const T* bias = nullptr) {
+        if constexpr (kBf16Kernel) {
+            if (bf16) {
+                const bool fused = act == Activation::none || act == Activation::relu;
+                gemm_bf16(m, n, k, a, a_rs, a_cs, b, ldb, 1, c, ldc, accumulate, fused ? bias : nullptr,
+                          act == Activation::relu);
+                if (!fused) bias_activation(act, bias, c, m, n, ldc);
+                return;
+            }
+        }
         if constexpr (kGemmKernel) {
             if (n >= kGemmMinColumns) {
                 const bool fused = act == Activation::none || act == Activation::relu;
