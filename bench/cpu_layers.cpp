@@ -6,7 +6,10 @@
 // gradient too; backward-data = backward - backward_weights). Counters: GFLOP/s and %
 // of peak, where the peak is measured in this binary (BM_PeakFma: independent FMA
 // chains on every vector lane, AVX-512 where compiled for it, else AVX2, on 1 thread
-// and on all) for the thread count the layers run on (OMP_NUM_THREADS).
+// and on all) for the thread count the layers run on (OMP_NUM_THREADS). ewe_bf16/...
+// runs the same passes with ContextOptions::cpu_product_precision bf16 (registered where
+// the build and the CPU have AVX512_BF16); its % peak is still of the fp32 FMA peak
+// (vdpbf16ps does twice its multiply-adds, so bf16 products can pass 100%).
 // bench/layers_table.py turns --benchmark_format=json output into the table of
 // docs/performance.md.
 #include <benchmark/benchmark.h>
@@ -153,10 +156,11 @@ void fill_pattern(Tensor<float>& t, int period, float offset) {
     for (std::int64_t i = 0; i < t.numel(); ++i) t[i] = float(i % period) / float(period) - offset;
 }
 
-// One pass of `layer` at batch state.range(0) on the context's threads.
-void layer_benchmark(benchmark::State& state, const SheepLayer& layer, Pass pass) {
+// One pass of `layer` at batch state.range(0) on the context's threads, the products'
+// inputs in `precision`.
+void layer_benchmark(benchmark::State& state, const SheepLayer& layer, Pass pass, CpuProductPrecision precision) {
     const std::int64_t batch = state.range(0);
-    Context ctx;
+    Context ctx(Device::cpu, ContextOptions{.cpu_product_precision = precision});
     const ConvGeometry g = layer.geometry.with_batch(batch);
     Shape x_shape, y_shape, w_shape, b_shape;
     switch (layer.kind) {
@@ -222,8 +226,15 @@ void layer_benchmark(benchmark::State& state, const SheepLayer& layer, Pass pass
 int main(int argc, char** argv) {
     const int all_threads = int(std::max(1u, std::thread::hardware_concurrency()));
     benchmark::RegisterBenchmark("BM_PeakFma", BM_PeakFma)->Arg(1)->Arg(all_threads)->Unit(benchmark::kMillisecond)->UseRealTime();
-    ewe::bench::register_layer_benchmarks("ewe", {Pass::forward, Pass::backward_weights, Pass::backward}, Pass::backward,
-                                          layer_benchmark);
+    for (CpuProductPrecision precision : {CpuProductPrecision::fp32, CpuProductPrecision::bf16}) {
+        const bool bf16 = precision == CpuProductPrecision::bf16;
+        if (bf16 && !cpu_bf16_products_available()) continue;
+        ewe::bench::register_layer_benchmarks(bf16 ? "ewe_bf16" : "ewe",
+                                              {Pass::forward, Pass::backward_weights, Pass::backward}, Pass::backward,
+                                              [precision](benchmark::State& state, const SheepLayer& layer, Pass pass) {
+                                                  layer_benchmark(state, layer, pass, precision);
+                                              });
+    }
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     benchmark::RunSpecifiedBenchmarks();

@@ -72,6 +72,7 @@ struct TrainRun {
     std::int64_t monitor = 256;  // posterior-collapse monitor on the first N drawings (0: off)
     ewe::Device device = ewe::Device::cpu;
     int threads = 0;
+    ewe::CpuProductPrecision product_precision = ewe::CpuProductPrecision::fp32;
     bool progress_bar = true;    // the progress line and the opening line on `log`
     ewe::StopToken stop;         // training ends after the current step once a stop is requested
     bool handle_sigint = true;   // Ctrl-C requests `stop` (false: the caller routes Ctrl-C, e.g. one guard for a sweep)

@@ -46,6 +46,7 @@ struct TrainOptions {
     std::uint64_t seed = 42;
     std::string device = "cpu";
     int threads = 0;
+    std::string product_precision = "fp32";
     std::string out = "sheep_vae_run";
     bool resume = false;
     bool overwrite = false;
@@ -112,6 +113,7 @@ TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log
     }
     ewe::ContextOptions context_options;
     context_options.threads = r.threads;
+    context_options.cpu_product_precision = r.product_precision;
     ewe::Context ctx(r.device, context_options);
     // A batch larger than the data is one batch of all of it (as in Keras), and each
     // rank's model holds its share of that global batch.
@@ -171,6 +173,7 @@ int run_train(const TrainOptions& o, const std::vector<std::string>& given_setti
     r.monitor = o.monitor;
     r.device = parse_device(o.device);
     r.threads = o.threads;
+    r.product_precision = product_precision_named(o.product_precision);
     r.progress_bar = !o.quiet;
     std::optional<Distributed> distributed;
     if (o.distributed) {
@@ -221,6 +224,7 @@ Command add_train_command(CLI::App& app, const Console& io) {
     c->add_option("--seed", o.seed, "Seed of weights, shuffles, dropout and sampling")->capture_default_str();
     c->add_option("--device", o.device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
     c->add_option("--threads", o.threads, "CPU threads (0: OpenMP's default, e.g. OMP_NUM_THREADS)")->check(number_in(0, 4096));
+    c->add_option("--product-precision", o.product_precision, kProductPrecisionHelp)->capture_default_str()->check(product_precision_names());
     c->add_option("--out", o.out, "Output folder")->capture_default_str();
     CLI::Option* resume = c->add_flag("--resume", o.resume, "Continue the run in OUT from its checkpoint.safetensors "
                                       "(model, optimizer, position) on the same data; a setting given must equal the "

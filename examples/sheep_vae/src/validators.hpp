@@ -1,6 +1,7 @@
 // Range checks of sheep_vae's numeric options, written with ewe::format_number (CLI11's
 // own Range prints its bounds with std::to_string: "0.000000" for 1e-9, and 309 digits
-// for the bound of PositiveNumber). CLI11 prefixes each message with the option's name.
+// for the bound of PositiveNumber), and the names of --product-precision. CLI11 prefixes
+// each message with the option's name.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -10,6 +11,7 @@
 #include <limits>
 #include <string>
 
+#include <ewe/core/context.hpp>
 #include <ewe/core/error.hpp>
 
 namespace sheep {
@@ -31,5 +33,14 @@ inline CLI::Validator number_in(double lo, double hi, bool lo_open = false) {
 }
 inline CLI::Validator positive() { return number_in(0, std::numeric_limits<double>::infinity(), true); }
 inline CLI::Validator non_negative() { return number_in(0, std::numeric_limits<double>::infinity()); }
+
+// --product-precision: its help, its check, and the ewe::CpuProductPrecision it names.
+inline constexpr const char* kProductPrecisionHelp =
+    "Inputs of the CPU products (conv, conv-transpose, dense): fp32, or bf16 (rounded to bfloat16, summed in fp32; "
+    "needs AVX512_BF16)";
+inline CLI::IsMember product_precision_names() { return CLI::IsMember({"fp32", "bf16"}); }
+inline ewe::CpuProductPrecision product_precision_named(const std::string& name) {
+    return name == "bf16" ? ewe::CpuProductPrecision::bf16 : ewe::CpuProductPrecision::fp32;
+}
 
 }  // namespace sheep
