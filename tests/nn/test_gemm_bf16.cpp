@@ -82,8 +82,8 @@ std::vector<float> run_layers(CpuProductPrecision precision, int threads) {
         std::copy(v.begin(), v.end(), t.data());
     };
     const auto keep = [&out](const Tensor<float>& t) { out.insert(out.end(), t.data(), t.data() + t.numel()); };
-    {  // dense: pieces of w's columns (37 -> 1500) with a batch of 5
-        const std::int64_t batch = 5, in = 37, width = 1500;
+    {  // dense: pieces of w's columns (37 -> 1500) at a batch that takes bf16
+        const std::int64_t batch = 40, in = 37, width = 1500;
         Tensor<float> x(Shape{batch, in}), w(Shape{in, width}), b(Shape{width}), y(Shape{batch, width}),
             dy(Shape{batch, width}), dpre(Shape{batch, width}), dx(Shape{batch, in}), dw(Shape{in, width}),
             db(Shape{width});

@@ -7,7 +7,9 @@
 // kernel of ewe/cpu/gemm.hpp where the build targets AVX-512, on Eigen elsewhere (float
 // convolutions of one output or one input channel skip im2col there: the direct kernels
 // of ewe/cpu/conv_kernels.hpp), and so do the dense layers' (through
-// ewe/cpu/dense_kernels.hpp).
+// ewe/cpu/dense_kernels.hpp). With ContextOptions::cpu_product_precision bf16 every
+// float product of the convolutions and dense layers runs on the bf16 kernel of
+// ewe/cpu/gemm_bf16.hpp instead (the one-channel direct kernels stay fp32).
 // Reductions over a tensor accumulate in double, also for float data. Including this
 // header registers the float backend with ewe::Context (ewe/core/cpu_hooks.hpp), as the
 // CUDA module registers its own; ewe/cpu/double_backend.hpp registers the double one.
@@ -152,7 +154,7 @@ public:
     // each read once, summed in piece order.
     void dense_forward(Context& ctx, View<const T> x, View<const T> w, View<const T> b, Activation act,
                        View<T> y) override {
-        const bool bf16 = rounds_to_bf16(ctx);
+        const bool bf16 = rounds_to_bf16(ctx) && x.dim(0) >= kBf16DenseMinBatch;
         const std::int64_t n = x.dim(0), in = x.dim(1), out = w.dim(1);
         const std::int64_t piece = product_piece(std::max(in, out));
         if (n * in * out <= kSerialProduct || std::max(in, out) <= piece) {
@@ -186,7 +188,7 @@ public:
     // blocks of dpre, db and dw's columns, and partial dx products summed in piece order.
     void dense_backward(Context& ctx, View<const T> x, View<const T> w, View<const T> y, View<const T> dy,
                         Activation act, View<T> dpre, View<T> dx, View<T> dw, View<T> db) override {
-        const bool bf16 = rounds_to_bf16(ctx);
+        const bool bf16 = rounds_to_bf16(ctx) && x.dim(0) >= kBf16DenseMinBatch;
         const std::int64_t n = x.dim(0), in = x.dim(1), out = w.dim(1);
         const std::int64_t piece = product_piece(std::max(in, out));
         const bool serial = n * in * out <= kSerialProduct || std::max(in, out) <= piece;
@@ -234,13 +236,21 @@ public:
     // or faster: the small layers' input gradients ran 1-2 us slower on the kernels.
     static constexpr std::int64_t kDenseTransposedMinValues = std::int64_t(1) << 15;
 
+    // The bf16 mode's dense products start at this batch. Below it each weight takes part
+    // in too few multiply-adds to pay for its conversion: the products are bound by
+    // reading w (fp32, once), and converting it costs more than vdpbf16ps saves. The
+    // encoder's 62720 -> 100 at batch 8 took 1.17-1.65x longer in bf16 (forward, weight
+    // and input gradients), at batch 64 1.25-1.46x less (bench_cpu_layers, 1 thread).
+    static constexpr std::int64_t kBf16DenseMinBatch = 32;
+
     // C (m x n, rows ldc apart) = A B, the dense layers' products: A(i, p) at
     // a[i * a_rs + p * a_cs] (a_cs == 1 or a_rs == 1), B (k x n) row-major, rows ldb
     // apart, or with b_transposed B^T (n x k) row-major, rows ldb apart (B = w^T; A then
     // row-major, a_cs == 1). Float runs the kernels of ewe/cpu/dense_kernels.hpp where
     // compiled, when C has at least kGemmMinColumns columns and, with b_transposed, B at
     // least kDenseTransposedMinValues values; everything else Eigen's product (the
-    // portable path); on the calling thread.
+    // portable path); with bf16 (rounds_to_bf16), all on gemm_bf16(); on the calling
+    // thread.
     static void dense_product(bool bf16, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t a_rs,
                               std::int64_t a_cs, const T* b, std::int64_t ldb, bool b_transposed, T* c,
                               std::int64_t ldc) {
@@ -622,7 +632,8 @@ private:
     // kernel of ewe/cpu/gemm.hpp where compiled (bias and ReLU fused into its stores)
     // when C has at least kGemmMinColumns columns (narrower ones, such as the last
     // layer's single channel, fill too few vector lanes), everything else Eigen's product
-    // (the portable path); on the calling thread.
+    // (the portable path); with bf16 (rounds_to_bf16), all on gemm_bf16(); on the calling
+    // thread.
     static void product(bool bf16, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t a_rs,
                         std::int64_t a_cs, const T* b, std::int64_t ldb, T* c, std::int64_t ldc, bool accumulate,
                         Activation act = Activation::none, const T* bias = nullptr) {
