@@ -79,9 +79,23 @@ TEST_CASE("every subcommand has --help, unknown flags and subcommands fail") {
     expect_error({"train", "--no-such-flag"}, "--no-such-flag");
     expect_error({"bench", "--batch", "0"}, "--batch");
     expect_error({"bench", "--device", "tpu"}, "--device");
+    expect_error({"bench", "--product-precision", "fp16"}, "--product-precision");
+    expect_error({"train", "--product-precision", "fp16"}, "--product-precision");
     expect_error({"frobnicate"}, "frobnicate");
     expect_error({}, "subcommand");
     expect_error({"generate"}, "--checkpoint");
+}
+
+TEST_CASE("bench --product-precision bf16 runs where AVX512_BF16 is, and is refused, saying why, where not") {
+    const RunResult r = run({"bench", "--steps", "1", "--warmup", "0", "--threads", "1", "--product-precision", "bf16",
+                             "--json"});
+    if (ewe::cpu_bf16_products_available()) {
+        CHECK_MESSAGE(r.rc == 0, r.err);
+        CHECK(contains(r.out, "\"product_precision\": \"bf16\""));
+    } else {
+        CHECK(r.rc != 0);
+        CHECK(contains(r.err, "AVX512_BF16"));
+    }
 }
 
 TEST_CASE("summary prints the parameter counts of the post") {
