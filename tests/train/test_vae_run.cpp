@@ -1,9 +1,10 @@
 // A VAE's training run in a folder (ewe/train/vae_run.hpp) on a small SheepVae: a new
 // run writes its files and records its settings and data in the checkpoint; a resume
 // continues with the checkpoint's settings (and says which it took), and refuses other
-// data or a setting given with another value, naming both; load_trained_vae rebuilds the
-// trained model from the checkpoint or its folder, refusing a folder without one and
-// images the program does not handle.
+// data or a setting given with another value, naming both in the library's words or the
+// program's (VaeRunNames); load_trained_vae rebuilds the trained model from the
+// checkpoint or its folder, refusing a folder without one and images the program does
+// not handle.
 #include <doctest/doctest.h>
 
 #include <unistd.h>
@@ -53,8 +54,6 @@ ewe::VaeRunOptions<float> run_options(const fs::path& dir, std::ostream& log) {
     r.log = &log;
     r.progress_bar = false;
     r.handle_sigint = false;
-    r.names.data = "--data and --limit";
-    r.names.rows = "drawings";
     return r;
 }
 
@@ -100,21 +99,31 @@ TEST_CASE("train_vae_run: a new run, then a resume with the checkpoint's setting
     CHECK(second.epochs_trained == 1);
     CHECK(second.progress.epoch == 3);
     CHECK(log.str().find("Resuming from " + (dir / "checkpoint.safetensors").string() + " after epoch 2 (6 steps) on the "
-                         "same data with hash " + ewe::io::hash_text(c.settings.data_hash) + " (eight.npy, 12 drawings)"
-                         "; from the checkpoint: --latent 2, --width 1, --reparam standard, --seed 5, --batch 4, "
-                         "--lr 0.001, --kl-start 1, --kl-steep 2") != std::string::npos);
+                         "same data with hash " + ewe::io::hash_text(c.settings.data_hash) + " (eight.npy, 12 samples)"
+                         "; from the checkpoint: latent 2, width 1, reparam standard, seed 5, batch 4, lr 0.001, "
+                         "kl_start 1, kl_steep 2") != std::string::npos);
     CHECK(ewe::read_vae_run_checkpoint(dir / "checkpoint.safetensors", "--checkpoint").settings.lr ==
           doctest::Approx(1e-3));
 
-    // A setting given with another value is refused, naming both values.
+    // A setting given with another value is refused, naming both values: in the library's
+    // words, or in the program's (its flags).
     r.epochs = 4;
+    r.given_settings = {"lr"};
+    const std::string path = (dir / "checkpoint.safetensors").string();
+    CHECK(error_of([&] { ewe::train_vae_run<float>(r, x.view(), "eight.npy"); }) ==
+          "resume: " + path + " was trained with lr 0.001, this run asks for lr 0.5; leave lr out to continue with the "
+          "checkpoint's, or train into another dir");
+    r.names.resume = "--resume";
+    r.names.folder = "--out";
+    r.names.lr = "--lr";
     r.given_settings = {"--lr"};
-    const std::string changed = error_of([&] { ewe::train_vae_run<float>(r, x.view(), "eight.npy"); });
-    CHECK(changed.find("--resume: " + (dir / "checkpoint.safetensors").string() + " was trained with --lr 0.001, this "
-                       "run asks for --lr 0.5; leave --lr out to continue with the checkpoint's, or train into "
-                       "another --out") != std::string::npos);
+    CHECK(error_of([&] { ewe::train_vae_run<float>(r, x.view(), "eight.npy"); }) ==
+          "--resume: " + path + " was trained with --lr 0.001, this run asks for --lr 0.5; leave --lr out to continue "
+          "with the checkpoint's, or train into another --out");
     // Other data (the same count, other content) is refused, naming both.
     r.given_settings = {};
+    r.names.data = "--data and --limit";
+    r.names.rows = "drawings";
     const std::string other = error_of([&] { ewe::train_vae_run<float>(r, images(12, 1).view(), "other.npy"); });
     CHECK(other.find("was trained on data with hash " + ewe::io::hash_text(c.settings.data_hash) +
                      " (eight.npy, 12 drawings), this run's data with hash") != std::string::npos);
@@ -156,6 +165,9 @@ TEST_CASE("load_trained_vae: the model of a checkpoint or a run folder; a folder
         CHECK(same);
     }
     fs::create_directories(dir / "empty");
+    CHECK(error_of([&] { ewe::load_trained_vae<float>(dir / "empty", ewe::Device::cpu, options); }) ==
+          "checkpoint: " + (dir / "empty").string() + " is a folder without checkpoint.safetensors (expected a "
+          "checkpoint or the folder of a training run)");
     options.flag = "--run";
     CHECK(error_of([&] { ewe::load_trained_vae<float>(dir / "empty", ewe::Device::cpu, options); }) ==
           "--run: " + (dir / "empty").string() + " is a folder without checkpoint.safetensors (expected a checkpoint "

@@ -33,7 +33,7 @@ int run_bench(const BenchOptions& o, const Console& io) {
     context_options.threads = o.threads;
     ewe::Context ctx(device, context_options);
     ewe::SheepVae<float> vae =
-        ewe::sheep_vae_for_batch<float>(ctx, ewe::SheepVaeOptions{}, o.batch, o.seed, "bench --batch", kRunNames.rows);
+        ewe::sheep_vae_for_batch<float>(ctx, ewe::SheepVaeOptions{}, o.batch, o.seed, "bench --batch", kRunNames);
     ewe::VaeLoss<float> loss(ctx, ewe::VaeLossOptions{}, o.batch);
     ewe::Rmsprop<float> optimizer(ctx, vae.params(), {.lr = 1e-3});
     const auto bytes = ewe::procedural_sheep(o.batch, o.seed);

@@ -47,9 +47,24 @@ Command add_explore_command(CLI::App& app, const Console& io);
 Command add_sweep_command(CLI::App& app, const Console& io);
 Command add_report_command(CLI::App& app, const Console& io);
 
-// The flags and words of this program's runs in its messages (ewe/train/vae_run.hpp):
-// its data is given by --data and --limit, and its samples are drawings.
-inline const ewe::VaeRunNames kRunNames{"--resume", "--data and --limit", "--out", "drawings"};
+// The names of a run's settings and requests in this program's messages and records
+// (ewe/train/vae_run.hpp): its flags; the data is given by --data and --limit, and its
+// samples are drawings.
+inline const ewe::VaeRunNames kRunNames{.who = "train",
+                                        .folder = "--out",
+                                        .resume = "--resume",
+                                        .overwrite = "--overwrite",
+                                        .epochs = "--epochs",
+                                        .data = "--data and --limit",
+                                        .rows = "drawings",
+                                        .latent = "--latent",
+                                        .width = "--width",
+                                        .reparam = "--reparam",
+                                        .seed = "--seed",
+                                        .batch = "--batch",
+                                        .lr = "--lr",
+                                        .kl_start = "--kl-start",
+                                        .kl_steep = "--kl-steep"};
 
 Bitmaps bitmaps_from_bytes(const std::uint8_t* bytes, std::int64_t n, std::string source);
 // The training data when --data is not given: $EWE_DATA/sheep.npy if it exists, else
@@ -68,7 +83,8 @@ Planted plant_drawings(Bitmaps& data, const std::string& spec, const std::string
 // A model for inference from a checkpoint written by train (ewe::load_trained_vae), with
 // room for 128 rows, on a context of `threads` CPU threads (0: OpenMP's current count).
 inline ewe::TrainedVae<float> load_model(const fs::path& path, ewe::Device device, int threads = 0) {
-    return ewe::load_trained_vae<float>(path, device, {.threads = threads, .images = kQuickDrawImages, .rows = kRunNames.rows});
+    return ewe::load_trained_vae<float>(
+        path, device, {.threads = threads, .flag = "--checkpoint", .images = kQuickDrawImages, .names = kRunNames});
 }
 
 // 28x28 drawings tiled into a PNG, black ink on white.

@@ -88,7 +88,7 @@ Timing time_configurations(const std::vector<ewe::SweepPoint>& points, const ewe
     ewe::run_jobs(points.size(), workers, [&](std::size_t i) {
         ewe::Context ctx(device, ewe::ContextOptions{.threads = threads});
         ewe::SheepVae<float> vae =
-            ewe::sheep_vae_for_batch<float>(ctx, model_at(base, points[i]), run.batch, run.seed, "--batch", kRunNames.rows);
+            ewe::sheep_vae_for_batch<float>(ctx, model_at(base, points[i]), run.batch, run.seed, "--batch", kRunNames);
         ewe::VaeLoss<float> loss(ctx, ewe::VaeLossOptions{}, run.batch);
         ewe::Rmsprop<float> optimizer(ctx, vae.params(), {.lr = run.lr});
         ewe::VaeObjective<float> objective(vae, loss);
@@ -175,9 +175,9 @@ int run_sweep(const SweepOptions& o, const Console& io) {
         {"data_hash", ewe::io::hash_text(settings.data_hash), Rule::same, "data", kRunNames.data},
         {"drawings", std::to_string(settings.samples), Rule::same, "data", kRunNames.data}};
     std::vector<std::string> every_setting, names;
-    for (const ewe::RunSetting& s : ewe::vae_run_setting_values(base, settings)) {
+    for (const ewe::RunSetting& s : ewe::vae_run_setting_values(base, settings, kRunNames)) {
         every_setting.push_back(s.key);
-        if (s.key != "--latent" && s.key != "--width") shared.push_back(s);
+        if (s.key != kRunNames.latent && s.key != kRunNames.width) shared.push_back(s);
     }
     shared.push_back({"--epochs", std::to_string(o.epochs), Rule::at_least, "", ""});
     for (const ewe::SweepPoint& p : runs) names.push_back(p.name);

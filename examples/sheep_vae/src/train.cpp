@@ -161,7 +161,8 @@ Command add_train_command(CLI::App& app, const Console& io) {
         ->capture_default_str()->check(positive());
     return [options, io, c] {
         std::vector<std::string> given;
-        for (const ewe::RunSetting& s : ewe::vae_run_setting_values(ewe::SheepVaeOptions{}, ewe::VaeRunSettings{}))
+        for (const ewe::RunSetting& s :
+             ewe::vae_run_setting_values(ewe::SheepVaeOptions{}, ewe::VaeRunSettings{}, kRunNames))
             if (c->count(s.key) > 0) given.push_back(s.key);
         return run_train(*options, given, io);
     };

@@ -8,8 +8,9 @@
 // (vae_run_metadata) and read_vae_run_checkpoint reads them back. A resumed run must
 // have the same data and every setting the user gave equal to the checkpoint's
 // (check_vae_run_resume); the others are taken from the checkpoint. train_vae_run
-// trains; load_trained_vae rebuilds a trained model for inference. Settings are keyed
-// by the flags that give them ("--lr"), as RunFolderOptions::Names names its own.
+// trains; load_trained_vae rebuilds a trained model for inference. Messages and the keys
+// of the settings use VaeRunNames: the library's own names unless a program passes its
+// flags.
 #pragma once
 
 #include <algorithm>
@@ -112,30 +113,39 @@ inline std::string vae_run_data_text(const VaeRunSettings& s, const std::string&
            rows + ")";
 }
 
-// The settings that change what a run computes, besides its data: --latent, --width,
-// --reparam, --seed, --batch, --lr, --kl-start and --kl-steep, in that order, each keyed
-// by its flag with its value as text ("--lr", "0.001"; doubles in the shortest text that
-// reads back to the same value, format_number) and compared as the same.
-inline std::vector<RunSetting> vae_run_setting_values(const SheepVaeOptions& model_options, const VaeRunSettings& s) {
-    return {{"--latent", std::to_string(model_options.latent)},
-            {"--width", format_number(model_options.width)},
-            {"--reparam", model_options.reparam == ReparamVariant::post ? "post" : "standard"},
-            {"--seed", std::to_string(s.seed)},
-            {"--batch", std::to_string(s.batch)},
-            {"--lr", format_number(s.lr)},
-            {"--kl-start", format_number(s.kl_start)},
-            {"--kl-steep", format_number(s.kl_steep)}};
-}
-
-// The flags a refusal to resume names: the one that continues a run, those that choose
-// the data, the run's folder, and what the samples are.
+// The words of a run's messages and the keys of its settings. The defaults are the
+// library's names (of VaeRunOptions' and VaeRunSettings' fields); a program passes its
+// own, e.g. its flags (sheep_vae: "--resume", "--data and --limit", "drawings", "--lr").
 struct VaeRunNames {
-    std::string resume = "--resume", data = "--data", folder = "--out", rows = "samples";
+    // Who speaks, the folder, the requests to resume or overwrite, the epochs to reach
+    // (RunFolderOptions::Names, with `lr` below); the data and what its samples are.
+    std::string who = "train_vae_run", folder = "dir", resume = "resume", overwrite = "overwrite", epochs = "epochs";
+    std::string data = "images", rows = "samples";
+    // The settings, in the order of vae_run_setting_values.
+    std::string latent = "latent", width = "width", reparam = "reparam", seed = "seed", batch = "batch", lr = "lr",
+                kl_start = "kl_start", kl_steep = "kl_steep";
 };
+
+// The settings that change what a run computes, besides its data: the latent size, the
+// width, the reparameterization, the seed, the batch, the learning rate and the KL
+// schedule, in that order, each keyed by its name in `names` with its value as text
+// ("lr", "0.001"; doubles in the shortest text that reads back to the same value,
+// format_number) and compared as the same.
+inline std::vector<RunSetting> vae_run_setting_values(const SheepVaeOptions& model_options, const VaeRunSettings& s,
+                                                      const VaeRunNames& names = {}) {
+    return {{names.latent, std::to_string(model_options.latent)},
+            {names.width, format_number(model_options.width)},
+            {names.reparam, model_options.reparam == ReparamVariant::post ? "post" : "standard"},
+            {names.seed, std::to_string(s.seed)},
+            {names.batch, std::to_string(s.batch)},
+            {names.lr, format_number(s.lr)},
+            {names.kl_start, format_number(s.kl_start)},
+            {names.kl_steep, format_number(s.kl_steep)}};
+}
 
 // Refuses (ewe::Error naming names.resume, `path`, the setting and both values) to
 // continue checkpoint `c` on other data, or with another value of a setting in `compared`
-// (keys of vae_run_setting_values).
+// (keys of vae_run_setting_values with the same names).
 inline void check_vae_run_resume(const VaeRunCheckpoint& c, const std::filesystem::path& path,
                                  const SheepVaeOptions& model_options, const VaeRunSettings& s,
                                  const std::vector<std::string>& compared, const VaeRunNames& names = {}) {
@@ -147,8 +157,8 @@ inline void check_vae_run_resume(const VaeRunCheckpoint& c, const std::filesyste
         fail(names.resume, ": ", path.string(), " was trained on ", vae_run_data_text(c.settings, names.rows),
              ", this run's ", vae_run_data_text(s, names.rows), "; use the same ", names.data);
     }
-    const std::vector<RunSetting> before = vae_run_setting_values(c.model_options, c.settings);
-    std::vector<RunSetting> now = vae_run_setting_values(model_options, s);
+    const std::vector<RunSetting> before = vae_run_setting_values(c.model_options, c.settings, names);
+    std::vector<RunSetting> now = vae_run_setting_values(model_options, s, names);
     std::erase_if(now, [&](const RunSetting& n) {
         return std::find(compared.begin(), compared.end(), n.key) == compared.end();
     });
@@ -163,13 +173,12 @@ inline void check_vae_run_resume(const VaeRunCheckpoint& c, const std::filesyste
 
 // The SheepVae of `model_options` for batches up to `max_batch`, refused up front when it
 // needs more memory than is available (ewe::OutOfMemory, build_within_memory): the error
-// names `batch_flag` when the batch is what does not fit, else --width.
+// names `batch_name` when the batch is what does not fit, else names.width.
 template <class T>
 SheepVae<T> sheep_vae_for_batch(Context& ctx, const SheepVaeOptions& model_options, std::int64_t max_batch,
-                                std::uint64_t seed, const std::string& batch_flag = "--batch",
-                                const std::string& rows = "samples") {
+                                std::uint64_t seed, const std::string& batch_name, const VaeRunNames& names = {}) {
     return build_within_memory([&] { return SheepVae<T>(ctx, model_options, max_batch, seed); },
-                               {"--width", format_number(model_options.width), batch_flag, max_batch, rows});
+                               {names.width, format_number(model_options.width), batch_name, max_batch, names.rows});
 }
 
 // One training run: what train_vae_run trains and where. `dir` is a RunFolder, locked
@@ -180,7 +189,7 @@ struct VaeRunOptions {
     std::filesystem::path dir;
     SheepVaeOptions model_options;  // of a new run; a resumed run's come from its checkpoint,
     VaeRunSettings settings;        // as do these (samples, data_hash: train_vae_run's data)
-    // The setting flags of vae_run_setting_values that were given: on resume each must
+    // The settings (keys of vae_run_setting_values) the user gave: on resume each must
     // equal the checkpoint's (refused naming both values); the others come from the checkpoint.
     std::vector<std::string> given_settings;
     std::int64_t epochs = 30;
@@ -198,7 +207,7 @@ struct VaeRunOptions {
     std::vector<std::shared_ptr<Callback<T>>> callbacks;  // run after the standard ones
     Communicator* communicator = nullptr;  // data-parallel over these ranks (settings.batch is global)
     ExpectedImages images;        // a checkpoint to resume must be for these
-    VaeRunNames names;            // flags named in refusals (resume, folder and rows also in RunFolder's)
+    VaeRunNames names;            // the words of the messages and the keys of the settings
 };
 
 struct VaeRunResult {
@@ -230,8 +239,7 @@ VaeRunResult train_vae_run(const VaeRunOptions<T>& r, TensorView<const T> images
     folder_options.epochs = r.epochs;
     folder_options.log = r.log;
     folder_options.communicator = r.communicator;
-    folder_options.names.folder = names.folder;
-    folder_options.names.resume = names.resume;
+    folder_options.names = {names.who, names.folder, names.resume, names.overwrite, names.epochs, names.lr};
     RunFolder folder(r.dir, folder_options, [&](const std::filesystem::path& path) {
         VaeRunCheckpoint c = read_vae_run_checkpoint(path, names.resume, r.images);
         check_vae_run_resume(c, path, model_options, run, r.given_settings, names);
@@ -250,7 +258,7 @@ VaeRunResult train_vae_run(const VaeRunOptions<T>& r, TensorView<const T> images
     std::ostream& log = r.log && root ? *r.log : silent;
     if (folder.checkpoint()) {
         std::string taken;
-        for (const RunSetting& s : vae_run_setting_values(model_options, run))
+        for (const RunSetting& s : vae_run_setting_values(model_options, run, names))
             if (std::find(r.given_settings.begin(), r.given_settings.end(), s.key) == r.given_settings.end())
                 taken += (taken.empty() ? "" : ", ") + s.key + " " + s.value;
         log << "Resuming from " << folder.checkpoint()->path() << " after epoch " << folder.start().epoch << " ("
@@ -263,7 +271,7 @@ VaeRunResult train_vae_run(const VaeRunOptions<T>& r, TensorView<const T> images
     const std::int64_t ranks = r.communicator ? r.communicator->size() : 1;
     const std::int64_t batch = std::min(run.batch, std::max<std::int64_t>(n, 1));
     const std::int64_t rank_batch = (batch + ranks - 1) / ranks;
-    SheepVae<T> vae = sheep_vae_for_batch<T>(ctx, model_options, rank_batch, run.seed, "--batch", names.rows);
+    SheepVae<T> vae = sheep_vae_for_batch<T>(ctx, model_options, rank_batch, run.seed, names.batch, names);
     VaeLoss<T> loss(ctx, VaeLossOptions{}, rank_batch);
     Rmsprop<T> optimizer(ctx, vae.params(), {.lr = run.lr});
     VaeObjective<T> objective(vae, loss);
@@ -306,14 +314,14 @@ struct TrainedVae {
 };
 
 // How load_trained_vae builds the model: rows per batch, CPU threads (0: OpenMP's
-// current count), the flag that gave the path, the images the program handles and what
-// its samples are (named when the model does not fit in memory).
+// current count), what gave the path, the images the program handles, and the names of
+// the run's settings (the batch and width named when the model does not fit in memory).
 struct TrainedVaeOptions {
     std::int64_t max_batch = 128;
     int threads = 0;
-    std::string flag = "--checkpoint";
+    std::string flag = "checkpoint";
     ExpectedImages images;
-    std::string rows = "samples";
+    VaeRunNames names;
 };
 
 // The model of a checkpoint written by train_vae_run, or of a run folder's
@@ -332,7 +340,7 @@ TrainedVae<T> load_trained_vae(const std::filesystem::path& path, Device device,
     m.ctx = std::make_unique<Context>(device, context_options);
     // new, not make_unique: the model is built in place from sheep_vae_for_batch's result (it cannot move).
     m.vae.reset(new SheepVae<T>(sheep_vae_for_batch<T>(*m.ctx, m.checkpoint.model_options, options.max_batch,
-                                                       m.checkpoint.settings.seed, "--batch", options.rows)));
+                                                       m.checkpoint.settings.seed, options.names.batch, options.names)));
     m.checkpoint.file.load_parameters(m.vae->params());
     return m;
 }
