@@ -22,16 +22,6 @@ ewe::Tensor<float> images(std::int64_t batch) {
     return x;
 }
 
-// The last step's loss: the batch mean of the loss' per-sample terms (reconstruction +
-// kl_weight * KL), read back to the host as ewe::Trainer reads them.
-double last_loss(const ewe::VaeLoss<float>& loss) {
-    const ewe::Tensor<float> recon = ewe::Tensor<float>::copy_of(loss.per_sample_reconstruction(), ewe::Device::cpu);
-    const ewe::Tensor<float> kl = ewe::Tensor<float>::copy_of(loss.per_sample_kl(), ewe::Device::cpu);
-    double total = 0;
-    for (std::int64_t i = 0; i < recon.numel(); ++i) total += double(recon[i]) + loss.kl_weight() * double(kl[i]);
-    return total / double(recon.numel());
-}
-
 int check() {
     ewe::Context ctx;
     ewe::SheepVae<float> vae(ctx, ewe::SheepVaeOptions{}, 2, 1);
@@ -39,7 +29,7 @@ int check() {
     ewe::Rmsprop<float> optimizer(ctx, vae.params());
     const ewe::Tensor<float> x = images(2);
     ewe::train_step(ctx, vae, loss, optimizer, x.view());
-    const double total = last_loss(loss);
+    const double total = ewe::batch_means(loss).total;
     std::printf("params %lld loss %.3f\n", static_cast<long long>(vae.params().total_count()), total);
     return vae.params().total_count() == 12857845 && total > 0 ? 0 : 1;
 }

@@ -10,20 +10,6 @@
 #include <cstdio>
 #include <string>
 
-namespace {
-
-// The last step's loss: the batch mean of the loss' per-sample terms (reconstruction +
-// kl_weight * KL), read back to the host as ewe::Trainer reads them.
-double last_loss(const ewe::VaeLoss<float>& loss) {
-    const ewe::Tensor<float> recon = ewe::Tensor<float>::copy_of(loss.per_sample_reconstruction(), ewe::Device::cpu);
-    const ewe::Tensor<float> kl = ewe::Tensor<float>::copy_of(loss.per_sample_kl(), ewe::Device::cpu);
-    double total = 0;
-    for (std::int64_t i = 0; i < recon.numel(); ++i) total += double(recon[i]) + loss.kl_weight() * double(kl[i]);
-    return total / double(recon.numel());
-}
-
-}  // namespace
-
 int main() {
     try {
         ewe::Context ctx(ewe::Device::cuda);
@@ -35,7 +21,7 @@ int main() {
         const ewe::Tensor<float> x = host.to(ewe::Device::cuda);
         ewe::StepReplay replay(ctx);
         for (int step = 0; step < 3; ++step) replay.run([&] { ewe::train_step(ctx, vae, loss, optimizer, x.view()); });
-        const double total = last_loss(loss);
+        const double total = ewe::batch_means(loss).total;
         std::printf("cuda: loss %.3f after 3 steps, %lld graph launches%s%s\n", total,
                     static_cast<long long>(replay.launches()), replay.fell_back() ? ", fell back: " : "",
                     replay.fallback_reason().c_str());

@@ -7,7 +7,7 @@
 #include <doctest/doctest.h>
 
 #include "ewe/cuda/graph.cuh"
-#include "loss_means.hpp"
+#include "ewe/loss/vae_loss.hpp"
 #include "parity_util.cuh"
 
 using namespace ewe;
@@ -98,7 +98,7 @@ TEST_CASE("prepare() captures without launching and launch() runs the graph (Ste
     CHECK(graph.launches() == 2);
     ctx.synchronize();
     CHECK(opt.iterations() == 4);
-    CHECK(std::isfinite(ewe_test::loss_means(loss).total));
+    CHECK(std::isfinite(ewe::batch_means(loss).total));
 }
 
 EWE_CUDA_TEST_MAIN

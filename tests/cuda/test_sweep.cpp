@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include <ewe/data/procedural_sheep.hpp>
 #include <ewe/io/csv.hpp>
 #include <ewe/io/npy.hpp>
 #include <sheep_vae/sheep_vae.hpp>
@@ -51,7 +52,7 @@ TEST_CASE("sweep on CUDA: 2 models at a time, the measured speed-up, the same ru
     fs::remove_all(dir);
     fs::create_directories(dir);
     const fs::path data = dir / "sheep.npy";
-    const auto bytes = sheep::procedural_sheep(64, 3);
+    const auto bytes = ewe::procedural_sheep(64, 3);
     ewe::io::write_npy<std::uint8_t>(data, bytes.data(), ewe::Shape{64, 784});
     const auto args = [&](const fs::path& out, int concurrent, int epochs) {
         return std::vector<std::string>{"sweep", "--device", "cuda", "--concurrent", std::to_string(concurrent),
@@ -107,7 +108,7 @@ TEST_CASE("sweep on CUDA: 2 models at a time, the measured speed-up, the same ru
     struct sigaction after {};
     ::sigaction(SIGINT, nullptr, &after);
     CHECK((after.sa_handler == before.sa_handler));
-    const sheep::SheepCheckpoint partial = sheep::read_checkpoint(first);
+    const ewe::VaeRunCheckpoint partial = sheep::read_checkpoint(first);
     CHECK(partial.progress.epoch >= 1);
     CHECK(partial.progress.epoch < 20);
     // The same --epochs: a resume with fewer would mix runs of two lengths, and is refused.

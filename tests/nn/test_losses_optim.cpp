@@ -1,6 +1,7 @@
-// Gradient checks (double) of the MSE and KL losses, the VAE loss with a KL weight,
-// the reparameterization in both variants, optimizer steps against values computed by
-// hand, and the CPU context's flushing of denormal optimizer state.
+// The batch means of a VaeLoss; gradient checks (double) of the MSE and KL losses, the
+// VAE loss with a KL weight, the reparameterization in both variants, optimizer steps
+// against values computed by hand, and the CPU context's flushing of denormal optimizer
+// state.
 #include "gradcheck.hpp"
 
 #include <cfloat>
@@ -9,6 +10,25 @@
 using namespace ewe;
 using ewe::testing::check_gradient;
 using ewe::testing::random_tensor;
+
+TEST_CASE("batch_means: the last forward's per-sample terms averaged, total = reconstruction + kl_weight * kl") {
+    Context ctx;
+    VaeLoss<double> loss(ctx, VaeLossOptions{}, 4);
+    CHECK_THROWS_AS(ewe::batch_means(loss), Error);  // no forward yet
+    loss.set_kl_weight(0.25);
+    Tensor<double> x = random_tensor(Shape{3, 5}, 0, 1), x_hat = random_tensor(Shape{3, 5}, 0, 1);
+    Tensor<double> mean = random_tensor(Shape{3, 2}), log_var = random_tensor(Shape{3, 2});
+    loss.forward(ctx, x.view(), x_hat.view(), mean.view(), log_var.view());
+    double recon = 0, kl = 0;
+    for (int i = 0; i < 3; ++i) {
+        recon += loss.per_sample_reconstruction()[i];
+        kl += loss.per_sample_kl()[i];
+    }
+    const VaeLossMeans m = ewe::batch_means(loss);
+    CHECK(m.reconstruction == recon / 3);
+    CHECK(m.kl == kl / 3);
+    CHECK(m.total == recon / 3 + 0.25 * (kl / 3));
+}
 
 TEST_CASE("VAE loss: values and gradients for both KL reductions and any KL weight") {
     Context ctx;
@@ -22,7 +42,7 @@ TEST_CASE("VAE loss: values and gradients for both KL reductions and any KL weig
             Tensor<double> mean = random_tensor(Shape{n, latent}), log_var = random_tensor(Shape{n, latent});
             auto total = [&] {
                 loss.forward(ctx, x.view(), x_hat.view(), mean.view(), log_var.view());
-                return ewe_test::loss_means(loss).total;
+                return ewe::batch_means(loss).total;
             };
             // Known value: the first sample by the formula written out.
             loss.forward(ctx, x.view(), x_hat.view(), mean.view(), log_var.view());

@@ -99,7 +99,7 @@ TEST_CASE("training is deterministic for a seed, and the loss falls") {
         std::vector<double> losses;
         for (int step = 0; step < 60; ++step) {
             train_step(ctx, vae, loss, opt, x.view());
-            losses.push_back(ewe_test::loss_means(loss).total);
+            losses.push_back(ewe::batch_means(loss).total);
         }
         return losses;
     };
@@ -187,7 +187,7 @@ TEST_CASE("smoke: the seed model's loss falls over a few steps on real sheep") {
         load(512);
         vae.forward(ctx, x.view(), Phase::eval);
         loss.forward(ctx, x.view(), vae.reconstruction(batch), vae.mean(batch), vae.log_var(batch));
-        return ewe_test::loss_means(loss).reconstruction;
+        return ewe::batch_means(loss).reconstruction;
     };
     const double before = held_out_loss();
 #ifdef EWE_UNDER_SANITIZER

@@ -99,7 +99,7 @@ TEST_CASE("train_step and reconstruction_sse work on a user-defined VAE") {
     std::vector<double> losses;
     for (int step = 0; step < 30; ++step) {
         train_step(ctx, vae, loss, optimizer, x.view());
-        losses.push_back(ewe_test::loss_means(loss).total);
+        losses.push_back(ewe::batch_means(loss).total);
     }
     INFO("first loss " << losses.front() << ", last " << losses.back());
     CHECK(std::isfinite(losses.back()));

@@ -324,7 +324,7 @@ TEST_CASE("a run that diverges after a good epoch names the epoch its checkpoint
     REQUIRE(r.rc != 0);
     CHECK((contains(r.err, "the loss became") || contains(r.err, "the weights became non-finite")));
     // What the message says is what the file holds, and the file loads.
-    const sheep::SheepCheckpoint kept = sheep::read_checkpoint(dir / "checkpoint.safetensors");
+    const ewe::VaeRunCheckpoint kept = sheep::read_checkpoint(dir / "checkpoint.safetensors");
     CHECK(kept.progress.epoch >= 1);
     CHECK(contains(r.err, (dir / "checkpoint.safetensors").string() + " keeps epoch " +
                               std::to_string(kept.progress.epoch) + ", the last good one"));

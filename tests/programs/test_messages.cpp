@@ -52,7 +52,7 @@ struct MemoryLimit {
 
 // 16 procedural sheep as a uint8 .npy in `dir`.
 fs::path small_data(const fs::path& dir, const std::string& name = "sheep.npy") {
-    const auto bytes = sheep::procedural_sheep(16, 3);
+    const auto bytes = ewe::procedural_sheep(16, 3);
     ewe::io::write_npy<std::uint8_t>(dir / name, bytes.data(), ewe::Shape{16, 784});
     return dir / name;
 }

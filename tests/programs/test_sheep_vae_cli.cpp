@@ -259,7 +259,7 @@ TEST_CASE("--resume after epoch 1 equals an uninterrupted run bit for bit") {
     // Resuming on other data is refused.
     const fs::path other = dir / "other.npy";
     {
-        const auto bytes = sheep::procedural_sheep(6, 1);
+        const auto bytes = ewe::procedural_sheep(6, 1);
         ewe::io::write_npy<std::uint8_t>(other, bytes.data(), ewe::Shape{6, 784});
     }
     expect_error({"train", "--out", (dir / "split").string(), "--epochs", "3", "--data", other.string(), "--resume",
@@ -581,7 +581,7 @@ TEST_CASE("--resume refuses other data and any other given setting, naming both 
     const fs::path dir = temp_dir("mismatch");
     const fs::path data = small_data(dir, 8), out = dir / "run", other = dir / "other.npy";
     {
-        const auto bytes = sheep::procedural_sheep(8, 11);
+        const auto bytes = ewe::procedural_sheep(8, 11);
         ewe::io::write_npy<std::uint8_t>(other, bytes.data(), ewe::Shape{8, 784});
     }
     const RunResult first = run({"train", "--data", data.string(), "--out", out.string(), "--epochs", "1", "--seed", "5",

@@ -41,7 +41,7 @@ const fs::path& tiny_run() {
     const fs::path root = fs::temp_directory_path() / ("ewe_test_report_" + std::to_string(::getpid()));
     fs::remove_all(root);
     fs::create_directories(root);
-    const auto bytes = sheep::procedural_sheep(8, 5);
+    const auto bytes = ewe::procedural_sheep(8, 5);
     ewe::io::write_npy<std::uint8_t>(root / "sheep.npy", bytes.data(), ewe::Shape{8, 784});
     const RunResult r = run({"train", "--data", (root / "sheep.npy").string(), "--epochs", "1", "--snapshots", "1",
                              "--out", (root / "run").string(), "--quiet"});

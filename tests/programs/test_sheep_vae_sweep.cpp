@@ -145,7 +145,7 @@ TEST_CASE("a sweep of 2 latent sizes x 2 widths (small models): run folders, swe
             CHECK_MESSAGE(fs::exists(run_dir / f), f);
         // From the checkpoint: the shape, the parameters, the epochs.
         ewe::Context ctx;
-        const sheep::SheepCheckpoint ck = sheep::read_checkpoint(run_dir / "checkpoint.safetensors");
+        const ewe::VaeRunCheckpoint ck = sheep::read_checkpoint(run_dir / "checkpoint.safetensors");
         CHECK(ck.model_options.latent == (k < 2 ? 2 : 3));
         CHECK(ck.model_options.width == std::stod(kSweptWidths[k % 2]));
         CHECK(cell(t, row, "latent") == ck.model_options.latent);
@@ -347,7 +347,7 @@ TEST_CASE("the width multiplier: layer sizes, train --width, recorded in checkpo
     REQUIRE_MESSAGE(r.rc == 0, r.err);
     const fs::path ck = dir / "half" / "checkpoint.safetensors";
     CHECK(ewe::io::read_safetensors(ck).metadata.at("model.width") == "0.5");
-    const sheep::SheepCheckpoint loaded = sheep::read_checkpoint(ck);
+    const ewe::VaeRunCheckpoint loaded = sheep::read_checkpoint(ck);
     CHECK(loaded.model_options.width == 0.5);
     ewe::Context ctx;
     ewe::SheepVae<float> vae(ctx, loaded.model_options, 8, 0);
@@ -367,7 +367,7 @@ TEST_CASE("the width multiplier: layer sizes, train --width, recorded in checkpo
         entries.push_back({name, t.dtype, t.shape, f.data.data() + t.begin, t.end - t.begin});
     const fs::path old = dir / "old.safetensors";
     ewe::io::write_safetensors(old, entries, meta);
-    const sheep::SheepCheckpoint old_ck = sheep::read_checkpoint(old);
+    const ewe::VaeRunCheckpoint old_ck = sheep::read_checkpoint(old);
     CHECK(old_ck.model_options.width == 1.0);
     ewe::SheepVae<float> old_vae(ctx, old_ck.model_options, 8, 0);
     CHECK_NOTHROW(old_ck.file.load_parameters(old_vae.params()));

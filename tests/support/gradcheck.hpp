@@ -16,8 +16,6 @@
 
 #include <ewe/ewe.hpp>
 
-#include "loss_means.hpp"
-
 namespace ewe::testing {
 
 // The bound of every gradient check: |analytic - numeric| <= kRelTolerance *
@@ -141,7 +139,7 @@ inline std::vector<std::string> check_vae_gradients(Context& ctx, Vae<double>& v
     auto total = [&] {
         vae.forward(ctx, x.view(), Phase::train);
         loss.forward(ctx, x.view(), vae.reconstruction(batch), vae.mean(batch), vae.log_var(batch));
-        return ewe_test::loss_means(loss).total;
+        return ewe::batch_means(loss).total;
     };
     total();
     loss.backward(ctx, x.view(), vae.reconstruction(batch), vae.mean(batch), vae.log_var(batch), vae.dx_hat(batch),

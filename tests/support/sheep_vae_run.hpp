@@ -15,6 +15,7 @@
 
 #include <unistd.h>
 
+#include <ewe/data/procedural_sheep.hpp>
 #include <ewe/io/npy.hpp>
 #include <sheep_vae/sheep_vae.hpp>
 
@@ -86,7 +87,7 @@ inline std::filesystem::path small_data(const std::filesystem::path& dir, std::i
         const auto a = ewe::io::read_npy(real);
         ewe::io::write_npy<std::uint8_t>(p, reinterpret_cast<const std::uint8_t*>(a.bytes.data()), ewe::Shape{n, 784});
     } else {
-        const auto bytes = sheep::procedural_sheep(n, 3);
+        const auto bytes = ewe::procedural_sheep(n, 3);
         ewe::io::write_npy<std::uint8_t>(p, bytes.data(), ewe::Shape{n, 784});
     }
     return p;

@@ -86,7 +86,7 @@ int run_anomalies(const AnomalyOptions& o, const Console& io) {
         plant_file = p.file;
     }
     const std::int64_t n = data.count(), normal = n - planted;
-    LoadedModel m = load_model(o.checkpoint, parse_device(o.device));
+    ewe::TrainedVae<float> m = load_model(o.checkpoint, parse_device(o.device));
     // The reference set: loaded, fitted on --reference drawings, or on the scored ones.
     const ewe::anomaly::ReferenceSet reference = [&] {
         if (!o.reference.empty() && fs::path(o.reference).extension() == ".safetensors")

@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <ewe/core/memory.hpp>
 #include <ewe/cpu/thread_pool.hpp>
+#include <ewe/data/procedural_sheep.hpp>
 #include <ewe/io/json_line.hpp>
 #include <ewe/train/step_timing.hpp>
 
@@ -34,14 +35,15 @@ int run_bench(const BenchOptions& o, const Console& io) {
     context_options.threads = o.threads;
     context_options.cpu_product_precision = product_precision_named(o.product_precision);
     ewe::Context ctx(device, context_options);
-    ewe::SheepVae<float> vae = model_for_batch(ctx, ewe::SheepVaeOptions{}, o.batch, o.seed, "bench --batch");
+    ewe::SheepVae<float> vae =
+        ewe::sheep_vae_for_batch<float>(ctx, ewe::SheepVaeOptions{}, o.batch, o.seed, "bench --batch", kRunNames);
     ewe::VaeLoss<float> loss(ctx, ewe::VaeLossOptions{}, o.batch);
     ewe::Rmsprop<float> optimizer(ctx, vae.params(), {.lr = 1e-3});
-    const auto bytes = procedural_sheep(o.batch, o.seed);
+    const auto bytes = ewe::procedural_sheep(o.batch, o.seed);
     const Bitmaps host = bitmaps_from_bytes(bytes.data(), o.batch, "procedural");
     const ewe::Tensor<float> x = host.images.to(device);
 
-    const ewe::StepTimes t = ewe::time_train_steps<float>(ctx, vae, loss, optimizer, x.view(), o.warmup, o.steps);
+    const ewe::StepTimes t = ewe::time_steps_on_one_batch<float>(ctx, vae, loss, optimizer, x.view(), o.warmup, o.steps);
     const double median = t.median_ms;
     const double samples_per_s = double(o.batch) / (median / 1e3);
     const double gflop_per_s = ewe::training_step_flops(vae, o.batch) / (median / 1e3) / 1e9;

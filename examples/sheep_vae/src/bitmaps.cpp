@@ -1,12 +1,13 @@
 // Quick, Draw! bitmaps in and out: .npy files read by ewe::io::read_quickdraw_npy
-// (load_bitmaps), the default data source ($EWE_DATA/sheep.npy or procedural sheep),
-// drawings of another class planted among them (--plant) and sheets of drawings
-// written as PNG.
+// (load_bitmaps), the default data source ($EWE_DATA/sheep.npy or procedural sheep,
+// ewe/data/procedural_sheep.hpp), drawings of another class planted among them
+// (--plant) and sheets of drawings written as PNG.
 #include "common.hpp"
 
 #include <algorithm>
 #include <cstdlib>
 
+#include <ewe/data/procedural_sheep.hpp>
 #include <ewe/io/image_sheet.hpp>
 #include <ewe/io/quickdraw.hpp>
 
@@ -26,7 +27,7 @@ Bitmaps default_bitmaps(std::int64_t limit, std::uint64_t seed) {
         if (fs::exists(p)) return load_bitmaps(p, limit, "$EWE_DATA/sheep.npy");
     }
     const std::int64_t n = limit > 0 ? limit : 1000;
-    const auto bytes = procedural_sheep(n, seed);
+    const auto bytes = ewe::procedural_sheep(n, seed);
     return bitmaps_from_bytes(bytes.data(), n, "procedural");
 }
 

@@ -33,7 +33,7 @@ int run_explore(const ExploreOptions& o, const Console& io) {
         fail("--min-pts-min/--min-pts-max: need min <= max, found ", t.min_pts_min, " and ", t.min_pts_max);
     if ((t.eps > 0) != (t.min_pts > 0)) fail("--eps and --min-pts go together");
     const Bitmaps data = load_bitmaps(o.data, o.limit, "--data");
-    LoadedModel m = load_model(o.checkpoint, parse_device(o.device));
+    ewe::TrainedVae<float> m = load_model(o.checkpoint, parse_device(o.device));
     ewe::io::create_folder(o.out, "--out");
     ewe::LatentTourOptions tour = o.tour;
     tour.log = &io.err;

@@ -34,7 +34,7 @@ struct GenerateOptions {
 };
 
 int run_generate(const GenerateOptions& o, const Console& io) {
-    LoadedModel m = load_model(o.checkpoint, parse_device(o.device));
+    ewe::TrainedVae<float> m = load_model(o.checkpoint, parse_device(o.device));
     const std::int64_t d = m.checkpoint.model_options.latent;
     std::vector<float> z;
     std::int64_t columns = o.columns;

@@ -29,13 +29,13 @@ struct ReportOptions {
 using ewe::io::CsvTable;
 using ewe::io::report_number;
 
-void model_section(ewe::io::HtmlReport& page, const SheepCheckpoint& ck) {
+void model_section(ewe::io::HtmlReport& page, const ewe::VaeRunCheckpoint& ck) {
     page.section("The model");
     ewe::Context ctx(ewe::Device::cpu);
     const ewe::SheepVae<float> vae(ctx, ck.model_options, 1, ck.settings.seed);
     const std::vector<ewe::SummaryRow> rows = vae.summary_rows();
     const ewe::SummaryTotals totals = ewe::summary_totals(rows);
-    const RunSettings& s = ck.settings;
+    const ewe::VaeRunSettings& s = ck.settings;
     page.paragraph("A VAE of " + ewe::with_thousands(totals.total) + " parameters (" +
                    ewe::with_thousands(totals.trainable) + " trainable) with a " + std::to_string(ck.model_options.latent) +
                    "-dimensional latent space, trained for " + std::to_string(ck.progress.epoch) + " epochs (" +
@@ -85,7 +85,7 @@ int run_report(const ReportOptions& o, const Console& io) {
                                     std::pair<const char*, const std::string&>{"--sweep", o.sweep}})
         if (!dir.empty() && fs::exists(dir)) ewe::io::require_folder(dir, flag);
 
-    const SheepCheckpoint ck = read_checkpoint(run / "checkpoint.safetensors", "--run");
+    const ewe::VaeRunCheckpoint ck = read_checkpoint(run / "checkpoint.safetensors", "--run");
     const CsvTable metrics = CsvTable::read(run / "metrics.csv");
     ewe::io::HtmlReport page("Sheep in latent space: a sheep_vae run");
     page.paragraph("The experiment of the post 'sheep in latent space' as run by sheep_vae, read from " + run.string() +

@@ -1,8 +1,8 @@
 // `sheep_vae sweep`: the post's next step, several model shapes trained from one
 // command and compared. Each configuration (latent size x width multiplier, from
 // --latent/--width or a --configs file: ewe::sweep_grid, ewe::read_sweep_points) trains as
-// `train` does (train_run) in its own folder OUT/<name>/ on the same data with the same
-// seed; then every finished run is scored from its checkpoint and metrics.csv into
+// `train` does (ewe::train_vae_run) in its own folder OUT/<name>/ on the same data with
+// the same seed; then every finished run is scored from its checkpoint and metrics.csv into
 // OUT/sweep.csv and a table. On the CPU the runs go one after another, with an estimate of
 // the total time from a short timing of each configuration at the start; on CUDA
 // --concurrent N trains N at a time on one GPU (a Context, so a stream, per model), and
@@ -28,6 +28,7 @@
 #include <ewe/io/fingerprint.hpp>
 #include <ewe/io/run_lock.hpp>
 #include <ewe/train/run_jobs.hpp>
+#include <ewe/train/step_timing.hpp>
 #include <ewe/train/sweep.hpp>
 #include <ewe/train/trainer.hpp>
 
@@ -71,7 +72,7 @@ ewe::SheepVaeOptions model_at(ewe::SheepVaeOptions options, const ewe::SweepPoin
     return options;
 }
 
-// Seconds per training step of each configuration (ewe::time_training_steps on a fresh
+// Seconds per training step of each configuration (ewe::time_steps_in_trainer on a fresh
 // model); `workers` > 1 times them concurrently.
 struct Timing {
     std::vector<double> step_seconds;
@@ -79,18 +80,20 @@ struct Timing {
 };
 
 Timing time_configurations(const std::vector<ewe::SweepPoint>& points, const ewe::SheepVaeOptions& base,
-                           const RunSettings& run, const Bitmaps& data, ewe::Device device, int threads,
+                           const ewe::VaeRunSettings& run, const Bitmaps& data, ewe::Device device, int threads,
                            std::int64_t steps, int workers) {
     Timing t;
     t.step_seconds.assign(points.size(), 0.0);
     const auto t0 = std::chrono::steady_clock::now();
     ewe::run_jobs(points.size(), workers, [&](std::size_t i) {
         ewe::Context ctx(device, ewe::ContextOptions{.threads = threads});
-        ewe::SheepVae<float> vae = model_for_batch(ctx, model_at(base, points[i]), run.batch, run.seed, "--batch");
+        ewe::SheepVae<float> vae =
+            ewe::sheep_vae_for_batch<float>(ctx, model_at(base, points[i]), run.batch, run.seed, "--batch", kRunNames);
         ewe::VaeLoss<float> loss(ctx, ewe::VaeLossOptions{}, run.batch);
         ewe::Rmsprop<float> optimizer(ctx, vae.params(), {.lr = run.lr});
         ewe::VaeObjective<float> objective(vae, loss);
-        t.step_seconds[i] = ewe::time_training_steps<float>(ctx, objective, optimizer, data.images.view(), run.batch, steps);
+        t.step_seconds[i] =
+            ewe::time_steps_in_trainer<float>(ctx, objective, optimizer, data.images.view(), run.batch, steps);
     });
     t.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return t;
@@ -113,7 +116,7 @@ const std::vector<std::string> kColumns = {"run",    "latent",  "width", "parame
 // training (the scores do not depend on it).
 std::array<std::vector<std::string>, 2> score_run(const fs::path& dir, const std::string& name, const Bitmaps& scored,
                                                   std::int64_t planted, ewe::Device device, int threads) {
-    LoadedModel m = load_model(dir / "checkpoint.safetensors", device, 128, threads);
+    ewe::TrainedVae<float> m = load_model(dir / "checkpoint.safetensors", device, threads);
     const fs::path metrics_path = dir / "metrics.csv";
     if (!fs::exists(metrics_path)) fail("sweep: ", metrics_path.string(), " is missing (the run folder is incomplete)");
     const ewe::io::CsvTable metrics = ewe::io::CsvTable::read(metrics_path);
@@ -161,20 +164,20 @@ int run_sweep(const SweepOptions& o, const Console& io) {
 
     ewe::SheepVaeOptions base;
     base.reparam = o.reparam == "post" ? ewe::ReparamVariant::post : ewe::ReparamVariant::standard;
-    const RunSettings settings{o.seed,         o.batch,     o.lr, o.kl_start, o.kl_steep, data.count(), data.source,
-                               ewe::io::content_hash<float>(data.images.view())};
+    const ewe::VaeRunSettings settings{o.seed,       o.batch,     o.lr, o.kl_start, o.kl_steep, data.count(),
+                                       data.source, ewe::io::content_hash<float>(data.images.view())};
     // What the runs share and a --resume must not change: the data (its description, then
     // the content hash and drawing count that are compared: the same file under another
     // path is the same data), the run settings but the shape, and --epochs, which may grow.
     using Rule = ewe::RunSetting::Rule;
     std::vector<ewe::RunSetting> shared{
-        {"data", data_text(settings), Rule::note, "", ""},
-        {"data_hash", ewe::io::hash_text(settings.data_hash), Rule::same, "data", "--data and --limit"},
-        {"drawings", std::to_string(settings.samples), Rule::same, "data", "--data and --limit"}};
+        {"data", ewe::vae_run_data_text(settings, kRunNames.rows), Rule::note, "", ""},
+        {"data_hash", ewe::io::hash_text(settings.data_hash), Rule::same, "data", kRunNames.data},
+        {"drawings", std::to_string(settings.samples), Rule::same, "data", kRunNames.data}};
     std::vector<std::string> every_setting, names;
-    for (const ewe::RunSetting& s : run_setting_values(base, settings)) {
+    for (const ewe::RunSetting& s : ewe::vae_run_setting_values(base, settings, kRunNames)) {
         every_setting.push_back(s.key);
-        if (s.key != "--latent" && s.key != "--width") shared.push_back(s);
+        if (s.key != kRunNames.latent && s.key != kRunNames.width) shared.push_back(s);
     }
     shared.push_back({"--epochs", std::to_string(o.epochs), Rule::at_least, "", ""});
     for (const ewe::SweepPoint& p : runs) names.push_back(p.name);
@@ -190,12 +193,12 @@ int run_sweep(const SweepOptions& o, const Console& io) {
         const fs::path checkpoint = folder.run_dir(runs[i].name) / "checkpoint.safetensors";
         std::int64_t done = 0;
         if (fs::exists(checkpoint)) {
-            const SheepCheckpoint c = read_checkpoint(checkpoint, "--resume");
+            const ewe::VaeRunCheckpoint c = read_checkpoint(checkpoint, "--resume");
             if (c.model_options.latent != std::int64_t(runs[i].values[0]) || c.model_options.width != runs[i].values[1])
                 fail("--resume: ", checkpoint.string(), " is a run of latent ", c.model_options.latent, " width ",
                      ewe::format_number(c.model_options.width), ", not of ", runs[i].origin, "'s latent ",
                      ewe::format_number(runs[i].values[0]), " width ", ewe::format_number(runs[i].values[1]));
-            check_resume(c, checkpoint, model_at(base, runs[i]), settings, every_setting);
+            ewe::check_vae_run_resume(c, checkpoint, model_at(base, runs[i]), settings, every_setting, kRunNames);
             done = c.progress.epoch;
             if (done >= o.epochs) {
                 print(io.err, "%s: finished (%lld epochs), skipped\n", runs[i].name.c_str(), (long long)done);
@@ -238,7 +241,7 @@ int run_sweep(const SweepOptions& o, const Console& io) {
 
     const auto train_start = std::chrono::steady_clock::now();
     const int status = folder.train(jobs, o.epochs, workers, "one GPU", [&](std::size_t k, const ewe::SweepJobContext& job) {
-        TrainRun r;
+        ewe::VaeRunOptions<float> r;
         r.dir = folder.run_dir(jobs[k].name);
         r.model_options = model_at(base, pending_points[k]);
         r.settings = settings;
@@ -252,11 +255,15 @@ int run_sweep(const SweepOptions& o, const Console& io) {
         r.monitor = o.monitor;
         r.device = device;
         r.threads = o.threads;
+        r.log = &job.log;
         r.progress_bar = !o.quiet && !job.concurrent;
+        r.redraw = job.redraw;
         r.stop = job.stop;
         r.handle_sigint = false;
+        r.images = kQuickDrawImages;
+        r.names = kRunNames;
         if (job.epoch_done) r.callbacks.push_back(std::make_shared<ReportEpochs>(job.epoch_done));
-        return train_run(r, data, job.log, job.redraw).status == 0;
+        return !ewe::train_vae_run<float>(r, data.images.view(), data.source).stopped;
     });
     if (status != 0) return status;
     const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();

@@ -1,14 +1,14 @@
-// `sheep_vae train`: the post's training run through ewe::Trainer (train_run, which
-// `sweep` calls for each of its configurations). RMSprop on 2*28*28*MSE + w*KL with the
-// post's KL annealing, in a run folder (ewe::RunFolder, ewe/train/run_folder.hpp: the
-// folder locked while training, a run in it refused unless --resume continues it or
-// --overwrite deletes its files; progress bar, metrics.csv, TensorBoard events, a
-// checkpoint per epoch, latent snapshots, the posterior-collapse monitor). This file
-// adds the program's side: a resumed run must have the same data (by content hash) and
-// no other given setting (check_resume), and takes the others from the checkpoint. With
-// --distributed, under `mpirun -np N`, the N ranks train data-parallel (ewe/dist/mpi.hpp;
-// --batch is the global batch) and rank 0 alone writes the outputs; a build without MPI
-// refuses it.
+// `sheep_vae train`: the post's training run, ewe::train_vae_run (ewe/train/vae_run.hpp,
+// which `sweep` calls for each of its configurations too): RMSprop on 2*28*28*MSE + w*KL
+// with the post's KL annealing, in a run folder (ewe::RunFolder: the folder locked while
+// training, a run in it refused unless --resume continues it or --overwrite deletes its
+// files; progress bar, metrics.csv, TensorBoard events, a checkpoint per epoch, latent
+// snapshots, the posterior-collapse monitor); a resumed run must have the same data (by
+// content hash) and no other given setting, and takes the others from the checkpoint.
+// This file is the flags, the data (--data, $EWE_DATA/sheep.npy or procedural sheep of
+// the seed) and the ranks: with --distributed, under `mpirun -np N`, the N ranks train
+// data-parallel (ewe/dist/mpi.hpp; --batch is the global batch) and rank 0 alone writes
+// the outputs; a build without MPI refuses it.
 #include "common.hpp"
 #include "validators.hpp"
 
@@ -21,10 +21,7 @@
 #include <string>
 #include <vector>
 
-#include <ewe/io/fingerprint.hpp>
-#include <ewe/train/objective.hpp>
-#include <ewe/train/run_folder.hpp>
-#include <ewe/train/trainer.hpp>
+#include <ewe/train/vae_run.hpp>
 #if EWE_WITH_MPI
 #include <ewe/dist/mpi.hpp>
 #endif
@@ -72,99 +69,14 @@ struct Distributed {
 #endif
 };
 
-}  // namespace
-
-TrainOutcome train_run(const TrainRun& r, const Bitmaps& data, std::ostream& log, bool redraw) {
-    const std::int64_t n = data.count();
-    ewe::SheepVaeOptions model_options = r.model_options;
-    RunSettings run = r.settings;
-    run.samples = n;
-    run.data = data.source;
-    run.data_hash = ewe::io::content_hash<float>(data.images.view());
-    ewe::RunFolderOptions folder_options;
-    folder_options.resume = r.resume;
-    folder_options.overwrite = r.overwrite;
-    folder_options.epochs = r.epochs;
-    folder_options.log = &log;
-    folder_options.communicator = r.communicator;
-    // A resumed run continues the same data with the checkpoint's model and settings.
-    ewe::RunFolder folder(r.dir, folder_options, [&](const fs::path& path) {
-        SheepCheckpoint c = read_checkpoint(path, "--resume");
-        check_resume(c, path, model_options, run, r.given_settings);
-        model_options = c.model_options;
-        c.settings.samples = run.samples;
-        c.settings.data = run.data;
-        c.settings.data_hash = run.data_hash;
-        run = c.settings;
-        return std::move(c.file);
-    });
-    TrainOutcome outcome;
-    outcome.progress = folder.start();
-    if (folder.finished()) return outcome;
-    if (folder.checkpoint()) {
-        std::string taken;
-        for (const ewe::RunSetting& s : run_setting_values(model_options, run))
-            if (std::find(r.given_settings.begin(), r.given_settings.end(), s.key) == r.given_settings.end())
-                taken += (taken.empty() ? "" : ", ") + s.key + " " + s.value;
-        print(log, "Resuming from %s after epoch %lld (%lld steps) on the same %s%s%s\n",
-              folder.checkpoint()->path().c_str(), (long long)folder.start().epoch,
-              (long long)folder.start().iterations, data_text(run).c_str(), taken.empty() ? "" : "; from the checkpoint: ",
-              taken.c_str());
-    }
-    ewe::ContextOptions context_options;
-    context_options.threads = r.threads;
-    context_options.cpu_product_precision = r.product_precision;
-    ewe::Context ctx(r.device, context_options);
-    // A batch larger than the data is one batch of all of it (as in Keras), and each
-    // rank's model holds its share of that global batch.
-    const std::int64_t ranks = r.communicator ? r.communicator->size() : 1;
-    const std::int64_t batch = std::min(run.batch, std::max<std::int64_t>(n, 1));
-    const std::int64_t rank_batch = (batch + ranks - 1) / ranks;
-    ewe::SheepVae<float> vae = model_for_batch(ctx, model_options, rank_batch, run.seed, "--batch");
-    ewe::VaeLoss<float> loss(ctx, ewe::VaeLossOptions{}, rank_batch);
-    ewe::Rmsprop<float> optimizer(ctx, vae.params(), {.lr = run.lr});
-    ewe::VaeObjective<float> objective(vae, loss);
-    ewe::FitOptions fit;
-    fit.epochs = r.epochs;
-    fit.batch_size = batch;
-    fit.shuffle_seed = run.seed;
-    fit.communicator = r.communicator;
-    fit.stop = r.stop;
-    fit.handle_sigint = r.handle_sigint;
-    ewe::Trainer<float> trainer(ctx, objective, optimizer, fit);
-    ewe::RunCallbacksOptions<float> standard;
-    standard.kl_schedule = ewe::KlAnnealing<float>::linear(run.kl_start, run.kl_steep);
-    standard.snapshots = r.snapshots;
-    standard.monitor = r.monitor;
-    standard.log = &log;
-    standard.progress_bar = r.progress_bar;
-    standard.redraw = redraw;
-    standard.metadata = [&](const ewe::TrainProgress&) { return run_metadata(model_options, run); };
-    standard.callbacks = r.callbacks;
-    outcome.parameters = vae.params().total_count();
-    if (r.progress_bar)
-        print(log, "Training on %lld drawings (%s), batch %lld%s, epochs %lld..%lld, %s, seed %llu, %lld parameters\n",
-              (long long)n, data.source.c_str(), (long long)batch,
-              ranks > 1 ? (" over " + std::to_string(ranks) + " ranks").c_str() : "", (long long)folder.start().epoch + 1,
-              (long long)r.epochs, ewe::to_string(r.device), (unsigned long long)run.seed,
-              (long long)outcome.parameters);
-    const ewe::FitResult fit_result = folder.train<float>(trainer, vae, data.images.view(), standard);
-    outcome.progress = fit_result.progress;
-    outcome.epochs_trained = outcome.progress.epoch - folder.start().epoch;
-    if (outcome.progress.epoch < r.epochs) outcome.status = 130;  // Ctrl-C or one of r.callbacks stopped training
-    return outcome;
-}
-
-namespace {
-
-// `given_settings`: the flags of run_setting_values given on the command line.
+// `given_settings`: the flags of ewe::vae_run_setting_values given on the command line.
 int run_train(const TrainOptions& o, const std::vector<std::string>& given_settings, const Console& io_all) {
-    TrainRun r;
+    ewe::VaeRunOptions<float> r;
     r.dir = o.out;
     r.model_options.latent = o.latent;
     r.model_options.width = o.width;
     r.model_options.reparam = o.reparam == "post" ? ewe::ReparamVariant::post : ewe::ReparamVariant::standard;
-    r.settings = RunSettings{o.seed, o.batch, o.lr, o.kl_start, o.kl_steep, 0, ""};
+    r.settings = ewe::VaeRunSettings{o.seed, o.batch, o.lr, o.kl_start, o.kl_steep, 0, "", 0};
     r.given_settings = given_settings;
     r.epochs = o.epochs;
     r.resume = o.resume;
@@ -175,6 +87,8 @@ int run_train(const TrainOptions& o, const std::vector<std::string>& given_setti
     r.threads = o.threads;
     r.product_precision = product_precision_named(o.product_precision);
     r.progress_bar = !o.quiet;
+    r.images = kQuickDrawImages;
+    r.names = kRunNames;
     std::optional<Distributed> distributed;
     if (o.distributed) {
         if (r.device != ewe::Device::cpu)
@@ -189,18 +103,21 @@ int run_train(const TrainOptions& o, const std::vector<std::string>& given_setti
     std::ostringstream silent;
     const bool root = r.communicator == nullptr || r.communicator->rank() == 0;
     const Console io = root ? io_all : Console{silent, silent, false};
+    r.log = &io.err;
+    r.redraw = io.redraw;
     // Procedural drawings (no --data and no $EWE_DATA/sheep.npy) depend on the seed: a
     // resumed run without --seed draws them with its checkpoint's.
     std::uint64_t data_seed = o.seed;
-    const fs::path checkpoint_path = r.dir / "checkpoint.safetensors";
+    const fs::path checkpoint_path = ewe::run_checkpoint_path(r.dir);
     if (!o.data_given && o.resume && fs::exists(checkpoint_path) &&
         std::find(given_settings.begin(), given_settings.end(), "--seed") == given_settings.end())
         data_seed = read_checkpoint(checkpoint_path, "--resume").settings.seed;
     const Bitmaps data = o.data_given ? load_bitmaps(o.data, o.limit) : default_bitmaps(o.limit, data_seed);
-    const TrainOutcome outcome = train_run(r, data, io.err, io.redraw);
-    if (outcome.status == 0 && outcome.epochs_trained > 0 && !o.quiet)
+    const ewe::VaeRunResult result = ewe::train_vae_run<float>(r, data.images.view(), data.source);
+    if (result.stopped) return 130;  // Ctrl-C
+    if (result.epochs_trained > 0 && !o.quiet)
         print(io.err, "Wrote %s (checkpoint, metrics.csv, logs/, loss.svg)\n", r.dir.string().c_str());
-    return outcome.status;
+    return 0;
 }
 
 }  // namespace
@@ -247,7 +164,8 @@ Command add_train_command(CLI::App& app, const Console& io) {
         ->capture_default_str()->check(positive());
     return [options, io, c] {
         std::vector<std::string> given;
-        for (const ewe::RunSetting& s : run_setting_values(ewe::SheepVaeOptions{}, RunSettings{}))
+        for (const ewe::RunSetting& s :
+             ewe::vae_run_setting_values(ewe::SheepVaeOptions{}, ewe::VaeRunSettings{}, kRunNames))
             if (c->count(s.key) > 0) given.push_back(s.key);
         return run_train(*options, given, io);
     };

@@ -5,7 +5,11 @@
 //     mean over latent dimensions (the post) or a sum (KlReduction::sum);
 //   total: batch mean of reconstruction + kl_weight * KL. kl_weight may change every
 //   step (KL annealing) with nothing rebuilt.
+// batch_means(loss) reads the last forward's per-sample terms back to the host as those
+// batch means, for code that takes single steps without a Trainer.
 #pragma once
+
+#include <cstdint>
 
 #include "ewe/core/context.hpp"
 #include "ewe/ops/ops.hpp"
@@ -62,6 +66,30 @@ private:
     Tensor<T> recon_, kl_;
     std::int64_t batch_ = 0;
 };
+
+// The batch means of a VaeLoss's last forward, in double.
+struct VaeLossMeans {
+    double total = 0, reconstruction = 0, kl = 0;  // total = reconstruction + kl_weight * kl
+};
+
+// The per-sample terms of `loss`'s last forward copied to the host and averaged over the
+// batch (a Trainer reads many steps' terms at once instead, ewe/train/trainer.hpp).
+template <class T>
+VaeLossMeans batch_means(const VaeLoss<T>& loss) {
+    const Tensor<T> recon = Tensor<T>::copy_of(loss.per_sample_reconstruction(), Device::cpu);
+    const Tensor<T> kl = Tensor<T>::copy_of(loss.per_sample_kl(), Device::cpu);
+    VaeLossMeans m;
+    const std::int64_t n = recon.numel();
+    EWE_REQUIRE(n > 0, "batch_means: the loss has no forward pass to average");
+    for (std::int64_t i = 0; i < n; ++i) {
+        m.reconstruction += double(recon[i]);
+        m.kl += double(kl[i]);
+    }
+    m.reconstruction /= double(n);
+    m.kl /= double(n);
+    m.total = m.reconstruction + loss.kl_weight() * m.kl;
+    return m;
+}
 
 }  // namespace ewe
 

@@ -8,8 +8,9 @@
 // overwrite (only the sweep's and its runs' files are deleted), trains the runs one
 // after another or several at a time (each on its own thread, its messages in
 // DIR/<run>/train.log) under one Ctrl-C guard (ewe/train/interrupt.hpp), and writes
-// DIR/sweep.csv. time_training_steps times a few steps of a model for the estimate of a
-// sweep's time. What a run trains, and how a run is scored, is the program's.
+// DIR/sweep.csv (time_steps_in_trainer, ewe/train/step_timing.hpp, times a few steps of a
+// model for the estimate of a sweep's time). What a run trains, and how a run is scored,
+// is the program's.
 #pragma once
 
 #include <algorithm>
@@ -40,7 +41,6 @@
 #include "ewe/train/interrupt.hpp"
 #include "ewe/train/run_folder.hpp"
 #include "ewe/train/run_jobs.hpp"
-#include "ewe/train/trainer.hpp"
 
 namespace ewe {
 
@@ -219,39 +219,6 @@ inline void write_text_table(std::ostream& out, const std::vector<std::vector<st
         }
         out << '\n';
     }
-}
-
-// Seconds per training step of `objective` with `optimizer` in batches of `batch`, for
-// an estimate of a run's time: a Trainer trains `steps` steps to warm up (on CUDA: the
-// eager step and the graph capture), then `steps` timed ones, in order on the rows of the
-// host tensor `images` (repeated when it has fewer than 2 * steps * batch). Nothing is
-// written, and Ctrl-C is left to the caller.
-template <class T>
-double time_training_steps(Context& ctx, TrainingObjective<T>& objective, Optimizer<T>& optimizer,
-                           TensorView<const T> images, std::int64_t batch, std::int64_t steps) {
-    EWE_REQUIRE(steps >= 1 && batch >= 1 && images.rank() >= 1 && images.dim(0) > 0,
-                "time_training_steps: expected steps >= 1, batch >= 1 and images");
-    const std::int64_t rows = 2 * steps * batch, n = images.dim(0), row = images.numel() / n;
-    Tensor<T> repeated(images.shape().features().with_batch(rows));
-    for (std::int64_t i = 0; i < rows; ++i) std::copy_n(images.data() + (i % n) * row, row, repeated.data() + i * row);
-    struct Clock final : Callback<T> {
-        std::int64_t warm_up;
-        std::chrono::steady_clock::time_point warm, end;
-        explicit Clock(std::int64_t s) : warm_up(s) {}
-        void on_batch_end(Trainer<T>&, const BatchLogs& logs) override {
-            (logs.step == warm_up ? warm : end) = std::chrono::steady_clock::now();
-        }
-    };
-    FitOptions fit;
-    fit.batch_size = batch;
-    fit.shuffle = false;
-    fit.metrics_every = steps;  // two reads (device syncs): after the warm-up and at the end
-    fit.handle_sigint = false;
-    Trainer<T> trainer(ctx, objective, optimizer, fit);
-    const auto clock = std::make_shared<Clock>(steps);
-    trainer.add(clock);
-    trainer.fit(repeated.view());
-    return std::chrono::duration<double>(clock->end - clock->warm).count() / double(steps);
 }
 
 // A run to train: its folder's name, what it is in progress lines ("latent 2, width 0.5"),

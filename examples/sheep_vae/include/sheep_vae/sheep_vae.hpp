@@ -1,17 +1,15 @@
 // sheep_vae as a library (sheep_vae_cli): the whole program as one function that
 // writes to the streams it is given, and the pieces its tests use: Quick, Draw! bitmap
-// loading, procedural sheep and the run's checkpoints (format ewe.sheep_vae).
+// loading and the run's checkpoints (ewe/train/vae_run.hpp, format ewe.sheep_vae).
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <iosfwd>
 #include <string>
-#include <vector>
 
 #include <ewe/core/tensor.hpp>
-#include <ewe/models/sheep_vae_checkpoint.hpp>
-#include <ewe/train/callback.hpp>
+#include <ewe/train/vae_run.hpp>
 
 // Runs `sheep_vae argv[1] ...` (summary, bench, train, generate, anomalies, explore, sweep, report; each
 // with --help): results and help go to `out`, progress, notes and errors to `err`; the
@@ -37,33 +35,14 @@ struct Bitmaps {
 // Every rejection is an ewe::Error naming `flag` and the file; an empty path is one.
 Bitmaps load_bitmaps(const std::filesystem::path& path, std::int64_t limit = 0, const std::string& flag = "--data");
 
-// `count` procedural sheep doodles (count x 784 bytes, 0 background, 255 ink), the same
-// for the same seed.
-std::vector<std::uint8_t> procedural_sheep(std::int64_t count, std::uint64_t seed);
+// The images this program handles: a checkpoint for others is refused, naming them.
+inline const ewe::ExpectedImages kQuickDrawImages{kSide, 1, "Quick, Draw! bitmaps"};
 
-// The settings of a run, stored in its checkpoints so that --resume continues it.
-struct RunSettings {
-    std::uint64_t seed = 0;
-    std::int64_t batch = 8;
-    double lr = 1e-3;
-    double kl_start = 10, kl_steep = 10;
-    std::int64_t samples = 0;
-    std::string data;
-    std::uint64_t data_hash = 0;  // ewe::io::content_hash of the drawings; 0: not recorded (an older checkpoint)
-};
-
-// The metadata of a training checkpoint: the model's (ewe::sheep_vae_metadata) and the run's.
-ewe::CheckpointMetadata run_metadata(const ewe::SheepVaeOptions& model_options, const RunSettings& settings);
-
-struct SheepCheckpoint {
-    ewe::Checkpoint file;
-    ewe::SheepVaeOptions model_options;
-    RunSettings settings;
-    ewe::TrainProgress progress;
-};
-
-// Reads a checkpoint written by train, refusing (ewe::Error naming `flag` and the file)
-// other formats, versions, architectures, image sizes and damaged files.
-SheepCheckpoint read_checkpoint(const std::filesystem::path& path, const std::string& flag = "--checkpoint");
+// Reads a checkpoint written by train (ewe::read_vae_run_checkpoint), refusing (ewe::Error
+// naming `flag` and the file) other formats, versions, architectures, image sizes and
+// damaged files.
+inline ewe::VaeRunCheckpoint read_checkpoint(const std::filesystem::path& path, const std::string& flag = "--checkpoint") {
+    return ewe::read_vae_run_checkpoint(path, flag, kQuickDrawImages);
+}
 
 }  // namespace sheep

@@ -1,8 +1,12 @@
-// Procedural sheep doodles: 28x28 uint8 bitmaps (0 background, 255 ink) in the layout
-// of the Quick, Draw! numpy_bitmap files, so the example runs on a machine without the
-// download. A sheep is a woolly cloud body, a head, 0-4 legs of random length; some are
-// black (filled body). Deterministic for a seed (Philox, no std:: distributions).
-#include "sheep_vae/sheep_vae.hpp"
+// Procedural sheep doodles: a synthetic stand-in for the Quick, Draw! sheep class, the
+// images the SheepVae's defaults describe (ewe/models/sheep_vae.hpp), so that a program,
+// a test or a benchmark trains on drawings without the download. 28x28 uint8 bitmaps (0
+// background, 255 ink) in the layout of the Quick, Draw! numpy_bitmap files
+// (io::quickdraw_images turns them into the model's input). A sheep is a woolly cloud
+// body, a head, 0-4 legs of random length; some are black (filled body). Deterministic
+// for a seed on every machine (Philox, no std:: distributions): `sheep_vae train`
+// without data trains on procedural_sheep(1000, seed).
+#pragma once
 
 #include <algorithm>
 #include <cmath>
@@ -11,9 +15,9 @@
 
 #include "ewe/core/philox.hpp"
 
-namespace sheep {
+namespace ewe {
 
-namespace {
+namespace detail {
 
 class DoodleCanvas {
 public:
@@ -63,7 +67,7 @@ private:
 };
 
 // Draws sheep number `index` of the family `seed` into `out` (784 bytes, row-major).
-void draw_procedural_sheep(std::uint64_t seed, std::uint64_t index, std::uint8_t* out) {
+inline void draw_procedural_sheep(std::uint64_t seed, std::uint64_t index, std::uint8_t* out) {
     constexpr double kPi = 3.14159265358979323846;
     DoodleRandom r(seed, index);
     DoodleCanvas c;
@@ -119,12 +123,13 @@ void draw_procedural_sheep(std::uint64_t seed, std::uint64_t index, std::uint8_t
     c.write(out);
 }
 
-}  // namespace
+}  // namespace detail
 
-std::vector<std::uint8_t> procedural_sheep(std::int64_t count, std::uint64_t seed) {
+// `count` procedural sheep doodles (count x 784 bytes, row-major), the same for the same seed.
+inline std::vector<std::uint8_t> procedural_sheep(std::int64_t count, std::uint64_t seed) {
     std::vector<std::uint8_t> out(std::size_t(count) * 784);
-    for (std::int64_t i = 0; i < count; ++i) draw_procedural_sheep(seed, std::uint64_t(i), out.data() + i * 784);
+    for (std::int64_t i = 0; i < count; ++i) detail::draw_procedural_sheep(seed, std::uint64_t(i), out.data() + i * 784);
     return out;
 }
 
-}  // namespace sheep
+}  // namespace ewe
