@@ -153,3 +153,51 @@ TEST_CASE("the direct single-input-channel forward convolution matches a double 
         CHECK(relative_error(y, y_want) < 1e-5);
     }
 }
+
+TEST_CASE("the direct filter gradient matches a double reference") {
+    if (!ewe::cpu::kHasDirectConvKernels) {
+        MESSAGE("this build has no AVX-512: the CPU backend uses im2col and Eigen, nothing to check here");
+        return;
+    }
+    struct Case {
+        std::int64_t height, width, in_channels, out_channels, kernel, stride;
+        Padding padding;
+    };
+    // Output channels 1 to 80 (one to five vectors, partial ones included), input channels
+    // that leave partial tiles, and channel ranges that split the tiles as the backend's
+    // items do.
+    for (const Case& t : {Case{7, 9, 3, 80, 3, 1, Padding::same}, Case{8, 6, 10, 20, 4, 2, Padding::same},
+                          Case{11, 5, 17, 33, 3, 2, Padding::valid}, Case{6, 7, 40, 64, 3, 1, Padding::same},
+                          Case{9, 10, 2, 1, 5, 2, Padding::same}, Case{5, 8, 13, 47, 4, 1, Padding::valid},
+                          Case{10, 9, 20, 10, 3, 2, Padding::same}}) {
+        CAPTURE(t.height);
+        CAPTURE(t.width);
+        CAPTURE(t.in_channels);
+        CAPTURE(t.out_channels);
+        CAPTURE(t.kernel);
+        CAPTURE(t.stride);
+        ConvGeometry g;
+        g.batch = 3;
+        g.in_c = t.in_channels;
+        g.out_c = t.out_channels;
+        g.h = ConvAxis::forward(t.height, t.kernel, t.stride, t.padding);
+        g.w = ConvAxis::forward(t.width, t.kernel, t.stride, t.padding);
+        const std::int64_t pixels = g.gemm_m(), O = g.out_c, K = g.gemm_k();
+        const std::vector<float> x = pattern(g.input_shape().numel(), 13, 0.45f), d = pattern(pixels * O, 7, 0.3f);  // no case sums to 0
+        std::vector<double> dw_want(std::size_t(O * K), 0.0);
+        for_each_tap(g, [&](std::int64_t m, std::int64_t xi, std::int64_t wi) {
+            for (std::int64_t o = 0; o < O; ++o)
+                dw_want[std::size_t(o * K + wi)] += double(d[std::size_t(m * O + o)]) * double(x[std::size_t(xi)]);
+        });
+        std::vector<float> dw(std::size_t(O * K), std::nanf(""));
+#if defined(__AVX512F__)
+        const std::int64_t tile = ewe::cpu::filter_gradient_tile_channels(O);
+        std::vector<float> scratch(std::size_t(g.in_c * O));
+        for (std::int64_t tap = 0; tap < g.h.kernel * g.w.kernel; ++tap)
+            for (std::int64_t c0 = 0; c0 < g.in_c; c0 += tile)
+                ewe::cpu::conv_filter_gradient(g, x.data(), d.data(), tap, c0, std::min(g.in_c, c0 + tile),
+                                               scratch.data(), dw.data());
+#endif
+        CHECK(relative_error(dw, dw_want) < 1e-5);
+    }
+}

@@ -24,6 +24,18 @@
 
 namespace ewe::cpu {
 
+// The direct filter gradient's shapes (here for every build: the backend plans its items
+// with them): at most five vectors of 16 output channels, and per tile as many input
+// channels (rows) as the 32 vector registers hold beside the loads and one broadcast, at
+// most 8. A range of input channels handed to conv_filter_gradient starts at a multiple
+// of filter_gradient_tile_channels.
+inline constexpr std::int64_t kFilterGradientMaxOutputs = 80;
+
+constexpr std::int64_t filter_gradient_tile_channels(std::int64_t out_c) {
+    const std::int64_t vectors = (out_c + 15) / 16;
+    return std::min<std::int64_t>(8, (32 - vectors - 1) / vectors);
+}
+
 #if defined(__AVX512F__)
 
 inline constexpr bool kHasDirectConvKernels = true;
@@ -175,6 +187,114 @@ inline void conv_single_input_forward(const ConvGeometry& g, const float* x, con
         if (relu) out = _mm512_max_ps(out, _mm512_setzero_ps());
         _mm512_mask_storeu_ps(y + m * C, mask, out);
     }
+}
+
+namespace direct_conv_detail {
+
+// The output columns [first, last) of the pixels whose tap at filter column kw falls
+// inside the image along the width.
+struct TapColumns {
+    std::int64_t first = 0, last = 0;
+};
+
+inline TapColumns tap_columns(const ConvAxis& w, std::int64_t kw) {
+    // iw = ow * stride - pad_before + kw must lie in [0, in).
+    const std::int64_t low = w.pad_before - kw, high = w.in - 1 + w.pad_before - kw;
+    TapColumns c;
+    c.first = low <= 0 ? 0 : (low + w.stride - 1) / w.stride;
+    c.last = high < 0 ? 0 : std::min(w.out, high / w.stride + 1);
+    c.last = std::max(c.first, c.last);
+    return c;
+}
+
+// The Rows x (Vectors * 16, the last vector masked to out_c) tile of dwt, the filter
+// gradient of tap (kh, kw) transposed: dwt[r][o] (+)= img[patch pixel of m at the tap,
+// c0 + r] * a[m][o] over the output pixels m of image n, in order; rows out_c apart.
+template <int Rows, int Vectors>
+void filter_gradient_tile(const ConvGeometry& g, const float* img, const float* a, std::int64_t kh,
+                          const TapColumns& columns, std::int64_t kw, std::int64_t c0, std::int64_t n, bool load,
+                          float* dwt) {
+    using gemm_detail::kLanes;
+    const std::int64_t O = g.out_c, C = g.in_c, step = g.w.stride * C;
+    __mmask16 mask[Vectors];
+    for (int v = 0; v < Vectors; ++v) mask[v] = gemm_detail::lanes(O - v * kLanes);
+    __m512 acc[Rows][Vectors];
+EWE_GEMM_UNROLL(GCC unroll 8)
+    for (int r = 0; r < Rows; ++r)
+EWE_GEMM_UNROLL(GCC unroll 5)
+        for (int v = 0; v < Vectors; ++v)
+            acc[r][v] = load ? _mm512_maskz_loadu_ps(mask[v], dwt + r * O + v * kLanes) : _mm512_setzero_ps();
+    for (std::int64_t oh = 0; oh < g.h.out; ++oh) {
+        const std::int64_t ih = oh * g.h.stride - g.h.pad_before + kh;
+        if (ih < 0 || ih >= g.h.in) continue;
+        const float* ar = a + ((n * g.h.out + oh) * g.w.out + columns.first) * O;
+        const float* xr = img + ((n * g.h.in + ih) * g.w.in + columns.first * g.w.stride - g.w.pad_before + kw) * C + c0;
+        for (std::int64_t ow = columns.first; ow < columns.last; ++ow, ar += O, xr += step) {
+            __m512 bv[Vectors];
+EWE_GEMM_UNROLL(GCC unroll 5)
+            for (int v = 0; v < Vectors; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], ar + v * kLanes);
+EWE_GEMM_UNROLL(GCC unroll 8)
+            for (int r = 0; r < Rows; ++r) {
+                const __m512 xv = _mm512_set1_ps(xr[r]);
+EWE_GEMM_UNROLL(GCC unroll 5)
+                for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_fmadd_ps(xv, bv[v], acc[r][v]);
+            }
+        }
+    }
+EWE_GEMM_UNROLL(GCC unroll 8)
+    for (int r = 0; r < Rows; ++r)
+EWE_GEMM_UNROLL(GCC unroll 5)
+        for (int v = 0; v < Vectors; ++v) _mm512_mask_storeu_ps(dwt + r * O + v * kLanes, mask[v], acc[r][v]);
+}
+
+// filter_gradient_tile<Rows, Vectors> for a runtime row count (1..Rows).
+template <int Vectors, int Rows = int(filter_gradient_tile_channels(Vectors * 16))>
+void filter_gradient_rows(int rows, const ConvGeometry& g, const float* img, const float* a, std::int64_t kh,
+                          const TapColumns& columns, std::int64_t kw, std::int64_t c0, std::int64_t n, bool load,
+                          float* dwt) {
+    if constexpr (Rows > 0) {
+        if (rows == Rows) return filter_gradient_tile<Rows, Vectors>(g, img, a, kh, columns, kw, c0, n, load, dwt);
+        return filter_gradient_rows<Vectors, Rows - 1>(rows, g, img, a, kh, columns, kw, c0, n, load, dwt);
+    }
+}
+
+template <int Vectors>
+void filter_gradient_channels(const ConvGeometry& g, const float* img, const float* a, std::int64_t tap,
+                              std::int64_t c0, std::int64_t c1, float* dwt) {
+    constexpr int kRows = int(filter_gradient_tile_channels(Vectors * 16));
+    const std::int64_t kh = tap / g.w.kernel, kw = tap % g.w.kernel;
+    const TapColumns columns = tap_columns(g.w, kw);
+    for (std::int64_t n = 0; n < g.batch; ++n)
+        for (std::int64_t c = c0; c < c1; c += kRows)
+            filter_gradient_rows<Vectors>(int(std::min<std::int64_t>(kRows, c1 - c)), g, img, a, kh, columns, kw, c,
+                                          n, n > 0, dwt + (c - c0) * g.out_c);
+}
+
+}  // namespace direct_conv_detail
+
+// The filter gradient without a patch matrix (an implicit product over the output
+// pixels): dw[o, kh, kw, c] = the sum over every output pixel m of the batch, in order,
+// of a[m, o] times img[the pixel under tap (kh, kw) of m, c], for the one tap
+// `tap` = kh * kw_size + kw and the input channels [c0, c1). img is the convolution's
+// input (NHWC, in_c channels), a its output-side matrix (batch * out_h * out_w rows of
+// out_c, at most kFilterGradientMaxOutputs): for a convolution the output gradient, for
+// a transposed one its input. The output channels are the vector lanes; each tile of
+// rows (input channels) x out_c stays in registers over an image. dwt is scratch of
+// (c1 - c0) * out_c floats.
+inline void conv_filter_gradient(const ConvGeometry& g, const float* img, const float* a, std::int64_t tap,
+                                 std::int64_t c0, std::int64_t c1, float* dwt, float* dw) {
+    using namespace direct_conv_detail;
+    if (g.batch == 0) std::fill(dwt, dwt + (c1 - c0) * g.out_c, 0.0f);
+    else switch ((g.out_c + gemm_detail::kLanes - 1) / gemm_detail::kLanes) {
+        case 1: filter_gradient_channels<1>(g, img, a, tap, c0, c1, dwt); break;
+        case 2: filter_gradient_channels<2>(g, img, a, tap, c0, c1, dwt); break;
+        case 3: filter_gradient_channels<3>(g, img, a, tap, c0, c1, dwt); break;
+        case 4: filter_gradient_channels<4>(g, img, a, tap, c0, c1, dwt); break;
+        default: filter_gradient_channels<5>(g, img, a, tap, c0, c1, dwt); break;
+    }
+    const std::int64_t K = g.gemm_k();
+    for (std::int64_t c = c0; c < c1; ++c)
+        for (std::int64_t o = 0; o < g.out_c; ++o) dw[o * K + tap * g.in_c + c] = dwt[(c - c0) * g.out_c + o];
 }
 
 #else
