@@ -616,25 +616,39 @@ private:
     // ranges of input channels where the filter has fewer taps).
     static constexpr std::int64_t kFilterGradientItems = 16;
 
+    // The direct filter gradient's images per block: as many as keep a block's img and
+    // a (both read once per tap) within about half an L2 cache, at least one.
+    static constexpr std::int64_t kFilterGradientBlockBytes = std::int64_t(1) << 19;
+
     // dw (out_c, kh, kw, in_c) = the filter gradient of g from img (the convolution's
     // input) and a (its output side, out_c columns), on the direct kernel of
-    // ewe/cpu/conv_kernels.hpp: each item owns whole values of dw (one tap, a range of
-    // input channels) and sums over every pixel of the batch itself, so the sums' order
-    // depends on the shapes only and no partials are added up afterwards.
+    // ewe/cpu/conv_kernels.hpp, a block of images at a time (each read from memory once,
+    // then from cache by every tap). Each item owns whole values of dw (one tap, a range
+    // of input channels) and adds the block's pixels to them, so the sums' order depends
+    // on the shapes only and no partials are added up afterwards.
     static void filter_gradient_by_taps(Context& ctx, const ConvGeometry& g, const T* img, const T* a, T* dw) {
         if constexpr (kDirectConv) {
+            const std::int64_t K = g.gemm_k();
+            if (g.batch == 0) {
+                std::fill(dw, dw + g.out_c * K, T(0));
+                return;
+            }
             const std::int64_t taps = g.h.kernel * g.w.kernel, tile = filter_gradient_tile_channels(g.out_c);
             const std::int64_t tiles = (g.in_c + tile - 1) / tile;
             const std::int64_t ranges = std::min(tiles, (kFilterGradientItems + taps - 1) / taps);
             const std::int64_t channels = (tiles + ranges - 1) / ranges * tile;
             const std::int64_t per_tap = (g.in_c + channels - 1) / channels;
-            const int threads = thread_count(ctx);  // the slots of scratch and of parallel_for
-            T* dwt = ctx.cpu_scratch<T>(threads * channels * g.out_c);
-            parallel_for(threads, taps * per_tap, [&](std::int64_t item, int slot) {
-                const std::int64_t c0 = item % per_tap * channels;
-                conv_filter_gradient(g, img, a, item / per_tap, c0, std::min(g.in_c, c0 + channels),
-                                     dwt + slot * channels * g.out_c, dw);
-            });
+            const std::int64_t image_bytes =
+                (g.h.in * g.w.in * g.in_c + g.h.out * g.w.out * g.out_c) * std::int64_t(sizeof(T));
+            const std::int64_t images = std::max<std::int64_t>(1, kFilterGradientBlockBytes / image_bytes);
+            T* dwt = ctx.cpu_scratch<T>(K * g.out_c);
+            for (std::int64_t n0 = 0; n0 < g.batch; n0 += images)
+                parallel_for(thread_count(ctx), taps * per_tap, [&](std::int64_t item, int) {
+                    const std::int64_t c0 = item % per_tap * channels;
+                    conv_filter_gradient(g, img, a, item / per_tap, c0, std::min(g.in_c, c0 + channels), n0,
+                                         std::min(g.batch, n0 + images), dwt);
+                });
+            transpose_into(dwt, K, g.out_c, dw);
         }
     }
 

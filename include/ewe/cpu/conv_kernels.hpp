@@ -47,6 +47,12 @@ namespace direct_conv_detail {
 // w + r * w_stride; the filter rows and columns outside the image are left out.
 struct PatchRuns {
     std::int64_t x = 0, w = 0, length = 0, rows = 0, x_stride = 0, w_stride = 0;
+
+    // Whether `other` leaves out the same filter rows and columns (so its runs are these,
+    // moved along x).
+    bool clipped_like(const PatchRuns& other) const {
+        return w == other.w && length == other.length && rows == other.rows;
+    }
 };
 
 // The output pixels first, first + 1, ... in order, their coordinates stepped rather
@@ -57,9 +63,11 @@ public:
     PixelWalk(const ConvGeometry& g, std::int64_t first)
         : g_(g), ow_(first % g.w.out), oh_(first / g.w.out % g.h.out), n_(first / (g.w.out * g.h.out)) {}
 
-    PatchRuns runs() const {
+    // The runs of the current pixel, or of the one `ahead` columns further along its row
+    // (ahead < columns_left()).
+    PatchRuns runs(std::int64_t ahead = 0) const {
         const std::int64_t C = g_.in_c, KW = g_.w.kernel;
-        const std::int64_t iw0 = ow_ * g_.w.stride - g_.w.pad_before, ih0 = oh_ * g_.h.stride - g_.h.pad_before;
+        const std::int64_t iw0 = (ow_ + ahead) * g_.w.stride - g_.w.pad_before, ih0 = oh_ * g_.h.stride - g_.h.pad_before;
         const std::int64_t lo = std::clamp<std::int64_t>(-iw0, 0, KW);
         const std::int64_t hi = std::max(lo, std::clamp<std::int64_t>(g_.w.in - iw0, 0, KW));
         const std::int64_t kh0 = std::max<std::int64_t>(0, -ih0), kh1 = std::min(g_.h.kernel, g_.h.in - ih0);
@@ -72,6 +80,9 @@ public:
         p.w_stride = KW * C;
         return p;
     }
+
+    // Output pixels from the current one to the end of its row.
+    std::int64_t columns_left() const { return g_.w.out - ow_; }
 
     void next() {
         if (++ow_ < g_.w.out) return;
@@ -163,16 +174,51 @@ inline void conv_one_channel_backward_weights(const ConvGeometry& g, const float
 // wt[t, o], wt (kh * kw, out_c) being the filter transposed, plus bias[o] (if not null),
 // then max(0, .) with relu, for output pixels m in [first, last); the output channels
 // are the vector lanes (masked), so each tap is one broadcast and one multiply-add,
-// with no patch copied.
+// with no patch copied. Runs of kPixelGroup pixels along an output row whose patches
+// the image edge clips alike share each load of the filter and sum side by side (a
+// pixel's sum alone waits on its multiply-adds' latency); every pixel sums its taps in
+// the same two chains (even and odd taps of each filter row) on either path.
 inline void conv_single_input_forward(const ConvGeometry& g, const float* x, const float* wt, const float* bias,
                                       bool relu, std::int64_t first, std::int64_t last, float* y) {
-    const std::int64_t C = g.out_c;
+    constexpr int kPixelGroup = 8;
+    const std::int64_t C = g.out_c, step = g.w.stride;
     const __mmask16 mask = gemm_detail::lanes(C);
     const __m512 add = bias != nullptr ? _mm512_maskz_loadu_ps(mask, bias) : _mm512_setzero_ps();
+    const auto store = [&](std::int64_t m, __m512 even, __m512 odd) {
+        __m512 out = _mm512_add_ps(_mm512_add_ps(even, odd), add);
+        if (relu) out = _mm512_max_ps(out, _mm512_setzero_ps());
+        _mm512_mask_storeu_ps(y + m * C, mask, out);
+    };
     direct_conv_detail::PixelWalk walk(g, first);
-    for (std::int64_t m = first; m < last; ++m, walk.next()) {
+    for (std::int64_t m = first; m < last;) {
         const direct_conv_detail::PatchRuns p = walk.runs();
-        __m512 even = _mm512_setzero_ps(), odd = _mm512_setzero_ps();  // two chains: even and odd taps of a row
+        if (m + kPixelGroup <= last && walk.columns_left() >= kPixelGroup &&
+            walk.runs(kPixelGroup - 1).clipped_like(p)) {
+            __m512 even[kPixelGroup], odd[kPixelGroup];
+            for (int j = 0; j < kPixelGroup; ++j) even[j] = odd[j] = _mm512_setzero_ps();
+            for (std::int64_t r = 0; r < p.rows; ++r) {
+                const float* xr = x + p.x + r * p.x_stride;
+                const float* wr = wt + (p.w + r * p.w_stride) * C;
+                std::int64_t i = 0;
+                for (; i + 1 < p.length; i += 2) {
+                    const __m512 we = _mm512_maskz_loadu_ps(mask, wr + i * C), wo = _mm512_maskz_loadu_ps(mask, wr + (i + 1) * C);
+EWE_GEMM_UNROLL(GCC unroll 8)
+                    for (int j = 0; j < kPixelGroup; ++j) {
+                        even[j] = _mm512_fmadd_ps(_mm512_set1_ps(xr[j * step + i]), we, even[j]);
+                        odd[j] = _mm512_fmadd_ps(_mm512_set1_ps(xr[j * step + i + 1]), wo, odd[j]);
+                    }
+                }
+                if (i < p.length) {
+                    const __m512 we = _mm512_maskz_loadu_ps(mask, wr + i * C);
+EWE_GEMM_UNROLL(GCC unroll 8)
+                    for (int j = 0; j < kPixelGroup; ++j)
+                        even[j] = _mm512_fmadd_ps(_mm512_set1_ps(xr[j * step + i]), we, even[j]);
+                }
+            }
+            for (int j = 0; j < kPixelGroup; ++j, ++m, walk.next()) store(m, even[j], odd[j]);
+            continue;
+        }
+        __m512 even = _mm512_setzero_ps(), odd = _mm512_setzero_ps();
         for (std::int64_t r = 0; r < p.rows; ++r) {
             const float* xr = x + p.x + r * p.x_stride;
             const float* wr = wt + (p.w + r * p.w_stride) * C;
@@ -183,9 +229,9 @@ inline void conv_single_input_forward(const ConvGeometry& g, const float* x, con
             }
             if (i < p.length) even = _mm512_fmadd_ps(_mm512_set1_ps(xr[i]), _mm512_maskz_loadu_ps(mask, wr + i * C), even);
         }
-        __m512 out = _mm512_add_ps(_mm512_add_ps(even, odd), add);
-        if (relu) out = _mm512_max_ps(out, _mm512_setzero_ps());
-        _mm512_mask_storeu_ps(y + m * C, mask, out);
+        store(m, even, odd);
+        ++m;
+        walk.next();
     }
 }
 
@@ -209,42 +255,58 @@ inline TapColumns tap_columns(const ConvAxis& w, std::int64_t kw) {
 
 // The Rows x (Vectors * 16, the last vector masked to out_c) tile of dwt, the filter
 // gradient of tap (kh, kw) transposed: dwt[r][o] (+)= img[patch pixel of m at the tap,
-// c0 + r] * a[m][o] over the output pixels m of image n, in order; rows out_c apart.
+// c0 + r] * a[m][o] over the output pixels m of image n, in order; rows out_c apart. A
+// tile of fewer than 8 vectors (one input channel: the first layer) would wait on the
+// latency of its multiply-adds, so it sums kChains pixels side by side (pixel i of a
+// row's run into chain i % kChains), adding the chains at the end of the image.
 template <int Rows, int Vectors>
 void filter_gradient_tile(const ConvGeometry& g, const float* img, const float* a, std::int64_t kh,
                           const TapColumns& columns, std::int64_t kw, std::int64_t c0, std::int64_t n, bool load,
                           float* dwt) {
     using gemm_detail::kLanes;
+    constexpr int kChains = Rows * Vectors < 8 ? 4 : 1;
     const std::int64_t O = g.out_c, C = g.in_c, step = g.w.stride * C;
+    const std::int64_t first = columns.first, last = columns.last;
     __mmask16 mask[Vectors];
     for (int v = 0; v < Vectors; ++v) mask[v] = gemm_detail::lanes(O - v * kLanes);
-    __m512 acc[Rows][Vectors];
+    __m512 acc[kChains][Rows][Vectors];
+    for (int k = 0; k < kChains; ++k)
 EWE_GEMM_UNROLL(GCC unroll 8)
-    for (int r = 0; r < Rows; ++r)
+        for (int r = 0; r < Rows; ++r)
 EWE_GEMM_UNROLL(GCC unroll 5)
-        for (int v = 0; v < Vectors; ++v)
-            acc[r][v] = load ? _mm512_maskz_loadu_ps(mask[v], dwt + r * O + v * kLanes) : _mm512_setzero_ps();
+            for (int v = 0; v < Vectors; ++v)
+                acc[k][r][v] = load && k == 0 ? _mm512_maskz_loadu_ps(mask[v], dwt + r * O + v * kLanes)
+                                              : _mm512_setzero_ps();
+    // acc[k] (+)= the product at output column ow, from ar (a) and xr (img).
+    const auto add_pixel = [&](__m512 (&sums)[Rows][Vectors], const float* ar, const float* xr) {
+        __m512 bv[Vectors];
+EWE_GEMM_UNROLL(GCC unroll 5)
+        for (int v = 0; v < Vectors; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], ar + v * kLanes);
+EWE_GEMM_UNROLL(GCC unroll 8)
+        for (int r = 0; r < Rows; ++r) {
+            const __m512 xv = _mm512_set1_ps(xr[r]);
+EWE_GEMM_UNROLL(GCC unroll 5)
+            for (int v = 0; v < Vectors; ++v) sums[r][v] = _mm512_fmadd_ps(xv, bv[v], sums[r][v]);
+        }
+    };
     for (std::int64_t oh = 0; oh < g.h.out; ++oh) {
         const std::int64_t ih = oh * g.h.stride - g.h.pad_before + kh;
         if (ih < 0 || ih >= g.h.in) continue;
-        const float* ar = a + ((n * g.h.out + oh) * g.w.out + columns.first) * O;
-        const float* xr = img + ((n * g.h.in + ih) * g.w.in + columns.first * g.w.stride - g.w.pad_before + kw) * C + c0;
-        for (std::int64_t ow = columns.first; ow < columns.last; ++ow, ar += O, xr += step) {
-            __m512 bv[Vectors];
-EWE_GEMM_UNROLL(GCC unroll 5)
-            for (int v = 0; v < Vectors; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], ar + v * kLanes);
-EWE_GEMM_UNROLL(GCC unroll 8)
-            for (int r = 0; r < Rows; ++r) {
-                const __m512 xv = _mm512_set1_ps(xr[r]);
-EWE_GEMM_UNROLL(GCC unroll 5)
-                for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_fmadd_ps(xv, bv[v], acc[r][v]);
-            }
-        }
+        const float* ar = a + ((n * g.h.out + oh) * g.w.out + first) * O;
+        const float* xr = img + ((n * g.h.in + ih) * g.w.in + first * g.w.stride - g.w.pad_before + kw) * C + c0;
+        std::int64_t ow = first;
+        for (; ow + kChains <= last; ow += kChains, ar += kChains * O, xr += kChains * step)
+EWE_GEMM_UNROLL(GCC unroll 4)
+            for (int k = 0; k < kChains; ++k) add_pixel(acc[k], ar + k * O, xr + k * step);
+        for (int k = 0; ow < last; ++k, ++ow, ar += O, xr += step) add_pixel(acc[k], ar, xr);
     }
+    for (int k = 1; k < kChains; ++k)
+        for (int r = 0; r < Rows; ++r)
+            for (int v = 0; v < Vectors; ++v) acc[0][r][v] = _mm512_add_ps(acc[0][r][v], acc[k][r][v]);
 EWE_GEMM_UNROLL(GCC unroll 8)
     for (int r = 0; r < Rows; ++r)
 EWE_GEMM_UNROLL(GCC unroll 5)
-        for (int v = 0; v < Vectors; ++v) _mm512_mask_storeu_ps(dwt + r * O + v * kLanes, mask[v], acc[r][v]);
+        for (int v = 0; v < Vectors; ++v) _mm512_mask_storeu_ps(dwt + r * O + v * kLanes, mask[v], acc[0][r][v]);
 }
 
 // filter_gradient_tile<Rows, Vectors> for a runtime row count (1..Rows).
@@ -260,41 +322,38 @@ void filter_gradient_rows(int rows, const ConvGeometry& g, const float* img, con
 
 template <int Vectors>
 void filter_gradient_channels(const ConvGeometry& g, const float* img, const float* a, std::int64_t tap,
-                              std::int64_t c0, std::int64_t c1, float* dwt) {
+                              std::int64_t c0, std::int64_t c1, std::int64_t n0, std::int64_t n1, float* dwt) {
     constexpr int kRows = int(filter_gradient_tile_channels(Vectors * 16));
     const std::int64_t kh = tap / g.w.kernel, kw = tap % g.w.kernel;
     const TapColumns columns = tap_columns(g.w, kw);
-    for (std::int64_t n = 0; n < g.batch; ++n)
+    for (std::int64_t n = n0; n < n1; ++n)
         for (std::int64_t c = c0; c < c1; c += kRows)
             filter_gradient_rows<Vectors>(int(std::min<std::int64_t>(kRows, c1 - c)), g, img, a, kh, columns, kw, c,
-                                          n, n > 0, dwt + (c - c0) * g.out_c);
+                                          n, n > 0, dwt + (tap * g.in_c + c) * g.out_c);
 }
 
 }  // namespace direct_conv_detail
 
 // The filter gradient without a patch matrix (an implicit product over the output
-// pixels): dw[o, kh, kw, c] = the sum over every output pixel m of the batch, in order,
-// of a[m, o] times img[the pixel under tap (kh, kw) of m, c], for the one tap
-// `tap` = kh * kw_size + kw and the input channels [c0, c1). img is the convolution's
-// input (NHWC, in_c channels), a its output-side matrix (batch * out_h * out_w rows of
-// out_c, at most kFilterGradientMaxOutputs): for a convolution the output gradient, for
-// a transposed one its input. The output channels are the vector lanes; each tile of
-// rows (input channels) x out_c stays in registers over an image. dwt is scratch of
-// (c1 - c0) * out_c floats.
+// pixels), transposed: dwt[(kh, kw, c), o] = the sum over the output pixels m of the
+// batch, in order, of a[m, o] times img[the pixel under tap (kh, kw) of m, c]. img is
+// the convolution's input (NHWC, in_c channels), a its output-side matrix (batch *
+// out_h * out_w rows of out_c, at most kFilterGradientMaxOutputs): for a convolution
+// the output gradient, for a transposed one its input. One call adds the images
+// [n0, n1) (the first image, n0 == 0, sets the sum) for one tap `tap` = kh * kw_size +
+// kw and the input channels [c0, c1) to dwt's rows of them (out_c columns). The output
+// channels are the vector lanes; each tile of input channels x out_c stays in
+// registers over an image.
 inline void conv_filter_gradient(const ConvGeometry& g, const float* img, const float* a, std::int64_t tap,
-                                 std::int64_t c0, std::int64_t c1, float* dwt, float* dw) {
+                                 std::int64_t c0, std::int64_t c1, std::int64_t n0, std::int64_t n1, float* dwt) {
     using namespace direct_conv_detail;
-    if (g.batch == 0) std::fill(dwt, dwt + (c1 - c0) * g.out_c, 0.0f);
-    else switch ((g.out_c + gemm_detail::kLanes - 1) / gemm_detail::kLanes) {
-        case 1: filter_gradient_channels<1>(g, img, a, tap, c0, c1, dwt); break;
-        case 2: filter_gradient_channels<2>(g, img, a, tap, c0, c1, dwt); break;
-        case 3: filter_gradient_channels<3>(g, img, a, tap, c0, c1, dwt); break;
-        case 4: filter_gradient_channels<4>(g, img, a, tap, c0, c1, dwt); break;
-        default: filter_gradient_channels<5>(g, img, a, tap, c0, c1, dwt); break;
+    switch ((g.out_c + gemm_detail::kLanes - 1) / gemm_detail::kLanes) {
+        case 1: return filter_gradient_channels<1>(g, img, a, tap, c0, c1, n0, n1, dwt);
+        case 2: return filter_gradient_channels<2>(g, img, a, tap, c0, c1, n0, n1, dwt);
+        case 3: return filter_gradient_channels<3>(g, img, a, tap, c0, c1, n0, n1, dwt);
+        case 4: return filter_gradient_channels<4>(g, img, a, tap, c0, c1, n0, n1, dwt);
+        default: return filter_gradient_channels<5>(g, img, a, tap, c0, c1, n0, n1, dwt);
     }
-    const std::int64_t K = g.gemm_k();
-    for (std::int64_t c = c0; c < c1; ++c)
-        for (std::int64_t o = 0; o < g.out_c; ++o) dw[o * K + tap * g.in_c + c] = dwt[(c - c0) * g.out_c + o];
 }
 
 #else
