@@ -5,8 +5,9 @@
 // summed in item order: results are the same for any number of threads. Convolutions
 // go through im2col (ewe/cpu/im2col.hpp); their float products run on the AVX-512
 // kernel of ewe/cpu/gemm.hpp where the build targets AVX-512, on Eigen elsewhere (float
-// convolutions of one output or one input channel skip im2col there: the direct kernels
-// of ewe/cpu/conv_kernels.hpp), and so do the dense layers' (through
+// convolutions of one output or one input channel, and float filter gradients of 32 to
+// 80 output channels, skip im2col there: the direct kernels of
+// ewe/cpu/conv_kernels.hpp), and so do the dense layers' (through
 // ewe/cpu/dense_kernels.hpp).
 // Reductions over a tensor accumulate in double, also for float data. Including this
 // header registers the float backend with ewe::Context (ewe/core/cpu_hooks.hpp), as the
@@ -267,7 +268,9 @@ public:
     // kImageGroups, fixed by the batch), each group with its own partial filter and bias
     // gradient, summed in group order afterwards. A float convolution with one output
     // channel (and the forward pass of one with one input channel) skips im2col: the
-    // direct kernels of ewe/cpu/conv_kernels.hpp, on the same items.
+    // direct kernels of ewe/cpu/conv_kernels.hpp, on the same items. So does the float
+    // filter gradient of 32 to 80 output channels (direct_filter_gradient), after the
+    // groups, on items of its own (filter_gradient_by_taps).
     void conv2d_forward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w, View<const T> b,
                         Activation act, View<T> y) override {
         const std::int64_t M = g.gemm_m(), K = g.gemm_k();

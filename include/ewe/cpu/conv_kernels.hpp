@@ -1,19 +1,21 @@
-// Direct float convolutions on AVX-512 for the narrow layers, where im2col + GEMM
-// would copy the whole patch matrix to fill a few vector lanes: each output pixel reads
-// its patch straight from the NHWC image, where per filter row the pixels under the
-// filter that lie inside the image are one contiguous run of (kw, c) values.
+// Direct float convolutions on AVX-512, where im2col + GEMM would copy the whole patch
+// matrix to fill a few vector lanes or to feed one product: each output pixel reads its
+// patch straight from the NHWC image, where per filter row the pixels under the filter
+// that lie inside the image are one contiguous run of (kw, c) values.
 // - One output channel (out_c == 1, as the sheep VAE's last layer, 10 -> 1): forward,
 //   input and filter gradients go along each run 16 values at a time (the last vector
 //   masked), against the same run of the filter.
 // - One input channel and at most 16 output channels (the first layer, 1 -> 10): the
-//   forward pass, with the output channels as the vector lanes. (Its filter gradient
-//   this way measured no faster in bench_cpu_layers than im2col + GEMM: that pass's
-//   time goes to the activation gradient and the bias sums.)
-// Each kernel covers a range of output pixels on the calling thread (the backend runs
-// them inside its parallel items); the order of every sum depends on the shapes only.
-// Compiled where the compiler targets AVX-512F, as ewe/cpu/gemm.hpp; elsewhere the
-// backend keeps im2col and Eigen. Checked against a double reference in
-// tests/nn/test_conv_kernels.cpp.
+//   forward pass, with the output channels as the vector lanes, 8 pixels side by side.
+// - The filter gradient of up to 80 output channels (conv_filter_gradient): an implicit
+//   product over the output pixels, tap by tap, with the output channels as the lanes
+//   and a tile of input channels in registers over each image (the patch matrix it
+//   replaces is kh * kw times the image).
+// Each kernel covers a range of output pixels, or of taps, channels and images, on the
+// calling thread (the backend runs them inside its parallel items); the order of every
+// sum depends on the shapes only. Compiled where the compiler targets AVX-512F, as
+// ewe/cpu/gemm.hpp; elsewhere the backend keeps im2col and Eigen. Checked against a
+// double reference in tests/nn/test_conv_kernels.cpp.
 #pragma once
 
 #include <algorithm>
