@@ -609,11 +609,13 @@ private:
     // Or, for the forward pass, one input channel and at most 16 output channels.
     static bool direct_single_input(const ConvGeometry& g) { return kDirectConv && g.in_c == 1 && g.out_c <= 16; }
     // Or, for the filter gradient, 32 to kFilterGradientMaxOutputs output channels (the
-    // lanes mostly full), or one input channel. In bench_cpu_layers this won for 40 and
-    // 80 outputs (12-23% less time) and lost for 20 (the 20 -> 10 and 10 -> 20 layers,
+    // lanes mostly full), or one input channel (one output channel stays on the kernels
+    // above). In bench_cpu_layers this won for 40 and 80 outputs (8-30% less time) and
+    // for the 1 -> 10 layer (21%), and lost for 20 (the 20 -> 10 and 10 -> 20 layers,
     // 8-16% more: 20 of 32 lanes), where im2col's rows of kh * kw * in_c fill them.
     static bool direct_filter_gradient(const ConvGeometry& g) {
-        return kDirectConv && g.out_c <= kFilterGradientMaxOutputs && (g.out_c >= 32 || g.in_c == 1);
+        return kDirectConv && !direct_one_channel(g) && g.out_c <= kFilterGradientMaxOutputs &&
+               (g.out_c >= 32 || g.in_c == 1);
     }
     // The direct filter gradient's items: at least this many (filter taps, or taps x
     // ranges of input channels where the filter has fewer taps).
