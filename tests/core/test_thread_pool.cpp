@@ -2,16 +2,20 @@
 // cuts its ops into: every item runs once, slots are never shared, exceptions reach the
 // caller, nested and concurrent calls run, workers compute with the caller's
 // flush-to-zero mode and sleep when idle; the parallel paths of dense layers and
-// convolutions against references; and whole training steps bit-identical for 1, 2
-// and 3 threads.
+// convolutions against references (float convolution backwards, direct filter gradient
+// included, against double and bit-identical on 1 and 3 threads); and whole training
+// steps bit-identical for 1, 2 and 3 threads.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <ctime>
+#include <limits>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <ewe/cpu/backend.hpp>  // the backend's internals (linking ewe::compiled leaves it out of ewe.hpp)
@@ -242,6 +246,65 @@ TEST_CASE("convolutions: a batch cut into groups of images equals the images one
         CHECK(worst_dx < 1e-12);
         CHECK(worst_dw < 1e-11);
         CHECK(worst_db < 1e-11);
+    }
+}
+
+TEST_CASE("float convolution backwards (direct filter gradient, its image blocks) match double, the same bits on 1 and 3 threads") {
+    struct Case {
+        std::int64_t batch, size, in_c, out_c, kernel, stride;
+        bool transposed;
+    };
+    // One input channel (1 -> 1 on the one-channel kernels, 1 -> 10), 40 and 80 output
+    // channels (the direct filter gradient; 36x36x40 + 36x36x80 floats is over the 512 KB
+    // of a block of images, so 3 blocks of one image), 20 (im2col), and transposed ones.
+    for (const Case& t : {Case{3, 9, 1, 1, 3, 1, false}, Case{3, 10, 1, 10, 4, 1, false}, Case{2, 11, 3, 40, 3, 2, false},
+                          Case{3, 36, 40, 80, 3, 1, false}, Case{2, 8, 10, 20, 4, 1, false},
+                          Case{2, 9, 20, 80, 4, 2, true}, Case{2, 7, 40, 40, 3, 1, true}}) {
+        CAPTURE(t.size);
+        CAPTURE(t.in_c);
+        CAPTURE(t.out_c);
+        CAPTURE(t.transposed);
+        ConvGeometry g;
+        g.batch = t.batch;
+        g.in_c = t.in_c;
+        g.out_c = t.out_c;
+        g.h = ConvAxis::forward(t.size, t.kernel, t.stride, Padding::same);
+        g.w = ConvAxis::forward(t.size + 1, t.kernel, t.stride, Padding::same);
+        // The transposed convolution's input is g's output side (and its output g's input).
+        const Shape x_shape = t.transposed ? g.output_shape() : g.input_shape();
+        const Shape y_shape = t.transposed ? g.input_shape() : g.output_shape();
+        const auto run = [&]<class T>(T, int threads) {
+            ContextOptions options;
+            options.threads = threads;
+            Context ctx(Device::cpu, options);
+            Tensor<T> x(x_shape), w(g.filter_shape()), y(y_shape), dy(y_shape), dpre(y_shape), dx(x_shape),
+                dw(g.filter_shape()), db(Shape{y_shape[3]});
+            fill_pattern(x.view(), 1);
+            fill_pattern(w.view(), 2);
+            fill_pattern(y.view(), 3);  // positive where the ReLU passes the gradient
+            fill_pattern(dy.view(), 4);
+            for (std::int64_t i = 0; i < dw.numel(); ++i) dw[i] = std::numeric_limits<T>::quiet_NaN();
+            if (t.transposed)
+                ops::conv2d_transpose_backward<T>(ctx, g, x.view(), w.view(), y.view(), dy.view(), Activation::relu,
+                                                  dpre.view(), dx.view(), dw.view(), db.view());
+            else
+                ops::conv2d_backward<T>(ctx, g, x.view(), w.view(), y.view(), dy.view(), Activation::relu, dpre.view(),
+                                        dx.view(), dw.view(), db.view());
+            return std::pair{std::vector<T>(dw.data(), dw.data() + dw.numel()),
+                             std::vector<T>(dx.data(), dx.data() + dx.numel())};
+        };
+        const auto [dw_want, dx_want] = run(0.0, 1);
+        const auto [dw_one, dx_one] = run(0.0f, 1);
+        const auto [dw_three, dx_three] = run(0.0f, 3);
+        double worst = 0, largest = 1e-30;
+        for (std::size_t i = 0; i < dw_want.size(); ++i) {
+            worst = std::max(worst, std::abs(double(dw_one[i]) - dw_want[i]));
+            largest = std::max(largest, std::abs(dw_want[i]));
+        }
+        CHECK(std::all_of(dw_one.begin(), dw_one.end(), [](float v) { return std::isfinite(v); }));
+        CHECK(worst / largest < 1e-5);
+        CHECK(dw_one == dw_three);
+        CHECK(dx_one == dx_three);
     }
 }
 

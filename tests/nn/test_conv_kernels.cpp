@@ -2,8 +2,10 @@
 // reference over odd image sizes, both paddings, strides 1 and 2, and pixel ranges that
 // split an image: one output channel (forward, input and filter gradients; input
 // channels 1, 3, 10, 17 leave partial vectors) and one input channel (forward; 1 to
-// 16 output channels); the forward passes also with bias and ReLU. Skipped, with a message, where the build has no AVX-512 (the backend then uses
-// im2col and Eigen).
+// 16 output channels, with runs of 8 pixels summed side by side); the direct filter
+// gradient (1 to 80 output channels); the forward passes also with bias and ReLU.
+// Skipped, with a message, where the build has no AVX-512 (the backend then uses im2col
+// and Eigen).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -114,8 +116,10 @@ TEST_CASE("the direct single-input-channel forward convolution matches a double 
         std::int64_t height, width, out_channels, kernel, stride;
         Padding padding;
     };
+    // The last two have runs of 8 output pixels clipped alike (summed side by side).
     for (const Case& t : {Case{7, 9, 10, 4, 1, Padding::same}, Case{8, 5, 16, 3, 2, Padding::same},
-                          Case{9, 11, 1, 5, 1, Padding::valid}, Case{6, 6, 7, 4, 2, Padding::valid}}) {
+                          Case{9, 11, 1, 5, 1, Padding::valid}, Case{6, 6, 7, 4, 2, Padding::valid},
+                          Case{6, 21, 10, 4, 1, Padding::same}, Case{5, 40, 5, 3, 2, Padding::same}}) {
         CAPTURE(t.height);
         CAPTURE(t.width);
         CAPTURE(t.out_channels);
@@ -151,5 +155,59 @@ TEST_CASE("the direct single-input-channel forward convolution matches a double 
         ewe::cpu::conv_single_input_forward(g, x.data(), wt.data(), bias.data(), true, 0, pixels, y.data());
 #endif
         CHECK(relative_error(y, y_want) < 1e-5);
+    }
+}
+
+TEST_CASE("the direct filter gradient matches a double reference") {
+    if (!ewe::cpu::kHasDirectConvKernels) {
+        MESSAGE("this build has no AVX-512: the CPU backend uses im2col and Eigen, nothing to check here");
+        return;
+    }
+    struct Case {
+        std::int64_t height, width, in_channels, out_channels, kernel, stride;
+        Padding padding;
+    };
+    // Output channels 1 to 80 (one to five vectors, partial ones included), input channels
+    // that leave partial tiles (and tiles of fewer than 8 vectors, summed in 4 chains:
+    // the first and the last two), and channel ranges that split the tiles as the
+    // backend's items do.
+    for (const Case& t : {Case{7, 9, 3, 80, 3, 1, Padding::same}, Case{8, 6, 10, 20, 4, 2, Padding::same},
+                          Case{11, 5, 17, 33, 3, 2, Padding::valid}, Case{6, 7, 40, 64, 3, 1, Padding::same},
+                          Case{9, 10, 2, 1, 5, 2, Padding::same}, Case{5, 8, 13, 47, 4, 1, Padding::valid},
+                          Case{10, 9, 20, 10, 3, 2, Padding::same}, Case{6, 29, 1, 10, 4, 1, Padding::same}}) {
+        CAPTURE(t.height);
+        CAPTURE(t.width);
+        CAPTURE(t.in_channels);
+        CAPTURE(t.out_channels);
+        CAPTURE(t.kernel);
+        CAPTURE(t.stride);
+        ConvGeometry g;
+        g.batch = 3;
+        g.in_c = t.in_channels;
+        g.out_c = t.out_channels;
+        g.h = ConvAxis::forward(t.height, t.kernel, t.stride, t.padding);
+        g.w = ConvAxis::forward(t.width, t.kernel, t.stride, t.padding);
+        const std::int64_t pixels = g.gemm_m(), O = g.out_c, K = g.gemm_k();
+        const std::vector<float> x = pattern(g.input_shape().numel(), 13, 0.45f), d = pattern(pixels * O, 7, 0.3f);  // no case sums to 0
+        std::vector<double> dw_want(std::size_t(O * K), 0.0);
+        for_each_tap(g, [&](std::int64_t m, std::int64_t xi, std::int64_t wi) {
+            for (std::int64_t o = 0; o < O; ++o)
+                dw_want[std::size_t(o * K + wi)] += double(d[std::size_t(m * O + o)]) * double(x[std::size_t(xi)]);
+        });
+        std::vector<float> dwt(std::size_t(K * O), std::nanf(""));  // transposed, as the kernel sums it
+#if defined(__AVX512F__)
+        // Blocks of images ([0, 1), then [1, 3)) and ranges of one tile of channels, as the
+        // backend's items.
+        const std::int64_t tile = ewe::cpu::filter_gradient_tile_channels(O);
+        for (const auto& [n0, n1] : {std::pair{std::int64_t(0), std::int64_t(1)}, std::pair{std::int64_t(1), g.batch}})
+            for (std::int64_t tap = 0; tap < g.h.kernel * g.w.kernel; ++tap)
+                for (std::int64_t c0 = 0; c0 < g.in_c; c0 += tile)
+                    ewe::cpu::conv_filter_gradient(g, x.data(), d.data(), tap, c0, std::min(g.in_c, c0 + tile), n0,
+                                                   n1, dwt.data());
+#endif
+        std::vector<float> dw(std::size_t(O * K));
+        for (std::int64_t k = 0; k < K; ++k)
+            for (std::int64_t o = 0; o < O; ++o) dw[std::size_t(o * K + k)] = dwt[std::size_t(k * O + o)];
+        CHECK(relative_error(dw, dw_want) < 1e-5);
     }
 }

@@ -52,7 +52,7 @@ struct ContextOptions {
     // (ewe::cpu::default_thread_count(): OpenMP's, e.g. OMP_NUM_THREADS, else all
     // hardware threads). Other contexts and OpenMP's own setting are left as they are.
     int threads = 0;
-    std::int64_t cpu_im2col_elements = 1 << 20;  // CPU convolutions build patch matrices this large
+    std::int64_t cpu_im2col_elements = 1 << 17;  // CPU convolutions build patch matrices this large (512 KB of float: in L2)
     int cuda_device = 0;         // which GPU, for Device::cuda
     bool allow_tf32 = false;     // CUDA: let cuDNN/cuBLAS use TF32 tensor cores (off: exact fp32)
     bool deterministic = false;  // CUDA: deterministic algorithms and fixed-order reductions

@@ -5,11 +5,13 @@
 // summed in item order: results are the same for any number of threads. Convolutions
 // go through im2col (ewe/cpu/im2col.hpp); their float products run on the AVX-512
 // kernel of ewe/cpu/gemm.hpp where the build targets AVX-512, on Eigen elsewhere (float
-// convolutions of one output or one input channel skip im2col there: the direct kernels
-// of ewe/cpu/conv_kernels.hpp), and so do the dense layers' (through
+// convolutions of one output or one input channel, and float filter gradients of 32 to
+// 80 output channels, skip im2col there: the direct kernels of
+// ewe/cpu/conv_kernels.hpp), and so do the dense layers' (through
 // ewe/cpu/dense_kernels.hpp). With ContextOptions::cpu_product_precision bf16 every
 // float product of the convolutions and dense layers runs on the bf16 kernel of
-// ewe/cpu/gemm_bf16.hpp instead (the one-channel direct kernels stay fp32).
+// ewe/cpu/gemm_bf16.hpp instead, filter gradients included (the one-channel direct
+// kernels stay fp32).
 // Reductions over a tensor accumulate in double, also for float data. Including this
 // header registers the float backend with ewe::Context (ewe/core/cpu_hooks.hpp), as the
 // CUDA module registers its own; ewe/cpu/double_backend.hpp registers the double one.
@@ -284,7 +286,9 @@ public:
     // kImageGroups, fixed by the batch), each group with its own partial filter and bias
     // gradient, summed in group order afterwards. A float convolution with one output
     // channel (and the forward pass of one with one input channel) skips im2col: the
-    // direct kernels of ewe/cpu/conv_kernels.hpp, on the same items.
+    // direct kernels of ewe/cpu/conv_kernels.hpp, on the same items. So does the float
+    // filter gradient of 32 to 80 output channels (direct_filter_gradient), after the
+    // groups, on items of its own (filter_gradient_by_taps).
     void conv2d_forward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w, View<const T> b,
                         Activation act, View<T> y) override {
         const bool bf16 = rounds_to_bf16(ctx);
@@ -331,8 +335,9 @@ public:
                          View<T> db) override {
         const bool bf16 = rounds_to_bf16(ctx);
         const std::int64_t K = g.gemm_k(), C = g.out_c, pixels = g.h.out * g.w.out;
-        for_image_groups(ctx, g, C * K, C, [&](std::int64_t n0, std::int64_t n1, std::int64_t block, T* cols,
-                                               T* dw_part, double* db_part, const T*) {
+        const bool direct_dw = !bf16 && direct_filter_gradient(g);  // bf16: the product's kernel
+        for_image_groups(ctx, g, direct_dw ? 0 : C * K, C, [&](std::int64_t n0, std::int64_t n1, std::int64_t block,
+                                                              T* cols, T* dw_part, double* db_part, const T*) {
             const std::int64_t m0 = n0 * pixels, m1 = n1 * pixels;
             activation_grad(act, y.data() + m0 * C, dy.data() + m0 * C, dpre.data() + m0 * C, (m1 - m0) * C);
             add_column_sums(dpre.data() + m0 * C, C, m1 - m0, C, db_part);
@@ -345,16 +350,20 @@ public:
                 }
                 return;
             }
+            if (direct_dw && dx.empty()) return;
             for (std::int64_t m = m0; m < m1; m += block) {
                 const std::int64_t rows = std::min(block, m1 - m);
                 const T* d = dpre.data() + m * C;
-                im2col(g, x.data(), m, m + rows, cols);
-                product(bf16, C, K, rows, d, 1, C, cols, K, dw_part, K, m > m0);  // dW (+)= D^T P
+                if (!direct_dw) {
+                    im2col(g, x.data(), m, m + rows, cols);
+                    product(bf16, C, K, rows, d, 1, C, cols, K, dw_part, K, m > m0);  // dW (+)= D^T P
+                }
                 if (dx.empty()) continue;
                 product(bf16, rows, K, C, d, C, 1, w.data(), K, cols, K, false);  // P = D W
                 col2im_add(g, cols, m, m + rows, dx.data());
             }
         }, dw.data(), db.data());
+        if (direct_dw) filter_gradient_by_taps(ctx, g, x.data(), dpre.data(), dw.data());
     }
 
     // Items are single images: each one's output pixels are written by its item alone.
@@ -384,20 +393,24 @@ public:
                                    View<T> dw, View<T> db) override {
         const bool bf16 = rounds_to_bf16(ctx);
         const std::int64_t K = g.gemm_k(), C = g.in_c, pixels = g.h.out * g.w.out;
-        for_image_groups(ctx, g, g.out_c * K, C, [&](std::int64_t n0, std::int64_t n1, std::int64_t block,
-                                                     T* cols, T* dw_part, double* db_part, const T* wt) {
+        const bool direct_dw = !bf16 && direct_filter_gradient(g);  // bf16: the product's kernel
+        for_image_groups(ctx, g, direct_dw ? 0 : g.out_c * K, C, [&](std::int64_t n0, std::int64_t n1,
+                                                                     std::int64_t block, T* cols, T* dw_part,
+                                                                     double* db_part, const T* wt) {
             const std::int64_t m0 = n0 * pixels, m1 = n1 * pixels;
             const std::int64_t p0 = image_start(g, m0), p1 = image_start(g, m1);
             activation_grad(act, y.data() + p0, dy.data() + p0, dpre.data() + p0, p1 - p0);
             add_column_sums(dpre.data() + p0, C, (p1 - p0) / C, C, db_part);
+            if (direct_dw && dx.empty()) return;
             for (std::int64_t m = m0; m < m1; m += block) {
                 const std::int64_t rows = std::min(block, m1 - m);
                 const T* xm = x.data() + m * g.out_c;
                 im2col(g, dpre.data(), m, m + rows, cols);
-                product(bf16, g.out_c, K, rows, xm, 1, g.out_c, cols, K, dw_part, K, m > m0);  // dW (+)= X^T P
+                if (!direct_dw) product(bf16, g.out_c, K, rows, xm, 1, g.out_c, cols, K, dw_part, K, m > m0);  // dW (+)= X^T P
                 if (!dx.empty()) product(bf16, rows, g.out_c, K, cols, K, 1, wt, g.out_c, dx.data() + m * g.out_c, g.out_c, false);
             }
         }, dw.data(), db.data(), dx.empty() ? nullptr : w.data());
+        if (direct_dw) filter_gradient_by_taps(ctx, g, dpre.data(), x.data(), dw.data());
     }
 
     void activation_forward(Context& ctx, Activation act, View<const T> x, View<T> y) override {
@@ -624,6 +637,54 @@ private:
     static bool direct_one_channel(const ConvGeometry& g) { return kDirectConv && g.out_c == 1; }
     // Or, for the forward pass, one input channel and at most 16 output channels.
     static bool direct_single_input(const ConvGeometry& g) { return kDirectConv && g.in_c == 1 && g.out_c <= 16; }
+    // Or, for the filter gradient, 32 to kFilterGradientMaxOutputs output channels (the
+    // lanes mostly full), or one input channel (one output channel stays on the kernels
+    // above). In bench_cpu_layers this won for 40 and 80 outputs (8-30% less time) and
+    // for the 1 -> 10 layer (21%), and lost for 20 (the 20 -> 10 and 10 -> 20 layers,
+    // 8-16% more: 20 of 32 lanes), where im2col's rows of kh * kw * in_c fill them.
+    static bool direct_filter_gradient(const ConvGeometry& g) {
+        return kDirectConv && !direct_one_channel(g) && g.out_c <= kFilterGradientMaxOutputs &&
+               (g.out_c >= 32 || g.in_c == 1);
+    }
+    // The direct filter gradient's items: at least this many (filter taps, or taps x
+    // ranges of input channels where the filter has fewer taps).
+    static constexpr std::int64_t kFilterGradientItems = 16;
+
+    // The direct filter gradient's images per block: as many as keep a block's img and
+    // a (both read once per tap) within about half an L2 cache, at least one.
+    static constexpr std::int64_t kFilterGradientBlockBytes = std::int64_t(1) << 19;
+
+    // dw (out_c, kh, kw, in_c) = the filter gradient of g from img (the convolution's
+    // input) and a (its output side, out_c columns), on the direct kernel of
+    // ewe/cpu/conv_kernels.hpp, a block of images at a time (each read from memory once,
+    // then from cache by every tap). Each item owns whole values of dw (one tap, a range
+    // of input channels) and adds the block's pixels to them, so the sums' order depends
+    // on the shapes only and no partials are added up afterwards.
+    static void filter_gradient_by_taps(Context& ctx, const ConvGeometry& g, const T* img, const T* a, T* dw) {
+        if constexpr (kDirectConv) {
+            const std::int64_t K = g.gemm_k();
+            if (g.batch == 0) {
+                std::fill(dw, dw + g.out_c * K, T(0));
+                return;
+            }
+            const std::int64_t taps = g.h.kernel * g.w.kernel, tile = filter_gradient_tile_channels(g.out_c);
+            const std::int64_t tiles = (g.in_c + tile - 1) / tile;
+            const std::int64_t ranges = std::min(tiles, (kFilterGradientItems + taps - 1) / taps);
+            const std::int64_t channels = (tiles + ranges - 1) / ranges * tile;
+            const std::int64_t per_tap = (g.in_c + channels - 1) / channels;
+            const std::int64_t image_bytes =
+                (g.h.in * g.w.in * g.in_c + g.h.out * g.w.out * g.out_c) * std::int64_t(sizeof(T));
+            const std::int64_t images = std::max<std::int64_t>(1, kFilterGradientBlockBytes / image_bytes);
+            T* dwt = ctx.cpu_scratch<T>(K * g.out_c);
+            for (std::int64_t n0 = 0; n0 < g.batch; n0 += images)
+                parallel_for(thread_count(ctx), taps * per_tap, [&](std::int64_t item, int) {
+                    const std::int64_t c0 = item % per_tap * channels;
+                    conv_filter_gradient(g, img, a, item / per_tap, c0, std::min(g.in_c, c0 + channels), n0,
+                                         std::min(g.batch, n0 + images), dwt);
+                });
+            transpose_into(dwt, K, g.out_c, dw);
+        }
+    }
 
     // C (m x n, rows ldc apart) = A B, or C + A B with `accumulate`, then (when bias or
     // act is given) C = act(C + bias), for the convolutions: A(i, p) at

@@ -62,8 +62,10 @@ void col2im_add(const ConvGeometry& g, const T* cols, std::int64_t first, std::i
     }
 }
 
-// Rows of cols per block: `elements` / K (ContextOptions::cpu_im2col_elements, 4 MB
-// of float by default), at least one row.
+// Rows of cols per block: `elements` / K (ContextOptions::cpu_im2col_elements, 512 KB
+// of float by default, so a block stays in L2 between im2col and its product: 2-9% less
+// time than 4 MB blocks on the sheep VAE's larger layers at batch 64 in
+// bench_cpu_layers), at least one row.
 inline std::int64_t im2col_block_rows(const ConvGeometry& g, std::int64_t elements) {
     return std::max<std::int64_t>(1, elements / std::max<std::int64_t>(g.gemm_k(), 1));
 }
