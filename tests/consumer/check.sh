@@ -8,7 +8,8 @@
 #   must refuse naming the module); the consumer gets ewe's -march (EWE_ARCH, native by
 #   default; none with EWE_ARCH=portable) and its run prints no build warning.
 #   Likewise ewe::compiled: COMPONENTS compiled refused naming libewe_cpu.a.
-# - subdirectory: add_subdirectory(<ewe source>).
+# - subdirectory: add_subdirectory(<ewe source>): the consumer only (own_vae.cpp, the
+#   same source compiled with the same flags, is built and run through the package).
 # Then own_vae.cpp against ewe::compiled (libewe_cpu.a) of BUILD_DIR installed: the same
 # output as header-only.
 # With `cuda` (ewe built with CUDA) it also builds consumer_cuda against the installed
@@ -63,14 +64,16 @@ for mode in package subdirectory; do
     -DCMAKE_PREFIX_PATH="$work/fresh" "${common[@]}" >/dev/null
   grep -q -- "-march=native" "$work/$mode/CMakeFiles/consumer.dir/flags.make" ||
     { echo "FAIL: via $mode, the consumer is not compiled with ewe's -march=native"; exit 1; }
-  cmake --build "$work/$mode" -j 2 >/dev/null
+  targets=(consumer)
+  [[ $mode == package ]] && targets+=(own_vae)
+  cmake --build "$work/$mode" --target "${targets[@]}" -j 2 >/dev/null
   # (assignments, so that set -e stops at a program that fails)
   out=$("$work/$mode/consumer" 2>"$work/stderr")
   echo "consumer via $mode: $out"
   [[ ! -s $work/stderr ]] || { cat "$work/stderr"; echo "FAIL: the consumer via $mode is told its build is slow"; exit 1; }
-  out=$(cd "$work/$mode" && ./own_vae 2)
-  echo "own_vae via $mode: $out"
 done
+out=$(cd "$work/package" && ./own_vae 2)
+echo "own_vae via package: $out"
 # own_vae.cpp against the installed ewe::compiled (built in BUILD_DIR) must print what
 # the header-only build printed.
 cmake --install "$build_dir" --prefix "$work/prefix" >/dev/null

@@ -25,7 +25,6 @@
 // drawn by local instead of global row moves the losses by 3.8e-4 relative and the
 // weights by 1.4e-2; shards weighted equally (the last step splits 2 + 3), by 2.6e-6
 // and 3.4e-3.
-#include <ewe/cpu/double_backend.hpp>  // the double models below, header-only
 #include <ewe/dist/mpi.hpp>
 #include <ewe/ewe.hpp>
 
