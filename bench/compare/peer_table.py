@@ -1,5 +1,5 @@
 """The table of bench/compare/peers.sh, from its lines "NAME JSON" (NAME: ewe, for a
-`sheep_vae bench --json` line, or a peer of peer_step.py; JSON {"failed": true, "batch": B}
+`sheep_vae bench --json` line, ewe-bf16 for one with bf16 products, or a peer of peer_step.py; JSON {"failed": true, "batch": B}
 for a peer run that failed): a Markdown table of ms/step at batch 8 and 64, each peer's
 time over ewe's, and peak RSS.
 
@@ -16,6 +16,7 @@ LABELS = {
     "torch-compile": "PyTorch {torch} `torch.compile`",
     "keras-jax": "Keras {keras} on JAX {jax}, `fit` (jitted)",
     "torch-bf16": "PyTorch {torch} eager, bf16 autocast",
+    "ewe-bf16": "ewe `sheep_vae bench --product-precision bf16`",
 }
 
 
@@ -56,7 +57,7 @@ def row(name, runs, ewe_ms):
                 if key in r and text.format(r[key]) not in notes:
                     notes.append(text.format(r[key]))
         ratios.append(f"{median / ewe_ms[batch]:.2f}" if batch in ewe_ms else "-")
-    label = LABELS[name].format(**versions) if versions or name == "ewe" else name
+    label = LABELS[name].format(**versions) if versions or name.startswith("ewe") else name
     if notes:
         label += f" ({', '.join(notes)})"
     return f"| {label} | {cells[0]} | {cells[1]} | {' / '.join(ratios)} | {' / '.join(rss)} MB |"

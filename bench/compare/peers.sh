@@ -3,8 +3,9 @@
 # sheep VAE, RMSprop, fp32, batch 8 and 64, 2 threads each (intra-op 2, inter-op 1,
 # OMP_NUM_THREADS=2), in Keras 3 on TensorFlow (`fit`), PyTorch eager, PyTorch
 # torch.compile, Keras 3 on JAX (`fit`, jitted) and PyTorch eager under bf16 autocast
-# (bench/compare/peer_step.py), interleaved with ewe's `sheep_vae bench`: ewe runs before
-# and after every peer, so that load on a shared machine hits both alike.
+# (bench/compare/peer_step.py), and ewe's own opt-in bf16 products where the CPU has
+# AVX512_BF16, interleaved with ewe's `sheep_vae bench`: ewe runs before and after every
+# peer, so that load on a shared machine hits both alike.
 # Installs the peers from PyPI on first use into venvs under .venv-peers/ (git-ignored;
 # rebuilt when the pins below change), needs a Python >= 3.12 (JAX's current releases;
 # PEERS_PYTHON picks one) and a C++ compiler (torch.compile). Prints the versions, CPU,
@@ -63,6 +64,9 @@ export OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads TF_NUM_INTRAOP_THREADS=
 export TF_CPP_MIN_LOG_LEVEL=2 JAX_PLATFORMS=cpu CUDA_VISIBLE_DEVICES='' PYTHONDONTWRITEBYTECODE=1
 declare -A venv_of=([keras-tf]=tf [torch-eager]=torch [torch-compile]=torch [keras-jax]=jax [torch-bf16]=torch)
 peers=(keras-tf torch-eager torch-compile keras-jax torch-bf16)
+# ewe's opt-in bf16 products (ContextOptions::cpu_product_precision) run as one more
+# contestant beside torch's bf16 autocast, where this CPU has AVX512_BF16.
+if grep -qw avx512_bf16 /proc/cpuinfo; then peers+=(ewe-bf16); fi
 # XLA's CPU pool has no thread-count switch (XLA_FLAGS ignores unknown words): it sizes
 # itself by the cores the process may use, so JAX gets $threads cores where there are more.
 jax_cores=()
@@ -74,6 +78,11 @@ run_ewe() {  # BATCH: one `sheep_vae bench` line into the lines file
 }
 run_peer() {  # PEER BATCH: its JSON line, or a failure line and a non-zero status
   local peer=$1 batch=$2 cores=() line
+  if [[ $peer == ewe-bf16 ]]; then
+    "$sheep_vae" bench --device cpu --threads "$threads" --batch "$batch" --steps "$steps" --warmup "$warmup" \
+      --product-precision bf16 --json | sed 's/^/ewe-bf16 /' | tee -a "$work/lines"
+    return
+  fi
   if [[ $peer == keras-jax ]]; then cores=("${jax_cores[@]}"); fi
   if line=$("${cores[@]}" "$venvs/${venv_of[$peer]}/bin/python" "$root/bench/compare/peer_step.py" "$peer" \
             --batch "$batch" --steps "$steps" --warmup "$warmup" --threads "$threads" 2>"$work/$peer-$batch.err"); then
