@@ -78,14 +78,12 @@ run_ewe() {  # BATCH: one `sheep_vae bench` line into the lines file
 }
 run_peer() {  # PEER BATCH: its JSON line, or a failure line and a non-zero status
   local peer=$1 batch=$2 cores=() line
-  if [[ $peer == ewe-bf16 ]]; then
-    "$sheep_vae" bench --device cpu --threads "$threads" --batch "$batch" --steps "$steps" --warmup "$warmup" \
-      --product-precision bf16 --json | sed 's/^/ewe-bf16 /' | tee -a "$work/lines"
-    return
-  fi
   if [[ $peer == keras-jax ]]; then cores=("${jax_cores[@]}"); fi
-  if line=$("${cores[@]}" "$venvs/${venv_of[$peer]}/bin/python" "$root/bench/compare/peer_step.py" "$peer" \
-            --batch "$batch" --steps "$steps" --warmup "$warmup" --threads "$threads" 2>"$work/$peer-$batch.err"); then
+  local command=("${cores[@]}" "$venvs/${venv_of[$peer]:-}/bin/python" "$root/bench/compare/peer_step.py" "$peer")
+  # ewe's bf16 products: the same bench as ewe's, one failure line where the build or CPU refuses them.
+  if [[ $peer == ewe-bf16 ]]; then command=("$sheep_vae" bench --device cpu --product-precision bf16 --json); fi
+  if line=$("${command[@]}" --batch "$batch" --steps "$steps" --warmup "$warmup" --threads "$threads" \
+            2>"$work/$peer-$batch.err"); then
     echo "$peer $line" | tee -a "$work/lines"
   else
     echo "$peer {\"failed\": true, \"batch\": $batch}" >>"$work/lines"
