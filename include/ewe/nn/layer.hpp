@@ -125,7 +125,8 @@ public:
 
     // Whether the output is the input's values under the output shape, unchanged
     // (Reshape, Flatten): a Sequential then views its input in that shape instead of
-    // running the layer, unless it is the first or the last layer (which own no buffer).
+    // running the layer, unless it is the first or the last layer (which fill the
+    // caller's buffers: the input gradient, the output).
     virtual bool reshapes_only() const { return false; }
 
     bool built() const { return built_; }
