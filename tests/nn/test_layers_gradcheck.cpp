@@ -1,6 +1,8 @@
 // Central-difference gradient checks (double precision) of every layer, at shapes
 // that exercise the padding rules: odd and even kernels, stride 1 and 2, `same`
 // and `valid`, batch 1 and 3.
+#include <memory>
+
 #include "gradcheck.hpp"
 
 using namespace ewe;
@@ -94,6 +96,38 @@ TEST_CASE("Sequential chains gradients through every layer") {
     model.add<Reshape>(Shape{2, 2, 3});
     model.add<Conv2DTranspose>(ConvOptions{2, 4, 2, Padding::same, Activation::sigmoid});
     check_layer(model, Shape{4, 4, 1}, 3);
+}
+
+TEST_CASE("Sequential: layers that only reshape are views, one after another too; first or last, they copy") {
+    const auto make = [] {
+        auto model = std::make_unique<Sequential<double>>();
+        model->add<Flatten>();
+        model->add<Dense>(12, Activation::sigmoid);
+        model->add<Reshape>(Shape{3, 4});
+        model->add<Flatten>();
+        model->add<Reshape>(Shape{2, 6});
+        model->add<Flatten>();
+        model->add<Dense>(5, Activation::none);
+        model->add<Reshape>(Shape{5, 1});
+        return model;
+    };
+    check_layer(*make(), Shape{2, 3}, 3);
+    // The viewed layers' outputs are the first Dense layer's values, in their shapes.
+    const auto model = make();
+    Context ctx;
+    ParameterStore<double> store;
+    RandomState random{3, 5};
+    BuildContext<double> b{ctx, store, random, 3};
+    model->build(Shape{2, 3}, b);
+    store.allocate(Device::cpu, 3);
+    Tensor<double> x(Shape{3, 2, 3}), y(Shape{3, 5, 1});
+    for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = 0.1 * double(i) - 0.7;
+    model->forward(ctx, x.view(), y.view(), Phase::train);
+    for (std::size_t i : {2, 3, 4, 5}) {
+        const TensorView<const double> a = model->activation(i, 3);
+        CHECK(a.shape() == (*model)[i].output_shape().with_batch(3));
+        CHECK(a.data() == model->activation(1, 3).data());
+    }
 }
 
 TEST_CASE("Reparameterization gradients in mean and log_var, both variants; backward accumulates") {

@@ -606,7 +606,7 @@ TEST_CASE("--resume refuses other data and any other given setting, naming both 
     const std::vector<std::vector<std::string>> settings = {
         {"--seed", "5", "7"},         {"--batch", "4", "2"},         {"--lr", "0.001", "0.01"},
         {"--kl-start", "1", "2"},     {"--kl-steep", "1", "3"},      {"--latent", "2", "3"},
-        {"--width", "0.25", "0.5"},   {"--reparam", "standard", "post"}};
+        {"--width", "0.25", "0.5"},   {"--reparam", "standard", "post"}, {"--product-precision", "fp32", "bf16"}};
     for (const auto& s : settings)
         expect_error(resume({"--data", data.string(), "--quiet", s[0], s[2]}),
                      "was trained with " + s[0] + " " + s[1] + ", this run asks for " + s[0] + " " + s[2]);
@@ -619,7 +619,7 @@ TEST_CASE("--resume refuses other data and any other given setting, naming both 
     REQUIRE_MESSAGE(r.rc == 0, r.err);
     CHECK(contains(r.err, "Resuming from"));
     CHECK(contains(r.err, "from the checkpoint: --latent 2, --width 0.25, --reparam standard, --batch 4, --kl-start 1, "
-                          "--kl-steep 1"));
+                          "--kl-steep 1, --product-precision fp32"));
     CHECK(ewe::io::read_safetensors(out / "checkpoint.safetensors").meta("epoch") == "2");
 
     // --epochs at the epochs done: nothing to train, said so, nothing written, exit 0.

@@ -4,17 +4,20 @@
 // data or a setting given with another value, naming both in the library's words or the
 // program's (VaeRunNames); load_trained_vae rebuilds the trained model from the
 // checkpoint or its folder, refusing a folder without one and images the program does
-// not handle.
+// not handle. The products' precision is one of the settings (fp32 in a checkpoint
+// written before it was recorded).
 #include <doctest/doctest.h>
 
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include <ewe/io/fingerprint.hpp>
+#include <ewe/io/safetensors.hpp>
 #include <ewe/train/vae_run.hpp>
 
 #include "error_of.hpp"
@@ -134,6 +137,71 @@ TEST_CASE("train_vae_run: a new run, then a resume with the checkpoint's setting
               .find("the checkpoint is for 8x8x1 images; this program handles 28x28x1 Quick, Draw! bitmaps") !=
           std::string::npos);
     CHECK(ewe::read_vae_run_checkpoint(dir / "checkpoint.safetensors", "--checkpoint").progress.epoch == 3);
+    fs::remove_all(dir);
+}
+
+TEST_CASE("train_vae_run: the products' precision is a run setting: recorded, fp32 in an older checkpoint, another refused on resume") {
+    const fs::path dir = temp_dir("precision");
+    const ewe::Tensor<float> x = images(8, 3);
+    std::ostringstream log;
+    ewe::VaeRunOptions<float> r = run_options(dir, log);
+    r.epochs = 1;
+    ewe::train_vae_run<float>(r, x.view(), "eight.npy");
+    const fs::path path = dir / "checkpoint.safetensors";
+    CHECK(ewe::io::read_safetensors(path).metadata.at("train.product_precision") == "fp32");
+    CHECK(ewe::read_vae_run_checkpoint(path, "--checkpoint").settings.product_precision == ewe::CpuProductPrecision::fp32);
+
+    // Given with the other value: refused before anything trains, naming both values.
+    r.resume = true;
+    r.epochs = 2;
+    r.settings.product_precision = ewe::CpuProductPrecision::bf16;
+    r.given_settings = {"product_precision"};
+    const std::string refusal = "resume: " + path.string() + " was trained with product_precision fp32, this run asks "
+                                "for product_precision bf16; leave product_precision out to continue with the "
+                                "checkpoint's, or train into another dir";
+    CHECK(error_of([&] { ewe::train_vae_run<float>(r, x.view(), "eight.npy"); }) == refusal);
+
+    // A checkpoint written before the setting was recorded was trained in fp32.
+    const ewe::io::SafetensorsFile file = ewe::io::read_safetensors(path);
+    std::vector<ewe::io::SafetensorsEntry> entries;
+    for (const auto& [name, t] : file.tensors)
+        entries.push_back({name, t.dtype, t.shape, file.data.data() + t.begin, t.end - t.begin});
+    std::map<std::string, std::string> meta = file.metadata;
+    REQUIRE(meta.erase("train.product_precision") == 1);
+    ewe::io::write_safetensors(path, entries, meta);
+    CHECK(ewe::read_vae_run_checkpoint(path, "--checkpoint").settings.product_precision == ewe::CpuProductPrecision::fp32);
+    CHECK(error_of([&] { ewe::train_vae_run<float>(r, x.view(), "eight.npy"); }) == refusal);
+    // An edited value names the key.
+    meta["train.product_precision"] = "fp16";
+    ewe::io::write_safetensors(path, entries, meta);
+    CHECK(error_of([&] { (void)ewe::read_vae_run_checkpoint(path, "--checkpoint"); }) ==
+          "--checkpoint " + path.string() + ": metadata train.product_precision = 'fp16' (expected fp32 or bf16)");
+    meta.erase("train.product_precision");
+    ewe::io::write_safetensors(path, entries, meta);
+
+    // Left out: the checkpoint's is taken (fp32 here, though the options ask for bf16), and said.
+    r.given_settings = {};
+    log.str("");
+    CHECK(ewe::train_vae_run<float>(r, x.view(), "eight.npy").epochs_trained == 1);
+    CHECK(log.str().find("kl_steep 2, product_precision fp32") != std::string::npos);
+    CHECK(ewe::read_vae_run_checkpoint(path, "--checkpoint").settings.product_precision == ewe::CpuProductPrecision::fp32);
+
+    // A run in bf16 resumes in bf16 when the precision is left out.
+    if (ewe::cpu_bf16_products_available()) {
+        const fs::path bf16_dir = dir / "bf16";
+        ewe::VaeRunOptions<float> b = run_options(bf16_dir, log);
+        b.epochs = 1;
+        b.settings.product_precision = ewe::CpuProductPrecision::bf16;
+        ewe::train_vae_run<float>(b, x.view(), "eight.npy");
+        b.resume = true;
+        b.epochs = 2;
+        b.settings.product_precision = ewe::CpuProductPrecision::fp32;
+        log.str("");
+        CHECK(ewe::train_vae_run<float>(b, x.view(), "eight.npy").epochs_trained == 1);
+        CHECK(log.str().find("product_precision bf16") != std::string::npos);
+        CHECK(ewe::read_vae_run_checkpoint(bf16_dir / "checkpoint.safetensors", "--checkpoint").settings.product_precision ==
+              ewe::CpuProductPrecision::bf16);
+    }
     fs::remove_all(dir);
 }
 

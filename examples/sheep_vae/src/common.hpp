@@ -64,7 +64,8 @@ inline const ewe::VaeRunNames kRunNames{.who = "train",
                                         .batch = "--batch",
                                         .lr = "--lr",
                                         .kl_start = "--kl-start",
-                                        .kl_steep = "--kl-steep"};
+                                        .kl_steep = "--kl-steep",
+                                        .product_precision = "--product-precision"};
 
 Bitmaps bitmaps_from_bytes(const std::uint8_t* bytes, std::int64_t n, std::string source);
 // The training data when --data is not given: $EWE_DATA/sheep.npy if it exists, else

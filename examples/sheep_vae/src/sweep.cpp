@@ -164,11 +164,14 @@ int run_sweep(const SweepOptions& o, const Console& io) {
 
     ewe::SheepVaeOptions base;
     base.reparam = o.reparam == "post" ? ewe::ReparamVariant::post : ewe::ReparamVariant::standard;
-    const ewe::VaeRunSettings settings{o.seed,       o.batch,     o.lr, o.kl_start, o.kl_steep, data.count(),
+    const ewe::VaeRunSettings settings{o.seed,       o.batch,     o.lr, o.kl_start, o.kl_steep,
+                                       ewe::CpuProductPrecision::fp32,  data.count(),
                                        data.source, ewe::io::content_hash<float>(data.images.view())};
     // What the runs share and a --resume must not change: the data (its description, then
     // the content hash and drawing count that are compared: the same file under another
-    // path is the same data), the run settings but the shape, and --epochs, which may grow.
+    // path is the same data), the run settings but the shape and the products' precision
+    // (always fp32 here; each run's checkpoint records it, and the check below compares
+    // it), and --epochs, which may grow.
     using Rule = ewe::RunSetting::Rule;
     std::vector<ewe::RunSetting> shared{
         {"data", ewe::vae_run_data_text(settings, kRunNames.rows), Rule::note, "", ""},
@@ -177,7 +180,8 @@ int run_sweep(const SweepOptions& o, const Console& io) {
     std::vector<std::string> every_setting, names;
     for (const ewe::RunSetting& s : ewe::vae_run_setting_values(base, settings, kRunNames)) {
         every_setting.push_back(s.key);
-        if (s.key != kRunNames.latent && s.key != kRunNames.width) shared.push_back(s);
+        if (s.key != kRunNames.latent && s.key != kRunNames.width && s.key != kRunNames.product_precision)
+            shared.push_back(s);
     }
     shared.push_back({"--epochs", std::to_string(o.epochs), Rule::at_least, "", ""});
     for (const ewe::SweepPoint& p : runs) names.push_back(p.name);

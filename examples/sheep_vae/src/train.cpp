@@ -76,7 +76,8 @@ int run_train(const TrainOptions& o, const std::vector<std::string>& given_setti
     r.model_options.latent = o.latent;
     r.model_options.width = o.width;
     r.model_options.reparam = o.reparam == "post" ? ewe::ReparamVariant::post : ewe::ReparamVariant::standard;
-    r.settings = ewe::VaeRunSettings{o.seed, o.batch, o.lr, o.kl_start, o.kl_steep, 0, "", 0};
+    r.settings = ewe::VaeRunSettings{o.seed,     o.batch, o.lr, o.kl_start, o.kl_steep,
+                                     product_precision_named(o.product_precision), 0, "", 0};
     r.given_settings = given_settings;
     r.epochs = o.epochs;
     r.resume = o.resume;
@@ -85,7 +86,6 @@ int run_train(const TrainOptions& o, const std::vector<std::string>& given_setti
     r.monitor = o.monitor;
     r.device = parse_device(o.device);
     r.threads = o.threads;
-    r.product_precision = product_precision_named(o.product_precision);
     r.progress_bar = !o.quiet;
     r.images = kQuickDrawImages;
     r.names = kRunNames;

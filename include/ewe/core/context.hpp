@@ -35,6 +35,9 @@ namespace ewe {
 // state stay fp32; bf16 keeps 8 bits of mantissa, so each product carries a relative
 // error of about 2^-8 per input. Results stay the same on any thread count.
 enum class CpuProductPrecision { fp32, bf16 };
+inline const char* to_string(CpuProductPrecision precision) {
+    return precision == CpuProductPrecision::bf16 ? "bf16" : "fp32";
+}
 
 // Whether this program can run CpuProductPrecision::bf16: compiled for AVX512_BF16
 // (EWE_ARCH native on such a CPU) and running on a CPU that has it.

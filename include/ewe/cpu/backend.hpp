@@ -76,21 +76,60 @@ T activation_slope(Activation act, T y) {
     }
 }
 
+// Returns body(known) with `act` as a compile-time constant, decltype(known)::value:
+// loops over values written with it carry no switch and vectorize (relu, none).
+template <class Body>
+decltype(auto) with_activation(Activation act, Body&& body) {
+    switch (act) {
+        case Activation::relu: return body(std::integral_constant<Activation, Activation::relu>{});
+        case Activation::sigmoid: return body(std::integral_constant<Activation, Activation::sigmoid>{});
+        default: return body(std::integral_constant<Activation, Activation::none>{});
+    }
+}
+
 // y (rows, cols, rows ld apart; ld 0: cols) = act(y + b), in place, on the calling
 // thread; b may be null.
 template <class T>
 void bias_activation(Activation act, const T* b, T* y, std::int64_t rows, std::int64_t cols, std::int64_t ld = 0) {
     if (b == nullptr && act == Activation::none) return;
-    for (std::int64_t r = 0; r < rows; ++r) {
-        T* row = y + r * (ld == 0 ? cols : ld);
-        for (std::int64_t c = 0; c < cols; ++c) row[c] = activate(act, b ? row[c] + b[c] : row[c]);
-    }
+    with_activation(act, [&](auto known) {
+        constexpr Activation a = decltype(known)::value;
+        for (std::int64_t r = 0; r < rows; ++r) {
+            T* row = y + r * (ld == 0 ? cols : ld);
+            if (b != nullptr)
+                for (std::int64_t c = 0; c < cols; ++c) row[c] = activate(a, row[c] + b[c]);
+            else
+                for (std::int64_t c = 0; c < cols; ++c) row[c] = activate(a, row[c]);
+        }
+    });
 }
 
 // dpre = dy * act'(y) for `count` elements, on the calling thread.
 template <class T>
 void activation_grad(Activation act, const T* y, const T* dy, T* dpre, std::int64_t count) {
-    for (std::int64_t i = 0; i < count; ++i) dpre[i] = dy[i] * activation_slope(act, y[i]);
+    with_activation(act, [&](auto known) {
+        for (std::int64_t i = 0; i < count; ++i) dpre[i] = dy[i] * activation_slope(decltype(known)::value, y[i]);
+    });
+}
+
+// dpre = dy * act'(y) for `rows` rows of `cols` values (contiguous), and sums[c] +=
+// dpre's column sums in double, in one pass: each row's gradient is summed while in
+// registers. The same values and sums as activation_grad, then add_column_sums.
+template <class T>
+void activation_grad_column_sums(Activation act, const T* y, const T* dy, T* dpre, std::int64_t rows,
+                                 std::int64_t cols, double* sums) {
+    with_activation(act, [&](auto known) {
+        for (std::int64_t r = 0; r < rows; ++r) {
+            const T* yr = y + r * cols;
+            const T* dyr = dy + r * cols;
+            T* dr = dpre + r * cols;
+            for (std::int64_t c = 0; c < cols; ++c) {
+                const T d = dyr[c] * activation_slope(decltype(known)::value, yr[c]);
+                dr[c] = d;
+                sums[c] += double(d);
+            }
+        }
+    });
 }
 
 // sums[c] += d[r * ld + c] over rows r, for c in [0, cols), in double.
@@ -339,8 +378,8 @@ public:
         for_image_groups(ctx, g, direct_dw ? 0 : C * K, C, [&](std::int64_t n0, std::int64_t n1, std::int64_t block,
                                                               T* cols, T* dw_part, double* db_part, const T*) {
             const std::int64_t m0 = n0 * pixels, m1 = n1 * pixels;
-            activation_grad(act, y.data() + m0 * C, dy.data() + m0 * C, dpre.data() + m0 * C, (m1 - m0) * C);
-            add_column_sums(dpre.data() + m0 * C, C, m1 - m0, C, db_part);
+            activation_grad_column_sums(act, y.data() + m0 * C, dy.data() + m0 * C, dpre.data() + m0 * C, m1 - m0, C,
+                                        db_part);
             if (!dx.empty()) std::fill(dx.data() + image_start(g, m0), dx.data() + image_start(g, m1), T(0));
             if (direct_one_channel(g)) {
                 if constexpr (kDirectConv) {
@@ -399,8 +438,7 @@ public:
                                                                      double* db_part, const T* wt) {
             const std::int64_t m0 = n0 * pixels, m1 = n1 * pixels;
             const std::int64_t p0 = image_start(g, m0), p1 = image_start(g, m1);
-            activation_grad(act, y.data() + p0, dy.data() + p0, dpre.data() + p0, p1 - p0);
-            add_column_sums(dpre.data() + p0, C, (p1 - p0) / C, C, db_part);
+            activation_grad_column_sums(act, y.data() + p0, dy.data() + p0, dpre.data() + p0, (p1 - p0) / C, C, db_part);
             if (direct_dw && dx.empty()) return;
             for (std::int64_t m = m0; m < m1; m += block) {
                 const std::int64_t rows = std::min(block, m1 - m);

@@ -40,24 +40,25 @@ void im2col(const ConvGeometry& g, const T* x, std::int64_t first, std::int64_t 
 }
 
 // The adjoint of im2col for rows [first, last): adds every cols entry back into the
-// pixel it was copied from (x is not cleared).
+// pixel it was copied from (x is not cleared). A row's taps kw of one kh that fall
+// inside the image are consecutive pixels, as in im2col: one run of additions each.
 template <class T>
-void col2im_add(const ConvGeometry& g, const T* cols, std::int64_t first, std::int64_t last, T* x) {
+void col2im_add(const ConvGeometry& g, const T* __restrict cols, std::int64_t first, std::int64_t last,
+                T* __restrict x) {
     const std::int64_t C = g.in_c, KW = g.w.kernel, KH = g.h.kernel, K = g.gemm_k();
     for (std::int64_t m = first; m < last; ++m) {
         const std::int64_t ow = m % g.w.out, oh = m / g.w.out % g.h.out, n = m / (g.w.out * g.h.out);
         T* image = x + n * g.h.in * g.w.in * C;
         const T* src = cols + (m - first) * K;
+        const std::int64_t iw0 = ow * g.w.stride - g.w.pad_before;
+        const std::int64_t lo = std::clamp<std::int64_t>(-iw0, 0, KW);
+        const std::int64_t hi = std::max(lo, std::clamp<std::int64_t>(g.w.in - iw0, 0, KW));
         for (std::int64_t kh = 0; kh < KH; ++kh) {
             const std::int64_t ih = oh * g.h.stride - g.h.pad_before + kh;
             if (ih < 0 || ih >= g.h.in) continue;
-            for (std::int64_t kw = 0; kw < KW; ++kw) {
-                const std::int64_t iw = ow * g.w.stride - g.w.pad_before + kw;
-                if (iw < 0 || iw >= g.w.in) continue;
-                T* dst = image + (ih * g.w.in + iw) * C;
-                const T* s = src + (kh * KW + kw) * C;
-                for (std::int64_t c = 0; c < C; ++c) dst[c] += s[c];
-            }
+            T* dst = image + (ih * g.w.in + iw0 + lo) * C;
+            const T* s = src + (kh * KW + lo) * C;
+            for (std::int64_t i = 0; i < (hi - lo) * C; ++i) dst[i] += s[i];
         }
     }
 }

@@ -64,13 +64,15 @@ private:
     Activation activation_;
 };
 
-// Copies x into the output viewed with another feature shape.
+// Copies x into the output viewed with another feature shape (inside a Sequential, a
+// view of x instead: Layer::reshapes_only).
 template <class T>
 class Reshape : public Layer<T> {
 public:
     // target: the output features (no batch dimension).
     explicit Reshape(Shape target, std::string name = {}) : Layer<T>(std::move(name)), target_(target) {}
     const char* kind() const override { return "Reshape"; }
+    bool reshapes_only() const override { return true; }
 
 protected:
     std::string default_name() const override { return "reshape"; }

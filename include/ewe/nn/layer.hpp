@@ -123,6 +123,12 @@ public:
         return output_;
     }
 
+    // Whether the output is the input's values under the output shape, unchanged
+    // (Reshape, Flatten): a Sequential then views its input in that shape instead of
+    // running the layer, unless it is the first or the last layer (which fill the
+    // caller's buffers: the input gradient, the output).
+    virtual bool reshapes_only() const { return false; }
+
     bool built() const { return built_; }
     const Shape& input_shape() const { return input_; }
     const Shape& output_shape() const { return output_; }

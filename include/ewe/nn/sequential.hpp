@@ -1,6 +1,8 @@
 // Sequential: a stack of layers that is itself a Layer, so models nest (the sheep
 // VAE holds its decoder as one). Building plans every intermediate activation once
-// (sized for max_batch) and two gradient buffers that backward alternates between.
+// (sized for max_batch) and two gradient buffers that backward alternates between. A
+// layer that only reshapes (Layer::reshapes_only) between two others is not run: its
+// output and its input gradient are views of its input and of its output gradient.
 #pragma once
 
 #include <algorithm>
@@ -52,7 +54,7 @@ public:
     TensorView<const T> activation(std::size_t i, std::int64_t batch) const {
         EWE_REQUIRE(i + 1 < layers_.size(), "Sequential '", this->name(), "': activation ", i,
                     " is the model's output, which the caller owns");
-        return outputs_[i].view().leading(batch);
+        return output(i, batch);
     }
 
 protected:
@@ -65,7 +67,7 @@ protected:
         for (std::size_t i = 0; i < layers_.size(); ++i) {
             shape = layers_[i]->build(shape, b);
             largest = std::max(largest, shape.numel());
-            if (i + 1 < layers_.size()) outputs_.push_back(this->planned(b, shape));
+            if (i + 1 < layers_.size()) outputs_.push_back(viewed(i) ? Tensor<T>() : this->planned(b, shape));
         }
         for (auto& g : grads_) g = this->planned(b, Shape{largest});
         return shape;
@@ -75,6 +77,10 @@ protected:
         const std::int64_t n = x.dim(0);
         TensorView<const T> in = x;
         for (std::size_t i = 0; i < layers_.size(); ++i) {
+            if (viewed(i)) {
+                in = output(i, n);
+                continue;
+            }
             TensorView<T> out = i + 1 < layers_.size() ? outputs_[i].view().leading(n) : y;
             layers_[i]->forward(ctx, in, out, phase);
             in = out;
@@ -85,19 +91,35 @@ protected:
                        TensorView<T> dx) override {
         const std::int64_t n = x.dim(0);
         TensorView<const T> grad_out = dy;
+        int next = 0;  // the gradient buffer the next layer run writes (the other holds grad_out)
         for (std::size_t k = layers_.size(); k-- > 0;) {
             Layer<T>& layer = *layers_[k];
-            TensorView<const T> in = k == 0 ? x : TensorView<const T>(outputs_[k - 1].view().leading(n));
-            TensorView<const T> out = k + 1 == layers_.size() ? y : TensorView<const T>(outputs_[k].view().leading(n));
+            TensorView<const T> in = k == 0 ? x : output(k - 1, n);
+            if (viewed(k)) {
+                grad_out = grad_out.reshaped(in.shape());
+                continue;
+            }
+            TensorView<const T> out = k + 1 == layers_.size() ? y : output(k, n);
             TensorView<T> grad_in;
-            if (k > 0) grad_in = grads_[k % 2].view().slice(0, in.shape());
+            if (k > 0) grad_in = grads_[next].view().slice(0, in.shape());
             else grad_in = dx;
             layer.backward(ctx, in, out, grad_out, grad_in);
             grad_out = grad_in;
+            next = 1 - next;
         }
     }
 
 private:
+    // Whether layer i is not run: it only reshapes, and is neither the first nor the last.
+    bool viewed(std::size_t i) const { return i > 0 && i + 1 < layers_.size() && layers_[i]->reshapes_only(); }
+
+    // The output of layer i (not the last) for a batch of n: its buffer, or the previous
+    // layer's output viewed in its shape.
+    TensorView<const T> output(std::size_t i, std::int64_t n) const {
+        if (!viewed(i)) return outputs_[i].view().leading(n);
+        return output(i - 1, n).reshaped(layers_[i]->output_shape().with_batch(n));
+    }
+
     std::vector<std::shared_ptr<Layer<T>>> layers_;
     std::vector<Tensor<T>> outputs_;
     Tensor<T> grads_[2];

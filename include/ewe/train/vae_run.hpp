@@ -3,7 +3,8 @@
 // channel count) on images: RMSprop on VaeLoss with linear KL annealing, in a RunFolder
 // (ewe/train/run_folder.hpp: locked, resumed, replaced or refused; the standard callbacks;
 // a diverging loss told with the epoch the checkpoint keeps). VaeRunSettings are what
-// the run computes besides its model (seed, batch, learning rate, KL schedule) and which
+// the run computes besides its model (seed, batch, learning rate, KL schedule, the
+// products' precision) and which
 // data it trains on (by content hash); every checkpoint records them with the model
 // (vae_run_metadata) and read_vae_run_checkpoint reads them back. A resumed run must
 // have the same data and every setting the user gave equal to the checkpoint's
@@ -48,6 +49,9 @@ struct VaeRunSettings {
     std::int64_t batch = 8;
     double lr = 1e-3;
     double kl_start = 10, kl_steep = 10;  // the KL weight is 0 through kl_start, then rises to 1 over kl_steep epochs
+    // The CPU products' inputs (ContextOptions::cpu_product_precision); a checkpoint
+    // without it (older) was trained in fp32.
+    CpuProductPrecision product_precision = CpuProductPrecision::fp32;
     std::int64_t samples = 0;
     std::string data;             // the data's name (a file name)
     std::uint64_t data_hash = 0;  // io::content_hash of the images; 0: not recorded (an older checkpoint)
@@ -61,6 +65,7 @@ inline CheckpointMetadata vae_run_metadata(const SheepVaeOptions& model_options,
     m["train.batch"] = std::to_string(s.batch);
     m["train.kl_start"] = metadata_number(s.kl_start);
     m["train.kl_steep"] = metadata_number(s.kl_steep);
+    m["train.product_precision"] = to_string(s.product_precision);
     m["train.samples"] = std::to_string(s.samples);
     m["train.data"] = s.data;
     if (s.data_hash != 0) m["train.data_hash"] = io::hash_text(s.data_hash);
@@ -99,6 +104,13 @@ inline VaeRunCheckpoint read_vae_run_checkpoint(const std::filesystem::path& pat
     c.settings.lr = c.file.meta_double("optimizer.lr", 1e-30, 1e6);
     c.settings.kl_start = c.file.meta_double("train.kl_start", 0.0, 1e9);
     c.settings.kl_steep = c.file.meta_double("train.kl_steep", 0.0, 1e9);
+    if (c.file.file().metadata.count("train.product_precision")) {
+        const std::string& precision = c.file.meta("train.product_precision");
+        if (precision != "fp32" && precision != "bf16")
+            fail(flag, " ", path.string(), ": metadata train.product_precision = '", precision,
+                 "' (expected fp32 or bf16)");
+        c.settings.product_precision = precision == "bf16" ? CpuProductPrecision::bf16 : CpuProductPrecision::fp32;
+    }
     c.settings.samples = c.file.meta_int("train.samples", 0, std::int64_t(1) << 62);
     c.settings.data = c.file.meta("train.data");
     if (c.file.file().metadata.count("train.data_hash"))
@@ -123,12 +135,12 @@ struct VaeRunNames {
     std::string data = "images", rows = "samples";
     // The settings, in the order of vae_run_setting_values.
     std::string latent = "latent", width = "width", reparam = "reparam", seed = "seed", batch = "batch", lr = "lr",
-                kl_start = "kl_start", kl_steep = "kl_steep";
+                kl_start = "kl_start", kl_steep = "kl_steep", product_precision = "product_precision";
 };
 
 // The settings that change what a run computes, besides its data: the latent size, the
-// width, the reparameterization, the seed, the batch, the learning rate and the KL
-// schedule, in that order, each keyed by its name in `names` with its value as text
+// width, the reparameterization, the seed, the batch, the learning rate, the KL
+// schedule and the products' precision, in that order, each keyed by its name in `names` with its value as text
 // ("lr", "0.001"; doubles in the shortest text that reads back to the same value,
 // format_number) and compared as the same.
 inline std::vector<RunSetting> vae_run_setting_values(const SheepVaeOptions& model_options, const VaeRunSettings& s,
@@ -140,7 +152,8 @@ inline std::vector<RunSetting> vae_run_setting_values(const SheepVaeOptions& mod
             {names.batch, std::to_string(s.batch)},
             {names.lr, format_number(s.lr)},
             {names.kl_start, format_number(s.kl_start)},
-            {names.kl_steep, format_number(s.kl_steep)}};
+            {names.kl_steep, format_number(s.kl_steep)},
+            {names.product_precision, to_string(s.product_precision)}};
 }
 
 // Refuses (ewe::Error naming names.resume, `path`, the setting and both values) to
@@ -199,7 +212,6 @@ struct VaeRunOptions {
     std::int64_t monitor = 256;  // posterior-collapse monitor on the first N images (0: off)
     Device device = Device::cpu;
     int threads = 0;
-    CpuProductPrecision product_precision = CpuProductPrecision::fp32;  // ContextOptions::cpu_product_precision
     std::ostream* log = nullptr;  // notes, the opening line and the progress bar
     bool progress_bar = true;     // the progress line and the opening line on `log`
     bool redraw = false;          // the progress bar redraws its line in place
@@ -268,7 +280,7 @@ VaeRunResult train_vae_run(const VaeRunOptions<T>& r, TensorView<const T> images
     }
     ContextOptions context_options;
     context_options.threads = r.threads;
-    context_options.cpu_product_precision = r.product_precision;
+    context_options.cpu_product_precision = run.product_precision;
     Context ctx(r.device, context_options);
     const std::int64_t ranks = r.communicator ? r.communicator->size() : 1;
     const std::int64_t batch = std::min(run.batch, std::max<std::int64_t>(n, 1));
