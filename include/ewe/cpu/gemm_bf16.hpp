@@ -41,13 +41,40 @@ inline float round_to_bf16(float x) {
     return x;
 }
 
+// The packed operands' columns (B) and rows (a transposed A) come in vectors of this many.
+inline constexpr std::int64_t kBf16PackLanes = 16;
+
+// The operands of gemm_bf16 packed into bf16 pairs along the depth k (the odd
+// depth's last pair padded with a zero). A: the pair (i, kp) at words[i * rs + kp * cs]
+// (rs == 1 or cs == 1). B: the kp-th row of pairs at words + kp * ld, ld at least n
+// rounded up to whole vectors of 16 (the columns past n zero).
+struct Bf16PackedA {
+    const std::uint32_t* words;
+    std::int64_t rs, cs;
+};
+struct Bf16PackedB {
+    const std::uint32_t* words;
+    std::int64_t ld;
+};
+
+// The pairs of a depth of k, and the words per row of a packed B of n columns.
+inline std::int64_t bf16_pairs(std::int64_t k) { return (k + 1) / 2; }
+inline std::int64_t bf16_packed_width(std::int64_t n) {
+    return (n + kBf16PackLanes - 1) / kBf16PackLanes * kBf16PackLanes;
+}
+// The words of a packed B (k x n) and of a packed A (m x k).
+inline std::int64_t bf16_packed_b_words(std::int64_t k, std::int64_t n) { return bf16_pairs(k) * bf16_packed_width(n); }
+inline std::int64_t bf16_packed_a_words(std::int64_t m, std::int64_t k) {
+    return bf16_pairs(k) * (m + kBf16PackLanes);
+}
+
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
 
 inline constexpr bool kHasBf16GemmKernel = true;
 
 namespace bf16_detail {
 
-constexpr int kLanes = 16;
+constexpr int kLanes = int(kBf16PackLanes);
 constexpr std::int64_t kDepthBlockPairs = gemm_detail::kDepthBlock / 2;
 
 using gemm_detail::lanes;
@@ -179,26 +206,39 @@ void tile_rows(int rows, std::int64_t pairs, const std::uint32_t* a, std::int64_
 
 }  // namespace bf16_detail
 
-// C (m x n, rows ldc apart) = A B (accumulate: C + A B) in bf16 inputs and fp32 sums,
-// with A (m x k) at a[i * a_rs + p * a_cs] (a_cs == 1 or a_rs == 1) and B (k x n) at
-// b[p * b_rs + j * b_cs] (b_cs == 1 or b_rs == 1). bias (n values, or null) and relu
-// apply to the result in fp32: C = max(0, C + A B + bias). k must be positive.
-inline void gemm_bf16(std::int64_t m, std::int64_t n, std::int64_t k, const float* a, std::int64_t a_rs,
-                      std::int64_t a_cs, const float* b, std::int64_t b_rs, std::int64_t b_cs, float* c,
+// B (k x n) at b[p * b_rs + j * b_cs] (b_cs == 1 or b_rs == 1) packed into out
+// (bf16_packed_b_words(k, n) words).
+inline Bf16PackedB pack_bf16_b(std::int64_t k, std::int64_t n, const float* b, std::int64_t b_rs, std::int64_t b_cs,
+                               std::uint32_t* out) {
+    const std::int64_t ld = bf16_packed_width(n);
+    if (b_cs == 1) bf16_detail::pack_pairs_down(b, b_rs, k, n, out, ld);
+    else bf16_detail::pack_pairs_down_transposed(b, b_cs, k, n, out, ld);
+    return {out, ld};
+}
+
+// A (m x k) at a[i * a_rs + p * a_cs] (a_cs == 1 or a_rs == 1) packed into out
+// (bf16_packed_a_words(m, k) words): a row-major A with each row's pairs side by side, a
+// transposed A with the pairs of one depth for all rows side by side.
+inline Bf16PackedA pack_bf16_a(std::int64_t m, std::int64_t k, const float* a, std::int64_t a_rs, std::int64_t a_cs,
+                               std::uint32_t* out) {
+    const std::int64_t pairs = bf16_pairs(k);
+    if (a_cs == 1) {
+        bf16_detail::pack_pairs_along(a, a_rs, m, k, out, pairs);
+        return {out, pairs, 1};
+    }
+    bf16_detail::pack_pairs_down(a, a_cs, k, m, out, m + kBf16PackLanes);
+    return {out, 1, m + kBf16PackLanes};
+}
+
+// C (m x n, rows ldc apart) = A B (accumulate: C + A B) from packed bf16 operands, summed
+// in fp32; bias (n values, or null) and relu apply to the result in fp32:
+// C = max(0, C + A B + bias). k must be positive.
+inline void gemm_bf16(std::int64_t m, std::int64_t n, std::int64_t k, Bf16PackedA a, Bf16PackedB b, float* c,
                       std::int64_t ldc, bool accumulate, const float* bias = nullptr, bool relu = false) {
     using namespace bf16_detail;
-    thread_local PackBuffer a_buffer, b_buffer;
-    const std::int64_t pairs = (k + 1) / 2, vectors = (n + kLanes - 1) / kLanes, ldb = vectors * kLanes;
-    std::uint32_t* bp = b_buffer.reserve(pairs * ldb);
-    if (b_cs == 1) pack_pairs_down(b, b_rs, k, n, bp, ldb);
-    else pack_pairs_down_transposed(b, b_cs, k, n, bp, ldb);
-    // The packed A: row-major (pairs of a row side by side) or, for a transposed A,
-    // transposed (the pairs of one depth for all rows side by side).
-    std::uint32_t* ap = a_buffer.reserve(pairs * (m + kLanes));
-    const bool a_rows = a_cs == 1;
-    if (a_rows) pack_pairs_along(a, a_rs, m, k, ap, pairs);
-    else pack_pairs_down(a, a_cs, k, m, ap, m + kLanes);
-    const std::int64_t ap_rs = a_rows ? pairs : 1, ap_cs = a_rows ? 1 : m + kLanes;
+    const std::int64_t pairs = bf16_pairs(k), vectors = (n + kLanes - 1) / kLanes, ldb = b.ld;
+    const std::uint32_t *ap = a.words, *bp = b.words;
+    const std::int64_t ap_rs = a.rs, ap_cs = a.cs;
     for (std::int64_t q0 = 0; q0 < pairs; q0 += kDepthBlockPairs) {
         const std::int64_t depth = std::min(kDepthBlockPairs, pairs - q0);
         const bool last = q0 + depth == pairs, load_c = accumulate || q0 > 0;
@@ -233,6 +273,26 @@ inline void gemm_bf16(std::int64_t m, std::int64_t n, std::int64_t k, const floa
             }
         }
     }
+}
+
+// The same with A (m x k) at a[i * a_rs + p * a_cs] (a_cs == 1 or a_rs == 1) packed
+// here, into a per-thread buffer that grows to the largest A and stays.
+inline void gemm_bf16(std::int64_t m, std::int64_t n, std::int64_t k, const float* a, std::int64_t a_rs,
+                      std::int64_t a_cs, Bf16PackedB b, float* c, std::int64_t ldc, bool accumulate,
+                      const float* bias = nullptr, bool relu = false) {
+    thread_local bf16_detail::PackBuffer a_buffer;
+    gemm_bf16(m, n, k, pack_bf16_a(m, k, a, a_rs, a_cs, a_buffer.reserve(bf16_packed_a_words(m, k))), b, c, ldc,
+              accumulate, bias, relu);
+}
+
+// The same with B (k x n) at b[p * b_rs + j * b_cs] (b_cs == 1 or b_rs == 1) packed here
+// too, into another such buffer.
+inline void gemm_bf16(std::int64_t m, std::int64_t n, std::int64_t k, const float* a, std::int64_t a_rs,
+                      std::int64_t a_cs, const float* b, std::int64_t b_rs, std::int64_t b_cs, float* c,
+                      std::int64_t ldc, bool accumulate, const float* bias = nullptr, bool relu = false) {
+    thread_local bf16_detail::PackBuffer b_buffer;
+    gemm_bf16(m, n, k, a, a_rs, a_cs, pack_bf16_b(k, n, b, b_rs, b_cs, b_buffer.reserve(bf16_packed_b_words(k, n))),
+              c, ldc, accumulate, bias, relu);
 }
 
 #else
