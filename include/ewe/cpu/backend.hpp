@@ -291,7 +291,9 @@ public:
     // channel (and the forward pass of one with one input channel) skips im2col: the
     // direct kernels of ewe/cpu/conv_kernels.hpp, on the same items. So does the float
     // filter gradient of 32 to 80 output channels (direct_filter_gradient), after the
-    // groups, on items of its own (filter_gradient_by_taps).
+    // groups, on items of its own (filter_gradient_by_taps). In the bf16 mode each op
+    // packs its filter once for gemm_bf16, read by every item and thread, and writes the
+    // patch rows straight in gemm_bf16's packed layouts (ewe/cpu/im2col_bf16.hpp).
     void conv2d_forward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w, View<const T> b,
                         Activation act, View<T> y) override {
         const bool bf16 = rounds_to_bf16(ctx);

@@ -4,14 +4,17 @@
 // as oneDNN's fpmath_mode=bf16 or PyTorch's set_float32_matmul_precision("medium") do.
 // vdpbf16ps (AVX512_BF16) multiplies 16 pairs of bf16 values per fp32 lane and adds
 // both products to the lane: twice the multiply-adds of an fp32 FMA per instruction. So
-// A and B are packed per call into pairs along the depth k (the last pair padded with a
-// zero where k is odd): B as rows of pairs, kp-th row holding (B(2kp, j), B(2kp+1, j))
-// for every column j (padded with zeros to whole vectors of 16 columns); A with each
-// row's pairs in a 32-bit word that the kernel broadcasts. The tiles, panels and depth
-// blocks are gemm()'s (ewe/cpu/gemm.hpp): a tile of C of up to 8 rows x up to five
+// A and B are packed into pairs along the depth k (the last pair padded with a zero
+// where k is odd): B as rows of pairs, kp-th row holding (B(2kp, j), B(2kp+1, j)) for
+// every column j (padded with zeros to whole vectors of 16 columns); A with each row's
+// pairs in a 32-bit word that the kernel broadcasts. gemm_bf16 takes either operand
+// packed already (Bf16PackedA, Bf16PackedB: the backend packs a filter once per op
+// call, and ewe/cpu/im2col_bf16.hpp writes patch rows packed) or as floats, which it
+// packs into per-thread buffers that grow to the largest product and stay. The tiles,
+// panels and depth blocks are gemm()'s (ewe/cpu/gemm.hpp, whose gemm_detail helpers set
+// up, store and walk the tiles for both): a tile of C of up to 8 rows x up to five
 // vectors stays in registers while the pairs stream through. The order of the sums
-// depends on the shapes only, so results are the same on any thread. The packed copies
-// live in per-thread buffers that grow to the largest product and stay. Single-threaded,
+// depends on the shapes only, so results are the same on any thread. Single-threaded,
 // called inside the backend's parallel items. Compiled where the compiler targets
 // AVX512_BF16 (EWE_ARCH native on such a CPU); elsewhere ewe::cpu::kHasBf16GemmKernel is
 // false and ewe::Context refuses the mode. Checked against a double-precision product of
@@ -163,13 +166,8 @@ template <int Rows, int Vectors>
 void tile(std::int64_t pairs, const std::uint32_t* a, std::int64_t a_rs, std::int64_t a_cs, const std::uint32_t* b,
           std::int64_t ldb, float* c, std::int64_t ldc, std::int64_t cols, bool load_c, const float* bias, bool relu) {
     __mmask16 mask[Vectors];
-    for (int v = 0; v < Vectors; ++v) mask[v] = lanes(cols - v * kLanes);
     __m512 acc[Rows][Vectors];
-EWE_GEMM_UNROLL(GCC unroll 12)
-    for (int r = 0; r < Rows; ++r)
-EWE_GEMM_UNROLL(GCC unroll 5)
-        for (int v = 0; v < Vectors; ++v)
-            acc[r][v] = load_c ? _mm512_maskz_loadu_ps(mask[v], c + r * ldc + v * kLanes) : _mm512_setzero_ps();
+    gemm_detail::start_tile(acc, mask, c, ldc, cols, load_c);
     for (std::int64_t p = 0; p < pairs; ++p) {
         __m512bh bv[Vectors];
 EWE_GEMM_UNROLL(GCC unroll 5)
@@ -181,16 +179,7 @@ EWE_GEMM_UNROLL(GCC unroll 5)
             for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, bv[v]);
         }
     }
-EWE_GEMM_UNROLL(GCC unroll 5)
-    for (int v = 0; v < Vectors; ++v) {
-        const __m512 add = bias ? _mm512_maskz_loadu_ps(mask[v], bias + v * kLanes) : _mm512_setzero_ps();
-EWE_GEMM_UNROLL(GCC unroll 12)
-        for (int r = 0; r < Rows; ++r) {
-            __m512 out = _mm512_add_ps(acc[r][v], add);
-            if (relu) out = _mm512_max_ps(out, _mm512_setzero_ps());
-            _mm512_mask_storeu_ps(c + r * ldc + v * kLanes, mask[v], out);
-        }
-    }
+    gemm_detail::finish_tile(acc, mask, c, ldc, bias, relu);
 }
 
 // tile<Rows, Vectors> for a runtime row count (1..Rows).
@@ -236,43 +225,15 @@ inline Bf16PackedA pack_bf16_a(std::int64_t m, std::int64_t k, const float* a, s
 inline void gemm_bf16(std::int64_t m, std::int64_t n, std::int64_t k, Bf16PackedA a, Bf16PackedB b, float* c,
                       std::int64_t ldc, bool accumulate, const float* bias = nullptr, bool relu = false) {
     using namespace bf16_detail;
-    const std::int64_t pairs = bf16_pairs(k), vectors = (n + kLanes - 1) / kLanes, ldb = b.ld;
-    const std::uint32_t *ap = a.words, *bp = b.words;
-    const std::int64_t ap_rs = a.rs, ap_cs = a.cs;
-    for (std::int64_t q0 = 0; q0 < pairs; q0 += kDepthBlockPairs) {
-        const std::int64_t depth = std::min(kDepthBlockPairs, pairs - q0);
-        const bool last = q0 + depth == pairs, load_c = accumulate || q0 > 0;
-        const float* block_bias = last ? bias : nullptr;
-        const auto block = [&](auto panel_vectors, std::int64_t i0, int rows, std::int64_t j0, std::int64_t cols) {
-            tile_rows<decltype(panel_vectors)::value>(rows, depth, ap + i0 * ap_rs + q0 * ap_cs, ap_rs, ap_cs,
-                                                      bp + q0 * ldb + j0, ldb, c + i0 * ldc + j0, ldc, cols, load_c,
-                                                      block_bias ? block_bias + j0 : nullptr, last && relu);
-        };
-        // One panel as wide as C: tiles down the rows.
-        const auto one_panel = [&](auto panel_vectors) {
-            constexpr int kRows = gemm_detail::tile_rows_for<decltype(panel_vectors)::value>();
-            for (std::int64_t i0 = 0; i0 < m; i0 += kRows)
-                block(panel_vectors, i0, int(std::min<std::int64_t>(kRows, m - i0)), 0, n);
-        };
-        switch (vectors) {
-            case 1: one_panel(std::integral_constant<int, 1>{}); continue;
-            case 2: one_panel(std::integral_constant<int, 2>{}); continue;
-            case 4: one_panel(std::integral_constant<int, 4>{}); continue;
-            case 5: one_panel(std::integral_constant<int, 5>{}); continue;
-            default: break;
-        }
-        // Panels of three vectors (the last one narrower) across each row tile.
-        constexpr std::int64_t kPanel = gemm_detail::kTileVectors * kLanes;
-        for (std::int64_t i0 = 0; i0 < m; i0 += gemm_detail::kTileRows) {
-            const int rows = int(std::min<std::int64_t>(gemm_detail::kTileRows, m - i0));
-            for (std::int64_t j0 = 0; j0 < n; j0 += kPanel) {
-                const std::int64_t cols = std::min<std::int64_t>(kPanel, n - j0);
-                if (cols > 2 * kLanes) block(std::integral_constant<int, 3>{}, i0, rows, j0, cols);
-                else if (cols > kLanes) block(std::integral_constant<int, 2>{}, i0, rows, j0, cols);
-                else block(std::integral_constant<int, 1>{}, i0, rows, j0, cols);
-            }
-        }
-    }
+    gemm_detail::for_each_tile(
+        m, n, bf16_pairs(k), kDepthBlockPairs,
+        [&](auto panel_vectors, std::int64_t i0, int rows, std::int64_t j0, std::int64_t cols, std::int64_t q0,
+            std::int64_t depth, bool last) {
+            tile_rows<decltype(panel_vectors)::value>(rows, depth, a.words + i0 * a.rs + q0 * a.cs, a.rs, a.cs,
+                                                      b.words + q0 * b.ld + j0, b.ld, c + i0 * ldc + j0, ldc, cols,
+                                                      accumulate || q0 > 0, last && bias != nullptr ? bias + j0 : nullptr,
+                                                      last && relu);
+        });
 }
 
 // The same with A (m x k) at a[i * a_rs + p * a_cs] (a_cs == 1 or a_rs == 1) packed
