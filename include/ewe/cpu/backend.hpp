@@ -386,10 +386,10 @@ public:
                 if constexpr (kBf16Kernel) {
                     if (packed) {
                         im2col_bf16(g, x.data(), m, m + rows, slot.row_buffer, nullptr, slot.patches_b);
-                        gemm_bf16(C, K, rows, d, 1, C, Bf16PackedB{slot.patches_b, bf16_packed_width(K)}, dw_part, K,
-                                  m > m0);  // dW (+)= D^T P
+                        packed_product(C, K, rows, d, 1, C, Bf16PackedB{slot.patches_b, bf16_packed_width(K)}, dw_part,
+                                       K, m > m0);  // dW (+)= D^T P
                         if (dx.empty()) continue;
-                        gemm_bf16(rows, K, C, d, C, 1, slot.w, cols, K, false);  // P = D W
+                        packed_product(rows, K, C, d, C, 1, slot.w, cols, K, false);  // P = D W
                         col2im_add(g, cols, m, m + rows, dx.data());
                         continue;
                     }
@@ -426,9 +426,8 @@ public:
             for (std::int64_t m = n * pixels; m < (n + 1) * pixels; m += block) {
                 const std::int64_t rows = std::min(block, (n + 1) * pixels - m);
                 const T* xm = x.data() + m * g.out_c;
-                if constexpr (kBf16Kernel)
-                    if (bf16) gemm_bf16(rows, K, g.out_c, xm, g.out_c, 1, packed_w, cols, K, false);
-                if (!bf16) product(bf16, rows, K, g.out_c, xm, g.out_c, 1, w.data(), K, cols, K, false);
+                if (bf16) packed_product(rows, K, g.out_c, xm, g.out_c, 1, packed_w, cols, K, false);
+                else product(bf16, rows, K, g.out_c, xm, g.out_c, 1, w.data(), K, cols, K, false);
                 col2im_add(g, cols, m, m + rows, y.data());
             }
             bias_activation(act, b.data(), y.data() + n * image, g.h.in * g.w.in, g.in_c);
@@ -461,11 +460,12 @@ public:
                 if constexpr (kBf16Kernel) {
                     if (bf16) {
                         im2col_bf16(g, dpre.data(), m, m + rows, slot.row_buffer, slot.patches_a, slot.patches_b);
-                        gemm_bf16(g.out_c, K, rows, xm, 1, g.out_c, Bf16PackedB{slot.patches_b, bf16_packed_width(K)},
-                                  dw_part, K, m > m0);  // dW (+)= X^T P
+                        packed_product(g.out_c, K, rows, xm, 1, g.out_c,
+                                       Bf16PackedB{slot.patches_b, bf16_packed_width(K)}, dw_part, K,
+                                       m > m0);  // dW (+)= X^T P
                         if (!dx.empty())
-                            gemm_bf16(rows, g.out_c, K, Bf16PackedA{slot.patches_a, bf16_pairs(K), 1}, slot.w,
-                                      dx.data() + m * g.out_c, g.out_c, false);
+                            packed_product(rows, g.out_c, K, Bf16PackedA{slot.patches_a, bf16_pairs(K), 1}, slot.w,
+                                           dx.data() + m * g.out_c, g.out_c);
                         continue;
                     }
                 }
@@ -796,12 +796,18 @@ private:
     // product() in the bf16 mode on operands packed for gemm_bf16 (ewe/cpu/gemm_bf16.hpp):
     // C = act(A B + bias).
     static void packed_product(std::int64_t m, std::int64_t n, std::int64_t k, Bf16PackedA a, Bf16PackedB b, T* c,
-                               std::int64_t ldc, Activation act, const T* bias) {
+                               std::int64_t ldc, Activation act = Activation::none, const T* bias = nullptr) {
         if constexpr (kBf16Kernel) {
             const bool fused = act == Activation::none || act == Activation::relu;
             gemm_bf16(m, n, k, a, b, c, ldc, false, fused ? bias : nullptr, act == Activation::relu);
             if (!fused) bias_activation(act, bias, c, m, n, ldc);
         }
+    }
+    // The same with A (m x k) at a[i * a_rs + p * a_cs] in floats (gemm_bf16 packs it):
+    // C = A B, or C + A B with `accumulate`.
+    static void packed_product(std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t a_rs,
+                               std::int64_t a_cs, Bf16PackedB b, T* c, std::int64_t ldc, bool accumulate) {
+        if constexpr (kBf16Kernel) gemm_bf16(m, n, k, a, a_rs, a_cs, b, c, ldc, accumulate);
     }
 
     // out (cols x rows, row-major) = the transpose of in (rows x cols, row-major).
