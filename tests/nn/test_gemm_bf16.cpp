@@ -2,9 +2,11 @@
 // product of ewe/cpu/gemm_bf16.hpp against a double-precision product of the same
 // inputs rounded to bf16 (so only fp32 summation error remains), with A and B each
 // row-major or transposed, odd depths (a padded last pair), partial tiles, panels and
-// depth blocks, accumulation, bias and ReLU; then the dense, convolution and transposed
-// convolution ops in the mode: the same for 1, 2 and 3 threads, and within bf16's
-// rounding of fp32. A finite-difference gradient check means nothing here (bf16 inputs
+// depth blocks, accumulation, bias and ReLU; im2col_bf16's packed patch rows against
+// the fp32 patch block packed as gemm_bf16 packs it (odd depths, odd row counts, blocks
+// that start inside an image); then the dense, convolution and transposed convolution
+// ops in the mode, with the default and with small, odd im2col blocks: the same for 1,
+// 2 and 3 threads, and within bf16's rounding of fp32. A finite-difference gradient check means nothing here (bf16 inputs
 // perturb the products by about 2^-8, far above a difference quotient's resolution):
 // the fp32 gradchecks cover the ops. The mode is refused for double, on CUDA, and where
 // the build or the CPU lacks AVX512_BF16. The kernel cases are skipped, with a message,
@@ -15,11 +17,13 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "relative_error.hpp"
 
 #include <ewe/cpu/gemm_bf16.hpp>
+#include <ewe/cpu/im2col_bf16.hpp>
 #include <ewe/ewe.hpp>
 
 namespace {
@@ -73,9 +77,11 @@ double bf16_product_error(const Case& t) {
 }
 
 // The float dense, convolution and transposed convolution ops, forward and backward, on
-// `threads` threads with the products in `precision`: every output, one after another.
-std::vector<float> run_layers(CpuProductPrecision precision, int threads) {
-    Context ctx(Device::cpu, ContextOptions{.threads = threads, .cpu_product_precision = precision});
+// `threads` threads with the products in `precision` and im2col blocks of
+// `im2col_elements`: every output, one after another.
+std::vector<float> run_layers(CpuProductPrecision precision, int threads, std::int64_t im2col_elements) {
+    Context ctx(Device::cpu, ContextOptions{.threads = threads, .cpu_im2col_elements = im2col_elements,
+                                            .cpu_product_precision = precision});
     std::vector<float> out;
     const auto fill = [](Tensor<float>& t, int period, float offset) {
         const std::vector<float> v = pattern(t.numel(), period, offset);
@@ -160,22 +166,69 @@ TEST_CASE("the bf16 product matches a double product of the bf16-rounded inputs 
     }
 }
 
+TEST_CASE("im2col_bf16 packs the patch rows as gemm_bf16 packs the fp32 patch block") {
+    if (!cpu_bf16_products_available()) {
+        MESSAGE("this build or CPU has no AVX512_BF16: the bf16 mode is refused, nothing to check here");
+        return;
+    }
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+    struct Geometry {
+        std::int64_t h, w, in_c, kernel, stride;
+    };
+    // depths K = 75 (odd), 90, 7 (odd, under one vector) and 360 (over a vector of pairs)
+    for (const Geometry& t : {Geometry{13, 11, 3, 5, 2}, Geometry{9, 9, 10, 3, 1}, Geometry{6, 5, 7, 1, 1},
+                              Geometry{7, 7, 40, 3, 2}}) {
+        ConvGeometry g;
+        g.batch = 3;
+        g.in_c = t.in_c;
+        g.out_c = 4;
+        g.h = ConvAxis::forward(t.h, t.kernel, t.stride, Padding::same);
+        g.w = ConvAxis::forward(t.w, t.kernel, t.stride, Padding::same);
+        const std::int64_t K = g.gemm_k(), M = g.gemm_m(), pixels = g.h.out * g.w.out;
+        const std::vector<float> x = pattern(g.batch * t.h * t.w * t.in_c, 13, 0.5f);
+        // blocks: one row, an odd count from inside the first image into the second,
+        // an even count, and the whole patch matrix
+        for (const auto& [first, last] : {std::pair<std::int64_t, std::int64_t>{5, 6},
+                                          {pixels - 3, pixels + 4}, {2, 2 + 2 * (pixels / 2)}, {0, M}}) {
+            CAPTURE(K);
+            CAPTURE(first);
+            CAPTURE(last);
+            const std::int64_t rows = last - first;
+            std::vector<float> cols(std::size_t(rows * K)), buffer(std::size_t(2 * K));
+            cpu::im2col(g, x.data(), first, last, cols.data());
+            std::vector<std::uint32_t> want_a(std::size_t(cpu::bf16_packed_a_words(rows, K)), 0u),
+                want_b(std::size_t(cpu::bf16_packed_b_words(rows, K)), 0u), got_a(want_a.size(), 0u),
+                got_b(want_b.size(), 0u);
+            cpu::pack_bf16_a(rows, K, cols.data(), K, 1, want_a.data());
+            cpu::pack_bf16_b(rows, K, cols.data(), K, 1, want_b.data());
+            cpu::im2col_bf16(g, x.data(), first, last, buffer.data(), got_a.data(), got_b.data());
+            CHECK(got_a == want_a);
+            CHECK(got_b == want_b);
+        }
+    }
+#endif
+}
+
 TEST_CASE("float layers in the bf16 mode: the same on 1, 2 and 3 threads, within bf16 rounding of fp32") {
     if (!cpu_bf16_products_available()) {
         MESSAGE("this build or CPU has no AVX512_BF16: the bf16 mode is refused, nothing to check here");
         return;
     }
-    const std::vector<float> bf16 = run_layers(CpuProductPrecision::bf16, 1);
-    for (int threads : {2, 3}) {
-        CAPTURE(threads);
-        CHECK(run_layers(CpuProductPrecision::bf16, threads) == bf16);
+    // the default blocks, and blocks of 700 / 75 = 9 patch rows (odd, crossing images)
+    for (const std::int64_t im2col_elements : {ContextOptions{}.cpu_im2col_elements, std::int64_t(700)}) {
+        CAPTURE(im2col_elements);
+        const std::vector<float> bf16 = run_layers(CpuProductPrecision::bf16, 1, im2col_elements);
+        for (int threads : {2, 3}) {
+            CAPTURE(threads);
+            CHECK(run_layers(CpuProductPrecision::bf16, threads, im2col_elements) == bf16);
+        }
+        const std::vector<float> fp32 = run_layers(CpuProductPrecision::fp32, 1, im2col_elements);
+        REQUIRE(fp32.size() == bf16.size());
+        CHECK(bf16 != fp32);  // the mode did round
+        const double error = relative_error(bf16, std::vector<double>(fp32.begin(), fp32.end()));
+        CHECK(error > 1e-5);
+        CHECK(error < 2e-2);
     }
-    const std::vector<float> fp32 = run_layers(CpuProductPrecision::fp32, 1);
-    REQUIRE(fp32.size() == bf16.size());
-    CHECK(bf16 != fp32);  // the mode did round
-    const double error = relative_error(bf16, std::vector<double>(fp32.begin(), fp32.end()));
-    CHECK(error > 1e-5);
-    CHECK(error < 2e-2);
 }
 
 TEST_CASE("the bf16 mode is refused where it cannot run") {

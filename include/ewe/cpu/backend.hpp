@@ -34,6 +34,7 @@
 #include "ewe/cpu/gemm.hpp"
 #include "ewe/cpu/gemm_bf16.hpp"
 #include "ewe/cpu/im2col.hpp"
+#include "ewe/cpu/im2col_bf16.hpp"
 #include "ewe/cpu/thread_pool.hpp"
 #include "ewe/ops/backend.hpp"
 
@@ -161,16 +162,18 @@ void sum_partials(int threads, const Part* parts, std::int64_t count_parts, std:
     });
 }
 
-// Scratch memory of one op, carved from the context's: arrays of doubles first, then
-// of T, each starting on a 64-byte boundary.
+// Scratch memory of one op, carved from the context's: arrays of doubles, of T and of
+// 32-bit words (the bf16 products' packed operands), each starting on a 64-byte boundary.
 template <class T>
 class ScratchPlan {
 public:
     std::int64_t add_doubles(std::int64_t count) { return add(count * std::int64_t(sizeof(double))); }
     std::int64_t add_values(std::int64_t count) { return add(count * std::int64_t(sizeof(T))); }
+    std::int64_t add_words(std::int64_t count) { return add(count * std::int64_t(sizeof(std::uint32_t))); }
     void allocate(Context& ctx) { base_ = reinterpret_cast<std::byte*>(ctx.cpu_scratch<double>(bytes_ / 8 + 1)); }
     double* doubles(std::int64_t offset) const { return reinterpret_cast<double*>(base_ + offset); }
     T* values(std::int64_t offset) const { return reinterpret_cast<T*>(base_ + offset); }
+    std::uint32_t* words(std::int64_t offset) const { return reinterpret_cast<std::uint32_t*>(base_ + offset); }
 
 private:
     std::int64_t add(std::int64_t bytes) {
@@ -327,7 +330,9 @@ public:
     // channel (and the forward pass of one with one input channel) skips im2col: the
     // direct kernels of ewe/cpu/conv_kernels.hpp, on the same items. So does the float
     // filter gradient of 32 to 80 output channels (direct_filter_gradient), after the
-    // groups, on items of its own (filter_gradient_by_taps).
+    // groups, on items of its own (filter_gradient_by_taps). In the bf16 mode each op
+    // packs its filter once for gemm_bf16, read by every item and thread, and writes the
+    // patch rows straight in gemm_bf16's packed layouts (ewe/cpu/im2col_bf16.hpp).
     void conv2d_forward(Context& ctx, const ConvGeometry& g, View<const T> x, View<const T> w, View<const T> b,
                         Activation act, View<T> y) override {
         const bool bf16 = rounds_to_bf16(ctx);
@@ -345,13 +350,23 @@ public:
                 });
             return;
         }
+        // bf16: the filter packed once for every item, each block of patch rows packed by
+        // im2col_bf16 (no fp32 block).
+        const bool packed = bf16 && !direct_single_input(g);
         ScratchPlan<T> plan;
         const int threads = thread_count(ctx);  // the slots of scratch and of parallel_for
-        const std::int64_t cols_at = plan.add_values(direct_single_input(g) ? 0 : threads * rows_per_item * K);
+        const std::int64_t cols_at =
+            plan.add_values(direct_single_input(g) || packed ? 0 : threads * rows_per_item * K);
         const std::int64_t wt_at = plan.add_values(K * g.out_c);
+        const std::int64_t packed_w_at = plan.add_words(packed ? bf16_packed_b_words(K, g.out_c) : 0);
+        const std::int64_t packed_cols_at = plan.add_words(packed ? threads * bf16_packed_a_words(rows_per_item, K) : 0);
+        const std::int64_t row_buffer_at = plan.add_values(packed ? threads * 2 * K : 0);
         plan.allocate(ctx);
         T* wt = plan.values(wt_at);
         transpose_into(w.data(), g.out_c, K, wt);
+        Bf16PackedB packed_w{};
+        if constexpr (kBf16Kernel)
+            if (packed) packed_w = pack_bf16_b(K, g.out_c, wt, g.out_c, 1, plan.words(packed_w_at));
         parallel_for(threads, (M + rows_per_item - 1) / rows_per_item, [&](std::int64_t item, int slot) {
             const std::int64_t m = item * rows_per_item, rows = std::min(rows_per_item, M - m);
             if (direct_single_input(g)) {
@@ -361,6 +376,15 @@ public:
                     if (act != Activation::relu) bias_activation<T>(act, nullptr, y.data() + m * g.out_c, rows, g.out_c);
                 }
                 return;
+            }
+            if constexpr (kBf16Kernel) {
+                if (packed) {
+                    std::uint32_t* patches = plan.words(packed_cols_at) + slot * bf16_packed_a_words(rows_per_item, K);
+                    im2col_bf16(g, x.data(), m, m + rows, plan.values(row_buffer_at) + slot * 2 * K, patches, nullptr);
+                    packed_product(rows, g.out_c, K, Bf16PackedA{patches, bf16_pairs(K), 1}, packed_w,
+                                   y.data() + m * g.out_c, g.out_c, act, b.empty() ? nullptr : b.data());
+                    return;
+                }
             }
             T* cols = plan.values(cols_at) + slot * rows_per_item * K;
             im2col(g, x.data(), m, m + rows, cols);
@@ -375,8 +399,13 @@ public:
         const bool bf16 = rounds_to_bf16(ctx);
         const std::int64_t K = g.gemm_k(), C = g.out_c, pixels = g.h.out * g.w.out;
         const bool direct_dw = !bf16 && direct_filter_gradient(g);  // bf16: the product's kernel
+        // bf16: the filter packed once as P = D W's B, the patches straight as dW's B.
+        const bool packed = bf16 && !direct_one_channel(g);
+        const Bf16Operands operands{.w = packed && !dx.empty() ? w.data() : nullptr, .k = C, .n = K, .rs = K, .cs = 1,
+                                    .patches_b = packed, .fp32_patches = !packed || !dx.empty()};
         for_image_groups(ctx, g, direct_dw ? 0 : C * K, C, [&](std::int64_t n0, std::int64_t n1, std::int64_t block,
-                                                              T* cols, T* dw_part, double* db_part, const T*) {
+                                                              T* cols, T* dw_part, double* db_part, const T*,
+                                                              const Bf16Slot& slot) {
             const std::int64_t m0 = n0 * pixels, m1 = n1 * pixels;
             activation_grad_column_sums(act, y.data() + m0 * C, dy.data() + m0 * C, dpre.data() + m0 * C, m1 - m0, C,
                                         db_part);
@@ -393,6 +422,17 @@ public:
             for (std::int64_t m = m0; m < m1; m += block) {
                 const std::int64_t rows = std::min(block, m1 - m);
                 const T* d = dpre.data() + m * C;
+                if constexpr (kBf16Kernel) {
+                    if (packed) {
+                        im2col_bf16(g, x.data(), m, m + rows, slot.row_buffer, nullptr, slot.patches_b);
+                        packed_product(C, K, rows, d, 1, C, Bf16PackedB{slot.patches_b, bf16_packed_width(K)}, dw_part,
+                                       K, m > m0);  // dW (+)= D^T P
+                        if (dx.empty()) continue;
+                        packed_product(rows, K, C, d, C, 1, slot.w, cols, K, false);  // P = D W
+                        col2im_add(g, cols, m, m + rows, dx.data());
+                        continue;
+                    }
+                }
                 if (!direct_dw) {
                     im2col(g, x.data(), m, m + rows, cols);
                     product(bf16, C, K, rows, d, 1, C, cols, K, dw_part, K, m > m0);  // dW (+)= D^T P
@@ -401,7 +441,7 @@ public:
                 product(bf16, rows, K, C, d, C, 1, w.data(), K, cols, K, false);  // P = D W
                 col2im_add(g, cols, m, m + rows, dx.data());
             }
-        }, dw.data(), db.data());
+        }, dw.data(), db.data(), nullptr, operands);
         if (direct_dw) filter_gradient_by_taps(ctx, g, x.data(), dpre.data(), dw.data());
     }
 
@@ -414,13 +454,19 @@ public:
         ScratchPlan<T> plan;
         const int threads = thread_count(ctx);  // the slots of scratch and of parallel_for
         const std::int64_t cols_at = plan.add_values(threads * block * K);
+        const std::int64_t packed_w_at = plan.add_words(bf16 ? bf16_packed_b_words(g.out_c, K) : 0);
         plan.allocate(ctx);
+        Bf16PackedB packed_w{};  // bf16: the filter packed once for every image
+        if constexpr (kBf16Kernel)
+            if (bf16) packed_w = pack_bf16_b(g.out_c, K, w.data(), K, 1, plan.words(packed_w_at));
         parallel_for(threads, g.batch, [&](std::int64_t n, int slot) {
             T* cols = plan.values(cols_at) + slot * block * K;
             std::fill(y.data() + n * image, y.data() + (n + 1) * image, T(0));
             for (std::int64_t m = n * pixels; m < (n + 1) * pixels; m += block) {
                 const std::int64_t rows = std::min(block, (n + 1) * pixels - m);
-                product(bf16, rows, K, g.out_c, x.data() + m * g.out_c, g.out_c, 1, w.data(), K, cols, K, false);
+                const T* xm = x.data() + m * g.out_c;
+                if (bf16) packed_product(rows, K, g.out_c, xm, g.out_c, 1, packed_w, cols, K, false);
+                else product(bf16, rows, K, g.out_c, xm, g.out_c, 1, w.data(), K, cols, K, false);
                 col2im_add(g, cols, m, m + rows, y.data());
             }
             bias_activation(act, b.data(), y.data() + n * image, g.h.in * g.w.in, g.in_c);
@@ -433,9 +479,15 @@ public:
         const bool bf16 = rounds_to_bf16(ctx);
         const std::int64_t K = g.gemm_k(), C = g.in_c, pixels = g.h.out * g.w.out;
         const bool direct_dw = !bf16 && direct_filter_gradient(g);  // bf16: the product's kernel
+        // bf16: the filter packed once as dX = P W^T's B, the patches straight as dX's A
+        // and dW's B (no fp32 block).
+        const Bf16Operands operands{.w = bf16 && !dx.empty() ? w.data() : nullptr, .k = K, .n = g.out_c, .rs = 1,
+                                    .cs = K, .patches_a = bf16 && !dx.empty(), .patches_b = bf16,
+                                    .fp32_patches = !bf16};
         for_image_groups(ctx, g, direct_dw ? 0 : g.out_c * K, C, [&](std::int64_t n0, std::int64_t n1,
                                                                      std::int64_t block, T* cols, T* dw_part,
-                                                                     double* db_part, const T* wt) {
+                                                                     double* db_part, const T* wt,
+                                                                     const Bf16Slot& slot) {
             const std::int64_t m0 = n0 * pixels, m1 = n1 * pixels;
             const std::int64_t p0 = image_start(g, m0), p1 = image_start(g, m1);
             activation_grad_column_sums(act, y.data() + p0, dy.data() + p0, dpre.data() + p0, (p1 - p0) / C, C, db_part);
@@ -443,11 +495,23 @@ public:
             for (std::int64_t m = m0; m < m1; m += block) {
                 const std::int64_t rows = std::min(block, m1 - m);
                 const T* xm = x.data() + m * g.out_c;
+                if constexpr (kBf16Kernel) {
+                    if (bf16) {
+                        im2col_bf16(g, dpre.data(), m, m + rows, slot.row_buffer, slot.patches_a, slot.patches_b);
+                        packed_product(g.out_c, K, rows, xm, 1, g.out_c,
+                                       Bf16PackedB{slot.patches_b, bf16_packed_width(K)}, dw_part, K,
+                                       m > m0);  // dW (+)= X^T P
+                        if (!dx.empty())
+                            packed_product(rows, g.out_c, K, Bf16PackedA{slot.patches_a, bf16_pairs(K), 1}, slot.w,
+                                           dx.data() + m * g.out_c, g.out_c);
+                        continue;
+                    }
+                }
                 im2col(g, dpre.data(), m, m + rows, cols);
                 if (!direct_dw) product(bf16, g.out_c, K, rows, xm, 1, g.out_c, cols, K, dw_part, K, m > m0);  // dW (+)= X^T P
                 if (!dx.empty()) product(bf16, rows, g.out_c, K, cols, K, 1, wt, g.out_c, dx.data() + m * g.out_c, g.out_c, false);
             }
-        }, dw.data(), db.data(), dx.empty() ? nullptr : w.data());
+        }, dw.data(), db.data(), dx.empty() || bf16 ? nullptr : w.data(), operands);
         if (direct_dw) filter_gradient_by_taps(ctx, g, dpre.data(), x.data(), dw.data());
     }
 
@@ -767,6 +831,23 @@ private:
         bias_activation(act, bias, c, m, n, ldc);
     }
 
+    // product() in the bf16 mode on operands packed for gemm_bf16 (ewe/cpu/gemm_bf16.hpp):
+    // C = act(A B + bias).
+    static void packed_product(std::int64_t m, std::int64_t n, std::int64_t k, Bf16PackedA a, Bf16PackedB b, T* c,
+                               std::int64_t ldc, Activation act = Activation::none, const T* bias = nullptr) {
+        if constexpr (kBf16Kernel) {
+            const bool fused = act == Activation::none || act == Activation::relu;
+            gemm_bf16(m, n, k, a, b, c, ldc, false, fused ? bias : nullptr, act == Activation::relu);
+            if (!fused) bias_activation(act, bias, c, m, n, ldc);
+        }
+    }
+    // The same with A (m x k) at a[i * a_rs + p * a_cs] in floats (gemm_bf16 packs it):
+    // C = A B, or C + A B with `accumulate`.
+    static void packed_product(std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t a_rs,
+                               std::int64_t a_cs, Bf16PackedB b, T* c, std::int64_t ldc, bool accumulate) {
+        if constexpr (kBf16Kernel) gemm_bf16(m, n, k, a, a_rs, a_cs, b, c, ldc, accumulate);
+    }
+
     // out (cols x rows, row-major) = the transpose of in (rows x cols, row-major).
     static void transpose_into(const T* in, std::int64_t rows, std::int64_t cols, T* out) {
         for (std::int64_t r = 0; r < rows; ++r)
@@ -779,15 +860,34 @@ private:
         return m / (g.h.out * g.w.out) * g.h.in * g.w.in * g.in_c;
     }
 
-    // Runs body(n0, n1, block, cols, dw_part, db_part, wt) for groups of whole images
-    // [n0, n1): min(batch, kImageGroups) groups, as items of parallel_for. cols is the
-    // running thread's scratch (block patch rows); dw_part (dw_size values, which the
-    // body sets) and db_part (db_size doubles, zeroed here) are the group's partial
-    // gradients, summed over the groups in group order into dw and db (db may be null).
-    // wt is the filter w (out_c x K) transposed once for all groups, or null when w is.
+    // The bf16 mode's operands of for_image_groups: the filter packed once as the data
+    // gradient's B (k x n at w[p * rs + j * cs]; none where w is null), and whether each
+    // running thread gets its block of patch rows packed as a product's A (patches_a),
+    // as its B (patches_b), and in fp32 (cols).
+    struct Bf16Operands {
+        const T* w = nullptr;
+        std::int64_t k = 0, n = 0, rs = 0, cs = 0;
+        bool patches_a = false, patches_b = false, fp32_patches = true;
+    };
+    // What a group's body gets of them: the packed filter, im2col_bf16's row buffer and
+    // the running thread's words for its patches (null where not asked for).
+    struct Bf16Slot {
+        Bf16PackedB w{};
+        T* row_buffer = nullptr;
+        std::uint32_t* patches_a = nullptr;
+        std::uint32_t* patches_b = nullptr;
+    };
+
+    // Runs body(n0, n1, block, cols, dw_part, db_part, wt, bf16_slot) for groups of whole
+    // images [n0, n1): min(batch, kImageGroups) groups, as items of parallel_for. cols is
+    // the running thread's scratch (block patch rows; null without bf16's fp32_patches);
+    // dw_part (dw_size values, which the body sets) and db_part (db_size doubles, zeroed
+    // here) are the group's partial gradients, summed over the groups in group order into
+    // dw and db (db may be null). wt is the filter w (out_c x K) transposed once for all
+    // groups, or null when w is. bf16_slot: the operands asked for in `bf16`.
     template <class Body>
     static void for_image_groups(Context& ctx, const ConvGeometry& g, std::int64_t dw_size, std::int64_t db_size,
-                                 Body&& body, T* dw, T* db, const T* w = nullptr) {
+                                 Body&& body, T* dw, T* db, const T* w, const Bf16Operands& bf16) {
         const std::int64_t groups = std::max<std::int64_t>(1, std::min(g.batch, kImageGroups));
         const std::int64_t pixels = g.h.out * g.w.out;
         const std::int64_t block = std::min(im2col_block_rows(g, ctx.options().cpu_im2col_elements),
@@ -796,18 +896,32 @@ private:
         const std::int64_t db_at = plan.add_doubles(groups * db_size);
         const std::int64_t dw_at = plan.add_values(groups * dw_size);
         const int threads = thread_count(ctx);  // the slots of scratch and of parallel_for
-        const std::int64_t cols_at = plan.add_values(threads * block * g.gemm_k());
-        const std::int64_t wt_at = plan.add_values(w == nullptr ? 0 : g.out_c * g.gemm_k());
+        const std::int64_t K = g.gemm_k();
+        const std::int64_t cols_at = plan.add_values(bf16.fp32_patches ? threads * block * K : 0);
+        const std::int64_t wt_at = plan.add_values(w == nullptr ? 0 : g.out_c * K);
+        const std::int64_t packed_w_at = plan.add_words(bf16.w == nullptr ? 0 : bf16_packed_b_words(bf16.k, bf16.n));
+        const bool any_patches = bf16.patches_a || bf16.patches_b;
+        const std::int64_t row_buffer_at = plan.add_values(any_patches ? threads * 2 * K : 0);
+        const std::int64_t a_words = bf16.patches_a ? bf16_packed_a_words(block, K) : 0;
+        const std::int64_t b_words = bf16.patches_b ? bf16_packed_b_words(block, K) : 0;
+        const std::int64_t patches_at = plan.add_words(threads * (a_words + b_words));
         plan.allocate(ctx);
         T* wt = w == nullptr ? nullptr : plan.values(wt_at);
-        if (w != nullptr) transpose_into(w, g.out_c, g.gemm_k(), wt);
+        if (w != nullptr) transpose_into(w, g.out_c, K, wt);
+        Bf16PackedB packed_w{};
+        if constexpr (kBf16Kernel)
+            if (bf16.w != nullptr)
+                packed_w = pack_bf16_b(bf16.k, bf16.n, bf16.w, bf16.rs, bf16.cs, plan.words(packed_w_at));
         double* db_parts = plan.doubles(db_at);
         T* dw_parts = plan.values(dw_at);
         std::fill(db_parts, db_parts + groups * db_size, 0.0);
         parallel_for(threads, groups, [&](std::int64_t group, int slot) {
+            std::uint32_t* patches = plan.words(patches_at) + slot * (a_words + b_words);
+            const Bf16Slot bf16_slot{packed_w, any_patches ? plan.values(row_buffer_at) + slot * 2 * K : nullptr,
+                                     bf16.patches_a ? patches : nullptr, bf16.patches_b ? patches + a_words : nullptr};
             body(g.batch * group / groups, g.batch * (group + 1) / groups, block,
-                 plan.values(cols_at) + slot * block * g.gemm_k(), dw_parts + group * dw_size,
-                 db_parts + group * db_size, wt);
+                 bf16.fp32_patches ? plan.values(cols_at) + slot * block * K : nullptr, dw_parts + group * dw_size,
+                 db_parts + group * db_size, wt, bf16_slot);
         });
         sum_partials(thread_count(ctx), dw_parts, groups, dw_size, dw_size, dw);
         if (db != nullptr) sum_partials(thread_count(ctx), db_parts, groups, db_size, db_size, db);

@@ -4,14 +4,17 @@
 // as oneDNN's fpmath_mode=bf16 or PyTorch's set_float32_matmul_precision("medium") do.
 // vdpbf16ps (AVX512_BF16) multiplies 16 pairs of bf16 values per fp32 lane and adds
 // both products to the lane: twice the multiply-adds of an fp32 FMA per instruction. So
-// A and B are packed per call into pairs along the depth k (the last pair padded with a
-// zero where k is odd): B as rows of pairs, kp-th row holding (B(2kp, j), B(2kp+1, j))
-// for every column j (padded with zeros to whole vectors of 16 columns); A with each
-// row's pairs in a 32-bit word that the kernel broadcasts. The tiles, panels and depth
-// blocks are gemm()'s (ewe/cpu/gemm.hpp): a tile of C of up to 8 rows x up to five
+// A and B are packed into pairs along the depth k (the last pair padded with a zero
+// where k is odd): B as rows of pairs, kp-th row holding (B(2kp, j), B(2kp+1, j)) for
+// every column j (padded with zeros to whole vectors of 16 columns); A with each row's
+// pairs in a 32-bit word that the kernel broadcasts. gemm_bf16 takes either operand
+// packed already (Bf16PackedA, Bf16PackedB: the backend packs a filter once per op
+// call, and ewe/cpu/im2col_bf16.hpp writes patch rows packed) or as floats, which it
+// packs into per-thread buffers that grow to the largest product and stay. The tiles,
+// panels and depth blocks are gemm()'s (ewe/cpu/gemm.hpp, whose gemm_detail helpers set
+// up, store and walk the tiles for both): a tile of C of up to 8 rows x up to five
 // vectors stays in registers while the pairs stream through. The order of the sums
-// depends on the shapes only, so results are the same on any thread. The packed copies
-// live in per-thread buffers that grow to the largest product and stay. Single-threaded,
+// depends on the shapes only, so results are the same on any thread. Single-threaded,
 // called inside the backend's parallel items. Compiled where the compiler targets
 // AVX512_BF16 (EWE_ARCH native on such a CPU); elsewhere ewe::cpu::kHasBf16GemmKernel is
 // false and ewe::Context refuses the mode. Checked against a double-precision product of
@@ -41,13 +44,40 @@ inline float round_to_bf16(float x) {
     return x;
 }
 
+// The packed operands' columns (B) and rows (a transposed A) come in vectors of this many.
+inline constexpr std::int64_t kBf16PackLanes = 16;
+
+// The operands of gemm_bf16 packed into bf16 pairs along the depth k (the odd
+// depth's last pair padded with a zero). A: the pair (i, kp) at words[i * rs + kp * cs]
+// (rs == 1 or cs == 1). B: the kp-th row of pairs at words + kp * ld, ld at least n
+// rounded up to whole vectors of 16 (the columns past n zero).
+struct Bf16PackedA {
+    const std::uint32_t* words;
+    std::int64_t rs, cs;
+};
+struct Bf16PackedB {
+    const std::uint32_t* words;
+    std::int64_t ld;
+};
+
+// The pairs of a depth of k, and the words per row of a packed B of n columns.
+inline std::int64_t bf16_pairs(std::int64_t k) { return (k + 1) / 2; }
+inline std::int64_t bf16_packed_width(std::int64_t n) {
+    return (n + kBf16PackLanes - 1) / kBf16PackLanes * kBf16PackLanes;
+}
+// The words of a packed B (k x n) and of a packed A (m x k).
+inline std::int64_t bf16_packed_b_words(std::int64_t k, std::int64_t n) { return bf16_pairs(k) * bf16_packed_width(n); }
+inline std::int64_t bf16_packed_a_words(std::int64_t m, std::int64_t k) {
+    return bf16_pairs(k) * (m + kBf16PackLanes);
+}
+
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
 
 inline constexpr bool kHasBf16GemmKernel = true;
 
 namespace bf16_detail {
 
-constexpr int kLanes = 16;
+constexpr int kLanes = int(kBf16PackLanes);
 constexpr std::int64_t kDepthBlockPairs = gemm_detail::kDepthBlock / 2;
 
 using gemm_detail::lanes;
@@ -136,13 +166,8 @@ template <int Rows, int Vectors>
 void tile(std::int64_t pairs, const std::uint32_t* a, std::int64_t a_rs, std::int64_t a_cs, const std::uint32_t* b,
           std::int64_t ldb, float* c, std::int64_t ldc, std::int64_t cols, bool load_c, const float* bias, bool relu) {
     __mmask16 mask[Vectors];
-    for (int v = 0; v < Vectors; ++v) mask[v] = lanes(cols - v * kLanes);
     __m512 acc[Rows][Vectors];
-EWE_GEMM_UNROLL(GCC unroll 12)
-    for (int r = 0; r < Rows; ++r)
-EWE_GEMM_UNROLL(GCC unroll 5)
-        for (int v = 0; v < Vectors; ++v)
-            acc[r][v] = load_c ? _mm512_maskz_loadu_ps(mask[v], c + r * ldc + v * kLanes) : _mm512_setzero_ps();
+    gemm_detail::start_tile(acc, mask, c, ldc, cols, load_c);
     for (std::int64_t p = 0; p < pairs; ++p) {
         __m512bh bv[Vectors];
 EWE_GEMM_UNROLL(GCC unroll 5)
@@ -154,16 +179,7 @@ EWE_GEMM_UNROLL(GCC unroll 5)
             for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, bv[v]);
         }
     }
-EWE_GEMM_UNROLL(GCC unroll 5)
-    for (int v = 0; v < Vectors; ++v) {
-        const __m512 add = bias ? _mm512_maskz_loadu_ps(mask[v], bias + v * kLanes) : _mm512_setzero_ps();
-EWE_GEMM_UNROLL(GCC unroll 12)
-        for (int r = 0; r < Rows; ++r) {
-            __m512 out = _mm512_add_ps(acc[r][v], add);
-            if (relu) out = _mm512_max_ps(out, _mm512_setzero_ps());
-            _mm512_mask_storeu_ps(c + r * ldc + v * kLanes, mask[v], out);
-        }
-    }
+    gemm_detail::finish_tile(acc, mask, c, ldc, bias, relu);
 }
 
 // tile<Rows, Vectors> for a runtime row count (1..Rows).
@@ -179,60 +195,65 @@ void tile_rows(int rows, std::int64_t pairs, const std::uint32_t* a, std::int64_
 
 }  // namespace bf16_detail
 
-// C (m x n, rows ldc apart) = A B (accumulate: C + A B) in bf16 inputs and fp32 sums,
-// with A (m x k) at a[i * a_rs + p * a_cs] (a_cs == 1 or a_rs == 1) and B (k x n) at
-// b[p * b_rs + j * b_cs] (b_cs == 1 or b_rs == 1). bias (n values, or null) and relu
-// apply to the result in fp32: C = max(0, C + A B + bias). k must be positive.
+// B (k x n) at b[p * b_rs + j * b_cs] (b_cs == 1 or b_rs == 1) packed into out
+// (bf16_packed_b_words(k, n) words).
+inline Bf16PackedB pack_bf16_b(std::int64_t k, std::int64_t n, const float* b, std::int64_t b_rs, std::int64_t b_cs,
+                               std::uint32_t* out) {
+    const std::int64_t ld = bf16_packed_width(n);
+    if (b_cs == 1) bf16_detail::pack_pairs_down(b, b_rs, k, n, out, ld);
+    else bf16_detail::pack_pairs_down_transposed(b, b_cs, k, n, out, ld);
+    return {out, ld};
+}
+
+// A (m x k) at a[i * a_rs + p * a_cs] (a_cs == 1 or a_rs == 1) packed into out
+// (bf16_packed_a_words(m, k) words): a row-major A with each row's pairs side by side, a
+// transposed A with the pairs of one depth for all rows side by side.
+inline Bf16PackedA pack_bf16_a(std::int64_t m, std::int64_t k, const float* a, std::int64_t a_rs, std::int64_t a_cs,
+                               std::uint32_t* out) {
+    const std::int64_t pairs = bf16_pairs(k);
+    if (a_cs == 1) {
+        bf16_detail::pack_pairs_along(a, a_rs, m, k, out, pairs);
+        return {out, pairs, 1};
+    }
+    bf16_detail::pack_pairs_down(a, a_cs, k, m, out, m + kBf16PackLanes);
+    return {out, 1, m + kBf16PackLanes};
+}
+
+// C (m x n, rows ldc apart) = A B (accumulate: C + A B) from packed bf16 operands, summed
+// in fp32; bias (n values, or null) and relu apply to the result in fp32:
+// C = max(0, C + A B + bias). k must be positive.
+inline void gemm_bf16(std::int64_t m, std::int64_t n, std::int64_t k, Bf16PackedA a, Bf16PackedB b, float* c,
+                      std::int64_t ldc, bool accumulate, const float* bias = nullptr, bool relu = false) {
+    using namespace bf16_detail;
+    gemm_detail::for_each_tile(
+        m, n, bf16_pairs(k), kDepthBlockPairs,
+        [&](auto panel_vectors, std::int64_t i0, int rows, std::int64_t j0, std::int64_t cols, std::int64_t q0,
+            std::int64_t depth, bool last) {
+            tile_rows<decltype(panel_vectors)::value>(rows, depth, a.words + i0 * a.rs + q0 * a.cs, a.rs, a.cs,
+                                                      b.words + q0 * b.ld + j0, b.ld, c + i0 * ldc + j0, ldc, cols,
+                                                      accumulate || q0 > 0, last && bias != nullptr ? bias + j0 : nullptr,
+                                                      last && relu);
+        });
+}
+
+// The same with A (m x k) at a[i * a_rs + p * a_cs] (a_cs == 1 or a_rs == 1) packed
+// here, into a per-thread buffer that grows to the largest A and stays.
+inline void gemm_bf16(std::int64_t m, std::int64_t n, std::int64_t k, const float* a, std::int64_t a_rs,
+                      std::int64_t a_cs, Bf16PackedB b, float* c, std::int64_t ldc, bool accumulate,
+                      const float* bias = nullptr, bool relu = false) {
+    thread_local bf16_detail::PackBuffer a_buffer;
+    gemm_bf16(m, n, k, pack_bf16_a(m, k, a, a_rs, a_cs, a_buffer.reserve(bf16_packed_a_words(m, k))), b, c, ldc,
+              accumulate, bias, relu);
+}
+
+// The same with B (k x n) at b[p * b_rs + j * b_cs] (b_cs == 1 or b_rs == 1) packed here
+// too, into another such buffer.
 inline void gemm_bf16(std::int64_t m, std::int64_t n, std::int64_t k, const float* a, std::int64_t a_rs,
                       std::int64_t a_cs, const float* b, std::int64_t b_rs, std::int64_t b_cs, float* c,
                       std::int64_t ldc, bool accumulate, const float* bias = nullptr, bool relu = false) {
-    using namespace bf16_detail;
-    thread_local PackBuffer a_buffer, b_buffer;
-    const std::int64_t pairs = (k + 1) / 2, vectors = (n + kLanes - 1) / kLanes, ldb = vectors * kLanes;
-    std::uint32_t* bp = b_buffer.reserve(pairs * ldb);
-    if (b_cs == 1) pack_pairs_down(b, b_rs, k, n, bp, ldb);
-    else pack_pairs_down_transposed(b, b_cs, k, n, bp, ldb);
-    // The packed A: row-major (pairs of a row side by side) or, for a transposed A,
-    // transposed (the pairs of one depth for all rows side by side).
-    std::uint32_t* ap = a_buffer.reserve(pairs * (m + kLanes));
-    const bool a_rows = a_cs == 1;
-    if (a_rows) pack_pairs_along(a, a_rs, m, k, ap, pairs);
-    else pack_pairs_down(a, a_cs, k, m, ap, m + kLanes);
-    const std::int64_t ap_rs = a_rows ? pairs : 1, ap_cs = a_rows ? 1 : m + kLanes;
-    for (std::int64_t q0 = 0; q0 < pairs; q0 += kDepthBlockPairs) {
-        const std::int64_t depth = std::min(kDepthBlockPairs, pairs - q0);
-        const bool last = q0 + depth == pairs, load_c = accumulate || q0 > 0;
-        const float* block_bias = last ? bias : nullptr;
-        const auto block = [&](auto panel_vectors, std::int64_t i0, int rows, std::int64_t j0, std::int64_t cols) {
-            tile_rows<decltype(panel_vectors)::value>(rows, depth, ap + i0 * ap_rs + q0 * ap_cs, ap_rs, ap_cs,
-                                                      bp + q0 * ldb + j0, ldb, c + i0 * ldc + j0, ldc, cols, load_c,
-                                                      block_bias ? block_bias + j0 : nullptr, last && relu);
-        };
-        // One panel as wide as C: tiles down the rows.
-        const auto one_panel = [&](auto panel_vectors) {
-            constexpr int kRows = gemm_detail::tile_rows_for<decltype(panel_vectors)::value>();
-            for (std::int64_t i0 = 0; i0 < m; i0 += kRows)
-                block(panel_vectors, i0, int(std::min<std::int64_t>(kRows, m - i0)), 0, n);
-        };
-        switch (vectors) {
-            case 1: one_panel(std::integral_constant<int, 1>{}); continue;
-            case 2: one_panel(std::integral_constant<int, 2>{}); continue;
-            case 4: one_panel(std::integral_constant<int, 4>{}); continue;
-            case 5: one_panel(std::integral_constant<int, 5>{}); continue;
-            default: break;
-        }
-        // Panels of three vectors (the last one narrower) across each row tile.
-        constexpr std::int64_t kPanel = gemm_detail::kTileVectors * kLanes;
-        for (std::int64_t i0 = 0; i0 < m; i0 += gemm_detail::kTileRows) {
-            const int rows = int(std::min<std::int64_t>(gemm_detail::kTileRows, m - i0));
-            for (std::int64_t j0 = 0; j0 < n; j0 += kPanel) {
-                const std::int64_t cols = std::min<std::int64_t>(kPanel, n - j0);
-                if (cols > 2 * kLanes) block(std::integral_constant<int, 3>{}, i0, rows, j0, cols);
-                else if (cols > kLanes) block(std::integral_constant<int, 2>{}, i0, rows, j0, cols);
-                else block(std::integral_constant<int, 1>{}, i0, rows, j0, cols);
-            }
-        }
-    }
+    thread_local bf16_detail::PackBuffer b_buffer;
+    gemm_bf16(m, n, k, a, a_rs, a_cs, pack_bf16_b(k, n, b, b_rs, b_cs, b_buffer.reserve(bf16_packed_b_words(k, n))),
+              c, ldc, accumulate, bias, relu);
 }
 
 #else
