@@ -93,7 +93,10 @@ EWE_GEMM_UNROLL(GCC unroll 16)
         __m512 bv[kDotRows];
 EWE_GEMM_UNROLL(GCC unroll 4)
         for (int j = 0; j < kDotRows; ++j) {
-            _mm_prefetch(reinterpret_cast<const char*>(b_row[j] + p + kDotPrefetch), _MM_HINT_T0);
+            // an address, not a pointer into B: past B's end it fetches nothing useful, harmlessly
+            _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<std::uintptr_t>(b_row[j] + p) +
+                                                       kDotPrefetch * sizeof(float)),
+                         _MM_HINT_T0);
             bv[j] = _mm512_maskz_loadu_ps(mask, b_row[j] + p);
         }
 EWE_GEMM_UNROLL(GCC unroll 4)
