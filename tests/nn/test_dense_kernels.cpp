@@ -149,15 +149,17 @@ TEST_CASE("the dense kernels' transpose and products match a double reference at
     using enum Kernel;
     // Column blocks and depth groups (m <= 16, k <= 128, transposed A) with remainders;
     // non-temporal stores of a large C (k <= 16), of whole rows and of blocks of rows;
-    // dot tiles with partial tiles and a partial last vector; panels with partial 16 x 16
-    // blocks, several panels in both directions.
+    // dot tiles with partial tiles and a partial last vector, over short and long rows,
+    // whole tiles added to C; panels with partial 16 x 16 blocks, several panels in both
+    // directions.
     for (const ProductCase& t :
          {ProductCase{streamed, 1, 8, 1, false, false}, ProductCase{streamed, 8, 100, 1000, false, false},
           ProductCase{streamed, 9, 401, 100, true, false}, ProductCase{streamed, 13, 100, 7, true, true},
           ProductCase{streamed, 17, 450, 101, true, true}, ProductCase{streamed, 1337, 101, 7, true, false, 0},
           ProductCase{streamed, 101, 1400, 9, true, false}, ProductCase{dot, 1, 1, 1, false, false},
           ProductCase{dot, 8, 103, 100, false, false}, ProductCase{dot, 7, 5, 33, false, true},
-          ProductCase{dot, 16, 9, 128, false, true}, ProductCase{panel, 3, 8, 5, false, false},
+          ProductCase{dot, 16, 9, 128, false, true}, ProductCase{dot, 8, 101, 1969, false, true},
+          ProductCase{dot, 12, 16, 700, false, false}, ProductCase{panel, 3, 8, 5, false, false},
           ProductCase{panel, 8, 100, 300, false, false}, ProductCase{panel, 17, 250, 100, false, true},
           ProductCase{panel, 65, 30, 257, false, true}}) {
         CAPTURE(int(t.kernel));
@@ -175,9 +177,11 @@ TEST_CASE("float dense ops match a double reference in every blocking, the same 
         std::int64_t batch, in, out;
         Activation act;
     };
-    // One item; pieces of w's rows (in > out, in > 256); pieces of w's columns.
+    // One item; pieces of w's rows (in > out, in > 256); pieces of w's columns (the last
+    // with the input gradient's partials as dot products over the pieces).
     for (const Case& t : {Case{9, 30, 50, Activation::relu}, Case{3, 1000, 100, Activation::none},
-                          Case{5, 37, 1500, Activation::sigmoid}, Case{2, 600, 9, Activation::relu}}) {
+                          Case{5, 37, 1500, Activation::sigmoid}, Case{2, 600, 9, Activation::relu},
+                          Case{4, 130, 2000, Activation::relu}}) {
         CAPTURE(t.batch);
         CAPTURE(t.in);
         CAPTURE(t.out);

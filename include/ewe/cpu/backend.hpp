@@ -198,7 +198,7 @@ public:
     // each read once, summed in piece order.
     void dense_forward(Context& ctx, View<const T> x, View<const T> w, View<const T> b, Activation act,
                        View<T> y) override {
-        const bool bf16 = rounds_to_bf16(ctx) && x.dim(0) >= kBf16DenseMinBatch;
+        const bool bf16 = dense_rounds_to_bf16(ctx, x.dim(0));
         const std::int64_t n = x.dim(0), in = x.dim(1), out = w.dim(1);
         const std::int64_t piece = product_piece(std::max(in, out));
         if (n * in * out <= kSerialProduct || std::max(in, out) <= piece) {
@@ -232,7 +232,7 @@ public:
     // blocks of dpre, db and dw's columns, and partial dx products summed in piece order.
     void dense_backward(Context& ctx, View<const T> x, View<const T> w, View<const T> y, View<const T> dy,
                         Activation act, View<T> dpre, View<T> dx, View<T> dw, View<T> db) override {
-        const bool bf16 = rounds_to_bf16(ctx) && x.dim(0) >= kBf16DenseMinBatch;
+        const bool bf16 = dense_rounds_to_bf16(ctx, x.dim(0));
         const std::int64_t n = x.dim(0), in = x.dim(1), out = w.dim(1);
         const std::int64_t piece = product_piece(std::max(in, out));
         const bool serial = n * in * out <= kSerialProduct || std::max(in, out) <= piece;
@@ -286,6 +286,12 @@ public:
     // encoder's 62720 -> 100 at batch 8 took 1.17-1.65x longer in bf16 (forward, weight
     // and input gradients), at batch 64 1.25-1.46x less (bench_cpu_layers, 1 thread).
     static constexpr std::int64_t kBf16DenseMinBatch = 32;
+
+    // Whether a dense layer's products at this batch take bf16 inputs (rounds_to_bf16,
+    // from kBf16DenseMinBatch on).
+    static bool dense_rounds_to_bf16(const Context& ctx, std::int64_t batch) {
+        return rounds_to_bf16(ctx) && batch >= kBf16DenseMinBatch;
+    }
 
     // C (m x n, rows ldc apart) = A B, the dense layers' products: A(i, p) at
     // a[i * a_rs + p * a_cs] (a_cs == 1 or a_rs == 1), B (k x n) row-major, rows ldb
