@@ -1,15 +1,12 @@
 // The sheep VAE as a whole: the parameter counts of the original experiment, a
 // gradient check of the complete model and loss (double, reduced sizes), CPU
-// determinism, the optimizer's update inside the backward (bit for bit as after it),
-// and the errors that bad configurations and inputs produce.
+// determinism, and the errors that bad configurations and inputs produce.
 #include "gradcheck.hpp"
 #include "small_sheep_vae.hpp"
 
-#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <memory>
 
 #include <ewe/io/npy.hpp>
 
@@ -111,55 +108,6 @@ TEST_CASE("training is deterministic for a seed, and the loss falls") {
     CHECK(a != c);
     INFO("first loss " << a.front() << ", last " << a.back());
     CHECK(a.back() < 0.7 * a.front());
-}
-
-TEST_CASE("step_during: each layer updated inside the backward, bit for bit as backward then step") {
-    // Twin models of one seed: one trains with the optimizer's update after the whole
-    // backward (vae_gradients, step), the other with it inside (train_step: step_during).
-    // Parameters, optimizer state and loss must match bit for bit after every step, and
-    // inside step_during's backward, once the last layer has reported, the parameters
-    // must already be the updated ones.
-    enum class Rule { rmsprop, sgd_nesterov, adam };
-    for (const Rule rule : {Rule::rmsprop, Rule::sgd_nesterov, Rule::adam})
-        for (const int threads : {1, 2}) {
-            CAPTURE(int(rule));
-            CAPTURE(threads);
-            Context ctx(Device::cpu, ContextOptions{.threads = threads});
-            SheepVae<float> after(ctx, small_model_options(), 4, 7), during(ctx, small_model_options(), 4, 7);
-            VaeLoss<float> loss_after(ctx, VaeLossOptions{}, 4), loss_during(ctx, VaeLossOptions{}, 4);
-            const auto make = [&](SheepVae<float>& vae) -> std::unique_ptr<Optimizer<float>> {
-                if (rule == Rule::rmsprop) return std::make_unique<Rmsprop<float>>(ctx, vae.params(), RmspropOptions{.lr = 1e-2});
-                if (rule == Rule::adam) return std::make_unique<Adam<float>>(ctx, vae.params(), AdamOptions{.lr = 1e-2});
-                return std::make_unique<Sgd<float>>(ctx, vae.params(), SgdOptions{.lr = 1e-2, .momentum = 0.9, .nesterov = true});
-            };
-            const auto opt_after = make(after), opt_during = make(during);
-            Tensor<float> x(Shape{4, 8, 8, 1});
-            for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = float((i * 29) % 13) / 12.0f;
-            const auto same = [](TensorView<const float> a, TensorView<const float> b) {
-                REQUIRE(a.numel() == b.numel());
-                return std::equal(a.data(), a.data() + a.numel(), b.data());
-            };
-            for (int step = 0; step < 5; ++step) {
-                CAPTURE(step);
-                vae_gradients(ctx, after, loss_after, x.view(), std::uint64_t(opt_after->iterations()));
-                opt_after->step(ctx);
-                bool updated_inside = false;
-                const auto number = std::uint64_t(opt_during->iterations());
-                opt_during->step_during(ctx, [&] {
-                    vae_gradients(ctx, during, loss_during, x.view(), number);
-                    updated_inside = same(during.params().values(), after.params().values());
-                });
-                CHECK(updated_inside);
-                CHECK(opt_during->iterations() == opt_after->iterations());
-                CHECK(same(during.params().values(), after.params().values()));
-                CHECK(same(during.params().grads(), after.params().grads()));
-                const auto state_after = opt_after->state(), state_during = opt_during->state();
-                REQUIRE(state_during.size() == state_after.size());
-                for (std::size_t k = 0; k < state_after.size(); ++k)
-                    CHECK(same(state_during[k].second, state_after[k].second));
-                CHECK(batch_means(loss_during).total == batch_means(loss_after).total);
-            }
-        }
 }
 
 TEST_CASE("reconstruction_sse: the eval-mode SSE of every image, in batches of max_batch") {

@@ -193,13 +193,12 @@ double training_step_flops(Vae<T>& vae, std::int64_t batch) {
 }
 
 // One training step on the batch x: vae_gradients at the optimizer's step count (so a
-// resumed run draws the same noise) with the optimizer's update inside its backward
-// (Optimizer::step_during: on the CPU each layer right after its gradients).
+// resumed run draws the same noise), then one optimizer update.
 template <class T>
 void train_step(Context& ctx, Vae<T>& vae, VaeLoss<T>& loss, Optimizer<T>& optimizer,
                 std::type_identity_t<TensorView<const T>> x) {
-    const auto number = static_cast<std::uint64_t>(optimizer.iterations());
-    optimizer.step_during(ctx, [&] { vae_gradients(ctx, vae, loss, x, number); });
+    vae_gradients(ctx, vae, loss, x, static_cast<std::uint64_t>(optimizer.iterations()));
+    optimizer.step(ctx);
 }
 
 // The anomaly-scoring pass: each sample of `images` (n, input...) through the VAE in

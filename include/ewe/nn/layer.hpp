@@ -2,10 +2,8 @@
 // batch (registering its parameters in a ParameterStore and allocating whatever it
 // keeps between forward and backward), then runs forward and backward on buffers
 // its caller owns: forward(x) -> y, backward(x, y, dy) -> dx plus its parameter
-// gradients, which backward overwrites (it does not accumulate), then reports final
-// (ParameterStore::gradients_final): a layer's backward reads and writes its own
-// parameters only. backward follows a forward in Phase::train on the same x. Any batch
-// up to max_batch may be used.
+// gradients, which backward overwrites (it does not accumulate). backward follows
+// a forward in Phase::train on the same x. Any batch up to max_batch may be used.
 #pragma once
 
 #include <cstdint>
@@ -144,7 +142,6 @@ public:
         EWE_REQUIRE(dx.empty() || dx.shape() == x.shape(), label(), " backward: dx should have shape ",
                     x.shape(), ", found ", dx.shape());
         backward_impl(ctx, x, y, dy, dx);
-        if (!param_ids_.empty()) store_->gradients_final(param_ids_);
     }
 
     // Parameters this layer registered (with those of its sub-layers).

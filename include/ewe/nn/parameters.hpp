@@ -2,15 +2,11 @@
 // gradient in another. Trainable parameters come first, in the order layers
 // registered them, then the non-trainable ones (BatchNorm's moving statistics), so
 // an optimizer updates the prefix values()[0, trainable_count()) in one launch
-// against grads(), and a checkpoint writes each buffer in one piece. While a listener is
-// set (Optimizer::step_during), each layer's backward reports when its parameters'
-// gradients are final, so the optimizer can update them while they are still in cache.
+// against grads(), and a checkpoint writes each buffer in one piece.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
-#include <functional>
-#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -83,17 +79,6 @@ public:
     TensorView<T> trainable_values() const { return values_.view().slice(0, Shape{trainable_}); }
     TensorView<T> grads() const { return grads_.view(); }
 
-    // Called by a layer's backward once it has written the gradients of the parameters
-    // `ids` (its own), which nothing later in the backward reads or writes; passed on to
-    // the listener, if one is set.
-    void gradients_final(std::span<const int> ids) const {
-        if (on_gradients_final_) on_gradients_final_(ids);
-    }
-    // Sets (or, with an empty function, clears) the listener of gradients_final.
-    void set_on_gradients_final(std::function<void(std::span<const int>)> listener) {
-        on_gradients_final_ = std::move(listener);
-    }
-
     const std::vector<ParameterInfo>& info() const { return params_; }
     std::int64_t trainable_count() const { return count(true); }
     std::int64_t non_trainable_count() const { return count(false); }
@@ -126,7 +111,6 @@ private:
     std::int64_t trainable_ = 0;
     bool allocated_ = false;
     Tensor<T> values_, grads_;
-    std::function<void(std::span<const int>)> on_gradients_final_;
 };
 
 }  // namespace ewe

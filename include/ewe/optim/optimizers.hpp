@@ -4,14 +4,11 @@
 //   RMSprop: s = rho * s + (1 - rho) * g^2;  p -= lr * g / (sqrt(s) + eps)
 //   Adam:    m, v moments; p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
 // The learning rate may change between steps. State buffers are allocated on
-// construction, so step() allocates nothing. step_during runs the update of each layer's
-// parameters inside the backward, right after their gradients are written (CPU). hyperparameters() names the fixed settings
+// construction, so step() allocates nothing. hyperparameters() names the fixed settings
 // of the rule (all but the learning rate), which a checkpoint records and a resume
 // checks.
 #pragma once
 
-#include <numeric>
-#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,9 +24,6 @@ public:
     Optimizer(ParameterStore<T>& params, double lr) : params_(params), lr_(lr) {
         EWE_REQUIRE(params.allocated(), "Optimizer: the parameter store must be allocated first");
         EWE_REQUIRE(lr > 0, "Optimizer: learning rate must be positive, found ", format_number(lr));
-        updated_.resize(params.info().size());
-        all_ids_.resize(params.info().size());
-        std::iota(all_ids_.begin(), all_ids_.end(), 0);
     }
     virtual ~Optimizer() = default;
     virtual const char* kind() const = 0;
@@ -38,36 +32,7 @@ public:
 
     void step(Context& ctx) {
         ++iterations_;
-        update(ctx, 0, params_.trainable_count());
-    }
-
-    // backward(); step(ctx), with the updates inside backward (a callable that overwrites
-    // the gradients, e.g. TrainingObjective::compute_gradients): on the CPU each layer's
-    // parameters are updated as soon as its backward reports their gradients final
-    // (ParameterStore::gradients_final), while the gradients and weights it just touched
-    // are still in cache, and the parameters no layer reported once backward returns. The
-    // result is bit-identical to backward(); step(ctx): the rules are elementwise, and no
-    // later backward reads a layer's parameters. Only for a backward that nothing global
-    // follows before the update (a data-parallel gradient average): such a step calls
-    // step(). On CUDA (one fused launch, inside the step's graph) it is backward();
-    // step(ctx). iterations() counts this step already inside backward: read the step's
-    // number before. If backward throws, some layers may be updated.
-    template <class Backward>
-    void step_during(Context& ctx, Backward&& backward) {
-        if (ctx.device() != Device::cpu) {
-            backward();
-            step(ctx);
-            return;
-        }
-        ++iterations_;
-        std::fill(updated_.begin(), updated_.end(), char(0));
-        struct Listening {
-            ParameterStore<T>& store;
-            ~Listening() { store.set_on_gradients_final({}); }
-        } listening{params_};
-        params_.set_on_gradients_final([this, &ctx](std::span<const int> ids) { update_once(ctx, ids); });
-        backward();
-        update_once(ctx, all_ids_);
+        update(ctx, params_.trainable_values(), params_.grads());
     }
 
     void set_learning_rate(double lr) {
@@ -87,20 +52,7 @@ public:
     }
 
 protected:
-    // Applies the rule to the trainable parameters [begin, begin + count).
-    virtual void update(Context& ctx, std::int64_t begin, std::int64_t count) = 0;
-
-    // The elements [begin, begin + count) of a buffer shaped like the trainable
-    // parameters (empty stays empty).
-    static TensorView<T> part(TensorView<T> v, std::int64_t begin, std::int64_t count) {
-        return v.empty() ? v : v.slice(begin, Shape{count});
-    }
-    TensorView<T> values_part(std::int64_t begin, std::int64_t count) const {
-        return params_.trainable_values().slice(begin, Shape{count});
-    }
-    TensorView<const T> grads_part(std::int64_t begin, std::int64_t count) const {
-        return params_.grads().slice(begin, Shape{count});
-    }
+    virtual void update(Context& ctx, TensorView<T> params, TensorView<const T> grads) = 0;
 
     // A zero-initialized state buffer shaped like the trainable parameters.
     TensorView<T> add_state(Context& ctx, std::string name) {
@@ -114,27 +66,6 @@ protected:
     double lr_;
     std::int64_t iterations_ = 0;
     std::vector<std::pair<std::string, Tensor<T>>> state_;
-
-private:
-    // Updates the trainable parameters among `ids` that this step has not updated yet,
-    // adjacent ones in one call.
-    void update_once(Context& ctx, std::span<const int> ids) {
-        std::int64_t begin = 0, end = 0;
-        for (int id : ids) {
-            const ParameterInfo& p = params_.info()[std::size_t(id)];
-            if (!p.trainable || updated_[std::size_t(id)]) continue;
-            updated_[std::size_t(id)] = 1;
-            if (p.offset != end) {
-                if (end > begin) update(ctx, begin, end - begin);
-                begin = p.offset;
-            }
-            end = p.offset + p.shape.numel();
-        }
-        if (end > begin) update(ctx, begin, end - begin);
-    }
-
-    std::vector<char> updated_;  // per parameter id: updated in this step_during
-    std::vector<int> all_ids_;   // 0, 1, ..., one per parameter
 };
 
 template <class T>
@@ -153,9 +84,8 @@ public:
     }
 
 protected:
-    void update(Context& ctx, std::int64_t begin, std::int64_t count) override {
-        ops::sgd_update<T>(ctx, options_, this->lr_, this->values_part(begin, count), this->grads_part(begin, count),
-                           this->part(velocity_, begin, count));
+    void update(Context& ctx, TensorView<T> p, TensorView<const T> g) override {
+        ops::sgd_update<T>(ctx, options_, this->lr_, p, g, velocity_);
     }
 
 private:
@@ -178,9 +108,8 @@ public:
     }
 
 protected:
-    void update(Context& ctx, std::int64_t begin, std::int64_t count) override {
-        ops::rmsprop_update<T>(ctx, options_, this->lr_, this->values_part(begin, count), this->grads_part(begin, count),
-                               this->part(mean_square_, begin, count));
+    void update(Context& ctx, TensorView<T> p, TensorView<const T> g) override {
+        ops::rmsprop_update<T>(ctx, options_, this->lr_, p, g, mean_square_);
     }
 
 private:
@@ -205,9 +134,8 @@ public:
     }
 
 protected:
-    void update(Context& ctx, std::int64_t begin, std::int64_t count) override {
-        ops::adam_update<T>(ctx, options_, this->lr_, this->iterations_, this->values_part(begin, count),
-                            this->grads_part(begin, count), this->part(m_, begin, count), this->part(v_, begin, count));
+    void update(Context& ctx, TensorView<T> p, TensorView<const T> g) override {
+        ops::adam_update<T>(ctx, options_, this->lr_, this->iterations_, p, g, m_, v_);
     }
 
 private:

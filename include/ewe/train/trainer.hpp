@@ -223,11 +223,9 @@ public:
         replay_options.enabled = options_.cuda_graph;
         replay_options.on_fallback = options_.on_graph_fallback;
         StepReplay replay(ctx_, replay_options);
-        // Nothing global between backward and update: each layer is updated inside the
-        // backward (Optimizer::step_during).
         const auto step = [&](TensorView<const T> batch) {
-            const auto number = std::uint64_t(optimizer_.iterations());
-            optimizer_.step_during(ctx_, [&] { objective_.compute_gradients(ctx_, batch, number, 0); });
+            objective_.compute_gradients(ctx_, batch, std::uint64_t(optimizer_.iterations()), 0);
+            optimizer_.step(ctx_);
         };
         // The epoch's order, as the gather's indices on the device (uploaded once an epoch).
         EWE_REQUIRE(n < std::numeric_limits<std::int32_t>::max(), "Trainer::fit: at most 2^31 - 2 samples, found ", n);
