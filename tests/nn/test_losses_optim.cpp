@@ -151,9 +151,8 @@ TEST_CASE("SGD with Nesterov momentum, two steps by hand") {
 
 // The CPU update ops run every element through one packet loop (ewe/cpu/update_packets.hpp):
 // each rule gives the bits of its Eigen array expression (the form the ops had before), on
-// the whole buffer and on any split into ranges (Optimizer::step_during updates one
-// layer's range at a time; before the packet loop, Eigen computed an unaligned range's
-// edges with scalar code, whose square root differs in the last bit).
+// the whole buffer and on any split into ranges (before the packet loop, Eigen computed an
+// unaligned range's edges with scalar code, whose square root differs in the last bit).
 TEST_CASE("CPU update ops: the bits of each rule's Eigen array expression, on any split into ranges") {
     using Array = Eigen::Array<float, Eigen::Dynamic, 1>;
     constexpr std::int64_t n = 4096;  // whole packets, so the Eigen expressions run vectorized throughout

@@ -3,8 +3,7 @@
 // element loaded, updated by the rule and stored once, in Eigen packets (AVX-512: 16
 // floats). Every element goes through the same packet code, the last partial packet
 // on a zero-padded copy, so an element's bits do not depend on where a range starts or
-// ends: Optimizer::step_during updates each layer's range alone, and must match the
-// update of the whole buffer. The rules are written with the packet operations that
+// ends (an update of one layer's slice gives the bits of the whole buffer's). The rules are written with the packet operations that
 // Eigen's array expressions evaluate to (psqrt is Eigen's, a Newton step on rsqrt14
 // under EIGEN_FAST_MATH), so full packets give the bits of those expressions.
 #pragma once
