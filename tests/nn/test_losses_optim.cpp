@@ -1,11 +1,14 @@
 // The batch means of a VaeLoss; gradient checks (double) of the MSE and KL losses, the
 // VAE loss with a KL weight, the reparameterization in both variants, optimizer steps
-// against values computed by hand, and the CPU context's flushing of denormal optimizer
-// state.
+// against values computed by hand and against their Eigen expressions bit for bit, and
+// the CPU context's flushing of denormal optimizer state.
 #include "gradcheck.hpp"
 
+#include <Eigen/Core>
+#include <algorithm>
 #include <cfloat>
 #include <thread>
+#include <vector>
 
 using namespace ewe;
 using ewe::testing::check_gradient;
@@ -144,6 +147,85 @@ TEST_CASE("SGD with Nesterov momentum, two steps by hand") {
     Sgd<double> plain(one.ctx, one.store, {.lr = 0.1});
     plain.step(one.ctx);
     CHECK(one.p() == doctest::Approx(0.792).epsilon(1e-14));
+}
+
+// The CPU update ops run every element through one packet loop (ewe/cpu/update_packets.hpp):
+// each rule gives the bits of its Eigen array expression (the form the ops had before), on
+// the whole buffer and on any split into ranges (before the packet loop, Eigen computed an
+// unaligned range's edges with scalar code, whose square root differs in the last bit).
+TEST_CASE("CPU update ops: the bits of each rule's Eigen array expression, on any split into ranges") {
+    using Array = Eigen::Array<float, Eigen::Dynamic, 1>;
+    constexpr std::int64_t n = 4096;  // whole packets, so the Eigen expressions run vectorized throughout
+    Array p0(n), g(n), a0(n), b0(n);
+    for (std::int64_t i = 0; i < n; ++i) {
+        p0[i] = float((i * 37) % 101) / 50.0f - 1.0f;
+        g[i] = float((i * 53) % 97) / 48.0f - 1.0f;
+        a0[i] = float((i * 29) % 89) / 88.0f;
+        b0[i] = float((i * 31) % 83) / 82.0f;
+    }
+    const float lr = 0.01f, rho = 0.9f, eps = 1e-7f, b1 = 0.9f, b2 = 0.999f, momentum = 0.9f;
+    const double adam_step = double(lr) * std::sqrt(1.0 - double(b2)) / (1.0 - double(b1));  // ops::adam_update at step 1
+    enum class Rule { sgd, sgd_momentum, sgd_nesterov, rmsprop, adam };
+    for (const Rule rule : {Rule::sgd, Rule::sgd_momentum, Rule::sgd_nesterov, Rule::rmsprop, Rule::adam}) {
+        CAPTURE(int(rule));
+        Array p = p0, a = a0, b = b0;  // the expressions
+        switch (rule) {
+            case Rule::sgd: p -= lr * g; break;
+            case Rule::sgd_momentum:
+                a = momentum * a - lr * g;
+                p += a;
+                break;
+            case Rule::sgd_nesterov:
+                a = momentum * a - lr * g;
+                p += momentum * a - lr * g;
+                break;
+            case Rule::rmsprop:
+                a = rho * a + float(1.0 - double(rho)) * g.square();  // as the op: 1 - rho in double
+                p -= lr * g / (a.sqrt() + eps);
+                break;
+            case Rule::adam: {
+                const float rate = float(adam_step);
+                a = b1 * a + (1.0f - b1) * g;
+                b = b2 * b + (1.0f - b2) * g.square();
+                p -= rate * a / (b.sqrt() + eps);
+                break;
+            }
+        }
+        for (const std::vector<std::int64_t>& cuts :
+             {std::vector<std::int64_t>{0, n}, std::vector<std::int64_t>{0, 37, 1000, 1003, n}}) {
+            CAPTURE(cuts.size());
+            Context ctx(Device::cpu, ContextOptions{.threads = 1});
+            Tensor<float> tp(Shape{n}), tg(Shape{n}), ta(Shape{n}), tb(Shape{n});
+            std::copy_n(p0.data(), n, tp.data());
+            std::copy_n(g.data(), n, tg.data());
+            std::copy_n(a0.data(), n, ta.data());
+            std::copy_n(b0.data(), n, tb.data());
+            for (std::size_t k = 0; k + 1 < cuts.size(); ++k) {
+                const auto part = [&](Tensor<float>& t) { return t.view().slice(cuts[k], Shape{cuts[k + 1] - cuts[k]}); };
+                const TensorView<const float> gp = part(tg);
+                switch (rule) {
+                    case Rule::sgd: ops::sgd_update<float>(ctx, {.lr = lr}, lr, part(tp), gp, TensorView<float>()); break;
+                    case Rule::sgd_momentum:
+                        ops::sgd_update<float>(ctx, {.lr = lr, .momentum = momentum}, lr, part(tp), gp, part(ta));
+                        break;
+                    case Rule::sgd_nesterov:
+                        ops::sgd_update<float>(ctx, {.lr = lr, .momentum = momentum, .nesterov = true}, lr, part(tp), gp,
+                                               part(ta));
+                        break;
+                    case Rule::rmsprop:
+                        ops::rmsprop_update<float>(ctx, {.lr = lr, .rho = rho, .epsilon = eps}, lr, part(tp), gp, part(ta));
+                        break;
+                    case Rule::adam:
+                        ops::adam_update<float>(ctx, {.lr = lr, .beta1 = b1, .beta2 = b2, .epsilon = eps}, lr, 1, part(tp),
+                                                gp, part(ta), part(tb));
+                        break;
+                }
+            }
+            CHECK(std::equal(tp.data(), tp.data() + n, p.data()));
+            CHECK(std::equal(ta.data(), ta.data() + n, a.data()));
+            CHECK(std::equal(tb.data(), tb.data() + n, b.data()));
+        }
+    }
 }
 
 #if defined(__SSE2__)

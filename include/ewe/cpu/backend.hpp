@@ -36,6 +36,7 @@
 #include "ewe/cpu/im2col.hpp"
 #include "ewe/cpu/im2col_bf16.hpp"
 #include "ewe/cpu/thread_pool.hpp"
+#include "ewe/cpu/update_packets.hpp"
 #include "ewe/ops/backend.hpp"
 
 namespace ewe::cpu {
@@ -52,11 +53,6 @@ constexpr std::int64_t kSerialProduct = 1 << 18;
 // partial), its forward into at least that many blocks of output pixels.
 constexpr std::int64_t kProductItems = 32;
 constexpr std::int64_t kImageGroups = 16;
-
-template <class T>
-using ArrayMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
-template <class T>
-using ConstArrayMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 
 template <class T>
 T activate(Activation act, T v) {
@@ -647,46 +643,66 @@ public:
         }
     }
 
-    // The optimizers run as Eigen array expressions (vectorized square roots and
-    // divisions) on pieces of kParallelGrain parameters.
+    // The optimizers run as one pass of Eigen packets (update_packets: the bits of the
+    // Eigen array expressions the comments show, wherever a range starts) on pieces of
+    // kParallelGrain parameters.
     void sgd_update(Context& ctx, const SgdOptions& options, double lr, View<T> params, View<const T> grads,
                     View<T> velocity) override {
-        const T m = T(options.momentum), rate = T(lr);
-        parallel_ranges(thread_count(ctx), params.numel(), kParallelGrain, [&](std::int64_t b, std::int64_t e) {
-            ArrayMap<T> p(params.data() + b, e - b);
-            ConstArrayMap<T> g(grads.data() + b, e - b);
-            if (options.momentum == 0.0) {
-                p -= rate * g;
-                return;
-            }
-            ArrayMap<T> v(velocity.data() + b, e - b);
-            v = m * v - rate * g;
-            if (options.nesterov) p += m * v - rate * g;
-            else p += v;
-        });
+        using namespace Eigen::internal;
+        using P = UpdatePacket<T>;
+        const P m = pset1<P>(T(options.momentum)), rate = pset1<P>(T(lr)), minus_rate = pset1<P>(-T(lr));
+        // One rule per variant: a product shared between branches would change which one
+        // the compiler fuses into a multiply-add.
+        const auto run = [&](const auto& rule) {
+            parallel_ranges(thread_count(ctx), params.numel(), kParallelGrain, [&](std::int64_t b, std::int64_t e) {
+                T* v = options.momentum != 0.0 ? velocity.data() + b : nullptr;
+                update_packets<T>(e - b, params.data() + b, grads.data() + b, v, nullptr, rule);
+            });
+        };
+        if (options.momentum == 0.0)
+            run([&](P& p, const P& g, P&, P&) { p = psub(p, pmul(rate, g)); });  // p -= rate * g
+        else if (!options.nesterov)
+            run([&](P& p, const P& g, P& v, P&) {
+                v = psub(pmul(m, v), pmul(rate, g));  // v = m * v - rate * g
+                p = padd(p, v);                       // p += v
+            });
+        else  // rate * g, used twice, would be computed once and fused neither time: fused here
+            run([&](P& p, const P& g, P& v, P&) {
+                v = pmadd(minus_rate, g, pmul(m, v));             // v = m * v - rate * g
+                p = padd(p, pmadd(minus_rate, g, pmul(m, v)));  // p += m * v - rate * g
+            });
     }
 
     void rmsprop_update(Context& ctx, const RmspropOptions& options, double lr, View<T> params, View<const T> grads,
                         View<T> mean_square) override {
-        const T rho = T(options.rho), one_minus_rho = T(1.0 - options.rho), eps = T(options.epsilon), rate = T(lr);
+        using namespace Eigen::internal;
+        using P = UpdatePacket<T>;
+        const P rho = pset1<P>(T(options.rho)), one_minus_rho = pset1<P>(T(1.0 - options.rho));
+        const P eps = pset1<P>(T(options.epsilon)), rate = pset1<P>(T(lr));
         parallel_ranges(thread_count(ctx), params.numel(), kParallelGrain, [&](std::int64_t b, std::int64_t e) {
-            ArrayMap<T> p(params.data() + b, e - b), s(mean_square.data() + b, e - b);
-            ConstArrayMap<T> g(grads.data() + b, e - b);
-            s = rho * s + one_minus_rho * g.square();
-            p -= rate * g / (s.sqrt() + eps);
+            update_packets<T>(e - b, params.data() + b, grads.data() + b, mean_square.data() + b, nullptr,
+                              [&](P& p, const P& g, P& s, P&) {
+                                  s = padd(pmul(rho, s), pmul(one_minus_rho, pmul(g, g)));  // s = rho s + (1 - rho) g^2
+                                  p = psub(p, pdiv(pmul(rate, g), padd(psqrt(s), eps)));   // p -= rate g / (sqrt(s) + eps)
+                              });
         });
     }
 
     void adam_update(Context& ctx, const AdamOptions& options, double step_size, View<T> params, View<const T> grads,
                      View<T> m, View<T> v) override {
-        const T rate = T(step_size);
-        const T b1 = T(options.beta1), b2 = T(options.beta2), eps = T(options.epsilon);
+        using namespace Eigen::internal;
+        using P = UpdatePacket<T>;
+        const T b1 = T(options.beta1), b2 = T(options.beta2);
+        const P rate = pset1<P>(T(step_size)), eps = pset1<P>(T(options.epsilon));
+        const P beta1 = pset1<P>(b1), one_minus_beta1 = pset1<P>(T(1) - b1);
+        const P beta2 = pset1<P>(b2), one_minus_beta2 = pset1<P>(T(1) - b2);
         parallel_ranges(thread_count(ctx), params.numel(), kParallelGrain, [&](std::int64_t b, std::int64_t e) {
-            ArrayMap<T> p(params.data() + b, e - b), mm(m.data() + b, e - b), vv(v.data() + b, e - b);
-            ConstArrayMap<T> g(grads.data() + b, e - b);
-            mm = b1 * mm + (T(1) - b1) * g;
-            vv = b2 * vv + (T(1) - b2) * g.square();
-            p -= rate * mm / (vv.sqrt() + eps);
+            update_packets<T>(e - b, params.data() + b, grads.data() + b, m.data() + b, v.data() + b,
+                              [&](P& p, const P& g, P& mm, P& vv) {
+                                  mm = padd(pmul(beta1, mm), pmul(one_minus_beta1, g));             // m = b1 m + (1 - b1) g
+                                  vv = padd(pmul(beta2, vv), pmul(one_minus_beta2, pmul(g, g)));    // v = b2 v + (1 - b2) g^2
+                                  p = psub(p, pdiv(pmul(rate, mm), padd(psqrt(vv), eps)));          // p -= rate m / (sqrt(v) + eps)
+                              });
         });
     }
 
