@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <ostream>
 #include <vector>
 
 #include "relative_error.hpp"
@@ -49,6 +50,26 @@ void for_each_tap(const ConvGeometry& g, Visit&& visit) {
                     }
 }
 
+// One geometry of the tests: an image, its channels and a square filter.
+struct ConvCase {
+    std::int64_t height, width, in_channels, out_channels, kernel, stride;
+    Padding padding;
+
+    ConvGeometry geometry(std::int64_t batch) const {
+        ConvGeometry g;
+        g.batch = batch;
+        g.in_c = in_channels;
+        g.out_c = out_channels;
+        g.h = ConvAxis::forward(height, kernel, stride, padding);
+        g.w = ConvAxis::forward(width, kernel, stride, padding);
+        return g;
+    }
+    friend std::ostream& operator<<(std::ostream& out, const ConvCase& t) {
+        return out << t.height << "x" << t.width << "x" << t.in_channels << " -> " << t.out_channels << ", kernel "
+                   << t.kernel << ", stride " << t.stride << (t.padding == Padding::same ? ", same" : ", valid");
+    }
+};
+
 }  // namespace
 
 TEST_CASE("direct one-channel convolutions match a double reference") {
@@ -56,24 +77,12 @@ TEST_CASE("direct one-channel convolutions match a double reference") {
         MESSAGE("this build has no AVX-512: the CPU backend uses im2col and Eigen, nothing to check here");
         return;
     }
-    struct Case {
-        std::int64_t height, width, channels, kernel, stride;
-        Padding padding;
-    };
-    for (const Case& t : {Case{7, 9, 1, 3, 1, Padding::same}, Case{8, 6, 3, 4, 2, Padding::same},
-                          Case{11, 5, 10, 4, 2, Padding::same}, Case{9, 10, 17, 3, 1, Padding::valid},
-                          Case{6, 7, 10, 4, 1, Padding::same}, Case{10, 9, 2, 5, 2, Padding::valid}}) {
-        CAPTURE(t.height);
-        CAPTURE(t.width);
-        CAPTURE(t.channels);
-        CAPTURE(t.kernel);
-        CAPTURE(t.stride);
-        ConvGeometry g;
-        g.batch = 2;
-        g.in_c = t.channels;
-        g.out_c = 1;
-        g.h = ConvAxis::forward(t.height, t.kernel, t.stride, t.padding);
-        g.w = ConvAxis::forward(t.width, t.kernel, t.stride, t.padding);
+    // One output channel.
+    for (const ConvCase& t : {ConvCase{7, 9, 1, 1, 3, 1, Padding::same}, ConvCase{8, 6, 3, 1, 4, 2, Padding::same},
+                              ConvCase{11, 5, 10, 1, 4, 2, Padding::same}, ConvCase{9, 10, 17, 1, 3, 1, Padding::valid},
+                              ConvCase{6, 7, 10, 1, 4, 1, Padding::same}, ConvCase{10, 9, 2, 1, 5, 2, Padding::valid}}) {
+        INFO(t);
+        const ConvGeometry g = t.geometry(2);
         const std::int64_t pixels = g.gemm_m(), inputs = g.input_shape().numel(), taps = g.gemm_k();
         const std::vector<float> x = pattern(inputs, 13, 0.45f), w = pattern(taps, 7, 0.5f),
                                  dy = pattern(pixels, 5, 0.4f);
@@ -112,25 +121,12 @@ TEST_CASE("the direct single-input-channel forward convolution matches a double 
         MESSAGE("this build has no AVX-512: the CPU backend uses im2col and Eigen, nothing to check here");
         return;
     }
-    struct Case {
-        std::int64_t height, width, out_channels, kernel, stride;
-        Padding padding;
-    };
     // The last two have runs of 8 output pixels clipped alike (summed side by side).
-    for (const Case& t : {Case{7, 9, 10, 4, 1, Padding::same}, Case{8, 5, 16, 3, 2, Padding::same},
-                          Case{9, 11, 1, 5, 1, Padding::valid}, Case{6, 6, 7, 4, 2, Padding::valid},
-                          Case{6, 21, 10, 4, 1, Padding::same}, Case{5, 40, 5, 3, 2, Padding::same}}) {
-        CAPTURE(t.height);
-        CAPTURE(t.width);
-        CAPTURE(t.out_channels);
-        CAPTURE(t.kernel);
-        CAPTURE(t.stride);
-        ConvGeometry g;
-        g.batch = 2;
-        g.in_c = 1;
-        g.out_c = t.out_channels;
-        g.h = ConvAxis::forward(t.height, t.kernel, t.stride, t.padding);
-        g.w = ConvAxis::forward(t.width, t.kernel, t.stride, t.padding);
+    for (const ConvCase& t : {ConvCase{7, 9, 1, 10, 4, 1, Padding::same}, ConvCase{8, 5, 1, 16, 3, 2, Padding::same},
+                              ConvCase{9, 11, 1, 1, 5, 1, Padding::valid}, ConvCase{6, 6, 1, 7, 4, 2, Padding::valid},
+                              ConvCase{6, 21, 1, 10, 4, 1, Padding::same}, ConvCase{5, 40, 1, 5, 3, 2, Padding::same}}) {
+        INFO(t);
+        const ConvGeometry g = t.geometry(2);
         const std::int64_t pixels = g.gemm_m(), C = g.out_c, taps = g.gemm_k();
         // wt (taps x C): the filter transposed, as the kernels take it.
         const std::vector<float> x = pattern(g.input_shape().numel(), 13, 0.45f), wt = pattern(taps * C, 7, 0.5f);
@@ -163,30 +159,16 @@ TEST_CASE("the direct filter gradient matches a double reference") {
         MESSAGE("this build has no AVX-512: the CPU backend uses im2col and Eigen, nothing to check here");
         return;
     }
-    struct Case {
-        std::int64_t height, width, in_channels, out_channels, kernel, stride;
-        Padding padding;
-    };
     // Output channels 1 to 80 (one to five vectors, partial ones included), input channels
     // that leave partial tiles (and tiles of fewer than 8 vectors, summed in 4 chains:
     // the first and the last two), and channel ranges that split the tiles as the
     // backend's items do.
-    for (const Case& t : {Case{7, 9, 3, 80, 3, 1, Padding::same}, Case{8, 6, 10, 20, 4, 2, Padding::same},
-                          Case{11, 5, 17, 33, 3, 2, Padding::valid}, Case{6, 7, 40, 64, 3, 1, Padding::same},
-                          Case{9, 10, 2, 1, 5, 2, Padding::same}, Case{5, 8, 13, 47, 4, 1, Padding::valid},
-                          Case{10, 9, 20, 10, 3, 2, Padding::same}, Case{6, 29, 1, 10, 4, 1, Padding::same}}) {
-        CAPTURE(t.height);
-        CAPTURE(t.width);
-        CAPTURE(t.in_channels);
-        CAPTURE(t.out_channels);
-        CAPTURE(t.kernel);
-        CAPTURE(t.stride);
-        ConvGeometry g;
-        g.batch = 3;
-        g.in_c = t.in_channels;
-        g.out_c = t.out_channels;
-        g.h = ConvAxis::forward(t.height, t.kernel, t.stride, t.padding);
-        g.w = ConvAxis::forward(t.width, t.kernel, t.stride, t.padding);
+    for (const ConvCase& t : {ConvCase{7, 9, 3, 80, 3, 1, Padding::same}, ConvCase{8, 6, 10, 20, 4, 2, Padding::same},
+                              ConvCase{11, 5, 17, 33, 3, 2, Padding::valid}, ConvCase{6, 7, 40, 64, 3, 1, Padding::same},
+                              ConvCase{9, 10, 2, 1, 5, 2, Padding::same}, ConvCase{5, 8, 13, 47, 4, 1, Padding::valid},
+                              ConvCase{10, 9, 20, 10, 3, 2, Padding::same}, ConvCase{6, 29, 1, 10, 4, 1, Padding::same}}) {
+        INFO(t);
+        const ConvGeometry g = t.geometry(3);
         const std::int64_t pixels = g.gemm_m(), O = g.out_c, K = g.gemm_k();
         const std::vector<float> x = pattern(g.input_shape().numel(), 13, 0.45f), d = pattern(pixels * O, 7, 0.3f);  // no case sums to 0
         std::vector<double> dw_want(std::size_t(O * K), 0.0);
