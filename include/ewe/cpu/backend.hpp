@@ -109,17 +109,21 @@ void activation_grad(Activation act, const T* y, const T* dy, T* dpre, std::int6
     });
 }
 
-// dpre = dy * act'(y) for `rows` rows of `cols` values (contiguous), and sums[c] +=
-// dpre's column sums in double, in one pass: each row's gradient is summed while in
-// registers. The same values and sums as activation_grad, then add_column_sums.
+// dpre = dy * act'(y) for `rows` rows of `cols` values (rows ld apart in y, dy and dpre),
+// and, where sums is not null, sums[c] += dpre's column sums in double, in the same pass:
+// each row's gradient is summed while in registers, row after row.
 template <class T>
 void activation_grad_column_sums(Activation act, const T* y, const T* dy, T* dpre, std::int64_t rows,
-                                 std::int64_t cols, double* sums) {
+                                 std::int64_t cols, std::int64_t ld, double* sums) {
     with_activation(act, [&](auto known) {
         for (std::int64_t r = 0; r < rows; ++r) {
-            const T* yr = y + r * cols;
-            const T* dyr = dy + r * cols;
-            T* dr = dpre + r * cols;
+            const T* yr = y + r * ld;
+            const T* dyr = dy + r * ld;
+            T* dr = dpre + r * ld;
+            if (sums == nullptr) {
+                for (std::int64_t c = 0; c < cols; ++c) dr[c] = dyr[c] * activation_slope(decltype(known)::value, yr[c]);
+                continue;
+            }
             for (std::int64_t c = 0; c < cols; ++c) {
                 const T d = dyr[c] * activation_slope(decltype(known)::value, yr[c]);
                 dr[c] = d;
@@ -127,13 +131,6 @@ void activation_grad_column_sums(Activation act, const T* y, const T* dy, T* dpr
             }
         }
     });
-}
-
-// sums[c] += d[r * ld + c] over rows r, for c in [0, cols), in double.
-template <class T>
-void add_column_sums(const T* d, std::int64_t ld, std::int64_t rows, std::int64_t cols, double* sums) {
-    for (std::int64_t r = 0; r < rows; ++r)
-        for (std::int64_t c = 0; c < cols; ++c) sums[c] += double(d[r * ld + c]);
 }
 
 // The size of the pieces a product's long side is cut into: about kProductItems of
@@ -239,11 +236,10 @@ public:
         plan.allocate(ctx);
         // dpre and db for the columns [c0, c0 + cols).
         const auto dpre_and_db = [&, sums = plan.doubles(sums_at)](std::int64_t c0, std::int64_t cols) {
-            for (std::int64_t r = 0; r < n; ++r)
-                activation_grad(act, y.data() + r * out + c0, dy.data() + r * out + c0, dpre.data() + r * out + c0, cols);
+            if (!db.empty()) std::fill(sums + c0, sums + c0 + cols, 0.0);
+            activation_grad_column_sums(act, y.data() + c0, dy.data() + c0, dpre.data() + c0, n, cols, out,
+                                        db.empty() ? nullptr : sums + c0);
             if (db.empty()) return;
-            std::fill(sums + c0, sums + c0 + cols, 0.0);
-            add_column_sums(dpre.data() + c0, out, n, cols, sums + c0);
             for (std::int64_t c = c0; c < c0 + cols; ++c) db[c] = T(sums[c]);
         };
         if (serial || in >= out) dpre_and_db(0, out);
@@ -409,7 +405,7 @@ public:
                                                               T* cols, T* dw_part, double* db_part, const T*,
                                                               const Bf16Slot& slot) {
             const std::int64_t m0 = n0 * pixels, m1 = n1 * pixels;
-            activation_grad_column_sums(act, y.data() + m0 * C, dy.data() + m0 * C, dpre.data() + m0 * C, m1 - m0, C,
+            activation_grad_column_sums(act, y.data() + m0 * C, dy.data() + m0 * C, dpre.data() + m0 * C, m1 - m0, C, C,
                                         db_part);
             if (!dx.empty()) std::fill(dx.data() + image_start(g, m0), dx.data() + image_start(g, m1), T(0));
             if (direct_one_channel(g)) {
@@ -492,7 +488,8 @@ public:
                                                                      const Bf16Slot& slot) {
             const std::int64_t m0 = n0 * pixels, m1 = n1 * pixels;
             const std::int64_t p0 = image_start(g, m0), p1 = image_start(g, m1);
-            activation_grad_column_sums(act, y.data() + p0, dy.data() + p0, dpre.data() + p0, (p1 - p0) / C, C, db_part);
+            activation_grad_column_sums(act, y.data() + p0, dy.data() + p0, dpre.data() + p0, (p1 - p0) / C, C, C,
+                                        db_part);
             if (direct_dw && dx.empty()) return;
             for (std::int64_t m = m0; m < m1; m += block) {
                 const std::int64_t rows = std::min(block, m1 - m);
