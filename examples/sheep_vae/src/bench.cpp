@@ -33,7 +33,7 @@ int run_bench(const BenchOptions& o, const Console& io) {
     const ewe::Device device = parse_device(o.device);
     ewe::ContextOptions context_options;
     context_options.threads = o.threads;
-    context_options.cpu_product_precision = product_precision_named(o.product_precision);
+    context_options.cpu_product_precision = *ewe::cpu_product_precision_named(o.product_precision);
     ewe::Context ctx(device, context_options);
     ewe::SheepVae<float> vae =
         ewe::sheep_vae_for_batch<float>(ctx, ewe::SheepVaeOptions{}, o.batch, o.seed, "bench --batch", kRunNames);

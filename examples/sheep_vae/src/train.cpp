@@ -77,7 +77,7 @@ int run_train(const TrainOptions& o, const std::vector<std::string>& given_setti
     r.model_options.width = o.width;
     r.model_options.reparam = o.reparam == "post" ? ewe::ReparamVariant::post : ewe::ReparamVariant::standard;
     r.settings = ewe::VaeRunSettings{o.seed,     o.batch, o.lr, o.kl_start, o.kl_steep,
-                                     product_precision_named(o.product_precision), 0, "", 0};
+                                     *ewe::cpu_product_precision_named(o.product_precision), 0, "", 0};
     r.given_settings = given_settings;
     r.epochs = o.epochs;
     r.resume = o.resume;

@@ -34,13 +34,10 @@ inline CLI::Validator number_in(double lo, double hi, bool lo_open = false) {
 inline CLI::Validator positive() { return number_in(0, std::numeric_limits<double>::infinity(), true); }
 inline CLI::Validator non_negative() { return number_in(0, std::numeric_limits<double>::infinity()); }
 
-// --product-precision: its help, its check, and the ewe::CpuProductPrecision it names.
+// --product-precision: its help and its check (ewe::cpu_product_precision_named reads it).
 inline constexpr const char* kProductPrecisionHelp =
     "Inputs of the CPU products (conv, conv-transpose, dense): fp32, or bf16 (rounded to bfloat16, summed in fp32; "
     "needs AVX512_BF16)";
 inline CLI::IsMember product_precision_names() { return CLI::IsMember({"fp32", "bf16"}); }
-inline ewe::CpuProductPrecision product_precision_named(const std::string& name) {
-    return name == "bf16" ? ewe::CpuProductPrecision::bf16 : ewe::CpuProductPrecision::fp32;
-}
 
 }  // namespace sheep

@@ -10,7 +10,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <type_traits>
 
 #include "ewe/core/cpu_check.hpp"
@@ -37,6 +39,12 @@ namespace ewe {
 enum class CpuProductPrecision { fp32, bf16 };
 inline const char* to_string(CpuProductPrecision precision) {
     return precision == CpuProductPrecision::bf16 ? "bf16" : "fp32";
+}
+// The precision whose to_string is `name`; nullopt for any other text.
+inline std::optional<CpuProductPrecision> cpu_product_precision_named(std::string_view name) {
+    for (const CpuProductPrecision p : {CpuProductPrecision::fp32, CpuProductPrecision::bf16})
+        if (name == to_string(p)) return p;
+    return std::nullopt;
 }
 
 // Whether this program can run CpuProductPrecision::bf16: compiled for AVX512_BF16

@@ -106,10 +106,11 @@ inline VaeRunCheckpoint read_vae_run_checkpoint(const std::filesystem::path& pat
     c.settings.kl_steep = c.file.meta_double("train.kl_steep", 0.0, 1e9);
     if (c.file.file().metadata.count("train.product_precision")) {
         const std::string& precision = c.file.meta("train.product_precision");
-        if (precision != "fp32" && precision != "bf16")
+        const std::optional<CpuProductPrecision> named = cpu_product_precision_named(precision);
+        if (!named)
             fail(flag, " ", path.string(), ": metadata train.product_precision = '", precision,
                  "' (expected fp32 or bf16)");
-        c.settings.product_precision = precision == "bf16" ? CpuProductPrecision::bf16 : CpuProductPrecision::fp32;
+        c.settings.product_precision = *named;
     }
     c.settings.samples = c.file.meta_int("train.samples", 0, std::int64_t(1) << 62);
     c.settings.data = c.file.meta("train.data");
